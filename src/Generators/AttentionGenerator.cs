@@ -1,0 +1,53 @@
+using System.Collections.Immutable;
+using Microsoft.CodeAnalysis;
+using SparseAttention.Generators.Models;
+
+namespace SparseAttention.Generators;
+
+/// <summary>
+/// The SparseAttention source generator. For each <c>static partial class</c> marked
+/// <c>[AttentionKernel]</c> it emits <c>HeadDim</c>, <c>Pattern</c>, <c>Forward</c> and one row kernel per
+/// instruction set, specialised to the declared pattern.
+/// </summary>
+/// <remarks>
+/// Pipeline: <see cref="SyntaxValueProvider.ForAttributeWithMetadataName"/> → <see cref="Parser"/> (all semantic
+/// work; returns values only) → diagnostics split off → <see cref="Emitter"/>. Tracking names let the tests
+/// prove that an unrelated edit does not re-run the emit step.
+/// </remarks>
+[Generator(LanguageNames.CSharp)]
+public sealed partial class AttentionGenerator : IIncrementalGenerator
+{
+    public const string AttentionKernelAttributeName = "SparseAttention.AttentionKernelAttribute";
+
+    /// <summary>Tracking names of the pipeline steps, for incrementality tests.</summary>
+    public static class TrackingNames
+    {
+        public const string Parse = nameof(Parse);
+        public const string Kernels = nameof(Kernels);
+        public const string Diagnostics = nameof(Diagnostics);
+    }
+
+    public void Initialize(IncrementalGeneratorInitializationContext context)
+    {
+        IncrementalValuesProvider<ParseResult> parsed = context.SyntaxProvider
+            .ForAttributeWithMetadataName(
+                AttentionKernelAttributeName,
+                predicate: static (node, _) => node is Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax,
+                transform: static (context, cancellationToken) => Parser.Parse(context, cancellationToken))
+            .WithTrackingName(TrackingNames.Parse);
+
+        // Diagnostics travel on their own branch so that moving one does not regenerate any code.
+        IncrementalValuesProvider<DiagnosticInfo> diagnostics = parsed
+            .SelectMany(static (result, _) => result.Diagnostics.AsImmutableArray())
+            .WithTrackingName(TrackingNames.Diagnostics);
+        context.RegisterSourceOutput(diagnostics, static (output, diagnostic) => output.ReportDiagnostic(diagnostic.ToDiagnostic()));
+
+        IncrementalValuesProvider<KernelModel> kernels = parsed
+            .Select(static (result, _) => result.Kernel)
+            .Where(static kernel => kernel is not null)
+            .Select(static (kernel, _) => kernel!)
+            .WithTrackingName(TrackingNames.Kernels);
+        context.RegisterSourceOutput(kernels, static (output, kernel) =>
+            output.AddSource(Emitter.HintName(kernel), Emitter.Emit(kernel)));
+    }
+}

@@ -1,0 +1,29 @@
+using SparseAttention.Generators.Helpers;
+
+namespace SparseAttention.Generators.Models;
+
+/// <summary>
+/// Everything the emitters need for one declared kernel, as plain values: no symbol, syntax node or
+/// location survives the parser, so the model compares by value and an unrelated edit leaves it equal.
+/// </summary>
+internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern);
+
+/// <summary>The declared pattern, already validated.</summary>
+internal sealed record PatternModel(
+    int HeadDim,
+    bool Causal,
+    int? WindowLeft,
+    int? WindowRight,
+    EquatableArray<int> Dilations,
+    EquatableArray<int> GlobalTokens,
+    int? Stride);
+
+/// <summary>Where the kernel class sits: its namespace and the chain of types that contain it.</summary>
+internal sealed record HierarchyInfo(string? Namespace, EquatableArray<ContainingTypeInfo> Types)
+{
+    /// <summary>The kernel class's fully qualified name, for the header comment and the file name.</summary>
+    public string FullName => (Namespace is null ? "" : Namespace + ".") + string.Join(".", System.Linq.Enumerable.Select(Types, type => type.Name));
+}
+
+/// <summary>One type of the hierarchy: its keyword (class, struct, record ...) and its name.</summary>
+internal sealed record ContainingTypeInfo(string Keyword, string Name);
