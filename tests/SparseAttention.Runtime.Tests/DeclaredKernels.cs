@@ -1,0 +1,122 @@
+using SparseAttention.Testing;
+
+namespace SparseAttention.Runtime.Tests;
+
+// Declarations the generator compiles into this test assembly, chosen to cover every component, the tile
+// edges (Size = 1, windows wider than a 64-key tile), HeadDims that skip the Vector512 kernel, rows that
+// see nothing, and global tokens inside, outside and beyond the window.
+
+[AttentionKernel(HeadDim = 64)]
+public static partial class DenseCausal;
+
+[AttentionKernel(HeadDim = 32, Causal = false)]
+public static partial class DenseBidirectional;
+
+[AttentionKernel(HeadDim = 16)]
+[SlidingWindow(Size = 1)]
+public static partial class SelfOnly;
+
+[AttentionKernel(HeadDim = 8)]
+[SlidingWindow(Size = 5)]
+public static partial class SmallWindowHeadDim8;
+
+[AttentionKernel(HeadDim = 24)]
+[SlidingWindow(Size = 100)]
+public static partial class WindowWiderThanTile;
+
+[AttentionKernel(HeadDim = 40, Causal = false)]
+[SlidingWindow(Left = 3, Right = 7)]
+public static partial class AsymmetricBidirectionalWindow;
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Left = 10, Right = 5)]
+public static partial class CausalCutsRightSide;
+
+[AttentionKernel(HeadDim = 48, Causal = false)]
+[SlidingWindow(Left = 4, Right = 4)]
+[Dilation(1, 2, 3)]
+public static partial class PerHeadDilation;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 6, Right = 6)]
+[Dilation(2)]
+[GlobalTokens(0, 1, 40)]
+public static partial class LongformerLike;
+
+[AttentionKernel(HeadDim = 128)]
+[SlidingWindow(Size = 8)]
+[GlobalTokens(0, 3, 500)]
+public static partial class CausalWindowWithSinks;
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Left = 7)]
+[Strided(Stride = 8)]
+public static partial class SparseTransformerStrided;
+
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[SlidingWindow(Left = 3, Right = 2)]
+[Dilation(2, 3)]
+[Strided(Stride = 5)]
+[GlobalTokens(2)]
+public static partial class StridedOverDilatedWindow;
+
+[AttentionKernel(HeadDim = 8, Causal = false)]
+[Strided(Stride = 3)]
+public static partial class StridedOnly;
+
+[AttentionKernel(HeadDim = 32)]
+[GlobalTokens(1, 2)]
+public static partial class GlobalsOnly;
+
+[AttentionKernel(HeadDim = 256)]
+[SlidingWindow(Size = 33)]
+public static partial class WideHeads;
+
+public static class DeclaredKernels
+{
+    public static readonly KernelUnderTest[] All =
+    {
+        new(nameof(DenseCausal), DenseCausal.HeadDim, DenseCausal.Pattern, DenseCausal.Forward),
+        new(nameof(DenseBidirectional), DenseBidirectional.HeadDim, DenseBidirectional.Pattern, DenseBidirectional.Forward),
+        new(nameof(SelfOnly), SelfOnly.HeadDim, SelfOnly.Pattern, SelfOnly.Forward),
+        new(nameof(SmallWindowHeadDim8), SmallWindowHeadDim8.HeadDim, SmallWindowHeadDim8.Pattern, SmallWindowHeadDim8.Forward),
+        new(nameof(WindowWiderThanTile), WindowWiderThanTile.HeadDim, WindowWiderThanTile.Pattern, WindowWiderThanTile.Forward),
+        new(nameof(AsymmetricBidirectionalWindow), AsymmetricBidirectionalWindow.HeadDim, AsymmetricBidirectionalWindow.Pattern, AsymmetricBidirectionalWindow.Forward),
+        new(nameof(CausalCutsRightSide), CausalCutsRightSide.HeadDim, CausalCutsRightSide.Pattern, CausalCutsRightSide.Forward),
+        new(nameof(PerHeadDilation), PerHeadDilation.HeadDim, PerHeadDilation.Pattern, PerHeadDilation.Forward),
+        new(nameof(LongformerLike), LongformerLike.HeadDim, LongformerLike.Pattern, LongformerLike.Forward),
+        new(nameof(CausalWindowWithSinks), CausalWindowWithSinks.HeadDim, CausalWindowWithSinks.Pattern, CausalWindowWithSinks.Forward),
+        new(nameof(SparseTransformerStrided), SparseTransformerStrided.HeadDim, SparseTransformerStrided.Pattern, SparseTransformerStrided.Forward),
+        new(nameof(StridedOverDilatedWindow), StridedOverDilatedWindow.HeadDim, StridedOverDilatedWindow.Pattern, StridedOverDilatedWindow.Forward),
+        new(nameof(StridedOnly), StridedOnly.HeadDim, StridedOnly.Pattern, StridedOnly.Forward),
+        new(nameof(GlobalsOnly), GlobalsOnly.HeadDim, GlobalsOnly.Pattern, GlobalsOnly.Forward),
+        new(nameof(WideHeads), WideHeads.HeadDim, WideHeads.Pattern, WideHeads.Forward),
+    };
+
+    public static TheoryData<string> Names()
+    {
+        var data = new TheoryData<string>();
+        foreach (KernelUnderTest kernel in All)
+        {
+            data.Add(kernel.Name);
+        }
+
+        return data;
+    }
+
+    public static TheoryData<string, KernelIsa> NamesByIsa()
+    {
+        var data = new TheoryData<string, KernelIsa>();
+        foreach (KernelUnderTest kernel in All)
+        {
+            foreach (KernelIsa isa in AttentionCheck.AllIsas)
+            {
+                data.Add(kernel.Name, isa);
+            }
+        }
+
+        return data;
+    }
+
+    public static KernelUnderTest Get(string name) => All.Single(kernel => kernel.Name == name);
+}

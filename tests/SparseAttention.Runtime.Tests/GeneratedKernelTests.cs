@@ -1,0 +1,127 @@
+using SparseAttention.Testing;
+
+namespace SparseAttention.Runtime.Tests;
+
+/// <summary>Every declared kernel, on every ISA path, against <see cref="ReferenceAttention"/>.</summary>
+public class GeneratedKernelTests
+{
+    /// <summary>n = 1, odd sizes, sizes around the 32-row work item and the 64-key tile, and larger.</summary>
+    private static readonly int[] SequenceLengths = { 1, 2, 7, 31, 33, 64, 65, 130, 203 };
+
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.NamesByIsa), MemberType = typeof(DeclaredKernels))]
+    public void MatchesReferenceOnRandomInputs(string name, KernelIsa isa)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(HashCode.Combine(name, isa).GetHashCode() & 0x7fffffff);
+        foreach (int seqLen in SequenceLengths)
+        {
+            AttentionShape shape = AttentionCheck.RandomShape(random, seqLen);
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+            float[] expected = AttentionCheck.Reference(kernel, inputs);
+            float[] actual = AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} {isa} {shape}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
+    public void AllIsaPathsAgreeWithEachOtherAndUseAllCoresTheSameWay(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(7);
+        AttentionShape shape = new(Heads: 8, KvHeads: 2, SeqLen: 300);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        float[] singleThreaded = AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = KernelIsa.Scalar, MaxDegreeOfParallelism = 1 });
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            float[] parallel = AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(singleThreaded, parallel, shape, kernel.HeadDim, $"{name} {isa} vs scalar");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
+    public void ExplicitScaleMatchesReference(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(11);
+        AttentionShape shape = new(Heads: 2, KvHeads: 1, SeqLen: 45);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        var options = new AttentionOptions { Scale = 0.05f };
+        float[] expected = AttentionCheck.Reference(kernel, inputs, options);
+        AttentionCheck.AssertClose(expected, AttentionCheck.Run(kernel, inputs, options), shape, kernel.HeadDim, name + " scale 0.05");
+    }
+
+    /// <summary>
+    /// DESIGN.md §2: keys a query cannot see have no influence, not even NaN or Inf stored in them. For
+    /// sample rows, every key and value the row cannot see is poisoned; that row must still equal the
+    /// reference computed on clean inputs.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.NamesByIsa), MemberType = typeof(DeclaredKernels))]
+    public void NaNAndInfinityInInvisibleKeysDoNotReachTheRow(string name, KernelIsa isa)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(3);
+        AttentionShape shape = new(Heads: 4, KvHeads: 2, SeqLen: 90);
+        AttentionCheck.Inputs clean = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        float[] expected = AttentionCheck.Reference(kernel, clean);
+        float[] poisons = { float.NaN, float.PositiveInfinity, float.NegativeInfinity };
+        int d = kernel.HeadDim;
+        foreach (int head in new[] { 0, 3 })
+        {
+            foreach (int row in new[] { 0, 1, 17, 45, 89 })
+            {
+                float[] key = (float[])clean.Key.Clone();
+                float[] value = (float[])clean.Value.Clone();
+                int kvHead = shape.KvHeadOf(head);
+                for (int j = 0; j < shape.SeqLen; j++)
+                {
+                    if (!kernel.Pattern.IsVisible(row, j, head))
+                    {
+                        Array.Fill(key, poisons[j % 3], (kvHead * shape.SeqLen + j) * d, d);
+                        Array.Fill(value, poisons[(j + 1) % 3], (kvHead * shape.SeqLen + j) * d, d);
+                    }
+                }
+
+                var actual = new float[expected.Length];
+                kernel.Forward(clean.Query, key, value, actual, shape, new AttentionOptions { Isa = isa });
+                int offset = (head * shape.SeqLen + row) * d;
+                AttentionCheck.AssertClose(expected.AsSpan(offset, d).ToArray(), actual.AsSpan(offset, d).ToArray(), shape with { Heads = 1, SeqLen = 1 }, d, $"{name} {isa} head {head} row {row} with poisoned invisible keys");
+            }
+        }
+    }
+
+    [Fact]
+    public void QueryThatSeesNothingGetsZeros()
+    {
+        // GlobalsOnly: causal, globals 1 and 2. Query 0 is not global and no global key is at or before it.
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(GlobalsOnly));
+        Assert.False(kernel.Pattern.IsVisible(0, 0));
+        var random = new Random(5);
+        AttentionShape shape = new(1, 1, 10);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            float[] output = AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa });
+            Assert.All(output.Take(kernel.HeadDim), value => Assert.Equal(0f, value));
+            Assert.Contains(output.Skip(kernel.HeadDim), value => value != 0f);
+        }
+    }
+
+    [Fact]
+    public void GeneratedMembersDescribeTheDeclaration()
+    {
+        Assert.Equal(128, CausalWindowWithSinks.HeadDim);
+        Assert.True(CausalWindowWithSinks.Pattern.Causal);
+        Assert.Equal(7, CausalWindowWithSinks.Pattern.WindowLeft);
+        Assert.Equal(new[] { 0, 3, 500 }, CausalWindowWithSinks.Pattern.GlobalTokens);
+        Assert.Equal(new[] { 1, 2, 3 }, PerHeadDilation.Pattern.Dilations);
+        Assert.Equal(3, PerHeadDilation.Pattern.DilationOf(2));
+        Assert.Equal(1, PerHeadDilation.Pattern.DilationOf(3));
+        Assert.Equal(8, SparseTransformerStrided.Pattern.Stride);
+        Assert.True(DenseBidirectional.Pattern.IsDense);
+        Assert.False(DenseBidirectional.Pattern.Causal);
+    }
+}

@@ -1,0 +1,82 @@
+using SparseAttention;
+
+namespace SparseAttention.Testing;
+
+/// <summary>The shape of every generated <c>Forward(..., options)</c>, so tests can hold any kernel as a value.</summary>
+public delegate void ForwardWithOptions(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
+
+/// <summary>A generated kernel with what a test needs to check it against the reference.</summary>
+public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward)
+{
+    public override string ToString() => Name;
+}
+
+/// <summary>Random inputs and the comparison every kernel test makes.</summary>
+public static class AttentionCheck
+{
+    /// <summary>
+    /// Largest |kernel - reference| allowed for inputs in [-1.5, 1.5]. The kernel accumulates in float with
+    /// a different summation order and a vector exp; the reference in double.
+    /// </summary>
+    public const double Tolerance = 1e-4;
+
+    public static float[] RandomArray(Random random, int length, float range = 1.5f)
+    {
+        var values = new float[length];
+        for (int i = 0; i < values.Length; i++)
+        {
+            values[i] = (float)((random.NextDouble() * 2 - 1) * range);
+        }
+
+        return values;
+    }
+
+    public sealed record Inputs(float[] Query, float[] Key, float[] Value, AttentionShape Shape, int HeadDim);
+
+    public static Inputs RandomInputs(Random random, AttentionShape shape, int headDim) => new(
+        RandomArray(random, shape.Heads * shape.SeqLen * headDim),
+        RandomArray(random, shape.KvHeads * shape.SeqLen * headDim),
+        RandomArray(random, shape.KvHeads * shape.SeqLen * headDim),
+        shape,
+        headDim);
+
+    public static float[] Reference(KernelUnderTest kernel, Inputs inputs, AttentionOptions? options = null)
+    {
+        var expected = new float[inputs.Query.Length];
+        ReferenceAttention.Forward(kernel.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, inputs.Shape, options);
+        return expected;
+    }
+
+    public static float[] Run(KernelUnderTest kernel, Inputs inputs, AttentionOptions options)
+    {
+        var actual = new float[inputs.Query.Length];
+        kernel.Forward(inputs.Query, inputs.Key, inputs.Value, actual, inputs.Shape, options);
+        return actual;
+    }
+
+    /// <summary>Asserts the two outputs agree within <see cref="Tolerance"/>, naming the first bad element.</summary>
+    public static void AssertClose(float[] expected, float[] actual, AttentionShape shape, int headDim, string context)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double error = Math.Abs((double)expected[i] - actual[i]);
+            if (!(error <= Tolerance))
+            {
+                int head = i / (shape.SeqLen * headDim);
+                int row = i / headDim % shape.SeqLen;
+                Assert.Fail($"{context}: head {head}, row {row}, dim {i % headDim}: expected {expected[i]}, got {actual[i]} (|error| {error:E2} > {Tolerance:E0}).");
+            }
+        }
+    }
+
+    /// <summary>Random shape with the given sequence length: 1-4 KV heads, group size 1-3.</summary>
+    public static AttentionShape RandomShape(Random random, int seqLen)
+    {
+        int kvHeads = random.Next(1, 4);
+        return new AttentionShape(kvHeads * random.Next(1, 4), kvHeads, seqLen);
+    }
+
+    /// <summary>Every ISA a generated kernel has a path for.</summary>
+    public static readonly KernelIsa[] AllIsas = { KernelIsa.Vector512, KernelIsa.Vector256, KernelIsa.Vector128, KernelIsa.Scalar };
+}
