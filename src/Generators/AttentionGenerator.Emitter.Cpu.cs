@@ -20,7 +20,7 @@ public sealed partial class AttentionGenerator
 
             public string Vector => "global::System.Runtime.Intrinsics." + Name;
 
-            public string Describe(int headDim) => Name + " (" + Invariant(headDim / Lanes) + " vectors per row)";
+            public string Describe(int headDim) => Name + " (" + Invariant(headDim / Lanes) + " x " + Invariant(Lanes) + " floats)";
 
             /// <summary>Whether a row of <paramref name="headDim"/> floats is a whole number of these vectors.</summary>
             public bool Fits(int headDim) => headDim % Lanes == 0;
@@ -47,7 +47,7 @@ public sealed partial class AttentionGenerator
             int vectors = headDim / target.Lanes;
             string v = target.Vector;
             string vt = target.VectorType;
-            writer.Line("/// <summary>Row kernel for " + target.Name + ": HeadDim = " + Invariant(headDim) + " is " + Invariant(vectors) + " vectors of " + Invariant(target.Lanes) + " floats.</summary>");
+            writer.Line("/// <summary>Row kernel for " + target.Name + ": HeadDim = " + Invariant(headDim) + " is " + Invariant(vectors) + " x " + Invariant(target.Lanes) + " floats.</summary>");
             using (writer.Block("private readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionRowKernel"))
             {
                 writer.Line("public static int HeadDim => " + Invariant(headDim) + ";");

@@ -135,6 +135,7 @@ public sealed partial class AttentionGenerator
                     if (size < 1)
                     {
                         diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), "SlidingWindow Size counts the keys a query sees, itself included, so it must be at least 1; got " + size + "."));
+                        return null;
                     }
 
                     left = size - 1;
@@ -159,8 +160,8 @@ public sealed partial class AttentionGenerator
                 {
                     "windowLeft" => ArgumentLocation(window!, "Left"),
                     "windowRight" => ArgumentLocation(window!, "Right"),
-                    "dilation" => AttributeLocation(dilation!),
-                    "globalTokens" => AttributeLocation(globals!),
+                    "dilation" => ElementLocation(dilation!, Array.FindIndex(dilations, value => value < 1)),
+                    "globalTokens" => ElementLocation(globals!, Array.FindIndex(globalTokens, value => value < 0)),
                     _ => ArgumentLocation(strided!, "Stride"),
                 };
                 diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidPatternValue, location, problem));
@@ -227,6 +228,22 @@ public sealed partial class AttentionGenerator
 
         private static Location? AttributeLocation(AttributeData attribute) =>
             attribute.ApplicationSyntaxReference?.GetSyntax().GetLocation();
+
+        /// <summary>
+        /// The location of element <paramref name="index"/> of a <c>params</c> list written out as arguments, or of the
+        /// attribute when the list was passed as one array expression.
+        /// </summary>
+        private static Location? ElementLocation(AttributeData attribute, int index)
+        {
+            if (attribute.ApplicationSyntaxReference?.GetSyntax() is AttributeSyntax { ArgumentList: { } list }
+                && index >= 0 && index < list.Arguments.Count
+                && list.Arguments.All(argument => argument.NameEquals is null && argument.Expression is not (ArrayCreationExpressionSyntax or ImplicitArrayCreationExpressionSyntax or CollectionExpressionSyntax)))
+            {
+                return list.Arguments[index].GetLocation();
+            }
+
+            return AttributeLocation(attribute);
+        }
 
         /// <summary>The location of <c>Name = value</c> inside the attribute, or of the attribute when it is absent.</summary>
         private static Location? ArgumentLocation(AttributeData attribute, string name)

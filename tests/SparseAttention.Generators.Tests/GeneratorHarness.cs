@@ -1,0 +1,63 @@
+using System.Collections.Immutable;
+using System.Reflection;
+using Microsoft.CodeAnalysis;
+using Microsoft.CodeAnalysis.CSharp;
+
+namespace SparseAttention.Generators.Tests;
+
+/// <summary>Runs the generator on source text in memory, the way the compiler does.</summary>
+internal static class GeneratorHarness
+{
+    public static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.Latest);
+
+    /// <summary>The framework plus SparseAttention's abstractions and runtime, as a user's project sees them.</summary>
+    public static readonly ImmutableArray<MetadataReference> References = LoadReferences();
+
+    private static ImmutableArray<MetadataReference> LoadReferences()
+    {
+        string trusted = (string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!;
+        return trusted.Split(Path.PathSeparator)
+            .Where(path => Path.GetFileName(path).StartsWith("System.", StringComparison.Ordinal) || Path.GetFileName(path) is "mscorlib.dll" or "netstandard.dll")
+            .Append(typeof(AttentionKernelAttribute).Assembly.Location)
+            .Append(typeof(AttentionPattern).Assembly.Location)
+            .Distinct()
+            .Select(path => (MetadataReference)MetadataReference.CreateFromFile(path))
+            .ToImmutableArray();
+    }
+
+    public static CSharpCompilation CreateCompilation(params string[] sources) => CSharpCompilation.Create(
+        "UserAssembly" + Guid.NewGuid().ToString("N"),
+        sources.Select((source, index) => CSharpSyntaxTree.ParseText(source, ParseOptions, path: $"Source{index}.cs")),
+        References,
+        new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, optimizationLevel: OptimizationLevel.Release, nullableContextOptions: NullableContextOptions.Enable));
+
+    public static GeneratorDriver CreateDriver(bool trackSteps = false) => CSharpGeneratorDriver.Create(
+        new[] { new AttentionGenerator().AsSourceGenerator() },
+        parseOptions: ParseOptions,
+        driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: trackSteps));
+
+    public sealed record Result(Compilation Output, ImmutableArray<Diagnostic> GeneratorDiagnostics, GeneratorDriverRunResult Run)
+    {
+        public string Source(string hintName) => Run.Results.Single().GeneratedSources.Single(source => source.HintName == hintName).SourceText.ToString();
+
+        public ImmutableArray<Diagnostic> CompilationErrors => Output.GetDiagnostics().Where(diagnostic => diagnostic.Severity == DiagnosticSeverity.Error).ToImmutableArray();
+    }
+
+    public static Result Run(params string[] sources)
+    {
+        CSharpCompilation compilation = CreateCompilation(sources);
+        GeneratorDriver driver = CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out Compilation output, out ImmutableArray<Diagnostic> diagnostics);
+        return new Result(output, diagnostics, driver.GetRunResult());
+    }
+
+    /// <summary>Emits the compilation and loads it into a collectible context, so each test can unload it.</summary>
+    public static (Assembly Assembly, System.Runtime.Loader.AssemblyLoadContext Context) Load(Compilation compilation)
+    {
+        using var stream = new MemoryStream();
+        Microsoft.CodeAnalysis.Emit.EmitResult emit = compilation.Emit(stream);
+        Assert.True(emit.Success, string.Join("\n", emit.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error)));
+        stream.Position = 0;
+        var context = new System.Runtime.Loader.AssemblyLoadContext("generated" + Guid.NewGuid().ToString("N"), isCollectible: true);
+        return (context.LoadFromStream(stream), context);
+    }
+}

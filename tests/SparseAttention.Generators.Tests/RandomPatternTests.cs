@@ -1,0 +1,112 @@
+using System.Reflection;
+using System.Text;
+using SparseAttention.Testing;
+
+namespace SparseAttention.Generators.Tests;
+
+/// <summary>
+/// Differential property test: random declarations are generated, compiled in one in-memory compilation,
+/// loaded into a collectible AssemblyLoadContext, and every kernel is compared to the reference on random
+/// shapes and ISAs. The declared pattern is also rebuilt independently to prove the generator read it right.
+/// </summary>
+public class RandomPatternTests
+{
+    private sealed record Declaration(string Name, int HeadDim, bool Causal, int? Left, int? Right, int? Size, int[] Dilation, int[] Globals, int? Stride)
+    {
+        public AttentionPattern Expected => new(Causal, Size is int size ? size - 1 : Left ?? (Right is null ? null : 0), Size is not null ? 0 : Right ?? (Left is null ? null : 0), Dilation, Globals, Stride);
+
+        public string Source()
+        {
+            var text = new StringBuilder();
+            text.Append("[AttentionKernel(HeadDim = ").Append(HeadDim).Append(Causal ? "" : ", Causal = false").AppendLine(")]");
+            if (Size is int size)
+            {
+                text.Append("[SlidingWindow(Size = ").Append(size).AppendLine(")]");
+            }
+            else if (Left is not null || Right is not null)
+            {
+                var arguments = new List<string>();
+                if (Left is int left) arguments.Add("Left = " + left);
+                if (Right is int right) arguments.Add("Right = " + right);
+                text.Append("[SlidingWindow(").Append(string.Join(", ", arguments)).AppendLine(")]");
+            }
+
+            if (Dilation.Length > 0) text.Append("[Dilation(").Append(string.Join(", ", Dilation)).AppendLine(")]");
+            if (Globals.Length > 0) text.Append("[GlobalTokens(").Append(string.Join(", ", Globals)).AppendLine(")]");
+            if (Stride is int stride) text.Append("[Strided(Stride = ").Append(stride).AppendLine(")]");
+            text.Append("public static partial class ").Append(Name).AppendLine(";");
+            return text.ToString();
+        }
+    }
+
+    private static Declaration RandomDeclaration(Random random, int index)
+    {
+        int[] headDims = { 8, 16, 24, 32, 40, 56, 64, 72, 96, 128, 136, 256 };
+        int windowKind = random.Next(4);
+        int? size = windowKind == 1 ? random.Next(1, 80) : null;
+        int? left = windowKind == 2 ? random.Next(0, 80) : windowKind == 3 && random.Next(2) == 0 ? random.Next(0, 80) : null;
+        int? right = windowKind == 2 || windowKind == 3 ? random.Next(0, 40) : null;
+        bool dilated = windowKind != 0 && random.Next(3) == 0;
+        return new Declaration(
+            "Random" + index,
+            headDims[random.Next(headDims.Length)],
+            random.Next(2) == 0,
+            left,
+            right,
+            size,
+            dilated ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(1, 5)).ToArray() : Array.Empty<int>(),
+            random.Next(3) == 0 ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(0, 150)).ToArray() : Array.Empty<int>(),
+            random.Next(4) == 0 ? random.Next(1, 20) : null);
+    }
+
+    [Fact]
+    public void RandomDeclarationsCompileLoadAndMatchTheReference()
+    {
+        var random = new Random(2026);
+        Declaration[] declarations = Enumerable.Range(0, 48).Select(index => RandomDeclaration(random, index)).ToArray();
+        string source = "using SparseAttention;\nnamespace Generated;\n" + string.Join("\n", declarations.Select(declaration => declaration.Source()));
+
+        GeneratorHarness.Result result = GeneratorHarness.Run(source);
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(result.CompilationErrors);
+        (Assembly assembly, System.Runtime.Loader.AssemblyLoadContext context) = GeneratorHarness.Load(result.Output);
+        try
+        {
+            foreach (Declaration declaration in declarations)
+            {
+                CheckKernel(assembly.GetType("Generated." + declaration.Name)!, declaration, random);
+            }
+        }
+        finally
+        {
+            context.Unload();
+        }
+    }
+
+    private static void CheckKernel(Type type, Declaration declaration, Random random)
+    {
+        var pattern = (AttentionPattern)type.GetProperty("Pattern")!.GetValue(null)!;
+        Assert.Equal(declaration.HeadDim, (int)type.GetField("HeadDim")!.GetValue(null)!);
+        AttentionPattern expected = declaration.Expected;
+        for (int head = 0; head < 3; head++)
+        {
+            for (int query = 0; query < 60; query++)
+            {
+                for (int key = 0; key < 60; key++)
+                {
+                    Assert.True(expected.IsVisible(query, key, head) == pattern.IsVisible(query, key, head), $"{declaration}: generated Pattern disagrees at ({query}, {key}, head {head})");
+                }
+            }
+        }
+
+        MethodInfo forward = type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Length == 6);
+        var kernel = new KernelUnderTest(declaration.Name, declaration.HeadDim, pattern, forward.CreateDelegate<ForwardWithOptions>());
+        foreach (int seqLen in new[] { 1 + random.Next(5), 20 + random.Next(140) })
+        {
+            AttentionShape shape = AttentionCheck.RandomShape(random, seqLen);
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, declaration.HeadDim);
+            KernelIsa isa = AttentionCheck.AllIsas[random.Next(AttentionCheck.AllIsas.Length)];
+            AttentionCheck.AssertClose(AttentionCheck.Reference(kernel, inputs), AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, declaration.HeadDim, $"{declaration} {isa} {shape}");
+        }
+    }
+}
