@@ -6,21 +6,34 @@ public sealed partial class AttentionGenerator
 {
     internal static partial class Emitter
     {
-        /// <summary>Keys scored per online-softmax step: the max and the rescale are paid once per tile.</summary>
-        public const int KeyTile = 64;
+        /// <summary>Keys the row kernel scores per online-softmax step: the max and the rescale are paid once per tile.</summary>
+        public const int RowKeyTile = 64;
+
+        /// <summary>Dimensions per iteration of the emitted QKᵀ loop (the rest of the d-loop is a counted loop).</summary>
+        private const int DimensionUnroll = 4;
 
         private const string ScalarKernelName = "ScalarRowKernel";
+        private const string UnsafeType = "global::System.Runtime.CompilerServices.Unsafe";
+        private const string MemoryMarshalType = "global::System.Runtime.InteropServices.MemoryMarshal";
+        private const string MathType = "global::System.Math";
+        private const string MathFType = "global::System.MathF";
 
-        /// <summary>A vector instruction set a row kernel is emitted for.</summary>
-        internal sealed record CpuTarget(string Name, int Lanes)
+        /// <summary>
+        /// A vector instruction set a kernel is emitted for, with its tile shape. Register budgets: QKᵀ holds
+        /// TileRows x (KeyTile / Lanes) score accumulators and PV TileRows x PvGroup output accumulators, plus a
+        /// few loads: 16 + 3 of AVX-512's 32 registers, 8 + 3 of AVX2's and SSE/NEON's 16.
+        /// </summary>
+        internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup)
         {
-            public string KernelName => Name + "RowKernel";
+            public string KernelName => Name + "Kernel";
 
             public string VectorType => "global::System.Runtime.Intrinsics." + Name + "<float>";
 
             public string Vector => "global::System.Runtime.Intrinsics." + Name;
 
-            public string Describe(int headDim) => Name + " (" + Invariant(headDim / Lanes) + " x " + Invariant(Lanes) + " floats)";
+            public int Panels => KeyTile / Lanes;
+
+            public string Describe(int headDim) => Name + " (" + Invariant(headDim / Lanes) + " x " + Invariant(Lanes) + " floats, tiles of " + Invariant(TileRows) + " queries x " + Invariant(KeyTile) + " keys)";
 
             /// <summary>Whether a row of <paramref name="headDim"/> floats is a whole number of these vectors.</summary>
             public bool Fits(int headDim) => headDim % Lanes == 0;
@@ -32,159 +45,380 @@ public sealed partial class AttentionGenerator
         /// </summary>
         internal static readonly CpuTarget[] CpuTargets =
         {
-            new("Vector512", 16),
-            new("Vector256", 8),
-            new("Vector128", 4),
+            new("Vector512", Lanes: 16, TileRows: 8, KeyTile: 32, PvGroup: 2),
+            new("Vector256", Lanes: 8, TileRows: 4, KeyTile: 16, PvGroup: 2),
+            new("Vector128", Lanes: 4, TileRows: 4, KeyTile: 8, PvGroup: 2),
         };
 
-        /// <summary>
-        /// One row kernel for one ISA: the query row and the output accumulator live in named vector locals
-        /// (the HeadDim loop unrolled), keys are scored a tile at a time, probabilities computed with the
-        /// vector exp, and values accumulated by broadcast + FMA.
-        /// </summary>
-        private static void EmitRowKernel(IndentedTextWriter writer, CpuTarget target, int headDim)
+        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            int vectors = headDim / target.Lanes;
-            string v = target.Vector;
-            string vt = target.VectorType;
-            writer.Line("/// <summary>Row kernel for " + target.Name + ": HeadDim = " + Invariant(headDim) + " is " + Invariant(vectors) + " x " + Invariant(target.Lanes) + " floats.</summary>");
-            using (writer.Block("private readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionRowKernel"))
+            writer.Line("/// <summary>" + target.Name + " kernel: HeadDim = " + Invariant(headDim) + " is " + Invariant(headDim / target.Lanes) + " x " + Invariant(target.Lanes) + " floats; band tiles of " + Invariant(target.TileRows) + " queries x " + Invariant(target.KeyTile) + " keys.</summary>");
+            using (writer.Block("private readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionTileKernel"))
             {
                 writer.Line("public static int HeadDim => " + Invariant(headDim) + ";");
+                writer.Line("public static int ScratchLength => " + Invariant(RowKeyTile) + ";");
+                writer.Line("public static int Lanes => " + Invariant(target.Lanes) + ";");
+                writer.Line("public static int TileRows => " + Invariant(target.TileRows) + ";");
+                writer.Line("public static int KeyTile => " + Invariant(target.KeyTile) + ";");
                 writer.Line();
-                writer.Line("public static int ScratchLength => " + Invariant(KeyTile) + ";");
+                EmitVectorAccumulateRow(writer, target, headDim);
                 writer.Line();
-                writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-                using (writer.Block("public static void ComputeRow(ref float query, ref float keys, ref float values, ref float output, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch)"))
+                EmitBandTile(writer, target, headDim);
+            }
+        }
+
+        /// <summary>
+        /// The row kernel: the query row and the output accumulator live in named vector locals (the HeadDim loop
+        /// unrolled), keys are scored a tile at a time, probabilities come from the vector exp, values are
+        /// accumulated by broadcast + FMA. Used for keys outside the band and for global rows.
+        /// </summary>
+        private static void EmitVectorAccumulateRow(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            int vectors = headDim / target.Lanes;
+            string v = target.Vector, vt = target.VectorType;
+            writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
+            using (writer.Block("public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)"))
+            {
+                writer.Line("// The query row, scaled once, and the row's output so far stay in registers for the whole row.");
+                writer.Line("ref float output = ref " + MemoryMarshalType + ".GetReference(accumulator);");
+                for (int i = 0; i < vectors; i++)
                 {
-                    writer.Line("// The query row, scaled once, stays in registers for the whole row.");
-                    for (int i = 0; i < vectors; i++)
+                    writer.Line(vt + " query" + Invariant(i) + " = " + v + ".LoadUnsafe(ref query, " + Invariant(i * target.Lanes) + ") * scale;");
+                }
+
+                for (int i = 0; i < vectors; i++)
+                {
+                    writer.Line(vt + " output" + Invariant(i) + " = " + v + ".LoadUnsafe(ref output, " + Invariant(i * target.Lanes) + ");");
+                }
+
+                writer.Line("ref float scores = ref " + MemoryMarshalType + ".GetReference(scratch);");
+                using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
+                using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
+                {
+                    writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
+                    writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
+                    writer.Line();
+                    writer.Line("// Scores: one unrolled dot product per key.");
+                    writer.Line("float tileMax = float.NegativeInfinity;");
+                    writer.Line("int position = firstKey;");
+                    using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
                     {
-                        writer.Line(vt + " query" + Invariant(i) + " = " + v + ".LoadUnsafe(ref query, " + Invariant(i * target.Lanes) + ") * scale;");
+                        writer.Line("ref float keyRow = ref " + UnsafeType + ".Add(ref keys, (nint)position * " + Invariant(headDim) + ");");
+                        writer.Line(vt + " dot = query0 * " + v + ".LoadUnsafe(ref keyRow, 0);");
+                        for (int i = 1; i < vectors; i++)
+                        {
+                            writer.Line("dot = " + v + ".FusedMultiplyAdd(query" + Invariant(i) + ", " + v + ".LoadUnsafe(ref keyRow, " + Invariant(i * target.Lanes) + "), dot);");
+                        }
+
+                        writer.Line("float score = " + v + ".Sum(dot);");
+                        writer.Line(UnsafeType + ".Add(ref scores, k) = score;");
+                        writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
                     }
 
                     writer.Line();
-                    writer.Line("// Output accumulators: the sum of p * value over the keys seen so far, rescaled when the running max grows.");
-                    for (int i = 0; i < vectors; i++)
+                    writer.Line("// Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).");
+                    using (writer.Block("if (tileMax > runningMax)"))
                     {
-                        writer.Line(vt + " output" + Invariant(i) + " = " + vt + ".Zero;");
+                        writer.Line("float correction = " + MathFType + ".Exp(runningMax - tileMax);");
+                        writer.Line("runningSum *= correction;");
+                        for (int i = 0; i < vectors; i++)
+                        {
+                            writer.Line("output" + Invariant(i) + " *= correction;");
+                        }
+
+                        writer.Line("runningMax = tileMax;");
                     }
 
-                    writer.Line("float runningMax = float.NegativeInfinity;");
-                    writer.Line("float runningSum = 0f;");
-                    writer.Line("ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);");
-                    using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
-                    using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(KeyTile) + ")"))
+                    writer.Line();
+                    writer.Line("// Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.");
+                    using (writer.Block("for (int k = tileCount; k % " + Invariant(target.Lanes) + " != 0; k++)"))
                     {
-                        writer.Line("int tileCount = global::System.Math.Min(" + Invariant(KeyTile) + ", segment.Count - tileStart);");
-                        writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
-                        writer.Line();
-                        writer.Line("// Scores: one unrolled dot product per key.");
-                        writer.Line("float tileMax = float.NegativeInfinity;");
-                        writer.Line("int position = firstKey;");
-                        using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
+                        writer.Line(UnsafeType + ".Add(ref scores, k) = float.NegativeInfinity;");
+                    }
+
+                    writer.Line(vt + " maxVector = " + v + ".Create(runningMax);");
+                    writer.Line(vt + " sumVector = " + vt + ".Zero;");
+                    using (writer.Block("for (int k = 0; k < tileCount; k += " + Invariant(target.Lanes) + ")"))
+                    {
+                        writer.Line(vt + " probability = " + v + ".Exp(" + v + ".LoadUnsafe(ref scores, (nuint)k) - maxVector);");
+                        writer.Line(v + ".StoreUnsafe(probability, ref scores, (nuint)k);");
+                        writer.Line("sumVector += probability;");
+                    }
+
+                    writer.Line("runningSum += " + v + ".Sum(sumVector);");
+                    writer.Line();
+                    writer.Line("// Values: broadcast each probability and FMA it into the accumulators.");
+                    writer.Line("position = firstKey;");
+                    using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
+                    {
+                        writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)position * " + Invariant(headDim) + ");");
+                        writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref scores, k));");
+                        for (int i = 0; i < vectors; i++)
                         {
-                            writer.Line("ref float keyRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keys, (nint)position * " + Invariant(headDim) + ");");
-                            writer.Line(vt + " dot = query0 * " + v + ".LoadUnsafe(ref keyRow, 0);");
-                            for (int i = 1; i < vectors; i++)
+                            writer.Line("output" + Invariant(i) + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant(i * target.Lanes) + "), output" + Invariant(i) + ");");
+                        }
+                    }
+                }
+
+                for (int i = 0; i < vectors; i++)
+                {
+                    writer.Line(v + ".StoreUnsafe(output" + Invariant(i) + ", ref output, " + Invariant(i * target.Lanes) + ");");
+                }
+            }
+        }
+
+        /// <summary>
+        /// The band tile kernel (FlashAttention-2 on the CPU): for TileRows queries of one residue stream it walks
+        /// the key tiles their band covers. Scores come from a register-blocked QKᵀ against transposed key panels
+        /// (broadcast one query element, FMA into TileRows x Panels accumulators). Only boundary tiles mask; full
+        /// tiles accumulate PV blocked over rows, boundary tiles per row over each row's own keys, so an
+        /// invisible key's value is never multiplied in.
+        /// </summary>
+        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
+            int vectors = headDim / lanes;
+            string panelFloats = Invariant(headDim * lanes);
+
+            writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
+            using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
+            {
+                writer.Line("int rows = tile.Rows;");
+                writer.Line("long firstQuery = tile.FirstQuery;");
+                writer.Line("long lastKey = tile.StreamLength - 1;");
+                writer.Line("// Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.");
+                writer.Line("long firstVisible = " + MathType + ".Max(0, firstQuery - tile.Left);");
+                writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + tile.Right);");
+                writer.Line("long fullFrom = " + MathType + ".Max(0, firstQuery + rows - 1 - tile.Left);");
+                writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + tile.Right);");
+                writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(tile.Probabilities);");
+                writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
+                writer.Line("// Rows past the tile's end repeat its last row; their results are never read.");
+                for (int t = 0; t < rows; t++)
+                {
+                    writer.Line("long query" + Invariant(t) + " = firstQuery + " + MathType + ".Min(" + Invariant(t) + ", rows - 1);");
+                    writer.Line("ref float queryRow" + Invariant(t) + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + Invariant(t) + " - firstQuery) * tile.QueryStride);");
+                }
+
+                using (writer.Block("for (long keyStart = firstVisible / " + Invariant(lanes) + " * " + Invariant(lanes) + "; keyStart <= lastVisible; keyStart += " + Invariant(keyTile) + ")"))
+                {
+                    writer.Line("bool full = keyStart >= fullFrom && keyStart + " + Invariant(keyTile - 1) + " <= fullTo;");
+                    writer.Line("ref float panel = ref " + UnsafeType + ".Add(ref tile.KeyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
+                    writer.Line();
+                    writer.Line("// Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.");
+                    for (int t = 0; t < rows; t++)
+                    {
+                        for (int p = 0; p < panels; p++)
+                        {
+                            writer.Line(vt + " score" + Invariant(t) + "_" + Invariant(p) + " = " + vt + ".Zero;");
+                        }
+                    }
+
+                    using (writer.Block("for (int d = 0; d < " + Invariant(headDim) + "; d += " + Invariant(DimensionUnroll) + ")"))
+                    {
+                        for (int u = 0; u < DimensionUnroll; u++)
+                        {
+                            string dim = u == 0 ? "d" : "d + " + Invariant(u);
+                            for (int p = 0; p < panels; p++)
                             {
-                                writer.Line("dot = " + v + ".FusedMultiplyAdd(query" + Invariant(i) + ", " + v + ".LoadUnsafe(ref keyRow, " + Invariant(i * target.Lanes) + "), dot);");
+                                writer.Line(vt + " key" + Invariant(u) + "_" + Invariant(p) + " = " + v + ".LoadUnsafe(ref panel, (nuint)((" + dim + ") * " + Invariant(lanes) + " + " + Invariant(p * headDim * lanes) + "));");
                             }
 
-                            writer.Line("float score = " + v + ".Sum(dot);");
-                            writer.Line("global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;");
-                            writer.Line("tileMax = global::System.MathF.Max(tileMax, score);");
-                        }
-
-                        writer.Line();
-                        writer.Line("// Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).");
-                        using (writer.Block("if (tileMax > runningMax)"))
-                        {
-                            writer.Line("float correction = global::System.MathF.Exp(runningMax - tileMax);");
-                            writer.Line("runningSum *= correction;");
-                            for (int i = 0; i < vectors; i++)
+                            for (int t = 0; t < rows; t++)
                             {
-                                writer.Line("output" + Invariant(i) + " *= correction;");
-                            }
-
-                            writer.Line("runningMax = tileMax;");
-                        }
-
-                        writer.Line();
-                        writer.Line("// Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.");
-                        using (writer.Block("for (int k = tileCount; k % " + Invariant(target.Lanes) + " != 0; k++)"))
-                        {
-                            writer.Line("global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;");
-                        }
-
-                        writer.Line(vt + " maxVector = " + v + ".Create(runningMax);");
-                        writer.Line(vt + " sumVector = " + vt + ".Zero;");
-                        using (writer.Block("for (int k = 0; k < tileCount; k += " + Invariant(target.Lanes) + ")"))
-                        {
-                            writer.Line(vt + " probability = " + v + ".Exp(" + v + ".LoadUnsafe(ref scores, (nuint)k) - maxVector);");
-                            writer.Line(v + ".StoreUnsafe(probability, ref scores, (nuint)k);");
-                            writer.Line("sumVector += probability;");
-                        }
-
-                        writer.Line("runningSum += " + v + ".Sum(sumVector);");
-                        writer.Line();
-                        writer.Line("// Values: broadcast each probability and FMA it into the accumulators.");
-                        writer.Line("position = firstKey;");
-                        using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
-                        {
-                            writer.Line("ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)position * " + Invariant(headDim) + ");");
-                            writer.Line(vt + " weight = " + v + ".Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k));");
-                            for (int i = 0; i < vectors; i++)
-                            {
-                                writer.Line("output" + Invariant(i) + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant(i * target.Lanes) + "), output" + Invariant(i) + ");");
+                                string broadcast = "broadcast" + Invariant(u) + "_" + Invariant(t);
+                                writer.Line(vt + " " + broadcast + " = " + v + ".Create(" + UnsafeType + ".Add(ref queryRow" + Invariant(t) + ", " + dim + "));");
+                                for (int p = 0; p < panels; p++)
+                                {
+                                    string score = "score" + Invariant(t) + "_" + Invariant(p);
+                                    writer.Line(score + " = " + v + ".FusedMultiplyAdd(" + broadcast + ", key" + Invariant(u) + "_" + Invariant(p) + ", " + score + ");");
+                                }
                             }
                         }
                     }
 
                     writer.Line();
-                    writer.Line("// Normalise. A row that saw no key has runningSum = 0 and is written as zeros.");
-                    writer.Line("float inverseSum = runningSum > 0f ? 1f / runningSum : 0f;");
-                    for (int i = 0; i < vectors; i++)
+                    writer.Line("// Boundary tile: keys outside a row's range become -inf (a select, so NaN in an invisible key cannot leak).");
+                    using (writer.Block("if (!full)"))
                     {
-                        writer.Line(v + ".StoreUnsafe(output" + Invariant(i) + " * inverseSum, ref output, " + Invariant(i * target.Lanes) + ");");
+                        writer.Line("global::System.Runtime.Intrinsics." + target.Name + "<int> keyIndex0 = " + v + ".Create((int)keyStart) + global::System.Runtime.Intrinsics." + target.Name + "<int>.Indices;");
+                        for (int p = 1; p < panels; p++)
+                        {
+                            writer.Line("global::System.Runtime.Intrinsics." + target.Name + "<int> keyIndex" + Invariant(p) + " = keyIndex0 + " + v + ".Create(" + Invariant(p * lanes) + ");");
+                        }
+
+                        writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
+                        for (int t = 0; t < rows; t++)
+                        {
+                            string r = Invariant(t);
+                            writer.Line("var first" + r + " = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - tile.Left));");
+                            writer.Line("var last" + r + " = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + tile.Right));");
+                            for (int p = 0; p < panels; p++)
+                            {
+                                string score = "score" + r + "_" + Invariant(p);
+                                string key = "keyIndex" + Invariant(p);
+                                writer.Line(score + " = " + v + ".ConditionalSelect(" + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first" + r + ") & " + v + ".LessThanOrEqual(" + key + ", last" + r + ")), " + score + ", minusInfinity);");
+                            }
+                        }
+                    }
+
+                    writer.Line();
+                    writer.Line("// Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.");
+                    for (int t = 0; t < rows; t++)
+                    {
+                        string r = Invariant(t);
+                        string max = "score" + r + "_0";
+                        for (int p = 1; p < panels; p++)
+                        {
+                            max = v + ".Max(" + max + ", score" + r + "_" + Invariant(p) + ")";
+                        }
+
+                        writer.Line("float newMax" + r + " = " + MathFType + ".Max(tile.RowMax[" + r + "], global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
+                        writer.Line("float rescale" + r + " = 1f;");
+                        using (writer.Block("if (newMax" + r + " == float.NegativeInfinity)"))
+                        {
+                            for (int p = 0; p < panels; p++)
+                            {
+                                writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
+                            }
+                        }
+
+                        using (writer.Block("else"))
+                        {
+                            writer.Line("rescale" + r + " = " + MathFType + ".Exp(tile.RowMax[" + r + "] - newMax" + r + ");");
+                            writer.Line(vt + " rowMax" + r + " = " + v + ".Create(newMax" + r + ");");
+                            string sum = "";
+                            for (int p = 0; p < panels; p++)
+                            {
+                                string probability = "probability" + r + "_" + Invariant(p);
+                                writer.Line(vt + " " + probability + " = " + v + ".Exp(score" + r + "_" + Invariant(p) + " - rowMax" + r + ");");
+                                writer.Line(v + ".StoreUnsafe(" + probability + ", ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
+                                sum = sum.Length == 0 ? probability : sum + " + " + probability;
+                            }
+
+                            writer.Line("tile.RowSum[" + r + "] = tile.RowSum[" + r + "] * rescale" + r + " + " + v + ".Sum(" + sum + ");");
+                            writer.Line("tile.RowMax[" + r + "] = newMax" + r + ";");
+                        }
+                    }
+
+                    writer.Line();
+                    using (writer.Block("if (full)"))
+                    {
+                        writer.Line("// Full tile: O += P V blocked over rows, " + Invariant(target.PvGroup) + " vectors of HeadDim at a time.");
+                        for (int group = 0; group < vectors; group += target.PvGroup)
+                        {
+                            int width = System.Math.Min(target.PvGroup, vectors - group);
+                            using (writer.Block(null))
+                            {
+                                for (int t = 0; t < rows; t++)
+                                {
+                                    for (int g = 0; g < width; g++)
+                                    {
+                                        writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
+                                    }
+                                }
+
+                                using (writer.Block("for (int k = 0; k < " + Invariant(keyTile) + "; k++)"))
+                                {
+                                    writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);");
+                                    for (int g = 0; g < width; g++)
+                                    {
+                                        writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
+                                    }
+
+                                    for (int t = 0; t < rows; t++)
+                                    {
+                                        writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + " + k));");
+                                        for (int g = 0; g < width; g++)
+                                        {
+                                            string output = "output" + Invariant(t) + "_" + Invariant(g);
+                                            writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
+                                        }
+                                    }
+                                }
+
+                                for (int t = 0; t < rows; t++)
+                                {
+                                    for (int g = 0; g < width; g++)
+                                    {
+                                        writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
+                                    }
+                                }
+                            }
+                        }
+                    }
+
+                    using (writer.Block("else"))
+                    {
+                        writer.Line("// Boundary tile: each row over its own keys only.");
+                        for (int t = 0; t < rows; t++)
+                        {
+                            string r = Invariant(t);
+                            using (writer.Block(null))
+                            {
+                                writer.Line("int fromKey = (int)(" + MathType + ".Max(keyStart, " + MathType + ".Max(0, query" + r + " - tile.Left)) - keyStart);");
+                                writer.Line("int toKey = (int)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + tile.Right)) - keyStart);");
+                                writer.Line("ref float rowOutput = ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + ");");
+                                for (int chunk = 0; chunk < vectors; chunk += 8)
+                                {
+                                    int width = System.Math.Min(8, vectors - chunk);
+                                    for (int g = 0; g < width; g++)
+                                    {
+                                        writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ") * rescale" + r + ";");
+                                    }
+
+                                    using (writer.Block("for (int k = fromKey; k <= toKey; k++)"))
+                                    {
+                                        writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);");
+                                        writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + " + k));");
+                                        for (int g = 0; g < width; g++)
+                                        {
+                                            string output = "output" + Invariant(chunk + g);
+                                            writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant((chunk + g) * lanes) + "), " + output + ");");
+                                        }
+                                    }
+
+                                    for (int g = 0; g < width; g++)
+                                    {
+                                        writer.Line(v + ".StoreUnsafe(output" + Invariant(chunk + g) + ", ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
         }
 
-        /// <summary>The fallback for machines without SIMD: the same schedule with plain loops over HeadDim.</summary>
-        private static void EmitScalarRowKernel(IndentedTextWriter writer, int headDim)
+        /// <summary>The fallback for machines without SIMD: the row schedule with plain loops over HeadDim.</summary>
+        private static void EmitScalarKernel(IndentedTextWriter writer, int headDim)
         {
             string d = Invariant(headDim);
-            writer.Line("/// <summary>Scalar row kernel, for machines without SIMD: the same tiles and online softmax, one float at a time.</summary>");
+            writer.Line("/// <summary>Scalar row kernel, for machines without SIMD: the same online softmax, one float at a time.</summary>");
             using (writer.Block("private readonly struct " + ScalarKernelName + " : global::SparseAttention.Cpu.IAttentionRowKernel"))
             {
                 writer.Line("public static int HeadDim => " + d + ";");
+                writer.Line("public static int ScratchLength => " + Invariant(RowKeyTile) + ";");
                 writer.Line();
-                writer.Line("public static int ScratchLength => " + Invariant(KeyTile) + ";");
-                writer.Line();
-                using (writer.Block("public static void ComputeRow(ref float query, ref float keys, ref float values, ref float output, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch)"))
+                using (writer.Block("public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)"))
                 {
                     writer.Line("global::System.Span<float> scaledQuery = stackalloc float[" + d + "];");
-                    writer.Line("global::System.Span<float> accumulator = stackalloc float[" + d + "];");
                     using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
                     {
-                        writer.Line("scaledQuery[d] = global::System.Runtime.CompilerServices.Unsafe.Add(ref query, d) * scale;");
-                        writer.Line("accumulator[d] = 0f;");
+                        writer.Line("scaledQuery[d] = " + UnsafeType + ".Add(ref query, d) * scale;");
                     }
 
-                    writer.Line("float runningMax = float.NegativeInfinity;");
-                    writer.Line("float runningSum = 0f;");
                     using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
-                    using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(KeyTile) + ")"))
+                    using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
                     {
-                        writer.Line("int tileCount = global::System.Math.Min(" + Invariant(KeyTile) + ", segment.Count - tileStart);");
+                        writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
                         writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
                         writer.Line("float tileMax = float.NegativeInfinity;");
                         writer.Line("int position = firstKey;");
                         using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
                         {
-                            writer.Line("global::System.ReadOnlySpan<float> keyRow = global::System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keys, (nint)position * " + d + "), " + d + ");");
+                            writer.Line("global::System.ReadOnlySpan<float> keyRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref keys, (nint)position * " + d + "), " + d + ");");
                             writer.Line("float score = 0f;");
                             using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
                             {
@@ -192,12 +426,12 @@ public sealed partial class AttentionGenerator
                             }
 
                             writer.Line("scratch[k] = score;");
-                            writer.Line("tileMax = global::System.MathF.Max(tileMax, score);");
+                            writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
                         }
 
                         using (writer.Block("if (tileMax > runningMax)"))
                         {
-                            writer.Line("float correction = global::System.MathF.Exp(runningMax - tileMax);");
+                            writer.Line("float correction = " + MathFType + ".Exp(runningMax - tileMax);");
                             writer.Line("runningSum *= correction;");
                             using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
                             {
@@ -210,20 +444,14 @@ public sealed partial class AttentionGenerator
                         writer.Line("position = firstKey;");
                         using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
                         {
-                            writer.Line("float weight = global::System.MathF.Exp(scratch[k] - runningMax);");
+                            writer.Line("float weight = " + MathFType + ".Exp(scratch[k] - runningMax);");
                             writer.Line("runningSum += weight;");
-                            writer.Line("global::System.ReadOnlySpan<float> valueRow = global::System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)position * " + d + "), " + d + ");");
+                            writer.Line("global::System.ReadOnlySpan<float> valueRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref values, (nint)position * " + d + "), " + d + ");");
                             using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
                             {
                                 writer.Line("accumulator[d] += weight * valueRow[d];");
                             }
                         }
-                    }
-
-                    writer.Line("float inverseSum = runningSum > 0f ? 1f / runningSum : 0f;");
-                    using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
-                    {
-                        writer.Line("global::System.Runtime.CompilerServices.Unsafe.Add(ref output, d) = accumulator[d] * inverseSum;");
                     }
                 }
             }

@@ -29,8 +29,9 @@ public sealed partial class AttentionGenerator
             writer.Line("// SparseAttention kernel for " + kernel.Hierarchy.FullName + ".");
             writer.Line("// Pattern: " + runtimePattern + ".");
             writer.Line("// HeadDim: " + Invariant(pattern.HeadDim) + ". Row kernels: " + string.Join(", ", CpuTargets.Where(target => target.Fits(pattern.HeadDim)).Select(target => target.Describe(pattern.HeadDim))) + ", Scalar" + ".");
-            writer.Line("// Each query row visits exactly its visible keys, as the disjoint key segments AttentionPattern.GetKeySegments");
-            writer.Line("// returns, in tiles of " + Invariant(KeyTile) + " keys with an online softmax: no n x n loop and no mask test.");
+            writer.Line("// Schedule (FlashAttention-2 on the CPU): the pattern's band (window or dense) runs as tiles of queries x keys with an");
+            writer.Line("// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. Keys outside");
+            writer.Line("// the band (strided runs, global columns) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
             writer.Line("#nullable enable");
             writer.Line();
 
@@ -49,11 +50,11 @@ public sealed partial class AttentionGenerator
             writer.Line();
             foreach (CpuTarget target in CpuTargets.Where(target => target.Fits(pattern.HeadDim)))
             {
-                EmitRowKernel(writer, target, pattern.HeadDim);
+                EmitVectorKernel(writer, target, pattern.HeadDim);
                 writer.Line();
             }
 
-            EmitScalarRowKernel(writer, pattern.HeadDim);
+            EmitScalarKernel(writer, pattern.HeadDim);
             for (int i = scopes.Count - 1; i >= 0; i--)
             {
                 scopes[i].Dispose();
@@ -111,13 +112,13 @@ public sealed partial class AttentionGenerator
                         writer.Line("case global::SparseAttention.KernelIsa." + target.Name + ":");
                         if (target.Fits(pattern.HeadDim))
                         {
-                            writer.Line("    global::SparseAttention.Cpu.CpuAttention.Run<" + target.KernelName + ">(Pattern, query, key, value, output, shape, options);");
+                            writer.Line("    global::SparseAttention.Cpu.CpuAttention.RunTiled<" + target.KernelName + ">(Pattern, query, key, value, output, shape, options);");
                             writer.Line("    break;");
                         }
                     }
 
                     writer.Line("default:");
-                    writer.Line("    global::SparseAttention.Cpu.CpuAttention.Run<" + ScalarKernelName + ">(Pattern, query, key, value, output, shape, options);");
+                    writer.Line("    global::SparseAttention.Cpu.CpuAttention.RunRows<" + ScalarKernelName + ">(Pattern, query, key, value, output, shape, options);");
                     writer.Line("    break;");
                 }
             }

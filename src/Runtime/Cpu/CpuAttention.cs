@@ -1,103 +1,363 @@
 using System;
 using System.ComponentModel;
 using System.Runtime.CompilerServices;
-using System.Threading.Tasks;
 
 namespace SparseAttention.Cpu;
 
 /// <summary>
-/// Runs a generated row kernel over a whole call: pins the inputs, splits (head, block of query rows) work
-/// items over the cores, and gives each row its exact key segments from the pattern. Generated
-/// <c>Forward</c> methods call this after validating their arguments.
+/// Runs generated kernels over a whole call. Generated <c>Forward</c> methods call this after validating
+/// their arguments. Two schedules:
+/// <list type="bullet">
+/// <item><see cref="RunTiled{TKernel}"/>: keys are packed into transposed panels, then each (head, residue
+/// stream, block of query tiles) work item runs the band (window or dense) through the register-blocked tile
+/// kernel, and every row then adds the keys outside the band (strided runs, global columns) with the row
+/// kernel; global rows are computed whole by the row kernel.</item>
+/// <item><see cref="RunRows{TKernel}"/>: every row runs its exact key segments through the row kernel (the
+/// scalar fallback, and patterns with no band such as strided-only).</item>
+/// </list>
+/// Work items go to <see cref="WorkerPool"/>; job objects and scratch are cached per thread, so a call
+/// allocates nothing once warm.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
-public static class CpuAttention
+public static unsafe class CpuAttention
 {
-    /// <summary>Query rows per work item: big enough to amortise scheduling, small enough to balance.</summary>
+    /// <summary>Query rows per work item of the row schedule.</summary>
     internal const int RowsPerWorkItem = 32;
 
-    /// <summary>Below this many (row, key) pairs per call the work runs on the calling thread.</summary>
-    private const long ParallelThresholdPairs = 1 << 16;
+    /// <summary>Query rows (about) per work item of the tiled schedule: enough tiles to reuse the keys in cache.</summary>
+    internal const int TiledRowsPerWorkItem = 64;
 
-    /// <summary>
-    /// Computes attention for already validated arguments with row kernel <typeparamref name="TKernel"/>.
-    /// </summary>
-    public static unsafe void Run<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
-        where TKernel : struct, IAttentionRowKernel
+    /// <summary>Below this much work (rows x keys, roughly) a call runs on the calling thread.</summary>
+    private const long ParallelThresholdPairs = 1 << 15;
+
+    /// <summary>Runs a kernel with a tile path: the band tiled, the rest per row.</summary>
+    public static void RunTiled<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+        where TKernel : struct, IAttentionTileKernel
     {
-        int blocksPerHead = (shape.SeqLen + RowsPerWorkItem - 1) / RowsPerWorkItem;
-        int workItems = shape.Heads * blocksPerHead;
+        if (!pattern.TryGetBand(0, out _, out _, out _))
+        {
+            RunRows<TKernel>(pattern, query, key, value, output, shape, options);
+            return;
+        }
+
+        int threads = Threads(options, shape);
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            var job = new RowJob<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim), blocksPerHead);
-            int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
-            long roughPairs = (long)shape.Heads * shape.SeqLen * Math.Min(shape.SeqLen, 64);
-            if (threads <= 1 || workItems == 1 || roughPairs < ParallelThresholdPairs)
+            TiledJob<TKernel> job = TiledJob<TKernel>.ForThisThread();
+            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim));
+            fixed (float* panels = job.Panels)
             {
-                for (int item = 0; item < workItems; item++)
+                job.PanelPointer = panels;
+                job.Packing = true;
+                WorkerPool.Shared.Run(job, job.PackItems, threads);
+                job.Packing = false;
+                WorkerPool.Shared.Run(job, job.TileItems, threads);
+                job.PanelPointer = null;
+            }
+        }
+    }
+
+    /// <summary>Runs a kernel row by row over each row's exact key segments.</summary>
+    public static void RunRows<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+        where TKernel : struct, IAttentionRowKernel
+    {
+        int threads = Threads(options, shape);
+        fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
+        {
+            RowJob<TKernel> job = RowJob<TKernel>.ForThisThread();
+            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim));
+            WorkerPool.Shared.Run(job, job.Items, threads);
+        }
+    }
+
+    private static int Threads(AttentionOptions options, AttentionShape shape)
+    {
+        long roughPairs = (long)shape.Heads * shape.SeqLen * Math.Min(shape.SeqLen, 64);
+        return roughPairs < ParallelThresholdPairs ? 1 : options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
+    }
+
+    /// <summary>Runs one row's segments through the row kernel from a fresh state and writes the normalised row.</summary>
+    private static void ComputeWholeRow<TKernel>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, Span<float> accumulator)
+        where TKernel : struct, IAttentionRowKernel
+    {
+        float max = float.NegativeInfinity, sum = 0f;
+        accumulator.Clear();
+        TKernel.AccumulateRow(ref query, ref keys, ref values, segments, scale, scratch, ref max, ref sum, accumulator);
+        WriteNormalised(accumulator, sum, output);
+    }
+
+    /// <summary>output = accumulator / sum; a row that saw no key (sum 0) is written as zeros.</summary>
+    private static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
+    {
+        float inverse = sum > 0f ? 1f / sum : 0f;
+        for (int d = 0; d < accumulator.Length; d++)
+        {
+            output[d] = accumulator[d] * inverse;
+        }
+    }
+
+    /// <summary>State shared by every job: the call's pointers and sizes.</summary>
+    private abstract class CallJob : WorkerPool.Job
+    {
+        protected AttentionPattern Pattern = null!;
+        protected float* Query, Key, Value, Output;
+        protected AttentionShape Shape;
+        protected float Scale;
+
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale)
+        {
+            Pattern = pattern;
+            Query = query;
+            Key = key;
+            Value = value;
+            Output = output;
+            Shape = shape;
+            Scale = scale;
+        }
+
+        protected long RowOffset(int head, int position, int headDim) => ((long)head * Shape.SeqLen + position) * headDim;
+
+        protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Shape.SeqLen * headDim;
+    }
+
+    private sealed class RowJob<TKernel> : CallJob
+        where TKernel : struct, IAttentionRowKernel
+    {
+        [ThreadStatic]
+        private static RowJob<TKernel>? t_instance;
+
+        public int Items;
+        private int _blocksPerHead;
+
+        public static RowJob<TKernel> ForThisThread() => t_instance ??= new RowJob<TKernel>();
+
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale)
+        {
+            PrepareCall(pattern, query, key, value, output, shape, scale);
+            _blocksPerHead = (shape.SeqLen + RowsPerWorkItem - 1) / RowsPerWorkItem;
+            Items = shape.Heads * _blocksPerHead;
+        }
+
+        public override void Execute(int item)
+        {
+            int headDim = TKernel.HeadDim;
+            int head = item / _blocksPerHead;
+            int firstRow = item % _blocksPerHead * RowsPerWorkItem;
+            int lastRow = Math.Min(firstRow + RowsPerWorkItem, Shape.SeqLen);
+            long kvOffset = KvOffset(head, headDim);
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern.MaxSegmentsPerQuery, TKernel.ScratchLength, 1, headDim, 0);
+            for (int row = firstRow; row < lastRow; row++)
+            {
+                int count = Pattern.GetKeySegments(row, head, Shape.SeqLen, scratch.Segments);
+                long rowOffset = RowOffset(head, row, headDim);
+                ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, scratch.Segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
+            }
+        }
+    }
+
+    private sealed class TiledJob<TKernel> : CallJob
+        where TKernel : struct, IAttentionTileKernel
+    {
+        [ThreadStatic]
+        private static TiledJob<TKernel>? t_instance;
+
+        public float[] Panels = Array.Empty<float>();
+        public float* PanelPointer;
+        public bool Packing;
+        public int PackItems;
+        public int TileItems;
+
+        private int[] _dilations = Array.Empty<int>();
+        private long[] _panelsPerKvHead = Array.Empty<long>();
+        private long[] _dilationOffsets = Array.Empty<long>();
+        private int[] _itemsBeforeHead = Array.Empty<int>();
+        private int _tilesPerItem;
+        private bool _rowsNeedMore;
+
+        public static TiledJob<TKernel> ForThisThread() => t_instance ??= new TiledJob<TKernel>();
+
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale)
+        {
+            PrepareCall(pattern, query, key, value, output, shape, scale);
+            int headDim = TKernel.HeadDim, lanes = TKernel.Lanes, keyTile = TKernel.KeyTile;
+            _rowsNeedMore = pattern.Stride > 0 || pattern.GlobalTokens.Count > 0;
+            _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
+
+            // One set of panels per distinct dilation, each holding every KV head.
+            int distinct = 0;
+            Grow(ref _dilations, Math.Max(1, pattern.Dilations.Count));
+            Grow(ref _panelsPerKvHead, _dilations.Length);
+            Grow(ref _dilationOffsets, _dilations.Length);
+            long total = 0;
+            for (int head = 0; head < Math.Max(1, pattern.Dilations.Count); head++)
+            {
+                int dilation = pattern.DilationOf(head);
+                if (Array.IndexOf(_dilations, dilation, 0, distinct) < 0)
                 {
-                    job.Execute(item);
+                    _dilations[distinct] = dilation;
+                    _panelsPerKvHead[distinct] = KeyPanels.FloatsPerKvHead(shape.SeqLen, dilation, headDim, lanes, keyTile);
+                    _dilationOffsets[distinct] = total;
+                    total += _panelsPerKvHead[distinct] * shape.KvHeads;
+                    distinct++;
                 }
+            }
+
+            if (Panels.Length < total)
+            {
+                Panels = GC.AllocateUninitializedArray<float>(checked((int)total));
+            }
+
+            PackItems = distinct * shape.KvHeads;
+
+            // Work items: per head, each residue stream's query tiles in blocks.
+            Grow(ref _itemsBeforeHead, shape.Heads + 1);
+            _itemsBeforeHead[0] = 0;
+            for (int head = 0; head < shape.Heads; head++)
+            {
+                int dilation = pattern.DilationOf(head);
+                int tiles = (KeyPanels.StreamLength(shape.SeqLen, dilation, 0) + TKernel.TileRows - 1) / TKernel.TileRows;
+                int blocks = (tiles + _tilesPerItem - 1) / _tilesPerItem;
+                _itemsBeforeHead[head + 1] = _itemsBeforeHead[head] + dilation * blocks;
+            }
+
+            TileItems = _itemsBeforeHead[shape.Heads];
+        }
+
+        public override void Execute(int item)
+        {
+            if (Packing)
+            {
+                Pack(item);
             }
             else
             {
-                Parallel.For(0, workItems, new ParallelOptions { MaxDegreeOfParallelism = threads }, job.Execute);
+                RunTiles(item);
             }
         }
-    }
 
-    /// <summary>One call's state, shared read-only by the worker threads.</summary>
-    private sealed unsafe class RowJob<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale, int blocksPerHead)
-        where TKernel : struct, IAttentionRowKernel
-    {
-        public void Execute(int workItem)
+        private void Pack(int item)
         {
+            int dilationIndex = item / Shape.KvHeads, kvHead = item % Shape.KvHeads;
             int headDim = TKernel.HeadDim;
-            int head = workItem / blocksPerHead;
-            int firstRow = (workItem % blocksPerHead) * RowsPerWorkItem;
-            int lastRow = Math.Min(firstRow + RowsPerWorkItem, shape.SeqLen);
-            int seqLen = shape.SeqLen;
-            long kvOffset = (long)shape.KvHeadOf(head) * seqLen * headDim;
-            ref float keys = ref Unsafe.AsRef<float>(key + kvOffset);
-            ref float values = ref Unsafe.AsRef<float>(value + kvOffset);
-            Span<KeySegment> segments = ThreadScratch.Segments(pattern.MaxSegmentsPerQuery);
-            Span<float> scratch = ThreadScratch.Floats(TKernel.ScratchLength);
-            for (int row = firstRow; row < lastRow; row++)
+            float* destination = PanelPointer + _dilationOffsets[dilationIndex] + kvHead * _panelsPerKvHead[dilationIndex];
+            KeyPanels.Pack(Key + (long)kvHead * Shape.SeqLen * headDim, Shape.SeqLen, headDim, _dilations[dilationIndex], TKernel.Lanes, TKernel.KeyTile, Scale, destination);
+        }
+
+        private void RunTiles(int item)
+        {
+            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows, seqLen = Shape.SeqLen;
+            int head = 0;
+            while (_itemsBeforeHead[head + 1] <= item)
             {
-                long rowOffset = ((long)head * seqLen + row) * headDim;
-                int segmentCount = pattern.GetKeySegments(row, head, seqLen, segments);
-                TKernel.ComputeRow(ref Unsafe.AsRef<float>(query + rowOffset), ref keys, ref values, ref Unsafe.AsRef<float>(output + rowOffset), segments.Slice(0, segmentCount), scale, scratch);
+                head++;
+            }
+
+            Pattern.TryGetBand(head, out int dilation, out long left, out long right);
+            int local = item - _itemsBeforeHead[head];
+            int blocksPerResidue = (_itemsBeforeHead[head + 1] - _itemsBeforeHead[head]) / dilation;
+            int residue = local / blocksPerResidue;
+            int block = local % blocksPerResidue;
+            int streamLength = KeyPanels.StreamLength(seqLen, dilation, residue);
+            int dilationIndex = Array.IndexOf(_dilations, dilation);
+            int kvHead = Shape.KvHeadOf(head);
+            float* panels = PanelPointer + _dilationOffsets[dilationIndex] + kvHead * _panelsPerKvHead[dilationIndex]
+                + KeyPanels.StreamOffset(seqLen, dilation, residue, headDim, TKernel.Lanes, TKernel.KeyTile);
+            long kvOffset = KvOffset(head, headDim);
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern.MaxSegmentsPerQuery, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
+
+            for (int tileIndex = block * _tilesPerItem; tileIndex < (block + 1) * _tilesPerItem; tileIndex++)
+            {
+                int firstQuery = tileIndex * tileRows;
+                if (firstQuery >= streamLength)
+                {
+                    break;
+                }
+
+                int rows = Math.Min(tileRows, streamLength - firstQuery);
+                Span<float> rowMax = scratch.RowMax.AsSpan(0, tileRows), rowSum = scratch.RowSum.AsSpan(0, tileRows);
+                Span<float> accumulators = scratch.Accumulators.AsSpan(0, tileRows * headDim);
+                rowMax.Fill(float.NegativeInfinity);
+                rowSum.Clear();
+                accumulators.Clear();
+                var tile = new BandTile
+                {
+                    Query = ref *(Query + RowOffset(head, residue + firstQuery * dilation, headDim)),
+                    QueryStride = dilation * headDim,
+                    Rows = rows,
+                    KeyPanels = ref *panels,
+                    Values = ref *(Value + kvOffset + (long)residue * headDim),
+                    ValueStride = dilation * headDim,
+                    FirstQuery = firstQuery,
+                    StreamLength = streamLength,
+                    Left = left,
+                    Right = right,
+                    RowMax = rowMax,
+                    RowSum = rowSum,
+                    Accumulators = accumulators,
+                    Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
+                };
+                TKernel.AccumulateBandTile(ref tile);
+
+                for (int t = 0; t < rows; t++)
+                {
+                    int position = residue + (firstQuery + t) * dilation;
+                    long rowOffset = RowOffset(head, position, headDim);
+                    Span<float> accumulator = accumulators.Slice(t * headDim, headDim);
+                    if (_rowsNeedMore)
+                    {
+                        int count = Pattern.GetKeySegments(position, head, seqLen, scratch.Segments);
+                        if (Pattern.IsGlobal(position))
+                        {
+                            // A global row sees every key: computed whole, the band pass discarded.
+                            ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, scratch.Segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
+                            continue;
+                        }
+
+                        // The band is the first segment; the rest (strided runs, global columns) continue its state.
+                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), scratch.Segments.AsSpan(1, count - 1), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
+                    }
+
+                    WriteNormalised(accumulator, rowSum[t], Output + rowOffset);
+                }
+            }
+        }
+
+        private static void Grow<T>(ref T[] array, int length)
+        {
+            if (array.Length < length)
+            {
+                array = new T[length];
             }
         }
     }
 
-    /// <summary>Per-thread buffers, grown on demand and reused, so steady-state rows allocate nothing.</summary>
-    private static class ThreadScratch
+    /// <summary>Per-thread buffers, grown on demand and reused, so steady-state calls allocate nothing.</summary>
+    private sealed class WorkerScratch
     {
         [ThreadStatic]
-        private static KeySegment[]? t_segments;
+        private static WorkerScratch? t_instance;
 
-        [ThreadStatic]
-        private static float[]? t_floats;
+        public KeySegment[] Segments = Array.Empty<KeySegment>();
+        public float[] RowScratch = Array.Empty<float>();
+        public float[] RowMax = Array.Empty<float>();
+        public float[] RowSum = Array.Empty<float>();
+        public float[] Accumulators = Array.Empty<float>();
+        public float[] Probabilities = Array.Empty<float>();
 
-        public static Span<KeySegment> Segments(int length)
+        public static WorkerScratch ForThisThread(int segments, int rowScratch, int tileRows, int headDim, int keyTile)
         {
-            if (t_segments is null || t_segments.Length < length)
+            WorkerScratch scratch = t_instance ??= new WorkerScratch();
+            if (scratch.Segments.Length < segments) scratch.Segments = new KeySegment[segments];
+            if (scratch.RowScratch.Length < rowScratch) scratch.RowScratch = new float[rowScratch];
+            if (scratch.RowMax.Length < tileRows)
             {
-                t_segments = new KeySegment[length];
+                scratch.RowMax = new float[tileRows];
+                scratch.RowSum = new float[tileRows];
             }
 
-            return t_segments;
-        }
-
-        public static Span<float> Floats(int length)
-        {
-            if (t_floats is null || t_floats.Length < length)
-            {
-                t_floats = new float[length];
-            }
-
-            return t_floats.AsSpan(0, length);
+            if (scratch.Accumulators.Length < tileRows * headDim) scratch.Accumulators = new float[tileRows * headDim];
+            if (scratch.Probabilities.Length < tileRows * keyTile) scratch.Probabilities = new float[tileRows * keyTile];
+            return scratch;
         }
     }
 }

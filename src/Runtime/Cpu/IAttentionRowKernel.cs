@@ -15,13 +15,35 @@ public interface IAttentionRowKernel
     /// <summary>Size of one head's vector.</summary>
     static abstract int HeadDim { get; }
 
-    /// <summary>Floats of per-thread scratch <see cref="ComputeRow"/> needs (one key tile of scores).</summary>
+    /// <summary>Floats of per-thread scratch <see cref="AccumulateRow"/> needs (one key tile of scores).</summary>
     static abstract int ScratchLength { get; }
 
     /// <summary>
-    /// Computes one output row: softmax(q·K^T * scale) V over exactly the keys in <paramref name="segments"/>.
-    /// <paramref name="keys"/> and <paramref name="values"/> point at key position 0 of the row's KV head;
-    /// the key at position j starts at offset j * HeadDim. A row with no segment is written as zeros.
+    /// Adds the keys in <paramref name="segments"/> to one row's online-softmax state: the running max, the
+    /// running sum of exp(score - max) and the unnormalised output <paramref name="accumulator"/> (HeadDim
+    /// floats). <paramref name="keys"/> and <paramref name="values"/> point at key position 0 of the row's KV
+    /// head; the key at position j starts at offset j * HeadDim. Only keys in the segments are read.
     /// </summary>
-    static abstract void ComputeRow(ref float query, ref float keys, ref float values, ref float output, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch);
+    static abstract void AccumulateRow(ref float query, ref float keys, ref float values, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, ref float runningMax, ref float runningSum, Span<float> accumulator);
+}
+
+/// <summary>
+/// A row kernel that also has a register-blocked tile kernel for the pattern's band (window or dense):
+/// <see cref="TileRows"/> queries of one residue stream against <see cref="KeyTile"/> keys at a time,
+/// QKᵀ from transposed key panels, online softmax per row, PV by broadcast + FMA.
+/// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
+public interface IAttentionTileKernel : IAttentionRowKernel
+{
+    /// <summary>Keys per packed panel: the vector width in floats.</summary>
+    static abstract int Lanes { get; }
+
+    /// <summary>Queries per tile (Br).</summary>
+    static abstract int TileRows { get; }
+
+    /// <summary>Keys per tile (Bc), a multiple of <see cref="Lanes"/>.</summary>
+    static abstract int KeyTile { get; }
+
+    /// <summary>Adds the band's keys to the online-softmax state of the tile's rows.</summary>
+    static abstract void AccumulateBandTile(ref BandTile tile);
 }

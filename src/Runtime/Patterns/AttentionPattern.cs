@@ -197,6 +197,30 @@ namespace SparseAttention
         }
 
         /// <summary>
+        /// The pattern's band for query head <paramref name="head"/>, if it has one: the sliding window (or, for a
+        /// dense pattern, the whole causal or bidirectional row), seen as a plain band over one residue class.
+        /// Queries and keys with the same residue mod <paramref name="dilation"/> form a stream in which query m
+        /// sees keys m - <paramref name="left"/> .. m + <paramref name="right"/>; tiled kernels run that band and
+        /// treat everything else (strided runs, global columns, global rows) per row. For a non-global query the
+        /// band's keys are exactly the first segment <see cref="GetKeySegments"/> returns.
+        /// </summary>
+        public bool TryGetBand(int head, out int dilation, out long left, out long right)
+        {
+            if (IsDense)
+            {
+                dilation = 1;
+                left = int.MaxValue;
+                right = Causal ? 0 : int.MaxValue;
+                return true;
+            }
+
+            dilation = DilationOf(head);
+            left = WindowLeft;
+            right = Causal ? 0 : WindowRight;
+            return HasWindow;
+        }
+
+        /// <summary>
         /// Writes the keys that query <paramref name="query"/> of head <paramref name="head"/> sees in a
         /// sequence of <paramref name="seqLength"/> tokens, as disjoint segments in no particular order, and
         /// returns how many it wrote. Every key of every segment is visible and every visible key is in exactly

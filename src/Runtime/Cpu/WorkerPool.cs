@@ -1,0 +1,125 @@
+using System;
+using System.Threading;
+
+namespace SparseAttention.Cpu;
+
+/// <summary>
+/// A fixed set of worker threads that run one job's numbered work items together with the calling thread,
+/// taking items from a shared counter so uneven items balance themselves. Unlike Parallel.For it allocates
+/// nothing per call. One job runs at a time; a call that finds the pool busy runs its items on its own thread.
+/// </summary>
+internal sealed class WorkerPool
+{
+    public static readonly WorkerPool Shared = new(Environment.ProcessorCount - 1);
+
+    private readonly object _gate = new();
+    private readonly SemaphoreSlim _start = new(0);
+    private readonly ManualResetEventSlim _done = new(false);
+    private readonly int _workers;
+    private bool _started;
+    private Job? _job;
+    private int _itemCount;
+    private int _nextItem;
+    private int _activeWorkers;
+    private Exception? _failure;
+
+    private WorkerPool(int workers)
+    {
+        _workers = Math.Max(0, workers);
+    }
+
+    /// <summary>Work the pool can run: items numbered 0 .. count - 1, in any order, on any thread.</summary>
+    public abstract class Job
+    {
+        public abstract void Execute(int item);
+    }
+
+    /// <summary>Runs items 0 .. <paramref name="itemCount"/> - 1 of <paramref name="job"/> on up to <paramref name="threads"/> threads.</summary>
+    public void Run(Job job, int itemCount, int threads)
+    {
+        int helpers = Math.Min(Math.Min(threads, itemCount) - 1, _workers);
+        if (helpers <= 0 || !Monitor.TryEnter(_gate))
+        {
+            for (int item = 0; item < itemCount; item++)
+            {
+                job.Execute(item);
+            }
+
+            return;
+        }
+
+        try
+        {
+            EnsureStarted();
+            _job = job;
+            _itemCount = itemCount;
+            _nextItem = -1;
+            _failure = null;
+            _activeWorkers = helpers;
+            _done.Reset();
+            _start.Release(helpers);
+            RunItemsCatching(job);
+            _done.Wait();
+            _job = null;
+            if (_failure is not null)
+            {
+                throw new AggregateException("An attention work item failed.", _failure);
+            }
+        }
+        finally
+        {
+            Monitor.Exit(_gate);
+        }
+    }
+
+    private void RunItems(Job job)
+    {
+        int item;
+        while ((item = Interlocked.Increment(ref _nextItem)) < _itemCount)
+        {
+            job.Execute(item);
+        }
+    }
+
+    /// <summary>Runs items until none are left; a failure stops the others taking more and is rethrown by <see cref="Run"/>.</summary>
+    private void RunItemsCatching(Job job)
+    {
+        try
+        {
+            RunItems(job);
+        }
+        catch (Exception exception)
+        {
+            _failure = exception;
+            Interlocked.Exchange(ref _nextItem, _itemCount);
+        }
+    }
+
+    private void EnsureStarted()
+    {
+        if (_started)
+        {
+            return;
+        }
+
+        for (int i = 0; i < _workers; i++)
+        {
+            new Thread(WorkerLoop) { IsBackground = true, Name = "SparseAttention worker " + i }.Start();
+        }
+
+        _started = true;
+    }
+
+    private void WorkerLoop()
+    {
+        while (true)
+        {
+            _start.Wait();
+            RunItemsCatching(_job!);
+            if (Interlocked.Decrement(ref _activeWorkers) == 0)
+            {
+                _done.Set();
+            }
+        }
+    }
+}
