@@ -116,10 +116,10 @@ public sealed partial class AttentionGenerator
                     }
 
                     writer.Line();
-                    writer.Line("// Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).");
+                    writer.Line("// Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).");
                     using (writer.Block("if (tileMax > runningMax)"))
                     {
-                        writer.Line("float correction = " + MathFType + ".Exp(runningMax - tileMax);");
+                        writer.Line("float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);");
                         writer.Line("runningSum *= correction;");
                         for (int i = 0; i < vectors; i++)
                         {
@@ -130,7 +130,7 @@ public sealed partial class AttentionGenerator
                     }
 
                     writer.Line();
-                    writer.Line("// Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.");
+                    writer.Line("// Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.");
                     using (writer.Block("for (int k = tileCount; k % " + Invariant(target.Lanes) + " != 0; k++)"))
                     {
                         writer.Line(UnsafeType + ".Add(ref scores, k) = float.NegativeInfinity;");
@@ -140,7 +140,7 @@ public sealed partial class AttentionGenerator
                     writer.Line(vt + " sumVector = " + vt + ".Zero;");
                     using (writer.Block("for (int k = 0; k < tileCount; k += " + Invariant(target.Lanes) + ")"))
                     {
-                        writer.Line(vt + " probability = " + v + ".Exp(" + v + ".LoadUnsafe(ref scores, (nuint)k) - maxVector);");
+                        writer.Line(vt + " probability = global::SparseAttention.Cpu.VectorMath.Exp2(" + v + ".LoadUnsafe(ref scores, (nuint)k) - maxVector);");
                         writer.Line(v + ".StoreUnsafe(probability, ref scores, (nuint)k);");
                         writer.Line("sumVector += probability;");
                     }
@@ -172,7 +172,8 @@ public sealed partial class AttentionGenerator
         /// the key tiles their band covers. Scores come from a register-blocked QKᵀ against transposed key panels
         /// (broadcast one query element, FMA into TileRows x Panels accumulators). Only boundary tiles mask; full
         /// tiles accumulate PV blocked over rows, boundary tiles per row over each row's own keys, so an
-        /// invisible key's value is never multiplied in.
+        /// invisible key's value is never multiplied in. Loop indices are native ints and rows advance by ref,
+        /// so every load is one addressing mode.
         /// </summary>
         private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
@@ -180,33 +181,39 @@ public sealed partial class AttentionGenerator
             int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
             int vectors = headDim / lanes;
             string panelFloats = Invariant(headDim * lanes);
+            string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
 
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
             using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
             {
                 writer.Line("int rows = tile.Rows;");
-                writer.Line("long firstQuery = tile.FirstQuery;");
+                writer.Line("long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;");
                 writer.Line("long lastKey = tile.StreamLength - 1;");
-                writer.Line("// Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.");
-                writer.Line("long firstVisible = " + MathType + ".Max(0, firstQuery - tile.Left);");
-                writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + tile.Right);");
-                writer.Line("long fullFrom = " + MathType + ".Max(0, firstQuery + rows - 1 - tile.Left);");
-                writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + tile.Right);");
+                writer.Line("// Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
+                writer.Line("long firstVisible = " + MathType + ".Max(0, firstQuery - left);");
+                writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + right);");
+                writer.Line("long fullFrom = " + MathType + ".Max(0, firstQuery + rows - 1 - left);");
+                writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + right);");
+                writer.Line("ref float keyPanels = ref tile.KeyPanels;");
+                writer.Line("ref float values = ref tile.Values;");
+                writer.Line("nint valueStride = tile.ValueStride;");
+                writer.Line("ref float rowMax = ref " + MemoryMarshalType + ".GetReference(tile.RowMax);");
+                writer.Line("ref float rowSum = ref " + MemoryMarshalType + ".GetReference(tile.RowSum);");
                 writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(tile.Probabilities);");
                 writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
                 writer.Line("// Rows past the tile's end repeat its last row; their results are never read.");
                 for (int t = 0; t < rows; t++)
                 {
-                    writer.Line("long query" + Invariant(t) + " = firstQuery + " + MathType + ".Min(" + Invariant(t) + ", rows - 1);");
-                    writer.Line("ref float queryRow" + Invariant(t) + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + Invariant(t) + " - firstQuery) * tile.QueryStride);");
+                    string r = Invariant(t);
+                    writer.Line("long query" + r + " = firstQuery + " + (t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)") + ";");
+                    writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + r + " - firstQuery) * tile.QueryStride);");
                 }
 
                 using (writer.Block("for (long keyStart = firstVisible / " + Invariant(lanes) + " * " + Invariant(lanes) + "; keyStart <= lastVisible; keyStart += " + Invariant(keyTile) + ")"))
                 {
                     writer.Line("bool full = keyStart >= fullFrom && keyStart + " + Invariant(keyTile - 1) + " <= fullTo;");
-                    writer.Line("ref float panel = ref " + UnsafeType + ".Add(ref tile.KeyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
                     writer.Line();
-                    writer.Line("// Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.");
+                    writer.Line("// Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.");
                     for (int t = 0; t < rows; t++)
                     {
                         for (int p = 0; p < panels; p++)
@@ -215,14 +222,15 @@ public sealed partial class AttentionGenerator
                         }
                     }
 
-                    using (writer.Block("for (int d = 0; d < " + Invariant(headDim) + "; d += " + Invariant(DimensionUnroll) + ")"))
+                    writer.Line("ref float panelColumn = ref " + UnsafeType + ".Add(ref keyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
+                    using (writer.Block("for (nint d = 0; d < " + Invariant(headDim) + "; d += " + Invariant(DimensionUnroll) + ", panelColumn = ref " + UnsafeType + ".Add(ref panelColumn, " + Invariant(DimensionUnroll * lanes) + "))"))
                     {
                         for (int u = 0; u < DimensionUnroll; u++)
                         {
                             string dim = u == 0 ? "d" : "d + " + Invariant(u);
                             for (int p = 0; p < panels; p++)
                             {
-                                writer.Line(vt + " key" + Invariant(u) + "_" + Invariant(p) + " = " + v + ".LoadUnsafe(ref panel, (nuint)((" + dim + ") * " + Invariant(lanes) + " + " + Invariant(p * headDim * lanes) + "));");
+                                writer.Line(vt + " key" + Invariant(u) + "_" + Invariant(p) + " = " + v + ".LoadUnsafe(ref panelColumn, " + Invariant(u * lanes + p * headDim * lanes) + ");");
                             }
 
                             for (int t = 0; t < rows; t++)
@@ -242,18 +250,19 @@ public sealed partial class AttentionGenerator
                     writer.Line("// Boundary tile: keys outside a row's range become -inf (a select, so NaN in an invisible key cannot leak).");
                     using (writer.Block("if (!full)"))
                     {
-                        writer.Line("global::System.Runtime.Intrinsics." + target.Name + "<int> keyIndex0 = " + v + ".Create((int)keyStart) + global::System.Runtime.Intrinsics." + target.Name + "<int>.Indices;");
+                        string intVector = "global::System.Runtime.Intrinsics." + target.Name + "<int>";
+                        writer.Line(intVector + " keyIndex0 = " + v + ".Create((int)keyStart) + " + intVector + ".Indices;");
                         for (int p = 1; p < panels; p++)
                         {
-                            writer.Line("global::System.Runtime.Intrinsics." + target.Name + "<int> keyIndex" + Invariant(p) + " = keyIndex0 + " + v + ".Create(" + Invariant(p * lanes) + ");");
+                            writer.Line(intVector + " keyIndex" + Invariant(p) + " = keyIndex0 + " + v + ".Create(" + Invariant(p * lanes) + ");");
                         }
 
                         writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
                         for (int t = 0; t < rows; t++)
                         {
                             string r = Invariant(t);
-                            writer.Line("var first" + r + " = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - tile.Left));");
-                            writer.Line("var last" + r + " = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + tile.Right));");
+                            writer.Line(intVector + " first" + r + " = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - left));");
+                            writer.Line(intVector + " last" + r + " = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
                             for (int p = 0; p < panels; p++)
                             {
                                 string score = "score" + r + "_" + Invariant(p);
@@ -264,7 +273,7 @@ public sealed partial class AttentionGenerator
                     }
 
                     writer.Line();
-                    writer.Line("// Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.");
+                    writer.Line("// Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.");
                     for (int t = 0; t < rows; t++)
                     {
                         string r = Invariant(t);
@@ -274,7 +283,8 @@ public sealed partial class AttentionGenerator
                             max = v + ".Max(" + max + ", score" + r + "_" + Invariant(p) + ")";
                         }
 
-                        writer.Line("float newMax" + r + " = " + MathFType + ".Max(tile.RowMax[" + r + "], global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
+                        writer.Line("ref float rowMax" + r + " = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
+                        writer.Line("float newMax" + r + " = " + MathFType + ".Max(rowMax" + r + ", global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
                         writer.Line("float rescale" + r + " = 1f;");
                         using (writer.Block("if (newMax" + r + " == float.NegativeInfinity)"))
                         {
@@ -286,19 +296,20 @@ public sealed partial class AttentionGenerator
 
                         using (writer.Block("else"))
                         {
-                            writer.Line("rescale" + r + " = " + MathFType + ".Exp(tile.RowMax[" + r + "] - newMax" + r + ");");
-                            writer.Line(vt + " rowMax" + r + " = " + v + ".Create(newMax" + r + ");");
+                            writer.Line("rescale" + r + " = " + exp2 + "(rowMax" + r + " - newMax" + r + ");");
+                            writer.Line(vt + " maxVector" + r + " = " + v + ".Create(newMax" + r + ");");
                             string sum = "";
                             for (int p = 0; p < panels; p++)
                             {
                                 string probability = "probability" + r + "_" + Invariant(p);
-                                writer.Line(vt + " " + probability + " = " + v + ".Exp(score" + r + "_" + Invariant(p) + " - rowMax" + r + ");");
+                                writer.Line(vt + " " + probability + " = " + exp2 + "(score" + r + "_" + Invariant(p) + " - maxVector" + r + ");");
                                 writer.Line(v + ".StoreUnsafe(" + probability + ", ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
                                 sum = sum.Length == 0 ? probability : sum + " + " + probability;
                             }
 
-                            writer.Line("tile.RowSum[" + r + "] = tile.RowSum[" + r + "] * rescale" + r + " + " + v + ".Sum(" + sum + ");");
-                            writer.Line("tile.RowMax[" + r + "] = newMax" + r + ";");
+                            writer.Line("ref float rowSum" + r + " = ref " + UnsafeType + ".Add(ref rowSum, " + r + ");");
+                            writer.Line("rowSum" + r + " = rowSum" + r + " * rescale" + r + " + " + v + ".Sum(" + sum + ");");
+                            writer.Line("rowMax" + r + " = newMax" + r + ";");
                         }
                     }
 
@@ -319,9 +330,9 @@ public sealed partial class AttentionGenerator
                                     }
                                 }
 
-                                using (writer.Block("for (int k = 0; k < " + Invariant(keyTile) + "; k++)"))
+                                writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride);");
+                                using (writer.Block("for (nint k = 0; k < " + Invariant(keyTile) + "; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
                                 {
-                                    writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);");
                                     for (int g = 0; g < width; g++)
                                     {
                                         writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
@@ -329,7 +340,7 @@ public sealed partial class AttentionGenerator
 
                                     for (int t = 0; t < rows; t++)
                                     {
-                                        writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + " + k));");
+                                        writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
                                         for (int g = 0; g < width; g++)
                                         {
                                             string output = "output" + Invariant(t) + "_" + Invariant(g);
@@ -357,8 +368,8 @@ public sealed partial class AttentionGenerator
                             string r = Invariant(t);
                             using (writer.Block(null))
                             {
-                                writer.Line("int fromKey = (int)(" + MathType + ".Max(keyStart, " + MathType + ".Max(0, query" + r + " - tile.Left)) - keyStart);");
-                                writer.Line("int toKey = (int)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + tile.Right)) - keyStart);");
+                                writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(0, query" + r + " - left)) - keyStart);");
+                                writer.Line("nint toKey = (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right)) - keyStart);");
                                 writer.Line("ref float rowOutput = ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + ");");
                                 for (int chunk = 0; chunk < vectors; chunk += 8)
                                 {
@@ -368,14 +379,14 @@ public sealed partial class AttentionGenerator
                                         writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ") * rescale" + r + ";");
                                     }
 
-                                    using (writer.Block("for (int k = fromKey; k <= toKey; k++)"))
+                                    writer.Line("ref float valueRow" + Invariant(chunk) + " = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + fromKey) * valueStride);");
+                                    using (writer.Block("for (nint k = fromKey; k <= toKey; k++, valueRow" + Invariant(chunk) + " = ref " + UnsafeType + ".Add(ref valueRow" + Invariant(chunk) + ", valueStride))"))
                                     {
-                                        writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);");
-                                        writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + " + k));");
+                                        writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
                                         for (int g = 0; g < width; g++)
                                         {
                                             string output = "output" + Invariant(chunk + g);
-                                            writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant((chunk + g) * lanes) + "), " + output + ");");
+                                            writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow" + Invariant(chunk) + ", " + Invariant((chunk + g) * lanes) + "), " + output + ");");
                                         }
                                     }
 
@@ -431,7 +442,7 @@ public sealed partial class AttentionGenerator
 
                         using (writer.Block("if (tileMax > runningMax)"))
                         {
-                            writer.Line("float correction = " + MathFType + ".Exp(runningMax - tileMax);");
+                            writer.Line("float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);");
                             writer.Line("runningSum *= correction;");
                             using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
                             {
@@ -444,7 +455,7 @@ public sealed partial class AttentionGenerator
                         writer.Line("position = firstKey;");
                         using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
                         {
-                            writer.Line("float weight = " + MathFType + ".Exp(scratch[k] - runningMax);");
+                            writer.Line("float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - runningMax);");
                             writer.Line("runningSum += weight;");
                             writer.Line("global::System.ReadOnlySpan<float> valueRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref values, (nint)position * " + d + "), " + d + ");");
                             using (writer.Block("for (int d = 0; d < " + d + "; d++)"))

@@ -16,7 +16,8 @@ namespace SparseAttention.Cpu;
 /// scalar fallback, and patterns with no band such as strided-only).</item>
 /// </list>
 /// Work items go to <see cref="WorkerPool"/>; job objects and scratch are cached per thread, so a call
-/// allocates nothing once warm.
+/// allocates nothing once warm. Kernels run the softmax in base 2: the scale handed to them (and folded into
+/// the packed keys) is the softmax scale times log2(e), and probabilities are 2^(score - max).
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static unsafe class CpuAttention
@@ -44,7 +45,7 @@ public static unsafe class CpuAttention
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
             TiledJob<TKernel> job = TiledJob<TKernel>.ForThisThread();
-            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim));
+            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
             fixed (float* panels = job.Panels)
             {
                 job.PanelPointer = panels;
@@ -65,7 +66,7 @@ public static unsafe class CpuAttention
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
             RowJob<TKernel> job = RowJob<TKernel>.ForThisThread();
-            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim));
+            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
             WorkerPool.Shared.Run(job, job.Items, threads);
         }
     }
@@ -77,6 +78,7 @@ public static unsafe class CpuAttention
     }
 
     /// <summary>Runs one row's segments through the row kernel from a fresh state and writes the normalised row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ComputeWholeRow<TKernel>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, Span<float> accumulator)
         where TKernel : struct, IAttentionRowKernel
     {
@@ -87,6 +89,7 @@ public static unsafe class CpuAttention
     }
 
     /// <summary>output = accumulator / sum; a row that saw no key (sum 0) is written as zeros.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
     {
         float inverse = sum > 0f ? 1f / sum : 0f;
@@ -138,6 +141,7 @@ public static unsafe class CpuAttention
             Items = shape.Heads * _blocksPerHead;
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public override void Execute(int item)
         {
             int headDim = TKernel.HeadDim;
@@ -223,6 +227,7 @@ public static unsafe class CpuAttention
             TileItems = _itemsBeforeHead[shape.Heads];
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public override void Execute(int item)
         {
             if (Packing)
@@ -235,6 +240,7 @@ public static unsafe class CpuAttention
             }
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Pack(int item)
         {
             int dilationIndex = item / Shape.KvHeads, kvHead = item % Shape.KvHeads;
@@ -243,6 +249,7 @@ public static unsafe class CpuAttention
             KeyPanels.Pack(Key + (long)kvHead * Shape.SeqLen * headDim, Shape.SeqLen, headDim, _dilations[dilationIndex], TKernel.Lanes, TKernel.KeyTile, Scale, destination);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RunTiles(int item)
         {
             int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows, seqLen = Shape.SeqLen;

@@ -23,6 +23,8 @@ public interface IAttentionRowKernel
     /// running sum of exp(score - max) and the unnormalised output <paramref name="accumulator"/> (HeadDim
     /// floats). <paramref name="keys"/> and <paramref name="values"/> point at key position 0 of the row's KV
     /// head; the key at position j starts at offset j * HeadDim. Only keys in the segments are read.
+    /// The softmax is in base 2: <paramref name="scale"/> includes log2(e), the state's max is in that unit,
+    /// and each key adds 2^(score - max).
     /// </summary>
     static abstract void AccumulateRow(ref float query, ref float keys, ref float values, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, ref float runningMax, ref float runningSum, Span<float> accumulator);
 }

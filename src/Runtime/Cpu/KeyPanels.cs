@@ -41,6 +41,7 @@ internal static class KeyPanels
     }
 
     /// <summary>Packs one KV head's keys (<c>[SeqLen, HeadDim]</c>) for one dilation into <paramref name="destination"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public static unsafe void Pack(float* keys, int seqLen, int headDim, int dilation, int lanes, int keyTile, float scale, float* destination)
     {
         float* panel = destination;

@@ -103,10 +103,10 @@ namespace MyModel
                             tileMax = global::System.MathF.Max(tileMax, score);
                         }
 
-                        // Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).
+                        // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                         if (tileMax > runningMax)
                         {
-                            float correction = global::System.MathF.Exp(runningMax - tileMax);
+                            float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                             runningSum *= correction;
                             output0 *= correction;
                             output1 *= correction;
@@ -115,7 +115,7 @@ namespace MyModel
                             runningMax = tileMax;
                         }
 
-                        // Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
+                        // Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
                         for (int k = tileCount; k % 16 != 0; k++)
                         {
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
@@ -124,7 +124,7 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector512<float> sumVector = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
                         for (int k = 0; k < tileCount; k += 16)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<float> probability = global::System.Runtime.Intrinsics.Vector512.Exp(global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref scores, (nuint)k) - maxVector);
+                            global::System.Runtime.Intrinsics.Vector512<float> probability = global::SparseAttention.Cpu.VectorMath.Exp2(global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref scores, (nuint)k) - maxVector);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability, ref scores, (nuint)k);
                             sumVector += probability;
                         }
@@ -153,17 +153,22 @@ namespace MyModel
             public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery;
+                long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
                 long lastKey = tile.StreamLength - 1;
-                // Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.
-                long firstVisible = global::System.Math.Max(0, firstQuery - tile.Left);
-                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + tile.Right);
-                long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - tile.Left);
-                long fullTo = global::System.Math.Min(lastKey, firstQuery + tile.Right);
+                // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+                long firstVisible = global::System.Math.Max(0, firstQuery - left);
+                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+                long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+                long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+                ref float keyPanels = ref tile.KeyPanels;
+                ref float values = ref tile.Values;
+                nint valueStride = tile.ValueStride;
+                ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                 ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                 // Rows past the tile's end repeat its last row; their results are never read.
-                long query0 = firstQuery + global::System.Math.Min(0, rows - 1);
+                long query0 = firstQuery + 0;
                 ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
                 long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
                 ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
@@ -182,9 +187,8 @@ namespace MyModel
                 for (long keyStart = firstVisible / 16 * 16; keyStart <= lastVisible; keyStart += 32)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 31 <= fullTo;
-                    ref float panel = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.KeyPanels, (nint)(keyStart / 16) * 1024);
 
-                    // Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                    // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
                     global::System.Runtime.Intrinsics.Vector512<float> score0_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector512<float> score0_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector512<float> score1_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
@@ -201,10 +205,11 @@ namespace MyModel
                     global::System.Runtime.Intrinsics.Vector512<float> score6_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector512<float> score7_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector512<float> score7_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
-                    for (int d = 0; d < 64; d += 4)
+                    ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 16) * 1024);
+                    for (nint d = 0; d < 64; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 64))
                     {
-                        global::System.Runtime.Intrinsics.Vector512<float> key0_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d) * 16 + 0));
-                        global::System.Runtime.Intrinsics.Vector512<float> key0_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d) * 16 + 1024));
+                        global::System.Runtime.Intrinsics.Vector512<float> key0_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> key0_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1024);
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
                         score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
@@ -229,8 +234,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast0_7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow7, d));
                         score7_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_7, key0_0, score7_0);
                         score7_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_7, key0_1, score7_1);
-                        global::System.Runtime.Intrinsics.Vector512<float> key1_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d + 1) * 16 + 0));
-                        global::System.Runtime.Intrinsics.Vector512<float> key1_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d + 1) * 16 + 1024));
+                        global::System.Runtime.Intrinsics.Vector512<float> key1_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> key1_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1040);
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
                         score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
@@ -255,8 +260,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast1_7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow7, d + 1));
                         score7_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_7, key1_0, score7_0);
                         score7_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_7, key1_1, score7_1);
-                        global::System.Runtime.Intrinsics.Vector512<float> key2_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d + 2) * 16 + 0));
-                        global::System.Runtime.Intrinsics.Vector512<float> key2_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d + 2) * 16 + 1024));
+                        global::System.Runtime.Intrinsics.Vector512<float> key2_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> key2_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1056);
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
                         score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
@@ -281,8 +286,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast2_7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow7, d + 2));
                         score7_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_7, key2_0, score7_0);
                         score7_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_7, key2_1, score7_1);
-                        global::System.Runtime.Intrinsics.Vector512<float> key3_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d + 3) * 16 + 0));
-                        global::System.Runtime.Intrinsics.Vector512<float> key3_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panel, (nuint)((d + 3) * 16 + 1024));
+                        global::System.Runtime.Intrinsics.Vector512<float> key3_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 48);
+                        global::System.Runtime.Intrinsics.Vector512<float> key3_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1072);
                         global::System.Runtime.Intrinsics.Vector512<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
                         score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
@@ -315,42 +320,43 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector512<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector512.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector512<int>.Indices;
                         global::System.Runtime.Intrinsics.Vector512<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector512.Create(16);
                         global::System.Runtime.Intrinsics.Vector512<float> minusInfinity = global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity);
-                        var first0 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query0 - tile.Left));
-                        var last0 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first0 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query0 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last0 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + right));
                         score0_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
                         score0_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                        var first1 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query1 - tile.Left));
-                        var last1 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first1 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query1 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last1 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + right));
                         score1_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
                         score1_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                        var first2 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query2 - tile.Left));
-                        var last2 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first2 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query2 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last2 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + right));
                         score2_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
                         score2_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                        var first3 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query3 - tile.Left));
-                        var last3 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first3 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query3 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last3 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + right));
                         score3_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
                         score3_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
-                        var first4 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query4 - tile.Left));
-                        var last4 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first4 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query4 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last4 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + right));
                         score4_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first4) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last4)), score4_0, minusInfinity);
                         score4_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first4) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last4)), score4_1, minusInfinity);
-                        var first5 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query5 - tile.Left));
-                        var last5 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first5 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query5 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last5 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + right));
                         score5_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first5) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last5)), score5_0, minusInfinity);
                         score5_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first5) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last5)), score5_1, minusInfinity);
-                        var first6 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query6 - tile.Left));
-                        var last6 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query6 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first6 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query6 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last6 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query6 + right));
                         score6_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first6) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last6)), score6_0, minusInfinity);
                         score6_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first6) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last6)), score6_1, minusInfinity);
-                        var first7 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query7 - tile.Left));
-                        var last7 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query7 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector512<int> first7 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query7 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last7 = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query7 + right));
                         score7_0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex0, first7) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex0, last7)), score7_0, minusInfinity);
                         score7_1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex1, first7) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex1, last7)), score7_1, minusInfinity);
                     }
 
-                    // Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.
-                    float newMax0 = global::System.MathF.Max(tile.RowMax[0], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score0_0, score0_1)));
+                    // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
+                    ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                    float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score0_0, score0_1)));
                     float rescale0 = 1f;
                     if (newMax0 == float.NegativeInfinity)
                     {
@@ -359,16 +365,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale0 = global::System.MathF.Exp(tile.RowMax[0] - newMax0);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax0 = global::System.Runtime.Intrinsics.Vector512.Create(newMax0);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability0_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score0_0 - rowMax0);
+                        rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector0 = global::System.Runtime.Intrinsics.Vector512.Create(newMax0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0_0, ref probabilities, 0);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability0_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score0_1 - rowMax0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0_1, ref probabilities, 16);
-                        tile.RowSum[0] = tile.RowSum[0] * rescale0 + global::System.Runtime.Intrinsics.Vector512.Sum(probability0_0 + probability0_1);
-                        tile.RowMax[0] = newMax0;
+                        ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
+                        rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector512.Sum(probability0_0 + probability0_1);
+                        rowMax0 = newMax0;
                     }
-                    float newMax1 = global::System.MathF.Max(tile.RowMax[1], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score1_0, score1_1)));
+                    ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                    float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score1_0, score1_1)));
                     float rescale1 = 1f;
                     if (newMax1 == float.NegativeInfinity)
                     {
@@ -377,16 +385,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale1 = global::System.MathF.Exp(tile.RowMax[1] - newMax1);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax1 = global::System.Runtime.Intrinsics.Vector512.Create(newMax1);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability1_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score1_0 - rowMax1);
+                        rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector1 = global::System.Runtime.Intrinsics.Vector512.Create(newMax1);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1_0, ref probabilities, 32);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability1_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score1_1 - rowMax1);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1_1, ref probabilities, 48);
-                        tile.RowSum[1] = tile.RowSum[1] * rescale1 + global::System.Runtime.Intrinsics.Vector512.Sum(probability1_0 + probability1_1);
-                        tile.RowMax[1] = newMax1;
+                        ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
+                        rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector512.Sum(probability1_0 + probability1_1);
+                        rowMax1 = newMax1;
                     }
-                    float newMax2 = global::System.MathF.Max(tile.RowMax[2], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score2_0, score2_1)));
+                    ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                    float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score2_0, score2_1)));
                     float rescale2 = 1f;
                     if (newMax2 == float.NegativeInfinity)
                     {
@@ -395,16 +405,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale2 = global::System.MathF.Exp(tile.RowMax[2] - newMax2);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax2 = global::System.Runtime.Intrinsics.Vector512.Create(newMax2);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability2_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score2_0 - rowMax2);
+                        rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector2 = global::System.Runtime.Intrinsics.Vector512.Create(newMax2);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2_0, ref probabilities, 64);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability2_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score2_1 - rowMax2);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2_1, ref probabilities, 80);
-                        tile.RowSum[2] = tile.RowSum[2] * rescale2 + global::System.Runtime.Intrinsics.Vector512.Sum(probability2_0 + probability2_1);
-                        tile.RowMax[2] = newMax2;
+                        ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
+                        rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector512.Sum(probability2_0 + probability2_1);
+                        rowMax2 = newMax2;
                     }
-                    float newMax3 = global::System.MathF.Max(tile.RowMax[3], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score3_0, score3_1)));
+                    ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                    float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score3_0, score3_1)));
                     float rescale3 = 1f;
                     if (newMax3 == float.NegativeInfinity)
                     {
@@ -413,16 +425,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale3 = global::System.MathF.Exp(tile.RowMax[3] - newMax3);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax3 = global::System.Runtime.Intrinsics.Vector512.Create(newMax3);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability3_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score3_0 - rowMax3);
+                        rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector3 = global::System.Runtime.Intrinsics.Vector512.Create(newMax3);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3_0, ref probabilities, 96);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability3_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score3_1 - rowMax3);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3_1, ref probabilities, 112);
-                        tile.RowSum[3] = tile.RowSum[3] * rescale3 + global::System.Runtime.Intrinsics.Vector512.Sum(probability3_0 + probability3_1);
-                        tile.RowMax[3] = newMax3;
+                        ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
+                        rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector512.Sum(probability3_0 + probability3_1);
+                        rowMax3 = newMax3;
                     }
-                    float newMax4 = global::System.MathF.Max(tile.RowMax[4], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score4_0, score4_1)));
+                    ref float rowMax4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
+                    float newMax4 = global::System.MathF.Max(rowMax4, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score4_0, score4_1)));
                     float rescale4 = 1f;
                     if (newMax4 == float.NegativeInfinity)
                     {
@@ -431,16 +445,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale4 = global::System.MathF.Exp(tile.RowMax[4] - newMax4);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax4 = global::System.Runtime.Intrinsics.Vector512.Create(newMax4);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability4_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score4_0 - rowMax4);
+                        rescale4 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax4 - newMax4);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector4 = global::System.Runtime.Intrinsics.Vector512.Create(newMax4);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability4_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score4_0 - maxVector4);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability4_0, ref probabilities, 128);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability4_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score4_1 - rowMax4);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability4_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score4_1 - maxVector4);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability4_1, ref probabilities, 144);
-                        tile.RowSum[4] = tile.RowSum[4] * rescale4 + global::System.Runtime.Intrinsics.Vector512.Sum(probability4_0 + probability4_1);
-                        tile.RowMax[4] = newMax4;
+                        ref float rowSum4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4);
+                        rowSum4 = rowSum4 * rescale4 + global::System.Runtime.Intrinsics.Vector512.Sum(probability4_0 + probability4_1);
+                        rowMax4 = newMax4;
                     }
-                    float newMax5 = global::System.MathF.Max(tile.RowMax[5], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score5_0, score5_1)));
+                    ref float rowMax5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
+                    float newMax5 = global::System.MathF.Max(rowMax5, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score5_0, score5_1)));
                     float rescale5 = 1f;
                     if (newMax5 == float.NegativeInfinity)
                     {
@@ -449,16 +465,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale5 = global::System.MathF.Exp(tile.RowMax[5] - newMax5);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax5 = global::System.Runtime.Intrinsics.Vector512.Create(newMax5);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability5_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score5_0 - rowMax5);
+                        rescale5 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax5 - newMax5);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector5 = global::System.Runtime.Intrinsics.Vector512.Create(newMax5);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability5_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score5_0 - maxVector5);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability5_0, ref probabilities, 160);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability5_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score5_1 - rowMax5);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability5_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score5_1 - maxVector5);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability5_1, ref probabilities, 176);
-                        tile.RowSum[5] = tile.RowSum[5] * rescale5 + global::System.Runtime.Intrinsics.Vector512.Sum(probability5_0 + probability5_1);
-                        tile.RowMax[5] = newMax5;
+                        ref float rowSum5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5);
+                        rowSum5 = rowSum5 * rescale5 + global::System.Runtime.Intrinsics.Vector512.Sum(probability5_0 + probability5_1);
+                        rowMax5 = newMax5;
                     }
-                    float newMax6 = global::System.MathF.Max(tile.RowMax[6], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score6_0, score6_1)));
+                    ref float rowMax6 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 6);
+                    float newMax6 = global::System.MathF.Max(rowMax6, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score6_0, score6_1)));
                     float rescale6 = 1f;
                     if (newMax6 == float.NegativeInfinity)
                     {
@@ -467,16 +485,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale6 = global::System.MathF.Exp(tile.RowMax[6] - newMax6);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax6 = global::System.Runtime.Intrinsics.Vector512.Create(newMax6);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability6_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score6_0 - rowMax6);
+                        rescale6 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax6 - newMax6);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector6 = global::System.Runtime.Intrinsics.Vector512.Create(newMax6);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability6_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score6_0 - maxVector6);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability6_0, ref probabilities, 192);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability6_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score6_1 - rowMax6);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability6_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score6_1 - maxVector6);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability6_1, ref probabilities, 208);
-                        tile.RowSum[6] = tile.RowSum[6] * rescale6 + global::System.Runtime.Intrinsics.Vector512.Sum(probability6_0 + probability6_1);
-                        tile.RowMax[6] = newMax6;
+                        ref float rowSum6 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 6);
+                        rowSum6 = rowSum6 * rescale6 + global::System.Runtime.Intrinsics.Vector512.Sum(probability6_0 + probability6_1);
+                        rowMax6 = newMax6;
                     }
-                    float newMax7 = global::System.MathF.Max(tile.RowMax[7], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score7_0, score7_1)));
+                    ref float rowMax7 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 7);
+                    float newMax7 = global::System.MathF.Max(rowMax7, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(score7_0, score7_1)));
                     float rescale7 = 1f;
                     if (newMax7 == float.NegativeInfinity)
                     {
@@ -485,14 +505,15 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale7 = global::System.MathF.Exp(tile.RowMax[7] - newMax7);
-                        global::System.Runtime.Intrinsics.Vector512<float> rowMax7 = global::System.Runtime.Intrinsics.Vector512.Create(newMax7);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability7_0 = global::System.Runtime.Intrinsics.Vector512.Exp(score7_0 - rowMax7);
+                        rescale7 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax7 - newMax7);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector7 = global::System.Runtime.Intrinsics.Vector512.Create(newMax7);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability7_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score7_0 - maxVector7);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability7_0, ref probabilities, 224);
-                        global::System.Runtime.Intrinsics.Vector512<float> probability7_1 = global::System.Runtime.Intrinsics.Vector512.Exp(score7_1 - rowMax7);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability7_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score7_1 - maxVector7);
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability7_1, ref probabilities, 240);
-                        tile.RowSum[7] = tile.RowSum[7] * rescale7 + global::System.Runtime.Intrinsics.Vector512.Sum(probability7_0 + probability7_1);
-                        tile.RowMax[7] = newMax7;
+                        ref float rowSum7 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 7);
+                        rowSum7 = rowSum7 * rescale7 + global::System.Runtime.Intrinsics.Vector512.Sum(probability7_0 + probability7_1);
+                        rowMax7 = newMax7;
                     }
 
                     if (full)
@@ -515,33 +536,33 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512<float> output6_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 400) * rescale6;
                             global::System.Runtime.Intrinsics.Vector512<float> output7_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 448) * rescale7;
                             global::System.Runtime.Intrinsics.Vector512<float> output7_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 464) * rescale7;
-                            for (int k = 0; k < 32; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 32; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector512<float> value0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0);
                                 global::System.Runtime.Intrinsics.Vector512<float> value1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 96 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value1, output3_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
                                 output4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value0, output4_0);
                                 output4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value1, output4_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 160 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
                                 output5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value0, output5_0);
                                 output5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value1, output5_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight6 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight6 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
                                 output6_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight6, value0, output6_0);
                                 output6_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight6, value1, output6_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 224 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 224));
                                 output7_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight7, value0, output7_0);
                                 output7_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight7, value1, output7_1);
                             }
@@ -579,33 +600,33 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512<float> output6_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 432) * rescale6;
                             global::System.Runtime.Intrinsics.Vector512<float> output7_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 480) * rescale7;
                             global::System.Runtime.Intrinsics.Vector512<float> output7_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 496) * rescale7;
-                            for (int k = 0; k < 32; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 32; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector512<float> value0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32);
                                 global::System.Runtime.Intrinsics.Vector512<float> value1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 96 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value1, output3_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
                                 output4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value0, output4_0);
                                 output4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value1, output4_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 160 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
                                 output5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value0, output5_0);
                                 output5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value1, output5_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight6 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight6 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
                                 output6_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight6, value0, output6_0);
                                 output6_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight6, value1, output6_1);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 224 + k));
+                                global::System.Runtime.Intrinsics.Vector512<float> weight7 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 224));
                                 output7_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight7, value0, output7_0);
                                 output7_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight7, value1, output7_1);
                             }
@@ -631,21 +652,21 @@ namespace MyModel
                     {
                         // Boundary tile: each row over its own keys only.
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query0 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale0;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale0;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale0;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale0;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -653,21 +674,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query1 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale1;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale1;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale1;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale1;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -675,21 +696,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query2 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale2;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale2;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale2;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale2;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -697,21 +718,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query3 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale3;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale3;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale3;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale3;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 96 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -719,21 +740,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query4 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query4 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query4 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale4;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale4;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale4;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale4;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -741,21 +762,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query5 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query5 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query5 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale5;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale5;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale5;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale5;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 160 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -763,21 +784,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query6 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query6 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query6 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query6 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 384);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale6;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale6;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale6;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale6;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -785,21 +806,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query7 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query7 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query7 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 31, global::System.Math.Min(lastKey, query7 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 448);
                             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0) * rescale7;
                             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16) * rescale7;
                             global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32) * rescale7;
                             global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48) * rescale7;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 224 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 224));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 16), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 32), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow0, 48), output3);
                             }
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
@@ -868,10 +889,10 @@ namespace MyModel
                             tileMax = global::System.MathF.Max(tileMax, score);
                         }
 
-                        // Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).
+                        // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                         if (tileMax > runningMax)
                         {
-                            float correction = global::System.MathF.Exp(runningMax - tileMax);
+                            float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                             runningSum *= correction;
                             output0 *= correction;
                             output1 *= correction;
@@ -884,7 +905,7 @@ namespace MyModel
                             runningMax = tileMax;
                         }
 
-                        // Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
+                        // Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
                         for (int k = tileCount; k % 8 != 0; k++)
                         {
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
@@ -893,7 +914,7 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector256<float> sumVector = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                         for (int k = 0; k < tileCount; k += 8)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<float> probability = global::System.Runtime.Intrinsics.Vector256.Exp(global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref scores, (nuint)k) - maxVector);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability = global::SparseAttention.Cpu.VectorMath.Exp2(global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref scores, (nuint)k) - maxVector);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability, ref scores, (nuint)k);
                             sumVector += probability;
                         }
@@ -930,17 +951,22 @@ namespace MyModel
             public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery;
+                long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
                 long lastKey = tile.StreamLength - 1;
-                // Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.
-                long firstVisible = global::System.Math.Max(0, firstQuery - tile.Left);
-                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + tile.Right);
-                long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - tile.Left);
-                long fullTo = global::System.Math.Min(lastKey, firstQuery + tile.Right);
+                // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+                long firstVisible = global::System.Math.Max(0, firstQuery - left);
+                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+                long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+                long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+                ref float keyPanels = ref tile.KeyPanels;
+                ref float values = ref tile.Values;
+                nint valueStride = tile.ValueStride;
+                ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                 ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                 // Rows past the tile's end repeat its last row; their results are never read.
-                long query0 = firstQuery + global::System.Math.Min(0, rows - 1);
+                long query0 = firstQuery + 0;
                 ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
                 long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
                 ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
@@ -951,9 +977,8 @@ namespace MyModel
                 for (long keyStart = firstVisible / 8 * 8; keyStart <= lastVisible; keyStart += 16)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 15 <= fullTo;
-                    ref float panel = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.KeyPanels, (nint)(keyStart / 8) * 512);
 
-                    // Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                    // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
                     global::System.Runtime.Intrinsics.Vector256<float> score0_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector256<float> score0_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector256<float> score1_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
@@ -962,10 +987,11 @@ namespace MyModel
                     global::System.Runtime.Intrinsics.Vector256<float> score2_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector256<float> score3_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector256<float> score3_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
-                    for (int d = 0; d < 64; d += 4)
+                    ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 8) * 512);
+                    for (nint d = 0; d < 64; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 32))
                     {
-                        global::System.Runtime.Intrinsics.Vector256<float> key0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d) * 8 + 0));
-                        global::System.Runtime.Intrinsics.Vector256<float> key0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d) * 8 + 512));
+                        global::System.Runtime.Intrinsics.Vector256<float> key0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> key0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 512);
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
                         score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
@@ -978,8 +1004,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
                         score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
                         score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
-                        global::System.Runtime.Intrinsics.Vector256<float> key1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 1) * 8 + 0));
-                        global::System.Runtime.Intrinsics.Vector256<float> key1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 1) * 8 + 512));
+                        global::System.Runtime.Intrinsics.Vector256<float> key1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 8);
+                        global::System.Runtime.Intrinsics.Vector256<float> key1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 520);
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
                         score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
@@ -992,8 +1018,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
                         score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
                         score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
-                        global::System.Runtime.Intrinsics.Vector256<float> key2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 2) * 8 + 0));
-                        global::System.Runtime.Intrinsics.Vector256<float> key2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 2) * 8 + 512));
+                        global::System.Runtime.Intrinsics.Vector256<float> key2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 16);
+                        global::System.Runtime.Intrinsics.Vector256<float> key2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 528);
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
                         score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
@@ -1006,8 +1032,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
                         score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
                         score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
-                        global::System.Runtime.Intrinsics.Vector256<float> key3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 3) * 8 + 0));
-                        global::System.Runtime.Intrinsics.Vector256<float> key3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 3) * 8 + 512));
+                        global::System.Runtime.Intrinsics.Vector256<float> key3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 24);
+                        global::System.Runtime.Intrinsics.Vector256<float> key3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 536);
                         global::System.Runtime.Intrinsics.Vector256<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
                         score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
@@ -1028,26 +1054,27 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector256<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
                         global::System.Runtime.Intrinsics.Vector256<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector256.Create(8);
                         global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
-                        var first0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - tile.Left));
-                        var last0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector256<int> first0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
                         score0_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
                         score0_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                        var first1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - tile.Left));
-                        var last1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector256<int> first1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
                         score1_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
                         score1_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                        var first2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - tile.Left));
-                        var last2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector256<int> first2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
                         score2_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
                         score2_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                        var first3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - tile.Left));
-                        var last3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector256<int> first3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
                         score3_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
                         score3_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
                     }
 
-                    // Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.
-                    float newMax0 = global::System.MathF.Max(tile.RowMax[0], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0_0, score0_1)));
+                    // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
+                    ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                    float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0_0, score0_1)));
                     float rescale0 = 1f;
                     if (newMax0 == float.NegativeInfinity)
                     {
@@ -1056,16 +1083,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale0 = global::System.MathF.Exp(tile.RowMax[0] - newMax0);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowMax0 = global::System.Runtime.Intrinsics.Vector256.Create(newMax0);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability0_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score0_0 - rowMax0);
+                        rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector0 = global::System.Runtime.Intrinsics.Vector256.Create(newMax0);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0_0, ref probabilities, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability0_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score0_1 - rowMax0);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0_1, ref probabilities, 8);
-                        tile.RowSum[0] = tile.RowSum[0] * rescale0 + global::System.Runtime.Intrinsics.Vector256.Sum(probability0_0 + probability0_1);
-                        tile.RowMax[0] = newMax0;
+                        ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
+                        rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector256.Sum(probability0_0 + probability0_1);
+                        rowMax0 = newMax0;
                     }
-                    float newMax1 = global::System.MathF.Max(tile.RowMax[1], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score1_0, score1_1)));
+                    ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                    float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score1_0, score1_1)));
                     float rescale1 = 1f;
                     if (newMax1 == float.NegativeInfinity)
                     {
@@ -1074,16 +1103,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale1 = global::System.MathF.Exp(tile.RowMax[1] - newMax1);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowMax1 = global::System.Runtime.Intrinsics.Vector256.Create(newMax1);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability1_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score1_0 - rowMax1);
+                        rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector1 = global::System.Runtime.Intrinsics.Vector256.Create(newMax1);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1_0, ref probabilities, 16);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability1_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score1_1 - rowMax1);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1_1, ref probabilities, 24);
-                        tile.RowSum[1] = tile.RowSum[1] * rescale1 + global::System.Runtime.Intrinsics.Vector256.Sum(probability1_0 + probability1_1);
-                        tile.RowMax[1] = newMax1;
+                        ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
+                        rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector256.Sum(probability1_0 + probability1_1);
+                        rowMax1 = newMax1;
                     }
-                    float newMax2 = global::System.MathF.Max(tile.RowMax[2], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score2_0, score2_1)));
+                    ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                    float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score2_0, score2_1)));
                     float rescale2 = 1f;
                     if (newMax2 == float.NegativeInfinity)
                     {
@@ -1092,16 +1123,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale2 = global::System.MathF.Exp(tile.RowMax[2] - newMax2);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowMax2 = global::System.Runtime.Intrinsics.Vector256.Create(newMax2);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability2_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score2_0 - rowMax2);
+                        rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector2 = global::System.Runtime.Intrinsics.Vector256.Create(newMax2);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability2_0, ref probabilities, 32);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability2_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score2_1 - rowMax2);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability2_1, ref probabilities, 40);
-                        tile.RowSum[2] = tile.RowSum[2] * rescale2 + global::System.Runtime.Intrinsics.Vector256.Sum(probability2_0 + probability2_1);
-                        tile.RowMax[2] = newMax2;
+                        ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
+                        rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector256.Sum(probability2_0 + probability2_1);
+                        rowMax2 = newMax2;
                     }
-                    float newMax3 = global::System.MathF.Max(tile.RowMax[3], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score3_0, score3_1)));
+                    ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                    float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score3_0, score3_1)));
                     float rescale3 = 1f;
                     if (newMax3 == float.NegativeInfinity)
                     {
@@ -1110,14 +1143,15 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale3 = global::System.MathF.Exp(tile.RowMax[3] - newMax3);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowMax3 = global::System.Runtime.Intrinsics.Vector256.Create(newMax3);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability3_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score3_0 - rowMax3);
+                        rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector3 = global::System.Runtime.Intrinsics.Vector256.Create(newMax3);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability3_0, ref probabilities, 48);
-                        global::System.Runtime.Intrinsics.Vector256<float> probability3_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score3_1 - rowMax3);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
                         global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability3_1, ref probabilities, 56);
-                        tile.RowSum[3] = tile.RowSum[3] * rescale3 + global::System.Runtime.Intrinsics.Vector256.Sum(probability3_0 + probability3_1);
-                        tile.RowMax[3] = newMax3;
+                        ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
+                        rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector256.Sum(probability3_0 + probability3_1);
+                        rowMax3 = newMax3;
                     }
 
                     if (full)
@@ -1132,21 +1166,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 136) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 192) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 200) * rescale3;
-                            for (int k = 0; k < 16; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 16; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
                                 global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1168,21 +1202,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 152) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 208) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 216) * rescale3;
-                            for (int k = 0; k < 16; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 16; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16);
                                 global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1204,21 +1238,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 168) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 224) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 232) * rescale3;
-                            for (int k = 0; k < 16; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 16; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32);
                                 global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1240,21 +1274,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 184) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 240) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 248) * rescale3;
-                            for (int k = 0; k < 16; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 16; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48);
                                 global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1272,8 +1306,8 @@ namespace MyModel
                     {
                         // Boundary tile: each row over its own keys only.
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
                             global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale0;
                             global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8) * rescale0;
@@ -1283,18 +1317,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40) * rescale0;
                             global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48) * rescale0;
                             global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56) * rescale0;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 24), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 32), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 40), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 48), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 56), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
@@ -1306,8 +1340,8 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
                             global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale1;
                             global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8) * rescale1;
@@ -1317,18 +1351,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40) * rescale1;
                             global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48) * rescale1;
                             global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56) * rescale1;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 24), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 32), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 40), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 48), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 56), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
@@ -1340,8 +1374,8 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
                             global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8) * rescale2;
@@ -1351,18 +1385,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48) * rescale2;
                             global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56) * rescale2;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 24), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 32), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 40), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 48), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 56), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
@@ -1374,8 +1408,8 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192);
                             global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8) * rescale3;
@@ -1385,18 +1419,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48) * rescale3;
                             global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56) * rescale3;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 24), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 32), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 40), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 48), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 56), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
@@ -1493,10 +1527,10 @@ namespace MyModel
                             tileMax = global::System.MathF.Max(tileMax, score);
                         }
 
-                        // Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).
+                        // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                         if (tileMax > runningMax)
                         {
-                            float correction = global::System.MathF.Exp(runningMax - tileMax);
+                            float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                             runningSum *= correction;
                             output0 *= correction;
                             output1 *= correction;
@@ -1517,7 +1551,7 @@ namespace MyModel
                             runningMax = tileMax;
                         }
 
-                        // Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
+                        // Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
                         for (int k = tileCount; k % 4 != 0; k++)
                         {
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
@@ -1526,7 +1560,7 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector128<float> sumVector = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                         for (int k = 0; k < tileCount; k += 4)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> probability = global::System.Runtime.Intrinsics.Vector128.Exp(global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref scores, (nuint)k) - maxVector);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability = global::SparseAttention.Cpu.VectorMath.Exp2(global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref scores, (nuint)k) - maxVector);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability, ref scores, (nuint)k);
                             sumVector += probability;
                         }
@@ -1579,17 +1613,22 @@ namespace MyModel
             public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery;
+                long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
                 long lastKey = tile.StreamLength - 1;
-                // Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.
-                long firstVisible = global::System.Math.Max(0, firstQuery - tile.Left);
-                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + tile.Right);
-                long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - tile.Left);
-                long fullTo = global::System.Math.Min(lastKey, firstQuery + tile.Right);
+                // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+                long firstVisible = global::System.Math.Max(0, firstQuery - left);
+                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+                long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+                long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+                ref float keyPanels = ref tile.KeyPanels;
+                ref float values = ref tile.Values;
+                nint valueStride = tile.ValueStride;
+                ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                 ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                 // Rows past the tile's end repeat its last row; their results are never read.
-                long query0 = firstQuery + global::System.Math.Min(0, rows - 1);
+                long query0 = firstQuery + 0;
                 ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
                 long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
                 ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
@@ -1600,9 +1639,8 @@ namespace MyModel
                 for (long keyStart = firstVisible / 4 * 4; keyStart <= lastVisible; keyStart += 8)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 7 <= fullTo;
-                    ref float panel = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.KeyPanels, (nint)(keyStart / 4) * 256);
 
-                    // Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                    // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
                     global::System.Runtime.Intrinsics.Vector128<float> score0_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector128<float> score0_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector128<float> score1_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
@@ -1611,10 +1649,11 @@ namespace MyModel
                     global::System.Runtime.Intrinsics.Vector128<float> score2_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector128<float> score3_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                     global::System.Runtime.Intrinsics.Vector128<float> score3_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
-                    for (int d = 0; d < 64; d += 4)
+                    ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 4) * 256);
+                    for (nint d = 0; d < 64; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 16))
                     {
-                        global::System.Runtime.Intrinsics.Vector128<float> key0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d) * 4 + 0));
-                        global::System.Runtime.Intrinsics.Vector128<float> key0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d) * 4 + 256));
+                        global::System.Runtime.Intrinsics.Vector128<float> key0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> key0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 256);
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
                         score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
@@ -1627,8 +1666,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
                         score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
                         score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
-                        global::System.Runtime.Intrinsics.Vector128<float> key1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 1) * 4 + 0));
-                        global::System.Runtime.Intrinsics.Vector128<float> key1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 1) * 4 + 256));
+                        global::System.Runtime.Intrinsics.Vector128<float> key1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 4);
+                        global::System.Runtime.Intrinsics.Vector128<float> key1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 260);
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
                         score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
@@ -1641,8 +1680,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
                         score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
                         score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
-                        global::System.Runtime.Intrinsics.Vector128<float> key2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 2) * 4 + 0));
-                        global::System.Runtime.Intrinsics.Vector128<float> key2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 2) * 4 + 256));
+                        global::System.Runtime.Intrinsics.Vector128<float> key2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 8);
+                        global::System.Runtime.Intrinsics.Vector128<float> key2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 264);
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
                         score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
@@ -1655,8 +1694,8 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
                         score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
                         score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
-                        global::System.Runtime.Intrinsics.Vector128<float> key3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 3) * 4 + 0));
-                        global::System.Runtime.Intrinsics.Vector128<float> key3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 3) * 4 + 256));
+                        global::System.Runtime.Intrinsics.Vector128<float> key3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 12);
+                        global::System.Runtime.Intrinsics.Vector128<float> key3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 268);
                         global::System.Runtime.Intrinsics.Vector128<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
                         score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
                         score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
@@ -1677,26 +1716,27 @@ namespace MyModel
                         global::System.Runtime.Intrinsics.Vector128<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
                         global::System.Runtime.Intrinsics.Vector128<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector128.Create(4);
                         global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
-                        var first0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - tile.Left));
-                        var last0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector128<int> first0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
                         score0_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
                         score0_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                        var first1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - tile.Left));
-                        var last1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector128<int> first1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
                         score1_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
                         score1_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                        var first2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - tile.Left));
-                        var last2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector128<int> first2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
                         score2_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
                         score2_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                        var first3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - tile.Left));
-                        var last3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + tile.Right));
+                        global::System.Runtime.Intrinsics.Vector128<int> first3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
                         score3_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
                         score3_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
                     }
 
-                    // Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.
-                    float newMax0 = global::System.MathF.Max(tile.RowMax[0], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0_0, score0_1)));
+                    // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
+                    ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                    float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0_0, score0_1)));
                     float rescale0 = 1f;
                     if (newMax0 == float.NegativeInfinity)
                     {
@@ -1705,16 +1745,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale0 = global::System.MathF.Exp(tile.RowMax[0] - newMax0);
-                        global::System.Runtime.Intrinsics.Vector128<float> rowMax0 = global::System.Runtime.Intrinsics.Vector128.Create(newMax0);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability0_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score0_0 - rowMax0);
+                        rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector0 = global::System.Runtime.Intrinsics.Vector128.Create(newMax0);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0_0, ref probabilities, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability0_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score0_1 - rowMax0);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0_1, ref probabilities, 4);
-                        tile.RowSum[0] = tile.RowSum[0] * rescale0 + global::System.Runtime.Intrinsics.Vector128.Sum(probability0_0 + probability0_1);
-                        tile.RowMax[0] = newMax0;
+                        ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
+                        rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector128.Sum(probability0_0 + probability0_1);
+                        rowMax0 = newMax0;
                     }
-                    float newMax1 = global::System.MathF.Max(tile.RowMax[1], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score1_0, score1_1)));
+                    ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                    float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score1_0, score1_1)));
                     float rescale1 = 1f;
                     if (newMax1 == float.NegativeInfinity)
                     {
@@ -1723,16 +1765,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale1 = global::System.MathF.Exp(tile.RowMax[1] - newMax1);
-                        global::System.Runtime.Intrinsics.Vector128<float> rowMax1 = global::System.Runtime.Intrinsics.Vector128.Create(newMax1);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability1_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score1_0 - rowMax1);
+                        rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector1 = global::System.Runtime.Intrinsics.Vector128.Create(newMax1);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1_0, ref probabilities, 8);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability1_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score1_1 - rowMax1);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1_1, ref probabilities, 12);
-                        tile.RowSum[1] = tile.RowSum[1] * rescale1 + global::System.Runtime.Intrinsics.Vector128.Sum(probability1_0 + probability1_1);
-                        tile.RowMax[1] = newMax1;
+                        ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
+                        rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector128.Sum(probability1_0 + probability1_1);
+                        rowMax1 = newMax1;
                     }
-                    float newMax2 = global::System.MathF.Max(tile.RowMax[2], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score2_0, score2_1)));
+                    ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                    float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score2_0, score2_1)));
                     float rescale2 = 1f;
                     if (newMax2 == float.NegativeInfinity)
                     {
@@ -1741,16 +1785,18 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale2 = global::System.MathF.Exp(tile.RowMax[2] - newMax2);
-                        global::System.Runtime.Intrinsics.Vector128<float> rowMax2 = global::System.Runtime.Intrinsics.Vector128.Create(newMax2);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability2_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score2_0 - rowMax2);
+                        rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector2 = global::System.Runtime.Intrinsics.Vector128.Create(newMax2);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability2_0, ref probabilities, 16);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability2_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score2_1 - rowMax2);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability2_1, ref probabilities, 20);
-                        tile.RowSum[2] = tile.RowSum[2] * rescale2 + global::System.Runtime.Intrinsics.Vector128.Sum(probability2_0 + probability2_1);
-                        tile.RowMax[2] = newMax2;
+                        ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
+                        rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector128.Sum(probability2_0 + probability2_1);
+                        rowMax2 = newMax2;
                     }
-                    float newMax3 = global::System.MathF.Max(tile.RowMax[3], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score3_0, score3_1)));
+                    ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                    float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score3_0, score3_1)));
                     float rescale3 = 1f;
                     if (newMax3 == float.NegativeInfinity)
                     {
@@ -1759,14 +1805,15 @@ namespace MyModel
                     }
                     else
                     {
-                        rescale3 = global::System.MathF.Exp(tile.RowMax[3] - newMax3);
-                        global::System.Runtime.Intrinsics.Vector128<float> rowMax3 = global::System.Runtime.Intrinsics.Vector128.Create(newMax3);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability3_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score3_0 - rowMax3);
+                        rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector3 = global::System.Runtime.Intrinsics.Vector128.Create(newMax3);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability3_0, ref probabilities, 24);
-                        global::System.Runtime.Intrinsics.Vector128<float> probability3_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score3_1 - rowMax3);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
                         global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability3_1, ref probabilities, 28);
-                        tile.RowSum[3] = tile.RowSum[3] * rescale3 + global::System.Runtime.Intrinsics.Vector128.Sum(probability3_0 + probability3_1);
-                        tile.RowMax[3] = newMax3;
+                        ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
+                        rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector128.Sum(probability3_0 + probability3_1);
+                        rowMax3 = newMax3;
                     }
 
                     if (full)
@@ -1781,21 +1828,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 132) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 192) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 196) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1817,21 +1864,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 140) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 200) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 204) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1853,21 +1900,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 148) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 208) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 212) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1889,21 +1936,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 156) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 216) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 220) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1925,21 +1972,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 164) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 224) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 228) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1961,21 +2008,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 172) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 232) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 236) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -1997,21 +2044,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 180) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 240) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 244) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -2033,21 +2080,21 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 188) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 248) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 252) * rescale3;
-                            for (int k = 0; k < 8; k++)
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                            for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                 global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56);
                                 global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                 output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                 output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                 output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                 output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                 output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                 output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                 output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                 output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                             }
@@ -2065,8 +2112,8 @@ namespace MyModel
                     {
                         // Boundary tile: each row over its own keys only.
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
                             global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale0;
                             global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale0;
@@ -2076,18 +2123,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20) * rescale0;
                             global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24) * rescale0;
                             global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28) * rescale0;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 28), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -2105,18 +2152,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52) * rescale0;
                             global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56) * rescale0;
                             global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60) * rescale0;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow8, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
-                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 32), output8);
+                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 36), output9);
+                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 40), output10);
+                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 44), output11);
+                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 48), output12);
+                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 52), output13);
+                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 56), output14);
+                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 60), output15);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
@@ -2128,8 +2175,8 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
                             global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale1;
                             global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale1;
@@ -2139,18 +2186,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20) * rescale1;
                             global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24) * rescale1;
                             global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28) * rescale1;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 28), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -2168,18 +2215,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52) * rescale1;
                             global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56) * rescale1;
                             global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60) * rescale1;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow8, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
-                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 32), output8);
+                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 36), output9);
+                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 40), output10);
+                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 44), output11);
+                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 48), output12);
+                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 52), output13);
+                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 56), output14);
+                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 60), output15);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
@@ -2191,8 +2238,8 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
                             global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale2;
@@ -2202,18 +2249,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28) * rescale2;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 28), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -2231,18 +2278,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56) * rescale2;
                             global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60) * rescale2;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow8, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
-                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 32), output8);
+                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 36), output9);
+                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 40), output10);
+                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 44), output11);
+                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 48), output12);
+                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 52), output13);
+                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 56), output14);
+                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 60), output15);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
@@ -2254,8 +2301,8 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
-                            int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - tile.Left)) - keyStart);
-                            int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + tile.Right)) - keyStart);
+                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                             ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192);
                             global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale3;
@@ -2265,18 +2312,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28) * rescale3;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
-                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 28), output7);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -2294,18 +2341,18 @@ namespace MyModel
                             global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56) * rescale3;
                             global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60) * rescale3;
-                            for (int k = fromKey; k <= toKey; k++)
+                            ref float valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                            for (nint k = fromKey; k <= toKey; k++, valueRow8 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow8, valueStride))
                             {
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
-                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 32), output8);
+                                output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 36), output9);
+                                output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 40), output10);
+                                output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 44), output11);
+                                output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 48), output12);
+                                output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 52), output13);
+                                output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 56), output14);
+                                output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow8, 60), output15);
                             }
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
@@ -2355,7 +2402,7 @@ namespace MyModel
                         }
                         if (tileMax > runningMax)
                         {
-                            float correction = global::System.MathF.Exp(runningMax - tileMax);
+                            float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                             runningSum *= correction;
                             for (int d = 0; d < 64; d++)
                             {
@@ -2366,7 +2413,7 @@ namespace MyModel
                         position = firstKey;
                         for (int k = 0; k < tileCount; k++, position += segment.Step)
                         {
-                            float weight = global::System.MathF.Exp(scratch[k] - runningMax);
+                            float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - runningMax);
                             runningSum += weight;
                             global::System.ReadOnlySpan<float> valueRow = global::System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)position * 64), 64);
                             for (int d = 0; d < 64; d++)

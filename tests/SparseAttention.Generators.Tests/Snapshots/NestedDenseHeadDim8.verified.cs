@@ -94,16 +94,16 @@ namespace Outer.Layers
                                 tileMax = global::System.MathF.Max(tileMax, score);
                             }
 
-                            // Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).
+                            // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                             if (tileMax > runningMax)
                             {
-                                float correction = global::System.MathF.Exp(runningMax - tileMax);
+                                float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                                 runningSum *= correction;
                                 output0 *= correction;
                                 runningMax = tileMax;
                             }
 
-                            // Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
+                            // Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
                             for (int k = tileCount; k % 8 != 0; k++)
                             {
                                 global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
@@ -112,7 +112,7 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector256<float> sumVector = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                             for (int k = 0; k < tileCount; k += 8)
                             {
-                                global::System.Runtime.Intrinsics.Vector256<float> probability = global::System.Runtime.Intrinsics.Vector256.Exp(global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref scores, (nuint)k) - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability = global::SparseAttention.Cpu.VectorMath.Exp2(global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref scores, (nuint)k) - maxVector);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability, ref scores, (nuint)k);
                                 sumVector += probability;
                             }
@@ -135,17 +135,22 @@ namespace Outer.Layers
                 public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
                 {
                     int rows = tile.Rows;
-                    long firstQuery = tile.FirstQuery;
+                    long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
                     long lastKey = tile.StreamLength - 1;
-                    // Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.
-                    long firstVisible = global::System.Math.Max(0, firstQuery - tile.Left);
-                    long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + tile.Right);
-                    long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - tile.Left);
-                    long fullTo = global::System.Math.Min(lastKey, firstQuery + tile.Right);
+                    // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+                    long firstVisible = global::System.Math.Max(0, firstQuery - left);
+                    long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+                    long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+                    long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+                    ref float keyPanels = ref tile.KeyPanels;
+                    ref float values = ref tile.Values;
+                    nint valueStride = tile.ValueStride;
+                    ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                    ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                     ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                     ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                     // Rows past the tile's end repeat its last row; their results are never read.
-                    long query0 = firstQuery + global::System.Math.Min(0, rows - 1);
+                    long query0 = firstQuery + 0;
                     ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
                     long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
                     ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
@@ -156,9 +161,8 @@ namespace Outer.Layers
                     for (long keyStart = firstVisible / 8 * 8; keyStart <= lastVisible; keyStart += 16)
                     {
                         bool full = keyStart >= fullFrom && keyStart + 15 <= fullTo;
-                        ref float panel = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.KeyPanels, (nint)(keyStart / 8) * 64);
 
-                        // Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                        // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
                         global::System.Runtime.Intrinsics.Vector256<float> score0_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector256<float> score0_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector256<float> score1_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
@@ -167,10 +171,11 @@ namespace Outer.Layers
                         global::System.Runtime.Intrinsics.Vector256<float> score2_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector256<float> score3_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector256<float> score3_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
-                        for (int d = 0; d < 8; d += 4)
+                        ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 8) * 64);
+                        for (nint d = 0; d < 8; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 32))
                         {
-                            global::System.Runtime.Intrinsics.Vector256<float> key0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d) * 8 + 0));
-                            global::System.Runtime.Intrinsics.Vector256<float> key0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d) * 8 + 64));
+                            global::System.Runtime.Intrinsics.Vector256<float> key0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> key0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 64);
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
                             score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
@@ -183,8 +188,8 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
                             score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
                             score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> key1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 1) * 8 + 0));
-                            global::System.Runtime.Intrinsics.Vector256<float> key1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 1) * 8 + 64));
+                            global::System.Runtime.Intrinsics.Vector256<float> key1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 8);
+                            global::System.Runtime.Intrinsics.Vector256<float> key1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 72);
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
                             score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
@@ -197,8 +202,8 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
                             score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
                             score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> key2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 2) * 8 + 0));
-                            global::System.Runtime.Intrinsics.Vector256<float> key2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 2) * 8 + 64));
+                            global::System.Runtime.Intrinsics.Vector256<float> key2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 16);
+                            global::System.Runtime.Intrinsics.Vector256<float> key2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 80);
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
                             score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
@@ -211,8 +216,8 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
                             score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
                             score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> key3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 3) * 8 + 0));
-                            global::System.Runtime.Intrinsics.Vector256<float> key3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panel, (nuint)((d + 3) * 8 + 64));
+                            global::System.Runtime.Intrinsics.Vector256<float> key3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 24);
+                            global::System.Runtime.Intrinsics.Vector256<float> key3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 88);
                             global::System.Runtime.Intrinsics.Vector256<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
                             score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
@@ -233,26 +238,27 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector256<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
                             global::System.Runtime.Intrinsics.Vector256<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector256.Create(8);
                             global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
-                            var first0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - tile.Left));
-                            var last0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
+                            global::System.Runtime.Intrinsics.Vector256<int> last0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
                             score0_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
                             score0_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                            var first1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - tile.Left));
-                            var last1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
+                            global::System.Runtime.Intrinsics.Vector256<int> last1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
                             score1_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
                             score1_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                            var first2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - tile.Left));
-                            var last2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
+                            global::System.Runtime.Intrinsics.Vector256<int> last2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
                             score2_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
                             score2_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                            var first3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - tile.Left));
-                            var last3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
+                            global::System.Runtime.Intrinsics.Vector256<int> last3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
                             score3_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
                             score3_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
                         }
 
-                        // Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.
-                        float newMax0 = global::System.MathF.Max(tile.RowMax[0], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0_0, score0_1)));
+                        // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
+                        ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                        float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0_0, score0_1)));
                         float rescale0 = 1f;
                         if (newMax0 == float.NegativeInfinity)
                         {
@@ -261,16 +267,18 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale0 = global::System.MathF.Exp(tile.RowMax[0] - newMax0);
-                            global::System.Runtime.Intrinsics.Vector256<float> rowMax0 = global::System.Runtime.Intrinsics.Vector256.Create(newMax0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score0_0 - rowMax0);
+                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
+                            global::System.Runtime.Intrinsics.Vector256<float> maxVector0 = global::System.Runtime.Intrinsics.Vector256.Create(newMax0);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0_0, ref probabilities, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score0_1 - rowMax0);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0_1, ref probabilities, 8);
-                            tile.RowSum[0] = tile.RowSum[0] * rescale0 + global::System.Runtime.Intrinsics.Vector256.Sum(probability0_0 + probability0_1);
-                            tile.RowMax[0] = newMax0;
+                            ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
+                            rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector256.Sum(probability0_0 + probability0_1);
+                            rowMax0 = newMax0;
                         }
-                        float newMax1 = global::System.MathF.Max(tile.RowMax[1], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score1_0, score1_1)));
+                        ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                        float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score1_0, score1_1)));
                         float rescale1 = 1f;
                         if (newMax1 == float.NegativeInfinity)
                         {
@@ -279,16 +287,18 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale1 = global::System.MathF.Exp(tile.RowMax[1] - newMax1);
-                            global::System.Runtime.Intrinsics.Vector256<float> rowMax1 = global::System.Runtime.Intrinsics.Vector256.Create(newMax1);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score1_0 - rowMax1);
+                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
+                            global::System.Runtime.Intrinsics.Vector256<float> maxVector1 = global::System.Runtime.Intrinsics.Vector256.Create(newMax1);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1_0, ref probabilities, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score1_1 - rowMax1);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1_1, ref probabilities, 24);
-                            tile.RowSum[1] = tile.RowSum[1] * rescale1 + global::System.Runtime.Intrinsics.Vector256.Sum(probability1_0 + probability1_1);
-                            tile.RowMax[1] = newMax1;
+                            ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
+                            rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector256.Sum(probability1_0 + probability1_1);
+                            rowMax1 = newMax1;
                         }
-                        float newMax2 = global::System.MathF.Max(tile.RowMax[2], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score2_0, score2_1)));
+                        ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                        float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score2_0, score2_1)));
                         float rescale2 = 1f;
                         if (newMax2 == float.NegativeInfinity)
                         {
@@ -297,16 +307,18 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale2 = global::System.MathF.Exp(tile.RowMax[2] - newMax2);
-                            global::System.Runtime.Intrinsics.Vector256<float> rowMax2 = global::System.Runtime.Intrinsics.Vector256.Create(newMax2);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability2_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score2_0 - rowMax2);
+                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
+                            global::System.Runtime.Intrinsics.Vector256<float> maxVector2 = global::System.Runtime.Intrinsics.Vector256.Create(newMax2);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability2_0, ref probabilities, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability2_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score2_1 - rowMax2);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability2_1, ref probabilities, 40);
-                            tile.RowSum[2] = tile.RowSum[2] * rescale2 + global::System.Runtime.Intrinsics.Vector256.Sum(probability2_0 + probability2_1);
-                            tile.RowMax[2] = newMax2;
+                            ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
+                            rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector256.Sum(probability2_0 + probability2_1);
+                            rowMax2 = newMax2;
                         }
-                        float newMax3 = global::System.MathF.Max(tile.RowMax[3], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score3_0, score3_1)));
+                        ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                        float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score3_0, score3_1)));
                         float rescale3 = 1f;
                         if (newMax3 == float.NegativeInfinity)
                         {
@@ -315,14 +327,15 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale3 = global::System.MathF.Exp(tile.RowMax[3] - newMax3);
-                            global::System.Runtime.Intrinsics.Vector256<float> rowMax3 = global::System.Runtime.Intrinsics.Vector256.Create(newMax3);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability3_0 = global::System.Runtime.Intrinsics.Vector256.Exp(score3_0 - rowMax3);
+                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
+                            global::System.Runtime.Intrinsics.Vector256<float> maxVector3 = global::System.Runtime.Intrinsics.Vector256.Create(newMax3);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability3_0, ref probabilities, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability3_1 = global::System.Runtime.Intrinsics.Vector256.Exp(score3_1 - rowMax3);
+                            global::System.Runtime.Intrinsics.Vector256<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability3_1, ref probabilities, 56);
-                            tile.RowSum[3] = tile.RowSum[3] * rescale3 + global::System.Runtime.Intrinsics.Vector256.Sum(probability3_0 + probability3_1);
-                            tile.RowMax[3] = newMax3;
+                            ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
+                            rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector256.Sum(probability3_0 + probability3_1);
+                            rowMax3 = newMax3;
                         }
 
                         if (full)
@@ -333,17 +346,17 @@ namespace Outer.Layers
                                 global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale1;
                                 global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale2;
                                 global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale3;
-                                for (int k = 0; k < 16; k++)
+                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                                for (nint k = 0; k < 16; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                     global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                     output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                     output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
                                     output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
                                     output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
@@ -356,54 +369,54 @@ namespace Outer.Layers
                         {
                             // Boundary tile: each row over its own keys only.
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
                                 global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale0;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 8);
                                 global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale1;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 16);
                                 global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale2;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 24);
                                 global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale3;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
@@ -451,17 +464,17 @@ namespace Outer.Layers
                                 tileMax = global::System.MathF.Max(tileMax, score);
                             }
 
-                            // Online softmax: a larger max shrinks everything accumulated so far by exp(oldMax - newMax).
+                            // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                             if (tileMax > runningMax)
                             {
-                                float correction = global::System.MathF.Exp(runningMax - tileMax);
+                                float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                                 runningSum *= correction;
                                 output0 *= correction;
                                 output1 *= correction;
                                 runningMax = tileMax;
                             }
 
-                            // Probabilities p = exp(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
+                            // Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.
                             for (int k = tileCount; k % 4 != 0; k++)
                             {
                                 global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
@@ -470,7 +483,7 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector128<float> sumVector = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                             for (int k = 0; k < tileCount; k += 4)
                             {
-                                global::System.Runtime.Intrinsics.Vector128<float> probability = global::System.Runtime.Intrinsics.Vector128.Exp(global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref scores, (nuint)k) - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability = global::SparseAttention.Cpu.VectorMath.Exp2(global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref scores, (nuint)k) - maxVector);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability, ref scores, (nuint)k);
                                 sumVector += probability;
                             }
@@ -495,17 +508,22 @@ namespace Outer.Layers
                 public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
                 {
                     int rows = tile.Rows;
-                    long firstQuery = tile.FirstQuery;
+                    long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
                     long lastKey = tile.StreamLength - 1;
-                    // Row t sees stream keys [max(0, q_t - Left), min(lastKey, q_t + Right)]; a key tile inside every row's range needs no mask.
-                    long firstVisible = global::System.Math.Max(0, firstQuery - tile.Left);
-                    long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + tile.Right);
-                    long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - tile.Left);
-                    long fullTo = global::System.Math.Min(lastKey, firstQuery + tile.Right);
+                    // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+                    long firstVisible = global::System.Math.Max(0, firstQuery - left);
+                    long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+                    long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+                    long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+                    ref float keyPanels = ref tile.KeyPanels;
+                    ref float values = ref tile.Values;
+                    nint valueStride = tile.ValueStride;
+                    ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                    ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                     ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                     ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                     // Rows past the tile's end repeat its last row; their results are never read.
-                    long query0 = firstQuery + global::System.Math.Min(0, rows - 1);
+                    long query0 = firstQuery + 0;
                     ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
                     long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
                     ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
@@ -516,9 +534,8 @@ namespace Outer.Layers
                     for (long keyStart = firstVisible / 4 * 4; keyStart <= lastVisible; keyStart += 8)
                     {
                         bool full = keyStart >= fullFrom && keyStart + 7 <= fullTo;
-                        ref float panel = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.KeyPanels, (nint)(keyStart / 4) * 32);
 
-                        // Scores S = Q Kᵀ (K pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                        // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
                         global::System.Runtime.Intrinsics.Vector128<float> score0_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector128<float> score0_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector128<float> score1_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
@@ -527,10 +544,11 @@ namespace Outer.Layers
                         global::System.Runtime.Intrinsics.Vector128<float> score2_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector128<float> score3_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                         global::System.Runtime.Intrinsics.Vector128<float> score3_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
-                        for (int d = 0; d < 8; d += 4)
+                        ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 4) * 32);
+                        for (nint d = 0; d < 8; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 16))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> key0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d) * 4 + 0));
-                            global::System.Runtime.Intrinsics.Vector128<float> key0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d) * 4 + 32));
+                            global::System.Runtime.Intrinsics.Vector128<float> key0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> key0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 32);
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
                             score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
@@ -543,8 +561,8 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
                             score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
                             score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> key1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 1) * 4 + 0));
-                            global::System.Runtime.Intrinsics.Vector128<float> key1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 1) * 4 + 32));
+                            global::System.Runtime.Intrinsics.Vector128<float> key1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 4);
+                            global::System.Runtime.Intrinsics.Vector128<float> key1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 36);
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
                             score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
@@ -557,8 +575,8 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
                             score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
                             score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> key2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 2) * 4 + 0));
-                            global::System.Runtime.Intrinsics.Vector128<float> key2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 2) * 4 + 32));
+                            global::System.Runtime.Intrinsics.Vector128<float> key2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 8);
+                            global::System.Runtime.Intrinsics.Vector128<float> key2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 40);
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
                             score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
@@ -571,8 +589,8 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
                             score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
                             score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> key3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 3) * 4 + 0));
-                            global::System.Runtime.Intrinsics.Vector128<float> key3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panel, (nuint)((d + 3) * 4 + 32));
+                            global::System.Runtime.Intrinsics.Vector128<float> key3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 12);
+                            global::System.Runtime.Intrinsics.Vector128<float> key3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 44);
                             global::System.Runtime.Intrinsics.Vector128<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
                             score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
                             score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
@@ -593,26 +611,27 @@ namespace Outer.Layers
                             global::System.Runtime.Intrinsics.Vector128<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
                             global::System.Runtime.Intrinsics.Vector128<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector128.Create(4);
                             global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
-                            var first0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - tile.Left));
-                            var last0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
+                            global::System.Runtime.Intrinsics.Vector128<int> last0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
                             score0_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
                             score0_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                            var first1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - tile.Left));
-                            var last1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
+                            global::System.Runtime.Intrinsics.Vector128<int> last1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
                             score1_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
                             score1_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                            var first2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - tile.Left));
-                            var last2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
+                            global::System.Runtime.Intrinsics.Vector128<int> last2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
                             score2_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
                             score2_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                            var first3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - tile.Left));
-                            var last3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + tile.Right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
+                            global::System.Runtime.Intrinsics.Vector128<int> last3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
                             score3_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
                             score3_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
                         }
 
-                        // Online softmax per row: new max, rescale factor for what was accumulated, probabilities to scratch.
-                        float newMax0 = global::System.MathF.Max(tile.RowMax[0], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0_0, score0_1)));
+                        // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
+                        ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                        float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0_0, score0_1)));
                         float rescale0 = 1f;
                         if (newMax0 == float.NegativeInfinity)
                         {
@@ -621,16 +640,18 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale0 = global::System.MathF.Exp(tile.RowMax[0] - newMax0);
-                            global::System.Runtime.Intrinsics.Vector128<float> rowMax0 = global::System.Runtime.Intrinsics.Vector128.Create(newMax0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score0_0 - rowMax0);
+                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
+                            global::System.Runtime.Intrinsics.Vector128<float> maxVector0 = global::System.Runtime.Intrinsics.Vector128.Create(newMax0);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0_0, ref probabilities, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score0_1 - rowMax0);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0_1, ref probabilities, 4);
-                            tile.RowSum[0] = tile.RowSum[0] * rescale0 + global::System.Runtime.Intrinsics.Vector128.Sum(probability0_0 + probability0_1);
-                            tile.RowMax[0] = newMax0;
+                            ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
+                            rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector128.Sum(probability0_0 + probability0_1);
+                            rowMax0 = newMax0;
                         }
-                        float newMax1 = global::System.MathF.Max(tile.RowMax[1], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score1_0, score1_1)));
+                        ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                        float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score1_0, score1_1)));
                         float rescale1 = 1f;
                         if (newMax1 == float.NegativeInfinity)
                         {
@@ -639,16 +660,18 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale1 = global::System.MathF.Exp(tile.RowMax[1] - newMax1);
-                            global::System.Runtime.Intrinsics.Vector128<float> rowMax1 = global::System.Runtime.Intrinsics.Vector128.Create(newMax1);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score1_0 - rowMax1);
+                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
+                            global::System.Runtime.Intrinsics.Vector128<float> maxVector1 = global::System.Runtime.Intrinsics.Vector128.Create(newMax1);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1_0, ref probabilities, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score1_1 - rowMax1);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1_1, ref probabilities, 12);
-                            tile.RowSum[1] = tile.RowSum[1] * rescale1 + global::System.Runtime.Intrinsics.Vector128.Sum(probability1_0 + probability1_1);
-                            tile.RowMax[1] = newMax1;
+                            ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
+                            rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector128.Sum(probability1_0 + probability1_1);
+                            rowMax1 = newMax1;
                         }
-                        float newMax2 = global::System.MathF.Max(tile.RowMax[2], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score2_0, score2_1)));
+                        ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                        float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score2_0, score2_1)));
                         float rescale2 = 1f;
                         if (newMax2 == float.NegativeInfinity)
                         {
@@ -657,16 +680,18 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale2 = global::System.MathF.Exp(tile.RowMax[2] - newMax2);
-                            global::System.Runtime.Intrinsics.Vector128<float> rowMax2 = global::System.Runtime.Intrinsics.Vector128.Create(newMax2);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability2_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score2_0 - rowMax2);
+                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
+                            global::System.Runtime.Intrinsics.Vector128<float> maxVector2 = global::System.Runtime.Intrinsics.Vector128.Create(newMax2);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability2_0, ref probabilities, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability2_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score2_1 - rowMax2);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability2_1, ref probabilities, 20);
-                            tile.RowSum[2] = tile.RowSum[2] * rescale2 + global::System.Runtime.Intrinsics.Vector128.Sum(probability2_0 + probability2_1);
-                            tile.RowMax[2] = newMax2;
+                            ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
+                            rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector128.Sum(probability2_0 + probability2_1);
+                            rowMax2 = newMax2;
                         }
-                        float newMax3 = global::System.MathF.Max(tile.RowMax[3], global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score3_0, score3_1)));
+                        ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                        float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score3_0, score3_1)));
                         float rescale3 = 1f;
                         if (newMax3 == float.NegativeInfinity)
                         {
@@ -675,14 +700,15 @@ namespace Outer.Layers
                         }
                         else
                         {
-                            rescale3 = global::System.MathF.Exp(tile.RowMax[3] - newMax3);
-                            global::System.Runtime.Intrinsics.Vector128<float> rowMax3 = global::System.Runtime.Intrinsics.Vector128.Create(newMax3);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability3_0 = global::System.Runtime.Intrinsics.Vector128.Exp(score3_0 - rowMax3);
+                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
+                            global::System.Runtime.Intrinsics.Vector128<float> maxVector3 = global::System.Runtime.Intrinsics.Vector128.Create(newMax3);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability3_0, ref probabilities, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability3_1 = global::System.Runtime.Intrinsics.Vector128.Exp(score3_1 - rowMax3);
+                            global::System.Runtime.Intrinsics.Vector128<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
                             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability3_1, ref probabilities, 28);
-                            tile.RowSum[3] = tile.RowSum[3] * rescale3 + global::System.Runtime.Intrinsics.Vector128.Sum(probability3_0 + probability3_1);
-                            tile.RowMax[3] = newMax3;
+                            ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
+                            rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector128.Sum(probability3_0 + probability3_1);
+                            rowMax3 = newMax3;
                         }
 
                         if (full)
@@ -697,21 +723,21 @@ namespace Outer.Layers
                                 global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale2;
                                 global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale3;
                                 global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale3;
-                                for (int k = 0; k < 8; k++)
+                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                                for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
                                     global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
                                     global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
                                     output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
                                     output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
                                     output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
                                     output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
                                     output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
                                     output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
                                     output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
                                     output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
                                 }
@@ -729,65 +755,65 @@ namespace Outer.Layers
                         {
                             // Boundary tile: each row over its own keys only.
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
                                 global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale0;
                                 global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale0;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
                             }
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 8);
                                 global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale1;
                                 global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale1;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
                             }
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 16);
                                 global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale2;
                                 global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale2;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
                             }
                             {
-                                int fromKey = (int)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - tile.Left)) - keyStart);
-                                int toKey = (int)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + tile.Right)) - keyStart);
+                                nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                                nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 24);
                                 global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale3;
                                 global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale3;
-                                for (int k = fromKey; k <= toKey; k++)
+                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
+                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
                                 {
-                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Values, (nint)(keyStart + k) * tile.ValueStride);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24 + k));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
+                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -831,7 +857,7 @@ namespace Outer.Layers
                             }
                             if (tileMax > runningMax)
                             {
-                                float correction = global::System.MathF.Exp(runningMax - tileMax);
+                                float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
                                 runningSum *= correction;
                                 for (int d = 0; d < 8; d++)
                                 {
@@ -842,7 +868,7 @@ namespace Outer.Layers
                             position = firstKey;
                             for (int k = 0; k < tileCount; k++, position += segment.Step)
                             {
-                                float weight = global::System.MathF.Exp(scratch[k] - runningMax);
+                                float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - runningMax);
                                 runningSum += weight;
                                 global::System.ReadOnlySpan<float> valueRow = global::System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)position * 8), 8);
                                 for (int d = 0; d < 8; d++)

@@ -1,0 +1,32 @@
+using BenchmarkDotNet.Attributes;
+using BenchmarkDotNet.Jobs;
+
+namespace SparseAttention.Benchmarks;
+
+/// <summary>
+/// BenchmarkDotNet over DESIGN.md's standard cases: the generated kernel per case, with MemoryDiagnoser for the
+/// zero-allocation target. Effective GFLOP/s = visible pairs x 4 x 64 / mean time (pairs are printed by the
+/// quick comparison and in BENCHMARKS.md).
+/// </summary>
+[MemoryDiagnoser]
+[SimpleJob(RuntimeMoniker.Net10_0, launchCount: 1, warmupCount: 2, iterationCount: 5)]
+public class StandardCaseBenchmarks
+{
+    private CaseInputs _inputs = null!;
+    private StandardCase _case = null!;
+
+    [ParamsSource(nameof(Cases))]
+    public string Case { get; set; } = "";
+
+    public static IEnumerable<string> Cases => StandardCase.All.Select(c => c.Name);
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        _case = StandardCase.Get(Case);
+        _inputs = new CaseInputs(_case.Shape, StandardCase.HeadDim);
+    }
+
+    [Benchmark]
+    public void Generated() => _case.Forward(_inputs.Query, _inputs.Key, _inputs.Value, _inputs.Output, _case.Shape);
+}

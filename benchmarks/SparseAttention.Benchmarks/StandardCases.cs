@@ -1,0 +1,110 @@
+using SparseAttention;
+
+namespace SparseAttention.Benchmarks;
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 512)]
+public static partial class Window512;
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+public static partial class Window4096;
+
+[AttentionKernel(HeadDim = 64)]
+public static partial class DenseCausal;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 256, Right = 256)]
+[GlobalTokens(0, 1)]
+public static partial class Longformer;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 256, Right = 256)]
+[Dilation(2)]
+[GlobalTokens(0, 1)]
+public static partial class LongformerDilated;
+
+public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape);
+
+/// <summary>
+/// One standard case of DESIGN.md §5 (fp32, Heads = KvHeads = 8, HeadDim = 64).
+/// <see cref="OrtWindow"/> is the GroupQueryAttention local_window_size that means the same pattern, or null
+/// when ONNX Runtime cannot express it (bidirectional patterns); -1 is ORT's dense causal.
+/// </summary>
+public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow)
+{
+    public const int Heads = 8;
+    public const int HeadDim = 64;
+
+    public AttentionShape Shape => new(Heads, Heads, SeqLen);
+
+    public long VisiblePairs => Pattern.VisiblePairs(SeqLen, Heads);
+
+    /// <summary>Effective GFLOP/s: visible pairs x 4 x HeadDim per second (QKᵀ and PV, 2 flops per multiply-add).</summary>
+    public double Gflops(double seconds) => VisiblePairs * 4.0 * HeadDim / seconds / 1e9;
+
+    public static readonly StandardCase[] All =
+    {
+        new("swa-4k-w512", 4096, Window512.Pattern, Window512.Forward, 512),
+        new("swa-16k-w512", 16384, Window512.Pattern, Window512.Forward, 512),
+        new("swa-16k-w4096", 16384, Window4096.Pattern, Window4096.Forward, 4096),
+        new("causal-4k", 4096, DenseCausal.Pattern, DenseCausal.Forward, -1),
+        new("causal-16k", 16384, DenseCausal.Pattern, DenseCausal.Forward, -1),
+        new("lf-4k", 4096, Longformer.Pattern, Longformer.Forward, null),
+        new("lf-dil-4k", 4096, LongformerDilated.Pattern, LongformerDilated.Forward, null),
+        new("swa-64k-w512", 65536, Window512.Pattern, Window512.Forward, 512),
+    };
+
+    public static StandardCase Get(string name) => All.Single(c => c.Name == name);
+
+    public override string ToString() => Name;
+}
+
+/// <summary>Inputs in [-1.5, 1.5] for one case, in our layout.</summary>
+public sealed class CaseInputs
+{
+    public CaseInputs(AttentionShape shape, int headDim, int seed = 1)
+    {
+        var random = new Random(seed);
+        Query = Fill(shape.Heads * shape.SeqLen * headDim);
+        Key = Fill(shape.KvHeads * shape.SeqLen * headDim);
+        Value = Fill(shape.KvHeads * shape.SeqLen * headDim);
+        Output = new float[Query.Length];
+
+        float[] Fill(int length)
+        {
+            var values = GC.AllocateUninitializedArray<float>(length);
+            for (int i = 0; i < length; i++)
+            {
+                values[i] = (float)(random.NextDouble() * 3 - 1.5);
+            }
+
+            return values;
+        }
+    }
+
+    public float[] Query { get; }
+    public float[] Key { get; }
+    public float[] Value { get; }
+    public float[] Output { get; }
+
+    /// <summary>Largest |output - reference| over a sample of rows (the reference is O(n) per row).</summary>
+    public double MaxErrorOnSampledRows(AttentionPattern pattern, AttentionShape shape, int headDim, float[] output, int rows = 24)
+    {
+        var expected = new double[headDim];
+        var random = new Random(99);
+        double worst = 0;
+        for (int sample = 0; sample < rows; sample++)
+        {
+            int head = sample % shape.Heads;
+            int row = sample switch { 0 => 0, 1 => shape.SeqLen - 1, _ => random.Next(shape.SeqLen) };
+            ReferenceAttention.ComputeRow(pattern, Query, Key, Value, shape, head, row, expected);
+            for (int d = 0; d < headDim; d++)
+            {
+                worst = Math.Max(worst, Math.Abs(expected[d] - output[(head * shape.SeqLen + row) * headDim + d]));
+            }
+        }
+
+        return worst;
+    }
+}
