@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using BenchmarkDotNet.Jobs;
+using SparseAttention;
 
 namespace SparseAttention.Benchmarks;
 
@@ -28,5 +29,5 @@ public class StandardCaseBenchmarks
     }
 
     [Benchmark]
-    public void Generated() => _case.Forward(_inputs.Query, _inputs.Key, _inputs.Value, _inputs.Output, _case.Shape);
+    public void Generated() => _case.Forward(_inputs.Query, _inputs.Key, _inputs.Value, _inputs.Output, _case.Shape, AttentionOptions.Default);
 }

@@ -10,9 +10,8 @@ namespace SparseAttention.Benchmarks;
 /// </summary>
 public static class FmaPeak
 {
-    public static double MeasureGflops()
+    public static double MeasureGflops(int threads)
     {
-        int threads = Environment.ProcessorCount;
         const long Iterations = 20_000_000;
         double best = 0;
         for (int attempt = 0; attempt < 3; attempt++)

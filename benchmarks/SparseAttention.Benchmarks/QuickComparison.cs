@@ -21,8 +21,11 @@ public static class QuickComparison
         bool baselines = !args.Contains("--no-baselines");
         string? only = args.SkipWhile(a => a != "--cases").Skip(1).FirstOrDefault();
         StandardCase[] cases = only is null ? StandardCase.All : only.Split(',').Select(StandardCase.Get).ToArray();
+        string? threadArgument = args.SkipWhile(a => a != "--threads").Skip(1).FirstOrDefault();
+        int threads = threadArgument is null ? Environment.ProcessorCount : int.Parse(threadArgument, CultureInfo.InvariantCulture);
+        var options = new AttentionOptions { MaxDegreeOfParallelism = threads };
 
-        Console.WriteLine($"SparseAttention quick comparison: {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {AttentionOptions.Default.ResolveIsa()}");
+        Console.WriteLine($"SparseAttention quick comparison: {threads} of {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {AttentionOptions.Default.ResolveIsa()}");
         // The peak is measured again right before each case: on this shared VM the two vCPUs are sometimes
         // SMT siblings of one core and sometimes on two cores, which halves or doubles what is reachable.
         var peaks = new List<double>();
@@ -40,12 +43,12 @@ public static class QuickComparison
         {
             var inputs = new CaseInputs(standardCase.Shape, StandardCase.HeadDim);
             AttentionShape shape = standardCase.Shape;
-            double peak = FmaPeak.MeasureGflops();
+            double peak = FmaPeak.MeasureGflops(threads);
             peaks.Add(peak);
             casePeaks[standardCase.Name] = peak;
-            double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape));
+            double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
             results[standardCase.Name] = ms;
-            long allocated = AllocatedPerCall(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape));
+            long allocated = AllocatedPerCall(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
             double error = inputs.MaxErrorOnSampledRows(standardCase.Pattern, shape, StandardCase.HeadDim, inputs.Output);
             allCorrect &= error <= Tolerance;
 
@@ -55,7 +58,7 @@ public static class QuickComparison
             {
                 if (!denseTimes.TryGetValue(standardCase.SeqLen, out double denseMs))
                 {
-                    denseMs = standardCase.Pattern.IsDense && standardCase.Pattern.Causal ? ms : Time(() => DenseCausal.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape));
+                    denseMs = standardCase.Pattern.IsDense && standardCase.Pattern.Causal ? ms : Time(() => DenseCausal.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
                     denseTimes[standardCase.SeqLen] = denseMs;
                 }
 

@@ -24,7 +24,7 @@ public static partial class Longformer;
 [GlobalTokens(0, 1)]
 public static partial class LongformerDilated;
 
-public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape);
+public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
 /// <summary>
 /// One standard case of DESIGN.md §5 (fp32, Heads = KvHeads = 8, HeadDim = 64).

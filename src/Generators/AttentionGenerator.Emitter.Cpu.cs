@@ -45,7 +45,7 @@ public sealed partial class AttentionGenerator
         /// </summary>
         internal static readonly CpuTarget[] CpuTargets =
         {
-            new("Vector512", Lanes: 16, TileRows: 8, KeyTile: 32, PvGroup: 2),
+            new("Vector512", Lanes: 16, TileRows: 6, KeyTile: 64, PvGroup: 4),
             new("Vector256", Lanes: 8, TileRows: 4, KeyTile: 16, PvGroup: 2),
             new("Vector128", Lanes: 4, TileRows: 4, KeyTile: 8, PvGroup: 2),
         };
@@ -201,6 +201,12 @@ public sealed partial class AttentionGenerator
                 writer.Line("ref float rowSum = ref " + MemoryMarshalType + ".GetReference(tile.RowSum);");
                 writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(tile.Probabilities);");
                 writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
+                writer.Line("// Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.");
+                for (int t = 0; t < rows; t++)
+                {
+                    writer.Line(vt + " rowSumVector" + Invariant(t) + " = " + v + ".CreateScalar(" + UnsafeType + ".Add(ref rowSum, " + Invariant(t) + "));");
+                }
+
                 writer.Line("// Rows past the tile's end repeat its last row; their results are never read.");
                 for (int t = 0; t < rows; t++)
                 {
@@ -247,122 +253,139 @@ public sealed partial class AttentionGenerator
                     }
 
                     writer.Line();
-                    writer.Line("// Boundary tile: keys outside a row's range become -inf (a select, so NaN in an invisible key cannot leak).");
-                    using (writer.Block("if (!full)"))
+                    writer.Line("// The score block goes to scratch, so the softmax below works on one row at a time in few registers.");
+                    for (int t = 0; t < rows; t++)
                     {
-                        string intVector = "global::System.Runtime.Intrinsics." + target.Name + "<int>";
-                        writer.Line(intVector + " keyIndex0 = " + v + ".Create((int)keyStart) + " + intVector + ".Indices;");
-                        for (int p = 1; p < panels; p++)
+                        for (int p = 0; p < panels; p++)
                         {
-                            writer.Line(intVector + " keyIndex" + Invariant(p) + " = keyIndex0 + " + v + ".Create(" + Invariant(p * lanes) + ");");
-                        }
-
-                        writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
-                        for (int t = 0; t < rows; t++)
-                        {
-                            string r = Invariant(t);
-                            writer.Line(intVector + " first" + r + " = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - left));");
-                            writer.Line(intVector + " last" + r + " = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
-                            for (int p = 0; p < panels; p++)
-                            {
-                                string score = "score" + r + "_" + Invariant(p);
-                                string key = "keyIndex" + Invariant(p);
-                                writer.Line(score + " = " + v + ".ConditionalSelect(" + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first" + r + ") & " + v + ".LessThanOrEqual(" + key + ", last" + r + ")), " + score + ", minusInfinity);");
-                            }
+                            writer.Line(v + ".StoreUnsafe(score" + Invariant(t) + "_" + Invariant(p) + ", ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
                         }
                     }
 
+                    string intVector = "global::System.Runtime.Intrinsics." + target.Name + "<int>";
+                    writer.Line(intVector + " keyIndex = " + v + ".Create((int)keyStart) + " + intVector + ".Indices;");
                     writer.Line();
-                    writer.Line("// Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.");
+                    writer.Line("// Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so");
+                    writer.Line("// NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).");
                     for (int t = 0; t < rows; t++)
                     {
                         string r = Invariant(t);
-                        string max = "score" + r + "_0";
-                        for (int p = 1; p < panels; p++)
-                        {
-                            max = v + ".Max(" + max + ", score" + r + "_" + Invariant(p) + ")";
-                        }
-
-                        writer.Line("ref float rowMax" + r + " = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
-                        writer.Line("float newMax" + r + " = " + MathFType + ".Max(rowMax" + r + ", global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
                         writer.Line("float rescale" + r + " = 1f;");
-                        using (writer.Block("if (newMax" + r + " == float.NegativeInfinity)"))
+                    }
+
+                    for (int t = 0; t < rows; t++)
+                    {
+                        string r = Invariant(t);
+                        using (writer.Block(null))
                         {
+                            writer.Line("ref float rowScores = ref " + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + ");");
                             for (int p = 0; p < panels; p++)
                             {
-                                writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
+                                writer.Line(vt + " score" + Invariant(p) + " = " + v + ".LoadUnsafe(ref rowScores, " + Invariant(p * lanes) + ");");
                             }
-                        }
 
-                        using (writer.Block("else"))
-                        {
-                            writer.Line("rescale" + r + " = " + exp2 + "(rowMax" + r + " - newMax" + r + ");");
-                            writer.Line(vt + " maxVector" + r + " = " + v + ".Create(newMax" + r + ");");
-                            string sum = "";
-                            for (int p = 0; p < panels; p++)
+                            using (writer.Block("if (!full)"))
                             {
-                                string probability = "probability" + r + "_" + Invariant(p);
-                                writer.Line(vt + " " + probability + " = " + exp2 + "(score" + r + "_" + Invariant(p) + " - maxVector" + r + ");");
-                                writer.Line(v + ".StoreUnsafe(" + probability + ", ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
-                                sum = sum.Length == 0 ? probability : sum + " + " + probability;
+                                writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - left));");
+                                writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
+                                for (int p = 0; p < panels; p++)
+                                {
+                                    string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
+                                    writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(" + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last)), score" + Invariant(p) + ", " + v + ".Create(float.NegativeInfinity));");
+                                }
                             }
 
-                            writer.Line("ref float rowSum" + r + " = ref " + UnsafeType + ".Add(ref rowSum, " + r + ");");
-                            writer.Line("rowSum" + r + " = rowSum" + r + " * rescale" + r + " + " + v + ".Sum(" + sum + ");");
-                            writer.Line("rowMax" + r + " = newMax" + r + ";");
+                            string max = "score0";
+                            for (int p = 1; p < panels; p++)
+                            {
+                                max = v + ".Max(" + max + ", score" + Invariant(p) + ")";
+                            }
+
+                            writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
+                            writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
+                            using (writer.Block("if (newMax == float.NegativeInfinity)"))
+                            {
+                                writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale.");
+                                for (int p = 0; p < panels; p++)
+                                {
+                                    writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref rowScores, " + Invariant(p * lanes) + ");");
+                                }
+                            }
+
+                            using (writer.Block("else"))
+                            {
+                                writer.Line("// Most tiles leave the max where it was: then nothing accumulated needs rescaling.");
+                                using (writer.Block("if (newMax > runningMax)"))
+                                {
+                                    writer.Line("rescale" + r + " = " + exp2 + "(runningMax - newMax);");
+                                }
+
+                                writer.Line(vt + " maxVector = " + v + ".Create(newMax);");
+                                string sum = "";
+                                for (int p = 0; p < panels; p++)
+                                {
+                                    string probability = "probability" + Invariant(p);
+                                    writer.Line(vt + " " + probability + " = " + exp2 + "(score" + Invariant(p) + " - maxVector);");
+                                    writer.Line(v + ".StoreUnsafe(" + probability + ", ref rowScores, " + Invariant(p * lanes) + ");");
+                                    sum = sum.Length == 0 ? probability : sum + " + " + probability;
+                                }
+
+                                writer.Line("rowSumVector" + r + " = " + v + ".FusedMultiplyAdd(rowSumVector" + r + ", " + v + ".Create(rescale" + r + "), " + sum + ");");
+                                writer.Line("runningMax = newMax;");
+                            }
                         }
                     }
 
                     writer.Line();
-                    using (writer.Block("if (full)"))
+                    writer.Line("// Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.");
+                    writer.Line("nint commonFrom = (nint)(" + MathType + ".Max(keyStart, fullFrom) - keyStart);");
+                    writer.Line("nint commonTo = " + MathType + ".Max(commonFrom - 1, (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", fullTo) - keyStart));");
+                    for (int group = 0; group < vectors; group += target.PvGroup)
                     {
-                        writer.Line("// Full tile: O += P V blocked over rows, " + Invariant(target.PvGroup) + " vectors of HeadDim at a time.");
-                        for (int group = 0; group < vectors; group += target.PvGroup)
+                        int width = System.Math.Min(target.PvGroup, vectors - group);
+                        using (writer.Block(null))
                         {
-                            int width = System.Math.Min(target.PvGroup, vectors - group);
-                            using (writer.Block(null))
+                            for (int t = 0; t < rows; t++)
                             {
-                                for (int t = 0; t < rows; t++)
+                                for (int g = 0; g < width; g++)
                                 {
-                                    for (int g = 0; g < width; g++)
-                                    {
-                                        writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
-                                    }
+                                    writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
                                 }
+                            }
 
-                                writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride);");
-                                using (writer.Block("for (nint k = 0; k < " + Invariant(keyTile) + "; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
+                            writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + commonFrom) * valueStride);");
+                            using (writer.Block("for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
+                            {
+                                for (int g = 0; g < width; g++)
                                 {
-                                    for (int g = 0; g < width; g++)
-                                    {
-                                        writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
-                                    }
-
-                                    for (int t = 0; t < rows; t++)
-                                    {
-                                        writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
-                                        for (int g = 0; g < width; g++)
-                                        {
-                                            string output = "output" + Invariant(t) + "_" + Invariant(g);
-                                            writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
-                                        }
-                                    }
+                                    writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
                                 }
 
                                 for (int t = 0; t < rows; t++)
                                 {
+                                    writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
                                     for (int g = 0; g < width; g++)
                                     {
-                                        writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
+                                        string output = "output" + Invariant(t) + "_" + Invariant(g);
+                                        writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
                                     }
+                                }
+                            }
+
+                            for (int t = 0; t < rows; t++)
+                            {
+                                for (int g = 0; g < width; g++)
+                                {
+                                    writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
                                 }
                             }
                         }
                     }
 
-                    using (writer.Block("else"))
+                    writer.Line();
+                    using (writer.Block("if (!full)"))
                     {
-                        writer.Line("// Boundary tile: each row over its own keys only.");
+                        writer.Line("// Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.");
                         for (int t = 0; t < rows; t++)
                         {
                             string r = Invariant(t);
@@ -376,20 +399,12 @@ public sealed partial class AttentionGenerator
                                     int width = System.Math.Min(8, vectors - chunk);
                                     for (int g = 0; g < width; g++)
                                     {
-                                        writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ") * rescale" + r + ";");
+                                        writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
                                     }
 
-                                    writer.Line("ref float valueRow" + Invariant(chunk) + " = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + fromKey) * valueStride);");
-                                    using (writer.Block("for (nint k = fromKey; k <= toKey; k++, valueRow" + Invariant(chunk) + " = ref " + UnsafeType + ".Add(ref valueRow" + Invariant(chunk) + ", valueStride))"))
-                                    {
-                                        writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
-                                        for (int g = 0; g < width; g++)
-                                        {
-                                            string output = "output" + Invariant(chunk + g);
-                                            writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow" + Invariant(chunk) + ", " + Invariant((chunk + g) * lanes) + "), " + output + ");");
-                                        }
-                                    }
-
+                                    // Before the common range, then after it.
+                                    EmitRaggedKeys(writer, target, t, chunk, width, "fromKey", "global::System.Math.Min(toKey, commonFrom - 1)");
+                                    EmitRaggedKeys(writer, target, t, chunk, width, "global::System.Math.Max(fromKey, commonTo + 1)", "toKey");
                                     for (int g = 0; g < width; g++)
                                     {
                                         writer.Line(v + ".StoreUnsafe(output" + Invariant(chunk + g) + ", ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
@@ -397,6 +412,31 @@ public sealed partial class AttentionGenerator
                                 }
                             }
                         }
+                    }
+                }
+
+                for (int t = 0; t < rows; t++)
+                {
+                    writer.Line(UnsafeType + ".Add(ref rowSum, " + Invariant(t) + ") = " + v + ".Sum(rowSumVector" + Invariant(t) + ");");
+                }
+            }
+        }
+
+        /// <summary>One row's PV over keys [from, to] of the tile (which may be empty), into output locals chunk .. chunk + width.</summary>
+        private static void EmitRaggedKeys(IndentedTextWriter writer, CpuTarget target, int row, int chunk, int width, string from, string to)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            using (writer.Block(null))
+            {
+                writer.Line("nint rangeFrom = " + from + ", rangeTo = " + to + ";");
+                writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);");
+                using (writer.Block("for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
+                {
+                    writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(row * target.KeyTile) + "));");
+                    for (int g = 0; g < width; g++)
+                    {
+                        string output = "output" + Invariant(chunk + g);
+                        writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant((chunk + g) * target.Lanes) + "), " + output + ");");
                     }
                 }
             }

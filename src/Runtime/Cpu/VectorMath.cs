@@ -28,13 +28,13 @@ public static class VectorMath
         Vector512<float> clamped = Vector512.Max(x, Vector512.Create(Smallest));
         Vector512<float> whole = Vector512.Round(clamped);
         Vector512<float> f = clamped - whole;
-        Vector512<float> p = Vector512.FusedMultiplyAdd(Vector512.Create(C6), f, Vector512.Create(C5));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C4));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C3));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C2));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512.Create(C1));
-        p = Vector512.FusedMultiplyAdd(p, f, Vector512<float>.One);
-        Vector512<int> exponent = Vector512.ShiftLeft(Vector512.ConvertToInt32(whole), 23);
+        // Estrin's scheme: three short independent chains instead of one six deep.
+        Vector512<float> f2 = f * f;
+        Vector512<float> low = Vector512.FusedMultiplyAdd(Vector512.Create(C1), f, Vector512<float>.One);
+        Vector512<float> middle = Vector512.FusedMultiplyAdd(Vector512.Create(C3), f, Vector512.Create(C2));
+        Vector512<float> high = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(Vector512.Create(C6), f, Vector512.Create(C5)), f, Vector512.Create(C4));
+        Vector512<float> p = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(high, f2, middle), f2, low);
+        Vector512<int> exponent = Vector512.ShiftLeft(Vector512.ConvertToInt32Native(whole), 23);
         Vector512<float> result = (p.AsInt32() + exponent).AsSingle();
         return Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512.Create(Smallest)), result, Vector512<float>.Zero);
     }
@@ -46,13 +46,13 @@ public static class VectorMath
         Vector256<float> clamped = Vector256.Max(x, Vector256.Create(Smallest));
         Vector256<float> whole = Vector256.Round(clamped);
         Vector256<float> f = clamped - whole;
-        Vector256<float> p = Vector256.FusedMultiplyAdd(Vector256.Create(C6), f, Vector256.Create(C5));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C4));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C3));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C2));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256.Create(C1));
-        p = Vector256.FusedMultiplyAdd(p, f, Vector256<float>.One);
-        Vector256<int> exponent = Vector256.ShiftLeft(Vector256.ConvertToInt32(whole), 23);
+        // Estrin's scheme: three short independent chains instead of one six deep.
+        Vector256<float> f2 = f * f;
+        Vector256<float> low = Vector256.FusedMultiplyAdd(Vector256.Create(C1), f, Vector256<float>.One);
+        Vector256<float> middle = Vector256.FusedMultiplyAdd(Vector256.Create(C3), f, Vector256.Create(C2));
+        Vector256<float> high = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(Vector256.Create(C6), f, Vector256.Create(C5)), f, Vector256.Create(C4));
+        Vector256<float> p = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(high, f2, middle), f2, low);
+        Vector256<int> exponent = Vector256.ShiftLeft(Vector256.ConvertToInt32Native(whole), 23);
         Vector256<float> result = (p.AsInt32() + exponent).AsSingle();
         return Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(Smallest)), result, Vector256<float>.Zero);
     }
@@ -64,20 +64,23 @@ public static class VectorMath
         Vector128<float> clamped = Vector128.Max(x, Vector128.Create(Smallest));
         Vector128<float> whole = Vector128.Round(clamped);
         Vector128<float> f = clamped - whole;
-        Vector128<float> p = Vector128.FusedMultiplyAdd(Vector128.Create(C6), f, Vector128.Create(C5));
-        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C4));
-        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C3));
-        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C2));
-        p = Vector128.FusedMultiplyAdd(p, f, Vector128.Create(C1));
-        p = Vector128.FusedMultiplyAdd(p, f, Vector128<float>.One);
-        Vector128<int> exponent = Vector128.ShiftLeft(Vector128.ConvertToInt32(whole), 23);
+        // Estrin's scheme: three short independent chains instead of one six deep.
+        Vector128<float> f2 = f * f;
+        Vector128<float> low = Vector128.FusedMultiplyAdd(Vector128.Create(C1), f, Vector128<float>.One);
+        Vector128<float> middle = Vector128.FusedMultiplyAdd(Vector128.Create(C3), f, Vector128.Create(C2));
+        Vector128<float> high = Vector128.FusedMultiplyAdd(Vector128.FusedMultiplyAdd(Vector128.Create(C6), f, Vector128.Create(C5)), f, Vector128.Create(C4));
+        Vector128<float> p = Vector128.FusedMultiplyAdd(Vector128.FusedMultiplyAdd(high, f2, middle), f2, low);
+        Vector128<int> exponent = Vector128.ShiftLeft(Vector128.ConvertToInt32Native(whole), 23);
         Vector128<float> result = (p.AsInt32() + exponent).AsSingle();
         return Vector128.ConditionalSelect(Vector128.GreaterThan(x, Vector128.Create(Smallest)), result, Vector128<float>.Zero);
     }
 
-    /// <summary>2^x for one value, with the same zero cut-off; for the per-row rescale factor.</summary>
+    /// <summary>
+    /// 2^x for one value, with the same zero cut-off; for the per-row rescale factor. The same polynomial in one
+    /// lane: float.Exp2 is a call into the C runtime's powf and cost a tenth of the tile kernel's time.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Exp2(float x) => x > Smallest ? float.Exp2(x) : 0f;
+    public static float Exp2(float x) => Exp2(Vector128.CreateScalarUnsafe(x)).ToScalar();
 
     /// <summary>The largest lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -149,6 +149,11 @@ namespace Outer.Layers
                     ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                     ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                     ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                    // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
+                    global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+                    global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+                    global::System.Runtime.Intrinsics.Vector256<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+                    global::System.Runtime.Intrinsics.Vector256<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
                     // Rows past the tile's end repeat its last row; their results are never read.
                     long query0 = firstQuery + 0;
                     ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
@@ -232,152 +237,216 @@ namespace Outer.Layers
                             score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
                         }
 
-                        // Boundary tile: keys outside a row's range become -inf (a select, so NaN in an invisible key cannot leak).
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
-                            global::System.Runtime.Intrinsics.Vector256<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector256.Create(8);
-                            global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
-                            global::System.Runtime.Intrinsics.Vector256<int> first0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last0 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                            score0_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
-                            score0_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                            global::System.Runtime.Intrinsics.Vector256<int> first1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last1 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                            score1_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
-                            score1_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                            global::System.Runtime.Intrinsics.Vector256<int> first2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last2 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                            score2_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
-                            score2_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                            global::System.Runtime.Intrinsics.Vector256<int> first3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last3 = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                            score3_0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
-                            score3_1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
-                        }
+                        // The score block goes to scratch, so the softmax below works on one row at a time in few registers.
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0_0, ref probabilities, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0_1, ref probabilities, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1_0, ref probabilities, 16);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1_1, ref probabilities, 24);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_0, ref probabilities, 32);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_1, ref probabilities, 40);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_0, ref probabilities, 48);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_1, ref probabilities, 56);
+                        global::System.Runtime.Intrinsics.Vector256<int> keyIndex = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
 
-                        // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
-                        ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0_0, score0_1)));
+                        // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
+                        // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
                         float rescale0 = 1f;
-                        if (newMax0 == float.NegativeInfinity)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 8);
-                        }
-                        else
-                        {
-                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector0 = global::System.Runtime.Intrinsics.Vector256.Create(newMax0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0_0, ref probabilities, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0_1, ref probabilities, 8);
-                            ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
-                            rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector256.Sum(probability0_0 + probability0_1);
-                            rowMax0 = newMax0;
-                        }
-                        ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score1_0, score1_1)));
                         float rescale1 = 1f;
-                        if (newMax1 == float.NegativeInfinity)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 24);
-                        }
-                        else
-                        {
-                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector1 = global::System.Runtime.Intrinsics.Vector256.Create(newMax1);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1_0, ref probabilities, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1_1, ref probabilities, 24);
-                            ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
-                            rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector256.Sum(probability1_0 + probability1_1);
-                            rowMax1 = newMax1;
-                        }
-                        ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score2_0, score2_1)));
                         float rescale2 = 1f;
-                        if (newMax2 == float.NegativeInfinity)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 40);
-                        }
-                        else
-                        {
-                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector2 = global::System.Runtime.Intrinsics.Vector256.Create(newMax2);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability2_0, ref probabilities, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability2_1, ref probabilities, 40);
-                            ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
-                            rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector256.Sum(probability2_0 + probability2_1);
-                            rowMax2 = newMax2;
-                        }
-                        ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score3_0, score3_1)));
                         float rescale3 = 1f;
-                        if (newMax3 == float.NegativeInfinity)
                         {
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref probabilities, 56);
-                        }
-                        else
-                        {
-                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector3 = global::System.Runtime.Intrinsics.Vector256.Create(newMax3);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability3_0, ref probabilities, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability3_1, ref probabilities, 56);
-                            ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
-                            rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector256.Sum(probability3_0 + probability3_1);
-                            rowMax3 = newMax3;
-                        }
-
-                        if (full)
-                        {
-                            // Full tile: O += P V blocked over rows, 2 vectors of HeadDim at a time.
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (!full)
                             {
-                                global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 0) * rescale0;
-                                global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale1;
-                                global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale2;
-                                global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale3;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
-                                for (nint k = 0; k < 16; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
                                 {
-                                    global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                                    output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                                    rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
                                 }
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 8);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 16);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 24);
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector256.Create(rescale0), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        else
                         {
-                            // Boundary tile: each row over its own keys only.
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector256.Create(rescale1), probability0 + probability1);
+                                runningMax = newMax;
+                            }
+                        }
+                        {
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector256.Create(rescale2), probability0 + probability1);
+                                runningMax = newMax;
+                            }
+                        }
+                        {
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector256.Create(rescale3), probability0 + probability1);
+                                runningMax = newMax;
+                            }
+                        }
+
+                        // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
+                        nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
+                        nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 15, fullTo) - keyStart));
+                        {
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 0) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale3;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                            }
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 8);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 16);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 24);
+                        }
+
+                        if (!full)
+                        {
+                            // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
                             {
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
-                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale0;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
@@ -385,12 +454,24 @@ namespace Outer.Layers
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 8);
-                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale1;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
@@ -398,12 +479,24 @@ namespace Outer.Layers
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 16);
-                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale2;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
@@ -411,17 +504,33 @@ namespace Outer.Layers
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 24);
-                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0) * rescale3;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow0, 0), output0);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                        output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
                             }
                         }
                     }
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector0);
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector1);
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector2);
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector3);
                 }
             }
 
@@ -522,6 +631,11 @@ namespace Outer.Layers
                     ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                     ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                     ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                    // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
+                    global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+                    global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+                    global::System.Runtime.Intrinsics.Vector128<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+                    global::System.Runtime.Intrinsics.Vector128<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
                     // Rows past the tile's end repeat its last row; their results are never read.
                     long query0 = firstQuery + 0;
                     ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
@@ -605,167 +719,232 @@ namespace Outer.Layers
                             score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
                         }
 
-                        // Boundary tile: keys outside a row's range become -inf (a select, so NaN in an invisible key cannot leak).
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128<int> keyIndex0 = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
-                            global::System.Runtime.Intrinsics.Vector128<int> keyIndex1 = keyIndex0 + global::System.Runtime.Intrinsics.Vector128.Create(4);
-                            global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
-                            global::System.Runtime.Intrinsics.Vector128<int> first0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last0 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                            score0_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first0) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last0)), score0_0, minusInfinity);
-                            score0_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first0) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last0)), score0_1, minusInfinity);
-                            global::System.Runtime.Intrinsics.Vector128<int> first1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last1 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                            score1_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first1) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last1)), score1_0, minusInfinity);
-                            score1_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first1) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last1)), score1_1, minusInfinity);
-                            global::System.Runtime.Intrinsics.Vector128<int> first2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last2 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                            score2_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first2) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last2)), score2_0, minusInfinity);
-                            score2_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first2) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last2)), score2_1, minusInfinity);
-                            global::System.Runtime.Intrinsics.Vector128<int> first3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last3 = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                            score3_0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex0, first3) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex0, last3)), score3_0, minusInfinity);
-                            score3_1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex1, first3) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex1, last3)), score3_1, minusInfinity);
-                        }
+                        // The score block goes to scratch, so the softmax below works on one row at a time in few registers.
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0_0, ref probabilities, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0_1, ref probabilities, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1_0, ref probabilities, 8);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1_1, ref probabilities, 12);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_0, ref probabilities, 16);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_1, ref probabilities, 20);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_0, ref probabilities, 24);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_1, ref probabilities, 28);
+                        global::System.Runtime.Intrinsics.Vector128<int> keyIndex = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
 
-                        // Online softmax per row (base 2): new max, the factor that rescales what was accumulated, probabilities to scratch.
-                        ref float rowMax0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        float newMax0 = global::System.MathF.Max(rowMax0, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0_0, score0_1)));
+                        // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
+                        // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
                         float rescale0 = 1f;
-                        if (newMax0 == float.NegativeInfinity)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 4);
-                        }
-                        else
-                        {
-                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax0 - newMax0);
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector0 = global::System.Runtime.Intrinsics.Vector128.Create(newMax0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_0 - maxVector0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0_0, ref probabilities, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score0_1 - maxVector0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0_1, ref probabilities, 4);
-                            ref float rowSum0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0);
-                            rowSum0 = rowSum0 * rescale0 + global::System.Runtime.Intrinsics.Vector128.Sum(probability0_0 + probability0_1);
-                            rowMax0 = newMax0;
-                        }
-                        ref float rowMax1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        float newMax1 = global::System.MathF.Max(rowMax1, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score1_0, score1_1)));
                         float rescale1 = 1f;
-                        if (newMax1 == float.NegativeInfinity)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 12);
-                        }
-                        else
-                        {
-                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax1 - newMax1);
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector1 = global::System.Runtime.Intrinsics.Vector128.Create(newMax1);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_0 - maxVector1);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1_0, ref probabilities, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1_1 - maxVector1);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1_1, ref probabilities, 12);
-                            ref float rowSum1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1);
-                            rowSum1 = rowSum1 * rescale1 + global::System.Runtime.Intrinsics.Vector128.Sum(probability1_0 + probability1_1);
-                            rowMax1 = newMax1;
-                        }
-                        ref float rowMax2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        float newMax2 = global::System.MathF.Max(rowMax2, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score2_0, score2_1)));
                         float rescale2 = 1f;
-                        if (newMax2 == float.NegativeInfinity)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 20);
-                        }
-                        else
-                        {
-                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax2 - newMax2);
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector2 = global::System.Runtime.Intrinsics.Vector128.Create(newMax2);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability2_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_0 - maxVector2);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability2_0, ref probabilities, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability2_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score2_1 - maxVector2);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability2_1, ref probabilities, 20);
-                            ref float rowSum2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2);
-                            rowSum2 = rowSum2 * rescale2 + global::System.Runtime.Intrinsics.Vector128.Sum(probability2_0 + probability2_1);
-                            rowMax2 = newMax2;
-                        }
-                        ref float rowMax3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        float newMax3 = global::System.MathF.Max(rowMax3, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score3_0, score3_1)));
                         float rescale3 = 1f;
-                        if (newMax3 == float.NegativeInfinity)
                         {
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref probabilities, 28);
-                        }
-                        else
-                        {
-                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(rowMax3 - newMax3);
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector3 = global::System.Runtime.Intrinsics.Vector128.Create(newMax3);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability3_0 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_0 - maxVector3);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability3_0, ref probabilities, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability3_1 = global::SparseAttention.Cpu.VectorMath.Exp2(score3_1 - maxVector3);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability3_1, ref probabilities, 28);
-                            ref float rowSum3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3);
-                            rowSum3 = rowSum3 * rescale3 + global::System.Runtime.Intrinsics.Vector128.Sum(probability3_0 + probability3_1);
-                            rowMax3 = newMax3;
-                        }
-
-                        if (full)
-                        {
-                            // Full tile: O += P V blocked over rows, 2 vectors of HeadDim at a time.
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (!full)
                             {
-                                global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 0) * rescale0;
-                                global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 4) * rescale0;
-                                global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 8) * rescale1;
-                                global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 12) * rescale1;
-                                global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 16) * rescale2;
-                                global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale2;
-                                global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale3;
-                                global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale3;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
-                                for (nint k = 0; k < 8; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
                                 {
-                                    global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
-                                    global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                                    output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                                    output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                                    output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                                    output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                                    output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                                    output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                    rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
                                 }
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 4);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 8);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 12);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 16);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 20);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 24);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 28);
+                                global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector128.Create(rescale0), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        else
                         {
-                            // Boundary tile: each row over its own keys only.
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector128.Create(rescale1), probability0 + probability1);
+                                runningMax = newMax;
+                            }
+                        }
+                        {
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector128.Create(rescale2), probability0 + probability1);
+                                runningMax = newMax;
+                            }
+                        }
+                        {
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                            float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector128.Create(rescale3), probability0 + probability1);
+                                runningMax = newMax;
+                            }
+                        }
+
+                        // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
+                        nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
+                        nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 7, fullTo) - keyStart));
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 0) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 4) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 8) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 12) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 16) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale3;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 0);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 4);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 8);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 12);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 16);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 20);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 24);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 28);
+                        }
+
+                        if (!full)
+                        {
+                            // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
                             {
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
-                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale0;
-                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale0;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -774,14 +953,27 @@ namespace Outer.Layers
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 8);
-                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale1;
-                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale1;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -790,14 +982,27 @@ namespace Outer.Layers
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 16);
-                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale2;
-                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale2;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
@@ -806,20 +1011,37 @@ namespace Outer.Layers
                                 nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
                                 nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
                                 ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 24);
-                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0) * rescale3;
-                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4) * rescale3;
-                                ref float valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + fromKey) * valueStride);
-                                for (nint k = fromKey; k <= toKey; k++, valueRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow0, valueStride))
+                                global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
                                 {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow0, 4), output1);
+                                    nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
+                                }
+                                {
+                                    nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                                    for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                                    {
+                                        global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                        output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                        output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                    }
                                 }
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
                             }
                         }
                     }
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector0);
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector1);
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector2);
+                    global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector3);
                 }
             }
 
