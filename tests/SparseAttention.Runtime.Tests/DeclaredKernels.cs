@@ -72,6 +72,19 @@ public static partial class GlobalsOnly;
 [SlidingWindow(Size = 33)]
 public static partial class WideHeads;
 
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 64)]
+public static partial class WindowOfOneKeyTile;
+
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[SlidingWindow(Left = 0, Right = 9)]
+public static partial class LookAheadOnly;
+
+[AttentionKernel(HeadDim = 32, Causal = false)]
+[SlidingWindow(Left = 2, Right = 2)]
+[Dilation(7)]
+public static partial class StreamsShorterThanATile;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All =
@@ -91,6 +104,9 @@ public static class DeclaredKernels
         new(nameof(StridedOnly), StridedOnly.HeadDim, StridedOnly.Pattern, StridedOnly.Forward),
         new(nameof(GlobalsOnly), GlobalsOnly.HeadDim, GlobalsOnly.Pattern, GlobalsOnly.Forward),
         new(nameof(WideHeads), WideHeads.HeadDim, WideHeads.Pattern, WideHeads.Forward),
+        new(nameof(WindowOfOneKeyTile), WindowOfOneKeyTile.HeadDim, WindowOfOneKeyTile.Pattern, WindowOfOneKeyTile.Forward),
+        new(nameof(LookAheadOnly), LookAheadOnly.HeadDim, LookAheadOnly.Pattern, LookAheadOnly.Forward),
+        new(nameof(StreamsShorterThanATile), StreamsShorterThanATile.HeadDim, StreamsShorterThanATile.Pattern, StreamsShorterThanATile.Forward),
     };
 
     public static TheoryData<string> Names()

@@ -5,8 +5,11 @@ namespace SparseAttention.Runtime.Tests;
 /// <summary>Every declared kernel, on every ISA path, against <see cref="ReferenceAttention"/>.</summary>
 public class GeneratedKernelTests
 {
-    /// <summary>n = 1, odd sizes, sizes around the 32-row work item and the 64-key tile, and larger.</summary>
-    private static readonly int[] SequenceLengths = { 1, 2, 7, 31, 33, 64, 65, 130, 203 };
+    /// <summary>
+    /// n = 1, odd sizes, exactly one tile of rows (4 or 6) and two, sizes around the 64-key tile and the work
+    /// item, and larger.
+    /// </summary>
+    private static readonly int[] SequenceLengths = { 1, 2, 4, 6, 7, 12, 31, 33, 64, 65, 130, 203 };
 
     [Theory]
     [MemberData(nameof(DeclaredKernels.NamesByIsa), MemberType = typeof(DeclaredKernels))]

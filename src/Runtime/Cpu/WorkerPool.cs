@@ -14,7 +14,6 @@ internal sealed class WorkerPool
 
     private readonly object _gate = new();
     private readonly SemaphoreSlim _start = new(0);
-    private readonly ManualResetEventSlim _done = new(false);
     private readonly int _workers;
     private bool _started;
     private Job? _job;
@@ -56,10 +55,16 @@ internal sealed class WorkerPool
             _nextItem = -1;
             _failure = null;
             _activeWorkers = helpers;
-            _done.Reset();
             _start.Release(helpers);
             RunItemsCatching(job);
-            _done.Wait();
+
+            // Items are handed out one at a time, so the workers finish within one item of the caller: spin
+            // for them rather than block, because a blocking wait can allocate on this thread.
+            var spinner = new SpinWait();
+            while (Volatile.Read(ref _activeWorkers) != 0)
+            {
+                spinner.SpinOnce(sleep1Threshold: -1);
+            }
             _job = null;
             if (_failure is not null)
             {
@@ -116,10 +121,7 @@ internal sealed class WorkerPool
         {
             _start.Wait();
             RunItemsCatching(_job!);
-            if (Interlocked.Decrement(ref _activeWorkers) == 0)
-            {
-                _done.Set();
-            }
+            Interlocked.Decrement(ref _activeWorkers);
         }
     }
 }
