@@ -93,7 +93,19 @@ public static unsafe class CpuAttention
     private static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
     {
         float inverse = sum > 0f ? 1f / sum : 0f;
-        for (int d = 0; d < accumulator.Length; d++)
+        int d = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            // HeadDim is a multiple of 8, so 256-bit vectors cover the row; the loop below only runs on
+            // machines with narrower vectors.
+            var scale = new System.Numerics.Vector<float>(inverse);
+            for (; d + System.Numerics.Vector<float>.Count <= accumulator.Length; d += System.Numerics.Vector<float>.Count)
+            {
+                System.Numerics.Vector.Store(new System.Numerics.Vector<float>(accumulator.Slice(d)) * scale, output + d);
+            }
+        }
+
+        for (; d < accumulator.Length; d++)
         {
             output[d] = accumulator[d] * inverse;
         }

@@ -1,4 +1,6 @@
 using System;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace SparseAttention.Cpu;
 
@@ -49,28 +51,62 @@ internal static class KeyPanels
         {
             int streamLength = StreamLength(seqLen, dilation, residue);
             int panels = PanelsPerStream(streamLength, lanes, keyTile);
+            int keyStride = dilation * headDim;
             for (int p = 0; p < panels; p++, panel += headDim * lanes)
             {
+                int firstKey = p * lanes;
+                float* firstRow = keys + (long)(residue + firstKey * dilation) * headDim;
+                if (firstKey + lanes <= streamLength && TryPackWholePanel(firstRow, keyStride, headDim, lanes, scale, panel))
+                {
+                    continue;
+                }
+
                 for (int lane = 0; lane < lanes; lane++)
                 {
-                    int streamKey = p * lanes + lane;
-                    if (streamKey < streamLength)
+                    int streamKey = firstKey + lane;
+                    float* key = firstRow + (long)lane * keyStride;
+                    for (int d = 0; d < headDim; d++)
                     {
-                        float* key = keys + (long)(residue + streamKey * dilation) * headDim;
-                        for (int d = 0; d < headDim; d++)
-                        {
-                            panel[d * lanes + lane] = key[d] * scale;
-                        }
-                    }
-                    else
-                    {
-                        for (int d = 0; d < headDim; d++)
-                        {
-                            panel[d * lanes + lane] = 0f;
-                        }
+                        panel[d * lanes + lane] = streamKey < streamLength ? key[d] * scale : 0f;
                     }
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// One whole panel with hardware gathers per dimension: the lanes keys' value at dimension d, scaled,
+    /// stored as one vector. Returns false where no gather of that width exists (the scalar loop packs it).
+    /// </summary>
+    private static unsafe bool TryPackWholePanel(float* firstRow, int keyStride, int headDim, int lanes, float scale, float* panel)
+    {
+        if (lanes == 16 && Avx2.IsSupported)
+        {
+            // .NET exposes no 512-bit gather: two 256-bit ones, for keys 0-7 and 8-15 of the panel.
+            Vector256<int> offsets = Vector256<int>.Indices * keyStride;
+            float* secondHalf = firstRow + 8L * keyStride;
+            Vector512<float> scaleVector = Vector512.Create(scale);
+            for (int d = 0; d < headDim; d++)
+            {
+                Vector512<float> column = Vector512.Create(Avx2.GatherVector256(firstRow + d, offsets, 4), Avx2.GatherVector256(secondHalf + d, offsets, 4));
+                (column * scaleVector).Store(panel + d * 16);
+            }
+
+            return true;
+        }
+
+        if (lanes == 8 && Avx2.IsSupported)
+        {
+            Vector256<int> offsets = Vector256<int>.Indices * keyStride;
+            Vector256<float> scaleVector = Vector256.Create(scale);
+            for (int d = 0; d < headDim; d++)
+            {
+                (Avx2.GatherVector256(firstRow + d, offsets, 4) * scaleVector).Store(panel + d * 8);
+            }
+
+            return true;
+        }
+
+        return false;
     }
 }
