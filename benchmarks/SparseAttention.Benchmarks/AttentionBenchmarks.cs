@@ -25,7 +25,7 @@ public class StandardCaseBenchmarks
     public void Setup()
     {
         _case = StandardCase.Get(Case);
-        _inputs = new CaseInputs(_case.Shape, StandardCase.HeadDim);
+        _inputs = new CaseInputs(_case.Shape, _case.HeadDim);
     }
 
     [Benchmark]

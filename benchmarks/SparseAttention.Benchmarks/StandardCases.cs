@@ -24,6 +24,14 @@ public static partial class Longformer;
 [GlobalTokens(0, 1)]
 public static partial class LongformerDilated;
 
+[AttentionKernel(HeadDim = 32)]
+[SlidingWindow(Size = 4096)]
+public static partial class Window4096HeadDim32;
+
+[AttentionKernel(HeadDim = 128)]
+[SlidingWindow(Size = 4096)]
+public static partial class Window4096HeadDim128;
+
 public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
 /// <summary>
@@ -31,10 +39,9 @@ public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> ke
 /// <see cref="OrtWindow"/> is the GroupQueryAttention local_window_size that means the same pattern, or null
 /// when ONNX Runtime cannot express it (bidirectional patterns); -1 is ORT's dense causal.
 /// </summary>
-public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow)
+public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow, int HeadDim = 64)
 {
     public const int Heads = 8;
-    public const int HeadDim = 64;
 
     public AttentionShape Shape => new(Heads, Heads, SeqLen);
 
@@ -55,7 +62,14 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("swa-64k-w512", 65536, Window512.Pattern, Window512.Forward, 512),
     };
 
-    public static StandardCase Get(string name) => All.Single(c => c.Name == name);
+    /// <summary>The 4096-window case at the other head sizes tile shapes are chosen for (quick comparison only).</summary>
+    public static readonly StandardCase[] HeadDimVariants =
+    {
+        new("swa-16k-w4096-d32", 16384, Window4096HeadDim32.Pattern, Window4096HeadDim32.Forward, null, 32),
+        new("swa-16k-w4096-d128", 16384, Window4096HeadDim128.Pattern, Window4096HeadDim128.Forward, null, 128),
+    };
+
+    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Single(c => c.Name == name);
 
     public override string ToString() => Name;
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using SparseAttention.Generators.Helpers;
 
 namespace SparseAttention.Generators;
@@ -50,7 +51,7 @@ public sealed partial class AttentionGenerator
             new("Vector128", Lanes: 4, TileRows: 4, KeyTile: 8, PvGroup: 2),
         };
 
-        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim)
+        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim, AttentionPattern pattern)
         {
             writer.Line("/// <summary>" + target.Name + " kernel: HeadDim = " + Invariant(headDim) + " is " + Invariant(headDim / target.Lanes) + " x " + Invariant(target.Lanes) + " floats; band tiles of " + Invariant(target.TileRows) + " queries x " + Invariant(target.KeyTile) + " keys.</summary>");
             using (writer.Block("private readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionTileKernel"))
@@ -63,7 +64,9 @@ public sealed partial class AttentionGenerator
                 writer.Line();
                 EmitVectorAccumulateRow(writer, target, headDim);
                 writer.Line();
-                EmitBandTile(writer, target, headDim);
+                // Patterns without a band (strided or global only) never run tiles; any band will do for them.
+                (long Left, long Right) band = pattern.TryGetBand(0, out _, out long left, out long right) ? (left, right) : (0, 0);
+                EmitBandTile(writer, target, headDim, band);
             }
         }
 
@@ -175,7 +178,7 @@ public sealed partial class AttentionGenerator
         /// invisible key's value is never multiplied in. Loop indices are native ints and rows advance by ref,
         /// so every load is one addressing mode.
         /// </summary>
-        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim)
+        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, (long Left, long Right) band)
         {
             string v = target.Vector, vt = target.VectorType;
             int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
@@ -187,7 +190,9 @@ public sealed partial class AttentionGenerator
             using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
             {
                 writer.Line("int rows = tile.Rows;");
-                writer.Line("long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;");
+                writer.Line("long firstQuery = tile.FirstQuery;");
+                writer.Line("// The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.");
+                writer.Line("const long left = " + band.Left.ToString(CultureInfo.InvariantCulture) + ", right = " + band.Right.ToString(CultureInfo.InvariantCulture) + ";");
                 writer.Line("long lastKey = tile.StreamLength - 1;");
                 writer.Line("// Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
                 writer.Line("long firstVisible = " + MathType + ".Max(0, firstQuery - left);");

@@ -50,7 +50,7 @@ public sealed partial class AttentionGenerator
             writer.Line();
             foreach (CpuTarget target in CpuTargets.Where(target => target.Fits(pattern.HeadDim)))
             {
-                EmitVectorKernel(writer, target, pattern.HeadDim);
+                EmitVectorKernel(writer, target, pattern.HeadDim, runtimePattern);
                 writer.Line();
             }
 

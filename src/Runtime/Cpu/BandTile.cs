@@ -6,7 +6,8 @@ namespace SparseAttention.Cpu;
 /// <summary>
 /// One tile of the band pass: up to <see cref="IAttentionTileKernel.TileRows"/> consecutive queries of a
 /// residue stream (positions r, r + D, r + 2D, ... for dilation D) and the stream's keys. In stream
-/// coordinates query m sees keys m - Left .. m + Right, cut to [0, StreamLength).
+/// coordinates query m sees keys m - left .. m + right, cut to [0, StreamLength); the generator bakes
+/// left and right into each kernel as constants (from <see cref="AttentionPattern.TryGetBand"/>).
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public ref struct BandTile
@@ -37,12 +38,6 @@ public ref struct BandTile
 
     /// <summary>Keys (and queries) in the stream.</summary>
     public int StreamLength;
-
-    /// <summary>Band steps visible before the query.</summary>
-    public long Left;
-
-    /// <summary>Band steps visible after the query (0 when causal).</summary>
-    public long Right;
 
     /// <summary>Per row: the running max of the scores.</summary>
     public Span<float> RowMax;

@@ -271,7 +271,7 @@ public static unsafe class CpuAttention
                 head++;
             }
 
-            Pattern.TryGetBand(head, out int dilation, out long left, out long right);
+            Pattern.TryGetBand(head, out int dilation, out _, out _);
             int local = item - _itemsBeforeHead[head];
             int blocksPerResidue = (_itemsBeforeHead[head + 1] - _itemsBeforeHead[head]) / dilation;
             int residue = local / blocksPerResidue;
@@ -308,8 +308,6 @@ public static unsafe class CpuAttention
                     ValueStride = dilation * headDim,
                     FirstQuery = firstQuery,
                     StreamLength = streamLength,
-                    Left = left,
-                    Right = right,
                     RowMax = rowMax,
                     RowSum = rowSum,
                     Accumulators = accumulators,

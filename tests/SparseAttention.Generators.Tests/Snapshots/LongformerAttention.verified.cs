@@ -153,7 +153,9 @@ namespace MyModel
             public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
+                long firstQuery = tile.FirstQuery;
+                // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+                const long left = 256, right = 256;
                 long lastKey = tile.StreamLength - 1;
                 // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
                 long firstVisible = global::System.Math.Max(0, firstQuery - left);
@@ -1110,7 +1112,9 @@ namespace MyModel
             public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
+                long firstQuery = tile.FirstQuery;
+                // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+                const long left = 256, right = 256;
                 long lastKey = tile.StreamLength - 1;
                 // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
                 long firstVisible = global::System.Math.Max(0, firstQuery - left);
@@ -1909,7 +1913,9 @@ namespace MyModel
             public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
+                long firstQuery = tile.FirstQuery;
+                // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+                const long left = 256, right = 256;
                 long lastKey = tile.StreamLength - 1;
                 // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
                 long firstVisible = global::System.Math.Max(0, firstQuery - left);

@@ -139,7 +139,9 @@ static partial class StridedAttention
         public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
         {
             int rows = tile.Rows;
-            long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
+            long firstQuery = tile.FirstQuery;
+            // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+            const long left = 127, right = 0;
             long lastKey = tile.StreamLength - 1;
             // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
             long firstVisible = global::System.Math.Max(0, firstQuery - left);
@@ -986,7 +988,9 @@ static partial class StridedAttention
         public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
         {
             int rows = tile.Rows;
-            long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
+            long firstQuery = tile.FirstQuery;
+            // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+            const long left = 127, right = 0;
             long lastKey = tile.StreamLength - 1;
             // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
             long firstVisible = global::System.Math.Max(0, firstQuery - left);
@@ -1601,7 +1605,9 @@ static partial class StridedAttention
         public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
         {
             int rows = tile.Rows;
-            long firstQuery = tile.FirstQuery, left = tile.Left, right = tile.Right;
+            long firstQuery = tile.FirstQuery;
+            // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+            const long left = 127, right = 0;
             long lastKey = tile.StreamLength - 1;
             // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
             long firstVisible = global::System.Math.Max(0, firstQuery - left);
