@@ -67,7 +67,35 @@ public sealed partial class AttentionGenerator
                 // Patterns without a band (strided or global only) never run tiles; any band will do for them.
                 (long Left, long Right) band = pattern.TryGetBand(0, out _, out long left, out long right) ? (left, right) : (0, 0);
                 EmitBandTile(writer, target, headDim, band);
+                if (FindStridedBands(pattern) is var (before, after))
+                {
+                    writer.Line();
+                    writer.Line("// The strided component over residue streams of step " + Invariant(pattern.Stride) + ": the same tile kernel with its own band.");
+                    EmitBandTile(writer, target, headDim, before, "AccumulateStridedBeforeTile");
+                    if (after is (long, long) afterBand)
+                    {
+                        writer.Line();
+                        EmitBandTile(writer, target, headDim, afterBand, "AccumulateStridedAfterTile");
+                    }
+                }
             }
+        }
+
+        /// <summary>
+        /// The strided bands, if some head can run them (its window has dilation 1); they are the same for every
+        /// such head. Null when the stride, if any, runs through the row kernel.
+        /// </summary>
+        private static ((long Left, long Right) Before, (long Left, long Right)? After)? FindStridedBands(AttentionPattern pattern)
+        {
+            for (int head = 0; head < System.Math.Max(1, pattern.Dilations.Count); head++)
+            {
+                if (pattern.TryGetStridedBands(head, out var before, out var after))
+                {
+                    return (before, after);
+                }
+            }
+
+            return null;
         }
 
         /// <summary>
@@ -178,7 +206,7 @@ public sealed partial class AttentionGenerator
         /// invisible key's value is never multiplied in. Loop indices are native ints and rows advance by ref,
         /// so every load is one addressing mode.
         /// </summary>
-        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, (long Left, long Right) band)
+        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, (long Left, long Right) band, string methodName = "AccumulateBandTile")
         {
             string v = target.Vector, vt = target.VectorType;
             int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
@@ -187,7 +215,7 @@ public sealed partial class AttentionGenerator
             string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
 
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-            using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
+            using (writer.Block("public static void " + methodName + "(ref global::SparseAttention.Cpu.BandTile tile)"))
             {
                 writer.Line("int rows = tile.Rows;");
                 writer.Line("long firstQuery = tile.FirstQuery;");

@@ -52,6 +52,65 @@ public class AttentionPatternTests
         }
     }
 
+    /// <summary>
+    /// The strided bands the tiled kernels run over residue streams hold exactly the keys of the strided
+    /// segments GetKeySegments returns (those before the global columns, after the window's).
+    /// </summary>
+    [Fact]
+    public void StridedBandsHoldExactlyTheStridedSegments()
+    {
+        var random = new Random(17);
+        var segments = new KeySegment[256];
+        int checkedPatterns = 0;
+        for (int trial = 0; trial < 600; trial++)
+        {
+            AttentionPattern pattern = RandomPattern(random);
+            int seqLen = random.Next(1, 70);
+            for (int head = 0; head < 3; head++)
+            {
+                if (!pattern.TryGetStridedBands(head, out var before, out var after))
+                {
+                    continue;
+                }
+
+                checkedPatterns++;
+                int stride = pattern.Stride;
+                for (int query = 0; query < seqLen; query++)
+                {
+                    if (pattern.IsGlobal(query))
+                    {
+                        continue;
+                    }
+
+                    int count = pattern.GetKeySegments(query, head, seqLen, segments, out int firstGlobal);
+                    var fromSegments = new SortedSet<int>();
+                    for (int s = pattern.HasWindow ? 1 : 0; s < firstGlobal; s++)
+                    {
+                        for (int c = 0; c < segments[s].Count; c++)
+                        {
+                            fromSegments.Add(segments[s].Start + c * segments[s].Step);
+                        }
+                    }
+
+                    var fromBands = new SortedSet<int>();
+                    int residue = query % stride, m = query / stride;
+                    int streamLength = (seqLen - residue + stride - 1) / stride;
+                    foreach (var band in after is { } a ? new[] { before, a } : new[] { before })
+                    {
+                        for (long k = Math.Max(0, m - band.Left); k <= Math.Min(streamLength - 1, m + band.Right); k++)
+                        {
+                            fromBands.Add((int)(residue + k * stride));
+                        }
+                    }
+
+                    Assert.True(fromSegments.SetEquals(fromBands), $"{pattern}, n {seqLen}, head {head}, query {query}: segments {string.Join(",", fromSegments)} bands {string.Join(",", fromBands)}");
+                }
+            }
+        }
+
+        Assert.True(checkedPatterns > 50, "too few random patterns had strided bands to make the test meaningful");
+    }
+
     [Fact]
     public void VisiblePairsEqualsBruteForceCount()
     {

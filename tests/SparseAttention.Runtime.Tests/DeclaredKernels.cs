@@ -85,6 +85,18 @@ public static partial class LookAheadOnly;
 [Dilation(7)]
 public static partial class StreamsShorterThanATile;
 
+[AttentionKernel(HeadDim = 24, Causal = false)]
+[SlidingWindow(Left = 3, Right = 5)]
+[Strided(Stride = 4)]
+[GlobalTokens(6)]
+public static partial class BidirectionalStrided;
+
+[AttentionKernel(HeadDim = 8)]
+[SlidingWindow(Left = 5)]
+[Dilation(1, 2)]
+[Strided(Stride = 3)]
+public static partial class StridedWithMixedDilation;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All =
@@ -107,6 +119,8 @@ public static class DeclaredKernels
         new(nameof(WindowOfOneKeyTile), WindowOfOneKeyTile.HeadDim, WindowOfOneKeyTile.Pattern, WindowOfOneKeyTile.Forward),
         new(nameof(LookAheadOnly), LookAheadOnly.HeadDim, LookAheadOnly.Pattern, LookAheadOnly.Forward),
         new(nameof(StreamsShorterThanATile), StreamsShorterThanATile.HeadDim, StreamsShorterThanATile.Pattern, StreamsShorterThanATile.Forward),
+        new(nameof(BidirectionalStrided), BidirectionalStrided.HeadDim, BidirectionalStrided.Pattern, BidirectionalStrided.Forward),
+        new(nameof(StridedWithMixedDilation), StridedWithMixedDilation.HeadDim, StridedWithMixedDilation.Pattern, StridedWithMixedDilation.Forward),
     };
 
     public static TheoryData<string> Names()

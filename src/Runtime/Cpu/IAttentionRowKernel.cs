@@ -48,4 +48,13 @@ public interface IAttentionTileKernel : IAttentionRowKernel
 
     /// <summary>Adds the band's keys to the online-softmax state of the tile's rows.</summary>
     static abstract void AccumulateBandTile(ref BandTile tile);
+
+    /// <summary>
+    /// Adds the strided component's keys before the window (<see cref="AttentionPattern.TryGetStridedBands"/>)
+    /// to the tile's rows, over a residue stream of step Stride. Generated only for patterns with a stride.
+    /// </summary>
+    static virtual void AccumulateStridedBeforeTile(ref BandTile tile) => throw new InvalidOperationException("This kernel's pattern has no strided component.");
+
+    /// <summary>As <see cref="AccumulateStridedBeforeTile"/>, for the strided keys after a bidirectional window.</summary>
+    static virtual void AccumulateStridedAfterTile(ref BandTile tile) => throw new InvalidOperationException("This kernel's pattern has no strided keys after its window.");
 }

@@ -92,7 +92,7 @@ namespace SparseAttention
         public int MaxDilation { get; }
 
         /// <summary>
-        /// The most segments <see cref="GetKeySegments"/> can write for one query: size a buffer with it.
+        /// The most segments <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> can write for one query: size a buffer with it.
         /// </summary>
         public int MaxSegmentsPerQuery => 3 + MaxDilation + _globalTokens.Length;
 
@@ -202,7 +202,7 @@ namespace SparseAttention
         /// Queries and keys with the same residue mod <paramref name="dilation"/> form a stream in which query m
         /// sees keys m - <paramref name="left"/> .. m + <paramref name="right"/>; tiled kernels run that band and
         /// treat everything else (strided runs, global columns, global rows) per row. For a non-global query the
-        /// band's keys are exactly the first segment <see cref="GetKeySegments"/> returns.
+        /// band's keys are exactly the first segment <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> returns.
         /// </summary>
         public bool TryGetBand(int head, out int dilation, out long left, out long right)
         {
@@ -221,14 +221,57 @@ namespace SparseAttention
         }
 
         /// <summary>
+        /// The strided component as bands over residue streams of step <see cref="Stride"/>, for heads where that
+        /// is exact: the head's window (if any) has dilation 1. Queries and keys with the same residue mod Stride
+        /// form a stream in which query m sees the strided keys m - left .. m + right, less the ones the window
+        /// already holds. Causal, or with no forward window, that is one band (<paramref name="before"/>); a
+        /// bidirectional window splits it into the keys before and after the window (<paramref name="after"/>).
+        /// A band's right may be negative: it starts before the query. The runs these bands cover are exactly the
+        /// strided segments <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> returns for a non-global query of such a head.
+        /// </summary>
+        public bool TryGetStridedBands(int head, out (long Left, long Right) before, out (long Left, long Right)? after)
+        {
+            before = (0, 0);
+            after = null;
+            if (Stride == 0 || IsDense || (HasWindow && DilationOf(head) != 1))
+            {
+                return false;
+            }
+
+            if (!HasWindow)
+            {
+                before = (int.MaxValue, Causal ? 0 : int.MaxValue);
+                return true;
+            }
+
+            // Window keys i - t for 0 <= t <= Left sit at stream offsets 0, -1, ..., -(Left / Stride).
+            before = (int.MaxValue, -(WindowLeft / Stride + 1L));
+            if (!Causal)
+            {
+                after = (-(WindowRight / Stride + 1L), int.MaxValue);
+            }
+
+            return true;
+        }
+
+        /// <summary>
         /// Writes the keys that query <paramref name="query"/> of head <paramref name="head"/> sees in a
         /// sequence of <paramref name="seqLength"/> tokens, as disjoint segments in no particular order, and
         /// returns how many it wrote. Every key of every segment is visible and every visible key is in exactly
         /// one segment, so a kernel needs no mask. <paramref name="destination"/> needs
         /// <see cref="MaxSegmentsPerQuery"/> entries.
         /// </summary>
-        public int GetKeySegments(int query, int head, int seqLength, Span<KeySegment> destination)
+        public int GetKeySegments(int query, int head, int seqLength, Span<KeySegment> destination) =>
+            GetKeySegments(query, head, seqLength, destination, out _);
+
+        /// <summary>
+        /// As <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/>, and reports in
+        /// <paramref name="firstGlobalSegment"/> the index of the first global-column segment: segments before it
+        /// are the window's (first) and the strided runs, segments from it on the global columns.
+        /// </summary>
+        public int GetKeySegments(int query, int head, int seqLength, Span<KeySegment> destination, out int firstGlobalSegment)
         {
+            firstGlobalSegment = 0;
             if ((uint)query >= (uint)seqLength)
             {
                 throw new ArgumentOutOfRangeException(nameof(query), "query must be in [0, seqLength).");
@@ -244,6 +287,7 @@ namespace SparseAttention
             if (IsDense || IsGlobal(query))
             {
                 destination[0] = new KeySegment(0, 1, lastKey + 1);
+                firstGlobalSegment = 1;
                 return 1;
             }
 
@@ -284,6 +328,7 @@ namespace SparseAttention
 
             // Global columns not already held by the window or the strided runs; neighbours merge into one run.
             int mergeFrom = count;
+            firstGlobalSegment = count;
             foreach (int global in _globalTokens)
             {
                 if (global > lastKey)

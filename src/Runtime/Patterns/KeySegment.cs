@@ -3,7 +3,7 @@ namespace SparseAttention
     /// <summary>
     /// An arithmetic run of key positions: <c>Start, Start + Step, ..., Start + (Count - 1) * Step</c>.
     /// A query's visible keys are a short list of disjoint segments (see
-    /// <see cref="AttentionPattern.GetKeySegments"/>), which is what lets kernels do work proportional to
+    /// <see cref="AttentionPattern.GetKeySegments(int, int, int, System.Span{KeySegment})"/>), which is what lets kernels do work proportional to
     /// the visible pairs and never test a mask inside a segment.
     /// </summary>
 #if SPARSEATTENTION_GENERATOR

@@ -891,6 +891,764 @@ static partial class StridedAttention
             global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector4);
             global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector5);
         }
+
+        // The strided component over residue streams of step 128: the same tile kernel with its own band.
+        [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+        public static void AccumulateStridedBeforeTile(ref global::SparseAttention.Cpu.BandTile tile)
+        {
+            int rows = tile.Rows;
+            long firstQuery = tile.FirstQuery;
+            // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+            const long left = 2147483647, right = -1;
+            long lastKey = tile.StreamLength - 1;
+            // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+            long firstVisible = global::System.Math.Max(0, firstQuery - left);
+            long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+            long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+            long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+            ref float keyPanels = ref tile.KeyPanels;
+            ref float values = ref tile.Values;
+            nint valueStride = tile.ValueStride;
+            ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+            ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
+            ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
+            ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
+            global::System.Runtime.Intrinsics.Vector512<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+            global::System.Runtime.Intrinsics.Vector512<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+            global::System.Runtime.Intrinsics.Vector512<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+            global::System.Runtime.Intrinsics.Vector512<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
+            global::System.Runtime.Intrinsics.Vector512<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
+            global::System.Runtime.Intrinsics.Vector512<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
+            // Rows past the tile's end repeat its last row; their results are never read.
+            long query0 = firstQuery + 0;
+            ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
+            long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
+            ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
+            long query2 = firstQuery + global::System.Math.Min(2, rows - 1);
+            ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
+            long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
+            ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
+            long query4 = firstQuery + global::System.Math.Min(4, rows - 1);
+            ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query4 - firstQuery) * tile.QueryStride);
+            long query5 = firstQuery + global::System.Math.Min(5, rows - 1);
+            ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query5 - firstQuery) * tile.QueryStride);
+            for (long keyStart = firstVisible / 16 * 16; keyStart <= lastVisible; keyStart += 64)
+            {
+                bool full = keyStart >= fullFrom && keyStart + 63 <= fullTo;
+
+                // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                global::System.Runtime.Intrinsics.Vector512<float> score0_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score0_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score0_2 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score0_3 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score1_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score1_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score1_2 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score1_3 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score2_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score2_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score2_2 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score2_3 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score3_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score3_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score3_2 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score3_3 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score4_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score4_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score4_2 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score4_3 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score5_0 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score5_1 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score5_2 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector512<float> score5_3 = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+                ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 16) * 512);
+                for (nint d = 0; d < 32; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 64))
+                {
+                    global::System.Runtime.Intrinsics.Vector512<float> key0_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> key0_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 512);
+                    global::System.Runtime.Intrinsics.Vector512<float> key0_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1024);
+                    global::System.Runtime.Intrinsics.Vector512<float> key0_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1536);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
+                    score0_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_0, key0_2, score0_2);
+                    score0_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_0, key0_3, score0_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast0_1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_1, key0_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_1, key0_1, score1_1);
+                    score1_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_1, key0_2, score1_2);
+                    score1_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_1, key0_3, score1_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast0_2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_2, key0_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_2, key0_1, score2_1);
+                    score2_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_2, key0_2, score2_2);
+                    score2_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_2, key0_3, score2_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
+                    score3_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_3, key0_2, score3_2);
+                    score3_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_3, key0_3, score3_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast0_4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d));
+                    score4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_4, key0_0, score4_0);
+                    score4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_4, key0_1, score4_1);
+                    score4_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_4, key0_2, score4_2);
+                    score4_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_4, key0_3, score4_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast0_5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d));
+                    score5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_5, key0_0, score5_0);
+                    score5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_5, key0_1, score5_1);
+                    score5_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_5, key0_2, score5_2);
+                    score5_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast0_5, key0_3, score5_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> key1_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> key1_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 528);
+                    global::System.Runtime.Intrinsics.Vector512<float> key1_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1040);
+                    global::System.Runtime.Intrinsics.Vector512<float> key1_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1552);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
+                    score0_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_0, key1_2, score0_2);
+                    score0_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_0, key1_3, score0_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast1_1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 1));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_1, key1_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_1, key1_1, score1_1);
+                    score1_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_1, key1_2, score1_2);
+                    score1_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_1, key1_3, score1_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast1_2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 1));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_2, key1_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_2, key1_1, score2_1);
+                    score2_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_2, key1_2, score2_2);
+                    score2_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_2, key1_3, score2_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
+                    score3_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_3, key1_2, score3_2);
+                    score3_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_3, key1_3, score3_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast1_4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 1));
+                    score4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_4, key1_0, score4_0);
+                    score4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_4, key1_1, score4_1);
+                    score4_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_4, key1_2, score4_2);
+                    score4_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_4, key1_3, score4_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast1_5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 1));
+                    score5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_5, key1_0, score5_0);
+                    score5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_5, key1_1, score5_1);
+                    score5_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_5, key1_2, score5_2);
+                    score5_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast1_5, key1_3, score5_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> key2_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> key2_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 544);
+                    global::System.Runtime.Intrinsics.Vector512<float> key2_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1056);
+                    global::System.Runtime.Intrinsics.Vector512<float> key2_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1568);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
+                    score0_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_0, key2_2, score0_2);
+                    score0_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_0, key2_3, score0_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast2_1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 2));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_1, key2_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_1, key2_1, score1_1);
+                    score1_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_1, key2_2, score1_2);
+                    score1_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_1, key2_3, score1_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast2_2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 2));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_2, key2_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_2, key2_1, score2_1);
+                    score2_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_2, key2_2, score2_2);
+                    score2_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_2, key2_3, score2_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
+                    score3_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_3, key2_2, score3_2);
+                    score3_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_3, key2_3, score3_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast2_4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 2));
+                    score4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_4, key2_0, score4_0);
+                    score4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_4, key2_1, score4_1);
+                    score4_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_4, key2_2, score4_2);
+                    score4_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_4, key2_3, score4_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast2_5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 2));
+                    score5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_5, key2_0, score5_0);
+                    score5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_5, key2_1, score5_1);
+                    score5_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_5, key2_2, score5_2);
+                    score5_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast2_5, key2_3, score5_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> key3_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 48);
+                    global::System.Runtime.Intrinsics.Vector512<float> key3_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 560);
+                    global::System.Runtime.Intrinsics.Vector512<float> key3_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1072);
+                    global::System.Runtime.Intrinsics.Vector512<float> key3_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref panelColumn, 1584);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
+                    score0_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_0, key3_2, score0_2);
+                    score0_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_0, key3_3, score0_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast3_1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 3));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_1, key3_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_1, key3_1, score1_1);
+                    score1_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_1, key3_2, score1_2);
+                    score1_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_1, key3_3, score1_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast3_2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 3));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_2, key3_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_2, key3_1, score2_1);
+                    score2_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_2, key3_2, score2_2);
+                    score2_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_2, key3_3, score2_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast3_3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 3));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_3, key3_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
+                    score3_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_3, key3_2, score3_2);
+                    score3_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_3, key3_3, score3_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast3_4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 3));
+                    score4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_4, key3_0, score4_0);
+                    score4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_4, key3_1, score4_1);
+                    score4_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_4, key3_2, score4_2);
+                    score4_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_4, key3_3, score4_3);
+                    global::System.Runtime.Intrinsics.Vector512<float> broadcast3_5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 3));
+                    score5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_5, key3_0, score5_0);
+                    score5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_5, key3_1, score5_1);
+                    score5_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_5, key3_2, score5_2);
+                    score5_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(broadcast3_5, key3_3, score5_3);
+                }
+
+                // The score block goes to scratch, so the softmax below works on one row at a time in few registers.
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0_0, ref probabilities, 0);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0_1, ref probabilities, 16);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0_2, ref probabilities, 32);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0_3, ref probabilities, 48);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1_0, ref probabilities, 64);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1_1, ref probabilities, 80);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1_2, ref probabilities, 96);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1_3, ref probabilities, 112);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2_0, ref probabilities, 128);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2_1, ref probabilities, 144);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2_2, ref probabilities, 160);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2_3, ref probabilities, 176);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3_0, ref probabilities, 192);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3_1, ref probabilities, 208);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3_2, ref probabilities, 224);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3_3, ref probabilities, 240);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score4_0, ref probabilities, 256);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score4_1, ref probabilities, 272);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score4_2, ref probabilities, 288);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score4_3, ref probabilities, 304);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_0, ref probabilities, 320);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_1, ref probabilities, 336);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_2, ref probabilities, 352);
+                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_3, ref probabilities, 368);
+                global::System.Runtime.Intrinsics.Vector512<int> keyIndex = global::System.Runtime.Intrinsics.Vector512.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector512<int>.Indices;
+
+                // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
+                // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                float rescale0 = 1f;
+                float rescale1 = 1f;
+                float rescale2 = 1f;
+                float rescale3 = 1f;
+                float rescale4 = 1f;
+                float rescale5 = 1f;
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query0 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector512.Create(rescale0), probability0 + probability1 + probability2 + probability3);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
+                    global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query1 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector512.Create(rescale1), probability0 + probability1 + probability2 + probability3);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128);
+                    global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query2 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector512.Create(rescale2), probability0 + probability1 + probability2 + probability3);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192);
+                    global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query3 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector512.Create(rescale3), probability0 + probability1 + probability2 + probability3);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 256);
+                    global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query4 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale4 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
+                        rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector4, global::System.Runtime.Intrinsics.Vector512.Create(rescale4), probability0 + probability1 + probability2 + probability3);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 320);
+                    global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                    global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                    global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query5 - left));
+                        global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale5 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
+                        rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector5, global::System.Runtime.Intrinsics.Vector512.Create(rescale5), probability0 + probability1 + probability2 + probability3);
+                        runningMax = newMax;
+                    }
+                }
+
+                // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
+                nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
+                nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 63, fullTo) - keyStart));
+                {
+                    global::System.Runtime.Intrinsics.Vector512<float> output0_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 0) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector512<float> output0_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 16) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector512<float> output1_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 32) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector512<float> output1_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 48) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector512<float> output2_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 64) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector512<float> output2_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 80) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector512<float> output3_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 96) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector512<float> output3_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 112) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector512<float> output4_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 128) * rescale4;
+                    global::System.Runtime.Intrinsics.Vector512<float> output4_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 144) * rescale4;
+                    global::System.Runtime.Intrinsics.Vector512<float> output5_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 160) * rescale5;
+                    global::System.Runtime.Intrinsics.Vector512<float> output5_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 176) * rescale5;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector512<float> value0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> value1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16);
+                        global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value1, output3_1);
+                        global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                        output4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value0, output4_0);
+                        output4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value1, output4_1);
+                        global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                        output5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value0, output5_0);
+                        output5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value1, output5_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_0, ref accumulators, 0);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_1, ref accumulators, 16);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_0, ref accumulators, 32);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_1, ref accumulators, 48);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_0, ref accumulators, 64);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_1, ref accumulators, 80);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_0, ref accumulators, 96);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_1, ref accumulators, 112);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_0, ref accumulators, 128);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_1, ref accumulators, 144);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_0, ref accumulators, 160);
+                    global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_1, ref accumulators, 176);
+                }
+
+                if (!full)
+                {
+                    // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 32);
+                        global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
+                        global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 96);
+                        global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query4 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
+                        global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query5 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 160);
+                        global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                                output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
+                    }
+                }
+            }
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector0);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector1);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector2);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector3);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector4);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector5);
+        }
     }
 
     /// <summary>Vector256 kernel: HeadDim = 32 is 4 x 8 floats; band tiles of 4 queries x 16 keys.</summary>
@@ -991,6 +1749,508 @@ static partial class StridedAttention
             long firstQuery = tile.FirstQuery;
             // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
             const long left = 127, right = 0;
+            long lastKey = tile.StreamLength - 1;
+            // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+            long firstVisible = global::System.Math.Max(0, firstQuery - left);
+            long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+            long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+            long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+            ref float keyPanels = ref tile.KeyPanels;
+            ref float values = ref tile.Values;
+            nint valueStride = tile.ValueStride;
+            ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+            ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
+            ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
+            ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
+            global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+            global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+            global::System.Runtime.Intrinsics.Vector256<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+            global::System.Runtime.Intrinsics.Vector256<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
+            // Rows past the tile's end repeat its last row; their results are never read.
+            long query0 = firstQuery + 0;
+            ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
+            long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
+            ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
+            long query2 = firstQuery + global::System.Math.Min(2, rows - 1);
+            ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
+            long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
+            ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
+            for (long keyStart = firstVisible / 8 * 8; keyStart <= lastVisible; keyStart += 16)
+            {
+                bool full = keyStart >= fullFrom && keyStart + 15 <= fullTo;
+
+                // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                global::System.Runtime.Intrinsics.Vector256<float> score0_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score0_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score1_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score1_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score2_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score2_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score3_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector256<float> score3_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 8) * 256);
+                for (nint d = 0; d < 32; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 32))
+                {
+                    global::System.Runtime.Intrinsics.Vector256<float> key0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 0);
+                    global::System.Runtime.Intrinsics.Vector256<float> key0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 256);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast0_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_1, key0_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_1, key0_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast0_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_2, key0_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_2, key0_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> key1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 8);
+                    global::System.Runtime.Intrinsics.Vector256<float> key1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 264);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast1_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 1));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_1, key1_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_1, key1_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast1_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 1));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_2, key1_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_2, key1_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> key2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 16);
+                    global::System.Runtime.Intrinsics.Vector256<float> key2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 272);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast2_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 2));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_1, key2_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_1, key2_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast2_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 2));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_2, key2_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_2, key2_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> key3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 24);
+                    global::System.Runtime.Intrinsics.Vector256<float> key3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 280);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast3_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 3));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_1, key3_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_1, key3_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast3_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 3));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_2, key3_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_2, key3_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector256<float> broadcast3_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 3));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_3, key3_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
+                }
+
+                // The score block goes to scratch, so the softmax below works on one row at a time in few registers.
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0_0, ref probabilities, 0);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0_1, ref probabilities, 8);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1_0, ref probabilities, 16);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1_1, ref probabilities, 24);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_0, ref probabilities, 32);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_1, ref probabilities, 40);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_0, ref probabilities, 48);
+                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_1, ref probabilities, 56);
+                global::System.Runtime.Intrinsics.Vector256<int> keyIndex = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
+
+                // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
+                // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                float rescale0 = 1f;
+                float rescale1 = 1f;
+                float rescale2 = 1f;
+                float rescale3 = 1f;
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                    global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector256.Create(rescale0), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
+                    global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector256.Create(rescale1), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
+                    global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector256.Create(rescale2), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
+                    global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
+                        global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector256.Create(rescale3), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+
+                // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
+                nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
+                nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 15, fullTo) - keyStart));
+                {
+                    global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 0) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 32) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 40) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 64) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 72) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 96) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 104) * rescale3;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 8);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 32);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 40);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 64);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 72);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 96);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 104);
+                }
+                {
+                    global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 48) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 56) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 80) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 88) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 112) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 120) * rescale3;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16);
+                        global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 16);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 24);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 48);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 56);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 80);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 88);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 112);
+                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 120);
+                }
+
+                if (!full)
+                {
+                    // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 32);
+                        global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
+                        global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 96);
+                        global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
+                    }
+                }
+            }
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector0);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector1);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector2);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector3);
+        }
+
+        // The strided component over residue streams of step 128: the same tile kernel with its own band.
+        [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+        public static void AccumulateStridedBeforeTile(ref global::SparseAttention.Cpu.BandTile tile)
+        {
+            int rows = tile.Rows;
+            long firstQuery = tile.FirstQuery;
+            // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+            const long left = 2147483647, right = -1;
             long lastKey = tile.StreamLength - 1;
             // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
             long firstVisible = global::System.Math.Max(0, firstQuery - left);
@@ -1608,6 +2868,644 @@ static partial class StridedAttention
             long firstQuery = tile.FirstQuery;
             // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
             const long left = 127, right = 0;
+            long lastKey = tile.StreamLength - 1;
+            // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
+            long firstVisible = global::System.Math.Max(0, firstQuery - left);
+            long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
+            long fullFrom = global::System.Math.Max(0, firstQuery + rows - 1 - left);
+            long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
+            ref float keyPanels = ref tile.KeyPanels;
+            ref float values = ref tile.Values;
+            nint valueStride = tile.ValueStride;
+            ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+            ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
+            ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
+            ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
+            global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+            global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+            global::System.Runtime.Intrinsics.Vector128<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+            global::System.Runtime.Intrinsics.Vector128<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
+            // Rows past the tile's end repeat its last row; their results are never read.
+            long query0 = firstQuery + 0;
+            ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
+            long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
+            ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
+            long query2 = firstQuery + global::System.Math.Min(2, rows - 1);
+            ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
+            long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
+            ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
+            for (long keyStart = firstVisible / 4 * 4; keyStart <= lastVisible; keyStart += 8)
+            {
+                bool full = keyStart >= fullFrom && keyStart + 7 <= fullTo;
+
+                // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
+                global::System.Runtime.Intrinsics.Vector128<float> score0_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score0_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score1_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score1_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score2_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score2_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score3_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                global::System.Runtime.Intrinsics.Vector128<float> score3_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)(keyStart / 4) * 128);
+                for (nint d = 0; d < 32; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 16))
+                {
+                    global::System.Runtime.Intrinsics.Vector128<float> key0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 0);
+                    global::System.Runtime.Intrinsics.Vector128<float> key0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 128);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast0_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_1, key0_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_1, key0_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast0_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_2, key0_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_2, key0_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> key1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 4);
+                    global::System.Runtime.Intrinsics.Vector128<float> key1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 132);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast1_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 1));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_1, key1_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_1, key1_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast1_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 1));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_2, key1_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_2, key1_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> key2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 8);
+                    global::System.Runtime.Intrinsics.Vector128<float> key2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 136);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast2_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 2));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_1, key2_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_1, key2_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast2_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 2));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_2, key2_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_2, key2_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> key3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 12);
+                    global::System.Runtime.Intrinsics.Vector128<float> key3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 140);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
+                    score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
+                    score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast3_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 3));
+                    score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_1, key3_0, score1_0);
+                    score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_1, key3_1, score1_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast3_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 3));
+                    score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_2, key3_0, score2_0);
+                    score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_2, key3_1, score2_1);
+                    global::System.Runtime.Intrinsics.Vector128<float> broadcast3_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 3));
+                    score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_3, key3_0, score3_0);
+                    score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
+                }
+
+                // The score block goes to scratch, so the softmax below works on one row at a time in few registers.
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0_0, ref probabilities, 0);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0_1, ref probabilities, 4);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1_0, ref probabilities, 8);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1_1, ref probabilities, 12);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_0, ref probabilities, 16);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_1, ref probabilities, 20);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_0, ref probabilities, 24);
+                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_1, ref probabilities, 28);
+                global::System.Runtime.Intrinsics.Vector128<int> keyIndex = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
+
+                // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
+                // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                float rescale0 = 1f;
+                float rescale1 = 1f;
+                float rescale2 = 1f;
+                float rescale3 = 1f;
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                    global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector128.Create(rescale0), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
+                    global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector128.Create(rescale1), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
+                    global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector128.Create(rescale2), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+                {
+                    ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
+                    global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                    global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                    if (!full)
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
+                        global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                    }
+                    ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                    float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
+                    if (newMax == float.NegativeInfinity)
+                    {
+                        // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
+                    }
+                    else
+                    {
+                        // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                        if (newMax > runningMax)
+                        {
+                            rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector128.Create(rescale3), probability0 + probability1);
+                        runningMax = newMax;
+                    }
+                }
+
+                // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
+                nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
+                nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 7, fullTo) - keyStart));
+                {
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 0) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 4) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 32) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 36) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 64) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 68) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 96) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 100) * rescale3;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 0);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 4);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 32);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 36);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 64);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 68);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 96);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 100);
+                }
+                {
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 8) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 12) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 40) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 44) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 72) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 76) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 104) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 108) * rescale3;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8);
+                        global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 8);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 12);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 40);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 44);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 72);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 76);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 104);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 108);
+                }
+                {
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 16) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 48) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 52) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 80) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 84) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 112) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 116) * rescale3;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16);
+                        global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 16);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 20);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 48);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 52);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 80);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 84);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 112);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 116);
+                }
+                {
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale0;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 56) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 60) * rescale1;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 88) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 92) * rescale2;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 120) * rescale3;
+                    global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 124) * rescale3;
+                    ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                    for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24);
+                        global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                        output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                        output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                        output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                        output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                        output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                        output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                        global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                        output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                        output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                    }
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 24);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 28);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 56);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 60);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 88);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 92);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 120);
+                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 124);
+                }
+
+                if (!full)
+                {
+                    // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query0 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query1 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 32);
+                        global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query2 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
+                        global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
+                    }
+                    {
+                        nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(0, query3 - left)) - keyStart);
+                        nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
+                        ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 96);
+                        global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                        {
+                            nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        {
+                            nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
+                            for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
+                                output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
+                                output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
+                                output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
+                                output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
+                                output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
+                                output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
+                                output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
+                            }
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
+                    }
+                }
+            }
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector0);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector1);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector2);
+            global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector3);
+        }
+
+        // The strided component over residue streams of step 128: the same tile kernel with its own band.
+        [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+        public static void AccumulateStridedBeforeTile(ref global::SparseAttention.Cpu.BandTile tile)
+        {
+            int rows = tile.Rows;
+            long firstQuery = tile.FirstQuery;
+            // The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.
+            const long left = 2147483647, right = -1;
             long lastKey = tile.StreamLength - 1;
             // Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
             long firstVisible = global::System.Math.Max(0, firstQuery - left);
