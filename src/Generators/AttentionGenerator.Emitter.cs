@@ -30,8 +30,9 @@ public sealed partial class AttentionGenerator
             writer.Line("// Pattern: " + runtimePattern + ".");
             writer.Line("// HeadDim: " + Invariant(pattern.HeadDim) + ". CPU kernels: " + string.Join(", ", CpuTargets.Where(target => target.Fits(pattern.HeadDim)).Select(target => target.Describe(pattern.HeadDim))) + ", Scalar (row kernel only, for machines without SIMD)" + ".");
             writer.Line("// Schedule (FlashAttention-2 on the CPU): the pattern's band (window or dense) runs as tiles of queries x keys with an");
-            writer.Line("// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. Keys outside");
-            writer.Line("// the band (strided runs, global columns) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
+            writer.Line("// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs");
+            writer.Line("// as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global");
+            writer.Line("// columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
             writer.Line("#nullable enable");
             writer.Line();
 

@@ -8,12 +8,14 @@ namespace SparseAttention.Cpu;
 /// Runs generated kernels over a whole call. Generated <c>Forward</c> methods call this after validating
 /// their arguments. Two schedules:
 /// <list type="bullet">
-/// <item><see cref="RunTiled{TKernel}"/>: keys are packed into transposed panels, then each (head, residue
-/// stream, block of query tiles) work item runs the band (window or dense) through the register-blocked tile
-/// kernel, and every row then adds the keys outside the band (strided runs, global columns) with the row
-/// kernel; global rows are computed whole by the row kernel.</item>
+/// <item><see cref="RunTiled{TKernel}"/>, in passes. Keys are packed into transposed panels, one set per
+/// stream step. The window pass gives each (head, residue stream of the dilation, block of query tiles)
+/// work item the band (window or dense) through the register-blocked tile kernel. Where the stride runs as
+/// tiles too, the strided pass continues each row's state over residue streams of step Stride. The last pass
+/// a row sees adds the keys no band covered (global columns, short-stream strided runs) with the row kernel
+/// and normalises; global rows are computed whole by the row kernel.</item>
 /// <item><see cref="RunRows{TKernel}"/>: every row runs its exact key segments through the row kernel (the
-/// scalar fallback, and patterns with no band such as strided-only).</item>
+/// scalar fallback, and patterns with no band, such as global tokens only or short strided streams).</item>
 /// </list>
 /// Work items go to <see cref="WorkerPool"/>; job objects and scratch are cached per thread, so a call
 /// allocates nothing once warm. Kernels run the softmax in base 2: the scale handed to them (and folded into

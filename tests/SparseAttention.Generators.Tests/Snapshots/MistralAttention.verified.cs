@@ -3,8 +3,9 @@
 // Pattern: causal, sliding window: 4095 step(s) back, 0 forward (Size = 4096 keys including the query).
 // HeadDim: 128. CPU kernels: Vector512 (8 x 16 floats, tiles of 6 queries x 64 keys), Vector256 (16 x 8 floats, tiles of 4 queries x 16 keys), Vector128 (32 x 4 floats, tiles of 4 queries x 8 keys), Scalar (row kernel only, for machines without SIMD).
 // Schedule (FlashAttention-2 on the CPU): the pattern's band (window or dense) runs as tiles of queries x keys with an
-// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. Keys outside
-// the band (strided runs, global columns) and global rows use the row kernel over AttentionPattern.GetKeySegments.
+// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs
+// as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global
+// columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.
 #nullable enable
 
 namespace MyModel
