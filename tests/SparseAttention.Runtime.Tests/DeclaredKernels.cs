@@ -97,6 +97,12 @@ public static partial class BidirectionalStrided;
 [Strided(Stride = 3)]
 public static partial class StridedWithMixedDilation;
 
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[SlidingWindow(Left = 3, Right = 4)]
+[Dilation(1, 2)]
+[Strided(Stride = 3)]
+public static partial class BidirectionalStridedWithMixedDilation;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All =
@@ -121,6 +127,7 @@ public static class DeclaredKernels
         new(nameof(StreamsShorterThanATile), StreamsShorterThanATile.HeadDim, StreamsShorterThanATile.Pattern, StreamsShorterThanATile.Forward),
         new(nameof(BidirectionalStrided), BidirectionalStrided.HeadDim, BidirectionalStrided.Pattern, BidirectionalStrided.Forward),
         new(nameof(StridedWithMixedDilation), StridedWithMixedDilation.HeadDim, StridedWithMixedDilation.Pattern, StridedWithMixedDilation.Forward),
+        new(nameof(BidirectionalStridedWithMixedDilation), BidirectionalStridedWithMixedDilation.HeadDim, BidirectionalStridedWithMixedDilation.Pattern, BidirectionalStridedWithMixedDilation.Forward),
     };
 
     public static TheoryData<string> Names()

@@ -239,11 +239,17 @@ public static unsafe class CpuAttention
 
             Grow(ref _headUsesStridedBands, shape.Heads);
             HasStridedBands = false;
+            _stridedAfterWindow = false;
             for (int head = 0; head < shape.Heads; head++)
             {
+                // The bands are the same for every head that runs them; heads whose window is dilated do not.
                 _headUsesStridedBands[head] = UsesStridedBands<TKernel>(pattern, head, shape.SeqLen);
-                _stridedAfterWindow = pattern.TryGetStridedBands(head, out _, out var after) && after is not null;
-                HasStridedBands |= _headUsesStridedBands[head];
+                if (_headUsesStridedBands[head])
+                {
+                    pattern.TryGetStridedBands(head, out _, out var after);
+                    _stridedAfterWindow = after is not null;
+                    HasStridedBands = true;
+                }
             }
 
             // Panels for every stream step in use: each distinct dilation of the window, and the stride.
