@@ -33,7 +33,7 @@ public static unsafe class CpuAttention
     /// <summary>Below this much work (rows x keys, roughly) a call runs on the calling thread.</summary>
     private const long ParallelThresholdPairs = 1 << 15;
 
-    /// <summary>Runs a kernel with a tile path: the band tiled, the rest per row.</summary>
+    /// <summary>Runs a kernel with a tile path: the window (or dense) band and long strided streams as tiles, the rest per row.</summary>
     public static void RunTiled<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
     {
