@@ -132,9 +132,9 @@ public sealed partial class AttentionGenerator
                 }
                 else if (size is not null)
                 {
-                    if (size < 1)
+                    if (AttentionPattern.FindWindowSizeProblem(size.Value) is string sizeProblem)
                     {
-                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), "SlidingWindow Size counts the keys a query sees, itself included, so it must be at least 1; got " + size + "."));
+                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), sizeProblem));
                         return null;
                     }
 

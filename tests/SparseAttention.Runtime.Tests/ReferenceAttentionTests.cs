@@ -32,4 +32,24 @@ public class ReferenceAttentionTests
         ReferenceAttention.Forward(pattern, query, key, value, output, new AttentionShape(1, 1, 4));
         Assert.Equal(new[] { 0f, 0f, 0f, 9f }, output);
     }
+
+    [Fact]
+    public void MaxAbsoluteErrorFindsADifferenceInASampledRowOnly()
+    {
+        var random = new Random(4);
+        var shape = new AttentionShape(2, 1, 20);
+        AttentionPattern pattern = AttentionPattern.SlidingWindow(5);
+        float[] query = Enumerable.Range(0, 2 * 20 * 8).Select(_ => (float)random.NextDouble()).ToArray();
+        float[] key = query.Take(20 * 8).ToArray(), value = query.Skip(20 * 8).ToArray();
+        var output = new float[query.Length];
+        ReferenceAttention.Forward(pattern, query, key, value, output, shape);
+        (int, int)[] rows = { (0, 3), (1, 19) };
+        Assert.True(ReferenceAttention.MaxAbsoluteError(pattern, query, key, value, output, shape, rows) < 1e-6);
+
+        output[(1 * 20 + 19) * 8 + 2] += 0.5f;
+        Assert.Equal(0.5, ReferenceAttention.MaxAbsoluteError(pattern, query, key, value, output, shape, rows), 5);
+        output[(0 * 20 + 7) * 8] += 9f;
+        Assert.Equal(0.5, ReferenceAttention.MaxAbsoluteError(pattern, query, key, value, output, shape, rows), 5);
+        Assert.Equal("actual", Assert.Throws<ArgumentException>(() => ReferenceAttention.MaxAbsoluteError(pattern, query, key, value, output.AsSpan(1), shape, rows)).ParamName);
+    }
 }

@@ -102,13 +102,18 @@ namespace SparseAttention
         /// <summary>Mistral-style causal sliding window of <paramref name="size"/> keys including the query.</summary>
         public static AttentionPattern SlidingWindow(int size)
         {
-            if (size < 1)
+            string? problem = FindWindowSizeProblem(size);
+            if (problem != null)
             {
-                throw new ArgumentException("A sliding window's Size counts the keys a query sees, itself included, so it must be at least 1; got " + size + ".", nameof(size));
+                throw new ArgumentException(problem, nameof(size));
             }
 
             return new AttentionPattern(causal: true, windowLeft: size - 1, windowRight: 0);
         }
+
+        /// <summary>The message for an impossible <c>SlidingWindow(Size = W)</c>, or null when W is valid.</summary>
+        public static string? FindWindowSizeProblem(int size) => size >= 1 ? null
+            : "SlidingWindow Size counts the keys a query sees, itself included, so it must be at least 1; got " + size + ".";
 
         /// <summary>
         /// Checks pattern parameters and returns a message saying what to change, or null when they are valid.

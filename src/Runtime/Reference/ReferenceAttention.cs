@@ -94,6 +94,33 @@ public static class ReferenceAttention
         }
     }
 
+    /// <summary>
+    /// The largest |actual - reference| over the given (head, position) rows of an output laid out like
+    /// <paramref name="query"/>: a check of a large call that costs O(n) per row instead of O(n²) for all rows.
+    /// </summary>
+    public static double MaxAbsoluteError(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> actual, AttentionShape shape, ReadOnlySpan<(int Head, int Position)> rows, AttentionOptions? options = null)
+    {
+        int headDim = InferHeadDim(query, shape);
+        if (actual.Length != query.Length)
+        {
+            throw new ArgumentException($"actual must be laid out like query, [Heads, SeqLen, HeadDim] = {query.Length} floats, but it holds {actual.Length}.", nameof(actual));
+        }
+
+        var expected = new double[headDim];
+        double worst = 0;
+        foreach ((int head, int position) in rows)
+        {
+            ComputeRow(pattern, query, key, value, shape, head, position, expected, options);
+            ReadOnlySpan<float> row = actual.Slice((head * shape.SeqLen + position) * headDim, headDim);
+            for (int d = 0; d < headDim; d++)
+            {
+                worst = Math.Max(worst, Math.Abs(expected[d] - row[d]));
+            }
+        }
+
+        return worst;
+    }
+
     private static double Score(ReadOnlySpan<float> q, ReadOnlySpan<float> k, double scale)
     {
         double dot = 0;
