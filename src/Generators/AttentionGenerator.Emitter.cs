@@ -33,6 +33,11 @@ public sealed partial class AttentionGenerator
             writer.Line("// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs");
             writer.Line("// as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global");
             writer.Line("// columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
+            if (kernel.EmitGpu)
+            {
+                writer.Line("// GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of " + Invariant(GpuKeyTile(pattern.HeadDim)) + " keys in shared memory;");
+                writer.Line("// each tile is skipped, masked or full by the pattern's constants.");
+            }
             writer.Line("#nullable enable");
             writer.Line();
 
@@ -47,8 +52,15 @@ public sealed partial class AttentionGenerator
                 scopes.Add(writer.Block(type.Keyword + " " + type.Name));
             }
 
-            EmitPublicMembers(writer, pattern);
+            string generatedCode = string.Format(CultureInfo.InvariantCulture, GeneratedCode, GeneratorVersion);
+            EmitPublicMembers(writer, pattern, generatedCode);
             writer.Line();
+            if (kernel.EmitGpu)
+            {
+                EmitGpuPublicMembers(writer, generatedCode);
+                writer.Line();
+            }
+
             foreach (CpuTarget target in CpuTargets.Where(target => target.Fits(pattern.HeadDim)))
             {
                 EmitVectorKernel(writer, target, pattern.HeadDim, runtimePattern);
@@ -56,6 +68,12 @@ public sealed partial class AttentionGenerator
             }
 
             EmitScalarKernel(writer, pattern.HeadDim);
+            if (kernel.EmitGpu)
+            {
+                writer.Line();
+                EmitGpuKernel(writer, pattern.HeadDim, runtimePattern);
+            }
+
             for (int i = scopes.Count - 1; i >= 0; i--)
             {
                 scopes[i].Dispose();
@@ -72,9 +90,8 @@ public sealed partial class AttentionGenerator
             pattern.GlobalTokens.AsImmutableArray(),
             pattern.Stride);
 
-        private static void EmitPublicMembers(IndentedTextWriter writer, PatternModel pattern)
+        private static void EmitPublicMembers(IndentedTextWriter writer, PatternModel pattern, string generatedCode)
         {
-            string generatedCode = string.Format(CultureInfo.InvariantCulture, GeneratedCode, GeneratorVersion);
             writer.Line("/// <summary>Size of one head's query, key and value vector.</summary>");
             writer.Line(generatedCode);
             writer.Line("public const int HeadDim = " + Invariant(pattern.HeadDim) + ";");

@@ -19,12 +19,17 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
 {
     public const string AttentionKernelAttributeName = "SparseAttention.AttentionKernelAttribute";
 
+    /// <summary>The runtime type the emitted ILGPU code builds on; without it (and ILGPU) only CPU kernels are emitted.</summary>
+    public const string GpuKernelTypeName = "SparseAttention.Gpu.GpuAttentionKernel";
+
     /// <summary>Tracking names of the pipeline steps, for incrementality tests.</summary>
     public static class TrackingNames
     {
         public const string Parse = nameof(Parse);
         public const string Kernels = nameof(Kernels);
         public const string Diagnostics = nameof(Diagnostics);
+        public const string GpuAvailable = nameof(GpuAvailable);
+        public const string Outputs = nameof(Outputs);
     }
 
     public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -47,7 +52,19 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
             .Where(static kernel => kernel is not null)
             .Select(static (kernel, _) => kernel!)
             .WithTrackingName(TrackingNames.Kernels);
-        context.RegisterSourceOutput(kernels, static (output, kernel) =>
+
+        // A bool, so that edits which do not change whether the GPU plumbing is referenced stop here.
+        IncrementalValueProvider<bool> gpuAvailable = context.CompilationProvider
+            .Select(static (compilation, _) =>
+                compilation.GetTypeByMetadataName(GpuKernelTypeName) is not null
+                && compilation.GetTypeByMetadataName("ILGPU.Runtime.Accelerator") is not null)
+            .WithTrackingName(TrackingNames.GpuAvailable);
+
+        IncrementalValuesProvider<KernelModel> outputs = kernels
+            .Combine(gpuAvailable)
+            .Select(static (pair, _) => pair.Left with { EmitGpu = pair.Right })
+            .WithTrackingName(TrackingNames.Outputs);
+        context.RegisterSourceOutput(outputs, static (output, kernel) =>
             output.AddSource(Emitter.HintName(kernel), Emitter.Emit(kernel)));
     }
 }

@@ -10,7 +10,7 @@ internal static class GeneratorHarness
 {
     public static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.Latest);
 
-    /// <summary>The framework plus SparseAttention's abstractions and runtime, as a user's project sees them.</summary>
+    /// <summary>The framework plus SparseAttention's abstractions, runtime and ILGPU, as a user's project sees them.</summary>
     public static readonly ImmutableArray<MetadataReference> References = LoadReferences();
 
     private static ImmutableArray<MetadataReference> LoadReferences()
@@ -20,6 +20,7 @@ internal static class GeneratorHarness
             .Where(path => Path.GetFileName(path).StartsWith("System.", StringComparison.Ordinal) || Path.GetFileName(path) is "mscorlib.dll" or "netstandard.dll")
             .Append(typeof(AttentionKernelAttribute).Assembly.Location)
             .Append(typeof(AttentionPattern).Assembly.Location)
+            .Append(typeof(ILGPU.Context).Assembly.Location)
             .Distinct()
             .Select(path => (MetadataReference)MetadataReference.CreateFromFile(path))
             .ToImmutableArray();

@@ -6,8 +6,9 @@ namespace SparseAttention.Generators.Tests;
 
 /// <summary>
 /// Differential property test: random declarations are generated, compiled in one in-memory compilation,
-/// loaded into a collectible AssemblyLoadContext, and every kernel is compared to the reference on random
-/// shapes and ISAs. The declared pattern is also rebuilt independently to prove the generator read it right.
+/// loaded into a collectible AssemblyLoadContext, and every kernel — its SIMD form on a random ISA and its ILGPU
+/// form on ILGPU's CPU accelerator — is compared to the reference on random shapes. The declared pattern is also
+/// rebuilt independently to prove the generator read it right.
 /// </summary>
 public class RandomPatternTests
 {
@@ -70,11 +71,12 @@ public class RandomPatternTests
         Assert.Empty(result.GeneratorDiagnostics);
         Assert.Empty(result.CompilationErrors);
         (Assembly assembly, System.Runtime.Loader.AssemblyLoadContext context) = GeneratorHarness.Load(result.Output);
+        using AttentionDevice ilgpuCpu = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
         try
         {
             foreach (Declaration declaration in declarations)
             {
-                CheckKernel(assembly.GetType("Generated." + declaration.Name)!, declaration, random);
+                CheckKernel(assembly.GetType("Generated." + declaration.Name)!, declaration, random, ilgpuCpu.Accelerator!);
             }
         }
         finally
@@ -83,30 +85,31 @@ public class RandomPatternTests
         }
     }
 
-    private static void CheckKernel(Type type, Declaration declaration, Random random)
+    private static void CheckKernel(Type type, Declaration declaration, Random random, ILGPU.Runtime.Accelerator accelerator)
     {
-        var pattern = (AttentionPattern)type.GetProperty("Pattern")!.GetValue(null)!;
-        Assert.Equal(declaration.HeadDim, (int)type.GetField("HeadDim")!.GetValue(null)!);
-        AttentionPattern expected = declaration.Expected;
+        KernelUnderTest kernel = KernelUnderTest.FromType(type);
+        AttentionPattern pattern = kernel.Pattern;
+        Assert.Equal(declaration.HeadDim, kernel.HeadDim);
+        AttentionPattern declared = declaration.Expected;
         for (int head = 0; head < 3; head++)
         {
             for (int query = 0; query < 60; query++)
             {
                 for (int key = 0; key < 60; key++)
                 {
-                    Assert.True(expected.IsVisible(query, key, head) == pattern.IsVisible(query, key, head), $"{declaration}: generated Pattern disagrees at ({query}, {key}, head {head})");
+                    Assert.True(declared.IsVisible(query, key, head) == pattern.IsVisible(query, key, head), $"{declaration}: generated Pattern disagrees at ({query}, {key}, head {head})");
                 }
             }
         }
 
-        MethodInfo forward = type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Length == 6);
-        var kernel = new KernelUnderTest(declaration.Name, declaration.HeadDim, pattern, forward.CreateDelegate<ForwardWithOptions>());
         foreach (int seqLen in new[] { 1 + random.Next(5), 20 + random.Next(140) })
         {
             AttentionShape shape = AttentionCheck.RandomShape(random, seqLen);
             AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, declaration.HeadDim);
             KernelIsa isa = AttentionCheck.AllIsas[random.Next(AttentionCheck.AllIsas.Length)];
-            AttentionCheck.AssertClose(AttentionCheck.Reference(kernel, inputs), AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, declaration.HeadDim, $"{declaration} {isa} {shape}");
+            float[] expected = AttentionCheck.Reference(kernel, inputs);
+            AttentionCheck.AssertClose(expected, AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, declaration.HeadDim, $"{declaration} {isa} {shape}");
+            AttentionCheck.AssertClose(expected, AttentionCheck.RunOnAccelerator(kernel, inputs, accelerator), shape, declaration.HeadDim, $"{declaration} ILGPU CPU {shape}");
         }
     }
 }

@@ -103,32 +103,30 @@ public static partial class StridedWithMixedDilation;
 [Strided(Stride = 3)]
 public static partial class BidirectionalStridedWithMixedDilation;
 
+// The window reaches exactly one key back: for a query tile starting at a multiple of 64, the first visible key
+// is the last of the previous key tile, so a key range rounded the wrong way would miss it.
+[AttentionKernel(HeadDim = 32)]
+[SlidingWindow(Size = 2)]
+public static partial class PreviousTokenOnly;
+
+// More global tokens than the ILGPU kernel tests inline (8): membership becomes a loop; several share key tiles,
+// some sit on tile edges (63, 64), and the last lies beyond most test sequences.
+[AttentionKernel(HeadDim = 16)]
+[SlidingWindow(Size = 4)]
+[GlobalTokens(0, 1, 2, 3, 20, 41, 63, 64, 65, 190)]
+public static partial class ManySinks;
+
 public static class DeclaredKernels
 {
-    public static readonly KernelUnderTest[] All =
+    public static readonly KernelUnderTest[] All = new[]
     {
-        new(nameof(DenseCausal), DenseCausal.HeadDim, DenseCausal.Pattern, DenseCausal.Forward),
-        new(nameof(DenseBidirectional), DenseBidirectional.HeadDim, DenseBidirectional.Pattern, DenseBidirectional.Forward),
-        new(nameof(SelfOnly), SelfOnly.HeadDim, SelfOnly.Pattern, SelfOnly.Forward),
-        new(nameof(SmallWindowHeadDim8), SmallWindowHeadDim8.HeadDim, SmallWindowHeadDim8.Pattern, SmallWindowHeadDim8.Forward),
-        new(nameof(WindowWiderThanTile), WindowWiderThanTile.HeadDim, WindowWiderThanTile.Pattern, WindowWiderThanTile.Forward),
-        new(nameof(AsymmetricBidirectionalWindow), AsymmetricBidirectionalWindow.HeadDim, AsymmetricBidirectionalWindow.Pattern, AsymmetricBidirectionalWindow.Forward),
-        new(nameof(CausalCutsRightSide), CausalCutsRightSide.HeadDim, CausalCutsRightSide.Pattern, CausalCutsRightSide.Forward),
-        new(nameof(PerHeadDilation), PerHeadDilation.HeadDim, PerHeadDilation.Pattern, PerHeadDilation.Forward),
-        new(nameof(LongformerLike), LongformerLike.HeadDim, LongformerLike.Pattern, LongformerLike.Forward),
-        new(nameof(CausalWindowWithSinks), CausalWindowWithSinks.HeadDim, CausalWindowWithSinks.Pattern, CausalWindowWithSinks.Forward),
-        new(nameof(SparseTransformerStrided), SparseTransformerStrided.HeadDim, SparseTransformerStrided.Pattern, SparseTransformerStrided.Forward),
-        new(nameof(StridedOverDilatedWindow), StridedOverDilatedWindow.HeadDim, StridedOverDilatedWindow.Pattern, StridedOverDilatedWindow.Forward),
-        new(nameof(StridedOnly), StridedOnly.HeadDim, StridedOnly.Pattern, StridedOnly.Forward),
-        new(nameof(GlobalsOnly), GlobalsOnly.HeadDim, GlobalsOnly.Pattern, GlobalsOnly.Forward),
-        new(nameof(WideHeads), WideHeads.HeadDim, WideHeads.Pattern, WideHeads.Forward),
-        new(nameof(WindowOfOneKeyTile), WindowOfOneKeyTile.HeadDim, WindowOfOneKeyTile.Pattern, WindowOfOneKeyTile.Forward),
-        new(nameof(LookAheadOnly), LookAheadOnly.HeadDim, LookAheadOnly.Pattern, LookAheadOnly.Forward),
-        new(nameof(StreamsShorterThanATile), StreamsShorterThanATile.HeadDim, StreamsShorterThanATile.Pattern, StreamsShorterThanATile.Forward),
-        new(nameof(BidirectionalStrided), BidirectionalStrided.HeadDim, BidirectionalStrided.Pattern, BidirectionalStrided.Forward),
-        new(nameof(StridedWithMixedDilation), StridedWithMixedDilation.HeadDim, StridedWithMixedDilation.Pattern, StridedWithMixedDilation.Forward),
-        new(nameof(BidirectionalStridedWithMixedDilation), BidirectionalStridedWithMixedDilation.HeadDim, BidirectionalStridedWithMixedDilation.Pattern, BidirectionalStridedWithMixedDilation.Forward),
-    };
+        typeof(DenseCausal), typeof(DenseBidirectional), typeof(SelfOnly), typeof(SmallWindowHeadDim8), typeof(WindowWiderThanTile),
+        typeof(AsymmetricBidirectionalWindow), typeof(CausalCutsRightSide), typeof(PerHeadDilation), typeof(LongformerLike),
+        typeof(CausalWindowWithSinks), typeof(SparseTransformerStrided), typeof(StridedOverDilatedWindow), typeof(StridedOnly),
+        typeof(GlobalsOnly), typeof(WideHeads), typeof(WindowOfOneKeyTile), typeof(LookAheadOnly), typeof(StreamsShorterThanATile),
+        typeof(BidirectionalStrided), typeof(StridedWithMixedDilation), typeof(BidirectionalStridedWithMixedDilation),
+        typeof(PreviousTokenOnly), typeof(ManySinks),
+    }.Select(KernelUnderTest.FromType).ToArray();
 
     public static TheoryData<string> Names()
     {

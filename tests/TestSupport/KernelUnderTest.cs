@@ -1,3 +1,6 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
 using SparseAttention;
 
 namespace SparseAttention.Testing;
@@ -5,9 +8,28 @@ namespace SparseAttention.Testing;
 /// <summary>The shape of every generated <c>Forward(..., options)</c>, so tests can hold any kernel as a value.</summary>
 public delegate void ForwardWithOptions(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
+/// <summary>The shape of every generated ILGPU <c>Forward(accelerator, views..., options)</c>.</summary>
+public delegate void ForwardOnAccelerator(Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, AttentionOptions options);
+
 /// <summary>A generated kernel with what a test needs to check it against the reference.</summary>
-public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward)
+public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null)
 {
+    /// <summary>Reads a generated kernel class: its HeadDim, Pattern, the span Forward and, when emitted, the ILGPU Forward.</summary>
+    public static KernelUnderTest FromType(Type type)
+    {
+        MethodInfo[] forwards = type.GetMethods(BindingFlags.Public | BindingFlags.Static).Where(method => method.Name == "Forward").ToArray();
+        MethodInfo onSpans = forwards.Single(method => Parameters(method).SequenceEqual(new[] { typeof(ReadOnlySpan<float>), typeof(ReadOnlySpan<float>), typeof(ReadOnlySpan<float>), typeof(Span<float>), typeof(AttentionShape), typeof(AttentionOptions) }));
+        MethodInfo? onViews = forwards.SingleOrDefault(method => Parameters(method).SequenceEqual(new[] { typeof(Accelerator), typeof(ArrayView<float>), typeof(ArrayView<float>), typeof(ArrayView<float>), typeof(ArrayView<float>), typeof(AttentionShape), typeof(AttentionOptions) }));
+        return new KernelUnderTest(
+            type.Name,
+            (int)type.GetField("HeadDim")!.GetValue(null)!,
+            (AttentionPattern)type.GetProperty("Pattern")!.GetValue(null)!,
+            onSpans.CreateDelegate<ForwardWithOptions>(),
+            onViews?.CreateDelegate<ForwardOnAccelerator>());
+    }
+
+    private static IEnumerable<Type> Parameters(MethodInfo method) => method.GetParameters().Select(parameter => parameter.ParameterType);
+
     public override string ToString() => Name;
 }
 
@@ -52,6 +74,21 @@ public static class AttentionCheck
         var actual = new float[inputs.Query.Length];
         kernel.Forward(inputs.Query, inputs.Key, inputs.Value, actual, inputs.Shape, options);
         return actual;
+    }
+
+    /// <summary>Runs the kernel's ILGPU form on <paramref name="accelerator"/>: inputs copied in, output read back.</summary>
+    public static float[] RunOnAccelerator(KernelUnderTest kernel, Inputs inputs, Accelerator accelerator, AttentionOptions? options = null)
+    {
+        ForwardOnAccelerator forward = kernel.OnAccelerator ?? throw new InvalidOperationException($"{kernel.Name} has no ILGPU kernel.");
+        using MemoryBuffer1D<float, Stride1D.Dense> query = accelerator.Allocate1D(inputs.Query);
+        using MemoryBuffer1D<float, Stride1D.Dense> key = accelerator.Allocate1D(inputs.Key);
+        using MemoryBuffer1D<float, Stride1D.Dense> value = accelerator.Allocate1D(inputs.Value);
+        using MemoryBuffer1D<float, Stride1D.Dense> output = accelerator.Allocate1D<float>(inputs.Query.Length);
+        // NaN in the output buffer proves every element is written.
+        output.View.CopyFromCPU(Enumerable.Repeat(float.NaN, inputs.Query.Length).ToArray());
+        forward(accelerator, query.View, key.View, value.View, output.View, inputs.Shape, options ?? AttentionOptions.Default);
+        accelerator.Synchronize();
+        return output.GetAsArray1D();
     }
 
     /// <summary>Asserts the two outputs agree within <see cref="Tolerance"/>, naming the first bad element.</summary>

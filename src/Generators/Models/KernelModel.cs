@@ -6,7 +6,11 @@ namespace SparseAttention.Generators.Models;
 /// Everything the emitters need for one declared kernel, as plain values: no symbol, syntax node or
 /// location survives the parser, so the model compares by value and an unrelated edit leaves it equal.
 /// </summary>
-internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern);
+/// <param name="EmitGpu">
+/// Whether the compilation references ILGPU and SparseAttention's GPU plumbing, so the ILGPU kernel and its
+/// overloads can be emitted. Set after parsing, from the compilation, not from the declaration.
+/// </param>
+internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern, bool EmitGpu = false);
 
 /// <summary>The declared pattern, already validated.</summary>
 internal sealed record PatternModel(

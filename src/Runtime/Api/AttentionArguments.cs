@@ -1,4 +1,6 @@
 using System;
+using ILGPU;
+using ILGPU.Runtime;
 
 namespace SparseAttention;
 
@@ -12,18 +14,69 @@ public static class AttentionArguments
     /// <summary>Throws when the spans do not match <paramref name="shape"/> and <paramref name="headDim"/>.</summary>
     public static void Validate(int headDim, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, AttentionShape shape)
     {
+        ValidateLengths(headDim, query.Length, key.Length, value.Length, output.Length, shape, maxLength: int.MaxValue, "one span");
+        if (output.Overlaps(query) || output.Overlaps(key) || output.Overlaps(value))
+        {
+            throw OutputOverlaps();
+        }
+    }
+
+    /// <summary>
+    /// Throws when the device views do not match <paramref name="shape"/> and <paramref name="headDim"/>, are not
+    /// allocated on <paramref name="accelerator"/>, or when <paramref name="output"/> shares memory with an input.
+    /// </summary>
+    public static void Validate(int headDim, Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        CheckOnAccelerator(nameof(query), query, accelerator);
+        CheckOnAccelerator(nameof(key), key, accelerator);
+        CheckOnAccelerator(nameof(value), value, accelerator);
+        CheckOnAccelerator(nameof(output), output, accelerator);
+        ValidateLengths(headDim, query.Length, key.Length, value.Length, output.Length, shape, maxLength: long.MaxValue, "one view");
+        if (Overlaps(output, query) || Overlaps(output, key) || Overlaps(output, value))
+        {
+            throw OutputOverlaps();
+        }
+    }
+
+    private static void ValidateLengths(int headDim, long query, long key, long value, long output, AttentionShape shape, long maxLength, string container)
+    {
         ValidateShape(shape);
         long queryLength = (long)shape.Heads * shape.SeqLen * headDim;
         long keyLength = (long)shape.KvHeads * shape.SeqLen * headDim;
-        CheckLength(nameof(query), query.Length, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim);
-        CheckLength(nameof(key), key.Length, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim);
-        CheckLength(nameof(value), value.Length, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim);
-        CheckLength(nameof(output), output.Length, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim);
-        if (output.Overlaps(query) || output.Overlaps(key) || output.Overlaps(value))
+        CheckLength(nameof(query), query, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim, maxLength, container);
+        CheckLength(nameof(key), key, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
+        CheckLength(nameof(value), value, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
+        CheckLength(nameof(output), output, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim, maxLength, container);
+    }
+
+    private static ArgumentException OutputOverlaps() =>
+        new("output must not share memory with query, key or value: the kernel writes output while it still reads them.", "output");
+
+    private static void CheckOnAccelerator(string parameter, ArrayView<float> view, Accelerator accelerator)
+    {
+        if (!view.IsValid)
         {
-            throw new ArgumentException("output must not share memory with query, key or value: the kernel writes output while it still reads them.", nameof(output));
+            throw new ArgumentException($"{parameter} is not a valid view (default or disposed buffer).", parameter);
+        }
+
+        if (!ReferenceEquals(view.GetAccelerator(), accelerator))
+        {
+            throw new ArgumentException($"{parameter} lives on {view.GetAccelerator().Name}, not on the accelerator the kernel runs on ({accelerator.Name}); allocate it with that accelerator.", parameter);
         }
     }
+
+    /// <summary>Two views overlap when they are windows of one buffer whose element ranges intersect.</summary>
+    private static bool Overlaps(ArrayView<float> first, ArrayView<float> second) =>
+        ReferenceEquals(BufferOf(first), BufferOf(second))
+        && first.Length > 0 && second.Length > 0
+        && IndexOf(first) < IndexOf(second) + second.Length
+        && IndexOf(second) < IndexOf(first) + first.Length;
+
+    // ArrayView<T> implements Buffer and Index explicitly; a constrained call reads them without boxing.
+    private static MemoryBuffer BufferOf<TView>(TView view) where TView : IArrayView => view.Buffer;
+
+    private static long IndexOf<TView>(TView view) where TView : IContiguousArrayView => view.Index;
 
     /// <summary>Throws when the shape itself is impossible.</summary>
     public static void ValidateShape(AttentionShape shape)
@@ -39,11 +92,11 @@ public static class AttentionArguments
         }
     }
 
-    private static void CheckLength(string parameter, int actual, long expected, string layout, int rows, int seqLen, int headDim)
+    private static void CheckLength(string parameter, long actual, long expected, string layout, int rows, int seqLen, int headDim, long maxLength, string container)
     {
-        if (expected > int.MaxValue)
+        if (expected > maxLength)
         {
-            throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = [{rows}, {seqLen}, {headDim}]), more than one span can hold.", "shape");
+            throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = [{rows}, {seqLen}, {headDim}]), more than {container} can hold.", "shape");
         }
 
         if (actual != expected)

@@ -6,6 +6,8 @@
 // online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs
 // as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global
 // columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.
+// GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of 32 keys in shared memory;
+// each tile is skipped, masked or full by the pattern's constants.
 #nullable enable
 
 namespace MyModel
@@ -56,6 +58,68 @@ namespace MyModel
                 default:
                     global::SparseAttention.Cpu.CpuAttention.RunRows<ScalarRowKernel>(Pattern, query, key, value, output, shape, options);
                     break;
+            }
+        }
+
+        /// <summary>
+        /// Queues attention on <paramref name="accelerator"/>'s default stream and returns without waiting (call
+        /// <c>accelerator.Synchronize()</c> before reading <paramref name="output"/>). Same layout as the span overload;
+        /// every view must be allocated on <paramref name="accelerator"/>. The kernel is compiled on the first call per accelerator.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A view's length does not match <paramref name="shape"/>, or it lives elsewhere.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionShape shape)
+            => Forward(accelerator, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);
+
+        /// <summary>Queues attention on <paramref name="accelerator"/> with an explicit scale (the other options are CPU settings).</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
+            Gpu.Launch(accelerator, query, key, value, output, shape, options.ResolveScale(HeadDim));
+        }
+
+        /// <summary>
+        /// Computes attention on <paramref name="accelerator"/> from host memory: copies the inputs to the device, runs,
+        /// waits and copies the output back. Allocates device buffers per call; keep tensors on the device and use the
+        /// <c>ArrayView</c> overload for repeated calls.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape)
+            => Forward(accelerator, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);
+
+        /// <summary>Computes attention on <paramref name="accelerator"/> from host memory with an explicit scale.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(accelerator);
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
+            using var transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
+            Gpu.Launch(accelerator, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));
+            transfer.Download(output);
+        }
+
+        /// <summary>Computes attention on <paramref name="device"/>: its GPU through ILGPU, or the SIMD CPU kernels.</summary>
+        /// <exception cref="global::System.ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::SparseAttention.AttentionDevice device, global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape)
+            => Forward(device, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);
+
+        /// <summary>Computes attention on <paramref name="device"/> with explicit <paramref name="options"/>.</summary>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::SparseAttention.AttentionDevice device, global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(device);
+            if (device.Accelerator is { } accelerator)
+            {
+                Forward(accelerator, query, key, value, output, shape, options);
+            }
+            else
+            {
+                Forward(query, key, value, output, shape, options);
             }
         }
 
@@ -4300,6 +4364,198 @@ namespace MyModel
                     }
                 }
             }
+        }
+
+        // ---- GPU (ILGPU) ---------------------------------------------------------------------------------------------
+
+        /// <summary>Keys per shared-memory tile: K and V tiles take 2 x 32 x HeadDim floats (32 KiB).</summary>
+        private const int GpuKeyTile = 32;
+
+        private const int GpuSkipTile = 0;
+        private const int GpuMaskedTile = 1;
+        private const int GpuFullTile = 2;
+
+        /// <summary>The kernel, compiled once per accelerator on first use.</summary>
+        private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = new(GpuKernel);
+
+        /// <summary>
+        /// Grid (query tiles, heads), one thread per query row. The query row and its output accumulator live in local
+        /// memory; the running max and sum give the online softmax, in base 2 (log2(e) is folded into the score scale).
+        /// </summary>
+        private static void GpuKernel(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::SparseAttention.Gpu.GpuAttentionArguments arguments)
+        {
+            int seqLen = arguments.SeqLen;
+            int head = global::ILGPU.Grid.IdxY;
+            int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;
+            int queryEnd = global::System.Math.Min(seqLen, queryStart + global::ILGPU.Group.DimX);
+            int row = queryStart + global::ILGPU.Group.IdxX;
+            // Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.
+            bool active = row < seqLen;
+            long queryOffset = ((long)head * seqLen + (active ? row : queryStart)) * HeadDim;
+            long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * seqLen * HeadDim;
+
+            global::ILGPU.ArrayView<float> keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
+            global::ILGPU.ArrayView<float> valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
+            global::ILGPU.ArrayView<float> queryRow = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);
+            global::ILGPU.ArrayView<float> accumulator = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);
+            global::ILGPU.ArrayView<float> scores = global::ILGPU.LocalMemory.Allocate<float>(GpuKeyTile);
+            for (int d = 0; d < HeadDim; d++)
+            {
+                queryRow[d] = query[queryOffset + d] * arguments.ScoreScale;
+                accumulator[d] = 0f;
+            }
+
+            float runningMax = float.NegativeInfinity;
+            float runningSum = 0f;
+            int rangeStart = GpuRangeStart(head, queryStart, queryEnd);
+            int rangeEnd = GpuRangeEnd(head, queryStart, queryEnd, seqLen);
+            int rangeTiles = rangeEnd > rangeStart ? (rangeEnd - rangeStart + GpuKeyTile - 1) / GpuKeyTile : 0;
+            for (int step = 0; step < rangeTiles; step++)
+            {
+                // Everything up to the barriers depends only on the group's head and query tile: all threads agree.
+                int keyStart = rangeStart + step * GpuKeyTile;
+                int keyEnd = global::System.Math.Min(seqLen, keyStart + GpuKeyTile);
+                int tileKind = GpuClassifyTile(head, queryStart, queryEnd, keyStart, keyEnd);
+                if (tileKind == GpuSkipTile)
+                {
+                    continue;
+                }
+
+                // Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.
+                // Rows past the end repeat the last key (always a valid address); no thread ever reads them.
+                global::ILGPU.Group.Barrier();
+                for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)
+                {
+                    int keyPosition = global::System.Math.Min(keyStart + index / HeadDim, seqLen - 1);
+                    long source = kvOffset + (long)keyPosition * HeadDim + index % HeadDim;
+                    keyTile[index] = key[source];
+                    valueTile[index] = value[source];
+                }
+
+                global::ILGPU.Group.Barrier();
+
+                if (active)
+                {
+                    int keyCount = keyEnd - keyStart;
+                    float tileMax = float.NegativeInfinity;
+                    for (int k = 0; k < keyCount; k++)
+                    {
+                        float score = float.NegativeInfinity;
+                        if (tileKind == GpuFullTile || GpuIsVisible(row, keyStart + k, head))
+                        {
+                            score = 0f;
+                            int keyRow = k * HeadDim;
+                            for (int d = 0; d < HeadDim; d++)
+                            {
+                                score += queryRow[d] * keyTile[keyRow + d];
+                            }
+                        }
+                        scores[k] = score;
+                        tileMax = global::System.Math.Max(tileMax, score);
+                    }
+
+                    // A tile with no visible key leaves the row as it was; an invisible key's value is never read.
+                    if (tileMax > float.NegativeInfinity)
+                    {
+                        float newMax = global::System.Math.Max(runningMax, tileMax);
+                        float correction = global::SparseAttention.Gpu.GpuMath.Exp2(runningMax - newMax);
+                        runningSum *= correction;
+                        for (int d = 0; d < HeadDim; d++)
+                        {
+                            accumulator[d] *= correction;
+                        }
+                        for (int k = 0; k < keyCount; k++)
+                        {
+                            if (scores[k] > float.NegativeInfinity)
+                            {
+                                float weight = global::SparseAttention.Gpu.GpuMath.Exp2(scores[k] - newMax);
+                                runningSum += weight;
+                                int valueRow = k * HeadDim;
+                                for (int d = 0; d < HeadDim; d++)
+                                {
+                                    accumulator[d] += weight * valueTile[valueRow + d];
+                                }
+                            }
+                        }
+                        runningMax = newMax;
+                    }
+                }
+            }
+
+            if (active)
+            {
+                // A row that saw no key is written as zeros.
+                float normalizer = runningSum > 0f ? 1f / runningSum : 0f;
+                for (int d = 0; d < HeadDim; d++)
+                {
+                    output[queryOffset + d] = accumulator[d] * normalizer;
+                }
+            }
+        }
+
+        /// <summary>First key of the tile's key range, rounded down to a whole key tile.</summary>
+        private static int GpuRangeStart(int head, int queryStart, int queryEnd)
+        {
+            long reachBack = 4095L * GpuDilation(head);
+            long first = queryStart - reachBack;
+            return first <= 0 ? 0 : (int)(first / GpuKeyTile * GpuKeyTile);
+        }
+
+        /// <summary>One past the last key of the tile's key range.</summary>
+        private static int GpuRangeEnd(int head, int queryStart, int queryEnd, int seqLen)
+        {
+            return queryEnd; // causal: no key after the tile's last query
+        }
+
+        /// <summary>
+        /// Whether the tile of queries [queryStart, queryEnd) x keys [keyStart, keyEnd) has no visible pair (skip), every
+        /// pair visible (full: no mask test), or some (masked). The same answer for every thread of a group.
+        /// </summary>
+        private static int GpuClassifyTile(int head, int queryStart, int queryEnd, int keyStart, int keyEnd)
+        {
+            // Over the tile's pairs, key - query takes every value in [lowest, highest].
+            long lowest = (long)keyStart - (queryEnd - 1);
+            long highest = (long)(keyEnd - 1) - queryStart;
+            if (lowest > 0)
+            {
+                return GpuSkipTile; // every key after every query
+            }
+            bool allCausal = highest <= 0;
+            highest = global::System.Math.Min(highest, 0L); // only pairs with key <= query count
+            long dilation = GpuDilation(head);
+            long reachBack = 4095L * dilation;
+            long reachForward = 0L * dilation;
+            if (allCausal && dilation == 1 && lowest >= -reachBack && highest <= reachForward)
+            {
+                return GpuFullTile;
+            }
+            if (global::SparseAttention.Gpu.GpuMath.RangeHoldsMultiple(global::System.Math.Max(lowest, -reachBack), global::System.Math.Min(highest, reachForward), dilation))
+            {
+                return GpuMaskedTile; // the window
+            }
+            return GpuSkipTile;
+        }
+
+        /// <summary>Whether query <paramref name="query"/> sees key <paramref name="key"/> in head <paramref name="head"/>.</summary>
+        private static bool GpuIsVisible(int query, int key, int head)
+        {
+            if (key > query)
+            {
+                return false;
+            }
+            long offset = (long)key - query;
+            long dilation = GpuDilation(head);
+            if (offset % dilation == 0 && offset >= -4095L * dilation && offset <= 0L * dilation)
+            {
+                return true;
+            }
+            return false;
+        }
+
+        /// <summary>The window's dilation in head <paramref name="head"/>.</summary>
+        private static int GpuDilation(int head)
+        {
+            return 1;
         }
     }
 }

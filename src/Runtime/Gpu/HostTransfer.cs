@@ -1,0 +1,72 @@
+using System;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace SparseAttention.Gpu;
+
+/// <summary>
+/// Device copies of one call's host spans, for the generated span overloads that run on an accelerator:
+/// upload query, key and value, let the kernel run on the views, then download the output and free everything.
+/// Callers who run many calls should keep their tensors on the device and use the <see cref="ArrayView{T}"/>
+/// overloads instead; this path allocates and copies on every call.
+/// </summary>
+public sealed class HostTransfer : IDisposable
+{
+    private readonly Accelerator _accelerator;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _query;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _key;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _value;
+    private readonly MemoryBuffer1D<float, Stride1D.Dense> _output;
+
+    private HostTransfer(Accelerator accelerator, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, int outputLength)
+    {
+        _accelerator = accelerator;
+        _query = Upload(accelerator, query);
+        _key = Upload(accelerator, key);
+        _value = Upload(accelerator, value);
+        _output = accelerator.Allocate1D<float>(outputLength);
+    }
+
+    /// <summary>Allocates device buffers for a call and copies the inputs into them.</summary>
+    public static HostTransfer Upload(Accelerator accelerator, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, int outputLength)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        return new HostTransfer(accelerator, query, key, value, outputLength);
+    }
+
+    /// <summary>The uploaded query.</summary>
+    public ArrayView<float> Query => _query.View;
+
+    /// <summary>The uploaded key.</summary>
+    public ArrayView<float> Key => _key.View;
+
+    /// <summary>The uploaded value.</summary>
+    public ArrayView<float> Value => _value.View;
+
+    /// <summary>The device output the kernel writes.</summary>
+    public ArrayView<float> Output => _output.View;
+
+    /// <summary>Waits for the queued work on the default stream and copies the device output into <paramref name="output"/>.</summary>
+    public void Download(Span<float> output)
+    {
+        _accelerator.DefaultStream.Synchronize();
+        _output.View.CopyToCPU(_accelerator.DefaultStream, output);
+        _accelerator.DefaultStream.Synchronize();
+    }
+
+    /// <summary>Frees the device buffers.</summary>
+    public void Dispose()
+    {
+        _query.Dispose();
+        _key.Dispose();
+        _value.Dispose();
+        _output.Dispose();
+    }
+
+    private static MemoryBuffer1D<float, Stride1D.Dense> Upload(Accelerator accelerator, ReadOnlySpan<float> host)
+    {
+        MemoryBuffer1D<float, Stride1D.Dense> buffer = accelerator.Allocate1D<float>(host.Length);
+        buffer.View.CopyFromCPU(accelerator.DefaultStream, host);
+        return buffer;
+    }
+}
