@@ -154,7 +154,7 @@ public static class QuickComparison
     }
 
     /// <summary>Best of up to <paramref name="maxRuns"/> runs (fewer once two seconds are spent), after one warm-up.</summary>
-    private static double Time(Action run, int maxRuns = 5, bool warmUp = true)
+    internal static double Time(Action run, int maxRuns = 5, bool warmUp = true)
     {
         if (warmUp)
         {
@@ -183,7 +183,7 @@ public static class QuickComparison
         return GC.GetAllocatedBytesForCurrentThread() - before;
     }
 
-    private static string RuntimeInfo() => $".NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {CpuName()}";
+    internal static string RuntimeInfo() => $".NET {Environment.Version}, {System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, {CpuName()}";
 
     private static string CpuName()
     {

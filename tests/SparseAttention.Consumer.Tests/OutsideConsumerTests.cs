@@ -32,6 +32,7 @@ public class OutsideConsumerTests
             Assert.True(exitCode == 0, "the consumer failed:\n" + output);
             Assert.Contains("consumer: all patterns match", output);
             Assert.Contains("longformer-like: max abs error", output);
+            Assert.Contains("longformer-like on IlgpuCpu: max abs error", output);
         }
         finally
         {

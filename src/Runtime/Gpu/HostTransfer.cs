@@ -18,20 +18,35 @@ public sealed class HostTransfer : IDisposable
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _value;
     private readonly MemoryBuffer1D<float, Stride1D.Dense> _output;
 
-    private HostTransfer(Accelerator accelerator, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, int outputLength)
+    private HostTransfer(Accelerator accelerator, MemoryBuffer1D<float, Stride1D.Dense>[] buffers)
     {
         _accelerator = accelerator;
-        _query = Upload(accelerator, query);
-        _key = Upload(accelerator, key);
-        _value = Upload(accelerator, value);
-        _output = accelerator.Allocate1D<float>(outputLength);
+        (_query, _key, _value, _output) = (buffers[0], buffers[1], buffers[2], buffers[3]);
     }
 
     /// <summary>Allocates device buffers for a call and copies the inputs into them.</summary>
     public static HostTransfer Upload(Accelerator accelerator, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, int outputLength)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        return new HostTransfer(accelerator, query, key, value, outputLength);
+        var buffers = new MemoryBuffer1D<float, Stride1D.Dense>[4];
+        try
+        {
+            buffers[0] = Upload(accelerator, query);
+            buffers[1] = Upload(accelerator, key);
+            buffers[2] = Upload(accelerator, value);
+            buffers[3] = accelerator.Allocate1D<float>(outputLength);
+            return new HostTransfer(accelerator, buffers);
+        }
+        catch
+        {
+            // Out of device memory part-way: free what was allocated before passing the error on.
+            foreach (MemoryBuffer1D<float, Stride1D.Dense>? buffer in buffers)
+            {
+                buffer?.Dispose();
+            }
+
+            throw;
+        }
     }
 
     /// <summary>The uploaded query.</summary>

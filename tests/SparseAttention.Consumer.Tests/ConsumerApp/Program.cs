@@ -10,6 +10,13 @@ failures += Check("longformer-like", LongformerLike.HeadDim, LongformerLike.Forw
 failures += Check("strided", Strided.HeadDim, Strided.Forward, (i, j, h) => j <= i && (i - j < 32 || (i - j) % 32 == 0), new AttentionShape(2, 1, 400));
 failures += Check("per-head-dilation", PerHead.HeadDim, PerHead.Forward,
     (i, j, h) => { int d = h % 2 == 0 ? 1 : 3; return j <= i && (i - j) % d == 0 && (i - j) / d <= 10; }, new AttentionShape(4, 2, 150));
+// The generated ILGPU kernel, on ILGPU's CPU accelerator (the same code a GPU runs; named so it runs anywhere).
+using (var device = AttentionDevice.Create(AttentionBackend.IlgpuCpu))
+{
+    failures += Check("longformer-like on " + device.Backend, LongformerLike.HeadDim, (q, k, v, o, shape) => LongformerLike.Forward(device, q, k, v, o, shape),
+        (i, j, h) => ((j - i) % 2 == 0 && j - i >= -2 * 16 && j - i <= 2 * 16) || i is 0 or 1 || j is 0 or 1, new AttentionShape(4, 2, 130));
+}
+
 Console.WriteLine(failures == 0 ? "consumer: all patterns match" : $"consumer: {failures} pattern(s) differ");
 return failures == 0 ? 0 : 1;
 
