@@ -12,15 +12,13 @@ using SparseAttention.Generators.Models;
 
 namespace SparseAttention.Generators;
 
-/// <summary>What the parser found for one declaration: a model to emit (null when invalid) and diagnostics.</summary>
-internal sealed record ParseResult(KernelModel? Kernel, EquatableArray<DiagnosticInfo> Diagnostics);
-
 public sealed partial class AttentionGenerator
 {
     /// <summary>
-    /// Turns a <c>[AttentionKernel]</c> class into a <see cref="KernelModel"/>, validating every attribute with
-    /// the same rules the runtime's <c>AttentionPattern</c> applies. Never throws: anything it cannot read
-    /// becomes a diagnostic and no code.
+    /// Turns an <c>[AttentionKernel]</c> class into a <see cref="KernelModel"/>, validating every attribute with the
+    /// same rules the runtime's <c>AttentionPattern</c> applies. The generator and <see cref="AttentionAnalyzer"/>
+    /// both call it: the analyzer reports what it finds, the generator only takes the model, which is null when the
+    /// declaration has an error. Never throws on user input: anything it cannot read is a diagnostic and no code.
     /// </summary>
     internal static class Parser
     {
@@ -28,44 +26,95 @@ public sealed partial class AttentionGenerator
         public const int MaxHeadDim = 256;
         public const int HeadDimMultiple = 8;
 
-        private const string Namespace = "SparseAttention.";
+        public const string Namespace = "SparseAttention.";
+        public const string KernelAttribute = Namespace + "AttentionKernelAttribute";
 
-        public static ParseResult Parse(GeneratorAttributeSyntaxContext context, CancellationToken cancellationToken)
+        /// <summary>The attributes that describe a pattern; each means something only beside <c>[AttentionKernel]</c>.</summary>
+        public static readonly string[] PatternAttributes =
         {
-            var diagnostics = new List<DiagnosticInfo>();
-            if (context.TargetSymbol is not INamedTypeSymbol type || context.TargetNode is not ClassDeclarationSyntax declaration)
+            Namespace + "SlidingWindowAttribute", Namespace + "DilationAttribute", Namespace + "GlobalTokensAttribute", Namespace + "StridedAttribute",
+        };
+
+        /// <summary>
+        /// Reads <paramref name="type"/>. Diagnostics go to <paramref name="diagnostics"/> when it is given (the
+        /// analyzer); the generator passes null. Returns null when the type is not a kernel or has an error.
+        /// </summary>
+        public static KernelModel? Parse(INamedTypeSymbol type, ICollection<Diagnostic>? diagnostics, CancellationToken cancellationToken)
+        {
+            var report = new Report(diagnostics);
+            AttributeData? kernel = type.GetAttributes().FirstOrDefault(attribute => attribute.AttributeClass?.ToDisplayString() == KernelAttribute);
+            if (kernel is null)
             {
-                return new ParseResult(null, EquatableArray<DiagnosticInfo>.Empty);
+                return null;
             }
 
-            HierarchyInfo? hierarchy = ReadHierarchy(type, declaration, diagnostics);
-            PatternModel? pattern = ReadPattern(type, diagnostics, cancellationToken);
-            KernelModel? kernel = hierarchy is not null && pattern is not null && diagnostics.Count == 0
-                ? new KernelModel(hierarchy, pattern)
-                : null;
-            return new ParseResult(kernel, new EquatableArray<DiagnosticInfo>(diagnostics));
+            HierarchyInfo? hierarchy = ReadHierarchy(type, kernel, report);
+            PatternModel? pattern = ReadPattern(type, kernel, report, cancellationToken);
+            return hierarchy is not null && pattern is not null && !report.HasError ? new KernelModel(hierarchy, pattern) : null;
         }
 
-        private static HierarchyInfo? ReadHierarchy(INamedTypeSymbol type, ClassDeclarationSyntax declaration, List<DiagnosticInfo> diagnostics)
+        /// <summary>Collects diagnostics when asked to, and remembers whether any was an error.</summary>
+        private sealed class Report(ICollection<Diagnostic>? diagnostics)
         {
-            bool isStaticPartial = declaration.Modifiers.Any(SyntaxKind.StaticKeyword) && declaration.Modifiers.Any(SyntaxKind.PartialKeyword);
+            public bool HasError { get; private set; }
+
+            public void Add(DiagnosticDescriptor descriptor, Location? location, params object[] arguments)
+            {
+                HasError |= descriptor.DefaultSeverity == DiagnosticSeverity.Error;
+                diagnostics?.Add(Diagnostic.Create(descriptor, location, arguments));
+            }
+        }
+
+        private static HierarchyInfo? ReadHierarchy(INamedTypeSymbol type, AttributeData kernel, Report report)
+        {
+            // A static partial class: static on any part, partial on every part (the compiler insists on the latter
+            // once one part is partial, so a missing 'partial' shows up on a single-part class).
+            bool isStaticPartial = type.TypeKind == TypeKind.Class && !type.IsRecord && type.IsStatic && AllPartsPartial(type);
             bool containersArePartial = true;
             var types = new List<ContainingTypeInfo> { new("static partial class", type.Name) };
             for (INamedTypeSymbol? container = type.ContainingType; container is not null; container = container.ContainingType)
             {
-                var containerSyntax = container.DeclaringSyntaxReferences.Select(reference => reference.GetSyntax()).OfType<TypeDeclarationSyntax>().FirstOrDefault();
-                containersArePartial &= containerSyntax is not null && containerSyntax.Modifiers.Any(SyntaxKind.PartialKeyword) && !container.IsGenericType;
+                containersArePartial &= AllPartsPartial(container) && !container.IsGenericType;
                 types.Insert(0, new ContainingTypeInfo(TypeKeyword(container), container.Name));
             }
 
             if (!isStaticPartial || !containersArePartial || type.IsGenericType)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.KernelClassShape, declaration.Identifier.GetLocation(), type.Name));
+                report.Add(DiagnosticDescriptors.KernelClassShape, DeclarationLocation(type, kernel), type.Name);
                 return null;
             }
 
             string? ns = type.ContainingNamespace is { IsGlobalNamespace: false } containing ? containing.ToDisplayString() : null;
             return new HierarchyInfo(ns, new EquatableArray<ContainingTypeInfo>(types));
+        }
+
+        private static bool AllPartsPartial(INamedTypeSymbol type)
+        {
+            if (type.DeclaringSyntaxReferences.IsEmpty)
+            {
+                return false;
+            }
+
+            foreach (SyntaxReference reference in type.DeclaringSyntaxReferences)
+            {
+                if (reference.GetSyntax() is not TypeDeclarationSyntax declaration || !declaration.Modifiers.Any(SyntaxKind.PartialKeyword))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        /// <summary>The name of the class declaration that carries <paramref name="kernel"/>: where a shape error points.</summary>
+        private static Location? DeclarationLocation(INamedTypeSymbol type, AttributeData kernel)
+        {
+            if (kernel.ApplicationSyntaxReference?.GetSyntax().Parent?.Parent is BaseTypeDeclarationSyntax declaration)
+            {
+                return declaration.Identifier.GetLocation();
+            }
+
+            return type.Locations.FirstOrDefault();
         }
 
         private static string TypeKeyword(INamedTypeSymbol type) => type switch
@@ -78,46 +127,43 @@ public sealed partial class AttentionGenerator
             _ => "partial class",
         };
 
-        private static PatternModel? ReadPattern(INamedTypeSymbol type, List<DiagnosticInfo> diagnostics, CancellationToken cancellationToken)
+        private static PatternModel? ReadPattern(INamedTypeSymbol type, AttributeData kernel, Report report, CancellationToken cancellationToken)
         {
-            AttributeData? kernel = null, window = null, dilation = null, globals = null, strided = null;
+            AttributeData? window = null, dilation = null, globals = null, strided = null;
             foreach (AttributeData attribute in type.GetAttributes())
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 switch (attribute.AttributeClass?.ToDisplayString())
                 {
-                    case Namespace + "AttentionKernelAttribute": kernel = attribute; break;
-                    case Namespace + "SlidingWindowAttribute": window = attribute; break;
-                    case Namespace + "DilationAttribute": dilation = attribute; break;
-                    case Namespace + "GlobalTokensAttribute": globals = attribute; break;
-                    case Namespace + "StridedAttribute": strided = attribute; break;
+                    case Namespace + "SlidingWindowAttribute": window ??= attribute; break;
+                    case Namespace + "DilationAttribute": dilation ??= attribute; break;
+                    case Namespace + "GlobalTokensAttribute": globals ??= attribute; break;
+                    case Namespace + "StridedAttribute": strided ??= attribute; break;
                 }
             }
 
-            if (kernel is null)
-            {
-                return null;
-            }
-
-            int errorsBefore = diagnostics.Count;
+            bool unreadable = false;
             foreach (AttributeData? attribute in new[] { kernel, window, dilation, globals, strided })
             {
                 if (attribute is not null && !IsReadable(attribute))
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.MalformedAttribute, AttributeLocation(attribute), ShortName(attribute), type.Name));
+                    report.Add(DiagnosticDescriptors.MalformedAttribute, AttributeLocation(attribute), ShortName(attribute), type.Name);
+                    unreadable = true;
                 }
             }
 
-            if (diagnostics.Count > errorsBefore)
+            if (unreadable)
             {
                 return null;
             }
 
+            bool valid = true;
             int? headDim = NamedInt(kernel, "HeadDim");
             bool causal = NamedBool(kernel, "Causal") ?? true;
             if (headDim is not int dimension || dimension < MinHeadDim || dimension > MaxHeadDim || dimension % HeadDimMultiple != 0)
             {
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.UnsupportedHeadDim, ArgumentLocation(kernel, "HeadDim"), headDim?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "nothing (HeadDim is not set)"));
+                report.Add(DiagnosticDescriptors.UnsupportedHeadDim, ArgumentLocation(kernel, "HeadDim"), headDim?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "nothing (HeadDim is not set)");
+                valid = false;
             }
 
             int? left = null, right = null;
@@ -128,13 +174,15 @@ public sealed partial class AttentionGenerator
                 right = NamedInt(window, "Right");
                 if (size is not null && (left is not null || right is not null))
                 {
-                    diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.WindowSizeWithLeftRight, ArgumentLocation(window, "Size")));
+                    report.Add(DiagnosticDescriptors.WindowSizeWithLeftRight, ArgumentLocation(window, "Size"));
+                    return null;
                 }
-                else if (size is not null)
+
+                if (size is not null)
                 {
                     if (AttentionPattern.FindWindowSizeProblem(size.Value) is string sizeProblem)
                     {
-                        diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), sizeProblem));
+                        report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), sizeProblem);
                         return null;
                     }
 
@@ -156,23 +204,51 @@ public sealed partial class AttentionGenerator
             string? problem = AttentionPattern.FindProblem(left, right, dilations, globalTokens, stride, out string parameter);
             if (problem is not null)
             {
-                Location? location = parameter switch
+                if (parameter == "dilation" && window is null)
                 {
-                    "windowLeft" => ArgumentLocation(window!, "Left"),
-                    "windowRight" => ArgumentLocation(window!, "Right"),
-                    "dilation" => ElementLocation(dilation!, Array.FindIndex(dilations, value => value < 1)),
-                    "globalTokens" => ElementLocation(globals!, Array.FindIndex(globalTokens, value => value < 0)),
-                    _ => ArgumentLocation(strided!, "Stride"),
-                };
-                diagnostics.Add(DiagnosticInfo.Create(DiagnosticDescriptors.InvalidPatternValue, location, problem));
-            }
+                    report.Add(DiagnosticDescriptors.DilationWithoutWindow, AttributeLocation(dilation!), type.Name);
+                }
+                else
+                {
+                    Location? location = parameter switch
+                    {
+                        "windowLeft" => ArgumentLocation(window!, "Left"),
+                        "windowRight" => ArgumentLocation(window!, "Right"),
+                        "dilation" => ElementLocation(dilation!, Array.FindIndex(dilations, value => value < 1)),
+                        "globalTokens" => ElementLocation(globals!, Array.FindIndex(globalTokens, value => value < 0)),
+                        _ => ArgumentLocation(strided!, "Stride"),
+                    };
+                    report.Add(DiagnosticDescriptors.InvalidPatternValue, location, problem);
+                }
 
-            if (diagnostics.Count > errorsBefore)
-            {
                 return null;
             }
 
-            return new PatternModel(headDim!.Value, causal, left, right, new EquatableArray<int>(dilations), new EquatableArray<int>(globalTokens), stride);
+            ReportSuspicious(type, causal, window, right, dilation, left, globals, globalTokens, report);
+            return valid ? new PatternModel(headDim!.Value, causal, left, right, new EquatableArray<int>(dilations), new EquatableArray<int>(globalTokens), stride) : null;
+        }
+
+        /// <summary>Declarations that are valid but probably not what was meant: warnings, and the kernel is still generated.</summary>
+        private static void ReportSuspicious(INamedTypeSymbol type, bool causal, AttributeData? window, int? right, AttributeData? dilation, int? left, AttributeData? globals, int[] globalTokens, Report report)
+        {
+            if (dilation is not null && left == 0 && right == 0)
+            {
+                report.Add(DiagnosticDescriptors.DilationWithoutEffect, AttributeLocation(dilation), type.Name);
+            }
+
+            if (causal && right > 0)
+            {
+                report.Add(DiagnosticDescriptors.CausalHidesRight, ArgumentLocation(window!, "Right"), type.Name, right.Value);
+            }
+
+            var seen = new HashSet<int>();
+            for (int index = 0; index < globalTokens.Length; index++)
+            {
+                if (!seen.Add(globalTokens[index]))
+                {
+                    report.Add(DiagnosticDescriptors.DuplicateGlobalToken, ElementLocation(globals!, index), globalTokens[index]);
+                }
+            }
         }
 
         private static bool IsReadable(AttributeData attribute) =>
@@ -220,13 +296,13 @@ public sealed partial class AttentionGenerator
                 : Array.Empty<int>();
         }
 
-        private static string ShortName(AttributeData attribute)
+        public static string ShortName(AttributeData attribute)
         {
             string name = attribute.AttributeClass?.Name ?? "attribute";
             return name.EndsWith("Attribute", StringComparison.Ordinal) ? name.Substring(0, name.Length - "Attribute".Length) : name;
         }
 
-        private static Location? AttributeLocation(AttributeData attribute) =>
+        public static Location? AttributeLocation(AttributeData attribute) =>
             attribute.ApplicationSyntaxReference?.GetSyntax().GetLocation();
 
         /// <summary>

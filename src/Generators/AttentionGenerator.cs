@@ -11,8 +11,9 @@ namespace SparseAttention.Generators;
 /// </summary>
 /// <remarks>
 /// Pipeline: <see cref="SyntaxValueProvider.ForAttributeWithMetadataName"/> → <see cref="Parser"/> (all semantic
-/// work; returns values only) → diagnostics split off → <see cref="Emitter"/>. Tracking names let the tests
-/// prove that an unrelated edit does not re-run the emit step.
+/// work; returns values only, null for an invalid declaration) → <see cref="Emitter"/>. Diagnostics never travel
+/// on this path: <see cref="AttentionAnalyzer"/> runs the same parser and reports them. Tracking names let the
+/// tests prove that an unrelated edit does not re-run the emit step.
 /// </remarks>
 [Generator(LanguageNames.CSharp)]
 public sealed partial class AttentionGenerator : IIncrementalGenerator
@@ -27,28 +28,19 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
     {
         public const string Parse = nameof(Parse);
         public const string Kernels = nameof(Kernels);
-        public const string Diagnostics = nameof(Diagnostics);
         public const string GpuAvailable = nameof(GpuAvailable);
         public const string Outputs = nameof(Outputs);
     }
 
     public void Initialize(IncrementalGeneratorInitializationContext context)
     {
-        IncrementalValuesProvider<ParseResult> parsed = context.SyntaxProvider
+        // Validation is reported by AttentionAnalyzer; here an invalid declaration simply yields no model and no code.
+        IncrementalValuesProvider<KernelModel> kernels = context.SyntaxProvider
             .ForAttributeWithMetadataName(
                 AttentionKernelAttributeName,
                 predicate: static (node, _) => node is Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax,
-                transform: static (context, cancellationToken) => Parser.Parse(context, cancellationToken))
-            .WithTrackingName(TrackingNames.Parse);
-
-        // Diagnostics travel on their own branch so that moving one does not regenerate any code.
-        IncrementalValuesProvider<DiagnosticInfo> diagnostics = parsed
-            .SelectMany(static (result, _) => result.Diagnostics.AsImmutableArray())
-            .WithTrackingName(TrackingNames.Diagnostics);
-        context.RegisterSourceOutput(diagnostics, static (output, diagnostic) => output.ReportDiagnostic(diagnostic.ToDiagnostic()));
-
-        IncrementalValuesProvider<KernelModel> kernels = parsed
-            .Select(static (result, _) => result.Kernel)
+                transform: static (context, cancellationToken) => Parser.Parse((INamedTypeSymbol)context.TargetSymbol, diagnostics: null, cancellationToken))
+            .WithTrackingName(TrackingNames.Parse)
             .Where(static kernel => kernel is not null)
             .Select(static (kernel, _) => kernel!)
             .WithTrackingName(TrackingNames.Kernels);

@@ -2,42 +2,97 @@ using Microsoft.CodeAnalysis;
 
 namespace SparseAttention.Generators.Tests;
 
-/// <summary>Invalid declarations get a located diagnostic and no code; the generator never throws.</summary>
+/// <summary>
+/// Every diagnostic ID: the analyzer reports it with its severity, at the offending argument; errors leave the
+/// generator without output, warnings do not stop it. The generator itself never reports anything.
+/// </summary>
 public class DiagnosticTests
 {
-    public static TheoryData<string, string, string> InvalidDeclarations() => new()
+    public static TheoryData<string, DiagnosticSeverity, string, string> Declarations() => new()
     {
-        // id, source (the [| |] marks where the diagnostic must point), message fragment
-        { "SPA0001", "[AttentionKernel(HeadDim = 64)] public partial class [|NotStatic|];", "static partial class" },
-        { "SPA0001", "[AttentionKernel(HeadDim = 64)] public static class [|NotPartial|];", "static partial class" },
-        { "SPA0001", "public class Outer { [AttentionKernel(HeadDim = 64)] public static partial class [|Inner|]; }", "containing types" },
-        { "SPA0002", "[AttentionKernel([|HeadDim = 12|])] public static partial class K;", "multiple of 8 from 8 to 256" },
-        { "SPA0002", "[AttentionKernel([|HeadDim = 264|])] public static partial class K;", "got 264" },
-        { "SPA0002", "[[|AttentionKernel|]] public static partial class K;", "HeadDim is not set" },
-        { "SPA0003", "[AttentionKernel(HeadDim = 64)] [SlidingWindow([|Left = -1|])] public static partial class K;", "Left must be 0 or more" },
-        { "SPA0003", "[AttentionKernel(HeadDim = 64)] [SlidingWindow([|Size = 0|])] public static partial class K;", "at least 1" },
-        { "SPA0003", "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = 4)] [Dilation(1, [|0|])] public static partial class K;", "Dilation values must be 1 or more" },
-        { "SPA0003", "[AttentionKernel(HeadDim = 64)] [GlobalTokens(3, [|-1|])] public static partial class K;", "cannot be negative" },
-        { "SPA0003", "[AttentionKernel(HeadDim = 64)] [Strided([|Stride = 0|])] public static partial class K;", "Stride must be 1 or more" },
-        { "SPA0003", "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = 4)] [[|Dilation(new[] { 2, 0 })|]] public static partial class K;", "got 0" },
-        { "SPA0004", "[AttentionKernel(HeadDim = 64)] [SlidingWindow([|Size = 8|], Left = 2)] public static partial class K;", "not both" },
+        // id, severity, source (the [| |] marks where the diagnostic must point), message fragment
+        { "SPA0001", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] public partial class [|NotStatic|];", "static partial class" },
+        { "SPA0001", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] public static class [|NotPartial|];", "static partial class" },
+        { "SPA0001", DiagnosticSeverity.Error, "public class Outer { [AttentionKernel(HeadDim = 64)] public static partial class [|Inner|]; }", "containing types" },
+        { "SPA0001", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] public static partial class [|Generic|]<T>;", "non-generic" },
+        { "SPA0001", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] public partial record [|Record|];", "static partial class" },
+        { "SPA0002", DiagnosticSeverity.Error, "[AttentionKernel([|HeadDim = 12|])] public static partial class K;", "multiple of 8 from 8 to 256" },
+        { "SPA0002", DiagnosticSeverity.Error, "[AttentionKernel([|HeadDim = 264|])] public static partial class K;", "got 264" },
+        { "SPA0002", DiagnosticSeverity.Error, "[[|AttentionKernel|]] public static partial class K;", "HeadDim is not set" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow([|Left = -1|])] public static partial class K;", "Left must be 0 or more" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64, Causal = false)] [SlidingWindow(Left = 2, [|Right = -3|])] public static partial class K;", "Right must be 0 or more" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow([|Size = 0|])] public static partial class K;", "at least 1" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = 4)] [Dilation(1, [|0|])] public static partial class K;", "Dilation values must be 1 or more" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [GlobalTokens(3, [|-1|])] public static partial class K;", "cannot be negative" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [Strided([|Stride = 0|])] public static partial class K;", "Stride must be 1 or more" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [[|Strided|]] public static partial class K;", "Stride must be 1 or more" },
+        { "SPA0003", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = 4)] [[|Dilation(new[] { 2, 0 })|]] public static partial class K;", "got 0" },
+        { "SPA0004", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow([|Size = 8|], Left = 2)] public static partial class K;", "not both" },
+        { "SPA0005", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [[|GlobalTokens(\"a\")|]] public static partial class K;", "cannot read" },
+        { "SPA0006", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [[|Dilation(2)|]] [Strided(Stride = 4)] public static partial class K;", "has no [SlidingWindow]" },
+        { "SPA0007", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 1)] [[|Dilation(2, 3)|]] public static partial class K;", "no effect" },
+        { "SPA0008", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [GlobalTokens(0, 5, [|0|])] public static partial class K;", "Global token 0 is listed more than once" },
+        { "SPA0009", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = 8, [|Right = 4|])] public static partial class K;", "Right = 4 keys after the query are never visible" },
+        { "SPA0010", DiagnosticSeverity.Warning, "[[|SlidingWindow(Size = 512)|]] public static partial class K;", "does nothing without [AttentionKernel" },
     };
 
     [Theory]
-    [MemberData(nameof(InvalidDeclarations))]
-    public void InvalidDeclarationIsReportedAtTheArgumentAndEmitsNothing(string id, string markedSource, string messageFragment)
+    [MemberData(nameof(Declarations))]
+    public void AnalyzerReportsTheIdAtTheArgumentWithItsSeverity(string id, DiagnosticSeverity severity, string markedSource, string messageFragment)
     {
-        string prefix = "using SparseAttention;\n";
-        int start = prefix.Length + markedSource.IndexOf("[|", StringComparison.Ordinal);
-        string source = prefix + markedSource.Replace("[|", "").Replace("|]", "");
-        int end = prefix.Length + markedSource.Replace("[|", "").IndexOf("|]", StringComparison.Ordinal);
-
+        (string source, int start, int end) = Unmark(markedSource);
         GeneratorHarness.Result result = GeneratorHarness.Run(source);
-        Diagnostic diagnostic = Assert.Single(result.GeneratorDiagnostics);
+        Diagnostic diagnostic = Assert.Single(GeneratorHarness.Analyze(result.Output));
         Assert.Equal(id, diagnostic.Id);
-        Assert.Equal(DiagnosticSeverity.Error, diagnostic.Severity);
+        Assert.Equal(severity, diagnostic.Severity);
         Assert.Contains(messageFragment, diagnostic.GetMessage());
         Assert.Equal((start, end), (diagnostic.Location.SourceSpan.Start, diagnostic.Location.SourceSpan.End));
+        Assert.Equal("docs/diagnostics/" + id + ".md", diagnostic.Descriptor.HelpLinkUri);
+
+        // Diagnostics are the analyzer's job; the generator only decides whether there is code to emit.
+        Assert.Empty(result.GeneratorDiagnostics);
+        bool kernelDeclared = source.Contains("AttentionKernel", StringComparison.Ordinal);
+        if (severity == DiagnosticSeverity.Error || !kernelDeclared)
+        {
+            Assert.Empty(result.Run.Results.Single().GeneratedSources);
+        }
+        else
+        {
+            Assert.Single(result.Run.Results.Single().GeneratedSources);
+            Assert.Empty(result.CompilationErrors);
+        }
+    }
+
+    [Fact]
+    public void EveryIdHasATestCase()
+    {
+        var tested = Declarations().Select(row => (string)row[0]).ToHashSet();
+        Assert.All(new AttentionAnalyzer().SupportedDiagnostics, descriptor => Assert.Contains(descriptor.Id, tested));
+    }
+
+    [Fact]
+    public void AValidDeclarationHasNoDiagnostic()
+    {
+        GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n[AttentionKernel(HeadDim = 64, Causal = false)] [SlidingWindow(Left = 4, Right = 4)] [Dilation(1, 2)] [GlobalTokens(0, 7)] [Strided(Stride = 9)] public static partial class K;");
+        Assert.Empty(GeneratorHarness.Analyze(result.Output));
+        Assert.Empty(result.CompilationErrors);
+    }
+
+    [Fact]
+    public void DuplicateAttributesAreTheCompilersErrorAndNothingCrashes()
+    {
+        // AllowMultiple = false on every attribute, so C# itself reports the repeat (CS0579) at the second one.
+        GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [SlidingWindow(Size = 16)] public static partial class K;");
+        Assert.Contains(result.Output.GetDiagnostics(), diagnostic => diagnostic.Id == "CS0579" && diagnostic.GetMessage().Contains("SlidingWindow", StringComparison.Ordinal));
+        Assert.DoesNotContain(GeneratorHarness.Analyze(result.Output), diagnostic => diagnostic.Id == "AD0001");
+        Assert.Null(result.Run.Results.Single().Exception);
+    }
+
+    [Fact]
+    public void SeveralProblemsAreAllReported()
+    {
+        GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n[AttentionKernel(HeadDim = 7)] [GlobalTokens(1, 1)] [SlidingWindow(Left = 3, Right = 2)] public static partial class K;");
+        Assert.Equal(new[] { "SPA0002", "SPA0008", "SPA0009" }, GeneratorHarness.Analyze(result.Output).Select(diagnostic => diagnostic.Id).OrderBy(id => id));
         Assert.Empty(result.Run.Results.Single().GeneratedSources);
     }
 
@@ -51,12 +106,13 @@ public class DiagnosticTests
     [InlineData("[AttentionKernel(HeadDim = 64)] [GlobalTokens(null)] public static partial class K;")]
     [InlineData("[AttentionKernel(HeadDim = 64, Causal = )] public static partial class K")]
     [InlineData("[AttentionKernel(HeadDim = 64)] public static partial class K<T>;")]
-    public void HalfTypedDeclarationsNeverCrashTheGenerator(string declaration)
+    public void HalfTypedDeclarationsNeverCrashTheGeneratorOrTheAnalyzer(string declaration)
     {
         GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n" + declaration);
         GeneratorRunResult run = result.Run.Results.Single();
         Assert.Null(run.Exception);
         Assert.DoesNotContain(result.GeneratorDiagnostics, diagnostic => diagnostic.Id is "CS8785" or "AD0001");
+        Assert.DoesNotContain(GeneratorHarness.Analyze(result.Output), diagnostic => diagnostic.Id == "AD0001");
 
         // Whatever was accepted must compile; the input's own errors are not the generator's.
         foreach (var source in run.GeneratedSources)
@@ -69,7 +125,15 @@ public class DiagnosticTests
     public void ValidDeclarationWithHugeWindowGeneratesCompilingCode()
     {
         GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = int.MaxValue)] [Dilation(int.MaxValue)] [GlobalTokens(int.MaxValue)] [Strided(Stride = int.MaxValue)] public static partial class K;");
-        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(GeneratorHarness.Analyze(result.Output));
         Assert.Empty(result.CompilationErrors);
+    }
+
+    private static (string Source, int Start, int End) Unmark(string markedSource)
+    {
+        const string Prefix = "using SparseAttention;\n";
+        int start = Prefix.Length + markedSource.IndexOf("[|", StringComparison.Ordinal);
+        int end = Prefix.Length + markedSource.Replace("[|", "").IndexOf("|]", StringComparison.Ordinal);
+        return (Prefix + markedSource.Replace("[|", "").Replace("|]", ""), start, end);
     }
 }

@@ -51,6 +51,18 @@ internal static class GeneratorHarness
         return new Result(output, diagnostics, driver.GetRunResult());
     }
 
+    /// <summary>
+    /// Runs <see cref="AttentionAnalyzer"/> over <paramref name="compilation"/> the way the IDE and the build do.
+    /// An analyzer exception surfaces as AD0001 among the returned diagnostics.
+    /// </summary>
+    public static ImmutableArray<Diagnostic> Analyze(Compilation compilation)
+    {
+        var analyzers = ImmutableArray.Create<Microsoft.CodeAnalysis.Diagnostics.DiagnosticAnalyzer>(new AttentionAnalyzer());
+        var options = new Microsoft.CodeAnalysis.Diagnostics.CompilationWithAnalyzersOptions(
+            new Microsoft.CodeAnalysis.Diagnostics.AnalyzerOptions(ImmutableArray<AdditionalText>.Empty), onAnalyzerException: null, concurrentAnalysis: false, logAnalyzerExecutionTime: false);
+        return new Microsoft.CodeAnalysis.Diagnostics.CompilationWithAnalyzers(compilation, analyzers, options).GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult();
+    }
+
     /// <summary>Emits the compilation and loads it into a collectible context, so each test can unload it.</summary>
     public static (Assembly Assembly, System.Runtime.Loader.AssemblyLoadContext Context) Load(Compilation compilation)
     {

@@ -9,7 +9,7 @@ public class AttentionPatternTests
         bool hasWindow = random.Next(4) != 0;
         int? left = hasWindow ? random.Next(0, 12) : null;
         int? right = hasWindow ? random.Next(0, 12) : null;
-        int[] dilation = random.Next(3) == 0 ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(1, 5)).ToArray() : Array.Empty<int>();
+        int[] dilation = hasWindow && random.Next(3) == 0 ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(1, 5)).ToArray() : Array.Empty<int>();
         int[] globals = random.Next(2) == 0 ? Enumerable.Range(0, random.Next(1, 5)).Select(_ => random.Next(0, 60)).ToArray() : Array.Empty<int>();
         int? stride = random.Next(3) == 0 ? random.Next(1, 9) : null;
         return new AttentionPattern(random.Next(2) == 0, left, right, dilation, globals, stride);
@@ -205,6 +205,14 @@ public class AttentionPatternTests
         var exception = Assert.Throws<ArgumentException>(() => new AttentionPattern(true, left, right, dilation is int d ? new[] { d } : null, null, stride));
         Assert.Equal(parameter, exception.ParamName);
         Assert.Contains("got", exception.Message);
+    }
+
+    [Fact]
+    public void DilationWithoutAWindowIsRejected()
+    {
+        var exception = Assert.Throws<ArgumentException>(() => new AttentionPattern(true, dilation: new[] { 2 }, stride: 4));
+        Assert.Equal("dilation", exception.ParamName);
+        Assert.Contains("no sliding window", exception.Message);
     }
 
     [Fact]

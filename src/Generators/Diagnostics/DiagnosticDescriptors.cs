@@ -3,56 +3,98 @@ using Microsoft.CodeAnalysis;
 namespace SparseAttention.Generators.Diagnostics;
 
 /// <summary>
-/// Every diagnostic the SparseAttention generator reports, in one place. IDs are stable once shipped
-/// (see AnalyzerReleases.Shipped.md / Unshipped.md); each message says what to change.
+/// Every diagnostic SparseAttention reports, in one place. IDs are stable once shipped (AnalyzerReleases.Shipped.md /
+/// Unshipped.md record them); each has a page in docs/diagnostics/ and a message that says what to change.
+/// A test checks that this catalog, the pages and the release files name the same IDs.
 /// </summary>
 internal static class DiagnosticDescriptors
 {
     public const string Category = "SparseAttention";
+
+    /// <summary>
+    /// Where the pages live. Relative to the repository root until the project has a public home; the IDE shows it
+    /// as the rule's help link and the page's name is the ID.
+    /// </summary>
+    public const string HelpLinkBase = "docs/diagnostics/";
 
     public const string KernelClassShapeId = "SPA0001";
     public const string UnsupportedHeadDimId = "SPA0002";
     public const string InvalidPatternValueId = "SPA0003";
     public const string WindowSizeWithLeftRightId = "SPA0004";
     public const string MalformedAttributeId = "SPA0005";
+    public const string DilationWithoutWindowId = "SPA0006";
+    public const string DilationWithoutEffectId = "SPA0007";
+    public const string DuplicateGlobalTokenId = "SPA0008";
+    public const string CausalHidesRightId = "SPA0009";
+    public const string PatternWithoutKernelId = "SPA0010";
 
-    public static readonly DiagnosticDescriptor KernelClassShape = new(
+    public static readonly DiagnosticDescriptor KernelClassShape = Create(
         KernelClassShapeId,
         "Attention kernel must be a static partial class",
-        "'{0}' must be a non-generic 'static partial class' whose containing types are all partial, so the generator can add its Forward method",
-        Category,
-        DiagnosticSeverity.Error,
-        isEnabledByDefault: true);
+        "'{0}' must be a non-generic 'static partial class' whose containing types are all partial, so the generator can add its Forward methods",
+        DiagnosticSeverity.Error);
 
-    public static readonly DiagnosticDescriptor UnsupportedHeadDim = new(
+    public static readonly DiagnosticDescriptor UnsupportedHeadDim = Create(
         UnsupportedHeadDimId,
         "Unsupported HeadDim",
         "HeadDim must be a multiple of 8 from 8 to 256 (8, 16, 24, ..., 256); got {0}",
-        Category,
-        DiagnosticSeverity.Error,
-        isEnabledByDefault: true);
+        DiagnosticSeverity.Error);
 
-    public static readonly DiagnosticDescriptor InvalidPatternValue = new(
+    public static readonly DiagnosticDescriptor InvalidPatternValue = Create(
         InvalidPatternValueId,
         "Invalid attention pattern value",
         "{0}",
-        Category,
-        DiagnosticSeverity.Error,
-        isEnabledByDefault: true);
+        DiagnosticSeverity.Error);
 
-    public static readonly DiagnosticDescriptor WindowSizeWithLeftRight = new(
+    public static readonly DiagnosticDescriptor WindowSizeWithLeftRight = Create(
         WindowSizeWithLeftRightId,
         "SlidingWindow Size set together with Left or Right",
         "Set either SlidingWindow(Size = W), the causal shorthand for Left = W - 1, Right = 0, or Left/Right, not both",
-        Category,
-        DiagnosticSeverity.Error,
-        isEnabledByDefault: true);
+        DiagnosticSeverity.Error);
 
-    public static readonly DiagnosticDescriptor MalformedAttribute = new(
+    public static readonly DiagnosticDescriptor MalformedAttribute = Create(
         MalformedAttributeId,
         "Attention attribute cannot be read",
         "The [{0}] attribute on '{1}' has an argument the generator cannot read; fix the compiler errors on it",
-        Category,
-        DiagnosticSeverity.Error,
-        isEnabledByDefault: true);
+        DiagnosticSeverity.Error);
+
+    public static readonly DiagnosticDescriptor DilationWithoutWindow = Create(
+        DilationWithoutWindowId,
+        "Dilation without SlidingWindow",
+        "[Dilation] spaces out the sliding window's keys, but '{0}' has no [SlidingWindow]; add one (e.g. [SlidingWindow(Left = 256, Right = 256)]) or remove [Dilation]",
+        DiagnosticSeverity.Error);
+
+    public static readonly DiagnosticDescriptor DilationWithoutEffect = Create(
+        DilationWithoutEffectId,
+        "Dilation has no effect",
+        "[Dilation] has no effect on '{0}': its window is the query alone (Left = Right = 0), and dilation only spaces out the other keys; widen the window or remove [Dilation]",
+        DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor DuplicateGlobalToken = Create(
+        DuplicateGlobalTokenId,
+        "Global token listed twice",
+        "Global token {0} is listed more than once; remove the repeat (a position is global or not, listing it twice changes nothing)",
+        DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor CausalHidesRight = Create(
+        CausalHidesRightId,
+        "Causal kernel with a window reaching right",
+        "'{0}' is causal, so the window's Right = {1} keys after the query are never visible; set Right = 0, or Causal = false on [AttentionKernel] if queries should see later keys",
+        DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor PatternWithoutKernel = Create(
+        PatternWithoutKernelId,
+        "Pattern attribute without AttentionKernel",
+        "[{0}] on '{1}' does nothing without [AttentionKernel(HeadDim = ...)] on the same class; add it, or remove [{0}]",
+        DiagnosticSeverity.Warning);
+
+    /// <summary>Every descriptor, for the analyzer's SupportedDiagnostics and the catalog test.</summary>
+    public static readonly DiagnosticDescriptor[] All =
+    {
+        KernelClassShape, UnsupportedHeadDim, InvalidPatternValue, WindowSizeWithLeftRight, MalformedAttribute,
+        DilationWithoutWindow, DilationWithoutEffect, DuplicateGlobalToken, CausalHidesRight, PatternWithoutKernel,
+    };
+
+    private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity) =>
+        new(id, title, message, Category, severity, isEnabledByDefault: true, helpLinkUri: HelpLinkBase + id + ".md");
 }

@@ -134,6 +134,12 @@ namespace SparseAttention
                 return "SlidingWindow Right must be 0 or more (it counts window steps after the query); got " + windowRight + ".";
             }
 
+            if (windowLeft == null && windowRight == null && dilation.Count > 0)
+            {
+                parameter = "dilation";
+                return "Dilation spaces out the sliding window's keys, but the pattern has no sliding window; add one or drop the dilation.";
+            }
+
             foreach (int value in dilation)
             {
                 if (value < 1)

@@ -1,0 +1,94 @@
+using System.IO.Compression;
+
+namespace SparseAttention.Consumer.Tests;
+
+/// <summary>
+/// The path a real user takes: `dotnet pack` makes the one package, a fresh console project outside the repository
+/// references only it (PackageReference), declares two patterns, builds with the packaged generator and analyzer,
+/// runs and checks the output against the package's reference implementation.
+/// </summary>
+[Collection(DotnetCli.Collection)]
+public class PackageConsumerTests
+{
+    private static readonly string RepoRoot = SparseAttention.Testing.RepositoryRoot.Find();
+
+    [Fact]
+    public void PackedPackageHasTheLayoutUsersNeed()
+    {
+        string work = NewFolder();
+        try
+        {
+            string package = Pack(work);
+            using ZipArchive archive = ZipFile.OpenRead(package);
+            var entries = archive.Entries.Select(entry => entry.FullName).ToHashSet();
+            Assert.Contains("lib/net10.0/SparseAttention.Runtime.dll", entries);
+            Assert.Contains("lib/net10.0/SparseAttention.Runtime.xml", entries);
+            Assert.Contains("lib/net10.0/SparseAttention.Abstractions.dll", entries);
+            Assert.Contains("lib/net10.0/SparseAttention.Abstractions.xml", entries);
+            Assert.Contains("analyzers/dotnet/cs/SparseAttention.Generators.dll", entries);
+            Assert.Contains("analyzers/dotnet/cs/SparseAttention.Abstractions.dll", entries);
+            Assert.Contains("README.md", entries);
+
+            using var nuspec = new StreamReader(archive.GetEntry("SparseAttention.nuspec")!.Open());
+            string manifest = nuspec.ReadToEnd();
+            Assert.Contains("<id>SparseAttention</id>", manifest);
+            Assert.Contains("<dependency id=\"ILGPU\" version=\"1.5.3\"", manifest);
+            Assert.Contains("<readme>README.md</readme>", manifest);
+            Assert.DoesNotContain("SparseAttention.Abstractions\" version", manifest); // bundled, not a dependency
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void FreshProjectReferencingOnlyThePackageBuildsRunsAndMatchesTheReference()
+    {
+        string work = NewFolder();
+        try
+        {
+            string package = Pack(work);
+            string version = Path.GetFileNameWithoutExtension(package)["SparseAttention.".Length..];
+            string app = Path.Combine(work, "app");
+            Directory.CreateDirectory(app);
+            string template = Path.Combine(AppContext.BaseDirectory, "PackageApp");
+            File.Copy(Path.Combine(template, "Program.cs"), Path.Combine(app, "Program.cs"));
+            File.WriteAllText(Path.Combine(app, "PackageApp.csproj"), File.ReadAllText(Path.Combine(template, "PackageApp.csproj.template"))
+                .Replace("$(PackagesFolder)", Path.Combine(work, "packages")).Replace("$(SparseAttentionVersion)", version));
+            File.WriteAllText(Path.Combine(app, "nuget.config"), File.ReadAllText(Path.Combine(template, "nuget.config.template")).Replace("$(Feed)", Path.GetDirectoryName(package)!));
+
+            (int exitCode, string output) = DotnetCli.Run(app, "run", "-c", "Release");
+            Assert.True(exitCode == 0, "the package consumer failed:\n" + output);
+            Assert.Contains("sliding window: max abs error", output);
+            Assert.Contains("longformer on ILGPU: max abs error", output);
+            Assert.Contains("package consumer: all patterns match", output);
+
+            // The packaged analyzer is live in the user's build: a bad declaration is a located SPA error.
+            File.WriteAllText(Path.Combine(app, "Invalid.cs"), "using SparseAttention;\n[AttentionKernel(HeadDim = 12)]\nstatic partial class Broken;\n");
+            (int badExitCode, string badOutput) = DotnetCli.Run(app, "build", "-c", "Release", "--no-restore");
+            Assert.NotEqual(0, badExitCode);
+            Assert.Contains("Invalid.cs(2,18): error SPA0002", badOutput);
+        }
+        finally
+        {
+            Directory.Delete(work, recursive: true);
+        }
+    }
+
+    private static string NewFolder()
+    {
+        string work = Path.Combine(Path.GetTempPath(), "sparseattention-package-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(work);
+        return work;
+    }
+
+    /// <summary>Packs the runtime project (already built with this test) into <paramref name="work"/>/feed.</summary>
+    private static string Pack(string work)
+    {
+        string feed = Path.Combine(work, "feed");
+        (int exitCode, string output) = DotnetCli.Run(RepoRoot, "pack", Path.Combine("src", "Runtime", "SparseAttention.Runtime.csproj"), "-c", DotnetCli.Configuration, "--no-build", "-o", feed);
+        Assert.True(exitCode == 0, "dotnet pack failed:\n" + output);
+        return Assert.Single(Directory.GetFiles(feed, "SparseAttention.*.nupkg"));
+    }
+}
