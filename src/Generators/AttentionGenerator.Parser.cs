@@ -67,6 +67,16 @@ public sealed partial class AttentionGenerator
 
         private static HierarchyInfo? ReadHierarchy(INamedTypeSymbol type, AttributeData kernel, Report report)
         {
+            // Mid-keystroke ("public static partial class" and no name yet): the compiler already reports it, and there is
+            // no name to generate into.
+            for (INamedTypeSymbol? named = type; named is not null; named = named.ContainingType)
+            {
+                if (string.IsNullOrEmpty(named.Name))
+                {
+                    return null;
+                }
+            }
+
             // A static partial class: static on any part, partial on every part (the compiler insists on the latter
             // once one part is partial, so a missing 'partial' shows up on a single-part class).
             bool isStaticPartial = type.TypeKind == TypeKind.Class && !type.IsRecord && type.IsStatic && AllPartsPartial(type);
