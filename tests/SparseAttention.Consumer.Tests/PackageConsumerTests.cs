@@ -55,7 +55,7 @@ public class PackageConsumerTests
             string template = Path.Combine(AppContext.BaseDirectory, "PackageApp");
             File.Copy(Path.Combine(template, "Program.cs"), Path.Combine(app, "Program.cs"));
             File.WriteAllText(Path.Combine(app, "PackageApp.csproj"), File.ReadAllText(Path.Combine(template, "PackageApp.csproj.template"))
-                .Replace("$(PackagesFolder)", Path.Combine(work, "packages")).Replace("$(SparseAttentionVersion)", version));
+                .Replace("$(PackagesFolder)", Path.Combine(work, "packages")).Replace("$(SparseAttentionVersion)", version).Replace("$(MachinePackages)", MachinePackagesFolder()));
             File.WriteAllText(Path.Combine(app, "nuget.config"), File.ReadAllText(Path.Combine(template, "nuget.config.template")).Replace("$(Feed)", Path.GetDirectoryName(package)!));
 
             (int exitCode, string output) = DotnetCli.Run(app, "run", "-c", "Release");
@@ -76,6 +76,12 @@ public class PackageConsumerTests
         }
     }
 
+    /// <summary>The machine's NuGet cache (NUGET_PACKAGES, else ~/.nuget/packages).</summary>
+    private static string MachinePackagesFolder() =>
+        Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } configured
+            ? configured
+            : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+
     private static string NewFolder()
     {
         string work = Path.Combine(Path.GetTempPath(), "sparseattention-package-" + Guid.NewGuid().ToString("N"));
@@ -83,11 +89,15 @@ public class PackageConsumerTests
         return work;
     }
 
-    /// <summary>Packs the runtime project (already built with this test) into <paramref name="work"/>/feed.</summary>
+    /// <summary>
+    /// Packs the runtime project (already built with this test) into <paramref name="work"/>/feed, under a version no
+    /// earlier run used, so no cache anywhere can hand the consumer an older package.
+    /// </summary>
     private static string Pack(string work)
     {
         string feed = Path.Combine(work, "feed");
-        (int exitCode, string output) = DotnetCli.Run(RepoRoot, "pack", Path.Combine("src", "Runtime", "SparseAttention.Runtime.csproj"), "-c", DotnetCli.Configuration, "--no-build", "-o", feed);
+        string version = "0.0.0-test." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", System.Globalization.CultureInfo.InvariantCulture) + "." + Guid.NewGuid().ToString("N")[..8];
+        (int exitCode, string output) = DotnetCli.Run(RepoRoot, "pack", Path.Combine("src", "Runtime", "SparseAttention.Runtime.csproj"), "-c", DotnetCli.Configuration, "--no-build", "-o", feed, "-p:PackageVersion=" + version);
         Assert.True(exitCode == 0, "dotnet pack failed:\n" + output);
         return Assert.Single(Directory.GetFiles(feed, "SparseAttention.*.nupkg"));
     }
