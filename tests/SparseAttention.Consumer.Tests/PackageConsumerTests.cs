@@ -8,38 +8,27 @@ namespace SparseAttention.Consumer.Tests;
 /// runs and checks the output against the package's reference implementation.
 /// </summary>
 [Collection(DotnetCli.Collection)]
-public class PackageConsumerTests
+public class PackageConsumerTests(PackedPackage packed) : IClassFixture<PackedPackage>
 {
-    private static readonly string RepoRoot = SparseAttention.Testing.RepositoryRoot.Find();
-
     [Fact]
     public void PackedPackageHasTheLayoutUsersNeed()
     {
-        string work = NewFolder();
-        try
-        {
-            string package = Pack(work);
-            using ZipArchive archive = ZipFile.OpenRead(package);
-            var entries = archive.Entries.Select(entry => entry.FullName).ToHashSet();
-            Assert.Contains("lib/net10.0/SparseAttention.Runtime.dll", entries);
-            Assert.Contains("lib/net10.0/SparseAttention.Runtime.xml", entries);
-            Assert.Contains("lib/net10.0/SparseAttention.Abstractions.dll", entries);
-            Assert.Contains("lib/net10.0/SparseAttention.Abstractions.xml", entries);
-            Assert.Contains("analyzers/dotnet/cs/SparseAttention.Generators.dll", entries);
-            Assert.Contains("analyzers/dotnet/cs/SparseAttention.Abstractions.dll", entries);
-            Assert.Contains("README.md", entries);
+        using ZipArchive archive = ZipFile.OpenRead(packed.Path);
+        var entries = archive.Entries.Select(entry => entry.FullName).ToHashSet();
+        Assert.Contains("lib/net10.0/SparseAttention.Runtime.dll", entries);
+        Assert.Contains("lib/net10.0/SparseAttention.Runtime.xml", entries);
+        Assert.Contains("lib/net10.0/SparseAttention.Abstractions.dll", entries);
+        Assert.Contains("lib/net10.0/SparseAttention.Abstractions.xml", entries);
+        Assert.Contains("analyzers/dotnet/cs/SparseAttention.Generators.dll", entries);
+        Assert.Contains("analyzers/dotnet/cs/SparseAttention.Abstractions.dll", entries);
+        Assert.Contains("README.md", entries);
 
-            using var nuspec = new StreamReader(archive.GetEntry("SparseAttention.nuspec")!.Open());
-            string manifest = nuspec.ReadToEnd();
-            Assert.Contains("<id>SparseAttention</id>", manifest);
-            Assert.Contains("<dependency id=\"ILGPU\" version=\"1.5.3\"", manifest);
-            Assert.Contains("<readme>README.md</readme>", manifest);
-            Assert.DoesNotContain("SparseAttention.Abstractions\" version", manifest); // bundled, not a dependency
-        }
-        finally
-        {
-            Directory.Delete(work, recursive: true);
-        }
+        using var nuspec = new StreamReader(archive.GetEntry("SparseAttention.nuspec")!.Open());
+        string manifest = nuspec.ReadToEnd();
+        Assert.Contains("<id>SparseAttention</id>", manifest);
+        Assert.Contains("<dependency id=\"ILGPU\" version=\"1.5.3\"", manifest);
+        Assert.Contains("<readme>README.md</readme>", manifest);
+        Assert.DoesNotContain("SparseAttention.Abstractions\" version", manifest); // bundled, not a dependency
     }
 
     [Fact]
@@ -48,7 +37,7 @@ public class PackageConsumerTests
         string work = NewFolder();
         try
         {
-            string package = Pack(work);
+            string package = packed.Path;
             string version = Path.GetFileNameWithoutExtension(package)["SparseAttention.".Length..];
             string app = Path.Combine(work, "app");
             Directory.CreateDirectory(app);
@@ -82,23 +71,33 @@ public class PackageConsumerTests
             ? configured
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages");
 
-    private static string NewFolder()
+    internal static string NewFolder()
     {
         string work = Path.Combine(Path.GetTempPath(), "sparseattention-package-" + Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(work);
         return work;
     }
+}
 
-    /// <summary>
-    /// Packs the runtime project (already built with this test) into <paramref name="work"/>/feed, under a version no
-    /// earlier run used, so no cache anywhere can hand the consumer an older package.
-    /// </summary>
-    private static string Pack(string work)
+/// <summary>
+/// The package, packed once for this class's tests (from the runtime project already built with them) under a
+/// version no earlier run used, so no cache anywhere can hand the consumer an older package.
+/// </summary>
+public sealed class PackedPackage : IDisposable
+{
+    private readonly string _work = PackageConsumerTests.NewFolder();
+
+    public PackedPackage()
     {
-        string feed = Path.Combine(work, "feed");
+        string feed = System.IO.Path.Combine(_work, "feed");
         string version = "0.0.0-test." + DateTime.UtcNow.ToString("yyyyMMddHHmmss", System.Globalization.CultureInfo.InvariantCulture) + "." + Guid.NewGuid().ToString("N")[..8];
-        (int exitCode, string output) = DotnetCli.Run(RepoRoot, "pack", Path.Combine("src", "Runtime", "SparseAttention.Runtime.csproj"), "-c", DotnetCli.Configuration, "--no-build", "-o", feed, "-p:PackageVersion=" + version);
+        (int exitCode, string output) = DotnetCli.Run(SparseAttention.Testing.RepositoryRoot.Find(), "pack", System.IO.Path.Combine("src", "Runtime", "SparseAttention.Runtime.csproj"), "-c", DotnetCli.Configuration, "--no-build", "-o", feed, "-p:PackageVersion=" + version);
         Assert.True(exitCode == 0, "dotnet pack failed:\n" + output);
-        return Assert.Single(Directory.GetFiles(feed, "SparseAttention.*.nupkg"));
+        Path = Assert.Single(Directory.GetFiles(feed, "SparseAttention.*.nupkg"));
     }
+
+    /// <summary>The .nupkg, alone in its folder (the feed).</summary>
+    public string Path { get; }
+
+    public void Dispose() => Directory.Delete(_work, recursive: true);
 }

@@ -56,7 +56,6 @@ public class FuzzTests
                 Assert.True(errors.Length == 0, $"{tree.FilePath} does not compile: {string.Join("; ", errors.Take(3))}");
             }
 
-            // An accepted declaration has no error from the analyzer: the two use one parser.
             accepted += generatedTrees.Count;
         }
 

@@ -91,6 +91,40 @@ public static class AttentionCheck
         return output.GetAsArray1D();
     }
 
+    /// <summary>
+    /// DESIGN.md §2: keys a query cannot see have no influence, not even NaN or ±Inf stored in them. For each sample
+    /// (head, row), every key and value that row cannot see is poisoned, <paramref name="run"/> computes the output,
+    /// and that row must equal the reference on <paramref name="clean"/> inputs.
+    /// </summary>
+    public static void AssertInvisibleKeysHaveNoInfluence(KernelUnderTest kernel, Inputs clean, int[] heads, int[] rows, Func<Inputs, float[]> run, string context)
+    {
+        float[] expected = Reference(kernel, clean);
+        float[] poisons = { float.NaN, float.PositiveInfinity, float.NegativeInfinity };
+        AttentionShape shape = clean.Shape;
+        int d = kernel.HeadDim;
+        foreach (int head in heads)
+        {
+            foreach (int row in rows)
+            {
+                float[] key = (float[])clean.Key.Clone();
+                float[] value = (float[])clean.Value.Clone();
+                int kvHead = shape.KvHeadOf(head);
+                for (int j = 0; j < shape.SeqLen; j++)
+                {
+                    if (!kernel.Pattern.IsVisible(row, j, head))
+                    {
+                        Array.Fill(key, poisons[j % 3], (kvHead * shape.SeqLen + j) * d, d);
+                        Array.Fill(value, poisons[(j + 1) % 3], (kvHead * shape.SeqLen + j) * d, d);
+                    }
+                }
+
+                float[] actual = run(clean with { Key = key, Value = value });
+                int offset = (head * shape.SeqLen + row) * d;
+                AssertClose(expected.AsSpan(offset, d).ToArray(), actual.AsSpan(offset, d).ToArray(), shape with { Heads = 1, KvHeads = 1, SeqLen = 1 }, d, $"{context} head {head} row {row} with poisoned invisible keys");
+            }
+        }
+    }
+
     /// <summary>Asserts the two outputs agree within <see cref="Tolerance"/>, naming the first bad element.</summary>
     public static void AssertClose(float[] expected, float[] actual, AttentionShape shape, int headDim, string context)
     {

@@ -64,11 +64,11 @@ public sealed class AttentionDevice : IDisposable
         _ => throw new ArgumentOutOfRangeException(nameof(backend), backend, "Unknown backend."),
     };
 
-    /// <summary>Whether a CUDA device is present (creates and drops a context; cheap enough for a test's skip check).</summary>
+    /// <summary>Whether a CUDA device is present: enumerates devices without opening one (cheap enough for a test's skip check).</summary>
     public static bool IsCudaAvailable()
     {
-        using AttentionDevice? device = TryCreateCuda();
-        return device is not null;
+        using Context context = CreateCudaContext();
+        return First(context.GetCudaDevices()) is not null;
     }
 
     /// <summary>Releases the accelerator and the ILGPU context.</summary>
@@ -98,10 +98,12 @@ public sealed class AttentionDevice : IDisposable
 
     private static AttentionDevice? TryCreateCuda()
     {
-        Context context = Context.Create(builder => builder.Cuda());
+        Context context = CreateCudaContext();
         Device? device = First(context.GetCudaDevices());
         return device is null ? Discard(context) : Open(AttentionBackend.Cuda, context, device);
     }
+
+    private static Context CreateCudaContext() => Context.Create(builder => builder.Cuda());
 
     private static AttentionDevice? TryCreateOpenCL()
     {

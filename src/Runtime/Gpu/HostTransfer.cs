@@ -61,10 +61,12 @@ public sealed class HostTransfer : IDisposable
     /// <summary>The device output the kernel writes.</summary>
     public ArrayView<float> Output => _output.View;
 
-    /// <summary>Waits for the queued work on the default stream and copies the device output into <paramref name="output"/>.</summary>
+    /// <summary>
+    /// Copies the device output into <paramref name="output"/> once the work queued before it on the default stream
+    /// is done (the copy is queued behind it, so one wait covers both).
+    /// </summary>
     public void Download(Span<float> output)
     {
-        _accelerator.DefaultStream.Synchronize();
         _output.View.CopyToCPU(_accelerator.DefaultStream, output);
         _accelerator.DefaultStream.Synchronize();
     }

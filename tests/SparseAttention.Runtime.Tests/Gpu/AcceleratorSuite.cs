@@ -47,34 +47,9 @@ internal static class AcceleratorSuite
     public static void PoisonInInvisibleKeysDoesNotReachTheRow(Accelerator accelerator, string name)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
-        var random = new Random(3);
-        var shape = new AttentionShape(Heads: 4, KvHeads: 2, SeqLen: 90);
-        AttentionCheck.Inputs clean = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
-        float[] expected = AttentionCheck.Reference(kernel, clean);
-        float[] poisons = { float.NaN, float.PositiveInfinity, float.NegativeInfinity };
-        int d = kernel.HeadDim;
-        foreach (int head in new[] { 0, 3 })
-        {
-            foreach (int row in new[] { 0, 17, 45, 89 })
-            {
-                float[] key = (float[])clean.Key.Clone();
-                float[] value = (float[])clean.Value.Clone();
-                int kvHead = head / (shape.Heads / shape.KvHeads);
-                for (int column = 0; column < shape.SeqLen; column++)
-                {
-                    if (!kernel.Pattern.IsVisible(row, column, head))
-                    {
-                        float poison = poisons[column % poisons.Length];
-                        Array.Fill(key, poison, (kvHead * shape.SeqLen + column) * d, d);
-                        Array.Fill(value, poison, (kvHead * shape.SeqLen + column) * d, d);
-                    }
-                }
-
-                float[] actual = AttentionCheck.RunOnAccelerator(kernel, clean with { Key = key, Value = value }, accelerator);
-                int offset = (head * shape.SeqLen + row) * d;
-                AttentionCheck.AssertClose(expected.AsSpan(offset, d).ToArray(), actual.AsSpan(offset, d).ToArray(), new AttentionShape(1, 1, 1), d, $"{name} head {head} row {row} with poisoned invisible keys");
-            }
-        }
+        AttentionCheck.Inputs clean = AttentionCheck.RandomInputs(new Random(3), new AttentionShape(Heads: 4, KvHeads: 2, SeqLen: 90), kernel.HeadDim);
+        AttentionCheck.AssertInvisibleKeysHaveNoInfluence(kernel, clean, heads: new[] { 0, 3 }, rows: new[] { 0, 17, 45, 89 },
+            inputs => AttentionCheck.RunOnAccelerator(kernel, inputs, accelerator), $"{name} on {accelerator.AcceleratorType}");
     }
 
     /// <summary>The host-span convenience and the <see cref="AttentionDevice"/> overload give what the view overload gives.</summary>
@@ -84,8 +59,7 @@ internal static class AcceleratorSuite
         var random = new Random(5);
         var shape = new AttentionShape(Heads: 6, KvHeads: 2, SeqLen: 77);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, LongformerLike.HeadDim);
-        float[] expected = new float[inputs.Query.Length];
-        ReferenceAttention.Forward(LongformerLike.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, shape);
+        float[] expected = AttentionCheck.Reference(DeclaredKernels.Get(nameof(LongformerLike)), inputs);
 
         float[] viaAccelerator = new float[expected.Length];
         LongformerLike.Forward(accelerator, inputs.Query, inputs.Key, inputs.Value, viaAccelerator, shape);
@@ -106,8 +80,7 @@ internal static class AcceleratorSuite
         var shape = new AttentionShape(Heads: 4, KvHeads: 2, SeqLen: 50);
         int d = CausalWindowWithSinks.HeadDim;
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, d);
-        float[] expected = new float[inputs.Query.Length];
-        ReferenceAttention.Forward(CausalWindowWithSinks.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, shape);
+        float[] expected = AttentionCheck.Reference(DeclaredKernels.Get(nameof(CausalWindowWithSinks)), inputs);
 
         const int Guard = 37;
         float[] host = Enumerable.Repeat(-7f, Guard).Concat(inputs.Query).Concat(inputs.Key).Concat(inputs.Value).Concat(new float[inputs.Query.Length]).Concat(Enumerable.Repeat(-7f, Guard)).ToArray();

@@ -31,8 +31,7 @@ public class AttentionDeviceTests
         var random = new Random(1);
         var shape = new AttentionShape(Heads: 4, KvHeads: 2, SeqLen: 70);
         Testing.AttentionCheck.Inputs inputs = Testing.AttentionCheck.RandomInputs(random, shape, PerHeadDilation.HeadDim);
-        float[] expected = new float[inputs.Query.Length];
-        ReferenceAttention.Forward(PerHeadDilation.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, shape);
+        float[] expected = Testing.AttentionCheck.Reference(DeclaredKernels.Get(nameof(PerHeadDilation)), inputs);
         float[] actual = new float[expected.Length];
         PerHeadDilation.Forward(device, inputs.Query, inputs.Key, inputs.Value, actual, shape);
         Testing.AttentionCheck.AssertClose(expected, actual, shape, PerHeadDilation.HeadDim, "Forward(Cpu device)");
