@@ -33,6 +33,10 @@ public sealed partial class AttentionGenerator
             writer.Line("// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs");
             writer.Line("// as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global");
             writer.Line("// columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
+            string? streamingProblem = runtimePattern.FindStreamingProblem();
+            writer.Line(streamingProblem is null
+                ? "// Decode (CreateCache, Decode, Prefill): a rolling KV cache of " + Invariant(runtimePattern.StreamingRingSlots) + " ring slots + " + Invariant(runtimePattern.GlobalTokens.Count) + " pinned global-token slots per KV head; each row runs the row kernel over its key segments mapped to slots."
+                : "// Decode: not available (SPA0011): " + streamingProblem + ".");
             if (kernel.EmitGpu)
             {
                 writer.Line("// GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of " + Invariant(GpuKeyTile(pattern.HeadDim)) + " keys in shared memory;");
@@ -54,6 +58,8 @@ public sealed partial class AttentionGenerator
 
             string generatedCode = string.Format(CultureInfo.InvariantCulture, GeneratedCode, GeneratorVersion);
             EmitPublicMembers(writer, pattern, generatedCode);
+            writer.Line();
+            EmitDecodeMembers(writer, pattern.HeadDim, generatedCode);
             writer.Line();
             if (kernel.EmitGpu)
             {
@@ -122,23 +128,90 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
-                using (writer.Block("switch (options.ResolveIsa())"))
-                {
-                    foreach (CpuTarget target in CpuTargets)
-                    {
-                        // A target too wide for HeadDim shares the case of the next narrower one.
-                        writer.Line("case global::SparseAttention.KernelIsa." + target.Name + ":");
-                        if (target.Fits(pattern.HeadDim))
-                        {
-                            writer.Line("    global::SparseAttention.Cpu.CpuAttention.RunTiled<" + target.KernelName + ">(Pattern, query, key, value, output, shape, options);");
-                            writer.Line("    break;");
-                        }
-                    }
+                EmitIsaSwitch(writer, pattern.HeadDim, kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + kernel + ">(Pattern, query, key, value, output, shape, options);", kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + kernel + ">(Pattern, query, key, value, output, shape, options);");
+            }
+        }
 
-                    writer.Line("default:");
-                    writer.Line("    global::SparseAttention.Cpu.CpuAttention.RunRows<" + ScalarKernelName + ">(Pattern, query, key, value, output, shape, options);");
-                    writer.Line("    break;");
+        /// <summary>
+        /// The dispatch every CPU entry point shares: a case per instruction set, calling <paramref name="vectorCall"/> with
+        /// that set's kernel type, and the scalar row kernel by default.
+        /// </summary>
+        private static void EmitIsaSwitch(IndentedTextWriter writer, int headDim, System.Func<string, string> vectorCall, System.Func<string, string> scalarCall)
+        {
+            using (writer.Block("switch (options.ResolveIsa())"))
+            {
+                foreach (CpuTarget target in CpuTargets)
+                {
+                    // A target too wide for HeadDim shares the case of the next narrower one.
+                    writer.Line("case global::SparseAttention.KernelIsa." + target.Name + ":");
+                    if (target.Fits(headDim))
+                    {
+                        writer.Line("    " + vectorCall(target.KernelName));
+                        writer.Line("    break;");
+                    }
                 }
+
+                writer.Line("default:");
+                writer.Line("    " + scalarCall(ScalarKernelName));
+                writer.Line("    break;");
+            }
+        }
+
+        /// <summary>
+        /// Streaming decode: <c>CreateCache</c>, <c>Decode</c> for the newest token and chunked <c>Prefill</c>, on the row
+        /// kernels through <c>CpuDecode</c>. Emitted for every kernel so a call always binds; for a pattern a rolling cache
+        /// cannot serve, the analyzer reports SPA0011 at the call and the runtime throws the same reason.
+        /// </summary>
+        private static void EmitDecodeMembers(IndentedTextWriter writer, int headDim, string generatedCode)
+        {
+            writer.Line("/// <summary>");
+            writer.Line("/// Creates a rolling KV cache for this kernel (one per layer): per KV head, a ring of the positions the window still");
+            writer.Line("/// reaches plus a pinned slot per global token, so its memory is fixed however long the stream.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.NotSupportedException\">The pattern is bidirectional, or sees unboundedly far back (dense, strided).</exception>");
+            writer.Line(generatedCode);
+            writer.Line("public static global::SparseAttention.KvCache CreateCache(int kvHeads) => new global::SparseAttention.KvCache(Pattern, kvHeads, HeadDim);");
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Attention for the newest token in <paramref name=\"cache\"/> (append its key and value first): query and output are");
+            writer.Line("/// [Heads, HeadDim], query head h reads KV head h / (Heads / KvHeads). The token sees exactly the keys the pattern");
+            writer.Line("/// makes visible in the whole sequence. Scale 1/sqrt(HeadDim), best ISA, all cores.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length is wrong, or the cache belongs to another kernel.</exception>");
+            writer.Line("/// <exception cref=\"global::System.InvalidOperationException\">The cache is empty.</exception>");
+            writer.Line(generatedCode);
+            writer.Line("public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.KvCache cache, global::System.Span<float> output)");
+            writer.Line("    => Decode(query, cache, output, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line();
+            writer.Line("/// <summary>Attention for the newest token in <paramref name=\"cache\"/> with explicit <paramref name=\"options\"/>.</summary>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.KvCache cache, global::System.Span<float> output, global::SparseAttention.AttentionOptions options)"))
+            {
+                writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
+                writer.Line("global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);");
+                System.Func<string, string> decode = kernel => "global::SparseAttention.Cpu.CpuDecode.Decode<" + kernel + ">(cache, query, output, options);";
+                EmitIsaSwitch(writer, headDim, decode, decode);
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Runs a prompt that continues the stream in <paramref name=\"cache\"/> (its first token at position cache.Count) and");
+            writer.Line("/// appends it, leaving the cache ready for <c>Decode</c>. Same layout as <c>Forward</c>, with shape.KvHeads = cache.KvHeads;");
+            writer.Line("/// output equals <c>Forward</c>'s on the whole stream at these rows. Works in chunks of at most the cache's ring.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>, or the cache belongs to another kernel.</exception>");
+            writer.Line(generatedCode);
+            writer.Line("public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache)");
+            writer.Line("    => Prefill(query, key, value, output, shape, cache, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line();
+            writer.Line("/// <summary>Runs and appends a prompt with explicit <paramref name=\"options\"/>.</summary>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache, global::SparseAttention.AttentionOptions options)"))
+            {
+                writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
+                writer.Line("global::SparseAttention.DecodeArguments.ValidatePrefill(Pattern, HeadDim, cache, query, key, value, output, shape);");
+                System.Func<string, string> prefill = kernel => "global::SparseAttention.Cpu.CpuDecode.Prefill<" + kernel + ">(cache, query, key, value, output, shape, options);";
+                EmitIsaSwitch(writer, headDim, prefill, prefill);
             }
         }
 

@@ -119,6 +119,14 @@ public static partial class PreviousTokenOnly;
 [GlobalTokens(0, 1, 2, 3, 20, 41, 63, 64, 65, 190)]
 public static partial class ManySinks;
 
+// Streaming decode with everything at once: per-head dilation (the ring must hold the widest head's reach), sinks at
+// the start, and a global token in mid-stream, beyond the window, whose own row sees every earlier token.
+[AttentionKernel(HeadDim = 32)]
+[SlidingWindow(Left = 5)]
+[Dilation(1, 3)]
+[GlobalTokens(0, 1, 37)]
+public static partial class DilatedCausalWithSinks;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All = new[]
@@ -128,7 +136,7 @@ public static class DeclaredKernels
         typeof(CausalWindowWithSinks), typeof(SparseTransformerStrided), typeof(StridedOverDilatedWindow), typeof(StridedOnly),
         typeof(GlobalsOnly), typeof(WideHeads), typeof(WindowOfOneKeyTile), typeof(LookAheadOnly), typeof(StreamsShorterThanATile),
         typeof(BidirectionalStrided), typeof(StridedWithMixedDilation), typeof(BidirectionalStridedWithMixedDilation),
-        typeof(PreviousTokenOnly), typeof(ManySinks),
+        typeof(PreviousTokenOnly), typeof(ManySinks), typeof(DilatedCausalWithSinks),
     }.Select(KernelUnderTest.FromType).ToArray();
 
     public static TheoryData<string> Names()
@@ -151,6 +159,18 @@ public static class DeclaredKernels
             {
                 data.Add(kernel.Name, isa);
             }
+        }
+
+        return data;
+    }
+
+    /// <summary>The kernels a rolling KV cache can serve: causal, with a bounded reach back.</summary>
+    public static TheoryData<string> StreamableNames()
+    {
+        var data = new TheoryData<string>();
+        foreach (KernelUnderTest kernel in All.Where(kernel => kernel.Pattern.SupportsStreaming))
+        {
+            data.Add(kernel.Name);
         }
 
         return data;

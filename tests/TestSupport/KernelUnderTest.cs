@@ -11,8 +11,20 @@ public delegate void ForwardWithOptions(ReadOnlySpan<float> query, ReadOnlySpan<
 /// <summary>The shape of every generated ILGPU <c>Forward(accelerator, views..., options)</c>.</summary>
 public delegate void ForwardOnAccelerator(Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, AttentionOptions options);
 
+/// <summary>The shape of every generated <c>CreateCache(kvHeads)</c>.</summary>
+public delegate KvCache CreateCacheFor(int kvHeads);
+
+/// <summary>The shape of every generated <c>Decode(query, cache, output, options)</c>.</summary>
+public delegate void DecodeWithOptions(ReadOnlySpan<float> query, KvCache cache, Span<float> output, AttentionOptions options);
+
+/// <summary>The shape of every generated <c>Prefill(query, key, value, output, shape, cache, options)</c>.</summary>
+public delegate void PrefillWithOptions(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, KvCache cache, AttentionOptions options);
+
+/// <summary>A generated kernel's streaming entry points.</summary>
+public sealed record StreamingEntryPoints(CreateCacheFor CreateCache, DecodeWithOptions Decode, PrefillWithOptions Prefill);
+
 /// <summary>A generated kernel with what a test needs to check it against the reference.</summary>
-public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null)
+public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null, StreamingEntryPoints? Streaming = null)
 {
     /// <summary>Reads a generated kernel class: its HeadDim, Pattern, the span Forward and, when emitted, the ILGPU Forward.</summary>
     public static KernelUnderTest FromType(Type type)
@@ -25,7 +37,18 @@ public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern 
             (int)type.GetField("HeadDim")!.GetValue(null)!,
             (AttentionPattern)type.GetProperty("Pattern")!.GetValue(null)!,
             onSpans.CreateDelegate<ForwardWithOptions>(),
-            onViews?.CreateDelegate<ForwardOnAccelerator>());
+            onViews?.CreateDelegate<ForwardOnAccelerator>(),
+            StreamingOf(type));
+    }
+
+    private static StreamingEntryPoints? StreamingOf(Type type)
+    {
+        MethodInfo? createCache = type.GetMethod("CreateCache", new[] { typeof(int) });
+        MethodInfo? decode = type.GetMethod("Decode", new[] { typeof(ReadOnlySpan<float>), typeof(KvCache), typeof(Span<float>), typeof(AttentionOptions) });
+        MethodInfo? prefill = type.GetMethod("Prefill", new[] { typeof(ReadOnlySpan<float>), typeof(ReadOnlySpan<float>), typeof(ReadOnlySpan<float>), typeof(Span<float>), typeof(AttentionShape), typeof(KvCache), typeof(AttentionOptions) });
+        return createCache is null || decode is null || prefill is null
+            ? null
+            : new StreamingEntryPoints(createCache.CreateDelegate<CreateCacheFor>(), decode.CreateDelegate<DecodeWithOptions>(), prefill.CreateDelegate<PrefillWithOptions>());
     }
 
     private static IEnumerable<Type> Parameters(MethodInfo method) => method.GetParameters().Select(parameter => parameter.ParameterType);

@@ -85,15 +85,16 @@ public static unsafe class CpuAttention
         }
     }
 
-    private static int Threads(AttentionOptions options, AttentionShape shape)
-    {
-        long roughPairs = (long)shape.Heads * shape.SeqLen * Math.Min(shape.SeqLen, 64);
-        return roughPairs < ParallelThresholdPairs ? 1 : options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
-    }
+    private static int Threads(AttentionOptions options, AttentionShape shape) =>
+        Threads(options, (long)shape.Heads * shape.SeqLen * Math.Min(shape.SeqLen, 64));
+
+    /// <summary>Threads for a call of about <paramref name="roughPairs"/> (query, key) pairs: one below the point where waking workers costs more than it saves.</summary>
+    internal static int Threads(AttentionOptions options, long roughPairs) =>
+        roughPairs < ParallelThresholdPairs ? 1 : options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
 
     /// <summary>Runs one row's segments through the row kernel from a fresh state and writes the normalised row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void ComputeWholeRow<TKernel>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, Span<float> accumulator)
+    internal static void ComputeWholeRow<TKernel>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, Span<float> accumulator)
         where TKernel : struct, IAttentionRowKernel
     {
         float max = float.NegativeInfinity, sum = 0f;

@@ -6,6 +6,7 @@
 // online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs
 // as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global
 // columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.
+// Decode: not available (SPA0011): dense causal attention sees every earlier token, so its cache grows with the stream; add [SlidingWindow(Size = W)] to bound it to W tokens.
 // GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of 64 keys in shared memory;
 // each tile is skipped, masked or full by the pattern's constants.
 #nullable enable
@@ -57,6 +58,77 @@ namespace Outer.Layers
                         break;
                     default:
                         global::SparseAttention.Cpu.CpuAttention.RunRows<ScalarRowKernel>(Pattern, query, key, value, output, shape, options);
+                        break;
+                }
+            }
+
+            /// <summary>
+            /// Creates a rolling KV cache for this kernel (one per layer): per KV head, a ring of the positions the window still
+            /// reaches plus a pinned slot per global token, so its memory is fixed however long the stream.
+            /// </summary>
+            /// <exception cref="global::System.NotSupportedException">The pattern is bidirectional, or sees unboundedly far back (dense, strided).</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static global::SparseAttention.KvCache CreateCache(int kvHeads) => new global::SparseAttention.KvCache(Pattern, kvHeads, HeadDim);
+
+            /// <summary>
+            /// Attention for the newest token in <paramref name="cache"/> (append its key and value first): query and output are
+            /// [Heads, HeadDim], query head h reads KV head h / (Heads / KvHeads). The token sees exactly the keys the pattern
+            /// makes visible in the whole sequence. Scale 1/sqrt(HeadDim), best ISA, all cores.
+            /// </summary>
+            /// <exception cref="global::System.ArgumentException">A span's length is wrong, or the cache belongs to another kernel.</exception>
+            /// <exception cref="global::System.InvalidOperationException">The cache is empty.</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.KvCache cache, global::System.Span<float> output)
+                => Decode(query, cache, output, global::SparseAttention.AttentionOptions.Default);
+
+            /// <summary>Attention for the newest token in <paramref name="cache"/> with explicit <paramref name="options"/>.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.KvCache cache, global::System.Span<float> output, global::SparseAttention.AttentionOptions options)
+            {
+                global::System.ArgumentNullException.ThrowIfNull(options);
+                global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);
+                switch (options.ResolveIsa())
+                {
+                    case global::SparseAttention.KernelIsa.Vector512:
+                    case global::SparseAttention.KernelIsa.Vector256:
+                        global::SparseAttention.Cpu.CpuDecode.Decode<Vector256Kernel>(cache, query, output, options);
+                        break;
+                    case global::SparseAttention.KernelIsa.Vector128:
+                        global::SparseAttention.Cpu.CpuDecode.Decode<Vector128Kernel>(cache, query, output, options);
+                        break;
+                    default:
+                        global::SparseAttention.Cpu.CpuDecode.Decode<ScalarRowKernel>(cache, query, output, options);
+                        break;
+                }
+            }
+
+            /// <summary>
+            /// Runs a prompt that continues the stream in <paramref name="cache"/> (its first token at position cache.Count) and
+            /// appends it, leaving the cache ready for <c>Decode</c>. Same layout as <c>Forward</c>, with shape.KvHeads = cache.KvHeads;
+            /// output equals <c>Forward</c>'s on the whole stream at these rows. Works in chunks of at most the cache's ring.
+            /// </summary>
+            /// <exception cref="global::System.ArgumentException">A span's length does not match <paramref name="shape"/>, or the cache belongs to another kernel.</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache)
+                => Prefill(query, key, value, output, shape, cache, global::SparseAttention.AttentionOptions.Default);
+
+            /// <summary>Runs and appends a prompt with explicit <paramref name="options"/>.</summary>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache, global::SparseAttention.AttentionOptions options)
+            {
+                global::System.ArgumentNullException.ThrowIfNull(options);
+                global::SparseAttention.DecodeArguments.ValidatePrefill(Pattern, HeadDim, cache, query, key, value, output, shape);
+                switch (options.ResolveIsa())
+                {
+                    case global::SparseAttention.KernelIsa.Vector512:
+                    case global::SparseAttention.KernelIsa.Vector256:
+                        global::SparseAttention.Cpu.CpuDecode.Prefill<Vector256Kernel>(cache, query, key, value, output, shape, options);
+                        break;
+                    case global::SparseAttention.KernelIsa.Vector128:
+                        global::SparseAttention.Cpu.CpuDecode.Prefill<Vector128Kernel>(cache, query, key, value, output, shape, options);
+                        break;
+                    default:
+                        global::SparseAttention.Cpu.CpuDecode.Prefill<ScalarRowKernel>(cache, query, key, value, output, shape, options);
                         break;
                 }
             }

@@ -1,0 +1,67 @@
+using System;
+
+namespace SparseAttention;
+
+/// <summary>
+/// Checks the arguments of a generated <c>Decode</c> or <c>Prefill</c> before anything is read or written, so a wrong
+/// call throws and leaves the cache as it was: <see cref="ArgumentException"/> naming the parameter and the size it
+/// needs, <see cref="InvalidOperationException"/> for a cache in the wrong state, <see cref="NotSupportedException"/>
+/// for a pattern a rolling cache cannot serve.
+/// </summary>
+public static class DecodeArguments
+{
+    /// <summary>Throws unless <paramref name="query"/> and <paramref name="output"/> are <c>[Heads, HeadDim]</c> for the newest token in <paramref name="cache"/>.</summary>
+    public static void ValidateDecode(AttentionPattern pattern, int headDim, KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> output)
+    {
+        ValidateCache(pattern, headDim, cache);
+        int tokenFloats = cache.KvHeads * headDim;
+        if (query.Length == 0 || query.Length % tokenFloats != 0)
+        {
+            throw new ArgumentException($"query must hold [Heads, HeadDim] with Heads a multiple of the cache's KvHeads = {cache.KvHeads}: a positive multiple of {cache.KvHeads} x {headDim} = {tokenFloats} floats; it holds {query.Length}.", nameof(query));
+        }
+
+        if (output.Length != query.Length)
+        {
+            throw new ArgumentException($"output must hold [Heads, HeadDim] = {query.Length} floats, as query does; it holds {output.Length}.", nameof(output));
+        }
+
+        if (output.Overlaps(query))
+        {
+            throw new ArgumentException("output must not share memory with query.", nameof(output));
+        }
+
+        if (cache.Count == 0)
+        {
+            throw new InvalidOperationException("Decode computes attention for the newest token in the cache, and the cache is empty: Append the token's key and value first (or run the prompt through Prefill).");
+        }
+    }
+
+    /// <summary>Throws unless the prompt tensors match <paramref name="shape"/> and <paramref name="cache"/> can take <c>shape.SeqLen</c> more tokens.</summary>
+    public static void ValidatePrefill(AttentionPattern pattern, int headDim, KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, AttentionShape shape)
+    {
+        ValidateCache(pattern, headDim, cache);
+        AttentionArguments.Validate(headDim, query, key, value, output, shape);
+        if (shape.KvHeads != cache.KvHeads)
+        {
+            throw new ArgumentException($"shape.KvHeads must be the cache's KvHeads = {cache.KvHeads}; got {shape.KvHeads}.", nameof(shape));
+        }
+
+        cache.CheckRoomFor(shape.SeqLen);
+    }
+
+    private static void ValidateCache(AttentionPattern pattern, int headDim, KvCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(cache);
+        string? problem = pattern.FindStreamingProblem();
+        if (problem != null)
+        {
+            throw new NotSupportedException("This kernel cannot decode with a rolling KV cache: " + problem + ".");
+        }
+
+        if (!ReferenceEquals(cache.Pattern, pattern) || cache.HeadDim != headDim)
+        {
+            throw new ArgumentException($"cache was created for another kernel (pattern: {cache.Pattern}; HeadDim {cache.HeadDim}); create one with this kernel's CreateCache(kvHeads).", nameof(cache));
+        }
+    }
+}

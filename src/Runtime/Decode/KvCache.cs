@@ -1,0 +1,207 @@
+using System;
+using System.Linq;
+using SparseAttention.Decode;
+
+namespace SparseAttention;
+
+/// <summary>
+/// A rolling key/value cache for decoding a stream token by token with one kernel's pattern (one cache per layer).
+/// Memory is fixed when it is created and never grows with the stream: per KV head, a ring of
+/// <see cref="RingSlots"/> slots (position p in slot p mod RingSlots, the Mistral paper's rolling buffer), which holds
+/// every position the window can still reach, and one pinned slot per global token (attention sinks), kept after the
+/// token leaves the ring because every later query still sees it.
+/// </summary>
+/// <remarks>
+/// Create it with the generated <c>CreateCache(kvHeads)</c>, append each token's keys and values, then call the
+/// generated <c>Decode</c> for the newest token; or run a prompt through the generated <c>Prefill</c>, which appends
+/// as it goes. Not thread-safe: one stream, one caller at a time.
+/// </remarks>
+public sealed class KvCache
+{
+    private readonly float[] _keys;
+    private readonly float[] _values;
+    private readonly int[] _pinnedPositions;
+
+    /// <summary>
+    /// Creates an empty cache for <paramref name="pattern"/>. The generated <c>CreateCache(kvHeads)</c> calls this with
+    /// the kernel's own pattern and HeadDim, which is what its <c>Decode</c> and <c>Prefill</c> accept.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The pattern cannot be decoded with a bounded cache (see <see cref="AttentionPattern.FindStreamingProblem"/>).</exception>
+    /// <exception cref="ArgumentException"><paramref name="kvHeads"/> or <paramref name="headDim"/> is not positive, or the cache would be too large.</exception>
+    public KvCache(AttentionPattern pattern, int kvHeads, int headDim)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        if (kvHeads < 1)
+        {
+            throw new ArgumentException($"kvHeads must be at least 1; got {kvHeads}.", nameof(kvHeads));
+        }
+
+        if (headDim < 1)
+        {
+            throw new ArgumentException($"headDim must be at least 1; got {headDim}.", nameof(headDim));
+        }
+
+        Pattern = pattern;
+        KvHeads = kvHeads;
+        HeadDim = headDim;
+        RingSlots = pattern.StreamingRingSlots;
+        _pinnedPositions = pattern.GlobalTokens.ToArray();
+        long floats = (long)kvHeads * Capacity * headDim;
+        if (floats > Array.MaxLength)
+        {
+            throw new ArgumentException($"A cache of {kvHeads} KV heads x {Capacity} slots x HeadDim {headDim} needs {floats} floats per tensor, more than one array holds; use fewer KV heads per cache.", nameof(kvHeads));
+        }
+
+        _keys = new float[floats];
+        _values = new float[floats];
+    }
+
+    /// <summary>The pattern the cache was sized for.</summary>
+    public AttentionPattern Pattern { get; }
+
+    /// <summary>Key/value heads.</summary>
+    public int KvHeads { get; }
+
+    /// <summary>Size of one head's key and value vector.</summary>
+    public int HeadDim { get; }
+
+    /// <summary>Tokens appended so far; the next token appended is at this position.</summary>
+    public long Count { get; private set; }
+
+    /// <summary>Ring slots per KV head: the newest position and every earlier one the window still reaches.</summary>
+    public int RingSlots { get; }
+
+    /// <summary>Pinned slots per KV head, one per global token (attention sink).</summary>
+    public int PinnedSlots => _pinnedPositions.Length;
+
+    /// <summary>Token slots per KV head: <see cref="RingSlots"/> + <see cref="PinnedSlots"/>. Fixed for the cache's life.</summary>
+    public int Capacity => RingSlots + PinnedSlots;
+
+    /// <summary>Bytes of keys and values held: 2 x KvHeads x Capacity x HeadDim x 4, the same at token 1 and token 1,000,000.</summary>
+    public long MemoryBytes => 2L * _keys.LongLength * sizeof(float);
+
+    /// <summary>
+    /// Appends one or more tokens' keys and values, token by token: <c>[tokens, KvHeads, HeadDim]</c>, each token's
+    /// <c>[KvHeads, HeadDim]</c> after the previous one's. Nothing changes when an argument is wrong.
+    /// </summary>
+    /// <exception cref="ArgumentException">A length is not a whole number of tokens, or key and value differ.</exception>
+    /// <exception cref="InvalidOperationException">The stream would pass position int.MaxValue.</exception>
+    public void Append(ReadOnlySpan<float> key, ReadOnlySpan<float> value)
+    {
+        int tokenFloats = KvHeads * HeadDim;
+        if (key.Length == 0 || key.Length % tokenFloats != 0)
+        {
+            throw new ArgumentException($"key must hold [tokens, KvHeads, HeadDim] = a positive multiple of {KvHeads} x {HeadDim} = {tokenFloats} floats; it holds {key.Length}.", nameof(key));
+        }
+
+        if (value.Length != key.Length)
+        {
+            throw new ArgumentException($"value must hold as many floats as key ({key.Length}, [tokens, KvHeads, HeadDim]); it holds {value.Length}.", nameof(value));
+        }
+
+        int tokens = key.Length / tokenFloats;
+        CheckRoomFor(tokens);
+        for (int token = 0; token < tokens; token++)
+        {
+            for (int kvHead = 0; kvHead < KvHeads; kvHead++)
+            {
+                int from = (token * KvHeads + kvHead) * HeadDim;
+                Store(Count + token, kvHead, key.Slice(from, HeadDim), value.Slice(from, HeadDim));
+            }
+        }
+
+        Count += tokens;
+    }
+
+    /// <summary>Forgets every token, for a new stream; the memory is kept.</summary>
+    public void Clear() => Count = 0;
+
+    /// <summary>Whether the key and value of <paramref name="position"/> are still held (in the ring, or pinned as a global token).</summary>
+    public bool Holds(long position) =>
+        position >= 0 && position < Count && (position >= OldestInRing || Array.BinarySearch(_pinnedPositions, (int)Math.Min(position, int.MaxValue)) >= 0);
+
+    /// <summary>
+    /// Copies the key and value of <paramref name="position"/> for <paramref name="kvHead"/> into the destinations
+    /// (HeadDim floats each); false when the cache no longer holds that position.
+    /// </summary>
+    public bool TryRead(long position, int kvHead, Span<float> key, Span<float> value)
+    {
+        if ((uint)kvHead >= (uint)KvHeads)
+        {
+            throw new ArgumentOutOfRangeException(nameof(kvHead), $"kvHead must be in [0, {KvHeads}); got {kvHead}.");
+        }
+
+        if (key.Length < HeadDim || value.Length < HeadDim)
+        {
+            throw new ArgumentException($"key and value need HeadDim = {HeadDim} floats each.", key.Length < HeadDim ? nameof(key) : nameof(value));
+        }
+
+        if (!Holds(position))
+        {
+            return false;
+        }
+
+        int slot = position >= OldestInRing ? Map.RingSlot(position) : RingSlots + Array.BinarySearch(_pinnedPositions, (int)position);
+        long offset = ((long)kvHead * Capacity + slot) * HeadDim;
+        _keys.AsSpan((int)offset, HeadDim).CopyTo(key);
+        _values.AsSpan((int)offset, HeadDim).CopyTo(value);
+        return true;
+    }
+
+    /// <summary>The oldest position still in the ring.</summary>
+    internal long OldestInRing => Math.Max(0, Count - RingSlots);
+
+    /// <summary>Where the cache keeps each position it holds.</summary>
+    internal SlotMap Map => new(origin: 0, RingSlots, OldestInRing, _pinnedPositions);
+
+    internal float[] Keys => _keys;
+
+    internal float[] Values => _values;
+
+    internal int[] PinnedPositions => _pinnedPositions;
+
+    /// <summary>Throws unless <paramref name="tokens"/> more positions still fit in an int, which the pattern's positions are.</summary>
+    internal void CheckRoomFor(long tokens)
+    {
+        if (Count + tokens > int.MaxValue)
+        {
+            throw new InvalidOperationException($"The stream would pass position {int.MaxValue} (it holds {Count} tokens, {tokens} more were given); positions are ints. Start a new stream with Clear().");
+        }
+    }
+
+    /// <summary>
+    /// Appends tokens <paramref name="first"/> .. first + count - 1 of a sequence laid out as a kernel's key and value
+    /// (<c>[KvHeads, seqLen, HeadDim]</c>), as prefill has them. The caller has validated the lengths.
+    /// </summary>
+    internal void AppendFromSequence(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int seqLen, int first, int count)
+    {
+        CheckRoomFor(count);
+        for (int token = 0; token < count; token++)
+        {
+            for (int kvHead = 0; kvHead < KvHeads; kvHead++)
+            {
+                int from = (kvHead * seqLen + first + token) * HeadDim;
+                Store(Count + token, kvHead, key.Slice(from, HeadDim), value.Slice(from, HeadDim));
+            }
+        }
+
+        Count += count;
+    }
+
+    private void Store(long position, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
+    {
+        long headBase = (long)kvHead * Capacity;
+        WriteSlot(headBase + (int)(position % RingSlots), key, value);
+        int pinned = Array.BinarySearch(_pinnedPositions, (int)position);
+        if (pinned >= 0)
+        {
+            WriteSlot(headBase + RingSlots + pinned, key, value);
+        }
+    }
+
+    private void WriteSlot(long slot, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
+    {
+        key.CopyTo(_keys.AsSpan((int)(slot * HeadDim), HeadDim));
+        value.CopyTo(_values.AsSpan((int)(slot * HeadDim), HeadDim));
+    }
+}

@@ -1,0 +1,79 @@
+using System;
+
+namespace SparseAttention
+{
+    partial class AttentionPattern
+    {
+        /// <summary>
+        /// Whether a rolling KV cache can serve this pattern token by token: it is causal (a token's output never
+        /// waits for later tokens) and every key a query sees is either within a bounded distance before it or a
+        /// global token. <see cref="FindStreamingProblem"/> says why not when it cannot.
+        /// </summary>
+        public bool SupportsStreaming => FindStreamingProblem() == null;
+
+        /// <summary>
+        /// Null when the pattern can be decoded with a rolling KV cache, otherwise a message saying why not and what to
+        /// change. The generator's analyzer reports the same message (SPA0011) at a call to <c>CreateCache</c>,
+        /// <c>Decode</c> or <c>Prefill</c>; the runtime throws it.
+        /// </summary>
+        public string? FindStreamingProblem()
+        {
+            if (!Causal)
+            {
+                return "the pattern is bidirectional (Causal = false), so a token's output depends on tokens after it that a stream has not seen yet; "
+                    + "decode needs [AttentionKernel(Causal = true)]";
+            }
+
+            if (IsDense)
+            {
+                return "dense causal attention sees every earlier token, so its cache grows with the stream; "
+                    + "add [SlidingWindow(Size = W)] to bound it to W tokens";
+            }
+
+            if (Stride > 0)
+            {
+                return "the strided component sees keys at every multiple of the stride back to the start, so its cache grows with the stream; "
+                    + "remove [Strided] (keep the window and pin what must stay visible with [GlobalTokens])";
+            }
+
+            if (RingSlotsNeeded() > int.MaxValue)
+            {
+                return "a rolling cache for it would need " + RingSlotsNeeded() + " ring slots, more than it can index (int.MaxValue); "
+                    + "make the window's Left x Dilation, and the last global token's position, smaller";
+            }
+
+            return null;
+        }
+
+        /// <summary>
+        /// The newest token plus the window's reach back, and at least every position up to the last global token.
+        /// </summary>
+        private long RingSlotsNeeded()
+        {
+            long reach = HasWindow ? (long)WindowLeft * MaxDilation : 0;
+            long lastGlobal = _globalTokens.Length > 0 ? _globalTokens[_globalTokens.Length - 1] : -1;
+            return Math.Max(reach + 1, lastGlobal + 1);
+        }
+
+        /// <summary>
+        /// Ring slots a rolling cache needs per KV head: the newest token plus the window's reach back
+        /// (Left x the largest dilation), and at least every position up to the last global token, because a global
+        /// token's own row sees every key before it. Positions leave the ring in order; global tokens are also kept in
+        /// pinned slots outside it (<see cref="GlobalTokens"/>), which is all a later query needs of them.
+        /// </summary>
+        /// <exception cref="NotSupportedException">The pattern cannot be streamed (<see cref="FindStreamingProblem"/>).</exception>
+        public int StreamingRingSlots
+        {
+            get
+            {
+                string? problem = FindStreamingProblem();
+                if (problem != null)
+                {
+                    throw new NotSupportedException("This pattern cannot be decoded with a rolling KV cache: " + problem + ".");
+                }
+
+                return (int)RingSlotsNeeded();
+            }
+        }
+    }
+}

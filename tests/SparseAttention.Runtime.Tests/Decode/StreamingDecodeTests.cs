@@ -1,0 +1,231 @@
+using SparseAttention.Testing;
+
+namespace SparseAttention.Runtime.Tests.Decode;
+
+/// <summary>
+/// Streaming decode against the reference: a stream of about 10 x W tokens (further for a global token mid-stream)
+/// fed one token at a time and in random chunks; at every step the decoded rows must equal
+/// <see cref="ReferenceAttention"/> on the whole sequence at those rows (causal patterns never look ahead, so the whole
+/// sequence's row p is what a stream that has seen p + 1 tokens must produce).
+/// </summary>
+public sealed class StreamingDecodeTests
+{
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.StreamableNames), MemberType = typeof(DeclaredKernels))]
+    public void Token_by_token_decode_matches_the_reference_at_every_step(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(name.GetHashCode(StringComparison.Ordinal) & 0xFFFF);
+        var stream = StreamCase.Create(kernel, random);
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+        for (int position = 0; position < stream.Length; position++)
+        {
+            cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
+            float[] output = stream.DecodeNewest(cache, AttentionOptions.Default);
+            stream.AssertRow(output, position, "token by token");
+        }
+
+        Assert.Equal(stream.Length, cache.Count);
+    }
+
+    [Theory]
+    [InlineData(nameof(DilatedCausalWithSinks), KernelIsa.Vector512)]
+    [InlineData(nameof(DilatedCausalWithSinks), KernelIsa.Vector256)]
+    [InlineData(nameof(DilatedCausalWithSinks), KernelIsa.Vector128)]
+    [InlineData(nameof(DilatedCausalWithSinks), KernelIsa.Scalar)]
+    [InlineData(nameof(CausalWindowWithSinks), KernelIsa.Vector512)]
+    [InlineData(nameof(CausalWindowWithSinks), KernelIsa.Vector256)]
+    [InlineData(nameof(CausalWindowWithSinks), KernelIsa.Vector128)]
+    [InlineData(nameof(CausalWindowWithSinks), KernelIsa.Scalar)]
+    public void Every_instruction_set_decodes_and_prefills_like_the_reference(string name, KernelIsa isa)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var options = new AttentionOptions { Isa = isa };
+        var stream = StreamCase.Create(kernel, new Random(17 + (int)isa));
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+
+        // The first half as one prompt, the rest token by token.
+        int prompt = stream.Length / 2;
+        stream.AssertRows(stream.Prefill(cache, 0, prompt, options), 0, prompt, $"{isa} prefill");
+        for (int position = prompt; position < stream.Length; position++)
+        {
+            cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
+            stream.AssertRow(stream.DecodeNewest(cache, options), position, $"{isa} decode");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.StreamableNames), MemberType = typeof(DeclaredKernels))]
+    public void Random_chunks_through_prefill_append_and_decode_match_the_reference(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(~name.GetHashCode(StringComparison.Ordinal) & 0xFFFF);
+        var stream = StreamCase.Create(kernel, random);
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+        int position = 0;
+        while (position < stream.Length)
+        {
+            int chunk = Math.Min(stream.Length - position, random.Next(1, 3 * stream.Window + 2));
+            switch (random.Next(3))
+            {
+                case 0:
+                    // A prompt chunk: every row computed, the chunk appended.
+                    stream.AssertRows(stream.Prefill(cache, position, chunk, AttentionOptions.Default), position, chunk, $"prefill of {chunk} at {position}");
+                    break;
+                case 1:
+                    // Several tokens appended at once, then the newest decoded.
+                    cache.Append(stream.ChunkKeys(position, chunk), stream.ChunkValues(position, chunk));
+                    stream.AssertRow(stream.DecodeNewest(cache, AttentionOptions.Default), position + chunk - 1, $"append of {chunk} at {position}, then decode");
+                    break;
+                default:
+                    chunk = 1;
+                    cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
+                    stream.AssertRow(stream.DecodeNewest(cache, AttentionOptions.Default), position, "single token");
+                    break;
+            }
+
+            position += chunk;
+            Assert.Equal(position, cache.Count);
+        }
+    }
+
+    [Fact]
+    public void A_long_prompt_runs_in_chunks_of_the_ring_and_matches_forward()
+    {
+        // 7.5 rings' worth in one call: several chunks, the last one partial.
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(WindowOfOneKeyTile));
+        var stream = StreamCase.Create(kernel, new Random(3), length: 480);
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+        Assert.Equal(64, cache.RingSlots);
+        float[] prefilled = stream.Prefill(cache, 0, stream.Length, AttentionOptions.Default);
+        var forward = new float[prefilled.Length];
+        kernel.Forward(stream.Inputs.Query, stream.Inputs.Key, stream.Inputs.Value, forward, stream.Shape, AttentionOptions.Default);
+        AttentionCheck.AssertClose(forward, prefilled, stream.Shape, kernel.HeadDim, "prefill vs Forward");
+        stream.AssertRows(prefilled, 0, stream.Length, "prefill vs reference");
+    }
+
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.StreamableNames), MemberType = typeof(DeclaredKernels))]
+    public void Cache_memory_is_fixed_at_creation_and_does_not_grow_with_the_stream(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var stream = StreamCase.Create(kernel, new Random(5));
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+        AttentionPattern pattern = kernel.Pattern;
+        long reach = pattern.HasWindow ? (long)pattern.WindowLeft * pattern.MaxDilation : 0;
+        int lastGlobal = pattern.GlobalTokens.Count > 0 ? pattern.GlobalTokens[^1] : -1;
+        Assert.Equal(Math.Max(reach + 1, lastGlobal + 1), cache.RingSlots);
+        Assert.Equal(pattern.GlobalTokens.Count, cache.PinnedSlots);
+        long expectedBytes = 2L * stream.Shape.KvHeads * (cache.RingSlots + cache.PinnedSlots) * kernel.HeadDim * sizeof(float);
+        Assert.Equal(expectedBytes, cache.MemoryBytes);
+
+        var bytesSeen = new List<long>();
+        for (int position = 0; position < stream.Length; position++)
+        {
+            cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
+            bytesSeen.Add(cache.MemoryBytes);
+        }
+
+        Assert.All(bytesSeen, bytes => Assert.Equal(expectedBytes, bytes));
+        Assert.Equal(cache.RingSlots + cache.PinnedSlots, cache.Capacity);
+    }
+
+    [Fact]
+    public void The_cache_holds_the_ring_and_the_pinned_global_tokens_and_nothing_older()
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(DilatedCausalWithSinks));
+        var stream = StreamCase.Create(kernel, new Random(9), length: 200);
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+        cache.Append(stream.ChunkKeys(0, 200), stream.ChunkValues(0, 200));
+        int d = kernel.HeadDim;
+        var key = new float[d];
+        var value = new float[d];
+        for (int position = 0; position < 200; position++)
+        {
+            bool expected = position >= 200 - cache.RingSlots || kernel.Pattern.IsGlobal(position);
+            Assert.Equal(expected, cache.Holds(position));
+            for (int kvHead = 0; kvHead < stream.Shape.KvHeads; kvHead++)
+            {
+                Assert.Equal(expected, cache.TryRead(position, kvHead, key, value));
+                if (expected)
+                {
+                    int offset = (kvHead * stream.Length + position) * d;
+                    Assert.Equal(stream.Inputs.Key.AsSpan(offset, d).ToArray(), key);
+                    Assert.Equal(stream.Inputs.Value.AsSpan(offset, d).ToArray(), value);
+                }
+            }
+        }
+
+        Assert.False(cache.Holds(200));
+        Assert.False(cache.Holds(-1));
+        cache.Clear();
+        Assert.Equal(0, cache.Count);
+        Assert.False(cache.Holds(0));
+    }
+
+    [Theory]
+    [InlineData(nameof(DilatedCausalWithSinks))]
+    [InlineData(nameof(ManySinks))]
+    public void Keys_the_newest_token_cannot_see_have_no_influence_even_as_NaN_or_infinity(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var stream = StreamCase.Create(kernel, new Random(11));
+        int last = stream.Length - 1;
+        AttentionShape shape = stream.Shape;
+        int d = kernel.HeadDim;
+        float[] poisons = { float.NaN, float.PositiveInfinity, float.NegativeInfinity };
+        for (int head = 0; head < shape.Heads; head++)
+        {
+            // Poison, in a copy, every key and value the last row of this head cannot see (in its KV head).
+            float[] key = (float[])stream.Inputs.Key.Clone();
+            float[] value = (float[])stream.Inputs.Value.Clone();
+            int kvHead = shape.KvHeadOf(head);
+            for (int j = 0; j < stream.Length; j++)
+            {
+                if (!kernel.Pattern.IsVisible(last, j, head))
+                {
+                    Array.Fill(key, poisons[j % 3], (kvHead * stream.Length + j) * d, d);
+                    Array.Fill(value, poisons[(j + 1) % 3], (kvHead * stream.Length + j) * d, d);
+                }
+            }
+
+            var poisoned = stream with { Inputs = stream.Inputs with { Key = key, Value = value } };
+            KvCache cache = kernel.Streaming!.CreateCache(shape.KvHeads);
+            cache.Append(poisoned.ChunkKeys(0, stream.Length), poisoned.ChunkValues(0, stream.Length));
+            float[] output = poisoned.DecodeNewest(cache, AttentionOptions.Default);
+            Assert.Equal(stream.ExpectedRow(last).AsSpan(head * d, d).ToArray(), output.AsSpan(head * d, d).ToArray(), new ToleranceComparer());
+        }
+    }
+
+    [Fact]
+    public void Steady_state_append_and_decode_allocate_nothing()
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(CausalWindowWithSinks));
+        var stream = StreamCase.Create(kernel, new Random(13), length: 64);
+        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
+        var options = new AttentionOptions { MaxDegreeOfParallelism = 1 };
+        float[] keys = stream.TokenKeys(0), values = stream.TokenValues(0), query = stream.TokenQuery(0);
+        var output = new float[query.Length];
+        for (int warmUp = 0; warmUp < 50; warmUp++)
+        {
+            cache.Append(keys, values);
+            kernel.Streaming.Decode(query, cache, output, options);
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int step = 0; step < 500; step++)
+        {
+            cache.Append(keys, values);
+            kernel.Streaming.Decode(query, cache, output, options);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    private sealed class ToleranceComparer : IEqualityComparer<float>
+    {
+        public bool Equals(float x, float y) => Math.Abs((double)x - y) <= AttentionCheck.Tolerance;
+
+        public int GetHashCode(float obj) => 0;
+    }
+}
