@@ -34,7 +34,13 @@ public class DiagnosticTests
         { "SPA0008", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [GlobalTokens(0, 5, [|0|])] public static partial class K;", "Global token 0 is listed more than once" },
         { "SPA0009", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Left = 8, [|Right = 4|])] public static partial class K;", "Right = 4 keys after the query are never visible" },
         { "SPA0010", DiagnosticSeverity.Warning, "[[|SlidingWindow(Size = 512)|]] public static partial class K;", "does nothing without [AttentionKernel" },
+        { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64, Causal = false)] [SlidingWindow(Left = 4, Right = 4)] public static partial class K; static class Use { static void Run(KvCache cache) { [|K.Decode(new float[64], cache, new float[64])|]; } }", "'K.Decode' always throws: the pattern is bidirectional" },
+        { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] public static partial class K; static class Use { static KvCache Run() => [|K.CreateCache(8)|]; }", "[SlidingWindow(Size = W)]" },
+        { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [Strided(Stride = 4)] public static partial class K; static class Use { static void Run(KvCache cache) { System.Action<float[], KvCache, float[]> decode = (q, c, o) => [|K.Prefill(q, q, q, o, new AttentionShape(1, 1, 1), c)|]; } }", "remove [Strided]" },
     };
+
+    /// <summary>IDs reported at a call rather than on a declaration: the kernel is valid and generated.</summary>
+    private static readonly HashSet<string> CallSiteIds = new() { "SPA0011" };
 
     [Theory]
     [MemberData(nameof(Declarations))]
@@ -52,7 +58,7 @@ public class DiagnosticTests
         // Diagnostics are the analyzer's job; the generator only decides whether there is code to emit.
         Assert.Empty(result.GeneratorDiagnostics);
         bool kernelDeclared = source.Contains("AttentionKernel", StringComparison.Ordinal);
-        if (severity == DiagnosticSeverity.Error || !kernelDeclared)
+        if ((severity == DiagnosticSeverity.Error && !CallSiteIds.Contains(id)) || !kernelDeclared)
         {
             Assert.Empty(result.Run.Results.Single().GeneratedSources);
         }
@@ -68,6 +74,26 @@ public class DiagnosticTests
     {
         var tested = Declarations().Select(row => (string)row[0]).ToHashSet();
         Assert.All(new AttentionAnalyzer().SupportedDiagnostics, descriptor => Assert.Contains(descriptor.Id, tested));
+    }
+
+    [Fact]
+    public void StreamingCallsOnAStreamableKernelAreNotReported()
+    {
+        GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [GlobalTokens(0)] public static partial class K;"
+            + " static class Use { static void Run() { KvCache cache = K.CreateCache(2); cache.Append(new float[128], new float[128]); K.Decode(new float[128], cache, new float[128]);"
+            + " System.Action<float[], float[], AttentionShape> prefill = (q, o, s) => K.Prefill(q, q, q, o, s, cache); } }");
+        Assert.Empty(GeneratorHarness.Analyze(result.Output));
+        Assert.Empty(result.CompilationErrors);
+    }
+
+    [Fact]
+    public void AMethodGroupOfAStreamingMemberIsReportedToo()
+    {
+        GeneratorHarness.Result result = GeneratorHarness.Run("using SparseAttention;\n[AttentionKernel(HeadDim = 64, Causal = false)] public static partial class K;"
+            + " static class Use { static System.Func<int, KvCache> Create() => K.CreateCache; }");
+        Diagnostic diagnostic = Assert.Single(GeneratorHarness.Analyze(result.Output));
+        Assert.Equal("SPA0011", diagnostic.Id);
+        Assert.Contains("'K.CreateCache' always throws", diagnostic.GetMessage(), StringComparison.Ordinal);
     }
 
     [Fact]

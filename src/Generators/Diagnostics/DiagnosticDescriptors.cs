@@ -27,6 +27,7 @@ internal static class DiagnosticDescriptors
     public const string DuplicateGlobalTokenId = "SPA0008";
     public const string CausalHidesRightId = "SPA0009";
     public const string PatternWithoutKernelId = "SPA0010";
+    public const string StreamingNotSupportedId = "SPA0011";
 
     public static readonly DiagnosticDescriptor KernelClassShape = Create(
         KernelClassShapeId,
@@ -88,11 +89,18 @@ internal static class DiagnosticDescriptors
         "[{0}] on '{1}' does nothing without [AttentionKernel(HeadDim = ...)] on the same class; add it, or remove [{0}]",
         DiagnosticSeverity.Warning);
 
+    public static readonly DiagnosticDescriptor StreamingNotSupported = Create(
+        StreamingNotSupportedId,
+        "Kernel cannot decode with a rolling KV cache",
+        "'{0}.{1}' always throws: {2}",
+        DiagnosticSeverity.Error);
+
     /// <summary>Every descriptor, for the analyzer's SupportedDiagnostics and the catalog test.</summary>
     public static readonly DiagnosticDescriptor[] All =
     {
         KernelClassShape, UnsupportedHeadDim, InvalidPatternValue, WindowSizeWithLeftRight, MalformedAttribute,
         DilationWithoutWindow, DilationWithoutEffect, DuplicateGlobalToken, CausalHidesRight, PatternWithoutKernel,
+        StreamingNotSupported,
     };
 
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity) =>
