@@ -3,10 +3,16 @@ using SparseAttention.Benchmarks;
 
 // `-- --quick`: the one-process comparison (FMA peak, generated kernels, dense, TensorPrimitives, ONNX Runtime).
 // `-- --gpu`: the generated ILGPU kernels on the GPU AttentionDevice picks (CUDA, then OpenCL).
+// `-- --decode`: streaming decode with a rolling KV cache at positions 8K, 64K and 1M, and prefill vs Forward.
 // Anything else goes to BenchmarkDotNet, e.g. `-- --filter '*'`.
 if (args.Contains("--quick"))
 {
     return QuickComparison.Run(args);
+}
+
+if (args.Contains("--decode"))
+{
+    return DecodeComparison.Run(args);
 }
 
 if (args.Contains("--gpu"))
