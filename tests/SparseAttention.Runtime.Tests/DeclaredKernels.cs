@@ -127,6 +127,13 @@ public static partial class ManySinks;
 [GlobalTokens(0, 1, 37)]
 public static partial class DilatedCausalWithSinks;
 
+// A ring longer than one decode block (CpuDecode.SlotsPerBlock = 256 slots), so decode splits the keys over blocks
+// and merges their partial softmax states; the window wraps the ring across a block edge.
+[AttentionKernel(HeadDim = 8)]
+[SlidingWindow(Size = 300)]
+[GlobalTokens(0)]
+public static partial class WindowOverSeveralDecodeBlocks;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All = new[]
@@ -136,7 +143,7 @@ public static class DeclaredKernels
         typeof(CausalWindowWithSinks), typeof(SparseTransformerStrided), typeof(StridedOverDilatedWindow), typeof(StridedOnly),
         typeof(GlobalsOnly), typeof(WideHeads), typeof(WindowOfOneKeyTile), typeof(LookAheadOnly), typeof(StreamsShorterThanATile),
         typeof(BidirectionalStrided), typeof(StridedWithMixedDilation), typeof(BidirectionalStridedWithMixedDilation),
-        typeof(PreviousTokenOnly), typeof(ManySinks), typeof(DilatedCausalWithSinks),
+        typeof(PreviousTokenOnly), typeof(ManySinks), typeof(DilatedCausalWithSinks), typeof(WindowOverSeveralDecodeBlocks),
     }.Select(KernelUnderTest.FromType).ToArray();
 
     public static TheoryData<string> Names()

@@ -105,7 +105,7 @@ public static unsafe class CpuAttention
 
     /// <summary>output = accumulator / sum; a row that saw no key (sum 0) is written as zeros.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
+    internal static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
     {
         float inverse = sum > 0f ? 1f / sum : 0f;
         int d = 0;

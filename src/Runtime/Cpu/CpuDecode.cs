@@ -20,18 +20,31 @@ public static unsafe class CpuDecode
     private const int RowsPerWorkItem = 16;
 
     /// <summary>
+    /// Cache slots per decode work item. A block's keys and values (256 x HeadDim x 8 bytes: 256 KiB at HeadDim 128)
+    /// stay in a core's L2 while every query head of its KV head reads them.
+    /// </summary>
+    internal const int SlotsPerBlock = 256;
+
+    /// <summary>
     /// Attention for the newest token in <paramref name="cache"/> (position Count - 1): <paramref name="query"/> and
-    /// <paramref name="output"/> are <c>[Heads, HeadDim]</c>.
+    /// <paramref name="output"/> are <c>[Heads, HeadDim]</c>. Split over (KV head, block of slots), as FlashDecoding
+    /// splits over keys: each work item runs every query head of its KV head over the block's keys from a fresh online
+    /// softmax state, so the block is read from memory once instead of once per head; the partial states are then
+    /// merged per head (rescaled to the largest max) and normalised.
     /// </summary>
     public static void Decode<TKernel>(KvCache cache, ReadOnlySpan<float> query, Span<float> output, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
     {
         int heads = query.Length / TKernel.HeadDim;
-        long position = cache.Count - 1;
+        int position = (int)(cache.Count - 1);
         fixed (float* keys = cache.Keys, values = cache.Values, queryPointer = query, outputPointer = output)
         {
             var store = new KvStore(keys, values, cache.KvHeads, cache.Capacity, cache.Map);
-            RunRows<TKernel>(cache.Pattern, store, queryPointer, outputPointer, heads, layoutRows: 1, firstRow: 0, (int)position, rows: 1, options);
+            DecodeJob<TKernel> job = DecodeJob<TKernel>.ForThisThread();
+            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+            long roughPairs = (long)heads * Math.Min(position + 1L, cache.RingSlots);
+            WorkerPool.Shared.Run(job, job.Items, CpuAttention.Threads(options, roughPairs));
+            job.Combine(outputPointer);
         }
     }
 
@@ -203,11 +216,137 @@ public static unsafe class CpuDecode
         }
     }
 
+    /// <summary>The newest token's rows, split over (KV head, block of slots); see <see cref="Decode{TKernel}"/>.</summary>
+    private sealed class DecodeJob<TKernel> : WorkerPool.Job
+        where TKernel : struct, IAttentionRowKernel
+    {
+        [ThreadStatic]
+        private static DecodeJob<TKernel>? t_instance;
+
+        [ThreadStatic]
+        private static RowScratch? t_scratch;
+
+        public int Items;
+        private AttentionPattern _pattern = null!;
+        private KvStore _store;
+        private float* _query;
+        private int _heads, _groupSize, _position, _blocks;
+        private float _scale;
+
+        // Per (head, block): the partial state, max and sum then HeadDim floats of unnormalised output.
+        private float[] _partials = Array.Empty<float>();
+
+        public static DecodeJob<TKernel> ForThisThread() => t_instance ??= new DecodeJob<TKernel>();
+
+        private static int PartialLength => TKernel.HeadDim + 2;
+
+        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, float scale)
+        {
+            _pattern = pattern;
+            _store = store;
+            _query = query;
+            _heads = heads;
+            _groupSize = heads / store.KvHeads;
+            _position = position;
+            _scale = scale;
+            _blocks = (store.SlotsPerKvHead + SlotsPerBlock - 1) / SlotsPerBlock;
+            Items = store.KvHeads * _blocks;
+            int partials = heads * _blocks * PartialLength;
+            if (_partials.Length < partials)
+            {
+                _partials = new float[partials];
+            }
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public override void Execute(int item)
+        {
+            int headDim = TKernel.HeadDim;
+            int kvHead = item / _blocks, block = item % _blocks;
+            int firstSlot = block * SlotsPerBlock, endSlot = Math.Min(firstSlot + SlotsPerBlock, _store.SlotsPerKvHead);
+            long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
+            RowScratch scratch = RowScratch.ForThisThread(ref t_scratch, _pattern, TKernel.ScratchLength, headDim);
+            for (int head = kvHead * _groupSize; head < (kvHead + 1) * _groupSize; head++)
+            {
+                int count = _pattern.GetKeySegments(_position, head, _position + 1, scratch.Positions);
+                int slots = _store.Map.ToSlots(scratch.Positions.AsSpan(0, count), scratch.Slots);
+                int inBlock = ClipToSlots(scratch.Slots.AsSpan(0, slots), firstSlot, endSlot, scratch.Clipped);
+                Span<float> partial = _partials.AsSpan((head * _blocks + block) * PartialLength, PartialLength);
+                float max = float.NegativeInfinity, sum = 0f;
+                Span<float> accumulator = partial.Slice(2);
+                accumulator.Clear();
+                if (inBlock > 0)
+                {
+                    TKernel.AccumulateRow(ref *(_query + (long)head * headDim), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), scratch.Clipped.AsSpan(0, inBlock), _scale, scratch.Row.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
+                }
+
+                partial[0] = max;
+                partial[1] = sum;
+            }
+        }
+
+        /// <summary>Merges each head's partial states (base 2, like the kernels' softmax) and writes the normalised row.</summary>
+        public void Combine(float* output)
+        {
+            int headDim = TKernel.HeadDim;
+            for (int head = 0; head < _heads; head++)
+            {
+                Span<float> partials = _partials.AsSpan(head * _blocks * PartialLength, _blocks * PartialLength);
+                float max = float.NegativeInfinity;
+                for (int block = 0; block < _blocks; block++)
+                {
+                    max = Math.Max(max, partials[block * PartialLength]);
+                }
+
+                // The first block with keys collects the others, each rescaled by 2^(its max - the largest).
+                Span<float> total = partials.Slice(2, headDim);
+                float sum = 0f;
+                for (int block = 0; block < _blocks; block++)
+                {
+                    Span<float> partial = partials.Slice(block * PartialLength, PartialLength);
+                    if (partial[1] == 0f)
+                    {
+                        continue;
+                    }
+
+                    float weight = float.Exp2(partial[0] - max);
+                    sum += partial[1] * weight;
+                    Span<float> accumulator = partial.Slice(2, headDim);
+                    for (int d = 0; d < headDim; d++)
+                    {
+                        // Block 0's accumulator is the total itself (zeros when it had no keys).
+                        total[d] = block == 0 ? total[d] * weight : total[d] + accumulator[d] * weight;
+                    }
+                }
+
+                CpuAttention.WriteNormalised(total, sum, output + (long)head * headDim);
+            }
+        }
+
+        /// <summary>The parts of <paramref name="segments"/> whose slots lie in [<paramref name="first"/>, <paramref name="end"/>).</summary>
+        private static int ClipToSlots(ReadOnlySpan<KeySegment> segments, int first, int end, Span<KeySegment> destination)
+        {
+            int count = 0;
+            foreach (KeySegment segment in segments)
+            {
+                long firstIndex = segment.Start >= first ? 0 : ((long)first - segment.Start + segment.Step - 1) / segment.Step;
+                long lastIndex = segment.Last < end ? segment.Count - 1 : ((long)end - 1 - segment.Start) / segment.Step;
+                if (segment.Start < end && firstIndex <= lastIndex)
+                {
+                    destination[count++] = new KeySegment((int)(segment.Start + firstIndex * segment.Step), segment.Step, (int)(lastIndex - firstIndex + 1));
+                }
+            }
+
+            return count;
+        }
+    }
+
     /// <summary>Per-thread buffers for one row at a time, grown on demand, so steady-state decode allocates nothing.</summary>
     private sealed class RowScratch
     {
         public KeySegment[] Positions = Array.Empty<KeySegment>();
         public KeySegment[] Slots = Array.Empty<KeySegment>();
+        public KeySegment[] Clipped = Array.Empty<KeySegment>();
         public float[] Row = Array.Empty<float>();
         public float[] Accumulator = Array.Empty<float>();
 
@@ -215,7 +354,12 @@ public static unsafe class CpuDecode
         {
             RowScratch scratch = instance ??= new RowScratch();
             if (scratch.Positions.Length < pattern.MaxSegmentsPerQuery) scratch.Positions = new KeySegment[pattern.MaxSegmentsPerQuery];
-            if (scratch.Slots.Length < SlotMap.MaxSlotSegments(pattern)) scratch.Slots = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
+            if (scratch.Slots.Length < SlotMap.MaxSlotSegments(pattern))
+            {
+                scratch.Slots = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
+                scratch.Clipped = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
+            }
+
             if (scratch.Row.Length < rowScratch) scratch.Row = new float[rowScratch];
             if (scratch.Accumulator.Length < headDim) scratch.Accumulator = new float[headDim];
             return scratch;
