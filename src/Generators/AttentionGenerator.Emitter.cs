@@ -34,9 +34,17 @@ public sealed partial class AttentionGenerator
             writer.Line("// as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global");
             writer.Line("// columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
             string? streamingProblem = runtimePattern.FindStreamingProblem();
-            writer.Line(streamingProblem is null
-                ? "// Decode (CreateCache, Decode, Prefill): a rolling KV cache of " + Invariant(runtimePattern.StreamingRingSlots) + " ring slots + " + Invariant(runtimePattern.GlobalTokens.Count) + " pinned global-token slots per KV head; each row runs the row kernel over its key segments mapped to slots."
-                : "// Decode: not available (SPA0011): " + streamingProblem + ".");
+            if (streamingProblem is null)
+            {
+                writer.Line("// Decode (CreateCache, Decode, Prefill): a rolling KV cache of " + Invariant(runtimePattern.StreamingRingSlots) + " ring slots + " + Invariant(runtimePattern.GlobalTokens.Count) + " pinned global-token slots per KV head.");
+                writer.Line("// Decode runs the row kernel over the newest token's key segments mapped to slots, split into blocks of slots;");
+                writer.Line("// Prefill runs the prompt in chunks of at most the ring through the same tiles as Forward.");
+            }
+            else
+            {
+                writer.Line("// Decode: not available (SPA0011): " + streamingProblem + ".");
+            }
+
             if (kernel.EmitGpu)
             {
                 writer.Line("// GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of " + Invariant(GpuKeyTile(pattern.HeadDim)) + " keys in shared memory;");
@@ -210,8 +218,11 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.DecodeArguments.ValidatePrefill(Pattern, HeadDim, cache, query, key, value, output, shape);");
-                System.Func<string, string> prefill = kernel => "global::SparseAttention.Cpu.CpuDecode.Prefill<" + kernel + ">(cache, query, key, value, output, shape, options);";
-                EmitIsaSwitch(writer, headDim, prefill, prefill);
+                EmitIsaSwitch(
+                    writer,
+                    headDim,
+                    kernel => "global::SparseAttention.Cpu.CpuDecode.PrefillTiled<" + kernel + ">(cache, query, key, value, output, shape, options);",
+                    kernel => "global::SparseAttention.Cpu.CpuDecode.Prefill<" + kernel + ">(cache, query, key, value, output, shape, options);");
             }
         }
 

@@ -43,23 +43,51 @@ public static unsafe class CpuAttention
             return;
         }
 
-        int threads = Threads(options, shape);
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            TiledJob<TKernel> job = TiledJob<TKernel>.ForThisThread();
-            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
-            fixed (float* panels = job.Panels)
-            {
-                job.PanelPointer = panels;
-                job.Phase = TiledPhase.Pack;
-                WorkerPool.Shared.Run(job, job.PackItems, threads);
-                job.Phase = TiledPhase.Window;
-                WorkerPool.Shared.Run(job, job.WindowItems, threads);
-                job.Phase = TiledPhase.Strided;
-                WorkerPool.Shared.Run(job, job.StridedItems, threads);
-                job.PanelPointer = null;
-            }
+            RunTiledPasses<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceWindow.Whole(shape.SeqLen), options);
         }
+    }
+
+    /// <summary>
+    /// Runs the window band of a prefill chunk as tiles (<see cref="CpuDecode"/>): keys and values are a linear run of
+    /// <paramref name="shape"/>.SeqLen positions per KV head (spaced <paramref name="window"/>.KeyStride tokens apart,
+    /// pinned global tokens after them), queries and output only the last <paramref name="window"/>.QueryRows of them.
+    /// The pattern must have a window band and no stride.
+    /// </summary>
+    internal static void RunTiledChunk<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
+        where TKernel : struct, IAttentionTileKernel =>
+        RunTiledPasses<TKernel>(pattern, query, key, value, output, shape, window, options);
+
+    private static void RunTiledPasses<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
+        where TKernel : struct, IAttentionTileKernel
+    {
+        int threads = Threads(options, shape with { SeqLen = window.QueryRows });
+        TiledJob<TKernel> job = TiledJob<TKernel>.ForThisThread();
+        job.Prepare(pattern, query, key, value, output, shape, window, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+        fixed (float* panels = job.Panels)
+        {
+            job.PanelPointer = panels;
+            job.Phase = TiledPhase.Pack;
+            WorkerPool.Shared.Run(job, job.PackItems, threads);
+            job.Phase = TiledPhase.Window;
+            WorkerPool.Shared.Run(job, job.WindowItems, threads);
+            job.Phase = TiledPhase.Strided;
+            WorkerPool.Shared.Run(job, job.StridedItems, threads);
+            job.PanelPointer = null;
+        }
+    }
+
+    /// <summary>
+    /// Which part of a sequence a tiled call computes. <c>Forward</c> computes all of it; a prefill chunk computes
+    /// <see cref="QueryRows"/> rows from position <see cref="QueryFirst"/> on, against keys that start
+    /// <see cref="PositionBase"/> positions into the stream, with global tokens older than that read through
+    /// <see cref="Slots"/>. Query and output rows of a head are <see cref="QueryLayoutRows"/> apart, and keys of a KV
+    /// head <see cref="KeyStride"/> apart.
+    /// </summary>
+    internal readonly record struct SequenceWindow(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, Decode.SlotMap? Slots)
+    {
+        public static SequenceWindow Whole(int seqLen) => new(0, seqLen, seqLen, seqLen, 0, null);
     }
 
     /// <summary>
@@ -132,10 +160,12 @@ public static unsafe class CpuAttention
         protected AttentionPattern Pattern = null!;
         protected float* Query, Key, Value, Output;
         protected AttentionShape Shape;
+        protected SequenceWindow Window;
         protected float Scale;
 
-        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale)
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale, SequenceWindow? window = null)
         {
+            Window = window ?? SequenceWindow.Whole(shape.SeqLen);
             Pattern = pattern;
             Query = query;
             Key = key;
@@ -145,9 +175,11 @@ public static unsafe class CpuAttention
             Scale = scale;
         }
 
-        protected long RowOffset(int head, int position, int headDim) => ((long)head * Shape.SeqLen + position) * headDim;
+        /// <summary>Where query (and output) row <paramref name="position"/> of <paramref name="head"/> starts.</summary>
+        protected long RowOffset(int head, int position, int headDim) => ((long)head * Window.QueryLayoutRows + position - Window.QueryFirst) * headDim;
 
-        protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Shape.SeqLen * headDim;
+        /// <summary>Where the keys (and values) of <paramref name="head"/>'s KV head start.</summary>
+        protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Window.KeyStride * headDim;
     }
 
     private sealed class RowJob<TKernel> : CallJob
@@ -230,9 +262,9 @@ public static unsafe class CpuAttention
 
         public static TiledJob<TKernel> ForThisThread() => t_instance ??= new TiledJob<TKernel>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
         {
-            PrepareCall(pattern, query, key, value, output, shape, scale);
+            PrepareCall(pattern, query, key, value, output, shape, scale, window);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile;
             _rowsNeedMore = pattern.Stride > 0 || pattern.GlobalTokens.Count > 0;
             _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
@@ -282,7 +314,7 @@ public static unsafe class CpuAttention
             StridedItems = HasStridedBands ? CountItems(ref _stridedItemsBefore, shape, strided: true) : 0;
             if (HasWindowBand && HasStridedBands)
             {
-                long stateFloats = (long)shape.Heads * shape.SeqLen * (headDim + 2);
+                long stateFloats = (long)shape.Heads * window.QueryRows * (headDim + 2);
                 if (_state.Length < stateFloats)
                 {
                     _state = GC.AllocateUninitializedArray<float>(checked((int)stateFloats));
@@ -315,7 +347,8 @@ public static unsafe class CpuAttention
                 int blocks = 0;
                 if (step > 0)
                 {
-                    int tiles = (KeyPanels.StreamLength(shape.SeqLen, step, 0) + TKernel.TileRows - 1) / TKernel.TileRows;
+                    // A residue stream holds at most ceil(QueryRows / step) of the rows this call computes.
+                    int tiles = (KeyPanels.StreamLength(Window.QueryRows, step, 0) + TKernel.TileRows - 1) / TKernel.TileRows;
                     blocks = step * ((tiles + _tilesPerItem - 1) / _tilesPerItem);
                 }
 
@@ -347,7 +380,7 @@ public static unsafe class CpuAttention
         {
             int stepIndex = item / Shape.KvHeads, kvHead = item % Shape.KvHeads;
             int headDim = TKernel.HeadDim;
-            KeyPanels.Pack(Key + (long)kvHead * Shape.SeqLen * headDim, Shape.SeqLen, headDim, _steps[stepIndex], TKernel.Lanes, TKernel.KeyTile, Scale, PanelsOf(stepIndex, kvHead));
+            KeyPanels.Pack(Key + (long)kvHead * Window.KeyStride * headDim, Shape.SeqLen, headDim, _steps[stepIndex], TKernel.Lanes, TKernel.KeyTile, Scale, PanelsOf(stepIndex, kvHead));
         }
 
         private float* PanelsOf(int stepIndex, int kvHead) => PanelPointer + _stepOffsets[stepIndex] + kvHead * _panelsPerKvHead[stepIndex];
@@ -377,9 +410,12 @@ public static unsafe class CpuAttention
             bool handOn = !strided && usesStrided;
             bool continueState = strided && HasWindowBand;
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern.MaxSegmentsPerQuery, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
+
+            // The stream's first query this call computes: 0 for a whole sequence, later for a prefill chunk.
+            int firstComputed = Window.QueryFirst <= residue ? 0 : (Window.QueryFirst - residue + step - 1) / step;
             for (int tileIndex = block * _tilesPerItem; tileIndex < (block + 1) * _tilesPerItem; tileIndex++)
             {
-                int firstQuery = tileIndex * tileRows;
+                int firstQuery = firstComputed + tileIndex * tileRows;
                 if (firstQuery >= streamLength)
                 {
                     break;
@@ -437,18 +473,18 @@ public static unsafe class CpuAttention
                     long rowOffset = RowOffset(head, position, headDim);
                     if (_rowsNeedMore)
                     {
-                        int count = Pattern.GetKeySegments(position, head, seqLen, scratch.Segments, out int firstGlobal);
-                        if (Pattern.IsGlobal(position))
+                        int count = KeySegmentsOf(position, head, scratch, out int firstGlobal, out bool isGlobal, out KeySegment[] segments);
+                        if (isGlobal)
                         {
                             // A global row sees every key: computed whole, the band passes discarded.
-                            ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, scratch.Segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
+                            ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
                             continue;
                         }
 
                         // Segments the tile passes did not cover: with strided bands, only the global columns;
                         // otherwise everything after the window's segment.
                         int first = usesStrided ? firstGlobal : 1;
-                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), scratch.Segments.AsSpan(first, count - first), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
+                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments.AsSpan(first, count - first), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
                     }
 
                     WriteNormalised(accumulator, rowSum[t], Output + rowOffset);
@@ -456,10 +492,42 @@ public static unsafe class CpuAttention
             }
         }
 
+        /// <summary>
+        /// The key segments of row <paramref name="position"/>, as offsets into the call's keys. For a whole sequence
+        /// they are the pattern's own. For a prefill chunk they are the pattern's at the real stream position, mapped
+        /// through the chunk's slots (the window's segment lands on the same keys, shifted; older global tokens on the
+        /// pinned slots after the linear run).
+        /// </summary>
+        private int KeySegmentsOf(int position, int head, WorkerScratch scratch, out int firstGlobal, out bool isGlobal, out KeySegment[] segments)
+        {
+            if (Window.Slots is not { } slots)
+            {
+                isGlobal = Pattern.IsGlobal(position);
+                segments = scratch.Segments;
+                return Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, out firstGlobal);
+            }
+
+            int real = Window.PositionBase + position;
+            isGlobal = Pattern.IsGlobal(real);
+            int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, out firstGlobal);
+
+            // Map the window's segment on its own, so the segments from index 1 on are still the ones after it.
+            int mapped = slots.ToSlots(scratch.Segments.AsSpan(0, 1), scratch.MappedSegments);
+            if (mapped != 1 && !isGlobal)
+            {
+                throw new InvalidOperationException("A prefill chunk's window segment must map to one run of its linear keys.");
+            }
+
+            mapped += slots.ToSlots(scratch.Segments.AsSpan(1, count - 1), scratch.MappedSegments.AsSpan(mapped));
+            segments = scratch.MappedSegments;
+            firstGlobal = 1;
+            return mapped;
+        }
+
         private void StoreState(int head, int position, float max, float sum, ReadOnlySpan<float> accumulator)
         {
             int headDim = TKernel.HeadDim;
-            Span<float> state = _state.AsSpan((int)(((long)head * Shape.SeqLen + position) * (headDim + 2)), headDim + 2);
+            Span<float> state = _state.AsSpan((int)(((long)head * Window.QueryRows + position - Window.QueryFirst) * (headDim + 2)), headDim + 2);
             state[0] = max;
             state[1] = sum;
             accumulator.CopyTo(state.Slice(2));
@@ -468,7 +536,7 @@ public static unsafe class CpuAttention
         private void LoadState(int head, int position, ref float max, ref float sum, Span<float> accumulator)
         {
             int headDim = TKernel.HeadDim;
-            ReadOnlySpan<float> state = _state.AsSpan((int)(((long)head * Shape.SeqLen + position) * (headDim + 2)), headDim + 2);
+            ReadOnlySpan<float> state = _state.AsSpan((int)(((long)head * Window.QueryRows + position - Window.QueryFirst) * (headDim + 2)), headDim + 2);
             max = state[0];
             sum = state[1];
             state.Slice(2).CopyTo(accumulator);
@@ -490,6 +558,7 @@ public static unsafe class CpuAttention
         private static WorkerScratch? t_instance;
 
         public KeySegment[] Segments = Array.Empty<KeySegment>();
+        public KeySegment[] MappedSegments = Array.Empty<KeySegment>();
         public float[] RowScratch = Array.Empty<float>();
         public float[] RowMax = Array.Empty<float>();
         public float[] RowSum = Array.Empty<float>();
@@ -499,7 +568,12 @@ public static unsafe class CpuAttention
         public static WorkerScratch ForThisThread(int segments, int rowScratch, int tileRows, int headDim, int keyTile)
         {
             WorkerScratch scratch = t_instance ??= new WorkerScratch();
-            if (scratch.Segments.Length < segments) scratch.Segments = new KeySegment[segments];
+            if (scratch.Segments.Length < segments)
+            {
+                scratch.Segments = new KeySegment[segments];
+                scratch.MappedSegments = new KeySegment[2 * segments + segments];
+            }
+
             if (scratch.RowScratch.Length < rowScratch) scratch.RowScratch = new float[rowScratch];
             if (scratch.RowMax.Length < tileRows)
             {

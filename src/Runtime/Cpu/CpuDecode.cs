@@ -54,7 +54,29 @@ public static unsafe class CpuDecode
     /// pinned global tokens and the chunk itself, then the chunk is appended. Layout as <c>Forward</c>'s.
     /// </summary>
     public static void Prefill<TKernel>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+        where TKernel : struct, IAttentionRowKernel =>
+        PrefillChunks<TKernel, RowChunk<TKernel>>(cache, query, key, value, output, shape, options);
+
+    /// <summary>
+    /// As <see cref="Prefill{TKernel}"/>, with each chunk's window band as register-blocked tiles (the schedule
+    /// <c>Forward</c> uses, over the chunk's linear run of keys), and only global columns and rows per row.
+    /// </summary>
+    public static void PrefillTiled<TKernel>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+        where TKernel : struct, IAttentionTileKernel
+    {
+        if (cache.Pattern.HasWindow)
+        {
+            PrefillChunks<TKernel, TiledChunk<TKernel>>(cache, query, key, value, output, shape, options);
+        }
+        else
+        {
+            PrefillChunks<TKernel, RowChunk<TKernel>>(cache, query, key, value, output, shape, options);
+        }
+    }
+
+    private static void PrefillChunks<TKernel, TChunk>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
+        where TChunk : struct, IChunkRunner
     {
         int headDim = TKernel.HeadDim, chunk = cache.RingSlots, pinned = cache.PinnedSlots;
 
@@ -72,7 +94,7 @@ public static unsafe class CpuDecode
                     int rows = Math.Min(chunk, shape.SeqLen - first);
                     int start = (int)cache.Count;
                     KvStore store = GatherChunk(cache, key, value, shape.SeqLen, first, rows, keys, values);
-                    RunRows<TKernel>(cache.Pattern, store, queryPointer, outputPointer, shape.Heads, shape.SeqLen, first, start, rows, options);
+                    TChunk.Run(cache.Pattern, store, queryPointer, outputPointer, shape, first, start, rows, options);
                     cache.AppendFromSequence(key, value, shape.SeqLen, first, rows);
                 }
             }
@@ -126,6 +148,38 @@ public static unsafe class CpuDecode
         }
 
         return new KvStore(keys, values, cache.KvHeads, slots, new SlotMap(origin: oldest, ringSlots: linear, oldest, cache.PinnedPositions));
+    }
+
+    /// <summary>How one prefill chunk's rows are computed against its gathered keys.</summary>
+    private interface IChunkRunner
+    {
+        /// <summary>Rows <paramref name="first"/> .. first + rows - 1 of the prompt (stream positions from <paramref name="start"/>).</summary>
+        static abstract void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options);
+    }
+
+    /// <summary>Every row through the row kernel over its mapped key segments.</summary>
+    private readonly struct RowChunk<TKernel> : IChunkRunner
+        where TKernel : struct, IAttentionRowKernel
+    {
+        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options) =>
+            RunRows<TKernel>(pattern, store, query, output, shape.Heads, shape.SeqLen, first, start, rows, options);
+    }
+
+    /// <summary>
+    /// The window band as tiles over the chunk's linear keys: the store's ring part holds positions from its origin
+    /// on with no wrap, so linear index = position - origin, and the band (relative to the query) is the same there.
+    /// </summary>
+    private readonly struct TiledChunk<TKernel> : IChunkRunner
+        where TKernel : struct, IAttentionTileKernel
+    {
+        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
+        {
+            int history = (int)(start - store.Map.Origin);
+            var linear = new AttentionShape(shape.Heads, shape.KvHeads, store.Map.RingSlots);
+            var window = new CpuAttention.SequenceWindow(QueryFirst: history, QueryRows: rows, QueryLayoutRows: shape.SeqLen, KeyStride: store.SlotsPerKvHead, PositionBase: (int)store.Map.Origin, Slots: store.Map);
+            long rowOffset = (long)first * TKernel.HeadDim;
+            CpuAttention.RunTiledChunk<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, linear, window, options);
+        }
     }
 
     private static void RunRows<TKernel>(AttentionPattern pattern, KvStore store, float* query, float* output, int heads, int layoutRows, int firstRow, int firstPosition, int rows, AttentionOptions options)

@@ -6,7 +6,9 @@
 // online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs
 // as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global
 // columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.
-// Decode (CreateCache, Decode, Prefill): a rolling KV cache of 4096 ring slots + 0 pinned global-token slots per KV head; each row runs the row kernel over its key segments mapped to slots.
+// Decode (CreateCache, Decode, Prefill): a rolling KV cache of 4096 ring slots + 0 pinned global-token slots per KV head.
+// Decode runs the row kernel over the newest token's key segments mapped to slots, split into blocks of slots;
+// Prefill runs the prompt in chunks of at most the ring through the same tiles as Forward.
 // GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of 32 keys in shared memory;
 // each tile is skipped, masked or full by the pattern's constants.
 #nullable enable
@@ -123,13 +125,13 @@ namespace MyModel
             switch (options.ResolveIsa())
             {
                 case global::SparseAttention.KernelIsa.Vector512:
-                    global::SparseAttention.Cpu.CpuDecode.Prefill<Vector512Kernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Cpu.CpuDecode.PrefillTiled<Vector512Kernel>(cache, query, key, value, output, shape, options);
                     break;
                 case global::SparseAttention.KernelIsa.Vector256:
-                    global::SparseAttention.Cpu.CpuDecode.Prefill<Vector256Kernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Cpu.CpuDecode.PrefillTiled<Vector256Kernel>(cache, query, key, value, output, shape, options);
                     break;
                 case global::SparseAttention.KernelIsa.Vector128:
-                    global::SparseAttention.Cpu.CpuDecode.Prefill<Vector128Kernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Cpu.CpuDecode.PrefillTiled<Vector128Kernel>(cache, query, key, value, output, shape, options);
                     break;
                 default:
                     global::SparseAttention.Cpu.CpuDecode.Prefill<ScalarRowKernel>(cache, query, key, value, output, shape, options);

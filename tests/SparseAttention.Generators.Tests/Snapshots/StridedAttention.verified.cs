@@ -121,13 +121,13 @@ static partial class StridedAttention
         switch (options.ResolveIsa())
         {
             case global::SparseAttention.KernelIsa.Vector512:
-                global::SparseAttention.Cpu.CpuDecode.Prefill<Vector512Kernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuDecode.PrefillTiled<Vector512Kernel>(cache, query, key, value, output, shape, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector256:
-                global::SparseAttention.Cpu.CpuDecode.Prefill<Vector256Kernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuDecode.PrefillTiled<Vector256Kernel>(cache, query, key, value, output, shape, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector128:
-                global::SparseAttention.Cpu.CpuDecode.Prefill<Vector128Kernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuDecode.PrefillTiled<Vector128Kernel>(cache, query, key, value, output, shape, options);
                 break;
             default:
                 global::SparseAttention.Cpu.CpuDecode.Prefill<ScalarRowKernel>(cache, query, key, value, output, shape, options);
