@@ -7,11 +7,12 @@ using SparseAttention.Decode;
 namespace SparseAttention.Cpu;
 
 /// <summary>
-/// Runs generated row kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel}"/>)
-/// or a prompt in chunks (<see cref="Prefill{TKernel}"/>). Each row's keys are the pattern's own key segments
-/// (<see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, out int)"/>) mapped to the slots that
-/// hold them (<see cref="SlotMap"/>), so decode sees exactly what the whole-sequence kernels would, with the same SIMD
-/// row kernel. Generated <c>Decode</c> and <c>Prefill</c> validate their arguments, then call this.
+/// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel}"/>, the
+/// row kernel split over blocks of slots) or a prompt in chunks (<see cref="PrefillTiled{TKernel}"/>, the window band
+/// as tiles over each chunk's gathered keys; <see cref="Prefill{TKernel}"/> row by row for the scalar kernel). Each
+/// row's keys are the pattern's own key segments (<see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, out int)"/>)
+/// mapped to the slots that hold them (<see cref="SlotMap"/>), so decode sees exactly what the whole-sequence kernels
+/// would. Generated <c>Decode</c> and <c>Prefill</c> validate their arguments, then call this.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static unsafe class CpuDecode
