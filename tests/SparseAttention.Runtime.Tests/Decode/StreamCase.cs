@@ -19,13 +19,13 @@ internal sealed record StreamCase(KernelUnderTest Kernel, AttentionCheck.Inputs 
     /// A stream of 10 x W tokens, W being how far the window reaches plus the token itself, and long enough to pass
     /// the last global token by two windows, so global rows and pinned columns are exercised.
     /// </summary>
-    public static StreamCase Create(KernelUnderTest kernel, Random random, int? length = null)
+    public static StreamCase Create(KernelUnderTest kernel, Random random, int? length = null, (int Heads, int KvHeads)? heads = null)
     {
         AttentionPattern pattern = kernel.Pattern;
         int window = pattern.HasWindow ? pattern.WindowLeft * pattern.MaxDilation + 1 : 1;
         int lastGlobal = pattern.GlobalTokens.Count > 0 ? pattern.GlobalTokens[^1] : -1;
         int seqLen = length ?? Math.Max(10 * window, lastGlobal + 2 * window + 1);
-        AttentionShape shape = AttentionCheck.RandomShape(random, seqLen);
+        AttentionShape shape = heads is { } fixedHeads ? new AttentionShape(fixedHeads.Heads, fixedHeads.KvHeads, seqLen) : AttentionCheck.RandomShape(random, seqLen);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
         return new StreamCase(kernel, inputs, AttentionCheck.Reference(kernel, inputs), window);
     }

@@ -41,7 +41,8 @@ public sealed class StreamingDecodeTests
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
         var options = new AttentionOptions { Isa = isa };
-        var stream = StreamCase.Create(kernel, new Random(17 + (int)isa));
+        // Grouped-query attention on purpose: three query heads share each of two KV heads.
+        var stream = StreamCase.Create(kernel, new Random(17 + (int)isa), heads: (6, 2));
         KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
 
         // The first half as one prompt, the rest token by token.
