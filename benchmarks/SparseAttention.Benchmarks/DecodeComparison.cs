@@ -31,10 +31,10 @@ public static class DecodeComparison
         Console.WriteLine($"Per token: append its keys/values, decode its query. Latency = best of 3 runs of {TimedTokens} consecutive tokens, per token.");
         Console.WriteLine($"GFLOP/s = visible pairs ({Heads} heads x {Window} keys) x 4 x HeadDim / s. TP = TensorPrimitives decode over the same ring.");
 
-        var random = new Random(1);
-        float[] chunkKeys = RandomArray(random, Window * KvHeads * HeadDim);
-        float[] chunkValues = RandomArray(random, Window * KvHeads * HeadDim);
-        float[] query = RandomArray(random, Heads * HeadDim);
+        // A window of random tokens, appended over and over; the query is one token's [Heads, HeadDim].
+        var window = new CaseInputs(new AttentionShape(Heads, KvHeads, Window), HeadDim);
+        float[] chunkKeys = window.Key, chunkValues = window.Value;
+        float[] query = window.Query.AsSpan(0, Heads * HeadDim).ToArray();
         var output = new float[Heads * HeadDim];
         var baselineOutput = new float[Heads * HeadDim];
 
@@ -97,18 +97,17 @@ public static class DecodeComparison
         bool sameBytes = latencies.All(latency => latency.Bytes == latencies[0].Bytes);
         Console.WriteLine($"Target (issue 6): latency at {latencies[^1].Position:N0} within 1.1x of {latencies[0].Position:N0}: {flatness:F2}x {(flatness <= 1.1 ? "met" : "MISS")}; cache bytes equal at every position: {(sameBytes ? "yes" : "NO")} ({latencies[0].Bytes:N0} B).");
 
-        PrefillComparison(options, random);
+        PrefillComparison(options);
         return sameBytes ? 0 : 1;
     }
 
     /// <summary>A 16K-token prompt through Prefill (chunks of 4096, row kernels) against Forward (tiled) on the same prompt.</summary>
-    private static void PrefillComparison(AttentionOptions options, Random random)
+    private static void PrefillComparison(AttentionOptions options)
     {
         const int PromptLength = 16384;
         var shape = new AttentionShape(Heads, KvHeads, PromptLength);
-        float[] query = RandomArray(random, Heads * PromptLength * HeadDim);
-        float[] key = RandomArray(random, KvHeads * PromptLength * HeadDim);
-        float[] value = RandomArray(random, KvHeads * PromptLength * HeadDim);
+        var prompt = new CaseInputs(shape, HeadDim, seed: 2);
+        float[] query = prompt.Query, key = prompt.Key, value = prompt.Value;
         var prefilled = new float[query.Length];
         var forward = new float[query.Length];
         double prefillMs = QuickComparison.Time(() => Window4096HeadDim128.Prefill(query, key, value, prefilled, shape, Window4096HeadDim128.CreateCache(KvHeads), options), maxRuns: 2);
@@ -148,17 +147,6 @@ public static class DecodeComparison
         }
 
         return max;
-    }
-
-    private static float[] RandomArray(Random random, int length)
-    {
-        var values = new float[length];
-        for (int i = 0; i < length; i++)
-        {
-            values[i] = (float)(random.NextDouble() * 2 - 1);
-        }
-
-        return values;
     }
 
     /// <summary>

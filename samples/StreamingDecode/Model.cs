@@ -141,7 +141,8 @@ public sealed class Model
         }
     }
 
-    private static void Gather(float[] tensor, int heads, int tokens, int t, Span<float> token)
+    /// <summary>Reads one token's [heads, HeadDim] vector out of a [heads, tokens, HeadDim] tensor.</summary>
+    public static void Gather(float[] tensor, int heads, int tokens, int t, Span<float> token)
     {
         for (int head = 0; head < heads; head++)
         {

@@ -45,21 +45,17 @@ public static unsafe class CpuAttention
 
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            RunTiledPasses<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceWindow.Whole(shape.SeqLen), options);
+            RunTiledWindow<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceWindow.Whole(shape.SeqLen), options);
         }
     }
 
     /// <summary>
-    /// Runs the window band of a prefill chunk as tiles (<see cref="CpuDecode"/>): keys and values are a linear run of
-    /// <paramref name="shape"/>.SeqLen positions per KV head (spaced <paramref name="window"/>.KeyStride tokens apart,
-    /// pinned global tokens after them), queries and output only the last <paramref name="window"/>.QueryRows of them.
-    /// The pattern must have a window band and no stride.
+    /// The tiled passes over the part of a sequence <paramref name="window"/> names: the whole of it for
+    /// <see cref="RunTiled{TKernel}"/>, a prefill chunk's rows for <see cref="CpuDecode"/> (keys a linear run of
+    /// <paramref name="shape"/>.SeqLen positions per KV head, pinned global tokens after them; the pattern then has a
+    /// window band and no stride).
     /// </summary>
-    internal static void RunTiledChunk<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
-        where TKernel : struct, IAttentionTileKernel =>
-        RunTiledPasses<TKernel>(pattern, query, key, value, output, shape, window, options);
-
-    private static void RunTiledPasses<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
+    internal static void RunTiledWindow<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
     {
         int threads = Threads(options, shape with { SeqLen = window.QueryRows });
@@ -104,13 +100,20 @@ public static unsafe class CpuAttention
     public static void RunRows<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
     {
-        int threads = Threads(options, shape);
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            RowJob<TKernel> job = RowJob<TKernel>.ForThisThread();
-            job.Prepare(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
-            WorkerPool.Shared.Run(job, job.Items, threads);
+            RunRowsWindow<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceWindow.Whole(shape.SeqLen), options);
         }
+    }
+
+    /// <summary>The row schedule over the part of a sequence <paramref name="window"/> names (see <see cref="RunTiledWindow{TKernel}"/>).</summary>
+    internal static void RunRowsWindow<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
+        where TKernel : struct, IAttentionRowKernel
+    {
+        int threads = Threads(options, shape with { SeqLen = window.QueryRows });
+        RowJob<TKernel> job = RowJob<TKernel>.ForThisThread();
+        job.Prepare(pattern, query, key, value, output, shape, window, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+        WorkerPool.Shared.Run(job, job.Items, threads);
     }
 
     private static int Threads(AttentionOptions options, AttentionShape shape) =>
@@ -163,9 +166,9 @@ public static unsafe class CpuAttention
         protected SequenceWindow Window;
         protected float Scale;
 
-        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale, SequenceWindow? window = null)
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
         {
-            Window = window ?? SequenceWindow.Whole(shape.SeqLen);
+            Window = window;
             Pattern = pattern;
             Query = query;
             Key = key;
@@ -180,6 +183,39 @@ public static unsafe class CpuAttention
 
         /// <summary>Where the keys (and values) of <paramref name="head"/>'s KV head start.</summary>
         protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Window.KeyStride * headDim;
+
+        /// <summary>
+        /// The key segments of row <paramref name="position"/>, as offsets into the call's keys. For a whole sequence
+        /// they are the pattern's own. For a prefill chunk they are the pattern's at the real stream position, mapped
+        /// through the chunk's slots (the window's segment lands on the same keys, shifted; older global tokens on the
+        /// pinned slots after the linear run).
+        /// </summary>
+        protected int KeySegmentsOf(int position, int head, WorkerScratch scratch, out int firstGlobal, out bool isGlobal, out KeySegment[] segments)
+        {
+            if (Window.Slots is not { } slots)
+            {
+                isGlobal = Pattern.IsGlobal(position);
+                segments = scratch.Segments;
+                return Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, out firstGlobal);
+            }
+
+            int real = Window.PositionBase + position;
+            isGlobal = Pattern.IsGlobal(real);
+            int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, out firstGlobal);
+
+            // Map the window's segment on its own, so the segments from index 1 on are still the ones after it. Such a
+            // call has no strided bands, so the first global segment is never asked for.
+            int mapped = slots.ToSlots(scratch.Segments.AsSpan(0, 1), scratch.MappedSegments);
+            if (mapped != 1 && !isGlobal)
+            {
+                throw new InvalidOperationException("A prefill chunk's window segment must map to one run of its linear keys.");
+            }
+
+            mapped += slots.ToSlots(scratch.Segments.AsSpan(1, count - 1), scratch.MappedSegments.AsSpan(mapped));
+            segments = scratch.MappedSegments;
+            firstGlobal = 1;
+            return mapped;
+        }
     }
 
     private sealed class RowJob<TKernel> : CallJob
@@ -193,10 +229,10 @@ public static unsafe class CpuAttention
 
         public static RowJob<TKernel> ForThisThread() => t_instance ??= new RowJob<TKernel>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, float scale)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
         {
-            PrepareCall(pattern, query, key, value, output, shape, scale);
-            _blocksPerHead = (shape.SeqLen + RowsPerWorkItem - 1) / RowsPerWorkItem;
+            PrepareCall(pattern, query, key, value, output, shape, window, scale);
+            _blocksPerHead = (window.QueryRows + RowsPerWorkItem - 1) / RowsPerWorkItem;
             Items = shape.Heads * _blocksPerHead;
         }
 
@@ -205,15 +241,15 @@ public static unsafe class CpuAttention
         {
             int headDim = TKernel.HeadDim;
             int head = item / _blocksPerHead;
-            int firstRow = item % _blocksPerHead * RowsPerWorkItem;
-            int lastRow = Math.Min(firstRow + RowsPerWorkItem, Shape.SeqLen);
+            int firstRow = Window.QueryFirst + item % _blocksPerHead * RowsPerWorkItem;
+            int lastRow = Math.Min(firstRow + RowsPerWorkItem, Window.QueryFirst + Window.QueryRows);
             long kvOffset = KvOffset(head, headDim);
-            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern.MaxSegmentsPerQuery, TKernel.ScratchLength, 1, headDim, 0);
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, 1, headDim, 0);
             for (int row = firstRow; row < lastRow; row++)
             {
-                int count = Pattern.GetKeySegments(row, head, Shape.SeqLen, scratch.Segments);
+                int count = KeySegmentsOf(row, head, scratch, out _, out _, out KeySegment[] segments);
                 long rowOffset = RowOffset(head, row, headDim);
-                ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, scratch.Segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
+                ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
             }
         }
     }
@@ -264,7 +300,7 @@ public static unsafe class CpuAttention
 
         public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
         {
-            PrepareCall(pattern, query, key, value, output, shape, scale, window);
+            PrepareCall(pattern, query, key, value, output, shape, window, scale);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile;
             _rowsNeedMore = pattern.Stride > 0 || pattern.GlobalTokens.Count > 0;
             _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
@@ -409,7 +445,7 @@ public static unsafe class CpuAttention
             // The window pass hands rows on to the strided pass; the last pass a row sees finishes it.
             bool handOn = !strided && usesStrided;
             bool continueState = strided && HasWindowBand;
-            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern.MaxSegmentsPerQuery, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
 
             // The stream's first query this call computes: 0 for a whole sequence, later for a prefill chunk.
             int firstComputed = Window.QueryFirst <= residue ? 0 : (Window.QueryFirst - residue + step - 1) / step;
@@ -492,38 +528,6 @@ public static unsafe class CpuAttention
             }
         }
 
-        /// <summary>
-        /// The key segments of row <paramref name="position"/>, as offsets into the call's keys. For a whole sequence
-        /// they are the pattern's own. For a prefill chunk they are the pattern's at the real stream position, mapped
-        /// through the chunk's slots (the window's segment lands on the same keys, shifted; older global tokens on the
-        /// pinned slots after the linear run).
-        /// </summary>
-        private int KeySegmentsOf(int position, int head, WorkerScratch scratch, out int firstGlobal, out bool isGlobal, out KeySegment[] segments)
-        {
-            if (Window.Slots is not { } slots)
-            {
-                isGlobal = Pattern.IsGlobal(position);
-                segments = scratch.Segments;
-                return Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, out firstGlobal);
-            }
-
-            int real = Window.PositionBase + position;
-            isGlobal = Pattern.IsGlobal(real);
-            int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, out firstGlobal);
-
-            // Map the window's segment on its own, so the segments from index 1 on are still the ones after it.
-            int mapped = slots.ToSlots(scratch.Segments.AsSpan(0, 1), scratch.MappedSegments);
-            if (mapped != 1 && !isGlobal)
-            {
-                throw new InvalidOperationException("A prefill chunk's window segment must map to one run of its linear keys.");
-            }
-
-            mapped += slots.ToSlots(scratch.Segments.AsSpan(1, count - 1), scratch.MappedSegments.AsSpan(mapped));
-            segments = scratch.MappedSegments;
-            firstGlobal = 1;
-            return mapped;
-        }
-
         private void StoreState(int head, int position, float max, float sum, ReadOnlySpan<float> accumulator)
         {
             int headDim = TKernel.HeadDim;
@@ -552,26 +556,32 @@ public static unsafe class CpuAttention
     }
 
     /// <summary>Per-thread buffers, grown on demand and reused, so steady-state calls allocate nothing.</summary>
-    private sealed class WorkerScratch
+    internal sealed class WorkerScratch
     {
         [ThreadStatic]
         private static WorkerScratch? t_instance;
 
         public KeySegment[] Segments = Array.Empty<KeySegment>();
         public KeySegment[] MappedSegments = Array.Empty<KeySegment>();
+        public KeySegment[] ClippedSegments = Array.Empty<KeySegment>();
         public float[] RowScratch = Array.Empty<float>();
         public float[] RowMax = Array.Empty<float>();
         public float[] RowSum = Array.Empty<float>();
         public float[] Accumulators = Array.Empty<float>();
         public float[] Probabilities = Array.Empty<float>();
 
-        public static WorkerScratch ForThisThread(int segments, int rowScratch, int tileRows, int headDim, int keyTile)
+        /// <summary>
+        /// This thread's buffers, large enough for <paramref name="pattern"/>'s key segments (as positions, and mapped to
+        /// slots or clipped to a block of them by <see cref="CpuDecode"/>) and for the given tile.
+        /// </summary>
+        public static WorkerScratch ForThisThread(AttentionPattern pattern, int rowScratch, int tileRows, int headDim, int keyTile)
         {
             WorkerScratch scratch = t_instance ??= new WorkerScratch();
-            if (scratch.Segments.Length < segments)
+            if (scratch.Segments.Length < pattern.MaxSegmentsPerQuery) scratch.Segments = new KeySegment[pattern.MaxSegmentsPerQuery];
+            if (scratch.MappedSegments.Length < Decode.SlotMap.MaxSlotSegments(pattern))
             {
-                scratch.Segments = new KeySegment[segments];
-                scratch.MappedSegments = new KeySegment[2 * segments + segments];
+                scratch.MappedSegments = new KeySegment[Decode.SlotMap.MaxSlotSegments(pattern)];
+                scratch.ClippedSegments = new KeySegment[Decode.SlotMap.MaxSlotSegments(pattern)];
             }
 
             if (scratch.RowScratch.Length < rowScratch) scratch.RowScratch = new float[rowScratch];

@@ -17,9 +17,6 @@ namespace SparseAttention.Cpu;
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static unsafe class CpuDecode
 {
-    /// <summary>Query rows per work item when a prefill chunk is split over threads.</summary>
-    private const int RowsPerWorkItem = 16;
-
     /// <summary>
     /// Cache slots per decode work item. A block's keys and values (256 x HeadDim x 8 bytes: 256 KiB at HeadDim 128)
     /// stay in a core's L2 while every query head of its KV head reads them.
@@ -158,12 +155,15 @@ public static unsafe class CpuDecode
         static abstract void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options);
     }
 
-    /// <summary>Every row through the row kernel over its mapped key segments.</summary>
+    /// <summary>Every row through the row kernel over its mapped key segments (the scalar kernel, window-less patterns).</summary>
     private readonly struct RowChunk<TKernel> : IChunkRunner
         where TKernel : struct, IAttentionRowKernel
     {
-        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options) =>
-            RunRows<TKernel>(pattern, store, query, output, shape.Heads, shape.SeqLen, first, start, rows, options);
+        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
+        {
+            long rowOffset = (long)first * TKernel.HeadDim;
+            CpuAttention.RunRowsWindow<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkWindow(shape.SeqLen, start, rows), options);
+        }
     }
 
     /// <summary>
@@ -175,22 +175,9 @@ public static unsafe class CpuDecode
     {
         public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
-            int history = (int)(start - store.Map.Origin);
-            var linear = new AttentionShape(shape.Heads, shape.KvHeads, store.Map.RingSlots);
-            var window = new CpuAttention.SequenceWindow(QueryFirst: history, QueryRows: rows, QueryLayoutRows: shape.SeqLen, KeyStride: store.SlotsPerKvHead, PositionBase: (int)store.Map.Origin, Slots: store.Map);
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunTiledChunk<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, linear, window, options);
+            CpuAttention.RunTiledWindow<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkWindow(shape.SeqLen, start, rows), options);
         }
-    }
-
-    private static void RunRows<TKernel>(AttentionPattern pattern, KvStore store, float* query, float* output, int heads, int layoutRows, int firstRow, int firstPosition, int rows, AttentionOptions options)
-        where TKernel : struct, IAttentionRowKernel
-    {
-        long roughPairs = (long)heads * rows * Math.Min((long)firstPosition + rows, store.Map.RingSlots);
-        int threads = CpuAttention.Threads(options, roughPairs);
-        RowsJob<TKernel> job = RowsJob<TKernel>.ForThisThread();
-        job.Prepare(pattern, store, query, output, heads, layoutRows, firstRow, firstPosition, rows, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
-        WorkerPool.Shared.Run(job, job.Items, threads);
     }
 
     /// <summary>Keys and values as <c>[KvHeads, SlotsPerKvHead, HeadDim]</c> and where each position sits in them.</summary>
@@ -214,61 +201,16 @@ public static unsafe class CpuDecode
         public int SlotsPerKvHead { get; }
 
         public SlotMap Map { get; }
-    }
 
-    /// <summary>Rows of consecutive positions for every head, against one store; work items are (head, block of rows).</summary>
-    private sealed class RowsJob<TKernel> : WorkerPool.Job
-        where TKernel : struct, IAttentionRowKernel
-    {
-        [ThreadStatic]
-        private static RowsJob<TKernel>? t_instance;
+        /// <summary>A gathered chunk's keys seen as a sequence: its linear run, from the map's origin.</summary>
+        public AttentionShape LinearShape(int heads) => new(heads, KvHeads, Map.RingSlots);
 
-        [ThreadStatic]
-        private static RowScratch? t_scratch;
-
-        public int Items;
-        private AttentionPattern _pattern = null!;
-        private KvStore _store;
-        private float* _query, _output;
-        private int _groupSize, _layoutRows, _firstRow, _firstPosition, _rows, _blocksPerHead;
-        private float _scale;
-
-        public static RowsJob<TKernel> ForThisThread() => t_instance ??= new RowsJob<TKernel>();
-
-        public void Prepare(AttentionPattern pattern, KvStore store, float* query, float* output, int heads, int layoutRows, int firstRow, int firstPosition, int rows, float scale)
-        {
-            _pattern = pattern;
-            _store = store;
-            _query = query;
-            _output = output;
-            _groupSize = heads / store.KvHeads;
-            _layoutRows = layoutRows;
-            _firstRow = firstRow;
-            _firstPosition = firstPosition;
-            _rows = rows;
-            _scale = scale;
-            _blocksPerHead = (rows + RowsPerWorkItem - 1) / RowsPerWorkItem;
-            Items = heads * _blocksPerHead;
-        }
-
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public override void Execute(int item)
-        {
-            int headDim = TKernel.HeadDim;
-            int head = item / _blocksPerHead;
-            int firstRow = item % _blocksPerHead * RowsPerWorkItem;
-            int lastRow = Math.Min(firstRow + RowsPerWorkItem, _rows);
-            long kvOffset = (long)(head / _groupSize) * _store.SlotsPerKvHead * headDim;
-            RowScratch scratch = RowScratch.ForThisThread(ref t_scratch, _pattern, TKernel.ScratchLength, headDim);
-            for (int row = firstRow; row < lastRow; row++)
-            {
-                int position = _firstPosition + row;
-                int count = _pattern.GetKeySegments(position, head, position + 1, scratch.Positions);
-                int slots = _store.Map.ToSlots(scratch.Positions.AsSpan(0, count), scratch.Slots);
-                long rowOffset = ((long)head * _layoutRows + _firstRow + row) * headDim;
-                CpuAttention.ComputeWholeRow<TKernel>(ref *(_query + rowOffset), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), _output + rowOffset, scratch.Slots.AsSpan(0, slots), _scale, scratch.Row.AsSpan(0, TKernel.ScratchLength), scratch.Accumulator.AsSpan(0, headDim));
-            }
-        }
+        /// <summary>
+        /// The chunk's rows as a part of that sequence: <paramref name="rows"/> rows from stream position
+        /// <paramref name="start"/>, in a prompt of <paramref name="promptRows"/> rows per head.
+        /// </summary>
+        public CpuAttention.SequenceWindow ChunkWindow(int promptRows, int start, int rows) =>
+            new(QueryFirst: (int)(start - Map.Origin), QueryRows: rows, QueryLayoutRows: promptRows, KeyStride: SlotsPerKvHead, PositionBase: (int)Map.Origin, Slots: Map);
     }
 
     /// <summary>The newest token's rows, split over (KV head, block of slots); see <see cref="Decode{TKernel}"/>.</summary>
@@ -278,15 +220,16 @@ public static unsafe class CpuDecode
         [ThreadStatic]
         private static DecodeJob<TKernel>? t_instance;
 
-        [ThreadStatic]
-        private static RowScratch? t_scratch;
-
         public int Items;
         private AttentionPattern _pattern = null!;
         private KvStore _store;
         private float* _query;
-        private int _heads, _groupSize, _position, _blocks;
+        private int _heads, _groupSize, _blocks, _segmentsPerHead;
         private float _scale;
+
+        // Per head: its key segments mapped to slots (the same for every block), and how many there are.
+        private KeySegment[] _headSegments = Array.Empty<KeySegment>();
+        private int[] _headSegmentCounts = Array.Empty<int>();
 
         // Per (head, block): the partial state, max and sum then HeadDim floats of unnormalised output.
         private float[] _partials = Array.Empty<float>();
@@ -302,14 +245,20 @@ public static unsafe class CpuDecode
             _query = query;
             _heads = heads;
             _groupSize = heads / store.KvHeads;
-            _position = position;
             _scale = scale;
             _blocks = (store.SlotsPerKvHead + SlotsPerBlock - 1) / SlotsPerBlock;
             Items = store.KvHeads * _blocks;
-            int partials = heads * _blocks * PartialLength;
-            if (_partials.Length < partials)
+            Grow(ref _partials, heads * _blocks * PartialLength);
+
+            // Each head's segments once, here, rather than once per block in every work item.
+            _segmentsPerHead = SlotMap.MaxSlotSegments(pattern);
+            Grow(ref _headSegments, heads * _segmentsPerHead);
+            Grow(ref _headSegmentCounts, heads);
+            CpuAttention.WorkerScratch scratch = CpuAttention.WorkerScratch.ForThisThread(pattern, TKernel.ScratchLength, 1, TKernel.HeadDim, 0);
+            for (int head = 0; head < heads; head++)
             {
-                _partials = new float[partials];
+                int count = pattern.GetKeySegments(position, head, position + 1, scratch.Segments);
+                _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
             }
         }
 
@@ -320,19 +269,18 @@ public static unsafe class CpuDecode
             int kvHead = item / _blocks, block = item % _blocks;
             int firstSlot = block * SlotsPerBlock, endSlot = Math.Min(firstSlot + SlotsPerBlock, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
-            RowScratch scratch = RowScratch.ForThisThread(ref t_scratch, _pattern, TKernel.ScratchLength, headDim);
+            CpuAttention.WorkerScratch scratch = CpuAttention.WorkerScratch.ForThisThread(_pattern, TKernel.ScratchLength, 1, headDim, 0);
             for (int head = kvHead * _groupSize; head < (kvHead + 1) * _groupSize; head++)
             {
-                int count = _pattern.GetKeySegments(_position, head, _position + 1, scratch.Positions);
-                int slots = _store.Map.ToSlots(scratch.Positions.AsSpan(0, count), scratch.Slots);
-                int inBlock = ClipToSlots(scratch.Slots.AsSpan(0, slots), firstSlot, endSlot, scratch.Clipped);
+                ReadOnlySpan<KeySegment> slots = _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]);
+                int inBlock = ClipToSlots(slots, firstSlot, endSlot, scratch.ClippedSegments);
                 Span<float> partial = _partials.AsSpan((head * _blocks + block) * PartialLength, PartialLength);
                 float max = float.NegativeInfinity, sum = 0f;
                 Span<float> accumulator = partial.Slice(2);
                 accumulator.Clear();
                 if (inBlock > 0)
                 {
-                    TKernel.AccumulateRow(ref *(_query + (long)head * headDim), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), scratch.Clipped.AsSpan(0, inBlock), _scale, scratch.Row.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
+                    TKernel.AccumulateRow(ref *(_query + (long)head * headDim), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), scratch.ClippedSegments.AsSpan(0, inBlock), _scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
                 }
 
                 partial[0] = max;
@@ -394,30 +342,13 @@ public static unsafe class CpuDecode
 
             return count;
         }
-    }
 
-    /// <summary>Per-thread buffers for one row at a time, grown on demand, so steady-state decode allocates nothing.</summary>
-    private sealed class RowScratch
-    {
-        public KeySegment[] Positions = Array.Empty<KeySegment>();
-        public KeySegment[] Slots = Array.Empty<KeySegment>();
-        public KeySegment[] Clipped = Array.Empty<KeySegment>();
-        public float[] Row = Array.Empty<float>();
-        public float[] Accumulator = Array.Empty<float>();
-
-        public static RowScratch ForThisThread(ref RowScratch? instance, AttentionPattern pattern, int rowScratch, int headDim)
+        private static void Grow<T>(ref T[] array, int length)
         {
-            RowScratch scratch = instance ??= new RowScratch();
-            if (scratch.Positions.Length < pattern.MaxSegmentsPerQuery) scratch.Positions = new KeySegment[pattern.MaxSegmentsPerQuery];
-            if (scratch.Slots.Length < SlotMap.MaxSlotSegments(pattern))
+            if (array.Length < length)
             {
-                scratch.Slots = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
-                scratch.Clipped = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
+                array = new T[length];
             }
-
-            if (scratch.Row.Length < rowScratch) scratch.Row = new float[rowScratch];
-            if (scratch.Accumulator.Length < headDim) scratch.Accumulator = new float[headDim];
-            return scratch;
         }
     }
 }

@@ -99,18 +99,7 @@ public sealed class KvCache
             throw new ArgumentException($"value must hold as many floats as key ({key.Length}, [tokens, KvHeads, HeadDim]); it holds {value.Length}.", nameof(value));
         }
 
-        int tokens = key.Length / tokenFloats;
-        CheckRoomFor(tokens);
-        for (int token = 0; token < tokens; token++)
-        {
-            for (int kvHead = 0; kvHead < KvHeads; kvHead++)
-            {
-                int from = (token * KvHeads + kvHead) * HeadDim;
-                Store(Count + token, kvHead, key.Slice(from, HeadDim), value.Slice(from, HeadDim));
-            }
-        }
-
-        Count += tokens;
+        AppendTokens(key, value, key.Length / tokenFloats, firstOffset: 0, tokenStride: tokenFloats, kvHeadStride: HeadDim);
     }
 
     /// <summary>Forgets every token, for a new stream; the memory is kept.</summary>
@@ -118,7 +107,7 @@ public sealed class KvCache
 
     /// <summary>Whether the key and value of <paramref name="position"/> are still held (in the ring, or pinned as a global token).</summary>
     public bool Holds(long position) =>
-        position >= 0 && position < Count && (position >= OldestInRing || Array.BinarySearch(_pinnedPositions, (int)Math.Min(position, int.MaxValue)) >= 0);
+        position >= 0 && position < Count && (position >= OldestInRing || PinnedIndexOf(position) >= 0);
 
     /// <summary>
     /// Copies the key and value of <paramref name="position"/> for <paramref name="kvHead"/> into the destinations
@@ -141,7 +130,7 @@ public sealed class KvCache
             return false;
         }
 
-        int slot = position >= OldestInRing ? Map.RingSlot(position) : RingSlots + Array.BinarySearch(_pinnedPositions, (int)position);
+        int slot = position >= OldestInRing ? RingSlotOf(position) : RingSlots + PinnedIndexOf(position);
         long offset = ((long)kvHead * Capacity + slot) * HeadDim;
         _keys.AsSpan((int)offset, HeadDim).CopyTo(key);
         _values.AsSpan((int)offset, HeadDim).CopyTo(value);
@@ -173,31 +162,40 @@ public sealed class KvCache
     /// Appends tokens <paramref name="first"/> .. first + count - 1 of a sequence laid out as a kernel's key and value
     /// (<c>[KvHeads, seqLen, HeadDim]</c>), as prefill has them. The caller has validated the lengths.
     /// </summary>
-    internal void AppendFromSequence(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int seqLen, int first, int count)
+    internal void AppendFromSequence(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int seqLen, int first, int count) =>
+        AppendTokens(key, value, count, firstOffset: first * HeadDim, tokenStride: HeadDim, kvHeadStride: seqLen * HeadDim);
+
+    /// <summary>
+    /// Appends <paramref name="tokens"/> tokens whose KV head h vector starts at
+    /// <c>firstOffset + token * tokenStride + h * kvHeadStride</c>: each into its ring slot, global tokens also into
+    /// their pinned slot.
+    /// </summary>
+    private void AppendTokens(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int tokens, int firstOffset, int tokenStride, int kvHeadStride)
     {
-        CheckRoomFor(count);
-        for (int token = 0; token < count; token++)
+        CheckRoomFor(tokens);
+        for (int token = 0; token < tokens; token++)
         {
+            long position = Count + token;
+            int pinned = PinnedIndexOf(position);
             for (int kvHead = 0; kvHead < KvHeads; kvHead++)
             {
-                int from = (kvHead * seqLen + first + token) * HeadDim;
-                Store(Count + token, kvHead, key.Slice(from, HeadDim), value.Slice(from, HeadDim));
+                int from = firstOffset + token * tokenStride + kvHead * kvHeadStride;
+                long headBase = (long)kvHead * Capacity;
+                WriteSlot(headBase + RingSlotOf(position), key.Slice(from, HeadDim), value.Slice(from, HeadDim));
+                if (pinned >= 0)
+                {
+                    WriteSlot(headBase + RingSlots + pinned, key.Slice(from, HeadDim), value.Slice(from, HeadDim));
+                }
             }
         }
 
-        Count += count;
+        Count += tokens;
     }
 
-    private void Store(long position, int kvHead, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
-    {
-        long headBase = (long)kvHead * Capacity;
-        WriteSlot(headBase + (int)(position % RingSlots), key, value);
-        int pinned = Array.BinarySearch(_pinnedPositions, (int)position);
-        if (pinned >= 0)
-        {
-            WriteSlot(headBase + RingSlots + pinned, key, value);
-        }
-    }
+    private int RingSlotOf(long position) => (int)(position % RingSlots);
+
+    /// <summary>The index of <paramref name="position"/> among the global tokens, negative when it is not one.</summary>
+    private int PinnedIndexOf(long position) => position > int.MaxValue ? -1 : Array.BinarySearch(_pinnedPositions, (int)position);
 
     private void WriteSlot(long slot, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
