@@ -203,15 +203,21 @@ public static unsafe class CpuAttention
             isGlobal = Pattern.IsGlobal(real);
             int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, out firstGlobal);
 
-            // Map the window's segment on its own, so the segments from index 1 on are still the ones after it. Such a
-            // call has no strided bands, so the first global segment is never asked for.
-            int mapped = slots.ToSlots(scratch.Segments.AsSpan(0, 1), scratch.MappedSegments);
-            if (mapped != 1 && !isGlobal)
+            // With a window, its segment (always the first) is mapped on its own, so the segments from index 1 on are still
+            // the ones after it, which is what the tiled passes skip. Such a call has no strided bands, so the first
+            // global segment is never asked for. Without a window every segment is a global column: all mapped at once.
+            int mapped = 0, windowSegments = 0;
+            if (Pattern.HasWindow)
             {
-                throw new InvalidOperationException("A prefill chunk's window segment must map to one run of its linear keys.");
+                windowSegments = 1;
+                mapped = slots.ToSlots(scratch.Segments.AsSpan(0, 1), scratch.MappedSegments);
+                if (mapped != 1 && !isGlobal)
+                {
+                    throw new InvalidOperationException("A prefill chunk's window segment must map to one run of its linear keys.");
+                }
             }
 
-            mapped += slots.ToSlots(scratch.Segments.AsSpan(1, count - 1), scratch.MappedSegments.AsSpan(mapped));
+            mapped += slots.ToSlots(scratch.Segments.AsSpan(windowSegments, count - windowSegments), scratch.MappedSegments.AsSpan(mapped));
             segments = scratch.MappedSegments;
             firstGlobal = 1;
             return mapped;
