@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Linq;
 using SparseAttention.Generators.Helpers;
 
 namespace SparseAttention.Generators;
@@ -123,6 +124,8 @@ public sealed partial class AttentionGenerator
                 }
 
                 writer.Line("ref float scores = ref " + MemoryMarshalType + ".GetReference(scratch);");
+                EmitMinusInfinityComment(writer);
+                writer.Line("bool sawMinusInfinity = false;");
                 using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
                 using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
                 {
@@ -144,6 +147,7 @@ public sealed partial class AttentionGenerator
                         writer.Line("float score = " + v + ".Sum(dot);");
                         writer.Line(UnsafeType + ".Add(ref scores, k) = score;");
                         writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
+                        writer.Line("sawMinusInfinity |= score == float.NegativeInfinity;");
                     }
 
                     writer.Line();
@@ -195,6 +199,28 @@ public sealed partial class AttentionGenerator
                 {
                     writer.Line(v + ".StoreUnsafe(output" + Invariant(i) + ", ref output, " + Invariant(i * target.Lanes) + ");");
                 }
+
+                EmitPoisonOnMinusInfinity(writer);
+            }
+        }
+
+        /// <summary>
+        /// Why the kernels look for -inf scores: NaN and +inf scores reach the row's sum through the max and 2^x on their
+        /// own, but a -inf score would only get weight 0 and vanish, so it is caught explicitly.
+        /// </summary>
+        private static void EmitMinusInfinityComment(IndentedTextWriter writer)
+        {
+            writer.Line("// NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by");
+            writer.Line("// themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.");
+        }
+
+        /// <summary>The end of a row kernel: a -inf score seen in this call poisons the row's running sum.</summary>
+        private static void EmitPoisonOnMinusInfinity(IndentedTextWriter writer)
+        {
+            writer.Line();
+            using (writer.Block("if (sawMinusInfinity)"))
+            {
+                writer.Line("runningSum = float.NaN;");
             }
         }
 
@@ -234,6 +260,7 @@ public sealed partial class AttentionGenerator
                 writer.Line("ref float rowSum = ref " + MemoryMarshalType + ".GetReference(tile.RowSum);");
                 writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(tile.Probabilities);");
                 writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
+                writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
                 writer.Line("// Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.");
                 for (int t = 0; t < rows; t++)
                 {
@@ -300,6 +327,9 @@ public sealed partial class AttentionGenerator
                     writer.Line();
                     writer.Line("// Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so");
                     writer.Line("// NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).");
+                    writer.Line("// NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by");
+                    writer.Line("// themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it");
+                    writer.Line("// poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.");
                     for (int t = 0; t < rows; t++)
                     {
                         string r = Invariant(t);
@@ -317,6 +347,8 @@ public sealed partial class AttentionGenerator
                                 writer.Line(vt + " score" + Invariant(p) + " = " + v + ".LoadUnsafe(ref rowScores, " + Invariant(p * lanes) + ");");
                             }
 
+                            string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => v + ".Equals(score" + Invariant(p) + ", minusInfinity)"));
+                            string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
                             using (writer.Block("if (!full)"))
                             {
                                 writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - left));");
@@ -324,9 +356,27 @@ public sealed partial class AttentionGenerator
                                 for (int p = 0; p < panels; p++)
                                 {
                                     string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
-                                    writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(" + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last)), score" + Invariant(p) + ", " + v + ".Create(float.NegativeInfinity));");
+                                    writer.Line(vt + " visible" + Invariant(p) + " = " + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last));");
+                                }
+
+                                writer.Line();
+                                using (writer.Block("if (" + v + ".AsInt32(" + sawVisibleMinusInfinity + ") != " + intVector + ".Zero)"))
+                                {
+                                    writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                                }
+
+                                writer.Line();
+                                for (int p = 0; p < panels; p++)
+                                {
+                                    writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(visible" + Invariant(p) + ", score" + Invariant(p) + ", minusInfinity);");
                                 }
                             }
+                            using (writer.Block("else if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
+                            {
+                                writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                            }
+
+
 
                             string max = "score0";
                             for (int p = 1; p < panels; p++)
@@ -493,6 +543,8 @@ public sealed partial class AttentionGenerator
                         writer.Line("scaledQuery[d] = " + UnsafeType + ".Add(ref query, d) * scale;");
                     }
 
+                    EmitMinusInfinityComment(writer);
+                    writer.Line("bool sawMinusInfinity = false;");
                     using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
                     using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
                     {
@@ -511,6 +563,7 @@ public sealed partial class AttentionGenerator
 
                             writer.Line("scratch[k] = score;");
                             writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
+                            writer.Line("sawMinusInfinity |= score == float.NegativeInfinity;");
                         }
 
                         using (writer.Block("if (tileMax > runningMax)"))
@@ -537,6 +590,8 @@ public sealed partial class AttentionGenerator
                             }
                         }
                     }
+
+                    EmitPoisonOnMinusInfinity(writer);
                 }
             }
         }

@@ -66,7 +66,7 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(accelerator);");
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
-                writer.Line("using var transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
+                writer.Line("using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
                 writer.Line("Gpu.Launch(accelerator, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));");
                 writer.Line("transfer.Download(output);");
             }
@@ -170,6 +170,9 @@ public sealed partial class AttentionGenerator
                 writer.Line();
                 writer.Line("float runningMax = float.NegativeInfinity;");
                 writer.Line("float runningSum = 0f;");
+                writer.Line("// NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value");
+                writer.Line("// holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.");
+                writer.Line("bool poisoned = false;");
                 writer.Line("int rangeStart = GpuRangeStart(head, queryStart, queryEnd);");
                 writer.Line("int rangeEnd = GpuRangeEnd(head, queryStart, queryEnd, seqLen);");
                 writer.Line("int rangeTiles = rangeEnd > rangeStart ? (rangeEnd - rangeStart + GpuKeyTile - 1) / GpuKeyTile : 0;");
@@ -242,6 +245,12 @@ public sealed partial class AttentionGenerator
                                 {
                                     writer.Line("score += queryRow[d] * keyTile[keyRow + d];");
                                 }
+
+                                using (writer.Block("if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))"))
+                                {
+                                    writer.Line("poisoned = true;");
+                                    writer.Line("score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway");
+                                }
                             }
 
                             writer.Line("scores[k] = score;");
@@ -280,11 +289,18 @@ public sealed partial class AttentionGenerator
                 writer.Line();
                 using (writer.Block("if (active)"))
                 {
-                    writer.Line("// A row that saw no key is written as zeros.");
+                    writer.Line("// A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator");
+                    writer.Line("// (0 x inf is NaN too), and x - x is 0 only for a finite x.");
                     writer.Line("float normalizer = runningSum > 0f ? 1f / runningSum : 0f;");
                     using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
                     {
-                        writer.Line("output[queryOffset + d] = accumulator[d] * normalizer;");
+                        writer.Line("poisoned |= !(accumulator[d] - accumulator[d] == 0f);");
+                    }
+
+                    writer.Line();
+                    using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+                    {
+                        writer.Line("output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;");
                     }
                 }
             }
@@ -435,7 +451,7 @@ public sealed partial class AttentionGenerator
             }
         }
 
-        /// <summary>DESIGN.md §2's visibility rule with the pattern's constants in place, for masked tiles.</summary>
+        /// <summary>docs/design.md §2's visibility rule with the pattern's constants in place, for masked tiles.</summary>
         private static void EmitGpuIsVisible(IndentedTextWriter writer, AttentionPattern pattern)
         {
             writer.Line("/// <summary>Whether query <paramref name=\"query\"/> sees key <paramref name=\"key\"/> in head <paramref name=\"head\"/>.</summary>");

@@ -50,6 +50,76 @@ public class ArgumentValidationTests
         Assert.Equal("shape", exception.ParamName);
     }
 
+    /// <summary>
+    /// Shapes whose element counts overflow 64 bits: (2^30, 2^30, 2^29) at HeadDim 64 is 2^65 floats, which a long
+    /// product wrapped to 0, so empty spans passed and Forward returned (and a dense kernel ran 5 s, then threw
+    /// OverflowException). The message gives the true size, never a wrapped or negative one.
+    /// </summary>
+    [Theory]
+    [InlineData(1 << 30, 1 << 30, 1 << 29, 64, "36893488147419103232")]
+    [InlineData(1 << 30, 1 << 30, 1 << 30, 8, "9223372036854775808")]
+    [InlineData(int.MaxValue, 1, int.MaxValue, 64, "295147904904474918976")]
+    public void ShapeWhoseSizeWrapsSixtyFourBitsIsRejectedWithItsTrueSize(int heads, int kvHeads, int seqLen, int headDim, string trueSize)
+    {
+        ForwardWithOptions forward = headDim == 8 ? SmallWindowHeadDim8.Forward : DenseCausal.Forward;
+        var exception = Assert.Throws<ArgumentException>(() => forward(default, default, default, default, new AttentionShape(heads, kvHeads, seqLen), AttentionOptions.Default));
+        Assert.Equal("shape", exception.ParamName);
+        Assert.Contains(trueSize, exception.Message);
+        Assert.DoesNotContain("-", exception.Message.Split("floats")[0]);
+        var reference = Assert.Throws<ArgumentException>(() => ReferenceAttention.Forward(DenseCausal.Pattern, new float[64], default, default, new float[64], new AttentionShape(heads, kvHeads, seqLen)));
+        Assert.Contains(reference.ParamName, new[] { "shape", "query" });
+    }
+
+    [Theory]
+    [InlineData(float.NaN)]
+    [InlineData(float.PositiveInfinity)]
+    [InlineData(float.NegativeInfinity)]
+    [InlineData(0f)]
+    [InlineData(-0.125f)]
+    [InlineData(float.MaxValue)]
+    [InlineData(2.4e38f)]
+    public void ScaleThatIsNotAFinitePositiveBase2ScaleIsRejected(float scale)
+    {
+        var exception = Assert.Throws<ArgumentOutOfRangeException>(() => new AttentionOptions { Scale = scale });
+        Assert.Equal("Scale", exception.ParamName);
+        Assert.Contains("greater than 0", exception.Message);
+        Assert.Throws<ArgumentOutOfRangeException>(() => AttentionOptions.Default with { Scale = scale });
+    }
+
+    [Fact]
+    public void LargestScaleIsAcceptedAndIsTheLastOneFiniteInBaseTwo()
+    {
+        float largest = AttentionOptions.MaxScale;
+        Assert.True(float.IsFinite(largest * Cpu.VectorMath.Log2E));
+        Assert.False(float.IsFinite(MathF.BitIncrement(largest) * Cpu.VectorMath.Log2E));
+        Assert.Equal(largest, new AttentionOptions { Scale = largest }.Scale);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new AttentionOptions { Scale = MathF.BitIncrement(largest) });
+        Assert.Equal(float.Epsilon, new AttentionOptions { Scale = float.Epsilon }.Scale);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(int.MinValue)]
+    public void MaxDegreeOfParallelismBelowOneIsRejected(int threads)
+    {
+        var exception = Assert.Throws<ArgumentOutOfRangeException>(() => new AttentionOptions { MaxDegreeOfParallelism = threads });
+        Assert.Equal("MaxDegreeOfParallelism", exception.ParamName);
+        Assert.Equal(1, new AttentionOptions { MaxDegreeOfParallelism = 1 }.MaxDegreeOfParallelism);
+        Assert.Null(new AttentionOptions { MaxDegreeOfParallelism = null }.MaxDegreeOfParallelism);
+    }
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(5)]
+    [InlineData(99)]
+    public void UndefinedIsaIsRejected(int value)
+    {
+        var exception = Assert.Throws<ArgumentOutOfRangeException>(() => new AttentionOptions { Isa = (KernelIsa)value });
+        Assert.Equal("Isa", exception.ParamName);
+        Assert.Contains("Vector512", exception.Message);
+    }
+
     [Fact]
     public void OutputOverlappingAnInputIsRejected()
     {

@@ -134,6 +134,12 @@ public static partial class DilatedCausalWithSinks;
 [GlobalTokens(0)]
 public static partial class WindowOverSeveralDecodeBlocks;
 
+// Valid for Forward, but its rolling cache (2^31 - 1 ring slots) fits no array: CreateCache must say the window is too wide.
+// Not in DeclaredKernels.All: running it would mean a window wider than any test sequence, which other kernels cover.
+[AttentionKernel(HeadDim = 8)]
+[SlidingWindow(Size = int.MaxValue)]
+public static partial class WindowTooWideForACache;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All = new[]

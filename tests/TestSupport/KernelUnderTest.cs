@@ -115,7 +115,7 @@ public static class AttentionCheck
     }
 
     /// <summary>
-    /// DESIGN.md §2: keys a query cannot see have no influence, not even NaN or ±Inf stored in them. For each sample
+    /// docs/design.md §2: keys a query cannot see have no influence, not even NaN or ±Inf stored in them. For each sample
     /// (head, row), every key and value that row cannot see is poisoned, <paramref name="run"/> computes the output,
     /// and that row must equal the reference on <paramref name="clean"/> inputs.
     /// </summary>
@@ -162,6 +162,53 @@ public static class AttentionCheck
                 Assert.Fail($"{context}: head {head}, row {row}, dim {i % headDim}: expected {expected[i]}, got {actual[i]} (|error| {error:E2} > {Tolerance:E0}).");
             }
         }
+    }
+
+    /// <summary>
+    /// The NaN/Inf policy's comparison (docs/design.md): row by row, the reference's row is NaN in every element exactly
+    /// when the kernel's is, and every other row is finite and agrees within <see cref="Tolerance"/>, relative for rows
+    /// of large magnitude. Returns how many rows were NaN, so a caller can check its poison reached something.
+    /// </summary>
+    public static int AssertSameRowsOrNaN(float[] expected, float[] actual, AttentionShape shape, int headDim, string context)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        int poisonedRows = 0;
+        for (int start = 0; start < expected.Length; start += headDim)
+        {
+            int head = start / (shape.SeqLen * headDim), row = start / headDim % shape.SeqLen;
+            ReadOnlySpan<float> want = expected.AsSpan(start, headDim), got = actual.AsSpan(start, headDim);
+            bool wantNaN = AllNaN(want);
+            if (wantNaN)
+            {
+                poisonedRows++;
+                Assert.True(AllNaN(got), $"{context}: head {head}, row {row} must be NaN in every element (the reference's row is), but got [{string.Join(", ", got.ToArray().Take(4))}, ...].");
+                continue;
+            }
+
+            for (int d = 0; d < headDim; d++)
+            {
+                double error = Math.Abs((double)want[d] - got[d]);
+                if (!(error <= Tolerance * Math.Max(1.0, Math.Abs((double)want[d]))))
+                {
+                    Assert.Fail($"{context}: head {head}, row {row}, dim {d}: expected {want[d]}, got {got[d]} (the reference's row is finite).");
+                }
+            }
+        }
+
+        return poisonedRows;
+    }
+
+    private static bool AllNaN(ReadOnlySpan<float> row)
+    {
+        foreach (float element in row)
+        {
+            if (!float.IsNaN(element))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>Random shape with the given sequence length: 1-4 KV heads, group size 1-3.</summary>

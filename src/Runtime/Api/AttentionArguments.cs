@@ -27,7 +27,7 @@ public static class AttentionArguments
     /// </summary>
     public static void Validate(int headDim, Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape)
     {
-        ArgumentNullException.ThrowIfNull(accelerator);
+        CheckUsable(accelerator);
         CheckOnAccelerator(nameof(query), query, accelerator);
         CheckOnAccelerator(nameof(key), key, accelerator);
         CheckOnAccelerator(nameof(value), value, accelerator);
@@ -42,8 +42,9 @@ public static class AttentionArguments
     private static void ValidateLengths(int headDim, long query, long key, long value, long output, AttentionShape shape, long maxLength, string container)
     {
         ValidateShape(shape);
-        long queryLength = (long)shape.Heads * shape.SeqLen * headDim;
-        long keyLength = (long)shape.KvHeads * shape.SeqLen * headDim;
+        // In 128 bits: three ints multiply to at most 2^93, so the sizes below are exact, never wrapped.
+        Int128 queryLength = (Int128)shape.Heads * shape.SeqLen * headDim;
+        Int128 keyLength = (Int128)shape.KvHeads * shape.SeqLen * headDim;
         CheckLength(nameof(query), query, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim, maxLength, container);
         CheckLength(nameof(key), key, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
         CheckLength(nameof(value), value, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
@@ -53,11 +54,28 @@ public static class AttentionArguments
     private static ArgumentException OutputOverlaps() =>
         new("output must not share memory with query, key or value: the kernel writes output while it still reads them.", "output");
 
+    /// <summary>Throws unless <paramref name="accelerator"/> can still run kernels: not null, not disposed.</summary>
+    public static void CheckUsable(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        if (accelerator.IsDisposed)
+        {
+            throw new ArgumentException("accelerator has been disposed; create a new one (or keep its AttentionDevice alive while you use it).", nameof(accelerator));
+        }
+    }
+
     private static void CheckOnAccelerator(string parameter, ArrayView<float> view, Accelerator accelerator)
     {
         if (!view.IsValid)
         {
-            throw new ArgumentException($"{parameter} is not a valid view (default or disposed buffer).", parameter);
+            throw new ArgumentException($"{parameter} is not a valid view (a default ArrayView, with no buffer behind it).", parameter);
+        }
+
+        // A view keeps its buffer object after the buffer is disposed, and a kernel launched on it reads freed memory
+        // (on ILGPU's CPU accelerator it kills the process from a worker thread), so this is checked before every launch.
+        if (BufferOf(view).IsDisposed)
+        {
+            throw new ArgumentException($"{parameter} is a view of a disposed buffer; keep the MemoryBuffer alive (undisposed) until the kernel has run and you have read the output.", parameter);
         }
 
         if (!ReferenceEquals(view.GetAccelerator(), accelerator))
@@ -92,11 +110,11 @@ public static class AttentionArguments
         }
     }
 
-    private static void CheckLength(string parameter, long actual, long expected, string layout, int rows, int seqLen, int headDim, long maxLength, string container)
+    private static void CheckLength(string parameter, long actual, Int128 expected, string layout, int rows, int seqLen, int headDim, long maxLength, string container)
     {
         if (expected > maxLength)
         {
-            throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = [{rows}, {seqLen}, {headDim}]), more than {container} can hold.", "shape");
+            throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = [{rows}, {seqLen}, {headDim}]), more than {container} can hold ({maxLength}).", "shape");
         }
 
         if (actual != expected)

@@ -3,23 +3,95 @@ using System.Runtime.Intrinsics;
 
 namespace SparseAttention;
 
-/// <summary>Optional settings of one attention call.</summary>
+/// <summary>
+/// Optional settings of one attention call. Every setting is checked when it is set, so an options object that
+/// exists is one every kernel can run: a bad value throws <see cref="ArgumentOutOfRangeException"/> naming the
+/// property and what it accepts.
+/// </summary>
 public sealed record AttentionOptions
 {
+    private readonly float? _scale;
+    private readonly KernelIsa _isa;
+    private readonly int? _maxDegreeOfParallelism;
+
     /// <summary>The defaults: scale 1/sqrt(HeadDim), best ISA, all cores.</summary>
     public static AttentionOptions Default { get; } = new();
 
-    /// <summary>Softmax scale applied to q·k; null means 1/sqrt(HeadDim).</summary>
-    public float? Scale { get; init; }
+    /// <summary>
+    /// Softmax scale applied to q·k; null means 1/sqrt(HeadDim). It must be greater than 0 and at most
+    /// <see cref="MaxScale"/>: a NaN or infinite scale would make every score NaN or infinite, 0 or a negative scale is
+    /// almost always a bug (scale the query yourself if you mean it), and the kernels run the softmax in base 2, so
+    /// Scale x log2(e) must itself be a finite float.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is NaN, 0, negative or above <see cref="MaxScale"/>.</exception>
+    public float? Scale
+    {
+        get => _scale;
+        init
+        {
+            if (value is float scale && !(scale > 0f && scale <= MaxScale))
+            {
+                throw new ArgumentOutOfRangeException(nameof(Scale), scale, $"Scale must be greater than 0 and at most {MaxScale:R} (Scale x log2(e) must be a finite float, as the kernels work in base 2); use null for 1/sqrt(HeadDim).");
+            }
+
+            _scale = value;
+        }
+    }
+
+    /// <summary>The largest <see cref="Scale"/>: the largest float whose product with log2(e) is still finite (about 2.36e38).</summary>
+    public static float MaxScale { get; } = FindMaxScale();
 
     /// <summary>
     /// The CPU instruction set to run with. <see cref="KernelIsa.Auto"/> picks the widest one the machine
     /// accelerates; naming one forces it (a width the machine lacks still runs, in software, slowly).
     /// </summary>
-    public KernelIsa Isa { get; init; }
+    /// <exception cref="ArgumentOutOfRangeException">The value is not one of <see cref="KernelIsa"/>'s named values.</exception>
+    public KernelIsa Isa
+    {
+        get => _isa;
+        init
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(Isa), value, "Isa must be one of KernelIsa's values: Auto, Scalar, Vector128, Vector256 or Vector512.");
+            }
 
-    /// <summary>Most threads one call may use; null means all cores.</summary>
-    public int? MaxDegreeOfParallelism { get; init; }
+            _isa = value;
+        }
+    }
+
+    /// <summary>Most threads one call may use: at least 1, or null for all cores.</summary>
+    /// <exception cref="ArgumentOutOfRangeException">The value is 0 or negative.</exception>
+    public int? MaxDegreeOfParallelism
+    {
+        get => _maxDegreeOfParallelism;
+        init
+        {
+            if (value is int threads && threads < 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(MaxDegreeOfParallelism), threads, "MaxDegreeOfParallelism must be at least 1 (or null for all cores).");
+            }
+
+            _maxDegreeOfParallelism = value;
+        }
+    }
+
+    /// <summary>Counts down from the float just below float.MaxValue / log2(e) until the kernels' own product is finite.</summary>
+    private static float FindMaxScale()
+    {
+        float scale = (float)(float.MaxValue / 1.4426950408889634);
+        while (!float.IsFinite(scale * Cpu.VectorMath.Log2E))
+        {
+            scale = MathF.BitDecrement(scale);
+        }
+
+        while (float.IsFinite(MathF.BitIncrement(scale) * Cpu.VectorMath.Log2E))
+        {
+            scale = MathF.BitIncrement(scale);
+        }
+
+        return scale;
+    }
 
     /// <summary>The scale to use for a kernel of <paramref name="headDim"/>.</summary>
     public float ResolveScale(int headDim) => Scale ?? (float)(1.0 / Math.Sqrt(headDim));

@@ -134,26 +134,43 @@ public static unsafe class CpuAttention
         WriteNormalised(accumulator, sum, output);
     }
 
-    /// <summary>output = accumulator / sum; a row that saw no key (sum 0) is written as zeros.</summary>
+    /// <summary>
+    /// output = accumulator / sum. A row that saw no key (sum 0) is written as zeros. The NaN/Inf policy ends here: a row
+    /// whose sum is NaN (a non-finite visible score) or whose output has a NaN or infinity in any element (a non-finite
+    /// visible value; 0 x inf is NaN too) is written as NaN in every element, so every path gives the same answer.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
     {
-        float inverse = sum > 0f ? 1f / sum : 0f;
+        // sum >= 1 when any key was seen (the largest score contributes 2^0), so 1 / sum cannot overflow the output.
+        float inverse = sum == 0f ? 0f : 1f / sum;
         int d = 0;
+        bool finite = true;
         if (System.Numerics.Vector.IsHardwareAccelerated)
         {
             // HeadDim is a multiple of 8, so 256-bit vectors cover the row; the loop below only runs on
-            // machines with narrower vectors.
+            // machines with narrower vectors. x - x is 0 for a finite x and NaN for NaN and ±inf.
             var scale = new System.Numerics.Vector<float>(inverse);
+            var check = System.Numerics.Vector<float>.Zero;
             for (; d + System.Numerics.Vector<float>.Count <= accumulator.Length; d += System.Numerics.Vector<float>.Count)
             {
-                System.Numerics.Vector.Store(new System.Numerics.Vector<float>(accumulator.Slice(d)) * scale, output + d);
+                System.Numerics.Vector<float> normalised = new System.Numerics.Vector<float>(accumulator.Slice(d)) * scale;
+                check += normalised - normalised;
+                System.Numerics.Vector.Store(normalised, output + d);
             }
+
+            finite = System.Numerics.Vector.EqualsAll(check, System.Numerics.Vector<float>.Zero);
         }
 
         for (; d < accumulator.Length; d++)
         {
             output[d] = accumulator[d] * inverse;
+            finite &= float.IsFinite(output[d]);
+        }
+
+        if (!finite)
+        {
+            new Span<float>(output, accumulator.Length).Fill(float.NaN);
         }
     }
 
@@ -348,7 +365,7 @@ public static unsafe class CpuAttention
 
             if (Panels.Length < total)
             {
-                Panels = GC.AllocateUninitializedArray<float>(checked((int)total));
+                Panels = GC.AllocateUninitializedArray<float>(CheckedArrayLength(total, "packs the keys once per stream step (each distinct dilation, and the stride) into"));
             }
 
             PackItems = _stepCount * shape.KvHeads;
@@ -359,9 +376,23 @@ public static unsafe class CpuAttention
                 long stateFloats = (long)shape.Heads * window.QueryRows * (headDim + 2);
                 if (_state.Length < stateFloats)
                 {
-                    _state = GC.AllocateUninitializedArray<float>(checked((int)stateFloats));
+                    _state = GC.AllocateUninitializedArray<float>(CheckedArrayLength(stateFloats, "hands each row's softmax state from the window pass to the strided pass in"));
                 }
             }
+        }
+
+        /// <summary>
+        /// <paramref name="floats"/> as an array length, or an <see cref="ArgumentException"/> on the shape saying which buffer
+        /// would be too large: inputs that fit in spans can still need more scratch than one array holds.
+        /// </summary>
+        private static int CheckedArrayLength(long floats, string what)
+        {
+            if (floats > Array.MaxLength)
+            {
+                throw new ArgumentException($"This call is too large for the tiled kernel: it {what} {floats} floats, more than one array holds ({Array.MaxLength}); split it over fewer heads.", "shape");
+            }
+
+            return (int)floats;
         }
 
         private void AddStep(int step, AttentionShape shape, int headDim, int keyTile, ref long total)

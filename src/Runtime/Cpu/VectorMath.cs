@@ -8,6 +8,8 @@ namespace SparseAttention.Cpu;
 /// Vector helpers the generated kernels share. The kernels run the online softmax in base 2 (log2(e) is folded
 /// into the score scale), so the one transcendental they need is 2^x, done here with a short polynomial instead
 /// of the general-purpose exp: it costs about a dozen vector operations and is accurate to about 2e-7 relative.
+/// A NaN argument gives NaN (the clamp is <c>Vector.Max</c>, which keeps NaN, and the zero cut-off is a
+/// "less than or equal" test, which NaN fails), so a NaN score reaches the row's sum: the NaN/Inf policy relies on it.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class VectorMath
@@ -21,7 +23,7 @@ public static class VectorMath
     /// <summary>Below this 2^x is treated as exactly 0 (it would be a denormal).</summary>
     private const float Smallest = -126f;
 
-    /// <summary>2^x per lane; exactly 0 for x below -126, including -infinity.</summary>
+    /// <summary>2^x per lane; exactly 0 for x at or below -126, including -infinity; NaN for NaN (and for +infinity).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2(Vector512<float> x)
     {
@@ -36,10 +38,10 @@ public static class VectorMath
         Vector512<float> p = Vector512.FusedMultiplyAdd(Vector512.FusedMultiplyAdd(high, f2, middle), f2, low);
         Vector512<int> exponent = Vector512.ShiftLeft(Vector512.ConvertToInt32Native(whole), 23);
         Vector512<float> result = (p.AsInt32() + exponent).AsSingle();
-        return Vector512.ConditionalSelect(Vector512.GreaterThan(x, Vector512.Create(Smallest)), result, Vector512<float>.Zero);
+        return Vector512.ConditionalSelect(Vector512.LessThanOrEqual(x, Vector512.Create(Smallest)), Vector512<float>.Zero, result);
     }
 
-    /// <summary>2^x per lane; exactly 0 for x below -126, including -infinity.</summary>
+    /// <summary>2^x per lane; exactly 0 for x at or below -126, including -infinity; NaN for NaN (and for +infinity).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp2(Vector256<float> x)
     {
@@ -54,10 +56,10 @@ public static class VectorMath
         Vector256<float> p = Vector256.FusedMultiplyAdd(Vector256.FusedMultiplyAdd(high, f2, middle), f2, low);
         Vector256<int> exponent = Vector256.ShiftLeft(Vector256.ConvertToInt32Native(whole), 23);
         Vector256<float> result = (p.AsInt32() + exponent).AsSingle();
-        return Vector256.ConditionalSelect(Vector256.GreaterThan(x, Vector256.Create(Smallest)), result, Vector256<float>.Zero);
+        return Vector256.ConditionalSelect(Vector256.LessThanOrEqual(x, Vector256.Create(Smallest)), Vector256<float>.Zero, result);
     }
 
-    /// <summary>2^x per lane; exactly 0 for x below -126, including -infinity.</summary>
+    /// <summary>2^x per lane; exactly 0 for x at or below -126, including -infinity; NaN for NaN (and for +infinity).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Exp2(Vector128<float> x)
     {
@@ -72,7 +74,7 @@ public static class VectorMath
         Vector128<float> p = Vector128.FusedMultiplyAdd(Vector128.FusedMultiplyAdd(high, f2, middle), f2, low);
         Vector128<int> exponent = Vector128.ShiftLeft(Vector128.ConvertToInt32Native(whole), 23);
         Vector128<float> result = (p.AsInt32() + exponent).AsSingle();
-        return Vector128.ConditionalSelect(Vector128.GreaterThan(x, Vector128.Create(Smallest)), result, Vector128<float>.Zero);
+        return Vector128.ConditionalSelect(Vector128.LessThanOrEqual(x, Vector128.Create(Smallest)), Vector128<float>.Zero, result);
     }
 
     /// <summary>

@@ -53,7 +53,7 @@ public static class DecodeArguments
     {
         ArgumentNullException.ThrowIfNull(pattern);
         ArgumentNullException.ThrowIfNull(cache);
-        string? problem = pattern.FindStreamingProblem();
+        string? problem = pattern.FindStreamingProblem(headDim);
         if (problem != null)
         {
             throw new NotSupportedException("This kernel cannot decode with a rolling KV cache: " + problem + ".");

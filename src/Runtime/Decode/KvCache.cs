@@ -26,7 +26,7 @@ public sealed class KvCache
     /// Creates an empty cache for <paramref name="pattern"/>. The generated <c>CreateCache(kvHeads)</c> calls this with
     /// the kernel's own pattern and HeadDim, which is what its <c>Decode</c> and <c>Prefill</c> accept.
     /// </summary>
-    /// <exception cref="NotSupportedException">The pattern cannot be decoded with a bounded cache (see <see cref="AttentionPattern.FindStreamingProblem"/>).</exception>
+    /// <exception cref="NotSupportedException">The pattern cannot be decoded with a bounded cache, or one KV head's ring would not fit in an array (see <see cref="AttentionPattern.FindStreamingProblem(int)"/>).</exception>
     /// <exception cref="ArgumentException"><paramref name="kvHeads"/> or <paramref name="headDim"/> is not positive, or the cache would be too large.</exception>
     public KvCache(AttentionPattern pattern, int kvHeads, int headDim)
     {
@@ -41,19 +41,26 @@ public sealed class KvCache
             throw new ArgumentException($"headDim must be at least 1; got {headDim}.", nameof(headDim));
         }
 
+        // The pattern's own limits first (one KV head's ring must fit), so a too-wide window is named as the cause.
+        string? problem = pattern.FindStreamingProblem(headDim);
+        if (problem != null)
+        {
+            throw new NotSupportedException("This pattern cannot be decoded with a rolling KV cache: " + problem + ".");
+        }
+
         Pattern = pattern;
         KvHeads = kvHeads;
         HeadDim = headDim;
         RingSlots = pattern.StreamingRingSlots;
         _pinnedPositions = pattern.GlobalTokens.ToArray();
-        long floats = (long)kvHeads * Capacity * headDim;
+        Int128 floats = (Int128)kvHeads * Capacity * headDim;
         if (floats > Array.MaxLength)
         {
-            throw new ArgumentException($"A cache of {kvHeads} KV heads x {Capacity} slots x HeadDim {headDim} needs {floats} floats per tensor, more than one array holds; use fewer KV heads per cache.", nameof(kvHeads));
+            throw new ArgumentException($"A cache of {kvHeads} KV heads x {Capacity} slots x HeadDim {headDim} needs {floats} floats per tensor, more than one array holds ({Array.MaxLength}); use fewer KV heads per cache (one cache per group of KV heads).", nameof(kvHeads));
         }
 
-        _keys = new float[floats];
-        _values = new float[floats];
+        _keys = new float[(long)floats];
+        _values = new float[(long)floats];
     }
 
     /// <summary>The pattern the cache was sized for.</summary>

@@ -27,7 +27,7 @@ public sealed class HostTransfer : IDisposable
     /// <summary>Allocates device buffers for a call and copies the inputs into them.</summary>
     public static HostTransfer Upload(Accelerator accelerator, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, int outputLength)
     {
-        ArgumentNullException.ThrowIfNull(accelerator);
+        AttentionArguments.CheckUsable(accelerator);
         var buffers = new MemoryBuffer1D<float, Stride1D.Dense>[4];
         try
         {

@@ -7,7 +7,7 @@ namespace SparseAttention
         /// <summary>
         /// Whether a rolling KV cache can serve this pattern token by token: it is causal (a token's output never
         /// waits for later tokens) and every key a query sees is either within a bounded distance before it or a
-        /// global token. <see cref="FindStreamingProblem"/> says why not when it cannot.
+        /// global token. <see cref="FindStreamingProblem()"/> says why not when it cannot.
         /// </summary>
         public bool SupportsStreaming => FindStreamingProblem() == null;
 
@@ -46,6 +46,36 @@ namespace SparseAttention
         }
 
         /// <summary>
+        /// As <see cref="FindStreamingProblem()"/>, and also null only when a cache for one KV head with
+        /// <paramref name="headDim"/> floats per slot fits in one array: a window of a billion keys is a valid pattern
+        /// for <c>Forward</c>, but its rolling cache cannot be allocated. The generator's analyzer passes the declared
+        /// HeadDim, so SPA0011 names this reason at compile time too.
+        /// </summary>
+        public string? FindStreamingProblem(int headDim)
+        {
+            string? problem = FindStreamingProblem();
+            if (problem != null || headDim < 1)
+            {
+                return problem;
+            }
+
+            // Ring and pinned slots are each at most int.MaxValue, and HeadDim at most 256 in practice: no long overflow.
+            long slots = RingSlotsNeeded() + _globalTokens.Length;
+            long floats = slots * headDim;
+            if (floats > MaxArrayLength)
+            {
+                return "a rolling cache for it would need " + slots + " slots x HeadDim " + headDim + " = " + floats
+                    + " floats per KV head, more than one array can hold (" + MaxArrayLength + "); "
+                    + "make the window (Left x Dilation) smaller";
+            }
+
+            return null;
+        }
+
+        /// <summary>The most elements one .NET array may hold (<c>Array.MaxLength</c>, which netstandard2.0 lacks).</summary>
+        internal const long MaxArrayLength = 0x7FFFFFC7;
+
+        /// <summary>
         /// The newest token plus the window's reach back, and at least every position up to the last global token.
         /// </summary>
         private long RingSlotsNeeded()
@@ -61,7 +91,7 @@ namespace SparseAttention
         /// token's own row sees every key before it. Positions leave the ring in order; global tokens are also kept in
         /// pinned slots outside it (<see cref="GlobalTokens"/>), which is all a later query needs of them.
         /// </summary>
-        /// <exception cref="NotSupportedException">The pattern cannot be streamed (<see cref="FindStreamingProblem"/>).</exception>
+        /// <exception cref="NotSupportedException">The pattern cannot be streamed (<see cref="FindStreamingProblem()"/>).</exception>
         public int StreamingRingSlots
         {
             get

@@ -14,7 +14,7 @@ namespace SparseAttention
     /// <code>
     /// visible(i, j) = (window(i,j) OR strided(i,j) OR global(i,j)) AND (not Causal OR j &lt;= i)
     /// </code>
-    /// A pattern with no component at all is dense (causal or not). See DESIGN.md §2.
+    /// A pattern with no component at all is dense (causal or not). See docs/design.md §2.
     /// </remarks>
 #if SPARSEATTENTION_GENERATOR
     internal
@@ -175,7 +175,7 @@ namespace SparseAttention
 
         /// <summary>
         /// Whether query <paramref name="query"/> may attend key <paramref name="key"/> in query head
-        /// <paramref name="head"/>: the pattern's definition, written directly from DESIGN.md §2.
+        /// <paramref name="head"/>: the pattern's definition, written directly from docs/design.md §2.
         /// </summary>
         public bool IsVisible(int query, int key, int head = 0)
         {

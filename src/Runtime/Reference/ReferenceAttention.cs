@@ -6,7 +6,9 @@ namespace SparseAttention;
 /// The slow, obviously correct attention everything is tested against: for every (head, query) it tests
 /// every key with <see cref="AttentionPattern.IsVisible"/>, and accumulates in double precision. Keys a query
 /// cannot see are never read, so NaN or Inf stored there cannot reach its output. A query that sees no key
-/// gets a row of zeros.
+/// gets a row of zeros. The NaN/Inf policy (docs/design.md) is written out here as the rule every kernel follows:
+/// a visible score that is NaN, infinite or beyond fp32's range (in the kernels' base-2 units), or a visible value
+/// holding NaN or ±inf, makes the whole row NaN.
 /// </summary>
 public static class ReferenceAttention
 {
@@ -52,19 +54,33 @@ public static class ReferenceAttention
         double scale = (options ?? AttentionOptions.Default).ResolveScale(headDim);
         int kvHead = shape.KvHeadOf(head);
         ReadOnlySpan<float> q = query.Slice((head * shape.SeqLen + position) * headDim, headDim);
+        Span<double> row = destination.Slice(0, headDim);
 
-        // Pass 1: the largest score, so the exponentials cannot overflow.
+        // Pass 1: the largest score, so the exponentials cannot overflow; and the NaN/Inf policy's checks on what
+        // this row sees: a score that is not a finite fp32 number, or a value with NaN or ±inf, makes the row NaN.
         double max = double.NegativeInfinity;
+        bool sawKey = false;
         for (int j = 0; j < shape.SeqLen; j++)
         {
-            if (pattern.IsVisible(position, j, head))
+            if (!pattern.IsVisible(position, j, head))
             {
-                max = Math.Max(max, Score(q, key.Slice((kvHead * shape.SeqLen + j) * headDim, headDim), scale));
+                continue;
             }
+
+            int offset = (kvHead * shape.SeqLen + j) * headDim;
+            double score = Score(q, key.Slice(offset, headDim), scale);
+            if (!IsFiniteScore(score) || !IsFinite(value.Slice(offset, headDim)))
+            {
+                row.Fill(double.NaN);
+                return;
+            }
+
+            max = Math.Max(max, score);
+            sawKey = true;
         }
 
-        destination.Slice(0, headDim).Clear();
-        if (double.IsNegativeInfinity(max))
+        row.Clear();
+        if (!sawKey)
         {
             return; // No visible key: a row of zeros.
         }
@@ -84,15 +100,36 @@ public static class ReferenceAttention
             ReadOnlySpan<float> v = value.Slice(offset, headDim);
             for (int d = 0; d < headDim; d++)
             {
-                destination[d] += weight * v[d];
+                row[d] += weight * v[d];
             }
         }
 
         for (int d = 0; d < headDim; d++)
         {
-            destination[d] /= sum;
+            row[d] /= sum;
         }
     }
+
+    /// <summary>
+    /// Whether a score is one the kernels hold as a finite fp32 number. They run the softmax in base 2, so what they hold
+    /// is score x log2(e): beyond float.MaxValue that overflows to ±inf, and the row is NaN on every path.
+    /// </summary>
+    private static bool IsFiniteScore(double score) => double.IsFinite(score) && Math.Abs(score * Log2E) <= float.MaxValue;
+
+    private static bool IsFinite(ReadOnlySpan<float> vector)
+    {
+        foreach (float element in vector)
+        {
+            if (!float.IsFinite(element))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    private const double Log2E = 1.4426950408889634;
 
     /// <summary>
     /// The largest |actual - reference| over the given (head, position) rows of an output laid out like

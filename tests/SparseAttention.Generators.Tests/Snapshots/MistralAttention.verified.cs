@@ -175,7 +175,7 @@ namespace MyModel
             global::System.ArgumentNullException.ThrowIfNull(accelerator);
             global::System.ArgumentNullException.ThrowIfNull(options);
             global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
-            using var transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
+            using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
             Gpu.Launch(accelerator, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));
             transfer.Download(output);
         }
@@ -232,6 +232,9 @@ namespace MyModel
                 global::System.Runtime.Intrinsics.Vector512<float> output6 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref output, 96);
                 global::System.Runtime.Intrinsics.Vector512<float> output7 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref output, 112);
                 ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                bool sawMinusInfinity = false;
                 foreach (global::SparseAttention.KeySegment segment in segments)
                 {
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -256,6 +259,7 @@ namespace MyModel
                             float score = global::System.Runtime.Intrinsics.Vector512.Sum(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
+                            sawMinusInfinity |= score == float.NegativeInfinity;
                         }
 
                         // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -314,6 +318,11 @@ namespace MyModel
                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5, ref output, 80);
                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output6, ref output, 96);
                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output7, ref output, 112);
+
+                if (sawMinusInfinity)
+                {
+                    runningSum = float.NaN;
+                }
             }
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -336,6 +345,7 @@ namespace MyModel
                 ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                 ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                global::System.Runtime.Intrinsics.Vector512<float> minusInfinity = global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity);
                 // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -555,6 +565,9 @@ namespace MyModel
 
                     // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                     // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                    // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                    // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                    // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                     float rescale0 = 1f;
                     float rescale1 = 1f;
                     float rescale2 = 1f;
@@ -571,10 +584,24 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query0 - left));
                             global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -616,10 +643,24 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query1 - left));
                             global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -661,10 +702,24 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query2 - left));
                             global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -706,10 +761,24 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query3 - left));
                             global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -751,10 +820,24 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query4 - left));
                             global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -796,10 +879,24 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query5 - left));
                             global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                            global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1391,6 +1488,9 @@ namespace MyModel
                 global::System.Runtime.Intrinsics.Vector256<float> output14 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref output, 112);
                 global::System.Runtime.Intrinsics.Vector256<float> output15 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref output, 120);
                 ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                bool sawMinusInfinity = false;
                 foreach (global::SparseAttention.KeySegment segment in segments)
                 {
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -1423,6 +1523,7 @@ namespace MyModel
                             float score = global::System.Runtime.Intrinsics.Vector256.Sum(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
+                            sawMinusInfinity |= score == float.NegativeInfinity;
                         }
 
                         // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -1505,6 +1606,11 @@ namespace MyModel
                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output13, ref output, 104);
                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output14, ref output, 112);
                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output15, ref output, 120);
+
+                if (sawMinusInfinity)
+                {
+                    runningSum = float.NaN;
+                }
             }
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -1527,6 +1633,7 @@ namespace MyModel
                 ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                 ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
                 // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -1628,6 +1735,9 @@ namespace MyModel
 
                     // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                     // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                    // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                    // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                    // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                     float rescale0 = 1f;
                     float rescale1 = 1f;
                     float rescale2 = 1f;
@@ -1640,8 +1750,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
                             global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1675,8 +1797,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
                             global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1710,8 +1844,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
                             global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1745,8 +1891,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
                             global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2560,6 +2718,9 @@ namespace MyModel
                 global::System.Runtime.Intrinsics.Vector128<float> output30 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref output, 120);
                 global::System.Runtime.Intrinsics.Vector128<float> output31 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref output, 124);
                 ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                bool sawMinusInfinity = false;
                 foreach (global::SparseAttention.KeySegment segment in segments)
                 {
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -2608,6 +2769,7 @@ namespace MyModel
                             float score = global::System.Runtime.Intrinsics.Vector128.Sum(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
+                            sawMinusInfinity |= score == float.NegativeInfinity;
                         }
 
                         // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -2738,6 +2900,11 @@ namespace MyModel
                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output29, ref output, 116);
                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output30, ref output, 120);
                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output31, ref output, 124);
+
+                if (sawMinusInfinity)
+                {
+                    runningSum = float.NaN;
+                }
             }
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -2760,6 +2927,7 @@ namespace MyModel
                 ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                 ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
                 // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -2861,6 +3029,9 @@ namespace MyModel
 
                     // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                     // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                    // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                    // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                    // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                     float rescale0 = 1f;
                     float rescale1 = 1f;
                     float rescale2 = 1f;
@@ -2873,8 +3044,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
                             global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -2908,8 +3091,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
                             global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -2943,8 +3138,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
                             global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -2978,8 +3185,20 @@ namespace MyModel
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
                             global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                        }
+                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -4399,6 +4618,9 @@ namespace MyModel
                 {
                     scaledQuery[d] = global::System.Runtime.CompilerServices.Unsafe.Add(ref query, d) * scale;
                 }
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                bool sawMinusInfinity = false;
                 foreach (global::SparseAttention.KeySegment segment in segments)
                 {
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -4417,6 +4639,7 @@ namespace MyModel
                             }
                             scratch[k] = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
+                            sawMinusInfinity |= score == float.NegativeInfinity;
                         }
                         if (tileMax > runningMax)
                         {
@@ -4440,6 +4663,11 @@ namespace MyModel
                             }
                         }
                     }
+                }
+
+                if (sawMinusInfinity)
+                {
+                    runningSum = float.NaN;
                 }
             }
         }
@@ -4485,6 +4713,9 @@ namespace MyModel
 
             float runningMax = float.NegativeInfinity;
             float runningSum = 0f;
+            // NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value
+            // holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.
+            bool poisoned = false;
             int rangeStart = GpuRangeStart(head, queryStart, queryEnd);
             int rangeEnd = GpuRangeEnd(head, queryStart, queryEnd, seqLen);
             int rangeTiles = rangeEnd > rangeStart ? (rangeEnd - rangeStart + GpuKeyTile - 1) / GpuKeyTile : 0;
@@ -4527,6 +4758,11 @@ namespace MyModel
                             {
                                 score += queryRow[d] * keyTile[keyRow + d];
                             }
+                            if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))
+                            {
+                                poisoned = true;
+                                score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway
+                            }
                         }
                         scores[k] = score;
                         tileMax = global::System.Math.Max(tileMax, score);
@@ -4562,11 +4798,17 @@ namespace MyModel
 
             if (active)
             {
-                // A row that saw no key is written as zeros.
+                // A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator
+                // (0 x inf is NaN too), and x - x is 0 only for a finite x.
                 float normalizer = runningSum > 0f ? 1f / runningSum : 0f;
                 for (int d = 0; d < HeadDim; d++)
                 {
-                    output[queryOffset + d] = accumulator[d] * normalizer;
+                    poisoned |= !(accumulator[d] - accumulator[d] == 0f);
+                }
+
+                for (int d = 0; d < HeadDim; d++)
+                {
+                    output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;
                 }
             }
         }

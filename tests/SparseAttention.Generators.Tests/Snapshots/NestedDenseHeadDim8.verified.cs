@@ -169,7 +169,7 @@ namespace Outer.Layers
                 global::System.ArgumentNullException.ThrowIfNull(accelerator);
                 global::System.ArgumentNullException.ThrowIfNull(options);
                 global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
-                using var transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
+                using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
                 Gpu.Launch(accelerator, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));
                 transfer.Download(output);
             }
@@ -212,6 +212,9 @@ namespace Outer.Layers
                     global::System.Runtime.Intrinsics.Vector256<float> query0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref query, 0) * scale;
                     global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref output, 0);
                     ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+                    // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                    // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                    bool sawMinusInfinity = false;
                     foreach (global::SparseAttention.KeySegment segment in segments)
                     {
                         for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -229,6 +232,7 @@ namespace Outer.Layers
                                 float score = global::System.Runtime.Intrinsics.Vector256.Sum(dot);
                                 global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                                 tileMax = global::System.MathF.Max(tileMax, score);
+                                sawMinusInfinity |= score == float.NegativeInfinity;
                             }
 
                             // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -266,6 +270,11 @@ namespace Outer.Layers
                         }
                     }
                     global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref output, 0);
+
+                    if (sawMinusInfinity)
+                    {
+                        runningSum = float.NaN;
+                    }
                 }
 
                 [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -288,6 +297,7 @@ namespace Outer.Layers
                     ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                     ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                     ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                    global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
                     // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
                     global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
                     global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -389,6 +399,9 @@ namespace Outer.Layers
 
                         // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                         // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                        // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                        // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                        // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                         float rescale0 = 1f;
                         float rescale1 = 1f;
                         float rescale2 = 1f;
@@ -401,8 +414,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
                                 global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -436,8 +461,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
                                 global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -471,8 +508,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
                                 global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -506,8 +555,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
                                 global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -692,6 +753,9 @@ namespace Outer.Layers
                     global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref output, 0);
                     global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref output, 4);
                     ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+                    // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                    // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                    bool sawMinusInfinity = false;
                     foreach (global::SparseAttention.KeySegment segment in segments)
                     {
                         for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -710,6 +774,7 @@ namespace Outer.Layers
                                 float score = global::System.Runtime.Intrinsics.Vector128.Sum(dot);
                                 global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                                 tileMax = global::System.MathF.Max(tileMax, score);
+                                sawMinusInfinity |= score == float.NegativeInfinity;
                             }
 
                             // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -750,6 +815,11 @@ namespace Outer.Layers
                     }
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref output, 0);
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref output, 4);
+
+                    if (sawMinusInfinity)
+                    {
+                        runningSum = float.NaN;
+                    }
                 }
 
                 [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -772,6 +842,7 @@ namespace Outer.Layers
                     ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
                     ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
                     ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                    global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
                     // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
                     global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
                     global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -873,6 +944,9 @@ namespace Outer.Layers
 
                         // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                         // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                        // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                        // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                        // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                         float rescale0 = 1f;
                         float rescale1 = 1f;
                         float rescale2 = 1f;
@@ -885,8 +959,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
                                 global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -920,8 +1006,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
                                 global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -955,8 +1053,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
                                 global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -990,8 +1100,20 @@ namespace Outer.Layers
                             {
                                 global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
                                 global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
                             ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                             float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -1199,6 +1321,9 @@ namespace Outer.Layers
                     {
                         scaledQuery[d] = global::System.Runtime.CompilerServices.Unsafe.Add(ref query, d) * scale;
                     }
+                    // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                    // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+                    bool sawMinusInfinity = false;
                     foreach (global::SparseAttention.KeySegment segment in segments)
                     {
                         for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -1217,6 +1342,7 @@ namespace Outer.Layers
                                 }
                                 scratch[k] = score;
                                 tileMax = global::System.MathF.Max(tileMax, score);
+                                sawMinusInfinity |= score == float.NegativeInfinity;
                             }
                             if (tileMax > runningMax)
                             {
@@ -1240,6 +1366,11 @@ namespace Outer.Layers
                                 }
                             }
                         }
+                    }
+
+                    if (sawMinusInfinity)
+                    {
+                        runningSum = float.NaN;
                     }
                 }
             }
@@ -1285,6 +1416,9 @@ namespace Outer.Layers
 
                 float runningMax = float.NegativeInfinity;
                 float runningSum = 0f;
+                // NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value
+                // holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.
+                bool poisoned = false;
                 int rangeStart = GpuRangeStart(head, queryStart, queryEnd);
                 int rangeEnd = GpuRangeEnd(head, queryStart, queryEnd, seqLen);
                 int rangeTiles = rangeEnd > rangeStart ? (rangeEnd - rangeStart + GpuKeyTile - 1) / GpuKeyTile : 0;
@@ -1327,6 +1461,11 @@ namespace Outer.Layers
                                 {
                                     score += queryRow[d] * keyTile[keyRow + d];
                                 }
+                                if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))
+                                {
+                                    poisoned = true;
+                                    score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway
+                                }
                             }
                             scores[k] = score;
                             tileMax = global::System.Math.Max(tileMax, score);
@@ -1362,11 +1501,17 @@ namespace Outer.Layers
 
                 if (active)
                 {
-                    // A row that saw no key is written as zeros.
+                    // A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator
+                    // (0 x inf is NaN too), and x - x is 0 only for a finite x.
                     float normalizer = runningSum > 0f ? 1f / runningSum : 0f;
                     for (int d = 0; d < HeadDim; d++)
                     {
-                        output[queryOffset + d] = accumulator[d] * normalizer;
+                        poisoned |= !(accumulator[d] - accumulator[d] == 0f);
+                    }
+
+                    for (int d = 0; d < HeadDim; d++)
+                    {
+                        output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;
                     }
                 }
             }

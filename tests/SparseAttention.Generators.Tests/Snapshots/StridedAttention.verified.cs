@@ -171,7 +171,7 @@ static partial class StridedAttention
         global::System.ArgumentNullException.ThrowIfNull(accelerator);
         global::System.ArgumentNullException.ThrowIfNull(options);
         global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
-        using var transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
+        using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
         Gpu.Launch(accelerator, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));
         transfer.Download(output);
     }
@@ -216,6 +216,9 @@ static partial class StridedAttention
             global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref output, 0);
             global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref output, 16);
             ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+            // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+            // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+            bool sawMinusInfinity = false;
             foreach (global::SparseAttention.KeySegment segment in segments)
             {
                 for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -234,6 +237,7 @@ static partial class StridedAttention
                         float score = global::System.Runtime.Intrinsics.Vector512.Sum(dot);
                         global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                         tileMax = global::System.MathF.Max(tileMax, score);
+                        sawMinusInfinity |= score == float.NegativeInfinity;
                     }
 
                     // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -274,6 +278,11 @@ static partial class StridedAttention
             }
             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref output, 0);
             global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref output, 16);
+
+            if (sawMinusInfinity)
+            {
+                runningSum = float.NaN;
+            }
         }
 
         [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -296,6 +305,7 @@ static partial class StridedAttention
             ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
             ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
             ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            global::System.Runtime.Intrinsics.Vector512<float> minusInfinity = global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity);
             // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
             global::System.Runtime.Intrinsics.Vector512<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
             global::System.Runtime.Intrinsics.Vector512<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -515,6 +525,9 @@ static partial class StridedAttention
 
                 // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                 // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                 float rescale0 = 1f;
                 float rescale1 = 1f;
                 float rescale2 = 1f;
@@ -531,10 +544,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query0 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -576,10 +603,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query1 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -621,10 +662,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query2 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -666,10 +721,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query3 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -711,10 +780,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query4 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -756,10 +839,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query5 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1054,6 +1151,7 @@ static partial class StridedAttention
             ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
             ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
             ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            global::System.Runtime.Intrinsics.Vector512<float> minusInfinity = global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity);
             // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
             global::System.Runtime.Intrinsics.Vector512<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
             global::System.Runtime.Intrinsics.Vector512<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -1273,6 +1371,9 @@ static partial class StridedAttention
 
                 // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                 // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                 float rescale0 = 1f;
                 float rescale1 = 1f;
                 float rescale2 = 1f;
@@ -1289,10 +1390,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query0 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1334,10 +1449,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query1 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1379,10 +1508,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query2 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1424,10 +1567,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query3 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1469,10 +1626,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query4 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1514,10 +1685,24 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(0, query5 - left));
                         global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last)), score1, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last)), score2, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
-                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last)), score3, global::System.Runtime.Intrinsics.Vector512.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
+                        global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        {
+                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
+                        score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
+                        score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                    {
+                        rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1815,6 +2000,9 @@ static partial class StridedAttention
             global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref output, 16);
             global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref output, 24);
             ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+            // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+            // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+            bool sawMinusInfinity = false;
             foreach (global::SparseAttention.KeySegment segment in segments)
             {
                 for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -1835,6 +2023,7 @@ static partial class StridedAttention
                         float score = global::System.Runtime.Intrinsics.Vector256.Sum(dot);
                         global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                         tileMax = global::System.MathF.Max(tileMax, score);
+                        sawMinusInfinity |= score == float.NegativeInfinity;
                     }
 
                     // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -1881,6 +2070,11 @@ static partial class StridedAttention
             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref output, 8);
             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref output, 16);
             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref output, 24);
+
+            if (sawMinusInfinity)
+            {
+                runningSum = float.NaN;
+            }
         }
 
         [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -1903,6 +2097,7 @@ static partial class StridedAttention
             ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
             ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
             ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
             // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
             global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
             global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -2004,6 +2199,9 @@ static partial class StridedAttention
 
                 // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                 // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                 float rescale0 = 1f;
                 float rescale1 = 1f;
                 float rescale2 = 1f;
@@ -2016,8 +2214,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2051,8 +2261,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2086,8 +2308,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2121,8 +2355,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2405,6 +2651,7 @@ static partial class StridedAttention
             ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
             ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
             ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
             // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
             global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
             global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -2506,6 +2753,9 @@ static partial class StridedAttention
 
                 // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                 // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                 float rescale0 = 1f;
                 float rescale1 = 1f;
                 float rescale2 = 1f;
@@ -2518,8 +2768,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query0 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2553,8 +2815,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query1 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2588,8 +2862,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query2 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2623,8 +2909,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(0, query3 - left));
                         global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last)), score1, global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                    {
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -2918,6 +3216,9 @@ static partial class StridedAttention
             global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref output, 24);
             global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref output, 28);
             ref float scores = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch);
+            // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+            // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+            bool sawMinusInfinity = false;
             foreach (global::SparseAttention.KeySegment segment in segments)
             {
                 for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -2942,6 +3243,7 @@ static partial class StridedAttention
                         float score = global::System.Runtime.Intrinsics.Vector128.Sum(dot);
                         global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                         tileMax = global::System.MathF.Max(tileMax, score);
+                        sawMinusInfinity |= score == float.NegativeInfinity;
                     }
 
                     // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
@@ -3000,6 +3302,11 @@ static partial class StridedAttention
             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref output, 20);
             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref output, 24);
             global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref output, 28);
+
+            if (sawMinusInfinity)
+            {
+                runningSum = float.NaN;
+            }
         }
 
         [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
@@ -3022,6 +3329,7 @@ static partial class StridedAttention
             ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
             ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
             ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
             // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
             global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
             global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -3123,6 +3431,9 @@ static partial class StridedAttention
 
                 // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                 // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                 float rescale0 = 1f;
                 float rescale1 = 1f;
                 float rescale2 = 1f;
@@ -3135,8 +3446,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3170,8 +3493,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3205,8 +3540,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3240,8 +3587,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3660,6 +4019,7 @@ static partial class StridedAttention
             ref float rowSum = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowSum);
             ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Probabilities);
             ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+            global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
             // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
             global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
             global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
@@ -3761,6 +4121,9 @@ static partial class StridedAttention
 
                 // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
                 // NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).
+                // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+                // themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it
+                // poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.
                 float rescale0 = 1f;
                 float rescale1 = 1f;
                 float rescale2 = 1f;
@@ -3773,8 +4136,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query0 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3808,8 +4183,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query1 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3843,8 +4230,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query2 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3878,8 +4277,20 @@ static partial class StridedAttention
                     {
                         global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(0, query3 - left));
                         global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
-                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last)), score0, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
-                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last)), score1, global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                        global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                        if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        {
+                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                        }
+
+                        score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                        score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                    }
+                    else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                    {
+                        rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                     }
                     ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                     float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -4291,6 +4702,9 @@ static partial class StridedAttention
             {
                 scaledQuery[d] = global::System.Runtime.CompilerServices.Unsafe.Add(ref query, d) * scale;
             }
+            // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
+            // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
+            bool sawMinusInfinity = false;
             foreach (global::SparseAttention.KeySegment segment in segments)
             {
                 for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
@@ -4309,6 +4723,7 @@ static partial class StridedAttention
                         }
                         scratch[k] = score;
                         tileMax = global::System.MathF.Max(tileMax, score);
+                        sawMinusInfinity |= score == float.NegativeInfinity;
                     }
                     if (tileMax > runningMax)
                     {
@@ -4332,6 +4747,11 @@ static partial class StridedAttention
                         }
                     }
                 }
+            }
+
+            if (sawMinusInfinity)
+            {
+                runningSum = float.NaN;
             }
         }
     }
@@ -4377,6 +4797,9 @@ static partial class StridedAttention
 
         float runningMax = float.NegativeInfinity;
         float runningSum = 0f;
+        // NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value
+        // holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.
+        bool poisoned = false;
         int rangeStart = GpuRangeStart(head, queryStart, queryEnd);
         int rangeEnd = GpuRangeEnd(head, queryStart, queryEnd, seqLen);
         int rangeTiles = rangeEnd > rangeStart ? (rangeEnd - rangeStart + GpuKeyTile - 1) / GpuKeyTile : 0;
@@ -4419,6 +4842,11 @@ static partial class StridedAttention
                         {
                             score += queryRow[d] * keyTile[keyRow + d];
                         }
+                        if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))
+                        {
+                            poisoned = true;
+                            score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway
+                        }
                     }
                     scores[k] = score;
                     tileMax = global::System.Math.Max(tileMax, score);
@@ -4454,11 +4882,17 @@ static partial class StridedAttention
 
         if (active)
         {
-            // A row that saw no key is written as zeros.
+            // A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator
+            // (0 x inf is NaN too), and x - x is 0 only for a finite x.
             float normalizer = runningSum > 0f ? 1f / runningSum : 0f;
             for (int d = 0; d < HeadDim; d++)
             {
-                output[queryOffset + d] = accumulator[d] * normalizer;
+                poisoned |= !(accumulator[d] - accumulator[d] == 0f);
+            }
+
+            for (int d = 0; d < HeadDim; d++)
+            {
+                output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;
             }
         }
     }

@@ -83,6 +83,35 @@ public sealed class StreamingArgumentTests
         Assert.Contains(reason, exception.Message);
     }
 
+    /// <summary>
+    /// SlidingWindow(Size = int.MaxValue) is a valid pattern for Forward, but its ring of 2^31 - 1 slots cannot be
+    /// allocated even for one KV head. CreateCache used to blame the KV heads ("use fewer KV heads per cache"); the window
+    /// is the cause, and it is named, as SPA0011 names it at compile time.
+    /// </summary>
+    [Fact]
+    public void A_window_too_wide_for_any_cache_is_refused_as_the_window_not_the_kv_heads()
+    {
+        KernelUnderTest kernel = KernelUnderTest.FromType(typeof(WindowTooWideForACache));
+        Assert.True(kernel.Pattern.SupportsStreaming); // the pattern alone is fine; its size in floats is not
+        string? problem = kernel.Pattern.FindStreamingProblem(kernel.HeadDim);
+        Assert.NotNull(problem);
+        Assert.Contains("make the window (Left x Dilation) smaller", problem);
+        var exception = Assert.Throws<NotSupportedException>(() => kernel.Streaming!.CreateCache(1));
+        Assert.Contains("2147483647 slots x HeadDim 8", exception.Message);
+        Assert.DoesNotContain("KV heads", exception.Message);
+    }
+
+    [Fact]
+    public void A_cache_too_large_only_for_its_kv_heads_names_the_kv_heads()
+    {
+        // A window of 2^24 keys at HeadDim 8 fits one KV head (2^27 floats), not 64 of them.
+        var pattern = AttentionPattern.SlidingWindow(1 << 24);
+        Assert.Null(pattern.FindStreamingProblem(8));
+        var exception = Assert.Throws<ArgumentException>(() => new KvCache(pattern, kvHeads: 64, headDim: 8));
+        Assert.Equal("kvHeads", exception.ParamName);
+        Assert.Contains("8589934592 floats", exception.Message);
+    }
+
     [Fact]
     public void A_cache_needs_at_least_one_kv_head()
     {

@@ -99,6 +99,57 @@ public class GpuArgumentValidationTests(IlgpuCpuDevice fixture)
         Assert.Equal("query", exception.ParamName);
     }
 
+    /// <summary>
+    /// A view keeps its buffer object after the buffer is disposed; launching on it read freed memory and killed the
+    /// process from ILGPU's worker threads. Each of the four views is rejected, naming it, before anything is queued.
+    /// </summary>
+    [Theory]
+    [InlineData("query")]
+    [InlineData("key")]
+    [InlineData("value")]
+    [InlineData("output")]
+    public void ViewOfADisposedBufferIsRejected(string parameter)
+    {
+        using var query = Filled(QueryLength);
+        using var key = Filled(KvLength);
+        using var value = Filled(KvLength);
+        using var output = Filled(QueryLength);
+        MemoryBuffer1D<float, Stride1D.Dense> disposed = Filled(parameter is "query" or "output" ? QueryLength : KvLength);
+        ArrayView<float> view = disposed.View;
+        disposed.Dispose();
+        var exception = Assert.Throws<ArgumentException>(() => DenseCausal.Forward(
+            Accelerator,
+            parameter == "query" ? view : query.View,
+            parameter == "key" ? view : key.View,
+            parameter == "value" ? view : value.View,
+            parameter == "output" ? view : output.View,
+            Shape));
+        Assert.Equal(parameter, exception.ParamName);
+        Assert.Contains("disposed buffer", exception.Message);
+    }
+
+    [Fact]
+    public void DisposedAcceleratorIsRejected()
+    {
+        AttentionDevice other = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        Accelerator accelerator = other.Accelerator!;
+        other.Dispose();
+        var onSpans = Assert.Throws<ArgumentException>(() => DenseCausal.Forward(accelerator, new float[QueryLength], new float[KvLength], new float[KvLength], new float[QueryLength], Shape));
+        Assert.Equal("accelerator", onSpans.ParamName);
+        Assert.Throws<ObjectDisposedException>(() => DenseCausal.Forward(other, new float[QueryLength], new float[KvLength], new float[KvLength], new float[QueryLength], Shape));
+    }
+
+    [Fact]
+    public void ShapeWhoseSizeWrapsSixtyFourBitsIsRejectedWithItsTrueSize()
+    {
+        using var buffer = Filled(64);
+        using var output = Filled(64);
+        // 2^30 heads x 2^29 tokens x 64 = 2^65 floats: a 64-bit product wraps to 0.
+        var exception = Assert.Throws<ArgumentException>(() => DenseCausal.Forward(Accelerator, buffer.View, buffer.View, buffer.View, output.View, new AttentionShape(1 << 30, 1 << 30, 1 << 29)));
+        Assert.Equal("shape", exception.ParamName);
+        Assert.Contains("36893488147419103232", exception.Message);
+    }
+
     [Fact]
     public void NullAcceleratorAndOptionsAreRejected()
     {
