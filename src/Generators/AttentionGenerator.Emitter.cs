@@ -17,7 +17,57 @@ public sealed partial class AttentionGenerator
 
         private const string GeneratedCode = "[global::System.CodeDom.Compiler.GeneratedCode(\"SparseAttention.Generators\", \"{0}\")]";
 
-        public static string HintName(KernelModel kernel) => kernel.Hierarchy.FullName.Replace('<', '_').Replace('>', '_') + ".g.cs";
+        /// <summary>
+        /// The generated file's name: the kernel's dotted name with anything but ASCII letters, digits, '_' and '.' replaced
+        /// by '_', then a hash of the exact name. Roslyn compares hint names ignoring case and accepts only file-name
+        /// characters, so <c>Attn</c> and <c>ATTN</c>, or <c>Ω</c> and <c>Ψ</c>, would otherwise collide and take every
+        /// kernel's output down with them (CS8785); the hash keeps each name unique and the same from build to build.
+        /// </summary>
+        public static string HintName(KernelModel kernel)
+        {
+            string name = kernel.Hierarchy.FullName;
+            var text = new System.Text.StringBuilder(name.Length + 16);
+            foreach (char character in name)
+            {
+                text.Append(character is (>= 'a' and <= 'z') or (>= 'A' and <= 'Z') or (>= '0' and <= '9') or '_' or '.' ? character : '_');
+            }
+
+            return text.Append('.').Append(StableHash(name).ToString("x8", CultureInfo.InvariantCulture)).Append(".g.cs").ToString();
+        }
+
+        /// <summary>FNV-1a over the UTF-16 code units: the same on every machine and run (string.GetHashCode is randomised per process).</summary>
+        private static uint StableHash(string text)
+        {
+            uint hash = 2166136261;
+            foreach (char character in text)
+            {
+                hash = (hash ^ character) * 16777619;
+            }
+
+            return hash;
+        }
+
+        /// <summary>
+        /// Emits <paramref name="kernel"/>, or says why it could not: the generator reports that as SPA0014 for this
+        /// declaration alone. Cancellation still propagates, as the compiler expects.
+        /// </summary>
+        public static bool TryEmit(KernelModel kernel, out string hintName, out string source, out string? failure)
+        {
+            hintName = "";
+            source = "";
+            try
+            {
+                hintName = HintName(kernel);
+                source = Emit(kernel);
+                failure = null;
+                return true;
+            }
+            catch (System.Exception exception) when (exception is not System.OperationCanceledException)
+            {
+                failure = exception.GetType().Name + ": " + exception.Message;
+                return false;
+            }
+        }
 
         public static string Emit(KernelModel kernel)
         {
@@ -33,7 +83,7 @@ public sealed partial class AttentionGenerator
             writer.Line("// online softmax, QKᵀ register-blocked against transposed key panels; only boundary tiles test a mask. A stride runs");
             writer.Line("// as the same tiles over residue streams of step Stride when the streams are long enough. Keys no band covers (global");
             writer.Line("// columns, short-stream strided runs) and global rows use the row kernel over AttentionPattern.GetKeySegments.");
-            string? streamingProblem = runtimePattern.FindStreamingProblem();
+            string? streamingProblem = runtimePattern.FindStreamingProblem(pattern.HeadDim);
             if (streamingProblem is null)
             {
                 writer.Line("// Decode (CreateCache, Decode, Prefill): a rolling KV cache of " + Invariant(runtimePattern.StreamingRingSlots) + " ring slots + " + Invariant(runtimePattern.GlobalTokens.Count) + " pinned global-token slots per KV head.");

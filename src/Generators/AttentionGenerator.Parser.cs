@@ -26,6 +26,16 @@ public sealed partial class AttentionGenerator
         public const int MaxHeadDim = 256;
         public const int HeadDimMultiple = 8;
 
+        /// <summary>
+        /// The oldest C# the generated code compiles with. The kernels are structs implementing interfaces with static
+        /// abstract members (C# 11), which is how the runtime's schedules call them without a virtual call per tile, and
+        /// they call .NET 10's vector APIs, whose generic overloads carry <c>allows ref struct</c> (C# 13 to bind).
+        /// </summary>
+        public const LanguageVersion MinimumLanguageVersion = LanguageVersion.CSharp13;
+
+        /// <summary>The same version as a project file's &lt;LangVersion&gt; writes it.</summary>
+        private const string MinimumLanguageVersionNumber = "13";
+
         public const string Namespace = "SparseAttention.";
         public const string KernelAttribute = Namespace + "AttentionKernelAttribute";
 
@@ -46,6 +56,11 @@ public sealed partial class AttentionGenerator
             if (kernel is null)
             {
                 return null;
+            }
+
+            if (kernel.ApplicationSyntaxReference?.SyntaxTree.Options is CSharpParseOptions { LanguageVersion: var version } && version < MinimumLanguageVersion)
+            {
+                report.Add(DiagnosticDescriptors.LanguageVersionTooLow, AttributeLocation(kernel), type.Name, MinimumLanguageVersion.ToDisplayString(), version.ToDisplayString(), MinimumLanguageVersionNumber);
             }
 
             HierarchyInfo? hierarchy = ReadHierarchy(type, kernel, report);
@@ -81,11 +96,13 @@ public sealed partial class AttentionGenerator
             // once one part is partial, so a missing 'partial' shows up on a single-part class).
             bool isStaticPartial = type.TypeKind == TypeKind.Class && !type.IsRecord && type.IsStatic && AllPartsPartial(type);
             bool containersArePartial = true;
-            var types = new List<ContainingTypeInfo> { new("static partial class", type.Name) };
+            var types = new List<ContainingTypeInfo> { new("static partial class", Identifier(type.Name)) };
+            var plainNames = new List<string> { type.Name };
             for (INamedTypeSymbol? container = type.ContainingType; container is not null; container = container.ContainingType)
             {
                 containersArePartial &= AllPartsPartial(container) && !container.IsGenericType;
-                types.Insert(0, new ContainingTypeInfo(TypeKeyword(container), container.Name));
+                types.Insert(0, new ContainingTypeInfo(TypeKeyword(container), Identifier(container.Name)));
+                plainNames.Insert(0, container.Name);
             }
 
             if (!isStaticPartial || !containersArePartial || type.IsGenericType)
@@ -94,9 +111,23 @@ public sealed partial class AttentionGenerator
                 return null;
             }
 
-            string? ns = type.ContainingNamespace is { IsGlobalNamespace: false } containing ? containing.ToDisplayString() : null;
-            return new HierarchyInfo(ns, new EquatableArray<ContainingTypeInfo>(types));
+            var namespaces = new List<string>();
+            for (INamespaceSymbol? ns = type.ContainingNamespace; ns is { IsGlobalNamespace: false }; ns = ns.ContainingNamespace)
+            {
+                namespaces.Insert(0, ns.Name);
+            }
+
+            string? escapedNamespace = namespaces.Count == 0 ? null : string.Join(".", namespaces.Select(Identifier));
+            string fullName = string.Join(".", namespaces.Concat(plainNames));
+            return new HierarchyInfo(escapedNamespace, new EquatableArray<ContainingTypeInfo>(types), fullName);
         }
+
+        /// <summary>
+        /// <paramref name="name"/> as a C# identifier: a keyword (reserved, like <c>object</c>, or contextual, like
+        /// <c>record</c> or <c>required</c>, which some declarations refuse unescaped) gets the '@' that makes it a name.
+        /// </summary>
+        internal static string Identifier(string name) =>
+            SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None || SyntaxFacts.GetContextualKeywordKind(name) != SyntaxKind.None ? "@" + name : name;
 
         private static bool AllPartsPartial(INamedTypeSymbol type)
         {
@@ -208,6 +239,15 @@ public sealed partial class AttentionGenerator
 
             int[] dilations = dilation is null ? Array.Empty<int>() : ArrayArgument(dilation);
             int[] globalTokens = globals is null ? Array.Empty<int>() : ArrayArgument(globals);
+            if (dilation is not null && dilations.Length == 0)
+            {
+                report.Add(DiagnosticDescriptors.EmptyValueList, AttributeLocation(dilation), "Dilation", type.Name, "dilations (every head keeps dilation 1)", "give one per head, e.g. [Dilation(2)] or [Dilation(1, 2)],");
+            }
+
+            if (globals is not null && globalTokens.Length == 0)
+            {
+                report.Add(DiagnosticDescriptors.EmptyValueList, AttributeLocation(globals), "GlobalTokens", type.Name, "positions (no token becomes global)", "list the global token positions, e.g. [GlobalTokens(0)],");
+            }
             int? stride = strided is null ? null : NamedInt(strided, "Stride") ?? 0;
 
             // The runtime's own rules, so a declaration the generator accepts is one AttentionPattern accepts.

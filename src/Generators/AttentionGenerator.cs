@@ -39,7 +39,9 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
             .ForAttributeWithMetadataName(
                 AttentionKernelAttributeName,
                 predicate: static (node, _) => node is Microsoft.CodeAnalysis.CSharp.Syntax.ClassDeclarationSyntax,
-                transform: static (context, cancellationToken) => Parser.Parse((INamedTypeSymbol)context.TargetSymbol, diagnostics: null, cancellationToken))
+                transform: static (context, cancellationToken) => IsFirstKernelDeclaration(context)
+                    ? Parser.Parse((INamedTypeSymbol)context.TargetSymbol, diagnostics: null, cancellationToken)
+                    : null)
             .WithTrackingName(TrackingNames.Parse)
             .Where(static kernel => kernel is not null)
             .Select(static (kernel, _) => kernel!)
@@ -56,7 +58,45 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
             .Combine(gpuAvailable)
             .Select(static (pair, _) => pair.Left with { EmitGpu = pair.Right })
             .WithTrackingName(TrackingNames.Outputs);
-        context.RegisterSourceOutput(outputs, static (output, kernel) =>
-            output.AddSource(Emitter.HintName(kernel), Emitter.Emit(kernel)));
+        context.RegisterSourceOutput(outputs, static (output, kernel) => AddKernel(output, kernel));
+    }
+
+    /// <summary>
+    /// Adds one kernel's source. An exception in a source output makes the compiler drop every generator output (CS8785),
+    /// so an emitter failure — always a bug — is kept to this declaration: no code for it, and SPA0014 naming it. The
+    /// compiler checks hint names after this callback returns, so those are made legal and unique by construction
+    /// (<see cref="Emitter.HintName"/>, one model per type).
+    /// </summary>
+    private static void AddKernel(SourceProductionContext output, KernelModel kernel)
+    {
+        if (Emitter.TryEmit(kernel, out string hintName, out string source, out string? failure))
+        {
+            output.AddSource(hintName, source);
+        }
+        else
+        {
+            output.ReportDiagnostic(Diagnostic.Create(Diagnostics.DiagnosticDescriptors.GenerationFailed, Location.None, kernel.Hierarchy.FullName, failure));
+        }
+    }
+
+    /// <summary>
+    /// Whether this syntax node carries the type's first <c>[AttentionKernel]</c>. A partial class with the attribute on
+    /// two parts (the compiler's CS0579) reaches the pipeline once per part; one model per type keeps its hint name unique.
+    /// </summary>
+    private static bool IsFirstKernelDeclaration(GeneratorAttributeSyntaxContext context)
+    {
+        SyntaxReference? first = null;
+        foreach (AttributeData attribute in context.TargetSymbol.GetAttributes())
+        {
+            if (attribute.AttributeClass?.ToDisplayString() == AttentionKernelAttributeName)
+            {
+                first = attribute.ApplicationSyntaxReference;
+                break;
+            }
+        }
+
+        // context.Attributes lists the matching attributes of every part, so the test is on the node: does the first
+        // attribute's list belong to this declaration?
+        return first is null || first.SyntaxTree == context.TargetNode.SyntaxTree && first.GetSyntax().Parent?.Parent == context.TargetNode;
     }
 }

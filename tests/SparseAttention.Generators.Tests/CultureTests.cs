@@ -30,7 +30,7 @@ public class CultureTests
             try
             {
                 CultureInfo.CurrentCulture = culture;
-                return GeneratorHarness.Run(source).Source("K.g.cs");
+                return GeneratorHarness.Run(source).Source("K");
             }
             finally
             {

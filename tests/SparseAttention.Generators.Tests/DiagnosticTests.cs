@@ -37,7 +37,15 @@ public class DiagnosticTests
         { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64, Causal = false)] [SlidingWindow(Left = 4, Right = 4)] public static partial class K; static class Use { static void Run(KvCache cache) { [|K.Decode(new float[64], cache, new float[64])|]; } }", "'K.Decode' always throws: the pattern is bidirectional" },
         { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] public static partial class K; static class Use { static KvCache Run() => [|K.CreateCache(8)|]; }", "[SlidingWindow(Size = W)]" },
         { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [Strided(Stride = 4)] public static partial class K; static class Use { static void Run(KvCache cache) { System.Action<float[], KvCache, float[]> decode = (q, c, o) => [|K.Prefill(q, q, q, o, new AttentionShape(1, 1, 1), c)|]; } }", "remove [Strided]" },
+        { "SPA0011", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 8)] [SlidingWindow(Size = int.MaxValue)] public static partial class K; static class Use { static KvCache Run() => [|K.CreateCache(1)|]; }", "make the window (Left x Dilation) smaller" },
+        { "SPA0012", DiagnosticSeverity.Error, "[[|AttentionKernel(HeadDim = 64)|]] [SlidingWindow(Size = 8)] public static partial class K;", "needs C# 13.0 or later" },
+        { "SPA0013", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [[|GlobalTokens()|]] public static partial class K;", "[GlobalTokens] on 'K' lists no positions" },
+        { "SPA0013", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [[|Dilation()|]] public static partial class K;", "[Dilation] on 'K' lists no dilations" },
+        { "SPA0013", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [[|Dilation(new int[0])|]] public static partial class K;", "so it changes nothing" },
     };
+
+    /// <summary>The C# version a row's project compiles with, where it is not the latest.</summary>
+    private static readonly Dictionary<string, Microsoft.CodeAnalysis.CSharp.LanguageVersion> LanguageVersions = new() { ["SPA0012"] = Microsoft.CodeAnalysis.CSharp.LanguageVersion.CSharp10 };
 
     /// <summary>IDs reported at a call rather than on a declaration: the kernel is valid and generated.</summary>
     private static readonly HashSet<string> CallSiteIds = new() { "SPA0011" };
@@ -47,7 +55,7 @@ public class DiagnosticTests
     public void AnalyzerReportsTheIdAtTheArgumentWithItsSeverity(string id, DiagnosticSeverity severity, string markedSource, string messageFragment)
     {
         (string source, int start, int end) = Unmark(markedSource);
-        GeneratorHarness.Result result = GeneratorHarness.Run(source);
+        GeneratorHarness.Result result = GeneratorHarness.Run(LanguageVersions.GetValueOrDefault(id, Microsoft.CodeAnalysis.CSharp.LanguageVersion.Latest), source);
         Diagnostic diagnostic = Assert.Single(GeneratorHarness.Analyze(result.Output));
         Assert.Equal(id, diagnostic.Id);
         Assert.Equal(severity, diagnostic.Severity);

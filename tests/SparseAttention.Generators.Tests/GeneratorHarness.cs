@@ -26,28 +26,44 @@ internal static class GeneratorHarness
             .ToImmutableArray();
     }
 
-    public static CSharpCompilation CreateCompilation(params string[] sources) => CSharpCompilation.Create(
+    public static CSharpCompilation CreateCompilation(params string[] sources) => CreateCompilation(LanguageVersion.Latest, sources);
+
+    /// <summary>A compilation of <paramref name="sources"/> as a project with <c>&lt;LangVersion&gt;</c> <paramref name="languageVersion"/> builds it.</summary>
+    public static CSharpCompilation CreateCompilation(LanguageVersion languageVersion, params string[] sources) => CSharpCompilation.Create(
         "UserAssembly" + Guid.NewGuid().ToString("N"),
-        sources.Select((source, index) => CSharpSyntaxTree.ParseText(source, ParseOptions, path: $"Source{index}.cs")),
+        sources.Select((source, index) => CSharpSyntaxTree.ParseText(source, ParseOptions.WithLanguageVersion(languageVersion), path: $"Source{index}.cs")),
         References,
         new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, optimizationLevel: OptimizationLevel.Release, nullableContextOptions: NullableContextOptions.Enable));
 
-    public static GeneratorDriver CreateDriver(bool trackSteps = false) => CSharpGeneratorDriver.Create(
+    public static GeneratorDriver CreateDriver(bool trackSteps = false, LanguageVersion languageVersion = LanguageVersion.Latest) => CSharpGeneratorDriver.Create(
         new[] { new AttentionGenerator().AsSourceGenerator() },
-        parseOptions: ParseOptions,
+        parseOptions: ParseOptions.WithLanguageVersion(languageVersion),
         driverOptions: new GeneratorDriverOptions(IncrementalGeneratorOutputKind.None, trackIncrementalGeneratorSteps: trackSteps));
 
     public sealed record Result(Compilation Output, ImmutableArray<Diagnostic> GeneratorDiagnostics, GeneratorDriverRunResult Run)
     {
-        public string Source(string hintName) => Run.Results.Single().GeneratedSources.Single(source => source.HintName == hintName).SourceText.ToString();
+        /// <summary>
+        /// The generated source of the kernel named <paramref name="fullName"/> (namespace and types, dotted): its hint
+        /// name is that name, a hash of it, and ".g.cs".
+        /// </summary>
+        public string Source(string fullName) => Run.Results.Single().GeneratedSources.Single(source => IsHintNameOf(source.HintName, fullName)).SourceText.ToString();
 
         public ImmutableArray<Diagnostic> CompilationErrors => Output.GetDiagnostics().Where(diagnostic => diagnostic.Severity == DiagnosticSeverity.Error).ToImmutableArray();
     }
 
-    public static Result Run(params string[] sources)
+    /// <summary>Whether <paramref name="hintName"/> is <c>{fullName}.{8 hex digits}.g.cs</c>.</summary>
+    public static bool IsHintNameOf(string hintName, string fullName) =>
+        hintName.StartsWith(fullName + ".", StringComparison.Ordinal)
+        && hintName.EndsWith(".g.cs", StringComparison.Ordinal)
+        && hintName.Length == fullName.Length + 1 + 8 + ".g.cs".Length
+        && hintName.Substring(fullName.Length + 1, 8).All(Uri.IsHexDigit);
+
+    public static Result Run(params string[] sources) => Run(LanguageVersion.Latest, sources);
+
+    public static Result Run(LanguageVersion languageVersion, params string[] sources)
     {
-        CSharpCompilation compilation = CreateCompilation(sources);
-        GeneratorDriver driver = CreateDriver().RunGeneratorsAndUpdateCompilation(compilation, out Compilation output, out ImmutableArray<Diagnostic> diagnostics);
+        CSharpCompilation compilation = CreateCompilation(languageVersion, sources);
+        GeneratorDriver driver = CreateDriver(languageVersion: languageVersion).RunGeneratorsAndUpdateCompilation(compilation, out Compilation output, out ImmutableArray<Diagnostic> diagnostics);
         return new Result(output, diagnostics, driver.GetRunResult());
     }
 

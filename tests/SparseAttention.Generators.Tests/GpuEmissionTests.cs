@@ -21,7 +21,7 @@ public class GpuEmissionTests
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(Kernel);
         Assert.Empty(result.CompilationErrors);
-        string source = result.Source("App.ManyGlobals.g.cs");
+        string source = result.Source("App.ManyGlobals");
         Assert.Contains("private static void GpuKernel(", source);
         Assert.Contains("public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query", source);
         Assert.Contains("public static void Forward(global::SparseAttention.AttentionDevice device", source);

@@ -6,7 +6,7 @@ public class SnapshotTests
     public static TheoryData<string, string, string> Declarations() => new()
     {
         {
-            "MistralAttention", "MyModel.MistralAttention.g.cs",
+            "MistralAttention", "MyModel.MistralAttention",
             """
             using SparseAttention;
             namespace MyModel;
@@ -17,7 +17,7 @@ public class SnapshotTests
             """
         },
         {
-            "LongformerAttention", "MyModel.LongformerAttention.g.cs",
+            "LongformerAttention", "MyModel.LongformerAttention",
             """
             using SparseAttention;
             namespace MyModel;
@@ -30,7 +30,7 @@ public class SnapshotTests
             """
         },
         {
-            "StridedAttention", "StridedAttention.g.cs",
+            "StridedAttention", "StridedAttention",
             """
             using SparseAttention;
 
@@ -41,7 +41,7 @@ public class SnapshotTests
             """
         },
         {
-            "NestedDenseHeadDim8", "Outer.Layers.Container.Dense.g.cs",
+            "NestedDenseHeadDim8", "Outer.Layers.Container.Dense",
             """
             using SparseAttention;
             namespace Outer.Layers
@@ -58,11 +58,11 @@ public class SnapshotTests
 
     [Theory]
     [MemberData(nameof(Declarations))]
-    public void GeneratedSourceMatchesSnapshot(string name, string hintName, string source)
+    public void GeneratedSourceMatchesSnapshot(string name, string fullName, string source)
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(source);
         Assert.Empty(result.GeneratorDiagnostics);
         Assert.Empty(result.CompilationErrors);
-        Snapshot.Verify(name, result.Source(hintName));
+        Snapshot.Verify(name, result.Source(fullName));
     }
 }

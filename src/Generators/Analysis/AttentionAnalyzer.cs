@@ -13,12 +13,12 @@ namespace SparseAttention.Generators;
 /// It runs the generator's own <see cref="AttentionGenerator.Parser"/>, so what it accepts is exactly what the
 /// generator emits code for; the generator itself reports nothing. It also reports calls that can only throw: the
 /// streaming members (<c>CreateCache</c>, <c>Decode</c>, <c>Prefill</c>) of a kernel whose pattern a rolling cache
-/// cannot serve, with the reason <see cref="AttentionPattern.FindStreamingProblem"/> gives the runtime.
+/// cannot serve, with the reason <see cref="AttentionPattern.FindStreamingProblem(int)"/> gives the runtime.
 /// </summary>
 [DiagnosticAnalyzer(LanguageNames.CSharp)]
 public sealed class AttentionAnalyzer : DiagnosticAnalyzer
 {
-    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(DiagnosticDescriptors.All);
+    public override ImmutableArray<DiagnosticDescriptor> SupportedDiagnostics { get; } = ImmutableArray.Create(DiagnosticDescriptors.Analyzer);
 
     public override void Initialize(AnalysisContext context)
     {
@@ -47,7 +47,7 @@ public sealed class AttentionAnalyzer : DiagnosticAnalyzer
 
         // A declaration with errors is reported on its attributes and has no generated members to call.
         Models.KernelModel? kernel = AttentionGenerator.Parser.Parse(method.ContainingType, diagnostics: null, context.CancellationToken);
-        string? problem = kernel is null ? null : AttentionGenerator.Emitter.ToRuntimePattern(kernel.Pattern).FindStreamingProblem();
+        string? problem = kernel is null ? null : AttentionGenerator.Emitter.ToRuntimePattern(kernel.Pattern).FindStreamingProblem(kernel.Pattern.HeadDim);
         if (problem is not null)
         {
             context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.StreamingNotSupported, context.Operation.Syntax.GetLocation(), method.ContainingType.Name, method.Name, problem));

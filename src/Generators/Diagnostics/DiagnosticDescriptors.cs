@@ -1,3 +1,4 @@
+using System.Linq;
 using Microsoft.CodeAnalysis;
 
 namespace SparseAttention.Generators.Diagnostics;
@@ -28,6 +29,9 @@ internal static class DiagnosticDescriptors
     public const string CausalHidesRightId = "SPA0009";
     public const string PatternWithoutKernelId = "SPA0010";
     public const string StreamingNotSupportedId = "SPA0011";
+    public const string LanguageVersionTooLowId = "SPA0012";
+    public const string EmptyValueListId = "SPA0013";
+    public const string GenerationFailedId = "SPA0014";
 
     public static readonly DiagnosticDescriptor KernelClassShape = Create(
         KernelClassShapeId,
@@ -95,13 +99,37 @@ internal static class DiagnosticDescriptors
         "'{0}.{1}' always throws: {2}",
         DiagnosticSeverity.Error);
 
-    /// <summary>Every descriptor, for the analyzer's SupportedDiagnostics and the catalog test.</summary>
-    public static readonly DiagnosticDescriptor[] All =
+    public static readonly DiagnosticDescriptor LanguageVersionTooLow = Create(
+        LanguageVersionTooLowId,
+        "C# version too old for the generated kernels",
+        "'{0}' needs C# {1} or later: the generated kernels implement static abstract interface members and call .NET 10 vector APIs that only C# 13 binds; this project compiles with C# {2}. Set <LangVersion>{3}</LangVersion> or later in the project file, or remove <LangVersion> to use the SDK's default (C# 14 on .NET 10).",
+        DiagnosticSeverity.Error);
+
+    public static readonly DiagnosticDescriptor EmptyValueList = Create(
+        EmptyValueListId,
+        "Pattern attribute lists no values",
+        "[{0}] on '{1}' lists no {2}, so it changes nothing; {3} or remove [{0}]",
+        DiagnosticSeverity.Warning);
+
+    public static readonly DiagnosticDescriptor GenerationFailed = Create(
+        GenerationFailedId,
+        "Kernel could not be generated",
+        "SparseAttention could not generate '{0}' ({1}); its members are missing, every other kernel is generated. This is a bug in SparseAttention: please report it with the declaration.",
+        DiagnosticSeverity.Error);
+
+    /// <summary>What <see cref="AttentionAnalyzer"/> reports: every validation rule.</summary>
+    public static readonly DiagnosticDescriptor[] Analyzer =
     {
         KernelClassShape, UnsupportedHeadDim, InvalidPatternValue, WindowSizeWithLeftRight, MalformedAttribute,
         DilationWithoutWindow, DilationWithoutEffect, DuplicateGlobalToken, CausalHidesRight, PatternWithoutKernel,
-        StreamingNotSupported,
+        StreamingNotSupported, LanguageVersionTooLow, EmptyValueList,
     };
+
+    /// <summary>
+    /// Every descriptor, for the catalog tests: the analyzer's, and the one the generator reports itself when emitting a
+    /// valid declaration fails (a bug, kept to that declaration instead of taking every kernel's output down).
+    /// </summary>
+    public static readonly DiagnosticDescriptor[] All = Analyzer.Concat(new[] { GenerationFailed }).ToArray();
 
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity) =>
         new(id, title, message, Category, severity, isEnabledByDefault: true, helpLinkUri: HelpLinkBase + id + ".md");

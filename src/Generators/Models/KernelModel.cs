@@ -22,12 +22,14 @@ internal sealed record PatternModel(
     EquatableArray<int> GlobalTokens,
     int? Stride);
 
-/// <summary>Where the kernel class sits: its namespace and the chain of types that contain it.</summary>
-internal sealed record HierarchyInfo(string? Namespace, EquatableArray<ContainingTypeInfo> Types)
-{
-    /// <summary>The kernel class's fully qualified name, for the header comment and the file name.</summary>
-    public string FullName => (Namespace is null ? "" : Namespace + ".") + string.Join(".", System.Linq.Enumerable.Select(Types, type => type.Name));
-}
+/// <summary>
+/// Where the kernel class sits: its namespace and the chain of types that contain it, as C# writes them (a keyword used as
+/// a name keeps its '@', so <c>namespace @class</c> and <c>class @object</c> are emitted as declared).
+/// </summary>
+/// <param name="Namespace">The namespace as C# source (each keyword segment escaped), or null for the global namespace.</param>
+/// <param name="Types">The containing types, outermost first, then the kernel class itself.</param>
+/// <param name="FullName">The plain dotted name (no '@'), for the header comment and the hint name.</param>
+internal sealed record HierarchyInfo(string? Namespace, EquatableArray<ContainingTypeInfo> Types, string FullName);
 
-/// <summary>One type of the hierarchy: its keyword (class, struct, record ...) and its name.</summary>
+/// <summary>One type of the hierarchy: its keyword (class, struct, record ...) and its name as C# source.</summary>
 internal sealed record ContainingTypeInfo(string Keyword, string Name);
