@@ -5,7 +5,7 @@ using SparseAttention;
 namespace SparseAttention.Benchmarks;
 
 /// <summary>
-/// BenchmarkDotNet over DESIGN.md's standard cases: the generated kernel per case, with MemoryDiagnoser for the
+/// BenchmarkDotNet over docs/design.md's standard cases: the generated kernel per case, with MemoryDiagnoser for the
 /// zero-allocation target. Effective GFLOP/s = visible pairs x 4 x 64 / mean time (pairs are printed by the
 /// quick comparison and in BENCHMARKS.md).
 /// </summary>

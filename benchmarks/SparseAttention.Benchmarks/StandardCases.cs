@@ -35,7 +35,7 @@ public static partial class Window4096HeadDim128;
 public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
 /// <summary>
-/// One standard case of DESIGN.md §5 (fp32, Heads = KvHeads = 8, HeadDim = 64).
+/// One standard case of docs/design.md §9 (fp32, Heads = KvHeads = 8, HeadDim = 64).
 /// <see cref="OrtWindow"/> is the GroupQueryAttention local_window_size that means the same pattern, or null
 /// when ONNX Runtime cannot express it (bidirectional patterns); -1 is ORT's dense causal.
 /// </summary>

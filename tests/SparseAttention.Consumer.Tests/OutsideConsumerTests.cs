@@ -2,7 +2,7 @@ namespace SparseAttention.Consumer.Tests;
 
 /// <summary>
 /// The path of a user who references the three projects: a program outside the repository, written only
-/// from DESIGN.md, declares its own patterns, is built by the real SDK with the generator as an analyzer,
+/// from the README and docs/design.md, declares its own patterns, is built by the real SDK with the generator as an analyzer,
 /// and checks the results against its own naive attention.
 /// </summary>
 [Collection(DotnetCli.Collection)]

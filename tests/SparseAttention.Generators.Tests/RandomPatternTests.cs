@@ -111,5 +111,53 @@ public class RandomPatternTests
             AttentionCheck.AssertClose(expected, AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, declaration.HeadDim, $"{declaration} {isa} {shape}");
             AttentionCheck.AssertClose(expected, AttentionCheck.RunOnAccelerator(kernel, inputs, accelerator), shape, declaration.HeadDim, $"{declaration} ILGPU CPU {shape}");
         }
+
+        CheckNonFiniteInputs(kernel, declaration, random, accelerator);
+
+        // A shape whose size wraps 64 bits is refused with its true size, whatever the pattern (docs/design.md §5).
+        var wrapping = new AttentionShape(1 << 30, 1 << 30, 1 << 29);
+        var exception = Assert.Throws<ArgumentException>(() => kernel.Forward(default, default, default, default, wrapping, AttentionOptions.Default));
+        Assert.Equal("shape", exception.ParamName);
+        Assert.Contains(((System.Int128)(1 << 30) * (1 << 29) * declaration.HeadDim).ToString(System.Globalization.CultureInfo.InvariantCulture), exception.Message);
+    }
+
+    /// <summary>
+    /// The NaN/Inf policy (docs/design.md §4) on a random pattern: one random poison (NaN in a key, +inf in a value, a
+    /// q·k overflowing fp32, or a huge but finite value) at a random position; a random ISA and the ILGPU kernel must
+    /// give the reference's NaN rows and, on the others, its values.
+    /// </summary>
+    private static void CheckNonFiniteInputs(KernelUnderTest kernel, Declaration declaration, Random random, ILGPU.Runtime.Accelerator accelerator)
+    {
+        AttentionShape shape = AttentionCheck.RandomShape(random, 10 + random.Next(90));
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, declaration.HeadDim);
+        int position = random.Next(shape.SeqLen), d = declaration.HeadDim;
+        int kvOffset = position * d, queryOffset = position * d; // KV head 0 and query head 0, which reads it
+        string poison;
+        switch (random.Next(4))
+        {
+            case 0:
+                inputs.Key[kvOffset + random.Next(d)] = float.NaN;
+                poison = "NaN key";
+                break;
+            case 1:
+                inputs.Value[kvOffset + random.Next(d)] = float.PositiveInfinity;
+                poison = "+inf value";
+                break;
+            case 2:
+                Array.Fill(inputs.Key, 1e20f, kvOffset, d);
+                Array.Fill(inputs.Query, -1e20f, queryOffset, d);
+                poison = "q·k overflowing to -inf";
+                break;
+            default:
+                Array.Fill(inputs.Value, 1e30f, kvOffset, d);
+                poison = "value of 1e30";
+                break;
+        }
+
+        KernelIsa isa = AttentionCheck.AllIsas[random.Next(AttentionCheck.AllIsas.Length)];
+        float[] expected = AttentionCheck.Reference(kernel, inputs);
+        string context = $"{declaration} {shape}, {poison} at {position}";
+        AttentionCheck.AssertSameRowsOrNaN(expected, AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, d, $"{context}, {isa}");
+        AttentionCheck.AssertSameRowsOrNaN(expected, AttentionCheck.RunOnAccelerator(kernel, inputs, accelerator), shape, d, $"{context}, ILGPU CPU");
     }
 }

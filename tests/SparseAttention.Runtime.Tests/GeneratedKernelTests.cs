@@ -57,7 +57,7 @@ public class GeneratedKernelTests
     }
 
     /// <summary>
-    /// DESIGN.md §2: keys a query cannot see have no influence, not even NaN or Inf stored in them. For
+    /// docs/design.md §2: keys a query cannot see have no influence, not even NaN or Inf stored in them. For
     /// sample rows, every key and value the row cannot see is poisoned; that row must still equal the
     /// reference computed on clean inputs.
     /// </summary>

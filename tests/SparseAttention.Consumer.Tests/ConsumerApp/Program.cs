@@ -1,4 +1,4 @@
-// A user's program, written only from DESIGN.md: it declares its own patterns and checks the generated
+// A user's program, written only from the README and docs/design.md: it declares its own patterns and checks the generated
 // kernels against its own naive attention, which does not use anything from SparseAttention but the calls.
 using SparseAttention;
 

@@ -41,7 +41,7 @@ internal static class AcceleratorSuite
     }
 
     /// <summary>
-    /// DESIGN.md §2 on the device: every key and value a sample row cannot see holds NaN or ±∞, and the row must
+    /// docs/design.md §2 on the device: every key and value a sample row cannot see holds NaN or ±∞, and the row must
     /// still equal the reference on clean inputs. Shared-memory tiles hold those values; only the mask keeps them out.
     /// </summary>
     public static void PoisonInInvisibleKeysDoesNotReachTheRow(Accelerator accelerator, string name)
