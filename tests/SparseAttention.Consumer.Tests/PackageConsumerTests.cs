@@ -58,6 +58,18 @@ public class PackageConsumerTests(PackedPackage packed) : IClassFixture<PackedPa
             (int badExitCode, string badOutput) = DotnetCli.Run(app, "build", "-c", "Release", "--no-restore");
             Assert.NotEqual(0, badExitCode);
             Assert.Contains("Invalid.cs(2,18): error SPA0002", badOutput);
+
+            // A project on C# 10 gets SPA0012 on its kernel and no generated code, not dozens of errors inside a generated
+            // file (CS8706: static abstract members need C# 11; the generated code needs 13). The program is rewritten in
+            // C# 10 and calls nothing generated: the compiler runs analyzers only on code without errors of its own.
+            File.Delete(Path.Combine(app, "Invalid.cs"));
+            File.WriteAllText(Path.Combine(app, "Program.cs"), "using SparseAttention;\nnamespace OldApp\n{\n    [AttentionKernel(HeadDim = 64)]\n    [SlidingWindow(Size = 8)]\n    public static partial class OldKernel { }\n\n    public static class Program\n    {\n        public static void Main() { }\n    }\n}\n");
+            (int oldExitCode, string oldOutput) = DotnetCli.Run(app, "build", "-c", "Release", "--no-restore", "-p:LangVersion=10");
+            Assert.NotEqual(0, oldExitCode);
+            Assert.True(oldOutput.Contains("error SPA0012", StringComparison.Ordinal), oldOutput);
+            Assert.Contains("needs C# 13.0 or later", oldOutput);
+            Assert.DoesNotContain("CS8706", oldOutput);
+            Assert.DoesNotContain(".g.cs(", oldOutput);
         }
         finally
         {
