@@ -376,8 +376,6 @@ public sealed partial class AttentionGenerator
                                 writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
                             }
 
-
-
                             string max = "score0";
                             for (int p = 1; p < panels; p++)
                             {

@@ -51,10 +51,16 @@ namespace SparseAttention
         /// for <c>Forward</c>, but its rolling cache cannot be allocated. The generator's analyzer passes the declared
         /// HeadDim, so SPA0011 names this reason at compile time too.
         /// </summary>
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="headDim"/> is less than 1.</exception>
         public string? FindStreamingProblem(int headDim)
         {
+            if (headDim < 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(headDim), headDim, "headDim must be at least 1 (floats per key and value vector).");
+            }
+
             string? problem = FindStreamingProblem();
-            if (problem != null || headDim < 1)
+            if (problem != null)
             {
                 return problem;
             }

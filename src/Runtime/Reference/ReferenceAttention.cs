@@ -114,7 +114,7 @@ public static class ReferenceAttention
     /// Whether a score is one the kernels hold as a finite fp32 number. They run the softmax in base 2, so what they hold
     /// is score x log2(e): beyond float.MaxValue that overflows to ±inf, and the row is NaN on every path.
     /// </summary>
-    private static bool IsFiniteScore(double score) => double.IsFinite(score) && Math.Abs(score * Log2E) <= float.MaxValue;
+    private static bool IsFiniteScore(double score) => double.IsFinite(score) && Math.Abs(score * Cpu.VectorMath.Log2E) <= float.MaxValue;
 
     private static bool IsFinite(ReadOnlySpan<float> vector)
     {
@@ -128,8 +128,6 @@ public static class ReferenceAttention
 
         return true;
     }
-
-    private const double Log2E = 1.4426950408889634;
 
     /// <summary>
     /// The largest |actual - reference| over the given (head, position) rows of an output laid out like

@@ -101,6 +101,15 @@ public sealed class StreamingArgumentTests
         Assert.DoesNotContain("KV heads", exception.Message);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-8)]
+    public void The_streaming_check_needs_a_positive_head_dim(int headDim)
+    {
+        var exception = Assert.Throws<ArgumentOutOfRangeException>(() => AttentionPattern.SlidingWindow(8).FindStreamingProblem(headDim));
+        Assert.Equal("headDim", exception.ParamName);
+    }
+
     [Fact]
     public void A_cache_too_large_only_for_its_kv_heads_names_the_kv_heads()
     {
