@@ -5,12 +5,30 @@ using System.Runtime.Intrinsics;
 namespace SparseAttention.Benchmarks;
 
 /// <summary>
-/// This machine's fp32 FMA peak, measured the way the kernels run: every core, the widest accelerated
-/// vector, 16 independent FMA chains per thread so latency never limits throughput.
+/// This machine's fp32 FMA peak, measured the way the kernels run: every core, 16 independent FMA chains per thread so
+/// latency never limits throughput, at the vector width of the instruction set being judged (the widest accelerated one
+/// by default), so a forced Vector256 or Vector128 kernel is compared with what that width can do.
 /// </summary>
 public static class FmaPeak
 {
-    public static double MeasureGflops(int threads)
+    /// <summary>The peak at <paramref name="isa"/>'s width (Auto: the widest accelerated; Scalar: one float per FMA).</summary>
+    public static double MeasureGflops(int threads, KernelIsa isa = KernelIsa.Auto)
+    {
+        KernelIsa width = isa == KernelIsa.Auto ? AttentionOptions.Default.ResolveIsa() : isa;
+        (int lanes, Func<long, float> run) = width switch
+        {
+            KernelIsa.Vector512 => (16, Run512),
+            KernelIsa.Vector256 => (8, Run256),
+            KernelIsa.Vector128 => (4, Run128),
+            _ => (1, (Func<long, float>)RunScalar),
+        };
+        return MeasureGflops(threads, lanes, run);
+    }
+
+    /// <summary>Names the width <see cref="MeasureGflops(int, KernelIsa)"/> measures, for the report.</summary>
+    public static string WidthName(KernelIsa isa) => (isa == KernelIsa.Auto ? AttentionOptions.Default.ResolveIsa() : isa).ToString();
+
+    private static double MeasureGflops(int threads, int lanes, Func<long, float> run)
     {
         const long Iterations = 20_000_000;
         double best = 0;
@@ -20,7 +38,7 @@ public static class FmaPeak
             var workers = new Thread[threads];
             for (int t = 0; t < threads; t++)
             {
-                workers[t] = new Thread(() => { start.SignalAndWait(); Sink(Run(Iterations)); });
+                workers[t] = new Thread(() => { start.SignalAndWait(); Sink(run(Iterations)); });
                 workers[t].Start();
             }
 
@@ -32,15 +50,11 @@ public static class FmaPeak
             }
 
             double seconds = Stopwatch.GetElapsedTime(began).TotalSeconds;
-            best = Math.Max(best, threads * Iterations * 16.0 * 2 * Lanes / seconds / 1e9);
+            best = Math.Max(best, threads * Iterations * 16.0 * 2 * lanes / seconds / 1e9);
         }
 
         return best;
     }
-
-    private static int Lanes => Vector512.IsHardwareAccelerated ? 16 : Vector256.IsHardwareAccelerated ? 8 : 4;
-
-    private static float Run(long iterations) => Vector512.IsHardwareAccelerated ? Run512(iterations) : Run256(iterations);
 
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static float Run512(long iterations)
@@ -82,6 +96,48 @@ public static class FmaPeak
         }
 
         return Vector256.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11 + a12 + a13 + a14 + a15);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Run128(long iterations)
+    {
+        Vector128<float> a0 = Vector128.Create(1f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        Vector128<float> a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+        Vector128<float> m = Vector128.Create(0.999999f), c = Vector128.Create(1e-7f);
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = Vector128.FusedMultiplyAdd(a0, m, c); a1 = Vector128.FusedMultiplyAdd(a1, m, c);
+            a2 = Vector128.FusedMultiplyAdd(a2, m, c); a3 = Vector128.FusedMultiplyAdd(a3, m, c);
+            a4 = Vector128.FusedMultiplyAdd(a4, m, c); a5 = Vector128.FusedMultiplyAdd(a5, m, c);
+            a6 = Vector128.FusedMultiplyAdd(a6, m, c); a7 = Vector128.FusedMultiplyAdd(a7, m, c);
+            a8 = Vector128.FusedMultiplyAdd(a8, m, c); a9 = Vector128.FusedMultiplyAdd(a9, m, c);
+            a10 = Vector128.FusedMultiplyAdd(a10, m, c); a11 = Vector128.FusedMultiplyAdd(a11, m, c);
+            a12 = Vector128.FusedMultiplyAdd(a12, m, c); a13 = Vector128.FusedMultiplyAdd(a13, m, c);
+            a14 = Vector128.FusedMultiplyAdd(a14, m, c); a15 = Vector128.FusedMultiplyAdd(a15, m, c);
+        }
+
+        return Vector128.Sum(a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11 + a12 + a13 + a14 + a15);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float RunScalar(long iterations)
+    {
+        float a0 = 1f, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        float a8 = a0, a9 = a0, a10 = a0, a11 = a0, a12 = a0, a13 = a0, a14 = a0, a15 = a0;
+        const float m = 0.999999f, c = 1e-7f;
+        for (long i = 0; i < iterations; i++)
+        {
+            a0 = MathF.FusedMultiplyAdd(a0, m, c); a1 = MathF.FusedMultiplyAdd(a1, m, c);
+            a2 = MathF.FusedMultiplyAdd(a2, m, c); a3 = MathF.FusedMultiplyAdd(a3, m, c);
+            a4 = MathF.FusedMultiplyAdd(a4, m, c); a5 = MathF.FusedMultiplyAdd(a5, m, c);
+            a6 = MathF.FusedMultiplyAdd(a6, m, c); a7 = MathF.FusedMultiplyAdd(a7, m, c);
+            a8 = MathF.FusedMultiplyAdd(a8, m, c); a9 = MathF.FusedMultiplyAdd(a9, m, c);
+            a10 = MathF.FusedMultiplyAdd(a10, m, c); a11 = MathF.FusedMultiplyAdd(a11, m, c);
+            a12 = MathF.FusedMultiplyAdd(a12, m, c); a13 = MathF.FusedMultiplyAdd(a13, m, c);
+            a14 = MathF.FusedMultiplyAdd(a14, m, c); a15 = MathF.FusedMultiplyAdd(a15, m, c);
+        }
+
+        return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11 + a12 + a13 + a14 + a15;
     }
 
     private static volatile float s_sink;

@@ -23,13 +23,15 @@ public static class QuickComparison
         StandardCase[] cases = only is null ? StandardCase.All.Concat(StandardCase.HeadDimVariants).ToArray() : only.Split(',').Select(StandardCase.Get).ToArray();
         string? threadArgument = args.SkipWhile(a => a != "--threads").Skip(1).FirstOrDefault();
         int threads = threadArgument is null ? Environment.ProcessorCount : int.Parse(threadArgument, CultureInfo.InvariantCulture);
-        var options = new AttentionOptions { MaxDegreeOfParallelism = threads };
+        string? isaArgument = args.SkipWhile(a => a != "--isa").Skip(1).FirstOrDefault();
+        KernelIsa isa = isaArgument is null ? KernelIsa.Auto : Enum.Parse<KernelIsa>(isaArgument, ignoreCase: true);
+        var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = isa };
 
-        Console.WriteLine($"SparseAttention quick comparison: {threads} of {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {AttentionOptions.Default.ResolveIsa()}");
+        Console.WriteLine($"SparseAttention quick comparison: {threads} of {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {options.ResolveIsa()}{(isa == KernelIsa.Auto ? "" : " (forced)")}");
         // The peak is measured again right before each case: on this shared VM the two vCPUs are sometimes
         // SMT siblings of one core and sometimes on two cores, which halves or doubles what is reachable.
         var peaks = new List<double>();
-        Console.WriteLine($"fp32 FMA peak: all cores, {(Vector512.IsHardwareAccelerated ? "Vector512" : "Vector256")}, 16 independent chains per thread, measured before each case (column 'peak').");
+        Console.WriteLine($"fp32 FMA peak: {threads} thread(s), {FmaPeak.WidthName(isa)} (the kernels' width), 16 independent chains per thread, measured before each case (column 'peak'); 'dense' runs at the same ISA.");
         Console.WriteLine("Times are the best of several runs after a warm-up; GFLOP/s = visible pairs x 4 x HeadDim / s; ratios are measured in this run.");
         Console.WriteLine();
         Console.WriteLine($"{"case",-14} {"pairs",14} {"ms",9} {"GFLOP/s",8} {"peak",6} {"%peak",6} {"dense ms",9} {"vs dense",8} {"TP ms",9} {"vs TP",7} {"ORT ms",9} {"vs ORT",7} {"ORT dense",9} {"alloc B",8} {"error",9}");
@@ -43,7 +45,7 @@ public static class QuickComparison
         {
             var inputs = new CaseInputs(standardCase.Shape, standardCase.HeadDim);
             AttentionShape shape = standardCase.Shape;
-            double peak = FmaPeak.MeasureGflops(threads);
+            double peak = FmaPeak.MeasureGflops(threads, isa);
             peaks.Add(peak);
             casePeaks[standardCase.Name] = peak;
             double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
