@@ -3,26 +3,59 @@ namespace SparseAttention.Runtime.Tests;
 /// <summary><see cref="AttentionPattern"/>'s segments and counts against a brute-force visibility scan.</summary>
 public class AttentionPatternTests
 {
-    /// <summary>A random pattern: any mix of components, causal or not, per-head dilations, globals anywhere.</summary>
+    /// <summary>
+    /// A random pattern: any mix of components (window with per-head dilations, stride, fixed factorized, block-sparse,
+    /// globals anywhere), causal or not.
+    /// </summary>
     internal static AttentionPattern RandomPattern(Random random)
     {
-        bool hasWindow = random.Next(4) != 0;
-        int? left = hasWindow ? random.Next(0, 12) : null;
-        int? right = hasWindow ? random.Next(0, 12) : null;
-        int[] dilation = hasWindow && random.Next(3) == 0 ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(1, 5)).ToArray() : Array.Empty<int>();
-        int[] globals = random.Next(2) == 0 ? Enumerable.Range(0, random.Next(1, 5)).Select(_ => random.Next(0, 60)).ToArray() : Array.Empty<int>();
-        int? stride = random.Next(3) == 0 ? random.Next(1, 9) : null;
-        return new AttentionPattern(random.Next(2) == 0, left, right, dilation, globals, stride);
+        bool causal = random.Next(2) == 0;
+        var components = new List<PatternComponent>();
+        if (random.Next(4) != 0)
+        {
+            int[] dilation = random.Next(3) == 0 ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(1, 5)).ToArray() : Array.Empty<int>();
+            components.Add(new WindowComponent(random.Next(0, 12), random.Next(0, 12), dilation));
+        }
+
+        if (random.Next(3) == 0)
+        {
+            components.Add(new StridedComponent(random.Next(1, 9)));
+        }
+
+        if (random.Next(5) == 0)
+        {
+            int summary = random.Next(1, 5);
+            bool vary = random.Next(2) == 0;
+            int block = vary ? summary * random.Next(1, 4) : random.Next(summary, 12);
+            components.Add(new FixedFactorizedComponent(block, summary, vary));
+        }
+
+        if (random.Next(5) == 0)
+        {
+            int[] globalBlocks = Enumerable.Range(0, random.Next(0, 3)).Select(_ => random.Next(-3, 6)).ToArray();
+            components.Add(new BlockSparseComponent(random.Next(1, 9), random.Next(0, 3), globalBlocks, random.Next(0, 4), random.Next(), causal));
+        }
+
+        if (random.Next(2) == 0)
+        {
+            components.Add(new GlobalTokensComponent(Enumerable.Range(0, random.Next(1, 5)).Select(_ => random.Next(0, 60))));
+        }
+
+        return new AttentionPattern(causal, components);
     }
+
+    /// <summary>Every visible key of a row, by brute force over <see cref="AttentionPattern.IsVisible(int, int, int, int)"/>.</summary>
+    private static SortedSet<int> VisibleKeys(AttentionPattern pattern, int query, int head, int seqLen) =>
+        new(Enumerable.Range(0, seqLen).Where(key => pattern.IsVisible(query, key, head, seqLen)));
 
     [Fact]
     public void SegmentsHoldExactlyTheVisibleKeysOnceEach()
     {
         var random = new Random(42);
-        var segments = new KeySegment[256];
-        for (int trial = 0; trial < 400; trial++)
+        for (int trial = 0; trial < 500; trial++)
         {
             AttentionPattern pattern = RandomPattern(random);
+            var segments = new KeySegment[pattern.MaxSegmentsPerQuery];
             int seqLen = random.Next(1, 70);
             for (int head = 0; head < 4; head++)
             {
@@ -44,7 +77,7 @@ public class AttentionPatternTests
 
                     for (int key = 0; key < seqLen; key++)
                     {
-                        int expected = pattern.IsVisible(query, key, head) ? 1 : 0;
+                        int expected = pattern.IsVisible(query, key, head, seqLen) ? 1 : 0;
                         Assert.True(expected == seen[key], $"{pattern}, n {seqLen}, head {head}, query {query}, key {key}: visible {expected == 1}, in segments {seen[key]} times");
                     }
                 }
@@ -53,62 +86,185 @@ public class AttentionPatternTests
     }
 
     /// <summary>
-    /// The strided bands the tiled kernels run over residue streams hold exactly the keys of the strided
-    /// segments GetKeySegments returns (those before the global columns, after the window's).
+    /// The ordering contract: segments come component by component, each component's keys less the earlier ones', and
+    /// asking from a later component gives exactly the tail of the full list; a covered row is one whole segment.
     /// </summary>
     [Fact]
-    public void StridedBandsHoldExactlyTheStridedSegments()
+    public void SegmentsComeInComponentOrderAndFromComponentGivesTheTail()
     {
-        var random = new Random(17);
-        var segments = new KeySegment[256];
-        int checkedPatterns = 0;
-        for (int trial = 0; trial < 600; trial++)
+        var random = new Random(5);
+        for (int trial = 0; trial < 300; trial++)
         {
             AttentionPattern pattern = RandomPattern(random);
-            int seqLen = random.Next(1, 70);
-            for (int head = 0; head < 3; head++)
+            var all = new KeySegment[pattern.MaxSegmentsPerQuery];
+            var tail = new KeySegment[pattern.MaxSegmentsPerQuery];
+            int seqLen = random.Next(1, 60);
+            for (int query = 0; query < seqLen; query++)
             {
-                if (!pattern.TryGetStridedBands(head, out var before, out var after))
+                int head = random.Next(4);
+                int count = pattern.GetKeySegments(query, head, seqLen, all, 0, out int coveredBy);
+                int lastKey = pattern.Causal ? query : seqLen - 1;
+                if (coveredBy >= 0)
+                {
+                    Assert.Equal(1, count);
+                    Assert.Equal(new KeySegment(0, 1, lastKey + 1).ToString(), all[0].ToString());
+                    Assert.True(pattern.Components[coveredBy].CoversRow(query, head, seqLen));
+                    continue;
+                }
+
+                // Component c's keys are those it contains and no earlier one does.
+                int at = 0;
+                for (int c = 0; c < pattern.Components.Count; c++)
+                {
+                    int tailCount = pattern.GetKeySegments(query, head, seqLen, tail, c, out _);
+                    Assert.Equal(count - at, tailCount);
+                    for (int s = 0; s < tailCount; s++)
+                    {
+                        Assert.Equal(all[at + s].ToString(), tail[s].ToString());
+                    }
+
+                    var expected = new SortedSet<int>(Enumerable.Range(0, lastKey + 1).Where(key =>
+                        pattern.Components[c].Contains(query, key, head, seqLen) && !pattern.Components.Take(c).Any(earlier => earlier.Contains(query, key, head, seqLen))));
+                    var actual = new SortedSet<int>();
+                    int next = c + 1 < pattern.Components.Count ? count - pattern.GetKeySegments(query, head, seqLen, tail, c + 1, out _) : count;
+                    for (int s = at; s < next; s++)
+                    {
+                        for (int k = 0; k < all[s].Count; k++)
+                        {
+                            actual.Add(all[s].Start + k * all[s].Step);
+                        }
+                    }
+
+                    Assert.True(expected.SetEquals(actual), $"{pattern}, n {seqLen}, query {query}, component {c}: expected {string.Join(",", expected)}, got {string.Join(",", actual)}");
+                    at = next;
+                }
+            }
+        }
+    }
+
+    /// <summary>Tile classes against brute force: Empty means no visible pair, Full every pair visible.</summary>
+    [Fact]
+    public void TileClassesAreExact()
+    {
+        var random = new Random(11);
+        int partial = 0, full = 0, empty = 0;
+        for (int trial = 0; trial < 3000; trial++)
+        {
+            AttentionPattern pattern = RandomPattern(random);
+            int seqLen = random.Next(1, 80), head = random.Next(4);
+            int queryFirst = random.Next(seqLen), queryLast = Math.Min(seqLen - 1, queryFirst + random.Next(16));
+            int keyFirst = random.Next(seqLen), keyLast = Math.Min(seqLen - 1, keyFirst + random.Next(16));
+            int visible = 0, pairs = 0;
+            for (int query = queryFirst; query <= queryLast; query++)
+            {
+                for (int key = keyFirst; key <= keyLast; key++)
+                {
+                    pairs++;
+                    visible += pattern.IsVisible(query, key, head, seqLen) ? 1 : 0;
+                }
+            }
+
+            TileClass tileClass = pattern.ClassifyTile(head, queryFirst, queryLast, keyFirst, keyLast, seqLen);
+            string where = $"{pattern}, n {seqLen}, head {head}, queries {queryFirst}..{queryLast}, keys {keyFirst}..{keyLast}: {visible} of {pairs} visible";
+            switch (tileClass)
+            {
+                case TileClass.Empty: Assert.True(visible == 0, where + ", classed Empty"); empty++; break;
+                case TileClass.Full: Assert.True(visible == pairs, where + ", classed Full"); full++; break;
+                default: partial++; break;
+            }
+        }
+
+        Assert.True(partial > 300 && full > 300 && empty > 300, $"too few of a class to mean anything: {empty} empty, {partial} partial, {full} full");
+    }
+
+    /// <summary>
+    /// What the tiled kernels run: the tiled components' bands (over residue streams) and block runs (over query blocks)
+    /// hold exactly the keys of those components' segments, each once, so the row kernel adds only the rest.
+    /// </summary>
+    [Fact]
+    public void TilePlansHoldExactlyTheTiledComponentsKeys()
+    {
+        var random = new Random(17);
+        var plan = new SparseAttention.Cpu.CpuAttention.TilePlan();
+        int bandPatterns = 0, blockPatterns = 0;
+        for (int trial = 0; trial < 800; trial++)
+        {
+            AttentionPattern pattern = RandomPattern(random);
+            int seqLen = random.Next(1, 70), heads = 3;
+            plan.Prepare(pattern, heads, seqLen, keyTile: 0, wholeSequence: true);
+            var segments = new KeySegment[pattern.MaxSegmentsPerQuery];
+            for (int head = 0; head < heads; head++)
+            {
+                int tiled = plan.TiledComponents[head];
+                if (tiled == 0 && pattern.Components.Count > 0)
                 {
                     continue;
                 }
 
-                checkedPatterns++;
-                int stride = pattern.Stride;
+                bandPatterns += plan.BlockComponent is null ? 1 : 0;
+                blockPatterns += plan.BlockComponent is null ? 0 : 1;
                 for (int query = 0; query < seqLen; query++)
                 {
-                    if (pattern.IsGlobal(query))
+                    // Keys the row kernel does not add: all of them when a tiled component covers the row, else those
+                    // before the first untiled component's segments.
+                    int count = pattern.GetKeySegments(query, head, seqLen, segments, 0, out int coveredBy);
+                    int untiled = tiled < pattern.Components.Count ? pattern.GetKeySegments(query, head, seqLen, new KeySegment[pattern.MaxSegmentsPerQuery], tiled, out _) : 0;
+                    if (coveredBy >= tiled)
                     {
-                        continue;
+                        continue; // computed whole by the row kernel
                     }
 
-                    int count = pattern.GetKeySegments(query, head, seqLen, segments, out int firstGlobal);
-                    var fromSegments = new SortedSet<int>();
-                    for (int s = pattern.HasWindow ? 1 : 0; s < firstGlobal; s++)
+                    var expected = new List<int>();
+                    for (int s = 0; s < (coveredBy >= 0 ? count : count - untiled); s++)
                     {
-                        for (int c = 0; c < segments[s].Count; c++)
+                        for (int k = 0; k < segments[s].Count; k++)
                         {
-                            fromSegments.Add(segments[s].Start + c * segments[s].Step);
+                            expected.Add(segments[s].Start + k * segments[s].Step);
                         }
                     }
 
-                    var fromBands = new SortedSet<int>();
-                    int residue = query % stride, m = query / stride;
-                    int streamLength = (seqLen - residue + stride - 1) / stride;
-                    foreach (var band in after is { } a ? new[] { before, a } : new[] { before })
+                    var fromTiles = new List<int>();
+                    if (plan.BlockComponent is { } block)
                     {
-                        for (long k = Math.Max(0, m - band.Left); k <= Math.Min(streamLength - 1, m + band.Right); k++)
+                        var runs = new KeyRun[block.MaxBlockRuns(seqLen)];
+                        int runCount = block.WriteBlockRuns(head, query / block.BlockRows, seqLen, pattern.Causal, runs);
+                        foreach (KeyRun run in runs.AsSpan(0, runCount))
                         {
-                            fromBands.Add((int)(residue + k * stride));
+                            for (int k = run.First; k <= run.Last; k++)
+                            {
+                                int position = run.Step == 0 ? block.GatheredPosition(head, k) : run.Residue + k * run.Step;
+                                if (!run.CausalCut || position <= query)
+                                {
+                                    fromTiles.Add(position);
+                                }
+                            }
+                        }
+                    }
+                    else
+                    {
+                        for (int pass = 0; pass < Math.Max(1, tiled); pass++)
+                        {
+                            int step = plan.Steps[pass * heads + head];
+                            int residue = query % step, m = query / step;
+                            int streamLength = (seqLen - residue + step - 1) / step;
+                            foreach ((long left, long right) in plan.Bands[pass * heads + head]!)
+                            {
+                                for (long k = Math.Max(0, m - left); k <= Math.Min(streamLength - 1, m + right); k++)
+                                {
+                                    fromTiles.Add((int)(residue + k * step));
+                                }
+                            }
                         }
                     }
 
-                    Assert.True(fromSegments.SetEquals(fromBands), $"{pattern}, n {seqLen}, head {head}, query {query}: segments {string.Join(",", fromSegments)} bands {string.Join(",", fromBands)}");
+                    expected.Sort();
+                    fromTiles.Sort();
+                    Assert.True(expected.SequenceEqual(fromTiles), $"{pattern}, n {seqLen}, head {head}, query {query}: segments {string.Join(",", expected)}, tiles {string.Join(",", fromTiles)}");
                 }
             }
         }
 
-        Assert.True(checkedPatterns > 50, "too few random patterns had strided bands to make the test meaningful");
+        Assert.True(bandPatterns > 200 && blockPatterns > 50, $"too few tiled patterns: {bandPatterns} band, {blockPatterns} block");
     }
 
     [Fact]
@@ -127,7 +283,7 @@ public class AttentionPatternTests
                 {
                     for (int key = 0; key < seqLen; key++)
                     {
-                        expected += pattern.IsVisible(query, key, head) ? 1 : 0;
+                        expected += pattern.IsVisible(query, key, head, seqLen) ? 1 : 0;
                     }
                 }
             }

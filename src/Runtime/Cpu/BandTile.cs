@@ -4,10 +4,12 @@ using System.ComponentModel;
 namespace SparseAttention.Cpu;
 
 /// <summary>
-/// One tile of the band pass: up to <see cref="IAttentionTileKernel.TileRows"/> consecutive queries of a
-/// residue stream (positions r, r + D, r + 2D, ... for dilation D) and the stream's keys. In stream
-/// coordinates query m sees keys m - left .. m + right, cut to [0, StreamLength); the generator bakes
-/// left and right into each kernel as constants (from <see cref="AttentionPattern.TryGetBand"/>).
+/// One tile for the tile kernel: up to <see cref="IAttentionTileKernel.TileRows"/> queries and one stream of keys (a
+/// residue stream, positions r, r + D, r + 2D, ..., or a component's gathered stream). In stream coordinates query
+/// <see cref="FirstQuery"/> + t sees keys (FirstQuery + t) - <see cref="Left"/> .. (FirstQuery + t) + <see cref="Right"/>,
+/// cut to [<see cref="KeyFirst"/>, <see cref="KeyLast"/>]: a window or strided band (the component's
+/// <c>TileBands</c>), or with Left and Right unbounded a rectangle of keys every row sees (a block component's run).
+/// The kernel depends only on HeadDim and the instruction set; the band comes with the tile.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public ref struct BandTile
@@ -36,8 +38,17 @@ public ref struct BandTile
     /// <summary>The tile's first query, in stream coordinates.</summary>
     public int FirstQuery;
 
-    /// <summary>Keys (and queries) in the stream.</summary>
-    public int StreamLength;
+    /// <summary>Stream keys a row sees before the query (int.MaxValue: all).</summary>
+    public long Left;
+
+    /// <summary>Stream keys a row sees after the query; negative when the band ends before it (int.MaxValue: all).</summary>
+    public long Right;
+
+    /// <summary>The first stream key of the tile's keys.</summary>
+    public int KeyFirst;
+
+    /// <summary>The last stream key of the tile's keys.</summary>
+    public int KeyLast;
 
     /// <summary>Per row: the running max of the scores.</summary>
     public Span<float> RowMax;

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.ComponentModel;
 using System.Runtime.CompilerServices;
 
@@ -37,7 +38,9 @@ public static unsafe class CpuAttention
     public static void RunTiled<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
     {
-        if (!pattern.TryGetBand(0, out _, out _, out _) && !UsesStridedBands<TKernel>(pattern, 0, shape.SeqLen))
+        TilePlan plan = TiledJob<TKernel>.ForThisThread().Plan;
+        plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, wholeSequence: true);
+        if (!plan.AnyTiles)
         {
             RunRows<TKernel>(pattern, query, key, value, output, shape, options);
             return;
@@ -45,31 +48,39 @@ public static unsafe class CpuAttention
 
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            RunTiledWindow<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceWindow.Whole(shape.SeqLen), options);
+            RunTiledSlice<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
     }
 
     /// <summary>
-    /// The tiled passes over the part of a sequence <paramref name="window"/> names: the whole of it for
+    /// The tiled passes over the part of a sequence <paramref name="slice"/> names: the whole of it for
     /// <see cref="RunTiled{TKernel}"/>, a prefill chunk's rows for <see cref="CpuDecode"/> (keys a linear run of
     /// <paramref name="shape"/>.SeqLen positions per KV head, pinned global tokens after them; the pattern then has a
     /// window band and no stride).
     /// </summary>
-    internal static void RunTiledWindow<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
+    internal static void RunTiledSlice<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
     {
-        int threads = Threads(options, shape with { SeqLen = window.QueryRows });
+        int threads = Threads(options, shape with { SeqLen = slice.QueryRows });
         TiledJob<TKernel> job = TiledJob<TKernel>.ForThisThread();
-        job.Prepare(pattern, query, key, value, output, shape, window, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+        job.Prepare(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
         fixed (float* panels = job.Panels)
         {
             job.PanelPointer = panels;
-            job.Phase = TiledPhase.Pack;
-            WorkerPool.Shared.Run(job, job.PackItems, threads);
-            job.Phase = TiledPhase.Window;
-            WorkerPool.Shared.Run(job, job.WindowItems, threads);
-            job.Phase = TiledPhase.Strided;
-            WorkerPool.Shared.Run(job, job.StridedItems, threads);
+            fixed (float* gatheredValues = job.GatheredValues)
+            {
+                job.GatheredValuePointer = gatheredValues;
+                job.Phase = TiledPhase.Pack;
+                WorkerPool.Shared.Run(job, job.PackItems, threads);
+                job.Phase = TiledPhase.Tiles;
+                for (job.Pass = 0; job.Pass < job.Plan.Passes; job.Pass++)
+                {
+                    WorkerPool.Shared.Run(job, job.ItemsOf(job.Pass), threads);
+                }
+
+                job.GatheredValuePointer = null;
+            }
+
             job.PanelPointer = null;
         }
     }
@@ -81,20 +92,10 @@ public static unsafe class CpuAttention
     /// <see cref="Slots"/>. Query and output rows of a head are <see cref="QueryLayoutRows"/> apart, and keys of a KV
     /// head <see cref="KeyStride"/> apart.
     /// </summary>
-    internal readonly record struct SequenceWindow(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, Decode.SlotMap? Slots)
+    internal readonly record struct SequenceSlice(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, Decode.SlotMap? Slots)
     {
-        public static SequenceWindow Whole(int seqLen) => new(0, seqLen, seqLen, seqLen, 0, null);
+        public static SequenceSlice Whole(int seqLen) => new(0, seqLen, seqLen, seqLen, 0, null);
     }
-
-    /// <summary>
-    /// Whether head <paramref name="head"/>'s strided component runs as tiles over residue streams. Only when a
-    /// stream spans more than one key tile: shorter streams make every strided tile a half-empty triangle,
-    /// and the row kernel is faster (measured: stride 64 at n = 4096 is faster per row, stride 128 at 16384
-    /// 1.45x faster tiled).
-    /// </summary>
-    private static bool UsesStridedBands<TKernel>(AttentionPattern pattern, int head, int seqLen)
-        where TKernel : struct, IAttentionTileKernel =>
-        pattern.TryGetStridedBands(head, out _, out _) && seqLen / pattern.Stride > TKernel.KeyTile;
 
     /// <summary>Runs a kernel row by row over each row's exact key segments.</summary>
     public static void RunRows<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
@@ -102,17 +103,17 @@ public static unsafe class CpuAttention
     {
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            RunRowsWindow<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceWindow.Whole(shape.SeqLen), options);
+            RunRowsSlice<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
     }
 
-    /// <summary>The row schedule over the part of a sequence <paramref name="window"/> names (see <see cref="RunTiledWindow{TKernel}"/>).</summary>
-    internal static void RunRowsWindow<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, AttentionOptions options)
+    /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel}"/>).</summary>
+    internal static void RunRowsSlice<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
     {
-        int threads = Threads(options, shape with { SeqLen = window.QueryRows });
+        int threads = Threads(options, shape with { SeqLen = slice.QueryRows });
         RowJob<TKernel> job = RowJob<TKernel>.ForThisThread();
-        job.Prepare(pattern, query, key, value, output, shape, window, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+        job.Prepare(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
         WorkerPool.Shared.Run(job, job.Items, threads);
     }
 
@@ -180,12 +181,12 @@ public static unsafe class CpuAttention
         protected AttentionPattern Pattern = null!;
         protected float* Query, Key, Value, Output;
         protected AttentionShape Shape;
-        protected SequenceWindow Window;
+        protected SequenceSlice Slice;
         protected float Scale;
 
-        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale)
         {
-            Window = window;
+            Slice = slice;
             Pattern = pattern;
             Query = query;
             Key = key;
@@ -196,10 +197,10 @@ public static unsafe class CpuAttention
         }
 
         /// <summary>Where query (and output) row <paramref name="position"/> of <paramref name="head"/> starts.</summary>
-        protected long RowOffset(int head, int position, int headDim) => ((long)head * Window.QueryLayoutRows + position - Window.QueryFirst) * headDim;
+        protected long RowOffset(int head, int position, int headDim) => ((long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst) * headDim;
 
         /// <summary>Where the keys (and values) of <paramref name="head"/>'s KV head start.</summary>
-        protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Window.KeyStride * headDim;
+        protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Slice.KeyStride * headDim;
 
         /// <summary>
         /// The key segments of row <paramref name="position"/>, as offsets into the call's keys. For a whole sequence
@@ -207,37 +208,18 @@ public static unsafe class CpuAttention
         /// through the chunk's slots (the window's segment lands on the same keys, shifted; older global tokens on the
         /// pinned slots after the linear run).
         /// </summary>
-        protected int KeySegmentsOf(int position, int head, WorkerScratch scratch, out int firstGlobal, out bool isGlobal, out KeySegment[] segments)
+        protected int KeySegmentsOf(int position, int head, int fromComponent, WorkerScratch scratch, out int coveredBy, out KeySegment[] segments)
         {
-            if (Window.Slots is not { } slots)
+            if (Slice.Slots is not { } slots)
             {
-                isGlobal = Pattern.IsGlobal(position);
                 segments = scratch.Segments;
-                return Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, out firstGlobal);
+                return Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, fromComponent, out coveredBy);
             }
 
-            int real = Window.PositionBase + position;
-            isGlobal = Pattern.IsGlobal(real);
-            int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, out firstGlobal);
-
-            // With a window, its segment (always the first) is mapped on its own, so the segments from index 1 on are still
-            // the ones after it, which is what the tiled passes skip. Such a call has no strided bands, so the first
-            // global segment is never asked for. Without a window every segment is a global column: all mapped at once.
-            int mapped = 0, windowSegments = 0;
-            if (Pattern.HasWindow)
-            {
-                windowSegments = 1;
-                mapped = slots.ToSlots(scratch.Segments.AsSpan(0, 1), scratch.MappedSegments);
-                if (mapped != 1 && !isGlobal)
-                {
-                    throw new InvalidOperationException("A prefill chunk's window segment must map to one run of its linear keys.");
-                }
-            }
-
-            mapped += slots.ToSlots(scratch.Segments.AsSpan(windowSegments, count - windowSegments), scratch.MappedSegments.AsSpan(mapped));
+            int real = Slice.PositionBase + position;
+            int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, fromComponent, out coveredBy);
             segments = scratch.MappedSegments;
-            firstGlobal = 1;
-            return mapped;
+            return slots.ToSlots(scratch.Segments.AsSpan(0, count), scratch.MappedSegments);
         }
     }
 
@@ -252,10 +234,10 @@ public static unsafe class CpuAttention
 
         public static RowJob<TKernel> ForThisThread() => t_instance ??= new RowJob<TKernel>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale)
         {
-            PrepareCall(pattern, query, key, value, output, shape, window, scale);
-            _blocksPerHead = (window.QueryRows + RowsPerWorkItem - 1) / RowsPerWorkItem;
+            PrepareCall(pattern, query, key, value, output, shape, slice, scale);
+            _blocksPerHead = (slice.QueryRows + RowsPerWorkItem - 1) / RowsPerWorkItem;
             Items = shape.Heads * _blocksPerHead;
         }
 
@@ -264,30 +246,122 @@ public static unsafe class CpuAttention
         {
             int headDim = TKernel.HeadDim;
             int head = item / _blocksPerHead;
-            int firstRow = Window.QueryFirst + item % _blocksPerHead * RowsPerWorkItem;
-            int lastRow = Math.Min(firstRow + RowsPerWorkItem, Window.QueryFirst + Window.QueryRows);
+            int firstRow = Slice.QueryFirst + item % _blocksPerHead * RowsPerWorkItem;
+            int lastRow = Math.Min(firstRow + RowsPerWorkItem, Slice.QueryFirst + Slice.QueryRows);
             long kvOffset = KvOffset(head, headDim);
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, 1, headDim, 0);
             for (int row = firstRow; row < lastRow; row++)
             {
-                int count = KeySegmentsOf(row, head, scratch, out _, out _, out KeySegment[] segments);
+                int count = KeySegmentsOf(row, head, 0, scratch, out _, out KeySegment[] segments);
                 long rowOffset = RowOffset(head, row, headDim);
                 ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
             }
         }
     }
 
-    /// <summary>What a tiled job's work items do in each of its passes.</summary>
+    /// <summary>
+    /// What runs as tiles for one call: per head, how many of the pattern's leading components (its tiled prefix), and for
+    /// each such pass its bands or its block runs. Components after the prefix, and rows a later component covers whole,
+    /// go through the row kernel. A dense pattern is one band pass over the whole (causal) row.
+    /// </summary>
+    internal sealed class TilePlan
+    {
+        public int Heads;
+        public int Passes;
+        public int[] TiledComponents = Array.Empty<int>();
+
+        /// <summary>Per (pass, head): the band pass's stream step, 0 when the head does not run the pass.</summary>
+        public int[] Steps = Array.Empty<int>();
+
+        /// <summary>Per (pass, head): the band pass's bands.</summary>
+        public (long Left, long Right)[]?[] Bands = Array.Empty<(long Left, long Right)[]?>();
+
+        /// <summary>The block component when pass 0 runs block tiles, else null.</summary>
+        public PatternComponent? BlockComponent;
+
+        public bool AnyTiles;
+
+        /// <summary>
+        /// Plans <paramref name="pattern"/> for a kernel with <paramref name="keyTile"/> keys per tile. Bands whose streams
+        /// cover every earlier key (a stride alone) run as tiles only when a stream spans more than one key tile: shorter
+        /// streams make every tile a half-empty triangle, and the row kernel is faster (measured: stride 64 at n = 4096 is
+        /// faster per row, stride 128 at 16384 1.45x faster tiled).
+        /// </summary>
+        public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
+        {
+            Heads = heads;
+            IReadOnlyList<PatternComponent> components = pattern.Components;
+            Passes = Math.Max(1, components.Count);
+            Grow(ref TiledComponents, heads);
+            Grow(ref Steps, Passes * heads);
+            Grow(ref Bands, Passes * heads);
+            Array.Clear(Steps, 0, Passes * heads);
+            BlockComponent = null;
+            AnyTiles = false;
+            if (components.Count == 0)
+            {
+                for (int head = 0; head < heads; head++)
+                {
+                    TiledComponents[head] = 0;
+                    Steps[head] = 1;
+                    Bands[head] = pattern.Causal ? DenseCausalBand : DenseBidirectionalBand;
+                }
+
+                AnyTiles = true;
+                return;
+            }
+
+            if (components[0].BlockRows > 0 && wholeSequence)
+            {
+                BlockComponent = components[0];
+                for (int head = 0; head < heads; head++)
+                {
+                    TiledComponents[head] = 1;
+                }
+
+                AnyTiles = true;
+                return;
+            }
+
+            var earlier = new List<PatternComponent>(components.Count);
+            for (int head = 0; head < heads; head++)
+            {
+                earlier.Clear();
+                int tiled = 0;
+                while (tiled < components.Count && components[tiled].GetTileBands(head, pattern.Causal, earlier) is { } bands
+                    && (bands.Step == 1 || bands.Bands[0].Left < int.MaxValue || seqLen / bands.Step > keyTile))
+                {
+                    Steps[tiled * heads + head] = bands.Step;
+                    Bands[tiled * heads + head] = bands.Bands;
+                    earlier.Add(components[tiled]);
+                    tiled++;
+                }
+
+                TiledComponents[head] = tiled;
+                AnyTiles |= tiled > 0;
+            }
+        }
+
+        private static readonly (long Left, long Right)[] DenseCausalBand = { (int.MaxValue, 0) };
+        private static readonly (long Left, long Right)[] DenseBidirectionalBand = { (int.MaxValue, int.MaxValue) };
+    }
+
+    private static void Grow<T>(ref T[] array, int length)
+    {
+        if (array.Length < length)
+        {
+            array = new T[length];
+        }
+    }
+
+    /// <summary>What a tiled job's work items do in each of its phases.</summary>
     private enum TiledPhase
     {
-        /// <summary>Pack the keys of every (stream step, KV head) into panels.</summary>
+        /// <summary>Pack the keys of every (stream step, KV head) into panels, and gather components' gathered streams.</summary>
         Pack,
 
-        /// <summary>The window (or dense) band over the dilation's residue streams.</summary>
-        Window,
-
-        /// <summary>The strided band(s) over residue streams of step Stride, continuing the window's state.</summary>
-        Strided,
+        /// <summary>One tiled component's pass (band or block tiles), continuing the row state of the passes before it.</summary>
+        Tiles,
     }
 
     private sealed class TiledJob<TKernel> : CallJob
@@ -298,69 +372,87 @@ public static unsafe class CpuAttention
 
         public float[] Panels = Array.Empty<float>();
         public float* PanelPointer;
+        public float* GatheredValuePointer;
         public TiledPhase Phase;
+        public int Pass;
         public int PackItems;
-        public int WindowItems;
-        public int StridedItems;
-        public bool HasWindowBand;
-        public bool HasStridedBands;
+        public readonly TilePlan Plan = new();
 
         private int[] _steps = Array.Empty<int>();
         private long[] _panelsPerKvHead = Array.Empty<long>();
         private long[] _stepOffsets = Array.Empty<long>();
         private int _stepCount;
-        private int[] _windowItemsBefore = Array.Empty<int>();
-        private int[] _stridedItemsBefore = Array.Empty<int>();
-        private bool[] _headUsesStridedBands = Array.Empty<bool>();
-        private bool _stridedAfterWindow;
+        private int[] _itemsBefore = Array.Empty<int>();
         private int _tilesPerItem;
-        private bool _rowsNeedMore;
 
-        // Row state handed from the window pass to the strided pass: running max, sum and output per row.
+        // Gathered streams (a component's keys collected from scattered positions): per group, the representative head,
+        // its length, and where its panels and values start.
+        private int[] _gatherHeads = Array.Empty<int>();
+        private int[] _gatherLengths = Array.Empty<int>();
+        private long[] _gatherPanelOffsets = Array.Empty<long>();
+        private long[] _gatherValueOffsets = Array.Empty<long>();
+        private int _gatherGroups;
+        public float[] GatheredValues = Array.Empty<float>();
+
+        // Row state handed from one pass to the next: running max, sum and output per row.
         private float[] _state = Array.Empty<float>();
 
         public static TiledJob<TKernel> ForThisThread() => t_instance ??= new TiledJob<TKernel>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceWindow window, float scale)
-        {
-            PrepareCall(pattern, query, key, value, output, shape, window, scale);
-            int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile;
-            _rowsNeedMore = pattern.Stride > 0 || pattern.GlobalTokens.Count > 0;
-            _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
-            HasWindowBand = pattern.TryGetBand(0, out _, out _, out _);
+        public int ItemsOf(int pass) => _itemsBefore[(pass + 1) * (Shape.Heads + 1) - 1];
 
-            Grow(ref _headUsesStridedBands, shape.Heads);
-            HasStridedBands = false;
-            _stridedAfterWindow = false;
-            for (int head = 0; head < shape.Heads; head++)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale)
+        {
+            PrepareCall(pattern, query, key, value, output, shape, slice, scale);
+            int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile, heads = shape.Heads;
+            _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
+            Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, slice.Slots is null);
+            if (Plan.BlockComponent is BlockSparseComponent blockSparse)
             {
-                // The bands are the same for every head that runs them; heads whose window is dilated do not.
-                _headUsesStridedBands[head] = UsesStridedBands<TKernel>(pattern, head, shape.SeqLen);
-                if (_headUsesStridedBands[head])
-                {
-                    pattern.TryGetStridedBands(head, out _, out var after);
-                    _stridedAfterWindow = after is not null;
-                    HasStridedBands = true;
-                }
+                blockSparse.Prepare(shape.SeqLen, heads);
             }
 
-            // Panels for every stream step in use: each distinct dilation of the window, and the stride.
+            // Panels for every stream step in use, and the gathered streams.
             _stepCount = 0;
-            Grow(ref _steps, Math.Max(1, pattern.Dilations.Count) + 1);
+            Grow(ref _steps, Plan.Passes * heads + 1);
             Grow(ref _panelsPerKvHead, _steps.Length);
             Grow(ref _stepOffsets, _steps.Length);
             long total = 0;
-            if (HasWindowBand)
+            if (Plan.BlockComponent is not null)
             {
-                for (int head = 0; head < Math.Max(1, pattern.Dilations.Count); head++)
+                AddStep(1, shape, headDim, keyTile, ref total);
+            }
+
+            for (int index = 0; index < Plan.Passes * heads; index++)
+            {
+                if (Plan.Steps[index] > 0)
                 {
-                    AddStep(pattern.DilationOf(head), shape, headDim, keyTile, ref total);
+                    AddStep(Plan.Steps[index], shape, headDim, keyTile, ref total);
                 }
             }
 
-            if (HasStridedBands)
+            _gatherGroups = 0;
+            long gatheredValueFloats = 0;
+            if (Plan.BlockComponent is { } block && block.GatheredLength(0, shape.SeqLen) > 0)
             {
-                AddStep(pattern.Stride, shape, headDim, keyTile, ref total);
+                Grow(ref _gatherHeads, heads);
+                Grow(ref _gatherLengths, heads);
+                Grow(ref _gatherPanelOffsets, heads);
+                Grow(ref _gatherValueOffsets, heads);
+                for (int head = 0; head < heads; head++)
+                {
+                    if (block.GatherGroup(head) == _gatherGroups)
+                    {
+                        int length = block.GatheredLength(head, shape.SeqLen);
+                        _gatherHeads[_gatherGroups] = head;
+                        _gatherLengths[_gatherGroups] = length;
+                        _gatherPanelOffsets[_gatherGroups] = total;
+                        _gatherValueOffsets[_gatherGroups] = gatheredValueFloats;
+                        total += KeyPanels.FloatsPerKvHead(length, 1, headDim, TKernel.Lanes, keyTile) * shape.KvHeads;
+                        gatheredValueFloats += (long)length * headDim * shape.KvHeads;
+                        _gatherGroups++;
+                    }
+                }
             }
 
             if (Panels.Length < total)
@@ -368,17 +460,34 @@ public static unsafe class CpuAttention
                 Panels = GC.AllocateUninitializedArray<float>(CheckedArrayLength(total, "packs the keys once per stream step (each distinct dilation, and the stride) into"));
             }
 
-            PackItems = _stepCount * shape.KvHeads;
-            WindowItems = HasWindowBand ? CountItems(ref _windowItemsBefore, shape, strided: false) : 0;
-            StridedItems = HasStridedBands ? CountItems(ref _stridedItemsBefore, shape, strided: true) : 0;
-            if (HasWindowBand && HasStridedBands)
+            if (GatheredValues.Length < gatheredValueFloats)
             {
-                long stateFloats = (long)shape.Heads * window.QueryRows * (headDim + 2);
+                GatheredValues = GC.AllocateUninitializedArray<float>(CheckedArrayLength(gatheredValueFloats, "gathers the values of scattered keys (summary positions) into"));
+            }
+
+            PackItems = (_stepCount + _gatherGroups) * shape.KvHeads;
+            CountItems(shape);
+            if (Plan.Passes > 1 && HasHandOn(heads))
+            {
+                long stateFloats = (long)heads * slice.QueryRows * (headDim + 2);
                 if (_state.Length < stateFloats)
                 {
-                    _state = GC.AllocateUninitializedArray<float>(CheckedArrayLength(stateFloats, "hands each row's softmax state from the window pass to the strided pass in"));
+                    _state = GC.AllocateUninitializedArray<float>(CheckedArrayLength(stateFloats, "hands each row's softmax state from one tile pass to the next in"));
                 }
             }
+        }
+
+        private bool HasHandOn(int heads)
+        {
+            for (int head = 0; head < heads; head++)
+            {
+                if (Plan.TiledComponents[head] > 1)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         /// <summary>
@@ -409,42 +518,61 @@ public static unsafe class CpuAttention
             _stepCount++;
         }
 
-        /// <summary>Work items per head for one pass: each residue stream's query tiles, in blocks.</summary>
-        private int CountItems(ref int[] itemsBefore, AttentionShape shape, bool strided)
+        /// <summary>
+        /// Work items of every pass, per head: a band pass has each residue stream's query tiles in blocks; a block pass one
+        /// item per block of query rows.
+        /// </summary>
+        private void CountItems(AttentionShape shape)
         {
-            Grow(ref itemsBefore, shape.Heads + 1);
-            itemsBefore[0] = 0;
-            for (int head = 0; head < shape.Heads; head++)
+            int heads = shape.Heads;
+            Grow(ref _itemsBefore, Plan.Passes * (heads + 1));
+            for (int pass = 0; pass < Plan.Passes; pass++)
             {
-                int step = !strided ? Pattern.DilationOf(head) : _headUsesStridedBands[head] ? Pattern.Stride : 0;
-                int blocks = 0;
-                if (step > 0)
+                int at = pass * (heads + 1);
+                _itemsBefore[at] = 0;
+                for (int head = 0; head < heads; head++)
                 {
-                    // A residue stream holds at most ceil(QueryRows / step) of the rows this call computes.
-                    int tiles = (KeyPanels.StreamLength(Window.QueryRows, step, 0) + TKernel.TileRows - 1) / TKernel.TileRows;
-                    blocks = step * ((tiles + _tilesPerItem - 1) / _tilesPerItem);
+                    int blocks = 0;
+                    if (pass == 0 && Plan.BlockComponent is { } block)
+                    {
+                        blocks = (Slice.QueryRows + block.BlockRows - 1) / block.BlockRows;
+                    }
+                    else if (Plan.Steps[pass * heads + head] is int step and > 0)
+                    {
+                        // A residue stream holds at most ceil(QueryRows / step) of the rows this call computes.
+                        int tiles = (KeyPanels.StreamLength(Slice.QueryRows, step, 0) + TKernel.TileRows - 1) / TKernel.TileRows;
+                        blocks = step * ((tiles + _tilesPerItem - 1) / _tilesPerItem);
+                    }
+
+                    _itemsBefore[at + head + 1] = _itemsBefore[at + head] + blocks;
                 }
-
-                itemsBefore[head + 1] = itemsBefore[head] + blocks;
             }
-
-            return itemsBefore[shape.Heads];
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public override void Execute(int item)
         {
-            switch (Phase)
+            if (Phase == TiledPhase.Pack)
             {
-                case TiledPhase.Pack:
-                    Pack(item);
-                    break;
-                case TiledPhase.Window:
-                    RunTiles(item, _windowItemsBefore, strided: false);
-                    break;
-                default:
-                    RunTiles(item, _stridedItemsBefore, strided: true);
-                    break;
+                Pack(item);
+                return;
+            }
+
+            int heads = Shape.Heads, at = Pass * (heads + 1);
+            int head = 0;
+            while (_itemsBefore[at + head + 1] <= item)
+            {
+                head++;
+            }
+
+            int local = item - _itemsBefore[at + head];
+            if (Pass == 0 && Plan.BlockComponent is not null)
+            {
+                RunBlockTiles(head, local);
+            }
+            else
+            {
+                RunBandTiles(head, local, _itemsBefore[at + head + 1] - _itemsBefore[at + head]);
             }
         }
 
@@ -453,39 +581,64 @@ public static unsafe class CpuAttention
         {
             int stepIndex = item / Shape.KvHeads, kvHead = item % Shape.KvHeads;
             int headDim = TKernel.HeadDim;
-            KeyPanels.Pack(Key + (long)kvHead * Window.KeyStride * headDim, Shape.SeqLen, headDim, _steps[stepIndex], TKernel.Lanes, TKernel.KeyTile, Scale, PanelsOf(stepIndex, kvHead));
+            if (stepIndex < _stepCount)
+            {
+                KeyPanels.Pack(Key + (long)kvHead * Slice.KeyStride * headDim, Shape.SeqLen, headDim, _steps[stepIndex], TKernel.Lanes, TKernel.KeyTile, Scale, PanelsOf(stepIndex, kvHead));
+                return;
+            }
+
+            // A gathered stream: copy its keys and values together (keys to a temporary run, then into panels).
+            int group = stepIndex - _stepCount, length = _gatherLengths[group], head = _gatherHeads[group];
+            PatternComponent block = Plan.BlockComponent!;
+            float* values = GatheredValuePointer + _gatherValueOffsets[group] + (long)kvHead * length * headDim;
+            float[] keys = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, length * headDim));
+            try
+            {
+                float* source = Key + (long)kvHead * Slice.KeyStride * headDim, sourceValues = Value + (long)kvHead * Slice.KeyStride * headDim;
+                for (int index = 0; index < length; index++)
+                {
+                    long position = block.GatheredPosition(head, index);
+                    new ReadOnlySpan<float>(source + position * headDim, headDim).CopyTo(keys.AsSpan(index * headDim, headDim));
+                    new ReadOnlySpan<float>(sourceValues + position * headDim, headDim).CopyTo(new Span<float>(values + (long)index * headDim, headDim));
+                }
+
+                fixed (float* gathered = keys)
+                {
+                    KeyPanels.Pack(gathered, length, headDim, 1, TKernel.Lanes, TKernel.KeyTile, Scale, GatheredPanelsOf(group, kvHead));
+                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<float>.Shared.Return(keys);
+            }
         }
 
         private float* PanelsOf(int stepIndex, int kvHead) => PanelPointer + _stepOffsets[stepIndex] + kvHead * _panelsPerKvHead[stepIndex];
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void RunTiles(int item, int[] itemsBefore, bool strided)
-        {
-            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows, seqLen = Shape.SeqLen;
-            int head = 0;
-            while (itemsBefore[head + 1] <= item)
-            {
-                head++;
-            }
+        private float* GatheredPanelsOf(int group, int kvHead) =>
+            PanelPointer + _gatherPanelOffsets[group] + kvHead * KeyPanels.FloatsPerKvHead(_gatherLengths[group], 1, TKernel.HeadDim, TKernel.Lanes, TKernel.KeyTile);
 
-            int step = strided ? Pattern.Stride : Pattern.DilationOf(head);
-            int local = item - itemsBefore[head];
-            int blocksPerResidue = (itemsBefore[head + 1] - itemsBefore[head]) / step;
+        private float* StreamPanels(int step, int residue, int kvHead) =>
+            PanelsOf(Array.IndexOf(_steps, step, 0, _stepCount), kvHead) + KeyPanels.StreamOffset(Shape.SeqLen, step, residue, TKernel.HeadDim, TKernel.Lanes, TKernel.KeyTile);
+
+        /// <summary>A band pass's work item: a block of query tiles of one residue stream, through each of the head's bands.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void RunBandTiles(int head, int local, int headItems)
+        {
+            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows, seqLen = Shape.SeqLen, heads = Shape.Heads;
+            int step = Plan.Steps[Pass * heads + head];
+            (long Left, long Right)[] bands = Plan.Bands[Pass * heads + head]!;
+            int blocksPerResidue = headItems / step;
             int residue = local / blocksPerResidue;
             int block = local % blocksPerResidue;
             int streamLength = KeyPanels.StreamLength(seqLen, step, residue);
             int kvHead = Shape.KvHeadOf(head);
-            float* panels = PanelsOf(Array.IndexOf(_steps, step, 0, _stepCount), kvHead) + KeyPanels.StreamOffset(seqLen, step, residue, headDim, TKernel.Lanes, TKernel.KeyTile);
+            float* panels = StreamPanels(step, residue, kvHead);
             long kvOffset = KvOffset(head, headDim);
-            bool usesStrided = _headUsesStridedBands[head] && HasStridedBands;
-
-            // The window pass hands rows on to the strided pass; the last pass a row sees finishes it.
-            bool handOn = !strided && usesStrided;
-            bool continueState = strided && HasWindowBand;
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
 
             // The stream's first query this call computes: 0 for a whole sequence, later for a prefill chunk.
-            int firstComputed = Window.QueryFirst <= residue ? 0 : (Window.QueryFirst - residue + step - 1) / step;
+            int firstComputed = Slice.QueryFirst <= residue ? 0 : (Slice.QueryFirst - residue + step - 1) / step;
             for (int tileIndex = block * _tilesPerItem; tileIndex < (block + 1) * _tilesPerItem; tileIndex++)
             {
                 int firstQuery = firstComputed + tileIndex * tileRows;
@@ -495,16 +648,7 @@ public static unsafe class CpuAttention
                 }
 
                 int rows = Math.Min(tileRows, streamLength - firstQuery);
-                Span<float> rowMax = scratch.RowMax.AsSpan(0, tileRows), rowSum = scratch.RowSum.AsSpan(0, tileRows);
-                Span<float> accumulators = scratch.Accumulators.AsSpan(0, tileRows * headDim);
-                rowMax.Fill(float.NegativeInfinity);
-                rowSum.Clear();
-                accumulators.Clear();
-                for (int t = 0; continueState && t < rows; t++)
-                {
-                    LoadState(head, residue + (firstQuery + t) * step, ref rowMax[t], ref rowSum[t], accumulators.Slice(t * headDim, headDim));
-                }
-
+                StartRows(head, residue + firstQuery * step, step, rows, scratch);
                 var tile = new BandTile
                 {
                     Query = ref *(Query + RowOffset(head, residue + firstQuery * step, headDim)),
@@ -514,61 +658,154 @@ public static unsafe class CpuAttention
                     Values = ref *(Value + kvOffset + (long)residue * headDim),
                     ValueStride = step * headDim,
                     FirstQuery = firstQuery,
-                    StreamLength = streamLength,
-                    RowMax = rowMax,
-                    RowSum = rowSum,
-                    Accumulators = accumulators,
+                    KeyFirst = 0,
+                    KeyLast = streamLength - 1,
+                    RowMax = scratch.RowMax.AsSpan(0, tileRows),
+                    RowSum = scratch.RowSum.AsSpan(0, tileRows),
+                    Accumulators = scratch.Accumulators.AsSpan(0, tileRows * headDim),
                     Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
                 };
-                if (!strided)
+                foreach ((long left, long right) in bands)
                 {
+                    tile.Left = left;
+                    tile.Right = right;
                     TKernel.AccumulateBandTile(ref tile);
                 }
-                else
+
+                EndRows(head, residue + firstQuery * step, step, rows, kvOffset, scratch);
+            }
+        }
+
+        /// <summary>
+        /// A block pass's work item: one block of query rows, in tiles of TileRows, each through every key run the block
+        /// sees as a rectangle (left and right unbounded, or cut on the diagonal).
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void RunBlockTiles(int head, int queryBlock)
+        {
+            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows, seqLen = Shape.SeqLen;
+            PatternComponent component = Plan.BlockComponent!;
+            int rowFirst = queryBlock * component.BlockRows;
+            int rowEnd = (int)Math.Min(seqLen, (long)rowFirst + component.BlockRows);
+            int kvHead = Shape.KvHeadOf(head);
+            long kvOffset = KvOffset(head, headDim);
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
+            if (scratch.Runs.Length < component.MaxBlockRuns(seqLen))
+            {
+                scratch.Runs = new KeyRun[component.MaxBlockRuns(seqLen)];
+            }
+
+            int runCount = component.WriteBlockRuns(head, queryBlock, seqLen, Pattern.Causal, scratch.Runs);
+            int group = 0;
+            while (group < _gatherGroups - 1 && component.GatherGroup(head) != component.GatherGroup(_gatherHeads[group]))
+            {
+                group++;
+            }
+
+            for (int tileFirst = rowFirst; tileFirst < rowEnd; tileFirst += tileRows)
+            {
+                int rows = Math.Min(tileRows, rowEnd - tileFirst);
+                StartRows(head, tileFirst, 1, rows, scratch);
+                var tile = new BandTile
                 {
-                    TKernel.AccumulateStridedBeforeTile(ref tile);
-                    if (_stridedAfterWindow)
+                    Query = ref *(Query + RowOffset(head, tileFirst, headDim)),
+                    QueryStride = headDim,
+                    Rows = rows,
+                    RowMax = scratch.RowMax.AsSpan(0, tileRows),
+                    RowSum = scratch.RowSum.AsSpan(0, tileRows),
+                    Accumulators = scratch.Accumulators.AsSpan(0, tileRows * headDim),
+                    Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
+                    Left = int.MaxValue,
+                };
+                for (int r = 0; r < runCount; r++)
+                {
+                    KeyRun run = scratch.Runs[r];
+                    if (run.Step == 0)
                     {
-                        TKernel.AccumulateStridedAfterTile(ref tile);
+                        tile.KeyPanels = ref *GatheredPanelsOf(group, kvHead);
+                        tile.Values = ref *(GatheredValuePointer + _gatherValueOffsets[group] + (long)kvHead * _gatherLengths[group] * headDim);
+                        tile.ValueStride = headDim;
                     }
+                    else
+                    {
+                        tile.KeyPanels = ref *StreamPanels(run.Step, run.Residue, kvHead);
+                        tile.Values = ref *(Value + kvOffset + (long)run.Residue * headDim);
+                        tile.ValueStride = run.Step * headDim;
+                    }
+
+                    // With the cut the rows sit at their own positions (stream = positions in step-1 streams), so
+                    // right = 0 drops each row's later keys; without it every row sees the whole run.
+                    tile.FirstQuery = run.CausalCut ? tileFirst : 0;
+                    tile.Right = run.CausalCut ? 0 : int.MaxValue;
+                    tile.KeyFirst = run.First;
+                    tile.KeyLast = run.Last;
+                    TKernel.AccumulateBandTile(ref tile);
                 }
 
-                for (int t = 0; t < rows; t++)
+                EndRows(head, tileFirst, 1, rows, kvOffset, scratch);
+            }
+        }
+
+        /// <summary>A tile's rows start from a fresh state in the head's first pass, else from the state the last pass left.</summary>
+        private void StartRows(int head, int firstPosition, int step, int rows, WorkerScratch scratch)
+        {
+            int headDim = TKernel.HeadDim;
+            Span<float> rowMax = scratch.RowMax.AsSpan(0, TKernel.TileRows), rowSum = scratch.RowSum.AsSpan(0, TKernel.TileRows);
+            Span<float> accumulators = scratch.Accumulators.AsSpan(0, TKernel.TileRows * headDim);
+            rowMax.Fill(float.NegativeInfinity);
+            rowSum.Clear();
+            accumulators.Clear();
+            for (int t = 0; Pass > 0 && t < rows; t++)
+            {
+                LoadState(head, firstPosition + t * step, ref rowMax[t], ref rowSum[t], accumulators.Slice(t * headDim, headDim));
+            }
+        }
+
+        /// <summary>
+        /// After a pass: hand the rows on when the head has a later pass, else finish them: keys of components that did not
+        /// run as tiles through the row kernel (a row such a component covers whole is computed whole), then normalise.
+        /// </summary>
+        private void EndRows(int head, int firstPosition, int step, int rows, long kvOffset, WorkerScratch scratch)
+        {
+            int headDim = TKernel.HeadDim, tiled = Plan.TiledComponents[head];
+            bool handOn = Pass < tiled - 1;
+            bool rowsNeedMore = tiled < Pattern.Components.Count;
+            Span<float> rowMax = scratch.RowMax, rowSum = scratch.RowSum;
+            for (int t = 0; t < rows; t++)
+            {
+                int position = firstPosition + t * step;
+                Span<float> accumulator = scratch.Accumulators.AsSpan(t * headDim, headDim);
+                if (handOn)
                 {
-                    int position = residue + (firstQuery + t) * step;
-                    Span<float> accumulator = accumulators.Slice(t * headDim, headDim);
-                    if (handOn)
+                    StoreState(head, position, rowMax[t], rowSum[t], accumulator);
+                    continue;
+                }
+
+                long rowOffset = RowOffset(head, position, headDim);
+                if (rowsNeedMore)
+                {
+                    int count = KeySegmentsOf(position, head, tiled, scratch, out int coveredBy, out KeySegment[] segments);
+                    if (coveredBy >= tiled)
                     {
-                        StoreState(head, position, rowMax[t], rowSum[t], accumulator);
+                        // A row a row-path component sees whole: computed whole, the tile passes discarded.
+                        ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
                         continue;
                     }
 
-                    long rowOffset = RowOffset(head, position, headDim);
-                    if (_rowsNeedMore)
+                    if (coveredBy < 0)
                     {
-                        int count = KeySegmentsOf(position, head, scratch, out int firstGlobal, out bool isGlobal, out KeySegment[] segments);
-                        if (isGlobal)
-                        {
-                            // A global row sees every key: computed whole, the band passes discarded.
-                            ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
-                            continue;
-                        }
-
-                        // Segments the tile passes did not cover: with strided bands, only the global columns;
-                        // otherwise everything after the window's segment.
-                        int first = usesStrided ? firstGlobal : 1;
-                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments.AsSpan(first, count - first), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
+                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
                     }
-
-                    WriteNormalised(accumulator, rowSum[t], Output + rowOffset);
                 }
+
+                WriteNormalised(accumulator, rowSum[t], Output + rowOffset);
             }
         }
 
         private void StoreState(int head, int position, float max, float sum, ReadOnlySpan<float> accumulator)
         {
             int headDim = TKernel.HeadDim;
-            Span<float> state = _state.AsSpan((int)(((long)head * Window.QueryRows + position - Window.QueryFirst) * (headDim + 2)), headDim + 2);
+            Span<float> state = _state.AsSpan((int)(((long)head * Slice.QueryRows + position - Slice.QueryFirst) * (headDim + 2)), headDim + 2);
             state[0] = max;
             state[1] = sum;
             accumulator.CopyTo(state.Slice(2));
@@ -577,18 +814,10 @@ public static unsafe class CpuAttention
         private void LoadState(int head, int position, ref float max, ref float sum, Span<float> accumulator)
         {
             int headDim = TKernel.HeadDim;
-            ReadOnlySpan<float> state = _state.AsSpan((int)(((long)head * Window.QueryRows + position - Window.QueryFirst) * (headDim + 2)), headDim + 2);
+            ReadOnlySpan<float> state = _state.AsSpan((int)(((long)head * Slice.QueryRows + position - Slice.QueryFirst) * (headDim + 2)), headDim + 2);
             max = state[0];
             sum = state[1];
             state.Slice(2).CopyTo(accumulator);
-        }
-
-        private static void Grow<T>(ref T[] array, int length)
-        {
-            if (array.Length < length)
-            {
-                array = new T[length];
-            }
         }
     }
 
@@ -601,6 +830,7 @@ public static unsafe class CpuAttention
         public KeySegment[] Segments = Array.Empty<KeySegment>();
         public KeySegment[] MappedSegments = Array.Empty<KeySegment>();
         public KeySegment[] ClippedSegments = Array.Empty<KeySegment>();
+        public KeyRun[] Runs = Array.Empty<KeyRun>();
         public float[] RowScratch = Array.Empty<float>();
         public float[] RowMax = Array.Empty<float>();
         public float[] RowSum = Array.Empty<float>();

@@ -10,7 +10,7 @@ namespace SparseAttention.Cpu;
 /// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel}"/>, the
 /// row kernel split over blocks of slots) or a prompt in chunks (<see cref="PrefillTiled{TKernel}"/>, the window band
 /// as tiles over each chunk's gathered keys; <see cref="Prefill{TKernel}"/> row by row for the scalar kernel). Each
-/// row's keys are the pattern's own key segments (<see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, out int)"/>)
+/// row's keys are the pattern's own key segments (<see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, int, out int)"/>)
 /// mapped to the slots that hold them (<see cref="SlotMap"/>), so decode sees exactly what the whole-sequence kernels
 /// would. Generated <c>Decode</c> and <c>Prefill</c> validate their arguments, then call this.
 /// </summary>
@@ -162,7 +162,7 @@ public static unsafe class CpuDecode
         public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunRowsWindow<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkWindow(shape.SeqLen, start, rows), options);
+            CpuAttention.RunRowsSlice<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
         }
     }
 
@@ -176,7 +176,7 @@ public static unsafe class CpuDecode
         public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunTiledWindow<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkWindow(shape.SeqLen, start, rows), options);
+            CpuAttention.RunTiledSlice<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
         }
     }
 
@@ -209,7 +209,7 @@ public static unsafe class CpuDecode
         /// The chunk's rows as a part of that sequence: <paramref name="rows"/> rows from stream position
         /// <paramref name="start"/>, in a prompt of <paramref name="promptRows"/> rows per head.
         /// </summary>
-        public CpuAttention.SequenceWindow ChunkWindow(int promptRows, int start, int rows) =>
+        public CpuAttention.SequenceSlice ChunkSlice(int promptRows, int start, int rows) =>
             new(QueryFirst: (int)(start - Map.Origin), QueryRows: rows, QueryLayoutRows: promptRows, KeyStride: SlotsPerKvHead, PositionBase: (int)Map.Origin, Slots: Map);
     }
 

@@ -30,8 +30,8 @@ public interface IAttentionRowKernel
 }
 
 /// <summary>
-/// A row kernel that also has a register-blocked tile kernel for the pattern's band (window or dense):
-/// <see cref="TileRows"/> queries of one residue stream against <see cref="KeyTile"/> keys at a time,
+/// A row kernel that also has a register-blocked tile kernel for bands and rectangles of keys (<see cref="BandTile"/>):
+/// <see cref="TileRows"/> queries against <see cref="KeyTile"/> keys at a time,
 /// QKᵀ from transposed key panels, online softmax per row, PV by broadcast + FMA.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
@@ -46,15 +46,6 @@ public interface IAttentionTileKernel : IAttentionRowKernel
     /// <summary>Keys per tile (Bc), a multiple of <see cref="Lanes"/>.</summary>
     static abstract int KeyTile { get; }
 
-    /// <summary>Adds the band's keys to the online-softmax state of the tile's rows.</summary>
+    /// <summary>Adds the tile's band of keys (<see cref="BandTile"/>) to the online-softmax state of the tile's rows.</summary>
     static abstract void AccumulateBandTile(ref BandTile tile);
-
-    /// <summary>
-    /// Adds the strided component's keys before the window (<see cref="AttentionPattern.TryGetStridedBands"/>)
-    /// to the tile's rows, over a residue stream of step Stride. Generated only for patterns with a stride.
-    /// </summary>
-    static virtual void AccumulateStridedBeforeTile(ref BandTile tile) => throw new InvalidOperationException("This kernel's pattern has no strided component.");
-
-    /// <summary>As <see cref="AccumulateStridedBeforeTile"/>, for the strided keys after a bidirectional window.</summary>
-    static virtual void AccumulateStridedAfterTile(ref BandTile tile) => throw new InvalidOperationException("This kernel's pattern has no strided keys after its window.");
 }

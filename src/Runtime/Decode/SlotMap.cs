@@ -8,7 +8,7 @@ namespace SparseAttention.Decode;
 /// must be a global token, kept in pinned slot <c>RingSlots + its index among the pattern's global tokens</c>.
 /// The rolling cache is such a store (origin 0, wrapping); so is the linear scratch a prefill chunk runs against
 /// (origin at its first position, never wrapping). Mapping a query's key segments through it turns
-/// <see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, out int)"/> into segments of slots
+/// <see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, int, out int)"/> into segments of slots
 /// the row kernels read directly.
 /// </summary>
 internal readonly struct SlotMap

@@ -10,7 +10,7 @@ public sealed partial class AttentionPattern
     /// <summary>
     /// Draws the pattern's mask for <paramref name="seqLength"/> tokens in query head <paramref name="head"/> as an SVG
     /// image: one square per (query, key) pair, queries top to bottom and keys left to right, visible pairs filled.
-    /// Global rows and columns are drawn in a second colour so the components can be told apart. The output depends
+    /// Global rows and columns (global tokens, BigBird's global blocks) are drawn in a second colour so the components can be told apart. The output depends
     /// only on the arguments, so the pictures in docs/ can be regenerated and compared.
     /// </summary>
     /// <param name="seqLength">Tokens on each axis, 1 to 256.</param>
@@ -35,12 +35,26 @@ public sealed partial class AttentionPattern
         {
             for (int key = 0; key < seqLength; key++)
             {
-                string fill = !IsVisible(query, key, head) ? Hidden : IsGlobal(query) || IsGlobal(key) ? GlobalVisible : Visible;
+                string fill = !IsVisible(query, key, head, seqLength) ? Hidden : IsGlobalPair(query, key, head, seqLength) ? GlobalVisible : Visible;
                 svg.Append(CultureInfo.InvariantCulture, $"  <rect x=\"{key * cellSize}\" y=\"{query * cellSize}\" width=\"{cellSize - 1}\" height=\"{cellSize - 1}\" fill=\"{fill}\"/>\n");
             }
         }
 
         svg.Append("</svg>\n");
         return svg.ToString();
+    }
+
+    /// <summary>Whether a visible pair comes through a global row or column (drawn in the second colour).</summary>
+    private bool IsGlobalPair(int query, int key, int head, int seqLength)
+    {
+        foreach (PatternComponent component in Components)
+        {
+            if (component.IsGlobalPair(query, key, head, seqLength))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 }

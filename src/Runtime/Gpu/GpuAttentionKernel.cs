@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
@@ -6,12 +7,13 @@ using ILGPU.Runtime;
 namespace SparseAttention.Gpu;
 
 /// <summary>
-/// One generated ILGPU attention kernel and its compiled forms: ILGPU compiles a kernel once per accelerator
-/// (to PTX, OpenCL C or a CPU launcher), which takes from tens of milliseconds to seconds, so the loaded
-/// launcher is kept for as long as the accelerator lives.
+/// One generated ILGPU attention kernel (one per HeadDim) and its compiled forms: ILGPU compiles a kernel once per
+/// accelerator (to PTX, OpenCL C or a CPU launcher), which takes from tens of milliseconds to seconds, so the loaded
+/// launcher is kept for as long as the accelerator lives. The pattern comes with each launch as its tile table
+/// (<see cref="GpuTileTable"/>), uploaded once per (pattern, sequence length, heads) and kept on the device.
 /// </summary>
 /// <remarks>
-/// Launch layout, which every generated kernel assumes: a 2-D grid of (query tiles, heads); a group per
+/// Launch layout, which the generated kernel assumes: a 2-D grid of (query tiles, heads); a group per
 /// (head, query tile) with one thread per query row, so a query tile is <see cref="GroupSize"/> rows.
 /// </remarks>
 public sealed class GpuAttentionKernel
@@ -19,35 +21,45 @@ public sealed class GpuAttentionKernel
     /// <summary>Threads per group (= query rows per tile) where the accelerator allows it: two CUDA warps.</summary>
     public const int PreferredGroupSize = 64;
 
-    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> _kernel;
-    private readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments>> _loaded = new();
+    /// <summary>Tile tables kept per accelerator; the oldest is freed past this many.</summary>
+    private const int TablesPerAccelerator = 16;
+
+    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments> _kernel;
+    private readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments>> _loaded = new();
+    private readonly ConditionalWeakTable<Accelerator, TableCache> _tables = new();
     private readonly object _loadLock = new();
 
-    /// <summary>Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself).</summary>
-    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel)
+    /// <summary>Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) with <paramref name="keyTile"/> keys per shared-memory tile.</summary>
+    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments> kernel, int keyTile)
     {
         _kernel = kernel ?? throw new ArgumentNullException(nameof(kernel));
+        ArgumentOutOfRangeException.ThrowIfLessThan(keyTile, 1);
+        KeyTile = keyTile;
     }
 
     /// <summary>The generated kernel method, for compiling it ahead of a launch (tests compile it to PTX and OpenCL).</summary>
     public System.Reflection.MethodInfo Method => _kernel.Method;
 
+    /// <summary>Keys per shared-memory tile.</summary>
+    public int KeyTile { get; }
+
     /// <summary>Query rows per group on <paramref name="accelerator"/>: ILGPU's CPU accelerator allows 16 by default.</summary>
     public static int GroupSize(Accelerator accelerator) => Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
 
     /// <summary>
-    /// Queues the kernel on <paramref name="accelerator"/>'s default stream and returns without waiting. The
-    /// arguments must already be validated (<see cref="AttentionArguments.Validate(int, Accelerator, ArrayView{float}, ArrayView{float}, ArrayView{float}, ArrayView{float}, AttentionShape)"/>).
+    /// Queues the kernel for <paramref name="pattern"/> on <paramref name="accelerator"/>'s default stream and returns without
+    /// waiting. The arguments must already be validated (<see cref="AttentionArguments.Validate(int, Accelerator, ArrayView{float}, ArrayView{float}, ArrayView{float}, ArrayView{float}, AttentionShape)"/>).
     /// </summary>
-    public void Launch(Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale)
+    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale)
     {
         int groupSize = GroupSize(accelerator);
         int queryTiles = (shape.SeqLen + groupSize - 1) / groupSize;
         var config = new KernelConfig(new Index2D(queryTiles, shape.Heads), new Index2D(groupSize, 1));
-        Load(accelerator)(config, query, key, value, output, new GpuAttentionArguments(shape, scale));
+        ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, shape, groupSize, KeyTile);
+        Load(accelerator)(config, query, key, value, output, tiles, new GpuAttentionArguments(shape, scale));
     }
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> Load(Accelerator accelerator)
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments> Load(Accelerator accelerator)
     {
         if (_loaded.TryGetValue(accelerator, out var launcher))
         {
@@ -64,6 +76,40 @@ public sealed class GpuAttentionKernel
             }
 
             return launcher;
+        }
+    }
+
+    /// <summary>One accelerator's uploaded tile tables, most recent last.</summary>
+    private sealed class TableCache
+    {
+        private readonly List<(AttentionPattern Pattern, int SeqLen, int Heads, int GroupSize, MemoryBuffer1D<int, Stride1D.Dense> Buffer)> _tables = new();
+
+        public ArrayView<int> Get(Accelerator accelerator, AttentionPattern pattern, AttentionShape shape, int groupSize, int keyTile)
+        {
+            lock (_tables)
+            {
+                for (int i = 0; i < _tables.Count; i++)
+                {
+                    var entry = _tables[i];
+                    if (ReferenceEquals(entry.Pattern, pattern) && entry.SeqLen == shape.SeqLen && entry.Heads == shape.Heads && entry.GroupSize == groupSize)
+                    {
+                        return entry.Buffer.View;
+                    }
+                }
+
+                int[] table = GpuTileTable.Build(pattern, shape.SeqLen, shape.Heads, groupSize, keyTile);
+                MemoryBuffer1D<int, Stride1D.Dense> buffer = accelerator.Allocate1D(table);
+                if (_tables.Count == TablesPerAccelerator)
+                {
+                    // Launches already queued finish before the next one on the default stream, which frees nothing early.
+                    accelerator.Synchronize();
+                    _tables[0].Buffer.Dispose();
+                    _tables.RemoveAt(0);
+                }
+
+                _tables.Add((pattern, shape.SeqLen, shape.Heads, groupSize, buffer));
+                return buffer.View;
+            }
         }
     }
 }

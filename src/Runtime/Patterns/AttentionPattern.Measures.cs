@@ -8,7 +8,7 @@ namespace SparseAttention
         /// <summary>
         /// Number of visible (query, key) pairs over all <paramref name="heads"/> query heads of a sequence of
         /// <paramref name="seqLength"/> tokens: the work a kernel that does only visible pairs must do.
-        /// Counted from the key segments of each query, O(seqLength) per distinct dilation, never n².
+        /// Counted from the key segments of each query, O(seqLength) per head that sees differently, never n².
         /// </summary>
         public long VisiblePairs(int seqLength, int heads)
         {
@@ -22,13 +22,15 @@ namespace SparseAttention
                 throw new ArgumentOutOfRangeException(nameof(heads), "heads cannot be negative.");
             }
 
-            var pairsByDilation = new Dictionary<int, long>();
+            // Heads h and h + HeadPeriod see the same keys: count each residue once.
+            int period = HeadPeriod;
+            var pairsByResidue = new Dictionary<int, long>();
             Span<KeySegment> segments = new KeySegment[MaxSegmentsPerQuery];
             long total = 0;
             for (int head = 0; head < heads; head++)
             {
-                int dilation = DilationOf(head);
-                if (!pairsByDilation.TryGetValue(dilation, out long pairs))
+                int residue = head % period;
+                if (!pairsByResidue.TryGetValue(residue, out long pairs))
                 {
                     pairs = 0;
                     for (int query = 0; query < seqLength; query++)
@@ -40,7 +42,7 @@ namespace SparseAttention
                         }
                     }
 
-                    pairsByDilation[dilation] = pairs;
+                    pairsByResidue[residue] = pairs;
                 }
 
                 total += pairs;
@@ -62,9 +64,14 @@ namespace SparseAttention
                 throw new ArgumentOutOfRangeException(nameof(layers), "layers cannot be negative.");
             }
 
-            bool unbounded = IsDense || Stride > 0 || _globalTokens.Length > 0;
-            long backPerLayer = unbounded ? long.MaxValue : (long)WindowLeft * MaxDilation;
-            long forwardPerLayer = Causal ? 0 : unbounded ? long.MaxValue : (long)WindowRight * MaxDilation;
+            long backPerLayer = IsDense ? long.MaxValue : 0, forwardPerLayer = IsDense && !Causal ? long.MaxValue : 0;
+            foreach (PatternComponent component in _components)
+            {
+                (long back, long forward) = component.ReachPerLayer(Causal);
+                backPerLayer = Math.Max(backPerLayer, back);
+                forwardPerLayer = Math.Max(forwardPerLayer, forward);
+            }
+
             return new ReceptiveField(SaturatingMultiply(backPerLayer, layers), SaturatingMultiply(forwardPerLayer, layers));
         }
 

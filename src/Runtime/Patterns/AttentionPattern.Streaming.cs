@@ -30,10 +30,12 @@ namespace SparseAttention
                     + "add [SlidingWindow(Size = W)] to bound it to W tokens";
             }
 
-            if (Stride > 0)
+            foreach (PatternComponent component in _components)
             {
-                return "the strided component sees keys at every multiple of the stride back to the start, so its cache grows with the stream; "
-                    + "remove [Strided] (keep the window and pin what must stay visible with [GlobalTokens])";
+                if (component.FindStreamingProblem() is string problem)
+                {
+                    return problem;
+                }
             }
 
             if (RingSlotsNeeded() > int.MaxValue)
@@ -66,7 +68,7 @@ namespace SparseAttention
             }
 
             // Ring and pinned slots are each at most int.MaxValue, and HeadDim at most 256 in practice: no long overflow.
-            long slots = RingSlotsNeeded() + _globalTokens.Length;
+            long slots = RingSlotsNeeded() + GlobalTokens.Count;
             long floats = slots * headDim;
             if (floats > MaxArrayLength)
             {
@@ -86,9 +88,13 @@ namespace SparseAttention
         /// </summary>
         private long RingSlotsNeeded()
         {
-            long reach = HasWindow ? (long)WindowLeft * MaxDilation : 0;
-            long lastGlobal = _globalTokens.Length > 0 ? _globalTokens[_globalTokens.Length - 1] : -1;
-            return Math.Max(reach + 1, lastGlobal + 1);
+            long reach = 0;
+            foreach (PatternComponent component in _components)
+            {
+                reach = Math.Max(reach, component.StreamingReach);
+            }
+
+            return reach + 1;
         }
 
         /// <summary>

@@ -6,16 +6,14 @@ using System.Text;
 namespace SparseAttention
 {
     /// <summary>
-    /// A structured sparse attention pattern: which keys each query may see. This one class is the meaning
-    /// of every pattern attribute. The runtime, the reference implementation and the generated kernels all
-    /// use it, and the source generator compiles this same file, so they can never disagree.
-    /// </summary>
-    /// <remarks>
+    /// A structured sparse attention pattern: which keys each query may see. A pattern is the union of its
+    /// <see cref="Components"/> (window, stride, fixed factorized, block-sparse, global tokens), then the causal cut:
     /// <code>
-    /// visible(i, j) = (window(i,j) OR strided(i,j) OR global(i,j)) AND (not Causal OR j &lt;= i)
+    /// visible(i, j, h) = (any component contains (i, j, h)) AND (not Causal OR j &lt;= i)
     /// </code>
-    /// A pattern with no component at all is dense (causal or not). See docs/design.md §2.
-    /// </remarks>
+    /// A pattern with no component is dense. The runtime, the reference implementation and the generated kernels all ask
+    /// this class, and the source generator compiles this same file, so they can never disagree. See docs/design.md §2.
+    /// </summary>
 #if SPARSEATTENTION_GENERATOR
     internal
 #else
@@ -23,13 +21,15 @@ namespace SparseAttention
 #endif
     sealed partial class AttentionPattern
     {
-        private readonly int[] _dilations;
-        private readonly int[] _globalTokens;
-        private readonly HashSet<int> _globalSet;
+        private readonly PatternComponent[] _components;
+        private readonly WindowComponent? _window;
+        private readonly StridedComponent? _strided;
+        private readonly GlobalTokensComponent? _globals;
+        private readonly int[] _segmentStartBound;
 
         /// <summary>
-        /// Creates a pattern. Leave <paramref name="windowLeft"/> and <paramref name="windowRight"/> null for
-        /// no sliding window, and <paramref name="stride"/> null for no strided component.
+        /// Creates a pattern from the classic components. Leave <paramref name="windowLeft"/> and <paramref name="windowRight"/>
+        /// null for no sliding window, and <paramref name="stride"/> null for no strided component.
         /// </summary>
         /// <param name="causal">Whether keys after the query are always invisible.</param>
         /// <param name="windowLeft">Window steps visible before the query (FlashAttention's left).</param>
@@ -45,56 +45,123 @@ namespace SparseAttention
             IEnumerable<int>? dilation = null,
             IEnumerable<int>? globalTokens = null,
             int? stride = null)
+            : this(causal, ClassicComponents(windowLeft, windowRight, dilation?.ToArray() ?? new int[0], globalTokens?.ToArray() ?? new int[0], stride))
         {
-            _dilations = dilation?.ToArray() ?? new int[0];
-            int[] globals = globalTokens?.ToArray() ?? new int[0];
-            string? problem = FindProblem(windowLeft, windowRight, _dilations, globals, stride, out string parameter);
+        }
+
+        /// <summary>Creates a pattern as the union of <paramref name="components"/> (at most one of each kind), then the causal cut.</summary>
+        /// <exception cref="ArgumentException">Two components are of the same kind.</exception>
+        public AttentionPattern(bool causal, IEnumerable<PatternComponent> components)
+        {
+            _components = (components ?? throw new ArgumentNullException(nameof(components))).OrderBy(component => component.Order).ToArray();
+            for (int i = 1; i < _components.Length; i++)
+            {
+                if (_components[i].Order == _components[i - 1].Order)
+                {
+                    throw new ArgumentException("A pattern holds at most one component of each kind; got two " + _components[i].GetType().Name + ".", nameof(components));
+                }
+            }
+
+            Causal = causal;
+            _window = _components.OfType<WindowComponent>().FirstOrDefault();
+            _strided = _components.OfType<StridedComponent>().FirstOrDefault();
+            _globals = _components.OfType<GlobalTokensComponent>().FirstOrDefault();
+            DependsOnSequenceLength = _components.Any(component => component.DependsOnSequenceLength);
+
+            // Where each component's segments can start in a row's list, and so how many a row can need.
+            _segmentStartBound = new int[_components.Length + 1];
+            long bound = 0;
+            for (int c = 0; c < _components.Length; c++)
+            {
+                _segmentStartBound[c] = (int)bound;
+                bound = Math.Min(bound + _components[c].MaxSegmentsAfter(new ArraySegment<PatternComponent>(_components, 0, c)), 1 << 20);
+            }
+
+            _segmentStartBound[_components.Length] = (int)bound;
+            MaxSegmentsPerQuery = (int)Math.Max(1, bound);
+        }
+
+        private static PatternComponent[] ClassicComponents(int? windowLeft, int? windowRight, int[] dilation, int[] globalTokens, int? stride)
+        {
+            string? problem = FindProblem(windowLeft, windowRight, dilation, globalTokens, stride, out string parameter);
             if (problem != null)
             {
                 throw new ArgumentException(problem, parameter);
             }
 
-            Causal = causal;
-            HasWindow = windowLeft.HasValue || windowRight.HasValue;
-            WindowLeft = windowLeft ?? 0;
-            WindowRight = windowRight ?? 0;
-            Stride = stride ?? 0;
-            _globalTokens = globals.Distinct().OrderBy(position => position).ToArray();
-            _globalSet = new HashSet<int>(_globalTokens);
-            MaxDilation = _dilations.Length == 0 ? 1 : _dilations.Max();
+            var components = new List<PatternComponent>();
+            if (windowLeft.HasValue || windowRight.HasValue)
+            {
+                components.Add(new WindowComponent(windowLeft ?? 0, windowRight ?? 0, dilation));
+            }
+
+            if (stride is int value)
+            {
+                components.Add(new StridedComponent(value));
+            }
+
+            if (globalTokens.Length > 0)
+            {
+                components.Add(new GlobalTokensComponent(globalTokens));
+            }
+
+            return components.ToArray();
         }
 
         /// <summary>Whether keys after the query are always invisible.</summary>
         public bool Causal { get; }
 
+        /// <summary>The components, in the pattern's order (window, strided, fixed factorized, block-sparse, global tokens).</summary>
+        public IReadOnlyList<PatternComponent> Components => _components;
+
+        /// <summary>Whether a component needs the sequence length to say what is visible (block-sparse): use the overloads that take it.</summary>
+        public bool DependsOnSequenceLength { get; }
+
         /// <summary>Whether the pattern has a sliding-window component.</summary>
-        public bool HasWindow { get; }
+        public bool HasWindow => _window != null;
 
         /// <summary>Window steps visible before the query (0 when there is no window).</summary>
-        public int WindowLeft { get; }
+        public int WindowLeft => _window?.Left ?? 0;
 
         /// <summary>Window steps visible after the query, before the causal cut (0 when there is no window).</summary>
-        public int WindowRight { get; }
+        public int WindowRight => _window?.Right ?? 0;
 
         /// <summary>The strided component's stride, or 0 when there is none.</summary>
-        public int Stride { get; }
+        public int Stride => _strided?.Stride ?? 0;
 
         /// <summary>Per-head window dilations, repeating over heads; empty means 1 for every head.</summary>
-        public IReadOnlyList<int> Dilations => _dilations;
+        public IReadOnlyList<int> Dilations => _window?.Dilations ?? Array.Empty<int>();
 
         /// <summary>Global token positions, sorted and without duplicates.</summary>
-        public IReadOnlyList<int> GlobalTokens => _globalTokens;
+        public IReadOnlyList<int> GlobalTokens => _globals?.Positions ?? Array.Empty<int>();
 
         /// <summary>True when the pattern has no component, so every (causal) pair is visible.</summary>
-        public bool IsDense => !HasWindow && Stride == 0 && _globalTokens.Length == 0;
+        public bool IsDense => _components.Length == 0;
 
         /// <summary>The largest dilation of any head.</summary>
-        public int MaxDilation { get; }
+        public int MaxDilation => _window?.MaxDilation ?? 1;
 
-        /// <summary>
-        /// The most segments <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> can write for one query: size a buffer with it.
-        /// </summary>
-        public int MaxSegmentsPerQuery => 3 + MaxDilation + _globalTokens.Length;
+        /// <summary>The most segments <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> can write for one query: size a buffer with it.</summary>
+        public int MaxSegmentsPerQuery { get; }
+
+        /// <summary>Heads h and h + HeadPeriod see the same keys (the least common period of the components, capped).</summary>
+        public int HeadPeriod
+        {
+            get
+            {
+                long period = 1;
+                foreach (PatternComponent component in _components)
+                {
+                    period = period / KeySegmentMath.Gcd(period, component.HeadPeriod) * component.HeadPeriod;
+                    if (period >= int.MaxValue)
+                    {
+                        return int.MaxValue;
+                    }
+                }
+
+                return (int)period;
+            }
+        }
 
         /// <summary>Creates a dense pattern.</summary>
         public static AttentionPattern Dense(bool causal = true) => new AttentionPattern(causal);
@@ -116,70 +183,79 @@ namespace SparseAttention
             : "SlidingWindow Size counts the keys a query sees, itself included, so it must be at least 1; got " + size + ".";
 
         /// <summary>
-        /// Checks pattern parameters and returns a message saying what to change, or null when they are valid.
+        /// Checks the classic pattern parameters and returns a message saying what to change, or null when they are valid.
         /// The generator reports the same messages as compile-time diagnostics.
         /// </summary>
         public static string? FindProblem(int? windowLeft, int? windowRight, IReadOnlyList<int> dilation, IReadOnlyList<int> globalTokens, int? stride, out string parameter)
         {
             parameter = "";
-            if (windowLeft < 0)
-            {
-                parameter = "windowLeft";
-                return "SlidingWindow Left must be 0 or more (it counts window steps before the query); got " + windowLeft + ".";
-            }
-
-            if (windowRight < 0)
-            {
-                parameter = "windowRight";
-                return "SlidingWindow Right must be 0 or more (it counts window steps after the query); got " + windowRight + ".";
-            }
-
             if (windowLeft == null && windowRight == null && dilation.Count > 0)
             {
+                foreach (int value in dilation)
+                {
+                    if (value < 1)
+                    {
+                        parameter = "dilation";
+                        return "Dilation values must be 1 or more (1 means no dilation); got " + value + ".";
+                    }
+                }
+
                 parameter = "dilation";
                 return "Dilation spaces out the sliding window's keys, but the pattern has no sliding window; add one or drop the dilation.";
             }
 
-            foreach (int value in dilation)
+            if (windowLeft != null || windowRight != null)
             {
-                if (value < 1)
+                string? windowProblem = WindowComponent.FindProblem(windowLeft ?? 0, windowRight ?? 0, dilation, out parameter);
+                if (windowProblem != null)
                 {
-                    parameter = "dilation";
-                    return "Dilation values must be 1 or more (1 means no dilation); got " + value + ".";
+                    return windowProblem;
                 }
             }
 
-            foreach (int position in globalTokens)
+            if (GlobalTokensComponent.FindProblem(globalTokens) is string globalProblem)
             {
-                if (position < 0)
-                {
-                    parameter = "globalTokens";
-                    return "Global token positions are 0-based and cannot be negative; got " + position + ".";
-                }
+                parameter = "globalTokens";
+                return globalProblem;
             }
 
-            if (stride < 1)
+            if (stride is int value2 && StridedComponent.FindProblem(value2) is string strideProblem)
             {
                 parameter = "stride";
-                return "Strided Stride must be 1 or more; got " + stride + ".";
+                return strideProblem;
             }
 
             return null;
         }
 
-        /// <summary>The window dilation of query head <paramref name="head"/>.</summary>
-        public int DilationOf(int head) => _dilations.Length == 0 ? 1 : _dilations[head % _dilations.Length];
+        /// <summary>The window dilation of query head <paramref name="head"/> (1 without a window).</summary>
+        public int DilationOf(int head) => _window?.DilationOf(head) ?? 1;
 
         /// <summary>Whether <paramref name="position"/> is a global token.</summary>
-        public bool IsGlobal(int position) => _globalSet.Contains(position);
+        public bool IsGlobal(int position) => _globals?.IsGlobal(position) ?? false;
 
         /// <summary>
-        /// Whether query <paramref name="query"/> may attend key <paramref name="key"/> in query head
-        /// <paramref name="head"/>: the pattern's definition, written directly from docs/design.md §2.
+        /// Whether query <paramref name="query"/> may attend key <paramref name="key"/> in query head <paramref name="head"/>,
+        /// for a pattern whose components do not depend on the sequence length (see <see cref="DependsOnSequenceLength"/>).
         /// </summary>
+        /// <exception cref="InvalidOperationException">The pattern needs the sequence length: use the overload that takes it.</exception>
         public bool IsVisible(int query, int key, int head = 0)
         {
-            if (query < 0 || key < 0)
+            if (DependsOnSequenceLength)
+            {
+                throw new InvalidOperationException("This pattern's visibility depends on the sequence length (" + ToString() + "); call IsVisible(query, key, head, seqLength).");
+            }
+
+            return IsVisible(query, key, head, Math.Max(query, key) + 1);
+        }
+
+        /// <summary>
+        /// Whether query <paramref name="query"/> may attend key <paramref name="key"/> in query head <paramref name="head"/> of a
+        /// sequence of <paramref name="seqLength"/> tokens: the definition, docs/design.md §2, written directly.
+        /// </summary>
+        public bool IsVisible(int query, int key, int head, int seqLength)
+        {
+            if (query < 0 || key < 0 || query >= seqLength || key >= seqLength)
             {
                 return false;
             }
@@ -189,100 +265,79 @@ namespace SparseAttention
                 return false;
             }
 
-            if (IsDense || IsGlobal(query) || IsGlobal(key))
+            if (_components.Length == 0)
             {
                 return true;
             }
 
-            if (HasWindow)
+            foreach (PatternComponent component in _components)
             {
-                long offset = (long)key - query;
-                long dilation = DilationOf(head);
-                if (offset % dilation == 0 && offset >= -(long)WindowLeft * dilation && offset <= (long)WindowRight * dilation)
+                if (component.CoversRow(query, head, seqLength) || component.Contains(query, key, head, seqLength))
                 {
                     return true;
                 }
             }
 
-            return Stride > 0 && ((long)query - key) % Stride == 0;
+            return false;
         }
 
         /// <summary>
-        /// The pattern's band for query head <paramref name="head"/>, if it has one: the sliding window (or, for a
-        /// dense pattern, the whole causal or bidirectional row), seen as a plain band over one residue class.
-        /// Queries and keys with the same residue mod <paramref name="dilation"/> form a stream in which query m
-        /// sees keys m - <paramref name="left"/> .. m + <paramref name="right"/>; tiled kernels run that band and
-        /// treat everything else (strided runs, global columns, global rows) per row. For a non-global query the
-        /// band's keys are exactly the first segment <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> returns.
+        /// The class of queries [<paramref name="queryFirst"/>, <paramref name="queryLast"/>] x keys [<paramref name="keyFirst"/>,
+        /// <paramref name="keyLast"/>] in head <paramref name="head"/>: the union of the components' classes (full if any is full,
+        /// empty if all are empty), then the causal cut. Empty and Full are exact; Partial means a per-pair test is needed.
         /// </summary>
-        public bool TryGetBand(int head, out int dilation, out long left, out long right)
+        public TileClass ClassifyTile(int head, int queryFirst, int queryLast, int keyFirst, int keyLast, int seqLength)
         {
-            if (IsDense)
+            if (Causal && keyFirst > queryLast)
             {
-                dilation = 1;
-                left = int.MaxValue;
-                right = Causal ? 0 : int.MaxValue;
-                return true;
+                return TileClass.Empty;
             }
 
-            dilation = DilationOf(head);
-            left = WindowLeft;
-            right = Causal ? 0 : WindowRight;
-            return HasWindow;
+            TileClass union = TileClass.Empty;
+            if (_components.Length == 0)
+            {
+                union = TileClass.Full;
+            }
+
+            foreach (PatternComponent component in _components)
+            {
+                TileClass tileClass = component.ClassifyTile(head, queryFirst, queryLast, keyFirst, keyLast, seqLength);
+                if (tileClass == TileClass.Full)
+                {
+                    union = TileClass.Full;
+                    break;
+                }
+
+                if (tileClass == TileClass.Partial)
+                {
+                    union = TileClass.Partial;
+                }
+            }
+
+            return union == TileClass.Full && Causal && keyLast > queryFirst ? TileClass.Partial : union;
         }
 
         /// <summary>
-        /// The strided component as bands over residue streams of step <see cref="Stride"/>, for heads where that
-        /// is exact: the head's window (if any) has dilation 1. Queries and keys with the same residue mod Stride
-        /// form a stream in which query m sees the strided keys m - left .. m + right, less the ones the window
-        /// already holds. Causal, or with no forward window, that is one band (<paramref name="before"/>); a
-        /// bidirectional window splits it into the keys before and after the window (<paramref name="after"/>).
-        /// A band's right may be negative: it starts before the query. The runs these bands cover are exactly the
-        /// strided segments <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> returns for a non-global query of such a head.
-        /// </summary>
-        public bool TryGetStridedBands(int head, out (long Left, long Right) before, out (long Left, long Right)? after)
-        {
-            before = (0, 0);
-            after = null;
-            if (Stride == 0 || IsDense || (HasWindow && DilationOf(head) != 1))
-            {
-                return false;
-            }
-
-            if (!HasWindow)
-            {
-                before = (int.MaxValue, Causal ? 0 : int.MaxValue);
-                return true;
-            }
-
-            // Window keys i - t for 0 <= t <= Left sit at stream offsets 0, -1, ..., -(Left / Stride).
-            before = (int.MaxValue, -(WindowLeft / Stride + 1L));
-            if (!Causal)
-            {
-                after = (-(WindowRight / Stride + 1L), int.MaxValue);
-            }
-
-            return true;
-        }
-
-        /// <summary>
-        /// Writes the keys that query <paramref name="query"/> of head <paramref name="head"/> sees in a
-        /// sequence of <paramref name="seqLength"/> tokens, as disjoint segments in no particular order, and
-        /// returns how many it wrote. Every key of every segment is visible and every visible key is in exactly
-        /// one segment, so a kernel needs no mask. <paramref name="destination"/> needs
-        /// <see cref="MaxSegmentsPerQuery"/> entries.
+        /// Writes the keys that query <paramref name="query"/> of head <paramref name="head"/> sees in a sequence of
+        /// <paramref name="seqLength"/> tokens as disjoint segments and returns how many it wrote. Every key of every
+        /// segment is visible and every visible key is in exactly one segment, so a kernel needs no mask.
+        /// The order is a contract (docs/design.md §2.3): a row that a component covers whole is one segment [0, last key];
+        /// otherwise the components' segments come in component order, each component's keys less those of earlier
+        /// components, in the order its kind documents (the window's one segment first). <paramref name="destination"/>
+        /// needs <see cref="MaxSegmentsPerQuery"/> entries.
         /// </summary>
         public int GetKeySegments(int query, int head, int seqLength, Span<KeySegment> destination) =>
-            GetKeySegments(query, head, seqLength, destination, out _);
+            GetKeySegments(query, head, seqLength, destination, 0, out _);
 
         /// <summary>
-        /// As <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/>, and reports in
-        /// <paramref name="firstGlobalSegment"/> the index of the first global-column segment: segments before it
-        /// are the window's (first) and the strided runs, segments from it on the global columns.
+        /// As <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/>, writing only the segments of components from index
+        /// <paramref name="fromComponent"/> on (still less the keys of the earlier ones): what a kernel that ran the earlier
+        /// components as tiles has left. <paramref name="coveredBy"/> is the index of the first component that covers the row
+        /// whole (the one segment is then [0, last key] whatever <paramref name="fromComponent"/> is), or -1.
         /// </summary>
-        public int GetKeySegments(int query, int head, int seqLength, Span<KeySegment> destination, out int firstGlobalSegment)
+        public int GetKeySegments(int query, int head, int seqLength, Span<KeySegment> destination, int fromComponent, out int coveredBy)
         {
-            firstGlobalSegment = 0;
+            coveredBy = -1;
             if ((uint)query >= (uint)seqLength)
             {
                 throw new ArgumentOutOfRangeException(nameof(query), "query must be in [0, seqLength).");
@@ -295,134 +350,126 @@ namespace SparseAttention
 
             // Keys beyond this one are never visible to this query.
             int lastKey = Causal ? query : seqLength - 1;
-            if (IsDense || IsGlobal(query))
+            if (_components.Length == 0)
             {
                 destination[0] = new KeySegment(0, 1, lastKey + 1);
-                firstGlobalSegment = 1;
                 return 1;
             }
 
-            int count = 0;
-
-            // Window: keys query + t*D for t in [-Left, Right], cut to [0, lastKey].
-            bool hasWindowSegment = false;
-            long windowFirst = 0, windowLast = -1;
-            int dilation = DilationOf(head);
-            if (HasWindow)
+            for (int c = 0; c < _components.Length; c++)
             {
-                long firstStep = Math.Max(-(long)WindowLeft, -(long)(query / dilation));
-                long lastStep = Math.Min(WindowRight, (lastKey - (long)query) / dilation);
-                windowFirst = query + firstStep * dilation;
-                windowLast = query + lastStep * dilation;
-                destination[count++] = new KeySegment((int)windowFirst, dilation, (int)(lastStep - firstStep + 1));
-                hasWindowSegment = true;
+                if (_components[c].CoversRow(query, head, seqLength))
+                {
+                    coveredBy = c;
+                    destination[0] = new KeySegment(0, 1, lastKey + 1);
+                    return 1;
+                }
             }
 
-            // Strided: keys congruent to the query mod Stride, less those the window already holds.
-            if (Stride > 0)
+            // Earlier components' segments are needed to take their keys out; they go to a per-thread buffer.
+            SegmentBuffers buffers = SegmentBuffers.ForThisThread(MaxSegmentsPerQuery);
+            Span<KeySegment> earlier = buffers.Earlier;
+            int earlierCount = 0, count = 0;
+            for (int c = 0; c < _components.Length; c++)
             {
-                int firstStrided = query % Stride;
-                if (!hasWindowSegment)
+                Span<KeySegment> raw = buffers.Raw.AsSpan(0, _components[c].MaxSegments);
+                int rawCount = _components[c].WriteSegments(query, head, seqLength, lastKey, raw);
+                Span<KeySegment> target = c >= fromComponent ? destination.Slice(count) : buffers.Scratch;
+                int written = SubtractAll(raw.Slice(0, rawCount), earlier.Slice(0, earlierCount), target, buffers);
+                if (_components[c] is GlobalTokensComponent)
                 {
-                    count = AddRun(destination, count, firstStrided, lastKey, Stride);
+                    written = MergeNeighbours(target.Slice(0, written));
                 }
-                else
+
+                if (c < _components.Length - 1)
                 {
-                    count = AddRun(destination, count, firstStrided, windowFirst - 1, Stride);
-                    count = AddRun(destination, count, FirstAtOrAfter(windowLast + 1, query, Stride), lastKey, Stride);
-                    if (dilation > 1)
+                    target.Slice(0, written).CopyTo(earlier.Slice(earlierCount));
+                    earlierCount += written;
+                }
+
+                if (c >= fromComponent)
+                {
+                    count += written;
+                }
+            }
+
+            return count;
+        }
+
+        /// <summary>Writes <paramref name="pieces"/> less every key of <paramref name="removed"/> to <paramref name="destination"/>.</summary>
+        private static int SubtractAll(ReadOnlySpan<KeySegment> pieces, ReadOnlySpan<KeySegment> removed, Span<KeySegment> destination, SegmentBuffers buffers)
+        {
+            pieces.CopyTo(destination);
+            int count = pieces.Length;
+            foreach (KeySegment cut in removed)
+            {
+                int next = 0;
+                for (int p = 0; p < count; p++)
+                {
+                    if (buffers.Work.Length - next < KeySegmentMath.MaxPieces(cut.Step))
                     {
-                        count = AddStridedInsideDilatedWindow(destination, count, query, dilation, windowFirst, windowLast);
+                        Array.Resize(ref buffers.Work, (int)Math.Min(int.MaxValue / 2, 2L * buffers.Work.Length + KeySegmentMath.MaxPieces(cut.Step)));
                     }
+
+                    next += KeySegmentMath.Subtract(destination[p], cut, buffers.Work.AsSpan(next));
                 }
+
+                if (next > destination.Length)
+                {
+                    throw new InvalidOperationException("A row's key segments outgrew MaxSegmentsPerQuery (" + destination.Length + "); this combination of components needs a larger bound.");
+                }
+
+                buffers.Work.AsSpan(0, next).CopyTo(destination);
+                count = next;
             }
 
-            // Global columns not already held by the window or the strided runs; neighbours merge into one run.
-            int mergeFrom = count;
-            firstGlobalSegment = count;
-            foreach (int global in _globalTokens)
+            return count;
+        }
+
+        /// <summary>Merges single-key segments that follow each other into runs (global columns next to each other).</summary>
+        private static int MergeNeighbours(Span<KeySegment> segments)
+        {
+            int count = 0;
+            for (int s = 0; s < segments.Length; s++)
             {
-                if (global > lastKey)
+                if (count > 0 && segments[count - 1].Step == 1 && segments[s].Step == 1 && segments[count - 1].Last == segments[s].Start - 1)
                 {
-                    break;
-                }
-
-                bool inWindow = hasWindowSegment && global >= windowFirst && global <= windowLast && ((long)global - query) % dilation == 0;
-                bool inStrided = Stride > 0 && ((long)query - global) % Stride == 0;
-                if (inWindow || inStrided)
-                {
-                    continue;
-                }
-
-                if (count > mergeFrom && destination[count - 1].Last == global - 1)
-                {
-                    KeySegment run = destination[count - 1];
-                    destination[count - 1] = new KeySegment(run.Start, 1, run.Count + 1);
+                    KeySegment run = segments[count - 1];
+                    segments[count - 1] = new KeySegment(run.Start, 1, run.Count + segments[s].Count);
                 }
                 else
                 {
-                    destination[count++] = new KeySegment(global, 1, 1);
+                    segments[count++] = segments[s];
                 }
             }
 
             return count;
         }
 
-        /// <summary>
-        /// Strided keys inside a dilated window's span that the window skips: keys query + Stride*u whose offset
-        /// is not a multiple of the dilation. Offsets Stride*u are multiples of D exactly when u is a multiple of
-        /// P = D / gcd(Stride, D), so the keys left over are P - 1 runs of step Stride*P.
-        /// </summary>
-        private int AddStridedInsideDilatedWindow(Span<KeySegment> destination, int count, int query, int dilation, long windowFirst, long windowLast)
+        /// <summary>Per-thread buffers for <see cref="GetKeySegments(int, int, int, Span{KeySegment}, int, out int)"/>, so a warm call allocates nothing.</summary>
+        private sealed class SegmentBuffers
         {
-            long period = dilation / Gcd(Stride, dilation);
-            long firstU = CeilDiv(windowFirst - query, Stride);
-            long lastU = FloorDiv(windowLast - query, Stride);
-            for (long residue = 1; residue < period; residue++)
+            [ThreadStatic]
+            private static SegmentBuffers? t_instance;
+
+            public KeySegment[] Earlier = new KeySegment[0];
+            public KeySegment[] Raw = new KeySegment[0];
+            public KeySegment[] Scratch = new KeySegment[0];
+            public KeySegment[] Work = new KeySegment[0];
+
+            public static SegmentBuffers ForThisThread(int maxSegments)
             {
-                long u = firstU + Mod(residue - firstU, period);
-                if (u > lastU)
+                SegmentBuffers buffers = t_instance ??= new SegmentBuffers();
+                if (buffers.Earlier.Length < maxSegments)
                 {
-                    continue;
+                    buffers.Earlier = new KeySegment[maxSegments];
+                    buffers.Raw = new KeySegment[maxSegments];
+                    buffers.Scratch = new KeySegment[maxSegments];
+                    buffers.Work = new KeySegment[maxSegments];
                 }
 
-                long runCount = (lastU - u) / period + 1;
-                destination[count++] = new KeySegment((int)(query + Stride * u), (int)(Stride * period), (int)runCount);
+                return buffers;
             }
-
-            return count;
-        }
-
-        private static int AddRun(Span<KeySegment> destination, int count, long first, long last, long step)
-        {
-            if (first > last)
-            {
-                return count;
-            }
-
-            destination[count] = new KeySegment((int)first, (int)step, (int)((last - first) / step + 1));
-            return count + 1;
-        }
-
-        /// <summary>The first position at or after <paramref name="from"/> congruent to <paramref name="anchor"/> mod <paramref name="step"/>.</summary>
-        private static long FirstAtOrAfter(long from, long anchor, long step) => from + Mod(anchor - from, step);
-
-        private static long Mod(long value, long modulus) => ((value % modulus) + modulus) % modulus;
-
-        private static long FloorDiv(long value, long divisor) => value >= 0 ? value / divisor : -((-value + divisor - 1) / divisor);
-
-        private static long CeilDiv(long value, long divisor) => -FloorDiv(-value, divisor);
-
-        private static long Gcd(long a, long b)
-        {
-            while (b != 0)
-            {
-                long t = a % b;
-                a = b;
-                b = t;
-            }
-
-            return a;
         }
 
         /// <summary>Describes the pattern in words, as the generated code's header comment does.</summary>
@@ -436,32 +483,30 @@ namespace SparseAttention
                 return text.ToString();
             }
 
-            if (HasWindow)
+            foreach (PatternComponent component in _components)
             {
-                int right = Causal ? 0 : WindowRight;
-                text.Append(", sliding window: ").Append(WindowLeft).Append(" step(s) back, ").Append(right).Append(" forward");
-                if (Causal && WindowRight == 0)
-                {
-                    text.Append(" (Size = ").Append((long)WindowLeft + 1).Append(" keys including the query)");
-                }
-
-                if (MaxDilation > 1)
-                {
-                    text.Append(", dilation ").Append(string.Join(", ", _dilations)).Append(_dilations.Length > 1 ? " per head" : "");
-                }
-            }
-
-            if (Stride > 0)
-            {
-                text.Append(", strided: keys at distance a multiple of ").Append(Stride);
-            }
-
-            if (_globalTokens.Length > 0)
-            {
-                text.Append(", global tokens at ").Append(string.Join(", ", _globalTokens));
+                text.Append(", ").Append(component.Describe(Causal));
             }
 
             return text.ToString();
+        }
+
+        /// <summary>A C# expression that constructs this pattern, for generated code.</summary>
+        public string ToCSharp()
+        {
+            var text = new StringBuilder("new global::SparseAttention.AttentionPattern(causal: ").Append(Causal ? "true" : "false").Append(", components: new global::SparseAttention.PatternComponent[]");
+            if (_components.Length == 0)
+            {
+                return text.Append(" { })").ToString();
+            }
+
+            text.Append("\n{\n");
+            foreach (PatternComponent component in _components)
+            {
+                text.Append("    ").Append(component.ToCSharp()).Append(",\n");
+            }
+
+            return text.Append("})").ToString();
         }
     }
 }

@@ -4,7 +4,7 @@ namespace SparseAttention;
 
 /// <summary>
 /// The slow, obviously correct attention everything is tested against: for every (head, query) it tests
-/// every key with <see cref="AttentionPattern.IsVisible"/>, and accumulates in double precision. Keys a query
+/// every key with <see cref="AttentionPattern.IsVisible(int, int, int, int)"/>, and accumulates in double precision. Keys a query
 /// cannot see are never read, so NaN or Inf stored there cannot reach its output. A query that sees no key
 /// gets a row of zeros. The NaN/Inf policy (docs/design.md) is written out here as the rule every kernel follows:
 /// a visible score that is NaN, infinite or beyond fp32's range (in the kernels' base-2 units), or a visible value
