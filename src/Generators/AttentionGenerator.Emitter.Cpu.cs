@@ -52,10 +52,10 @@ public sealed partial class AttentionGenerator
             new("Vector128", Lanes: 4, TileRows: 4, KeyTile: 8, PvGroup: 2),
         };
 
-        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim, AttentionPattern pattern)
+        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            writer.Line("/// <summary>" + target.Name + " kernel: HeadDim = " + Invariant(headDim) + " is " + Invariant(headDim / target.Lanes) + " x " + Invariant(target.Lanes) + " floats; band tiles of " + Invariant(target.TileRows) + " queries x " + Invariant(target.KeyTile) + " keys.</summary>");
-            using (writer.Block("private readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionTileKernel"))
+            writer.Line("/// <summary>" + target.Name + " kernel: HeadDim = " + Invariant(headDim) + " is " + Invariant(headDim / target.Lanes) + " x " + Invariant(target.Lanes) + " floats; tiles of " + Invariant(target.TileRows) + " queries x " + Invariant(target.KeyTile) + " keys.</summary>");
+            using (writer.Block("internal readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionTileKernel"))
             {
                 writer.Line("public static int HeadDim => " + Invariant(headDim) + ";");
                 writer.Line("public static int ScratchLength => " + Invariant(RowKeyTile) + ";");
@@ -65,38 +65,8 @@ public sealed partial class AttentionGenerator
                 writer.Line();
                 EmitVectorAccumulateRow(writer, target, headDim);
                 writer.Line();
-                // Patterns without a band (strided or global only) never run tiles; any band will do for them.
-                (long Left, long Right) band = pattern.TryGetBand(0, out _, out long left, out long right) ? (left, right) : (0, 0);
-                EmitBandTile(writer, target, headDim, band);
-                if (FindStridedBands(pattern) is var (before, after))
-                {
-                    writer.Line();
-                    writer.Line("// The strided component over residue streams of step " + Invariant(pattern.Stride) + ": the same tile kernel with its own band.");
-                    EmitBandTile(writer, target, headDim, before, "AccumulateStridedBeforeTile");
-                    if (after is (long, long) afterBand)
-                    {
-                        writer.Line();
-                        EmitBandTile(writer, target, headDim, afterBand, "AccumulateStridedAfterTile");
-                    }
-                }
+                EmitBandTile(writer, target, headDim);
             }
-        }
-
-        /// <summary>
-        /// The strided bands, if some head can run them (its window has dilation 1); they are the same for every
-        /// such head. Null when the stride, if any, runs through the row kernel.
-        /// </summary>
-        private static ((long Left, long Right) Before, (long Left, long Right)? After)? FindStridedBands(AttentionPattern pattern)
-        {
-            for (int head = 0; head < System.Math.Max(1, pattern.Dilations.Count); head++)
-            {
-                if (pattern.TryGetStridedBands(head, out var before, out var after))
-                {
-                    return (before, after);
-                }
-            }
-
-            return null;
         }
 
         /// <summary>
@@ -232,7 +202,7 @@ public sealed partial class AttentionGenerator
         /// invisible key's value is never multiplied in. Loop indices are native ints and rows advance by ref,
         /// so every load is one addressing mode.
         /// </summary>
-        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, (long Left, long Right) band, string methodName = "AccumulateBandTile")
+        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
             string v = target.Vector, vt = target.VectorType;
             int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
@@ -241,17 +211,17 @@ public sealed partial class AttentionGenerator
             string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
 
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-            using (writer.Block("public static void " + methodName + "(ref global::SparseAttention.Cpu.BandTile tile)"))
+            using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
             {
                 writer.Line("int rows = tile.Rows;");
                 writer.Line("long firstQuery = tile.FirstQuery;");
-                writer.Line("// The band, baked in: query m of a residue stream sees stream keys m - left .. m + right.");
-                writer.Line("const long left = " + band.Left.ToString(CultureInfo.InvariantCulture) + ", right = " + band.Right.ToString(CultureInfo.InvariantCulture) + ";");
-                writer.Line("long lastKey = tile.StreamLength - 1;");
-                writer.Line("// Row t sees stream keys [max(0, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
-                writer.Line("long firstVisible = " + MathType + ".Max(0, firstQuery - left);");
+                writer.Line("// The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].");
+                writer.Line("long left = tile.Left, right = tile.Right;");
+                writer.Line("long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;");
+                writer.Line("// Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
+                writer.Line("long firstVisible = " + MathType + ".Max(firstKey, firstQuery - left);");
                 writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + right);");
-                writer.Line("long fullFrom = " + MathType + ".Max(0, firstQuery + rows - 1 - left);");
+                writer.Line("long fullFrom = " + MathType + ".Max(firstKey, firstQuery + rows - 1 - left);");
                 writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + right);");
                 writer.Line("ref float keyPanels = ref tile.KeyPanels;");
                 writer.Line("ref float values = ref tile.Values;");
@@ -351,7 +321,7 @@ public sealed partial class AttentionGenerator
                             string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
                             using (writer.Block("if (!full)"))
                             {
-                                writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(0, query" + r + " - left));");
+                                writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
                                 writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
                                 for (int p = 0; p < panels; p++)
                                 {
@@ -472,7 +442,7 @@ public sealed partial class AttentionGenerator
                             string r = Invariant(t);
                             using (writer.Block(null))
                             {
-                                writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(0, query" + r + " - left)) - keyStart);");
+                                writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left)) - keyStart);");
                                 writer.Line("nint toKey = (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right)) - keyStart);");
                                 writer.Line("ref float rowOutput = ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + ");");
                                 for (int chunk = 0; chunk < vectors; chunk += 8)
@@ -528,7 +498,7 @@ public sealed partial class AttentionGenerator
         {
             string d = Invariant(headDim);
             writer.Line("/// <summary>Scalar row kernel, for machines without SIMD: the same online softmax, one float at a time.</summary>");
-            using (writer.Block("private readonly struct " + ScalarKernelName + " : global::SparseAttention.Cpu.IAttentionRowKernel"))
+            using (writer.Block("internal readonly struct " + ScalarKernelName + " : global::SparseAttention.Cpu.IAttentionRowKernel"))
             {
                 writer.Line("public static int HeadDim => " + d + ";");
                 writer.Line("public static int ScratchLength => " + Invariant(RowKeyTile) + ";");

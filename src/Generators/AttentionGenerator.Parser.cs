@@ -43,6 +43,7 @@ public sealed partial class AttentionGenerator
         public static readonly string[] PatternAttributes =
         {
             Namespace + "SlidingWindowAttribute", Namespace + "DilationAttribute", Namespace + "GlobalTokensAttribute", Namespace + "StridedAttribute",
+            Namespace + "FixedFactorizedAttribute", Namespace + "BlockSparseAttribute",
         };
 
         /// <summary>
@@ -170,7 +171,7 @@ public sealed partial class AttentionGenerator
 
         private static PatternModel? ReadPattern(INamedTypeSymbol type, AttributeData kernel, Report report, CancellationToken cancellationToken)
         {
-            AttributeData? window = null, dilation = null, globals = null, strided = null;
+            AttributeData? window = null, dilation = null, globals = null, strided = null, fixedFactorized = null, blockSparse = null;
             foreach (AttributeData attribute in type.GetAttributes())
             {
                 cancellationToken.ThrowIfCancellationRequested();
@@ -180,11 +181,13 @@ public sealed partial class AttentionGenerator
                     case Namespace + "DilationAttribute": dilation ??= attribute; break;
                     case Namespace + "GlobalTokensAttribute": globals ??= attribute; break;
                     case Namespace + "StridedAttribute": strided ??= attribute; break;
+                    case Namespace + "FixedFactorizedAttribute": fixedFactorized ??= attribute; break;
+                    case Namespace + "BlockSparseAttribute": blockSparse ??= attribute; break;
                 }
             }
 
             bool unreadable = false;
-            foreach (AttributeData? attribute in new[] { kernel, window, dilation, globals, strided })
+            foreach (AttributeData? attribute in new[] { kernel, window, dilation, globals, strided, fixedFactorized, blockSparse })
             {
                 if (attribute is not null && !IsReadable(attribute))
                 {
@@ -275,8 +278,67 @@ public sealed partial class AttentionGenerator
             }
 
             ReportSuspicious(type, causal, window, right, dilation, left, globals, globalTokens, report);
-            return valid ? new PatternModel(headDim!.Value, causal, left, right, new EquatableArray<int>(dilations), new EquatableArray<int>(globalTokens), stride) : null;
+            var components = new List<PatternComponent>();
+            if (left is not null || right is not null)
+            {
+                components.Add(new WindowComponent(left ?? 0, right ?? 0, dilations));
+            }
+
+            if (stride is int strideValue)
+            {
+                components.Add(new StridedComponent(strideValue));
+            }
+
+            if (globalTokens.Length > 0)
+            {
+                components.Add(new GlobalTokensComponent(globalTokens));
+            }
+
+            if (fixedFactorized is not null)
+            {
+                int block = NamedInt(fixedFactorized, "Block") ?? 0, summary = NamedInt(fixedFactorized, "Summary") ?? 0;
+                bool varyByHead = NamedBool(fixedFactorized, "VaryByHead") ?? false;
+                if (FixedFactorizedComponent.FindProblem(block, summary, varyByHead, out string fixedParameter) is string fixedProblem)
+                {
+                    report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(fixedFactorized, PropertyName(fixedParameter)), fixedProblem);
+                    return null;
+                }
+
+                components.Add(new FixedFactorizedComponent(block, summary, varyByHead));
+            }
+
+            if (blockSparse is not null)
+            {
+                int blockSize = NamedInt(blockSparse, "BlockSize") ?? 0, windowBlocks = NamedInt(blockSparse, "WindowBlocks") ?? 0, randomBlocks = NamedInt(blockSparse, "RandomBlocks") ?? 0;
+                if (BlockSparseComponent.FindProblem(blockSize, windowBlocks, randomBlocks, out string blockParameter) is string blockProblem)
+                {
+                    report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(blockSparse, PropertyName(blockParameter)), blockProblem);
+                    return null;
+                }
+
+                components.Add(new BlockSparseComponent(blockSize, windowBlocks, NamedIntArray(blockSparse, "GlobalBlocks"), randomBlocks, NamedLong(blockSparse, "Seed") ?? 0, causal));
+            }
+
+            if (!valid)
+            {
+                return null;
+            }
+
+            // Everything the emitter needs to know of the pattern, computed here by the runtime's own semantics, as text.
+            var pattern = new AttentionPattern(causal, components);
+            string? streamingProblem = pattern.FindStreamingProblem(headDim!.Value);
+            return new PatternModel(
+                headDim.Value,
+                causal,
+                pattern.ToCSharp(),
+                pattern.ToString(),
+                streamingProblem,
+                streamingProblem is null ? pattern.StreamingRingSlots : 0,
+                pattern.GlobalTokens.Count);
         }
+
+        /// <summary>The attribute property a component's parameter name stands for (blockSize → BlockSize).</summary>
+        private static string PropertyName(string parameter) => parameter.Length == 0 ? parameter : char.ToUpperInvariant(parameter[0]) + parameter.Substring(1);
 
         /// <summary>Declarations that are valid but probably not what was meant: warnings, and the kernel is still generated.</summary>
         private static void ReportSuspicious(INamedTypeSymbol type, bool causal, AttributeData? window, int? right, AttributeData? dilation, int? left, AttributeData? globals, int[] globalTokens, Report report)
@@ -317,6 +379,32 @@ public sealed partial class AttentionGenerator
             }
 
             return null;
+        }
+
+        private static long? NamedLong(AttributeData attribute, string name)
+        {
+            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+            {
+                if (argument.Key == name && argument.Value.Value is long or int)
+                {
+                    return Convert.ToInt64(argument.Value.Value, System.Globalization.CultureInfo.InvariantCulture);
+                }
+            }
+
+            return null;
+        }
+
+        private static int[] NamedIntArray(AttributeData attribute, string name)
+        {
+            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+            {
+                if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array && !argument.Value.IsNull)
+                {
+                    return argument.Value.Values.Select(value => value.Value is int item ? item : 0).ToArray();
+                }
+            }
+
+            return Array.Empty<int>();
         }
 
         private static bool? NamedBool(AttributeData attribute, string name)

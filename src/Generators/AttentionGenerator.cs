@@ -1,5 +1,7 @@
 using System.Collections.Immutable;
+using System.Linq;
 using Microsoft.CodeAnalysis;
+using SparseAttention.Generators.Helpers;
 using SparseAttention.Generators.Models;
 
 namespace SparseAttention.Generators;
@@ -30,6 +32,7 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
         public const string Kernels = nameof(Kernels);
         public const string GpuAvailable = nameof(GpuAvailable);
         public const string Outputs = nameof(Outputs);
+        public const string SharedKernels = nameof(SharedKernels);
     }
 
     public void Initialize(IncrementalGeneratorInitializationContext context)
@@ -59,6 +62,34 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
             .Select(static (pair, _) => pair.Left with { EmitGpu = pair.Right })
             .WithTrackingName(TrackingNames.Outputs);
         context.RegisterSourceOutput(outputs, static (output, kernel) => AddKernel(output, kernel));
+
+        // The kernels that depend only on HeadDim, once per compilation per HeadDim in use: a second declaration with the
+        // same HeadDim adds only its public members. The distinct HeadDims compare by value, so most edits stop here.
+        IncrementalValuesProvider<SharedKernelsModel> shared = kernels
+            .Select(static (kernel, _) => kernel.Pattern.HeadDim)
+            .Collect()
+            .Select(static (headDims, _) => new EquatableArray<int>(headDims.Distinct().OrderBy(headDim => headDim).ToArray()))
+            .Combine(gpuAvailable)
+            .SelectMany(static (pair, _) => pair.Left.AsImmutableArray().Select(headDim => new SharedKernelsModel(headDim, pair.Right)))
+            .WithTrackingName(TrackingNames.SharedKernels);
+        context.RegisterSourceOutput(shared, static (output, model) => AddSharedKernels(output, model));
+    }
+
+    /// <summary>Adds one HeadDim's shared kernels; an emitter failure is SPA0014, as for a declaration.</summary>
+    private static void AddSharedKernels(SourceProductionContext output, SharedKernelsModel model)
+    {
+        string source;
+        try
+        {
+            source = Emitter.EmitSharedKernels(model.HeadDim, model.EmitGpu);
+        }
+        catch (System.Exception exception) when (exception is not System.OperationCanceledException)
+        {
+            output.ReportDiagnostic(Diagnostic.Create(Diagnostics.DiagnosticDescriptors.GenerationFailed, Location.None, "the shared kernels of HeadDim " + model.HeadDim, exception.GetType().Name + ": " + exception.Message));
+            return;
+        }
+
+        output.AddSource(Emitter.SharedHintName(model.HeadDim), source);
     }
 
     /// <summary>

@@ -47,7 +47,7 @@ public sealed class AttentionAnalyzer : DiagnosticAnalyzer
 
         // A declaration with errors is reported on its attributes and has no generated members to call.
         Models.KernelModel? kernel = AttentionGenerator.Parser.Parse(method.ContainingType, diagnostics: null, context.CancellationToken);
-        string? problem = kernel is null ? null : AttentionGenerator.Emitter.ToRuntimePattern(kernel.Pattern).FindStreamingProblem(kernel.Pattern.HeadDim);
+        string? problem = kernel?.Pattern.StreamingProblem;
         if (problem is not null)
         {
             context.ReportDiagnostic(Diagnostic.Create(DiagnosticDescriptors.StreamingNotSupported, context.Operation.Syntax.GetLocation(), method.ContainingType.Name, method.Name, problem));

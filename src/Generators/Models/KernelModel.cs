@@ -12,15 +12,26 @@ namespace SparseAttention.Generators.Models;
 /// </param>
 internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern, bool EmitGpu = false);
 
-/// <summary>The declared pattern, already validated.</summary>
+/// <summary>One HeadDim's shared kernels: emitted once per compilation, whatever the number of declarations using it.</summary>
+internal sealed record SharedKernelsModel(int HeadDim, bool EmitGpu);
+
+/// <summary>
+/// The declared pattern, already validated, as the emitter needs it: all meaning was worked out by the runtime's own
+/// <c>AttentionPattern</c> in the parser, so the emitter only writes text and knows no pattern kind.
+/// </summary>
+/// <param name="Construction">A C# expression that builds the pattern (<c>AttentionPattern.ToCSharp()</c>).</param>
+/// <param name="Description">The pattern in words, for the header.</param>
+/// <param name="StreamingProblem">Why a rolling KV cache cannot serve it, or null.</param>
+/// <param name="RingSlots">Ring slots per KV head of its rolling cache (0 when it cannot stream).</param>
+/// <param name="PinnedSlots">Pinned global-token slots per KV head.</param>
 internal sealed record PatternModel(
     int HeadDim,
     bool Causal,
-    int? WindowLeft,
-    int? WindowRight,
-    EquatableArray<int> Dilations,
-    EquatableArray<int> GlobalTokens,
-    int? Stride);
+    string Construction,
+    string Description,
+    string? StreamingProblem,
+    int RingSlots,
+    int PinnedSlots);
 
 /// <summary>
 /// Where the kernel class sits: its namespace and the chain of types that contain it, as C# writes them (a keyword used as
