@@ -281,6 +281,11 @@ public static unsafe class CpuAttention
 
         public bool AnyTiles;
 
+        // The last call's inputs: a warm call with the same ones reuses the plan instead of rebuilding it (and allocating).
+        private AttentionPattern? _plannedPattern;
+        private (int Heads, int SeqLen, int KeyTile, bool WholeSequence) _plannedFor;
+        private readonly List<PatternComponent> _earlier = new();
+
         /// <summary>
         /// Plans <paramref name="pattern"/> for a kernel with <paramref name="keyTile"/> keys per tile. Bands whose streams
         /// cover every earlier key (a stride alone) run as tiles only when a stream spans more than one key tile: shorter
@@ -289,6 +294,12 @@ public static unsafe class CpuAttention
         /// </summary>
         public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
         {
+            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, wholeSequence))
+            {
+                return;
+            }
+
+            _plannedPattern = null;
             Heads = heads;
             IReadOnlyList<PatternComponent> components = pattern.Components;
             Passes = Math.Max(1, components.Count);
@@ -308,6 +319,7 @@ public static unsafe class CpuAttention
                 }
 
                 AnyTiles = true;
+                Planned(pattern, heads, seqLen, keyTile, wholeSequence);
                 return;
             }
 
@@ -320,10 +332,11 @@ public static unsafe class CpuAttention
                 }
 
                 AnyTiles = true;
+                Planned(pattern, heads, seqLen, keyTile, wholeSequence);
                 return;
             }
 
-            var earlier = new List<PatternComponent>(components.Count);
+            List<PatternComponent> earlier = _earlier;
             for (int head = 0; head < heads; head++)
             {
                 earlier.Clear();
@@ -340,6 +353,14 @@ public static unsafe class CpuAttention
                 TiledComponents[head] = tiled;
                 AnyTiles |= tiled > 0;
             }
+
+            Planned(pattern, heads, seqLen, keyTile, wholeSequence);
+        }
+
+        private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
+        {
+            _plannedPattern = pattern;
+            _plannedFor = (heads, seqLen, keyTile, wholeSequence);
         }
 
         private static readonly (long Left, long Right)[] DenseCausalBand = { (int.MaxValue, 0) };
