@@ -65,10 +65,12 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
 
         // The kernels that depend only on HeadDim, once per compilation per HeadDim in use: a second declaration with the
         // same HeadDim adds only its public members. The distinct HeadDims compare by value, so most edits stop here.
+        // SelectMany's items are compared by position, so the HeadDims keep their order of first declaration (not sorted):
+        // a declaration of a new HeadDim in a new file appends one item and leaves the other HeadDims' files cached.
         IncrementalValuesProvider<SharedKernelsModel> shared = kernels
             .Select(static (kernel, _) => kernel.Pattern.HeadDim)
             .Collect()
-            .Select(static (headDims, _) => new EquatableArray<int>(headDims.Distinct().OrderBy(headDim => headDim).ToArray()))
+            .Select(static (headDims, _) => new EquatableArray<int>(headDims.Distinct().ToArray()))
             .Combine(gpuAvailable)
             .SelectMany(static (pair, _) => pair.Left.AsImmutableArray().Select(headDim => new SharedKernelsModel(headDim, pair.Right)))
             .WithTrackingName(TrackingNames.SharedKernels);

@@ -73,7 +73,7 @@ public class DeclarationRobustnessTests
     public void Keyword_names_keep_their_at_sign_in_code_and_get_legal_hint_names()
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(KeywordNames);
-        AssertGeneratorHeld(result, expectedSources: 3);
+        AssertGeneratorHeld(result, expectedSources: 3, sharedHeadDims: new[] { 8, 16 });
         Assert.Empty(result.CompilationErrors);
         Assert.All(result.Run.Results.Single().GeneratedSources, source => Assert.DoesNotContain("@", source.HintName));
         string objectSource = result.Source("class.record.struct.object");
@@ -102,20 +102,22 @@ public class DeclarationRobustnessTests
     public void Names_that_differ_only_by_case_each_get_their_own_file()
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(CaseCollisions);
-        AssertGeneratorHeld(result, expectedSources: 3);
+        AssertGeneratorHeld(result, expectedSources: 3, sharedHeadDims: new[] { 8, 16 });
         Assert.Empty(result.CompilationErrors);
         string[] hintNames = result.Run.Results.Single().GeneratedSources.Select(source => source.HintName).ToArray();
+        Assert.Equal(5, hintNames.Distinct(StringComparer.OrdinalIgnoreCase).Count());
+        hintNames = hintNames.Where(hint => !hint.StartsWith("SparseAttention.Generated.", StringComparison.Ordinal)).ToArray();
         Assert.Equal(3, hintNames.Distinct(StringComparer.OrdinalIgnoreCase).Count());
-        Assert.Contains("windowLeft: 2", result.Source("Collide.Attn"));
-        Assert.Contains("windowLeft: 4", result.Source("Collide.ATTN"));
-        Assert.Contains("windowLeft: null", result.Source("Collide.attn"));
+        Assert.Contains("WindowComponent(left: 2,", result.Source("Collide.Attn"));
+        Assert.Contains("WindowComponent(left: 4,", result.Source("Collide.ATTN"));
+        Assert.Contains("components: new global::SparseAttention.PatternComponent[] { }", result.Source("Collide.attn"));
     }
 
     [Fact]
     public void The_kernel_attribute_on_two_parts_is_generated_once()
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(KernelOnTwoParts);
-        AssertGeneratorHeld(result, expectedSources: 1);
+        AssertGeneratorHeld(result, expectedSources: 1, sharedHeadDims: new[] { 16 });
         Assert.Contains(result.Output.GetDiagnostics(), diagnostic => diagnostic.Id == "CS0579");
         Assert.DoesNotContain(result.CompilationErrors, diagnostic => diagnostic.Id != "CS0579");
     }
@@ -128,26 +130,31 @@ public class DeclarationRobustnessTests
     public void No_declaration_takes_another_declarations_members_with_it()
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(KeywordNames, CaseCollisions, KernelOnTwoParts, Bystander);
-        AssertGeneratorHeld(result, expectedSources: 3 + 3 + 1 + 1);
+        AssertGeneratorHeld(result, expectedSources: 3 + 3 + 1 + 1, sharedHeadDims: new[] { 8, 16 });
         Assert.Single(result.Run.Results.Single().GeneratedSources, source => GeneratorHarness.IsHintNameOf(source.HintName, "Bystanders.Unrelated"));
         Assert.DoesNotContain(result.CompilationErrors, diagnostic => diagnostic.Id is "CS0117" or "CS0103" or "CS8785");
         Assert.All(result.CompilationErrors, diagnostic => Assert.Equal("CS0579", diagnostic.Id));
     }
 
     /// <summary>
-    /// The emitter's guard, driven with a model the parser never produces (dilation 0): TryEmit reports the failure
+    /// The emitter's guard, driven with a model the parser never produces (HeadDim 0): TryEmit reports the failure
     /// instead of throwing, which is what keeps one declaration's bug to itself (SPA0014).
     /// </summary>
     [Fact]
     public void An_emitter_failure_is_reported_not_thrown()
     {
-        (bool emitted, string? failure) = GeneratorInternals.TryEmit("Broken", headDim: 64, causal: true, windowLeft: 4, windowRight: 0, dilations: new[] { 0 }, globalTokens: Array.Empty<int>(), stride: null);
+        const string construction = "global::SparseAttention.AttentionPattern.Dense(causal: true)";
+        (bool emitted, string? failure) = GeneratorInternals.TryEmit("Broken", headDim: 0, causal: true, construction);
         Assert.False(emitted);
-        Assert.Contains("ArgumentException", failure);
-        Assert.Contains("Dilation values must be 1 or more", failure);
+        Assert.Contains("ArgumentOutOfRangeException", failure);
+        Assert.Contains("HeadDim must be 1 or more", failure);
+
+        (bool emptyEmitted, string? emptyFailure) = GeneratorInternals.TryEmit("Empty", headDim: 64, causal: true, construction: " ");
+        Assert.False(emptyEmitted);
+        Assert.Contains("construction expression is empty", emptyFailure);
 
         // And the same path with a good model emits.
-        Assert.True(GeneratorInternals.TryEmit("Fine", headDim: 64, causal: true, windowLeft: 4, windowRight: 0, dilations: new[] { 2 }, globalTokens: Array.Empty<int>(), stride: null).Emitted);
+        Assert.True(GeneratorInternals.TryEmit("Fine", headDim: 64, causal: true, construction).Emitted);
 
         string message = string.Format(System.Globalization.CultureInfo.InvariantCulture, GeneratorInternals.Descriptor("GenerationFailed").MessageFormat.ToString(), "Broken", failure);
         Assert.Contains("could not generate 'Broken'", message);
@@ -170,7 +177,7 @@ public class DeclarationRobustnessTests
             }
             """;
         GeneratorHarness.Result result = GeneratorHarness.Run(version, source);
-        AssertGeneratorHeld(result, expectedSources: 0);
+        AssertGeneratorHeld(result, expectedSources: 0, sharedHeadDims: Array.Empty<int>());
         Assert.Empty(result.CompilationErrors); // no CS8706 or CS9202 from generated code: there is none
         Diagnostic[] diagnostics = GeneratorHarness.Analyze(result.Output).OrderBy(diagnostic => diagnostic.Location.SourceSpan.Start).ToArray();
         Assert.Equal(new[] { "SPA0012", "SPA0012" }, diagnostics.Select(diagnostic => diagnostic.Id));
@@ -187,16 +194,22 @@ public class DeclarationRobustnessTests
     {
         GeneratorHarness.Result result = GeneratorHarness.Run(version, KeywordNames, CaseCollisions, Bystander,
             "using SparseAttention;\n[AttentionKernel(HeadDim = 64, Causal = false)] [SlidingWindow(Left = 4, Right = 4)] [Dilation(1, 2)] [GlobalTokens(0, 9)] [Strided(Stride = 7)] public static partial class Everything { }");
-        AssertGeneratorHeld(result, expectedSources: 3 + 3 + 1 + 1);
+        AssertGeneratorHeld(result, expectedSources: 3 + 3 + 1 + 1, sharedHeadDims: new[] { 8, 16, 64 });
         Assert.Empty(result.CompilationErrors);
         Assert.Empty(GeneratorHarness.Analyze(result.Output));
     }
 
-    private static void AssertGeneratorHeld(GeneratorHarness.Result result, int expectedSources)
+    /// <summary>
+    /// The generator neither threw nor dropped its output: <paramref name="expectedSources"/> declaration files, and one
+    /// shared kernel file for each HeadDim in <paramref name="sharedHeadDims"/>.
+    /// </summary>
+    private static void AssertGeneratorHeld(GeneratorHarness.Result result, int expectedSources, int[] sharedHeadDims)
     {
         GeneratorRunResult run = result.Run.Results.Single();
         Assert.Null(run.Exception);
         Assert.DoesNotContain(result.GeneratorDiagnostics, diagnostic => diagnostic.Id is "CS8785" or "SPA0014");
-        Assert.Equal(expectedSources, run.GeneratedSources.Length);
+        string[] shared = run.GeneratedSources.Select(source => source.HintName).Where(hint => hint.StartsWith("SparseAttention.Generated.HeadDim", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(sharedHeadDims.Select(headDim => $"SparseAttention.Generated.HeadDim{headDim}.g.cs").Order(StringComparer.Ordinal), shared);
+        Assert.Equal(expectedSources, run.GeneratedSources.Length - shared.Length);
     }
 }

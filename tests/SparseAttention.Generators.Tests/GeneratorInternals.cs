@@ -17,14 +17,14 @@ internal static class GeneratorInternals
     public static DiagnosticDescriptor Descriptor(string field) => (DiagnosticDescriptor)Type("SparseAttention.Generators.Diagnostics.DiagnosticDescriptors").GetField(field)!.GetValue(null)!;
 
     /// <summary>
-    /// Calls Emitter.TryEmit on a model of a global-namespace class <paramref name="name"/> with the given pattern values,
-    /// which need not be ones the parser accepts: that is how a test reaches the emitter's failure path.
+    /// Calls Emitter.TryEmit on a model of a global-namespace class <paramref name="name"/> with the given values, which
+    /// need not be ones the parser produces: that is how a test reaches the emitter's failure path.
     /// </summary>
-    public static (bool Emitted, string? Failure) TryEmit(string name, int headDim, bool causal, int? windowLeft, int? windowRight, int[] dilations, int[] globalTokens, int? stride)
+    public static (bool Emitted, string? Failure) TryEmit(string name, int headDim, bool causal, string construction)
     {
         object types = EquatableArray(Type("SparseAttention.Generators.Models.ContainingTypeInfo"), new[] { Create("SparseAttention.Generators.Models.ContainingTypeInfo", "static partial class", name) });
         object hierarchy = Create("SparseAttention.Generators.Models.HierarchyInfo", null, types, name);
-        object pattern = Create("SparseAttention.Generators.Models.PatternModel", headDim, causal, windowLeft, windowRight, EquatableArray(typeof(int), dilations.Cast<object>().ToArray()), EquatableArray(typeof(int), globalTokens.Cast<object>().ToArray()), stride);
+        object pattern = Create("SparseAttention.Generators.Models.PatternModel", headDim, causal, construction, "a test pattern", null, 8, 0);
         object kernel = Create("SparseAttention.Generators.Models.KernelModel", hierarchy, pattern, false);
         object?[] arguments = { kernel, null, null, null };
         bool emitted = (bool)Type("SparseAttention.Generators.AttentionGenerator+Emitter").GetMethod("TryEmit")!.Invoke(null, arguments)!;

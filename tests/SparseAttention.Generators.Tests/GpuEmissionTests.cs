@@ -22,12 +22,23 @@ public class GpuEmissionTests
         GeneratorHarness.Result result = GeneratorHarness.Run(Kernel);
         Assert.Empty(result.CompilationErrors);
         string source = result.Source("App.ManyGlobals");
-        Assert.Contains("private static void GpuKernel(", source);
+        string shared = SharedSource(result.Run.Results.Single(), headDim: 64);
+
+        // The ILGPU kernel is written once per HeadDim; the declaration's overloads reach it through the runtime.
+        Assert.Contains("private static void AttendOneQueryTile(", shared);
+        Assert.Contains("internal static readonly global::SparseAttention.Gpu.GpuAttentionKernel GpuKernel = new(", shared);
+        Assert.DoesNotContain("AttendOneQueryTile", source);
+        Assert.Contains("global::SparseAttention.Generated.HeadDim64.GpuKernel", source);
         Assert.Contains("public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query", source);
         Assert.Contains("public static void Forward(global::SparseAttention.AttentionDevice device", source);
-        // Nine global tokens: more than an inline test holds, so membership is a loop over the constants.
-        Assert.Contains("for (int index = 0; index < GpuGlobalTokenCount; index++)", source);
+
+        // Nothing of the declaration is written into the shared kernels: the pattern reaches them as data (bands, tile
+        // table), so one kernel serves every declaration of this HeadDim.
+        Assert.DoesNotContain("ManyGlobals", shared);
     }
+
+    private static string SharedSource(GeneratorRunResult run, int headDim) =>
+        run.GeneratedSources.Single(source => source.HintName == $"SparseAttention.Generated.HeadDim{headDim}.g.cs").SourceText.ToString();
 
     [Fact]
     public void WithoutIlgpuOnlyTheCpuKernelsAreEmitted()
@@ -40,10 +51,18 @@ public class GpuEmissionTests
             .ToImmutableArray();
         CSharpCompilation compilation = CSharpCompilation.Create("NoGpu", new[] { CSharpSyntaxTree.ParseText(Kernel, GeneratorHarness.ParseOptions) }, references, new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary));
         GeneratorDriver driver = GeneratorHarness.CreateDriver().RunGenerators(compilation);
-        string source = driver.GetRunResult().Results.Single().GeneratedSources.Single().SourceText.ToString();
-        Assert.DoesNotContain("ILGPU", source);
-        Assert.DoesNotContain("GpuKernel", source);
+        GeneratorRunResult run = driver.GetRunResult().Results.Single();
+        Assert.Equal(2, run.GeneratedSources.Length); // the declaration and the HeadDim 64 kernels
+        string source = run.GeneratedSources.Single(generated => GeneratorHarness.IsHintNameOf(generated.HintName, "App.ManyGlobals")).SourceText.ToString();
+        string shared = SharedSource(run, headDim: 64);
+        foreach (string text in new[] { source, shared })
+        {
+            Assert.DoesNotContain("ILGPU", text);
+            Assert.DoesNotContain("GpuKernel", text);
+        }
+
         Assert.Contains("public static void Forward(global::System.ReadOnlySpan<float> query", source);
+        Assert.Contains("AccumulateBandTile", shared);
     }
 
     [Fact]

@@ -61,6 +61,54 @@ public class IncrementalityTests
         Assert.Contains(rerun.TrackedSteps[AttentionGenerator.TrackingNames.Kernels].SelectMany(step => step.Outputs), output => output.Reason == IncrementalStepRunReason.Modified);
     }
 
+    /// <summary>
+    /// The shared kernels depend only on the HeadDims in use: changing a pattern re-emits that declaration's small file,
+    /// never the HeadDim's kernels; a declaration of a new HeadDim adds that HeadDim's file and leaves the others cached.
+    /// </summary>
+    [Fact]
+    public void ThePatternNeverReEmitsTheSharedKernelsOnlyANewHeadDimAddsSome()
+    {
+        CSharpCompilation compilation = GeneratorHarness.CreateCompilation(Kernel);
+        GeneratorDriver driver = GeneratorHarness.CreateDriver(trackSteps: true).RunGenerators(compilation);
+        SyntaxTree tree = compilation.SyntaxTrees.Single();
+
+        CSharpCompilation changed = compilation.ReplaceSyntaxTree(tree, CSharpSyntaxTree.ParseText(Kernel.Replace("512", "1024"), GeneratorHarness.ParseOptions, path: tree.FilePath));
+        driver = driver.RunGenerators(changed);
+        GeneratorRunResult rerun = driver.GetRunResult().Results.Single();
+        Assert.Contains(rerun.TrackedSteps[AttentionGenerator.TrackingNames.Outputs].SelectMany(step => step.Outputs), output => output.Reason == IncrementalStepRunReason.Modified);
+        AssertAllCachedOrUnchanged(rerun, AttentionGenerator.TrackingNames.SharedKernels);
+
+        const string another = "namespace App; [SparseAttention.AttentionKernel(HeadDim = 32)] public static partial class Small;";
+        GeneratorRunResult added = driver.RunGenerators(changed.AddSyntaxTrees(CSharpSyntaxTree.ParseText(another, GeneratorHarness.ParseOptions, path: "Source9.cs"))).GetRunResult().Results.Single();
+        var shared = added.TrackedSteps[AttentionGenerator.TrackingNames.SharedKernels].SelectMany(step => step.Outputs).ToList();
+        Assert.Equal(2, shared.Count);
+        Assert.Contains(shared, output => output.Reason == IncrementalStepRunReason.New && output.Value.ToString()!.Contains("HeadDim = 32", StringComparison.Ordinal));
+        Assert.Contains(shared, output => output.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged && output.Value.ToString()!.Contains("HeadDim = 64", StringComparison.Ordinal));
+        Assert.Equal(2 + 2, added.GeneratedSources.Length);
+    }
+
+    /// <summary>
+    /// What a further declaration of an existing HeadDim costs in generated code: its public members only (at most 300
+    /// lines), since the kernels of that HeadDim are emitted once.
+    /// </summary>
+    [Fact]
+    public void EachFurtherDeclarationOfAHeadDimAddsOnlyItsPublicMembers()
+    {
+        static int GeneratedLines(int declarations)
+        {
+            string[] sources = Enumerable.Range(0, declarations)
+                .Select(index => $"namespace App; [SparseAttention.AttentionKernel(HeadDim = 64)] [SparseAttention.SlidingWindow(Size = {64 + index})] public static partial class K{index};")
+                .ToArray();
+            GeneratorHarness.Result result = GeneratorHarness.Run(sources);
+            Assert.Empty(result.CompilationErrors);
+            return result.Run.Results.Single().GeneratedSources.Sum(source => source.SourceText.Lines.Count);
+        }
+
+        int one = GeneratedLines(1);
+        int five = GeneratedLines(5);
+        Assert.InRange((five - one) / 4.0, 1, 300);
+    }
+
     private static void AssertAllCachedOrUnchanged(GeneratorRunResult run, string stepName)
     {
         var outputs = run.TrackedSteps[stepName].SelectMany(step => step.Outputs).ToList();

@@ -41,6 +41,28 @@ public class SnapshotTests
             """
         },
         {
+            "BigBirdAttention", "MyModel.BigBirdAttention",
+            """
+            using SparseAttention;
+            namespace MyModel;
+
+            [AttentionKernel(HeadDim = 64, Causal = false)]
+            [BlockSparse(BlockSize = 64, WindowBlocks = 1, GlobalBlocks = new[] { 0, -1 }, RandomBlocks = 3, Seed = 42)]
+            public static partial class BigBirdAttention;
+            """
+        },
+        {
+            "SparseTransformerFixed", "MyModel.SparseTransformerFixed",
+            """
+            using SparseAttention;
+            namespace MyModel;
+
+            [AttentionKernel(HeadDim = 64)]
+            [FixedFactorized(Block = 128, Summary = 8, VaryByHead = true)]
+            public static partial class SparseTransformerFixed;
+            """
+        },
+        {
             "NestedDenseHeadDim8", "Outer.Layers.Container.Dense",
             """
             using SparseAttention;
@@ -64,5 +86,21 @@ public class SnapshotTests
         Assert.Empty(result.GeneratorDiagnostics);
         Assert.Empty(result.CompilationErrors);
         Snapshot.Verify(name, result.Source(fullName));
+    }
+
+    /// <summary>
+    /// The kernels every declaration of one HeadDim shares, written once per compilation: here for HeadDim 64 with ILGPU
+    /// referenced (tile-and-row kernels per vector width, the scalar row kernel, the ILGPU kernel).
+    /// </summary>
+    [Fact]
+    public void SharedKernelsOfOneHeadDimMatchSnapshot()
+    {
+        GeneratorHarness.Result result = GeneratorHarness.Run(
+            "[SparseAttention.AttentionKernel(HeadDim = 64)] [SparseAttention.SlidingWindow(Size = 32)] static partial class A { }",
+            "[SparseAttention.AttentionKernel(HeadDim = 64, Causal = false)] [SparseAttention.GlobalTokens(0)] static partial class B { }");
+        Assert.Empty(result.GeneratorDiagnostics);
+        Assert.Empty(result.CompilationErrors);
+        Microsoft.CodeAnalysis.GeneratedSourceResult shared = Assert.Single(result.Run.Results.Single().GeneratedSources, source => source.HintName == "SparseAttention.Generated.HeadDim64.g.cs");
+        Snapshot.Verify("SharedHeadDim64", shared.SourceText.ToString());
     }
 }
