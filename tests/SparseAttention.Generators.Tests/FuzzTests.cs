@@ -134,6 +134,17 @@ public class FuzzTests
             attributes.Add(Attribute(random, "Strided", Named(random, "Stride", 0.9)));
         }
 
+        if (random.Next(8) == 0)
+        {
+            attributes.Add(Attribute(random, "FixedFactorized", Named(random, "Block", 0.9), Named(random, "Summary", 0.8), Named(random, "VaryByHead", 0.3, "true", "false")));
+        }
+
+        if (random.Next(8) == 0)
+        {
+            attributes.Add(Attribute(random, "BlockSparse", Named(random, "BlockSize", 0.9), Named(random, "WindowBlocks", 0.6),
+                random.Next(2) == 0 ? "GlobalBlocks = " + List(random) : null, Named(random, "RandomBlocks", 0.6), Named(random, "Seed", 0.4)));
+        }
+
         if (random.Next(20) == 0 && attributes.Count > 0)
         {
             attributes.Add(attributes[random.Next(attributes.Count)]); // a duplicate attribute

@@ -12,9 +12,26 @@ namespace SparseAttention.Generators.Tests;
 /// </summary>
 public class RandomPatternTests
 {
-    private sealed record Declaration(string Name, int HeadDim, bool Causal, int? Left, int? Right, int? Size, int[] Dilation, int[] Globals, int? Stride)
+    /// <summary>A [FixedFactorized] declaration's values.</summary>
+    private sealed record FixedValues(int Block, int Summary, bool VaryByHead);
+
+    /// <summary>A [BlockSparse] declaration's values.</summary>
+    private sealed record BlockValues(int BlockSize, int WindowBlocks, int[] GlobalBlocks, int RandomBlocks, long Seed);
+
+    private sealed record Declaration(string Name, int HeadDim, bool Causal, int? Left, int? Right, int? Size, int[] Dilation, int[] Globals, int? Stride, FixedValues? Fixed, BlockValues? Blocks)
     {
-        public AttentionPattern Expected => new(Causal, Size is int size ? size - 1 : Left ?? (Right is null ? null : 0), Size is not null ? 0 : Right ?? (Left is null ? null : 0), Dilation, Globals, Stride);
+        /// <summary>The pattern built from the declared values through the runtime's constructors, not the generator.</summary>
+        public AttentionPattern Expected
+        {
+            get
+            {
+                var classic = new AttentionPattern(Causal, Size is int size ? size - 1 : Left ?? (Right is null ? null : 0), Size is not null ? 0 : Right ?? (Left is null ? null : 0), Dilation, Globals, Stride);
+                var components = new List<PatternComponent>(classic.Components);
+                if (Fixed is { } f) components.Add(new FixedFactorizedComponent(f.Block, f.Summary, f.VaryByHead));
+                if (Blocks is { } b) components.Add(new BlockSparseComponent(b.BlockSize, b.WindowBlocks, b.GlobalBlocks, b.RandomBlocks, b.Seed, Causal));
+                return new AttentionPattern(Causal, components);
+            }
+        }
 
         public string Source()
         {
@@ -35,6 +52,14 @@ public class RandomPatternTests
             if (Dilation.Length > 0) text.Append("[Dilation(").Append(string.Join(", ", Dilation)).AppendLine(")]");
             if (Globals.Length > 0) text.Append("[GlobalTokens(").Append(string.Join(", ", Globals)).AppendLine(")]");
             if (Stride is int stride) text.Append("[Strided(Stride = ").Append(stride).AppendLine(")]");
+            if (Fixed is { } f) text.Append("[FixedFactorized(Block = ").Append(f.Block).Append(", Summary = ").Append(f.Summary).Append(f.VaryByHead ? ", VaryByHead = true" : "").AppendLine(")]");
+            if (Blocks is { } b)
+            {
+                text.Append("[BlockSparse(BlockSize = ").Append(b.BlockSize).Append(", WindowBlocks = ").Append(b.WindowBlocks)
+                    .Append(", GlobalBlocks = new int[] { ").Append(string.Join(", ", b.GlobalBlocks)).Append(" }, RandomBlocks = ").Append(b.RandomBlocks)
+                    .Append(", Seed = ").Append(b.Seed).AppendLine(")]");
+            }
+
             text.Append("public static partial class ").Append(Name).AppendLine(";");
             return text.ToString();
         }
@@ -57,7 +82,16 @@ public class RandomPatternTests
             size,
             dilated ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(1, 5)).ToArray() : Array.Empty<int>(),
             random.Next(3) == 0 ? Enumerable.Range(0, random.Next(1, 4)).Select(_ => random.Next(0, 150)).ToArray() : Array.Empty<int>(),
-            random.Next(4) == 0 ? random.Next(1, 20) : null);
+            random.Next(4) == 0 ? random.Next(1, 20) : null,
+            random.Next(5) == 0 ? RandomFixed(random) : null,
+            random.Next(5) == 0 ? new BlockValues(random.Next(1, 90), random.Next(0, 3), Enumerable.Range(0, random.Next(0, 3)).Select(_ => random.Next(-3, 5)).ToArray(), random.Next(0, 4), random.NextInt64(long.MinValue, long.MaxValue)) : null);
+    }
+
+    private static FixedValues RandomFixed(Random random)
+    {
+        int summary = random.Next(1, 9);
+        bool varyByHead = random.Next(2) == 0;
+        return new FixedValues(varyByHead ? summary * random.Next(1, 6) : random.Next(summary, 90), summary, varyByHead);
     }
 
     [Fact]
@@ -97,7 +131,7 @@ public class RandomPatternTests
             {
                 for (int key = 0; key < 60; key++)
                 {
-                    Assert.True(declared.IsVisible(query, key, head) == pattern.IsVisible(query, key, head), $"{declaration}: generated Pattern disagrees at ({query}, {key}, head {head})");
+                    Assert.True(declared.IsVisible(query, key, head, 60) == pattern.IsVisible(query, key, head, 60), $"{declaration}: generated Pattern disagrees at ({query}, {key}, head {head})");
                 }
             }
         }

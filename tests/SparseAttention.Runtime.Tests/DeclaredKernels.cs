@@ -140,6 +140,42 @@ public static partial class WindowOverSeveralDecodeBlocks;
 [SlidingWindow(Size = int.MaxValue)]
 public static partial class WindowTooWideForACache;
 
+// BigBird as the paper runs it: first and last block global, one window block each side, random blocks. Most test
+// lengths are not a multiple of 16, so the last block is partial; with -1 global, the partial block is global too.
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[BlockSparse(BlockSize = 16, WindowBlocks = 1, GlobalBlocks = new[] { 0, -1 }, RandomBlocks = 2, Seed = 42)]
+public static partial class BigBirdBidirectional;
+
+// Causal block-sparse: random blocks drawn among earlier blocks only, the diagonal block cut per row, a global block
+// that is not the first (its rows see every earlier key), and a global block beyond most test sequences (ignored).
+[AttentionKernel(HeadDim = 32)]
+[BlockSparse(BlockSize = 8, WindowBlocks = 0, GlobalBlocks = new[] { 1, 40 }, RandomBlocks = 3, Seed = 7)]
+public static partial class BigBirdCausal;
+
+// Blocks wider than a 64-key tile, with a sliding window in the union and no global block.
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[SlidingWindow(Left = 3, Right = 3)]
+[BlockSparse(BlockSize = 70, RandomBlocks = 1, Seed = 3)]
+public static partial class WideBlocksWithWindow;
+
+// The Sparse Transformer's fixed pattern (Child et al. 2019, §4.3), causal, blocks of 16 with 4 summary columns.
+[AttentionKernel(HeadDim = 64)]
+[FixedFactorized(Block = 16, Summary = 4)]
+public static partial class SparseTransformerFixed;
+
+// Each head reads its own summary group (12 / 3 = 4 groups, so heads 0 and 4 agree), with GQA shapes in the tests.
+[AttentionKernel(HeadDim = 24)]
+[FixedFactorized(Block = 12, Summary = 3, VaryByHead = true)]
+public static partial class FixedVaryingByHead;
+
+// Bidirectional fixed pattern with blocks wider than a tile, in a union with a dilated window and a global token.
+[AttentionKernel(HeadDim = 8, Causal = false)]
+[SlidingWindow(Left = 4, Right = 2)]
+[Dilation(1, 3)]
+[FixedFactorized(Block = 80, Summary = 5)]
+[GlobalTokens(33)]
+public static partial class FixedWithDilatedWindowAndGlobal;
+
 public static class DeclaredKernels
 {
     public static readonly KernelUnderTest[] All = new[]
@@ -150,6 +186,8 @@ public static class DeclaredKernels
         typeof(GlobalsOnly), typeof(WideHeads), typeof(WindowOfOneKeyTile), typeof(LookAheadOnly), typeof(StreamsShorterThanATile),
         typeof(BidirectionalStrided), typeof(StridedWithMixedDilation), typeof(BidirectionalStridedWithMixedDilation),
         typeof(PreviousTokenOnly), typeof(ManySinks), typeof(DilatedCausalWithSinks), typeof(WindowOverSeveralDecodeBlocks),
+        typeof(BigBirdBidirectional), typeof(BigBirdCausal), typeof(WideBlocksWithWindow), typeof(SparseTransformerFixed),
+        typeof(FixedVaryingByHead), typeof(FixedWithDilatedWindowAndGlobal),
     }.Select(KernelUnderTest.FromType).ToArray();
 
     public static TheoryData<string> Names()

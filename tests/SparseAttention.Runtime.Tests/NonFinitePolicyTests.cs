@@ -30,9 +30,9 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
     /// </summary>
     public sealed record PoisonCase(string Name, Func<AttentionCheck.Inputs, int, AttentionCheck.Inputs> Apply, AttentionOptions Options, Func<AttentionPattern, int, bool> Reaches);
 
-    private static bool SomeRowSeesKey(AttentionPattern pattern, int position) => Enumerable.Range(0, Shape.SeqLen).Any(row => pattern.IsVisible(row, position, 0));
+    private static bool SomeRowSeesKey(AttentionPattern pattern, int position) => Enumerable.Range(0, Shape.SeqLen).Any(row => pattern.IsVisible(row, position, 0, Shape.SeqLen));
 
-    private static bool RowSeesSomeKey(AttentionPattern pattern, int position) => Enumerable.Range(0, Shape.SeqLen).Any(key => pattern.IsVisible(position, key, 1));
+    private static bool RowSeesSomeKey(AttentionPattern pattern, int position) => Enumerable.Range(0, Shape.SeqLen).Any(key => pattern.IsVisible(position, key, 1, Shape.SeqLen));
 
     private static bool Never(AttentionPattern pattern, int position) => false;
 
@@ -46,8 +46,8 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
         new("-inf in a value", (inputs, position) => WithValue(inputs, position, d => d == 1 ? float.NegativeInfinity : null), AttentionOptions.Default, SomeRowSeesKey),
         new("NaN in a query", (inputs, position) => WithQuery(inputs, position, d => d == 4 ? float.NaN : null), AttentionOptions.Default, RowSeesSomeKey),
         // q·k overflows fp32 towards +inf and -inf: every product is ±1e40.
-        new("q·k overflowing to +inf", (inputs, position) => WithQuery(WithKey(inputs, position, _ => 1e20f), position, _ => 1e20f), AttentionOptions.Default, (pattern, position) => pattern.IsVisible(position, position, 1)),
-        new("q·k overflowing to -inf", (inputs, position) => WithQuery(WithKey(inputs, position, _ => -1e20f), position, _ => 1e20f), AttentionOptions.Default, (pattern, position) => pattern.IsVisible(position, position, 1)),
+        new("q·k overflowing to +inf", (inputs, position) => WithQuery(WithKey(inputs, position, _ => 1e20f), position, _ => 1e20f), AttentionOptions.Default, (pattern, position) => pattern.IsVisible(position, position, 1, Shape.SeqLen)),
+        new("q·k overflowing to -inf", (inputs, position) => WithQuery(WithKey(inputs, position, _ => -1e20f), position, _ => 1e20f), AttentionOptions.Default, (pattern, position) => pattern.IsVisible(position, position, 1, Shape.SeqLen)),
         new("a key of 1e20 against ordinary queries (huge but finite scores)", (inputs, position) => WithKey(inputs, position, _ => 1e20f), AttentionOptions.Default, Never),
         new("a value of 1e30 (huge but finite)", (inputs, position) => WithValue(inputs, position, _ => 1e30f), AttentionOptions.Default, Never),
         new("Scale = 1e36 (huge but finite scores)", (inputs, _) => inputs, new AttentionOptions { Scale = 1e36f }, Never),

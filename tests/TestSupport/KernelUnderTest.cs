@@ -134,7 +134,7 @@ public static class AttentionCheck
                 int kvHead = shape.KvHeadOf(head);
                 for (int j = 0; j < shape.SeqLen; j++)
                 {
-                    if (!kernel.Pattern.IsVisible(row, j, head))
+                    if (!kernel.Pattern.IsVisible(row, j, head, shape.SeqLen))
                     {
                         Array.Fill(key, poisons[j % 3], (kvHead * shape.SeqLen + j) * d, d);
                         Array.Fill(value, poisons[(j + 1) % 3], (kvHead * shape.SeqLen + j) * d, d);

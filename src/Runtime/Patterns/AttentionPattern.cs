@@ -50,7 +50,7 @@ namespace SparseAttention
         }
 
         /// <summary>Creates a pattern as the union of <paramref name="components"/> (at most one of each kind), then the causal cut.</summary>
-        /// <exception cref="ArgumentException">Two components are of the same kind.</exception>
+        /// <exception cref="ArgumentException">Two components are of the same kind, or a block-sparse component was made for the other causal direction.</exception>
         public AttentionPattern(bool causal, IEnumerable<PatternComponent> components)
         {
             _components = (components ?? throw new ArgumentNullException(nameof(components))).OrderBy(component => component.Order).ToArray();
@@ -60,6 +60,13 @@ namespace SparseAttention
                 {
                     throw new ArgumentException("A pattern holds at most one component of each kind; got two " + _components[i].GetType().Name + ".", nameof(components));
                 }
+            }
+
+            // Random blocks are drawn among earlier blocks when causal, so a component built for the other direction would
+            // give a different pattern than its own definition.
+            if (_components.OfType<BlockSparseComponent>().FirstOrDefault() is { } blockSparse && blockSparse.Causal != causal)
+            {
+                throw new ArgumentException("The BlockSparseComponent was created with causal: " + (blockSparse.Causal ? "true" : "false") + " but the pattern is " + (causal ? "causal" : "bidirectional") + "; create it with the pattern's causal flag.", nameof(components));
             }
 
             Causal = causal;

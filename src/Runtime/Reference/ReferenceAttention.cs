@@ -62,7 +62,7 @@ public static class ReferenceAttention
         bool sawKey = false;
         for (int j = 0; j < shape.SeqLen; j++)
         {
-            if (!pattern.IsVisible(position, j, head))
+            if (!pattern.IsVisible(position, j, head, shape.SeqLen))
             {
                 continue;
             }
@@ -89,7 +89,7 @@ public static class ReferenceAttention
         double sum = 0;
         for (int j = 0; j < shape.SeqLen; j++)
         {
-            if (!pattern.IsVisible(position, j, head))
+            if (!pattern.IsVisible(position, j, head, shape.SeqLen))
             {
                 continue;
             }

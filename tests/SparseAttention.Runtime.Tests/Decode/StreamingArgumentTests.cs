@@ -68,6 +68,9 @@ public sealed class StreamingArgumentTests
     [InlineData(nameof(DenseCausal), "SlidingWindow(Size = W)")]
     [InlineData(nameof(SparseTransformerStrided), "[Strided]")]
     [InlineData(nameof(StridedWithMixedDilation), "[Strided]")]
+    [InlineData(nameof(BigBirdCausal), "block-sparse attention's global and random blocks reach any distance back")]
+    [InlineData(nameof(SparseTransformerFixed), "summary positions stay visible to every later block")]
+    [InlineData(nameof(FixedVaryingByHead), "summary positions stay visible to every later block")]
     public void Patterns_a_rolling_cache_cannot_serve_are_refused_with_the_reason(string name, string reason)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);

@@ -80,6 +80,9 @@ namespace SparseAttention
         /// <summary>The random generator's seed (s).</summary>
         public long Seed { get; }
 
+        /// <summary>Whether random blocks are drawn among earlier blocks only; it must match the pattern's causal flag.</summary>
+        public bool Causal => _causal;
+
         internal override int Order => 3;
 
         /// <inheritdoc />
@@ -128,7 +131,6 @@ namespace SparseAttention
         {
             BlockTable table = Table(seqLength);
             int queryBlock = query / BlockSize;
-            Span<int> blocks = stackalloc int[0];
             int count = 0;
             int last = Math.Min(table.Blocks - 1, lastKey / BlockSize);
             int previous = -2;
