@@ -204,271 +204,311 @@ public sealed partial class AttentionGenerator
         /// </summary>
         private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            string v = target.Vector, vt = target.VectorType;
-            int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
-            int vectors = headDim / lanes;
-            string panelFloats = Invariant(headDim * lanes);
-            string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
-
+            string v = target.Vector;
+            int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
             using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
             {
-                writer.Line("int rows = tile.Rows;");
-                writer.Line("long firstQuery = tile.FirstQuery;");
-                writer.Line("// The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].");
-                writer.Line("long left = tile.Left, right = tile.Right;");
-                writer.Line("long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;");
-                writer.Line("// Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
-                writer.Line("long firstVisible = " + MathType + ".Max(firstKey, firstQuery - left);");
-                writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + right);");
-                writer.Line("long fullFrom = " + MathType + ".Max(firstKey, firstQuery + rows - 1 - left);");
-                writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + right);");
-                writer.Line("ref float keyPanels = ref tile.KeyPanels;");
-                writer.Line("ref float values = ref tile.Values;");
-                writer.Line("nint valueStride = tile.ValueStride;");
-                writer.Line("ref float rowMax = ref " + MemoryMarshalType + ".GetReference(tile.RowMax);");
-                writer.Line("ref float rowSum = ref " + MemoryMarshalType + ".GetReference(tile.RowSum);");
-                writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(tile.Probabilities);");
-                writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
-                writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
-                writer.Line("// Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.");
-                for (int t = 0; t < rows; t++)
-                {
-                    writer.Line(vt + " rowSumVector" + Invariant(t) + " = " + v + ".CreateScalar(" + UnsafeType + ".Add(ref rowSum, " + Invariant(t) + "));");
-                }
-
-                writer.Line("// Rows past the tile's end repeat its last row; their results are never read.");
-                for (int t = 0; t < rows; t++)
-                {
-                    string r = Invariant(t);
-                    writer.Line("long query" + r + " = firstQuery + " + (t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)") + ";");
-                    writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + r + " - firstQuery) * tile.QueryStride);");
-                }
-
+                EmitBandTileSetup(writer, target, headDim);
                 using (writer.Block("for (long keyStart = firstVisible / " + Invariant(lanes) + " * " + Invariant(lanes) + "; keyStart <= lastVisible; keyStart += " + Invariant(keyTile) + ")"))
                 {
                     writer.Line("bool full = keyStart >= fullFrom && keyStart + " + Invariant(keyTile - 1) + " <= fullTo;");
                     writer.Line();
-                    writer.Line("// Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.");
-                    for (int t = 0; t < rows; t++)
-                    {
-                        for (int p = 0; p < panels; p++)
-                        {
-                            writer.Line(vt + " score" + Invariant(t) + "_" + Invariant(p) + " = " + vt + ".Zero;");
-                        }
-                    }
-
-                    writer.Line("ref float panelColumn = ref " + UnsafeType + ".Add(ref keyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
-                    using (writer.Block("for (nint d = 0; d < " + Invariant(headDim) + "; d += " + Invariant(DimensionUnroll) + ", panelColumn = ref " + UnsafeType + ".Add(ref panelColumn, " + Invariant(DimensionUnroll * lanes) + "))"))
-                    {
-                        for (int u = 0; u < DimensionUnroll; u++)
-                        {
-                            string dim = u == 0 ? "d" : "d + " + Invariant(u);
-                            for (int p = 0; p < panels; p++)
-                            {
-                                writer.Line(vt + " key" + Invariant(u) + "_" + Invariant(p) + " = " + v + ".LoadUnsafe(ref panelColumn, " + Invariant(u * lanes + p * headDim * lanes) + ");");
-                            }
-
-                            for (int t = 0; t < rows; t++)
-                            {
-                                string broadcast = "broadcast" + Invariant(u) + "_" + Invariant(t);
-                                writer.Line(vt + " " + broadcast + " = " + v + ".Create(" + UnsafeType + ".Add(ref queryRow" + Invariant(t) + ", " + dim + "));");
-                                for (int p = 0; p < panels; p++)
-                                {
-                                    string score = "score" + Invariant(t) + "_" + Invariant(p);
-                                    writer.Line(score + " = " + v + ".FusedMultiplyAdd(" + broadcast + ", key" + Invariant(u) + "_" + Invariant(p) + ", " + score + ");");
-                                }
-                            }
-                        }
-                    }
-
-                    writer.Line();
-                    writer.Line("// The score block goes to scratch, so the softmax below works on one row at a time in few registers.");
-                    for (int t = 0; t < rows; t++)
-                    {
-                        for (int p = 0; p < panels; p++)
-                        {
-                            writer.Line(v + ".StoreUnsafe(score" + Invariant(t) + "_" + Invariant(p) + ", ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
-                        }
-                    }
-
-                    string intVector = "global::System.Runtime.Intrinsics." + target.Name + "<int>";
-                    writer.Line(intVector + " keyIndex = " + v + ".Create((int)keyStart) + " + intVector + ".Indices;");
-                    writer.Line();
-                    writer.Line("// Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so");
-                    writer.Line("// NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).");
-                    writer.Line("// NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by");
-                    writer.Line("// themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it");
-                    writer.Line("// poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.");
-                    for (int t = 0; t < rows; t++)
-                    {
-                        string r = Invariant(t);
-                        writer.Line("float rescale" + r + " = 1f;");
-                    }
-
-                    for (int t = 0; t < rows; t++)
-                    {
-                        string r = Invariant(t);
-                        using (writer.Block(null))
-                        {
-                            writer.Line("ref float rowScores = ref " + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + ");");
-                            for (int p = 0; p < panels; p++)
-                            {
-                                writer.Line(vt + " score" + Invariant(p) + " = " + v + ".LoadUnsafe(ref rowScores, " + Invariant(p * lanes) + ");");
-                            }
-
-                            string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => v + ".Equals(score" + Invariant(p) + ", minusInfinity)"));
-                            string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
-                            using (writer.Block("if (!full)"))
-                            {
-                                writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
-                                writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
-                                for (int p = 0; p < panels; p++)
-                                {
-                                    string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
-                                    writer.Line(vt + " visible" + Invariant(p) + " = " + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last));");
-                                }
-
-                                writer.Line();
-                                using (writer.Block("if (" + v + ".AsInt32(" + sawVisibleMinusInfinity + ") != " + intVector + ".Zero)"))
-                                {
-                                    writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
-                                }
-
-                                writer.Line();
-                                for (int p = 0; p < panels; p++)
-                                {
-                                    writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(visible" + Invariant(p) + ", score" + Invariant(p) + ", minusInfinity);");
-                                }
-                            }
-                            using (writer.Block("else if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
-                            {
-                                writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
-                            }
-
-                            string max = "score0";
-                            for (int p = 1; p < panels; p++)
-                            {
-                                max = v + ".Max(" + max + ", score" + Invariant(p) + ")";
-                            }
-
-                            writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
-                            writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
-                            using (writer.Block("if (newMax == float.NegativeInfinity)"))
-                            {
-                                writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale.");
-                                for (int p = 0; p < panels; p++)
-                                {
-                                    writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref rowScores, " + Invariant(p * lanes) + ");");
-                                }
-                            }
-
-                            using (writer.Block("else"))
-                            {
-                                writer.Line("// Most tiles leave the max where it was: then nothing accumulated needs rescaling.");
-                                using (writer.Block("if (newMax > runningMax)"))
-                                {
-                                    writer.Line("rescale" + r + " = " + exp2 + "(runningMax - newMax);");
-                                }
-
-                                writer.Line(vt + " maxVector = " + v + ".Create(newMax);");
-                                string sum = "";
-                                for (int p = 0; p < panels; p++)
-                                {
-                                    string probability = "probability" + Invariant(p);
-                                    writer.Line(vt + " " + probability + " = " + exp2 + "(score" + Invariant(p) + " - maxVector);");
-                                    writer.Line(v + ".StoreUnsafe(" + probability + ", ref rowScores, " + Invariant(p * lanes) + ");");
-                                    sum = sum.Length == 0 ? probability : sum + " + " + probability;
-                                }
-
-                                writer.Line("rowSumVector" + r + " = " + v + ".FusedMultiplyAdd(rowSumVector" + r + ", " + v + ".Create(rescale" + r + "), " + sum + ");");
-                                writer.Line("runningMax = newMax;");
-                            }
-                        }
-                    }
-
-                    writer.Line();
-                    writer.Line("// Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.");
-                    writer.Line("nint commonFrom = (nint)(" + MathType + ".Max(keyStart, fullFrom) - keyStart);");
-                    writer.Line("nint commonTo = " + MathType + ".Max(commonFrom - 1, (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", fullTo) - keyStart));");
-                    for (int group = 0; group < vectors; group += target.PvGroup)
-                    {
-                        int width = System.Math.Min(target.PvGroup, vectors - group);
-                        using (writer.Block(null))
-                        {
-                            for (int t = 0; t < rows; t++)
-                            {
-                                for (int g = 0; g < width; g++)
-                                {
-                                    writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
-                                }
-                            }
-
-                            writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + commonFrom) * valueStride);");
-                            using (writer.Block("for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
-                            {
-                                for (int g = 0; g < width; g++)
-                                {
-                                    writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
-                                }
-
-                                for (int t = 0; t < rows; t++)
-                                {
-                                    writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
-                                    for (int g = 0; g < width; g++)
-                                    {
-                                        string output = "output" + Invariant(t) + "_" + Invariant(g);
-                                        writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
-                                    }
-                                }
-                            }
-
-                            for (int t = 0; t < rows; t++)
-                            {
-                                for (int g = 0; g < width; g++)
-                                {
-                                    writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
-                                }
-                            }
-                        }
-                    }
-
-                    writer.Line();
-                    using (writer.Block("if (!full)"))
-                    {
-                        writer.Line("// Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.");
-                        for (int t = 0; t < rows; t++)
-                        {
-                            string r = Invariant(t);
-                            using (writer.Block(null))
-                            {
-                                writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left)) - keyStart);");
-                                writer.Line("nint toKey = (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right)) - keyStart);");
-                                writer.Line("ref float rowOutput = ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + ");");
-                                for (int chunk = 0; chunk < vectors; chunk += 8)
-                                {
-                                    int width = System.Math.Min(8, vectors - chunk);
-                                    for (int g = 0; g < width; g++)
-                                    {
-                                        writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
-                                    }
-
-                                    // Before the common range, then after it.
-                                    EmitRaggedKeys(writer, target, t, chunk, width, "fromKey", "global::System.Math.Min(toKey, commonFrom - 1)");
-                                    EmitRaggedKeys(writer, target, t, chunk, width, "global::System.Math.Max(fromKey, commonTo + 1)", "toKey");
-                                    for (int g = 0; g < width; g++)
-                                    {
-                                        writer.Line(v + ".StoreUnsafe(output" + Invariant(chunk + g) + ", ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
-                                    }
-                                }
-                            }
-                        }
-                    }
+                    EmitTileScores(writer, target, headDim);
+                    EmitTileOnlineSoftmax(writer, target, headDim);
+                    EmitTileCommonValues(writer, target, headDim);
+                    EmitTileBoundaryValues(writer, target, headDim);
                 }
 
                 for (int t = 0; t < rows; t++)
                 {
                     writer.Line(UnsafeType + ".Add(ref rowSum, " + Invariant(t) + ") = " + v + ".Sum(rowSumVector" + Invariant(t) + ");");
+                }
+            }
+        }
+
+        /// <summary>The band tile's setup: the band's limits, the range of key tiles every row sees whole, row state and query rows.</summary>
+        private static void EmitBandTileSetup(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows;
+            int vectors = headDim / target.Lanes;
+            writer.Line("int rows = tile.Rows;");
+            writer.Line("long firstQuery = tile.FirstQuery;");
+            writer.Line("// The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].");
+            writer.Line("long left = tile.Left, right = tile.Right;");
+            writer.Line("long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;");
+            writer.Line("// Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
+            writer.Line("long firstVisible = " + MathType + ".Max(firstKey, firstQuery - left);");
+            writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + right);");
+            writer.Line("long fullFrom = " + MathType + ".Max(firstKey, firstQuery + rows - 1 - left);");
+            writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + right);");
+            writer.Line("ref float keyPanels = ref tile.KeyPanels;");
+            writer.Line("ref float values = ref tile.Values;");
+            writer.Line("nint valueStride = tile.ValueStride;");
+            writer.Line("ref float rowMax = ref " + MemoryMarshalType + ".GetReference(tile.RowMax);");
+            writer.Line("ref float rowSum = ref " + MemoryMarshalType + ".GetReference(tile.RowSum);");
+            writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(tile.Probabilities);");
+            writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
+            writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
+            writer.Line("// Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.");
+            for (int t = 0; t < rows; t++)
+            {
+                writer.Line(vt + " rowSumVector" + Invariant(t) + " = " + v + ".CreateScalar(" + UnsafeType + ".Add(ref rowSum, " + Invariant(t) + "));");
+            }
+
+            writer.Line("// Rows past the tile's end repeat its last row; their results are never read.");
+            for (int t = 0; t < rows; t++)
+            {
+                string r = Invariant(t);
+                writer.Line("long query" + r + " = firstQuery + " + (t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)") + ";");
+                writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + r + " - firstQuery) * tile.QueryStride);");
+            }
+        }
+
+        /// <summary>S = Q Kᵀ for one key tile, register-blocked: broadcast one query element, FMA it into TileRows x Panels accumulators.</summary>
+        private static void EmitTileScores(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes;
+            string panelFloats = Invariant(headDim * lanes);
+            writer.Line("// Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.");
+            for (int t = 0; t < rows; t++)
+            {
+                for (int p = 0; p < panels; p++)
+                {
+                    writer.Line(vt + " score" + Invariant(t) + "_" + Invariant(p) + " = " + vt + ".Zero;");
+                }
+            }
+
+            writer.Line("ref float panelColumn = ref " + UnsafeType + ".Add(ref keyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
+            using (writer.Block("for (nint d = 0; d < " + Invariant(headDim) + "; d += " + Invariant(DimensionUnroll) + ", panelColumn = ref " + UnsafeType + ".Add(ref panelColumn, " + Invariant(DimensionUnroll * lanes) + "))"))
+            {
+                for (int u = 0; u < DimensionUnroll; u++)
+                {
+                    string dim = u == 0 ? "d" : "d + " + Invariant(u);
+                    for (int p = 0; p < panels; p++)
+                    {
+                        writer.Line(vt + " key" + Invariant(u) + "_" + Invariant(p) + " = " + v + ".LoadUnsafe(ref panelColumn, " + Invariant(u * lanes + p * headDim * lanes) + ");");
+                    }
+
+                    for (int t = 0; t < rows; t++)
+                    {
+                        string broadcast = "broadcast" + Invariant(u) + "_" + Invariant(t);
+                        writer.Line(vt + " " + broadcast + " = " + v + ".Create(" + UnsafeType + ".Add(ref queryRow" + Invariant(t) + ", " + dim + "));");
+                        for (int p = 0; p < panels; p++)
+                        {
+                            string score = "score" + Invariant(t) + "_" + Invariant(p);
+                            writer.Line(score + " = " + v + ".FusedMultiplyAdd(" + broadcast + ", key" + Invariant(u) + "_" + Invariant(p) + ", " + score + ");");
+                        }
+                    }
+                }
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>The online softmax of each row over one key tile (base 2), masking a boundary tile and applying the NaN/Inf policy.</summary>
+        private static void EmitTileOnlineSoftmax(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
+            string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
+            writer.Line("// The score block goes to scratch, so the softmax below works on one row at a time in few registers.");
+            for (int t = 0; t < rows; t++)
+            {
+                for (int p = 0; p < panels; p++)
+                {
+                    writer.Line(v + ".StoreUnsafe(score" + Invariant(t) + "_" + Invariant(p) + ", ref probabilities, " + Invariant(t * keyTile + p * lanes) + ");");
+                }
+            }
+
+            string intVector = "global::System.Runtime.Intrinsics." + target.Name + "<int>";
+            writer.Line(intVector + " keyIndex = " + v + ".Create((int)keyStart) + " + intVector + ".Indices;");
+            writer.Line();
+            writer.Line("// Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so");
+            writer.Line("// NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).");
+            writer.Line("// NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by");
+            writer.Line("// themselves; a visible -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it");
+            writer.Line("// poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.");
+            for (int t = 0; t < rows; t++)
+            {
+                string r = Invariant(t);
+                writer.Line("float rescale" + r + " = 1f;");
+            }
+
+            for (int t = 0; t < rows; t++)
+            {
+                string r = Invariant(t);
+                using (writer.Block(null))
+                {
+                    writer.Line("ref float rowScores = ref " + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + ");");
+                    for (int p = 0; p < panels; p++)
+                    {
+                        writer.Line(vt + " score" + Invariant(p) + " = " + v + ".LoadUnsafe(ref rowScores, " + Invariant(p * lanes) + ");");
+                    }
+
+                    string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => v + ".Equals(score" + Invariant(p) + ", minusInfinity)"));
+                    string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
+                    using (writer.Block("if (!full)"))
+                    {
+                        writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
+                        writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
+                        for (int p = 0; p < panels; p++)
+                        {
+                            string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
+                            writer.Line(vt + " visible" + Invariant(p) + " = " + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last));");
+                        }
+
+                        writer.Line();
+                        using (writer.Block("if (" + v + ".AsInt32(" + sawVisibleMinusInfinity + ") != " + intVector + ".Zero)"))
+                        {
+                            writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                        }
+
+                        writer.Line();
+                        for (int p = 0; p < panels; p++)
+                        {
+                            writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(visible" + Invariant(p) + ", score" + Invariant(p) + ", minusInfinity);");
+                        }
+                    }
+                    using (writer.Block("else if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
+                    {
+                        writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                    }
+
+                    string max = "score0";
+                    for (int p = 1; p < panels; p++)
+                    {
+                        max = v + ".Max(" + max + ", score" + Invariant(p) + ")";
+                    }
+
+                    writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
+                    writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
+                    using (writer.Block("if (newMax == float.NegativeInfinity)"))
+                    {
+                        writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale.");
+                        for (int p = 0; p < panels; p++)
+                        {
+                            writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref rowScores, " + Invariant(p * lanes) + ");");
+                        }
+                    }
+
+                    using (writer.Block("else"))
+                    {
+                        writer.Line("// Most tiles leave the max where it was: then nothing accumulated needs rescaling.");
+                        using (writer.Block("if (newMax > runningMax)"))
+                        {
+                            writer.Line("rescale" + r + " = " + exp2 + "(runningMax - newMax);");
+                        }
+
+                        writer.Line(vt + " maxVector = " + v + ".Create(newMax);");
+                        string sum = "";
+                        for (int p = 0; p < panels; p++)
+                        {
+                            string probability = "probability" + Invariant(p);
+                            writer.Line(vt + " " + probability + " = " + exp2 + "(score" + Invariant(p) + " - maxVector);");
+                            writer.Line(v + ".StoreUnsafe(" + probability + ", ref rowScores, " + Invariant(p * lanes) + ");");
+                            sum = sum.Length == 0 ? probability : sum + " + " + probability;
+                        }
+
+                        writer.Line("rowSumVector" + r + " = " + v + ".FusedMultiplyAdd(rowSumVector" + r + ", " + v + ".Create(rescale" + r + "), " + sum + ");");
+                        writer.Line("runningMax = newMax;");
+                    }
+                }
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>O += P V over the keys every row of the tile sees, blocked over rows; it also applies each row's rescale.</summary>
+        private static void EmitTileCommonValues(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
+            int vectors = headDim / lanes;
+            writer.Line("// Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.");
+            writer.Line("nint commonFrom = (nint)(" + MathType + ".Max(keyStart, fullFrom) - keyStart);");
+            writer.Line("nint commonTo = " + MathType + ".Max(commonFrom - 1, (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", fullTo) - keyStart));");
+            for (int group = 0; group < vectors; group += target.PvGroup)
+            {
+                int width = System.Math.Min(target.PvGroup, vectors - group);
+                using (writer.Block(null))
+                {
+                    for (int t = 0; t < rows; t++)
+                    {
+                        for (int g = 0; g < width; g++)
+                        {
+                            writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
+                        }
+                    }
+
+                    writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + commonFrom) * valueStride);");
+                    using (writer.Block("for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
+                    {
+                        for (int g = 0; g < width; g++)
+                        {
+                            writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
+                        }
+
+                        for (int t = 0; t < rows; t++)
+                        {
+                            writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
+                            for (int g = 0; g < width; g++)
+                            {
+                                string output = "output" + Invariant(t) + "_" + Invariant(g);
+                                writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
+                            }
+                        }
+                    }
+
+                    for (int t = 0; t < rows; t++)
+                    {
+                        for (int g = 0; g < width; g++)
+                        {
+                            writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
+                        }
+                    }
+                }
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>A boundary tile's remaining keys, row by row over each row's own range, so no row multiplies a value it cannot see.</summary>
+        private static void EmitTileBoundaryValues(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
+            int vectors = headDim / lanes;
+            using (writer.Block("if (!full)"))
+            {
+                writer.Line("// Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.");
+                for (int t = 0; t < rows; t++)
+                {
+                    string r = Invariant(t);
+                    using (writer.Block(null))
+                    {
+                        writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left)) - keyStart);");
+                        writer.Line("nint toKey = (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right)) - keyStart);");
+                        writer.Line("ref float rowOutput = ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + ");");
+                        for (int chunk = 0; chunk < vectors; chunk += 8)
+                        {
+                            int width = System.Math.Min(8, vectors - chunk);
+                            for (int g = 0; g < width; g++)
+                            {
+                                writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
+                            }
+
+                            // Before the common range, then after it.
+                            EmitRaggedKeys(writer, target, t, chunk, width, "fromKey", "global::System.Math.Min(toKey, commonFrom - 1)");
+                            EmitRaggedKeys(writer, target, t, chunk, width, "global::System.Math.Max(fromKey, commonTo + 1)", "toKey");
+                            for (int g = 0; g < width; g++)
+                            {
+                                writer.Line(v + ".StoreUnsafe(output" + Invariant(chunk + g) + ", ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
+                            }
+                        }
+                    }
                 }
             }
         }

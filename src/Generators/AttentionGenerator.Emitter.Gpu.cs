@@ -118,132 +118,156 @@ public sealed partial class AttentionGenerator
             writer.Line("/// </summary>");
             using (writer.Block("private static void " + GpuKernelName + "(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, global::SparseAttention.Gpu.GpuAttentionArguments arguments)"))
             {
-                writer.Line("const int HeadDim = " + Invariant(headDim) + ";");
-                writer.Line("int seqLen = arguments.SeqLen;");
-                writer.Line("int head = global::ILGPU.Grid.IdxY;");
-                writer.Line("int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;");
-                writer.Line("int row = queryStart + global::ILGPU.Group.IdxX;");
-                writer.Line("// Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.");
-                writer.Line("bool active = row < seqLen;");
-                writer.Line("long queryOffset = ((long)head * seqLen + (active ? row : queryStart)) * HeadDim;");
-                writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * seqLen * HeadDim;");
-                writer.Line();
-                writer.Line(ArrayViewType + " keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);");
-                writer.Line(ArrayViewType + " valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);");
-                writer.Line(ArrayViewType + " queryRow = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);");
-                writer.Line(ArrayViewType + " accumulator = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);");
-                writer.Line(ArrayViewType + " scores = global::ILGPU.LocalMemory.Allocate<float>(GpuKeyTile);");
-                using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
-                {
-                    writer.Line("queryRow[d] = query[queryOffset + d] * arguments.ScoreScale;");
-                    writer.Line("accumulator[d] = 0f;");
-                }
-
-                writer.Line();
-                writer.Line("float runningMax = float.NegativeInfinity;");
-                writer.Line("float runningSum = 0f;");
-                writer.Line("// NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value");
-                writer.Line("// holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.");
-                writer.Line("bool poisoned = false;");
-                writer.Line("// This group's entries in the tile table: (key tile start, class, mask offset) for every tile with a visible pair.");
-                writer.Line("int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, global::ILGPU.Grid.IdxX, tiles[0]);");
-                writer.Line("int firstEntry = tiles[header];");
-                writer.Line("int entryCount = tiles[header + 1];");
-                writer.Line("int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);");
+                EmitGpuRowSetup(writer, headDim);
                 using (writer.Block("for (int entryIndex = 0; entryIndex < entryCount; entryIndex++)"))
                 {
-                    writer.Line("int entry = firstEntry + entryIndex * global::SparseAttention.Gpu.GpuTileTable.EntryInts;");
-                    writer.Line("int keyStart = tiles[entry];");
-                    writer.Line("bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;");
-                    writer.Line("int rowMask = tiles[entry + 2] + global::ILGPU.Group.IdxX * maskWords;");
-                    writer.Line("int keyEnd = " + MathType + ".Min(seqLen, keyStart + GpuKeyTile);");
-                    writer.Line();
-                    writer.Line("// Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.");
-                    writer.Line("// Rows past the end repeat the last key (always a valid address); no thread ever reads them.");
-                    writer.Line("global::ILGPU.Group.Barrier();");
-                    using (writer.Block("for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)"))
-                    {
-                        writer.Line("int keyPosition = " + MathType + ".Min(keyStart + index / HeadDim, seqLen - 1);");
-                        writer.Line("long source = kvOffset + (long)keyPosition * HeadDim + index % HeadDim;");
-                        writer.Line("keyTile[index] = key[source];");
-                        writer.Line("valueTile[index] = value[source];");
-                    }
+                    EmitGpuStageTile(writer);
+                    EmitGpuTileOnlineSoftmax(writer);
+                }
 
-                    writer.Line();
-                    writer.Line("global::ILGPU.Group.Barrier();");
-                    writer.Line();
-                    using (writer.Block("if (active)"))
+                EmitGpuWriteRow(writer);
+            }
+        }
+
+        /// <summary>The GPU thread's setup: its row and head, shared K/V tiles, its scaled query row and the row state.</summary>
+        private static void EmitGpuRowSetup(IndentedTextWriter writer, int headDim)
+        {
+            writer.Line("const int HeadDim = " + Invariant(headDim) + ";");
+            writer.Line("int seqLen = arguments.SeqLen;");
+            writer.Line("int head = global::ILGPU.Grid.IdxY;");
+            writer.Line("int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;");
+            writer.Line("int row = queryStart + global::ILGPU.Group.IdxX;");
+            writer.Line("// Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.");
+            writer.Line("bool active = row < seqLen;");
+            writer.Line("long queryOffset = ((long)head * seqLen + (active ? row : queryStart)) * HeadDim;");
+            writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * seqLen * HeadDim;");
+            writer.Line();
+            writer.Line(ArrayViewType + " keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);");
+            writer.Line(ArrayViewType + " valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);");
+            writer.Line(ArrayViewType + " queryRow = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);");
+            writer.Line(ArrayViewType + " accumulator = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);");
+            writer.Line(ArrayViewType + " scores = global::ILGPU.LocalMemory.Allocate<float>(GpuKeyTile);");
+            using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+            {
+                writer.Line("queryRow[d] = query[queryOffset + d] * arguments.ScoreScale;");
+                writer.Line("accumulator[d] = 0f;");
+            }
+
+            writer.Line();
+            writer.Line("float runningMax = float.NegativeInfinity;");
+            writer.Line("float runningSum = 0f;");
+            writer.Line("// NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value");
+            writer.Line("// holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.");
+            writer.Line("bool poisoned = false;");
+            writer.Line("// This group's entries in the tile table: (key tile start, class, mask offset) for every tile with a visible pair.");
+            writer.Line("int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, global::ILGPU.Grid.IdxX, tiles[0]);");
+            writer.Line("int firstEntry = tiles[header];");
+            writer.Line("int entryCount = tiles[header + 1];");
+            writer.Line("int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);");
+        }
+
+        /// <summary>One tile-table entry: its key tile's class and mask, and K and V staged in shared memory between barriers.</summary>
+        private static void EmitGpuStageTile(IndentedTextWriter writer)
+        {
+            writer.Line("int entry = firstEntry + entryIndex * global::SparseAttention.Gpu.GpuTileTable.EntryInts;");
+            writer.Line("int keyStart = tiles[entry];");
+            writer.Line("bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;");
+            writer.Line("int rowMask = tiles[entry + 2] + global::ILGPU.Group.IdxX * maskWords;");
+            writer.Line("int keyEnd = " + MathType + ".Min(seqLen, keyStart + GpuKeyTile);");
+            writer.Line();
+            writer.Line("// Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.");
+            writer.Line("// Rows past the end repeat the last key (always a valid address); no thread ever reads them.");
+            writer.Line("global::ILGPU.Group.Barrier();");
+            using (writer.Block("for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)"))
+            {
+                writer.Line("int keyPosition = " + MathType + ".Min(keyStart + index / HeadDim, seqLen - 1);");
+                writer.Line("long source = kvOffset + (long)keyPosition * HeadDim + index % HeadDim;");
+                writer.Line("keyTile[index] = key[source];");
+                writer.Line("valueTile[index] = value[source];");
+            }
+
+            writer.Line();
+            writer.Line("global::ILGPU.Group.Barrier();");
+            writer.Line();
+        }
+
+        /// <summary>The online softmax of the thread's row over the staged tile, masked unless the tile is full, with the NaN/Inf policy.</summary>
+        private static void EmitGpuTileOnlineSoftmax(IndentedTextWriter writer)
+        {
+            using (writer.Block("if (active)"))
+            {
+                writer.Line("int keyCount = keyEnd - keyStart;");
+                writer.Line("float tileMax = float.NegativeInfinity;");
+                using (writer.Block("for (int k = 0; k < keyCount; k++)"))
+                {
+                    writer.Line("float score = float.NegativeInfinity;");
+                    using (writer.Block("if (full || ((tiles[rowMask + (k >> 5)] >> (k & 31)) & 1) != 0)"))
                     {
-                        writer.Line("int keyCount = keyEnd - keyStart;");
-                        writer.Line("float tileMax = float.NegativeInfinity;");
-                        using (writer.Block("for (int k = 0; k < keyCount; k++)"))
+                        writer.Line("score = 0f;");
+                        writer.Line("int keyRow = k * HeadDim;");
+                        using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
                         {
-                            writer.Line("float score = float.NegativeInfinity;");
-                            using (writer.Block("if (full || ((tiles[rowMask + (k >> 5)] >> (k & 31)) & 1) != 0)"))
-                            {
-                                writer.Line("score = 0f;");
-                                writer.Line("int keyRow = k * HeadDim;");
-                                using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
-                                {
-                                    writer.Line("score += queryRow[d] * keyTile[keyRow + d];");
-                                }
-
-                                using (writer.Block("if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))"))
-                                {
-                                    writer.Line("poisoned = true;");
-                                    writer.Line("score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway");
-                                }
-                            }
-
-                            writer.Line("scores[k] = score;");
-                            writer.Line("tileMax = " + MathType + ".Max(tileMax, score);");
+                            writer.Line("score += queryRow[d] * keyTile[keyRow + d];");
                         }
 
-                        writer.Line();
-                        writer.Line("// A tile with no visible key leaves the row as it was; an invisible key's value is never read.");
-                        using (writer.Block("if (tileMax > float.NegativeInfinity)"))
+                        using (writer.Block("if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))"))
                         {
-                            writer.Line("float newMax = " + MathType + ".Max(runningMax, tileMax);");
-                            writer.Line("float correction = global::SparseAttention.Gpu.GpuMath.Exp2(runningMax - newMax);");
-                            writer.Line("runningSum *= correction;");
-                            using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
-                            {
-                                writer.Line("accumulator[d] *= correction;");
-                            }
-
-                            using (writer.Block("for (int k = 0; k < keyCount; k++)"))
-                            using (writer.Block("if (scores[k] > float.NegativeInfinity)"))
-                            {
-                                writer.Line("float weight = global::SparseAttention.Gpu.GpuMath.Exp2(scores[k] - newMax);");
-                                writer.Line("runningSum += weight;");
-                                writer.Line("int valueRow = k * HeadDim;");
-                                using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
-                                {
-                                    writer.Line("accumulator[d] += weight * valueTile[valueRow + d];");
-                                }
-                            }
-
-                            writer.Line("runningMax = newMax;");
+                            writer.Line("poisoned = true;");
+                            writer.Line("score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway");
                         }
                     }
+
+                    writer.Line("scores[k] = score;");
+                    writer.Line("tileMax = " + MathType + ".Max(tileMax, score);");
                 }
 
                 writer.Line();
-                using (writer.Block("if (active)"))
+                writer.Line("// A tile with no visible key leaves the row as it was; an invisible key's value is never read.");
+                using (writer.Block("if (tileMax > float.NegativeInfinity)"))
                 {
-                    writer.Line("// A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator");
-                    writer.Line("// (0 x inf is NaN too), and x - x is 0 only for a finite x.");
-                    writer.Line("float normalizer = runningSum > 0f ? 1f / runningSum : 0f;");
+                    writer.Line("float newMax = " + MathType + ".Max(runningMax, tileMax);");
+                    writer.Line("float correction = global::SparseAttention.Gpu.GpuMath.Exp2(runningMax - newMax);");
+                    writer.Line("runningSum *= correction;");
                     using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
                     {
-                        writer.Line("poisoned |= !(accumulator[d] - accumulator[d] == 0f);");
+                        writer.Line("accumulator[d] *= correction;");
                     }
 
-                    writer.Line();
-                    using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+                    using (writer.Block("for (int k = 0; k < keyCount; k++)"))
+                    using (writer.Block("if (scores[k] > float.NegativeInfinity)"))
                     {
-                        writer.Line("output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;");
+                        writer.Line("float weight = global::SparseAttention.Gpu.GpuMath.Exp2(scores[k] - newMax);");
+                        writer.Line("runningSum += weight;");
+                        writer.Line("int valueRow = k * HeadDim;");
+                        using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+                        {
+                            writer.Line("accumulator[d] += weight * valueTile[valueRow + d];");
+                        }
                     }
+
+                    writer.Line("runningMax = newMax;");
+                }
+            }
+        }
+
+        /// <summary>The normalised row, zeros for a row that saw no key, NaN for a poisoned one.</summary>
+        private static void EmitGpuWriteRow(IndentedTextWriter writer)
+        {
+            writer.Line();
+            using (writer.Block("if (active)"))
+            {
+                writer.Line("// A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator");
+                writer.Line("// (0 x inf is NaN too), and x - x is 0 only for a finite x.");
+                writer.Line("float normalizer = runningSum > 0f ? 1f / runningSum : 0f;");
+                using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+                {
+                    writer.Line("poisoned |= !(accumulator[d] - accumulator[d] == 0f);");
+                }
+
+                writer.Line();
+                using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+                {
+                    writer.Line("output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;");
                 }
             }
         }

@@ -291,7 +291,7 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);");
-                System.Func<string, string> decode = kernel => "global::SparseAttention.Cpu.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, output, options);";
+                System.Func<string, string> decode = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, output, options);";
                 EmitIsaSwitch(writer, headDim, decode, decode);
             }
 
@@ -315,8 +315,8 @@ public sealed partial class AttentionGenerator
                 EmitIsaSwitch(
                     writer,
                     headDim,
-                    kernel => "global::SparseAttention.Cpu.CpuDecode.PrefillTiled<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, key, value, output, shape, options);",
-                    kernel => "global::SparseAttention.Cpu.CpuDecode.Prefill<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, key, value, output, shape, options);");
+                    kernel => "global::SparseAttention.Decode.CpuDecode.PrefillTiled<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, key, value, output, shape, options);",
+                    kernel => "global::SparseAttention.Decode.CpuDecode.Prefill<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, key, value, output, shape, options);");
             }
         }
 

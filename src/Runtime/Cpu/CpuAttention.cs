@@ -54,7 +54,7 @@ public static unsafe class CpuAttention
 
     /// <summary>
     /// The tiled passes over the part of a sequence <paramref name="slice"/> names: the whole of it for
-    /// <see cref="RunTiled{TKernel}"/>, a prefill chunk's rows for <see cref="CpuDecode"/> (keys a linear run of
+    /// <see cref="RunTiled{TKernel}"/>, a prefill chunk's rows for decode's prefill, Decode/CpuDecode.cs (keys a linear run of
     /// <paramref name="shape"/>.SeqLen positions per KV head, pinned global tokens after them; the pattern then has a
     /// window band and no stride).
     /// </summary>
@@ -92,7 +92,7 @@ public static unsafe class CpuAttention
     /// <see cref="Slots"/>. Query and output rows of a head are <see cref="QueryLayoutRows"/> apart, and keys of a KV
     /// head <see cref="KeyStride"/> apart.
     /// </summary>
-    internal readonly record struct SequenceSlice(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, Decode.SlotMap? Slots)
+    internal readonly record struct SequenceSlice(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, SlotMap? Slots)
     {
         public static SequenceSlice Whole(int seqLen) => new(0, seqLen, seqLen, seqLen, 0, null);
     }
@@ -860,16 +860,16 @@ public static unsafe class CpuAttention
 
         /// <summary>
         /// This thread's buffers, large enough for <paramref name="pattern"/>'s key segments (as positions, and mapped to
-        /// slots or clipped to a block of them by <see cref="CpuDecode"/>) and for the given tile.
+        /// slots or clipped to a block of them by decode) and for the given tile.
         /// </summary>
         public static WorkerScratch ForThisThread(AttentionPattern pattern, int rowScratch, int tileRows, int headDim, int keyTile)
         {
             WorkerScratch scratch = t_instance ??= new WorkerScratch();
             if (scratch.Segments.Length < pattern.MaxSegmentsPerQuery) scratch.Segments = new KeySegment[pattern.MaxSegmentsPerQuery];
-            if (scratch.MappedSegments.Length < Decode.SlotMap.MaxSlotSegments(pattern))
+            if (scratch.MappedSegments.Length < SlotMap.MaxSlotSegments(pattern))
             {
-                scratch.MappedSegments = new KeySegment[Decode.SlotMap.MaxSlotSegments(pattern)];
-                scratch.ClippedSegments = new KeySegment[Decode.SlotMap.MaxSlotSegments(pattern)];
+                scratch.MappedSegments = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
+                scratch.ClippedSegments = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
             }
 
             if (scratch.RowScratch.Length < rowScratch) scratch.RowScratch = new float[rowScratch];

@@ -1,6 +1,6 @@
 using System;
 using System.Linq;
-using SparseAttention.Decode;
+using SparseAttention.Cpu;
 
 namespace SparseAttention;
 

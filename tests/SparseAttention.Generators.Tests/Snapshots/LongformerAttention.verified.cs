@@ -83,16 +83,16 @@ namespace MyModel
             switch (options.ResolveIsa())
             {
                 case global::SparseAttention.KernelIsa.Vector512:
-                    global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector512Kernel>(cache, query, output, options);
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector512Kernel>(cache, query, output, options);
                     break;
                 case global::SparseAttention.KernelIsa.Vector256:
-                    global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector256Kernel>(cache, query, output, options);
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector256Kernel>(cache, query, output, options);
                     break;
                 case global::SparseAttention.KernelIsa.Vector128:
-                    global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector128Kernel>(cache, query, output, options);
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector128Kernel>(cache, query, output, options);
                     break;
                 default:
-                    global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel>(cache, query, output, options);
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel>(cache, query, output, options);
                     break;
             }
         }
@@ -116,16 +116,16 @@ namespace MyModel
             switch (options.ResolveIsa())
             {
                 case global::SparseAttention.KernelIsa.Vector512:
-                    global::SparseAttention.Cpu.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim64.Vector512Kernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim64.Vector512Kernel>(cache, query, key, value, output, shape, options);
                     break;
                 case global::SparseAttention.KernelIsa.Vector256:
-                    global::SparseAttention.Cpu.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim64.Vector256Kernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim64.Vector256Kernel>(cache, query, key, value, output, shape, options);
                     break;
                 case global::SparseAttention.KernelIsa.Vector128:
-                    global::SparseAttention.Cpu.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim64.Vector128Kernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim64.Vector128Kernel>(cache, query, key, value, output, shape, options);
                     break;
                 default:
-                    global::SparseAttention.Cpu.CpuDecode.Prefill<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel>(cache, query, key, value, output, shape, options);
+                    global::SparseAttention.Decode.CpuDecode.Prefill<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel>(cache, query, key, value, output, shape, options);
                     break;
             }
         }

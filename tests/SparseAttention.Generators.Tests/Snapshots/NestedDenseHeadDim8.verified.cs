@@ -80,13 +80,13 @@ namespace Outer.Layers
                 {
                     case global::SparseAttention.KernelIsa.Vector512:
                     case global::SparseAttention.KernelIsa.Vector256:
-                        global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.Vector256Kernel>(cache, query, output, options);
+                        global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.Vector256Kernel>(cache, query, output, options);
                         break;
                     case global::SparseAttention.KernelIsa.Vector128:
-                        global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.Vector128Kernel>(cache, query, output, options);
+                        global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.Vector128Kernel>(cache, query, output, options);
                         break;
                     default:
-                        global::SparseAttention.Cpu.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.ScalarRowKernel>(cache, query, output, options);
+                        global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.ScalarRowKernel>(cache, query, output, options);
                         break;
                 }
             }
@@ -111,13 +111,13 @@ namespace Outer.Layers
                 {
                     case global::SparseAttention.KernelIsa.Vector512:
                     case global::SparseAttention.KernelIsa.Vector256:
-                        global::SparseAttention.Cpu.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim8.Vector256Kernel>(cache, query, key, value, output, shape, options);
+                        global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim8.Vector256Kernel>(cache, query, key, value, output, shape, options);
                         break;
                     case global::SparseAttention.KernelIsa.Vector128:
-                        global::SparseAttention.Cpu.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim8.Vector128Kernel>(cache, query, key, value, output, shape, options);
+                        global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim8.Vector128Kernel>(cache, query, key, value, output, shape, options);
                         break;
                     default:
-                        global::SparseAttention.Cpu.CpuDecode.Prefill<global::SparseAttention.Generated.HeadDim8.ScalarRowKernel>(cache, query, key, value, output, shape, options);
+                        global::SparseAttention.Decode.CpuDecode.Prefill<global::SparseAttention.Generated.HeadDim8.ScalarRowKernel>(cache, query, key, value, output, shape, options);
                         break;
                 }
             }

@@ -1,6 +1,6 @@
 using System;
 
-namespace SparseAttention.Decode;
+namespace SparseAttention.Cpu;
 
 /// <summary>
 /// Where each key position lives in a store of keys laid out as a ring followed by pinned slots: a position still in

@@ -2,9 +2,9 @@ using System;
 using System.Buffers;
 using System.ComponentModel;
 using System.Runtime.CompilerServices;
-using SparseAttention.Decode;
+using SparseAttention.Cpu;
 
-namespace SparseAttention.Cpu;
+namespace SparseAttention.Decode;
 
 /// <summary>
 /// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel}"/>, the
