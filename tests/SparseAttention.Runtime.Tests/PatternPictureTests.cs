@@ -21,6 +21,11 @@ public class PatternPictureTests
         ("longformer-window-dilation-globals", new AttentionPattern(causal: false, windowLeft: 2, windowRight: 2, dilation: new[] { 2 }, globalTokens: new[] { 0, 1 }), 0),
         ("sinks-window-size-4-global-0", new AttentionPattern(causal: true, windowLeft: 3, windowRight: 0, globalTokens: new[] { 0 }), 0),
         ("strided-left-3-stride-4", new AttentionPattern(causal: true, windowLeft: 3, windowRight: 0, stride: 4), 0),
+        ("fixed-block-4-summary-1", new AttentionPattern(causal: true, new PatternComponent[] { new FixedFactorizedComponent(4, 1, varyByHead: false) }), 0),
+        ("fixed-block-4-summary-2-bidirectional", new AttentionPattern(causal: false, new PatternComponent[] { new FixedFactorizedComponent(4, 2, varyByHead: false) }), 0),
+        ("fixed-block-4-summary-1-vary-by-head-head-1", new AttentionPattern(causal: true, new PatternComponent[] { new FixedFactorizedComponent(4, 1, varyByHead: true) }), 1),
+        ("bigbird-block-2-window-1-globals-first-last-random-1", new AttentionPattern(causal: false, new PatternComponent[] { new BlockSparseComponent(2, 1, new[] { 0, -1 }, 1, 2020, causal: false) }), 0),
+        ("bigbird-causal-block-2-window-1-global-0-random-1", new AttentionPattern(causal: true, new PatternComponent[] { new BlockSparseComponent(2, 1, new[] { 0 }, 1, 2020, causal: true) }), 0),
     };
 
     public static TheoryData<string> Names()
