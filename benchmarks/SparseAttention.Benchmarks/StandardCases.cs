@@ -32,6 +32,20 @@ public static partial class Window4096HeadDim32;
 [SlidingWindow(Size = 4096)]
 public static partial class Window4096HeadDim128;
 
+// Issue 13's component cases: BigBird against a bidirectional window with the same keys per row (8 blocks of 64 =
+// 512: 3 window blocks, 2 global blocks, 3 random ones), and the fixed pattern against the causal 512 window.
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[BlockSparse(BlockSize = 64, WindowBlocks = 1, GlobalBlocks = new[] { 0, -1 }, RandomBlocks = 3, Seed = 42)]
+public static partial class BigBird;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 256, Right = 255)]
+public static partial class BidirectionalWindow512;
+
+[AttentionKernel(HeadDim = 64)]
+[FixedFactorized(Block = 128, Summary = 8)]
+public static partial class FixedFactorized128;
+
 public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
 /// <summary>
@@ -69,7 +83,15 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("swa-16k-w4096-d128", 16384, Window4096HeadDim128.Pattern, Window4096HeadDim128.Forward, null, 128),
     };
 
-    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Single(c => c.Name == name);
+    /// <summary>Patterns built from the later components, each beside the window case it is judged against (issue 13).</summary>
+    public static readonly StandardCase[] ComponentCases =
+    {
+        new("bigbird-16k", 16384, BigBird.Pattern, BigBird.Forward, null),
+        new("bidir-16k-w512", 16384, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
+        new("fixed-16k-l128", 16384, FixedFactorized128.Pattern, FixedFactorized128.Forward, null),
+    };
+
+    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Single(c => c.Name == name);
 
     public override string ToString() => Name;
 }
