@@ -410,6 +410,12 @@ namespace SparseAttention
             int count = pieces.Length;
             foreach (KeySegment cut in removed)
             {
+                // Most cuts miss every piece (a window far from the global columns): then nothing to rewrite.
+                if (!AnyOverlaps(destination.Slice(0, count), cut))
+                {
+                    continue;
+                }
+
                 int next = 0;
                 for (int p = 0; p < count; p++)
                 {
@@ -431,6 +437,25 @@ namespace SparseAttention
             }
 
             return count;
+        }
+
+        /// <summary>Whether a piece's range [Start, Last] meets <paramref name="cut"/>'s (a quick test before the exact one).</summary>
+        private static bool AnyOverlaps(ReadOnlySpan<KeySegment> pieces, KeySegment cut)
+        {
+            if (cut.Count == 0)
+            {
+                return false;
+            }
+
+            foreach (KeySegment piece in pieces)
+            {
+                if (piece.Count > 0 && piece.Start <= cut.Last && cut.Start <= piece.Last)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         /// <summary>Merges single-key segments that follow each other into runs (global columns next to each other).</summary>
