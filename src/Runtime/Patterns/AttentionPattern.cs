@@ -49,6 +49,9 @@ namespace SparseAttention
         {
         }
 
+        /// <summary>Entries the subtraction work buffer needs (see <see cref="SubtractAll"/>).</summary>
+        private readonly int _subtractionWorkLength;
+
         /// <summary>Creates a pattern as the union of <paramref name="components"/> (at most one of each kind), then the causal cut.</summary>
         /// <exception cref="ArgumentException">Two components are of the same kind, or a block-sparse component was made for the other causal direction.</exception>
         public AttentionPattern(bool causal, IEnumerable<PatternComponent> components)
@@ -86,6 +89,12 @@ namespace SparseAttention
 
             _segmentStartBound[_components.Length] = (int)bound;
             MaxSegmentsPerQuery = (int)Math.Max(1, bound);
+
+            // Subtracting one cut writes at most the kept pieces plus MaxPieces of the cut's step before the bound is
+            // checked; sizing the work buffer for that up front means it does not grow on a later call when a cut first
+            // meets a piece (a steady-state decode must not allocate). Huge steps are left to grow on demand.
+            long largestStep = _components.Length == 0 ? 1 : _components.Max(component => component.LargestSegmentStep);
+            _subtractionWorkLength = (int)Math.Min(1 << 20, MaxSegmentsPerQuery + Math.Min(1024, KeySegmentMath.MaxPieces(largestStep)));
         }
 
         private static PatternComponent[] ClassicComponents(int? windowLeft, int? windowRight, int[] dilation, int[] globalTokens, int? stride)
@@ -374,7 +383,7 @@ namespace SparseAttention
             }
 
             // Earlier components' segments are needed to take their keys out; they go to a per-thread buffer.
-            SegmentBuffers buffers = SegmentBuffers.ForThisThread(MaxSegmentsPerQuery);
+            SegmentBuffers buffers = SegmentBuffers.ForThisThread(MaxSegmentsPerQuery, _subtractionWorkLength);
             Span<KeySegment> earlier = buffers.Earlier;
             int earlierCount = 0, count = 0;
             for (int c = 0; c < _components.Length; c++)
@@ -489,7 +498,7 @@ namespace SparseAttention
             public KeySegment[] Scratch = new KeySegment[0];
             public KeySegment[] Work = new KeySegment[0];
 
-            public static SegmentBuffers ForThisThread(int maxSegments)
+            public static SegmentBuffers ForThisThread(int maxSegments, int workLength)
             {
                 SegmentBuffers buffers = t_instance ??= new SegmentBuffers();
                 if (buffers.Earlier.Length < maxSegments)
@@ -497,7 +506,11 @@ namespace SparseAttention
                     buffers.Earlier = new KeySegment[maxSegments];
                     buffers.Raw = new KeySegment[maxSegments];
                     buffers.Scratch = new KeySegment[maxSegments];
-                    buffers.Work = new KeySegment[maxSegments];
+                }
+
+                if (buffers.Work.Length < workLength)
+                {
+                    buffers.Work = new KeySegment[workLength];
                 }
 
                 return buffers;
