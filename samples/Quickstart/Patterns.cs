@@ -25,3 +25,16 @@ public static partial class SparseTransformerStrided;
 /// <summary>Dense causal attention: the baseline every sparse pattern is compared with.</summary>
 [AttentionKernel(HeadDim = 64)]
 public static partial class DenseCausal;
+
+/// <summary>
+/// BigBird (Zaheer et al. 2020): blocks of 64; each block sees its neighbours, the first and last block (which see
+/// everything), and 3 random blocks drawn reproducibly from the seed.
+/// </summary>
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[BlockSparse(BlockSize = 64, WindowBlocks = 1, GlobalBlocks = new[] { 0, -1 }, RandomBlocks = 3, Seed = 42)]
+public static partial class BigBird;
+
+/// <summary>The Sparse Transformer's fixed pattern: the query's own block of 128, plus the last 8 positions of every block.</summary>
+[AttentionKernel(HeadDim = 64)]
+[FixedFactorized(Block = 128, Summary = 8)]
+public static partial class SparseTransformerFixed;

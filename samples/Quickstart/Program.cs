@@ -19,6 +19,8 @@ var cases = new (string Name, AttentionPattern Pattern, ForwardFn Forward)[]
     ("mistral window 512", MistralWindow.Pattern, MistralWindow.Forward),
     ("longformer dilated + 2 global", LongformerDilated.Pattern, LongformerDilated.Forward),
     ("sparse transformer strided 64", SparseTransformerStrided.Pattern, SparseTransformerStrided.Forward),
+    ("sparse transformer fixed 128/8", SparseTransformerFixed.Pattern, SparseTransformerFixed.Forward),
+    ("bigbird 64, 1+2 global+3 random", BigBird.Pattern, BigBird.Forward),
 };
 
 Console.WriteLine($"SparseAttention quickstart: n = {SeqLen}, {Heads} heads, HeadDim {HeadDim}, {Environment.ProcessorCount} cores, ISA {AttentionOptions.Default.ResolveIsa()}");
