@@ -167,6 +167,23 @@ public class ComponentDefinitionTests
     }
 
     [Fact]
+    public void BlockQueriesOutsideTheSequenceAreRefusedWithTheParameterName()
+    {
+        var component = new BlockSparseComponent(4, 1, new[] { -1 }, 3, 0, causal: false);
+        var blocks = new int[3];
+        Assert.Equal("queryBlock", Assert.Throws<ArgumentOutOfRangeException>(() => component.GetRandomBlocks(0, 10, 40, blocks)).ParamName);
+        Assert.Equal("queryBlock", Assert.Throws<ArgumentOutOfRangeException>(() => component.GetRandomBlocks(0, -1, 40, blocks)).ParamName);
+        Assert.Equal("head", Assert.Throws<ArgumentOutOfRangeException>(() => component.GetRandomBlocks(-1, 0, 40, blocks)).ParamName);
+        Assert.Equal("seqLength", Assert.Throws<ArgumentOutOfRangeException>(() => component.GetRandomBlocks(0, 0, 0, blocks)).ParamName);
+        var small = Assert.Throws<ArgumentException>(() => component.GetRandomBlocks(0, 0, 40, new int[2]));
+        Assert.Equal("destination", small.ParamName);
+        Assert.Contains("RandomBlocks = 3", small.Message);
+        Assert.Contains("0 to 9", Assert.Throws<ArgumentOutOfRangeException>(() => component.IsGlobalBlock(10, 40)).Message);
+        Assert.True(component.IsGlobalBlock(9, 40));
+        Assert.False(component.IsGlobalBlock(0, 40));
+    }
+
+    [Fact]
     public void ABlockSparseComponentMustShareThePatternsDirection()
     {
         var exception = Assert.Throws<ArgumentException>(() => new AttentionPattern(causal: true, new PatternComponent[] { new BlockSparseComponent(4, 1, null, 2, 0, causal: false) }));

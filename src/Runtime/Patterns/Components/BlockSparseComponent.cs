@@ -95,14 +95,45 @@ namespace SparseAttention
         public int BlockCount(int seqLength) => (int)((seqLength + (long)BlockSize - 1) / BlockSize);
 
         /// <summary>Whether block <paramref name="block"/> is global in a sequence of <paramref name="seqLength"/> tokens.</summary>
-        public bool IsGlobalBlock(int block, int seqLength) => Table(seqLength).IsGlobal[block];
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="seqLength"/> is below 1 or <paramref name="block"/> is not one of its blocks.</exception>
+        public bool IsGlobalBlock(int block, int seqLength)
+        {
+            CheckBlock(block, seqLength, nameof(block));
+            return Table(seqLength).IsGlobal[block];
+        }
+
+        private void CheckBlock(int block, int seqLength, string blockParameter)
+        {
+            if (seqLength < 1)
+            {
+                throw new ArgumentOutOfRangeException(nameof(seqLength), seqLength, "seqLength must be 1 or more.");
+            }
+
+            if ((uint)block >= (uint)BlockCount(seqLength))
+            {
+                throw new ArgumentOutOfRangeException(blockParameter, block, blockParameter + " must be a block of the sequence: 0 to " + (BlockCount(seqLength) - 1) + " for seqLength " + seqLength + " and BlockSize " + BlockSize + ".");
+            }
+        }
 
         /// <summary>
         /// R(h, qb): the random key blocks of query block <paramref name="queryBlock"/> in head <paramref name="head"/>, written
         /// to <paramref name="destination"/> (at least RandomBlocks entries) in the order drawn; returns how many.
         /// </summary>
+        /// <exception cref="ArgumentOutOfRangeException"><paramref name="head"/> is negative, <paramref name="seqLength"/> is below 1, or <paramref name="queryBlock"/> is not one of its blocks.</exception>
+        /// <exception cref="ArgumentException"><paramref name="destination"/> holds fewer than RandomBlocks entries.</exception>
         public int GetRandomBlocks(int head, int queryBlock, int seqLength, Span<int> destination)
         {
+            if (head < 0)
+            {
+                throw new ArgumentOutOfRangeException(nameof(head), head, "head must be 0 or more.");
+            }
+
+            CheckBlock(queryBlock, seqLength, nameof(queryBlock));
+            if (destination.Length < RandomBlocks)
+            {
+                throw new ArgumentException("destination needs RandomBlocks = " + RandomBlocks + " entries but holds " + destination.Length + ".", nameof(destination));
+            }
+
             BlockTable table = Table(seqLength);
             return DrawRandomBlocks(head, queryBlock, table.Blocks, table.IsGlobal, destination, new int[table.Blocks]);
         }
