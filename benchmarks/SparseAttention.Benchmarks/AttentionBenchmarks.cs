@@ -19,7 +19,14 @@ public class StandardCaseBenchmarks
     [ParamsSource(nameof(Cases))]
     public string Case { get; set; } = "";
 
-    public static IEnumerable<string> Cases => StandardCase.All.Select(c => c.Name);
+    /// <summary>
+    /// Every standard case, or the comma-separated names in SPARSE_BENCH_CASES (BenchmarkDotNet's --filter matches
+    /// methods, not parameter values; the variable reaches the child processes it launches).
+    /// </summary>
+    public static IEnumerable<string> Cases =>
+        Environment.GetEnvironmentVariable("SPARSE_BENCH_CASES") is { Length: > 0 } names
+            ? names.Split(',').Select(name => StandardCase.Get(name).Name)
+            : StandardCase.All.Select(c => c.Name);
 
     [GlobalSetup]
     public void Setup()

@@ -4,6 +4,8 @@ using SparseAttention.Benchmarks;
 // `-- --quick`: the one-process comparison (FMA peak, generated kernels, dense, TensorPrimitives, ONNX Runtime).
 // `-- --gpu`: the generated ILGPU kernels on the GPU AttentionDevice picks (CUDA, then OpenCL).
 // `-- --decode`: streaming decode with a rolling KV cache at positions 8K, 64K and 1M, and prefill vs Forward.
+// `-- --before-after OTHER/SparseAttention.Benchmarks.dll`: this build against another, loaded side by side, in
+// alternating rounds (the before/after table of a refactor).
 // Anything else goes to BenchmarkDotNet, e.g. `-- --filter '*'`.
 if (args.Contains("--quick"))
 {
@@ -18,6 +20,11 @@ if (args.Contains("--decode"))
 if (args.Contains("--gpu"))
 {
     return GpuComparison.Run(args);
+}
+
+if (args.Contains("--before-after"))
+{
+    return BeforeAfterComparison.Run(args);
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(StandardCaseBenchmarks).Assembly).Run(args);

@@ -93,6 +93,24 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
 
     public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Single(c => c.Name == name);
 
+    /// <summary>
+    /// A timer over case <paramref name="name"/>: each call runs it once on fresh-but-fixed inputs and returns the
+    /// milliseconds, with <paramref name="threads"/> threads and the named ISA (Auto or a KernelIsa value). Only core-library types cross this boundary, so the before/after comparison can drive a build of
+    /// this program loaded into its own AssemblyLoadContext.
+    /// </summary>
+    public static Func<double> CreateTimer(string name, int threads, string isa)
+    {
+        StandardCase standardCase = Get(name);
+        var inputs = new CaseInputs(standardCase.Shape, standardCase.HeadDim);
+        var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = Enum.Parse<KernelIsa>(isa, ignoreCase: true) };
+        return () =>
+        {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
+            standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, standardCase.Shape, options);
+            return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        };
+    }
+
     public override string ToString() => Name;
 }
 

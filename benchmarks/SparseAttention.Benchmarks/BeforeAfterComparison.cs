@@ -1,0 +1,110 @@
+using System.Globalization;
+using System.Reflection;
+using System.Runtime.Loader;
+
+namespace SparseAttention.Benchmarks;
+
+/// <summary>
+/// The before/after comparison (`-- --before-after OTHER/SparseAttention.Benchmarks.dll`): this build and another build of
+/// this program, loaded side by side in one process (the other in its own AssemblyLoadContext), run the same cases in
+/// alternating rounds. On a shared VM whose speed drifts by tens of percent between runs, separate processes cannot
+/// resolve a 3% difference; calls a few milliseconds apart see the same machine, so the per-round ratio stays steady
+/// while the absolute times wander. The other build must have <see cref="StandardCase.CreateTimer"/>.
+/// </summary>
+public static class BeforeAfterComparison
+{
+    public static int Run(string[] args)
+    {
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        string otherPath = Path.GetFullPath(Argument(args, "--before-after") ?? throw new ArgumentException("--before-after needs the path of the other build's SparseAttention.Benchmarks.dll."));
+        string[] cases = (Argument(args, "--cases") ?? "swa-4k-w512,lf-4k,lf-dil-4k").Split(',');
+        int rounds = int.Parse(Argument(args, "--rounds") ?? "30", CultureInfo.InvariantCulture);
+        int threads = int.Parse(Argument(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        string isa = Argument(args, "--isa") ?? "Auto";
+
+        var context = new OtherBuildContext(otherPath);
+        Assembly other = context.LoadFromAssemblyPath(otherPath);
+        MethodInfo otherFactory = other.GetType(typeof(StandardCase).FullName!, throwOnError: true)!.GetMethod(nameof(StandardCase.CreateTimer))
+            ?? throw new InvalidOperationException($"{otherPath} has no StandardCase.CreateTimer(name, threads, isa): add it to that build first.");
+
+        Console.WriteLine($"Before/after: {otherPath} (before) against this build (after), {threads} thread(s), ISA {isa}, {rounds} rounds per case.");
+        Console.WriteLine("Each round times both builds back to back (best of 3 calls each, order alternating); the ratio is after / before.");
+        Console.WriteLine();
+        Console.WriteLine($"{"case",-16} {"before best",11} {"after best",10} {"before med",10} {"after med",9} {"ratio med",9} {"ratio q1",8} {"ratio q3",8} {"rounds after slower",19}");
+        foreach (string name in cases)
+        {
+            Func<double> Before() => (Func<double>)otherFactory.Invoke(null, new object[] { name, threads, isa })!;
+            Func<double> After() => StandardCase.CreateTimer(name, threads, isa);
+            WarmUp(Before());
+            WarmUp(After());
+            if (name == cases[0])
+            {
+                // Both runtimes must really be loaded: the other build's from its own folder, not ours twice.
+                Console.WriteLine($"(runtime before: {RuntimeLocation(context)}; after: {RuntimeLocation(AssemblyLoadContext.Default)})");
+            }
+
+            var beforeTimes = new double[rounds];
+            var afterTimes = new double[rounds];
+            var ratios = new double[rounds];
+            for (int round = 0; round < rounds; round++)
+            {
+                // Fresh inputs every round: where the arrays land (their alignment to cache lines) moves a case by a
+                // few percent, as much as the difference sought, so each round draws new addresses for both builds.
+                Func<double> before = Before(), after = After();
+                if (round % 2 == 0)
+                {
+                    beforeTimes[round] = BestOf3(before);
+                    afterTimes[round] = BestOf3(after);
+                }
+                else
+                {
+                    afterTimes[round] = BestOf3(after);
+                    beforeTimes[round] = BestOf3(before);
+                }
+
+                ratios[round] = afterTimes[round] / beforeTimes[round];
+            }
+
+            Console.WriteLine($"{name,-16} {beforeTimes.Min(),11:F2} {afterTimes.Min(),10:F2} {Quantile(beforeTimes, 0.5),10:F2} {Quantile(afterTimes, 0.5),9:F2} {Quantile(ratios, 0.5),9:F3} {Quantile(ratios, 0.25),8:F3} {Quantile(ratios, 0.75),8:F3} {ratios.Count(r => r > 1),12} of {rounds}");
+        }
+
+        return 0;
+    }
+
+    private static string RuntimeLocation(AssemblyLoadContext context) =>
+        context.Assemblies.FirstOrDefault(a => a.GetName().Name == "SparseAttention.Runtime")?.Location ?? "not loaded";
+
+    private static string? Argument(string[] args, string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+
+    /// <summary>Runs a case for about a second so both builds' kernels are past tiered compilation before timing.</summary>
+    private static void WarmUp(Func<double> run)
+    {
+        double spent = 0;
+        for (int call = 0; call < 3 || spent < 1000; call++)
+        {
+            spent += run();
+        }
+    }
+
+    private static double BestOf3(Func<double> run) => Math.Min(run(), Math.Min(run(), run()));
+
+    private static double Quantile(double[] values, double q)
+    {
+        double[] sorted = values.Order().ToArray();
+        double at = q * (sorted.Length - 1);
+        int below = (int)Math.Floor(at);
+        return below + 1 < sorted.Length ? sorted[below] + (at - below) * (sorted[below + 1] - sorted[below]) : sorted[below];
+    }
+
+    /// <summary>The other build's assemblies, resolved from its own folder (its runtime library has the same name as ours).</summary>
+    private sealed class OtherBuildContext(string mainAssemblyPath) : AssemblyLoadContext("before", isCollectible: false)
+    {
+        private readonly AssemblyDependencyResolver _resolver = new(mainAssemblyPath);
+
+        protected override Assembly? Load(AssemblyName name) =>
+            _resolver.ResolveAssemblyToPath(name) is { } path ? LoadFromAssemblyPath(path) : null;
+
+        protected override IntPtr LoadUnmanagedDll(string name) =>
+            _resolver.ResolveUnmanagedDllToPath(name) is { } path ? LoadUnmanagedDllFromPath(path) : IntPtr.Zero;
+    }
+}
