@@ -292,6 +292,43 @@ public class AttentionPatternTests
         }
     }
 
+    /// <summary>
+    /// The segment subtraction under the union, on its own: single keys (global columns), runs of step 1 (its quick paths)
+    /// and any steps (the general congruence), against set arithmetic on the keys.
+    /// </summary>
+    [Fact]
+    public void SubtractLeavesExactlyThePieceLessTheCut()
+    {
+        var random = new Random(17);
+        var written = new KeySegment[16];
+        for (int trial = 0; trial < 20000; trial++)
+        {
+            KeySegment piece = RandomRun(random), cut = RandomRun(random);
+            int count = KeySegmentMath.Subtract(piece, cut, written);
+            Assert.InRange(count, 0, (int)KeySegmentMath.MaxPieces(cut.Step));
+
+            var expected = Keys(piece).Except(Keys(cut)).ToHashSet();
+            var actual = new List<int>();
+            for (int s = 0; s < count; s++)
+            {
+                Assert.True(written[s].Count > 0, $"{piece} - {cut}: an empty segment was written");
+                actual.AddRange(Keys(written[s]));
+            }
+
+            Assert.True(actual.Count == actual.Distinct().Count(), $"{piece} - {cut}: a key is written twice");
+            Assert.True(expected.SetEquals(actual), $"{piece} - {cut}: wrote {string.Join(", ", written.Take(count))}");
+        }
+
+        static KeySegment RandomRun(Random random) => random.Next(4) switch
+        {
+            0 => new KeySegment(random.Next(40), 1, 1),
+            1 => new KeySegment(random.Next(40), 1, random.Next(0, 30)),
+            _ => new KeySegment(random.Next(40), random.Next(1, 7), random.Next(0, 20)),
+        };
+
+        static IEnumerable<int> Keys(KeySegment segment) => Enumerable.Range(0, segment.Count).Select(t => segment.Start + t * segment.Step);
+    }
+
     [Theory]
     [InlineData(1, 100)]
     [InlineData(4096, 16384)]

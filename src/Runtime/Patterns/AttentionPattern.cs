@@ -52,6 +52,12 @@ namespace SparseAttention
         /// <summary>Entries the subtraction work buffer needs (see <see cref="SubtractAll"/>).</summary>
         private readonly int _subtractionWorkLength;
 
+        /// <summary>Indices of the components that can see a row whole, in order (the others are never asked per row).</summary>
+        private readonly int[] _rowCoverers;
+
+        /// <summary>Per component: whether its single keys that end up next to each other are merged into runs (global columns).</summary>
+        private readonly bool[] _mergesNeighbours;
+
         /// <summary>Creates a pattern as the union of <paramref name="components"/> (at most one of each kind), then the causal cut.</summary>
         /// <exception cref="ArgumentException">Two components are of the same kind, or a block-sparse component was made for the other causal direction.</exception>
         public AttentionPattern(bool causal, IEnumerable<PatternComponent> components)
@@ -77,6 +83,8 @@ namespace SparseAttention
             _strided = _components.OfType<StridedComponent>().FirstOrDefault();
             _globals = _components.OfType<GlobalTokensComponent>().FirstOrDefault();
             DependsOnSequenceLength = _components.Any(component => component.DependsOnSequenceLength);
+            _rowCoverers = Enumerable.Range(0, _components.Length).Where(c => _components[c].CanCoverRows).ToArray();
+            _mergesNeighbours = _components.Select(component => component is GlobalTokensComponent).ToArray();
 
             // Where each component's segments can start in a row's list, and so how many a row can need.
             _segmentStartBound = new int[_components.Length + 1];
@@ -372,7 +380,7 @@ namespace SparseAttention
                 return 1;
             }
 
-            for (int c = 0; c < _components.Length; c++)
+            foreach (int c in _rowCoverers)
             {
                 if (_components[c].CoversRow(query, head, seqLength))
                 {
@@ -382,45 +390,60 @@ namespace SparseAttention
                 }
             }
 
-            // Earlier components' segments are needed to take their keys out; they go to a per-thread buffer.
+            // Each component's keys less those of the components before it. The earlier keys are read where they were
+            // written (a per-thread buffer for components before fromComponent, destination for the rest), never copied:
+            // this runs once per row in the tiled kernels' row tails, where a copy costs as much as the arithmetic.
             SegmentBuffers buffers = SegmentBuffers.ForThisThread(MaxSegmentsPerQuery, _subtractionWorkLength);
-            Span<KeySegment> earlier = buffers.Earlier;
-            int earlierCount = 0, count = 0;
+            Span<KeySegment> skipped = buffers.Earlier;
+            int skippedCount = 0, count = 0;
             for (int c = 0; c < _components.Length; c++)
             {
-                Span<KeySegment> raw = buffers.Raw.AsSpan(0, _components[c].MaxSegments);
-                int rawCount = _components[c].WriteSegments(query, head, seqLength, lastKey, raw);
-                Span<KeySegment> target = c >= fromComponent ? destination.Slice(count) : buffers.Scratch;
-                int written = SubtractAll(raw.Slice(0, rawCount), earlier.Slice(0, earlierCount), target, buffers);
-                if (_components[c] is GlobalTokensComponent)
+                PatternComponent component = _components[c];
+                Span<KeySegment> raw = buffers.Raw;
+                int rawCount = component.WriteSegments(query, head, seqLength, lastKey, raw);
+                Span<KeySegment> target = c >= fromComponent ? destination.Slice(count) : skipped.Slice(skippedCount);
+                int written = SubtractAll(raw.Slice(0, rawCount), skipped.Slice(0, skippedCount), destination.Slice(0, count), target, buffers);
+                if (written > 1 && _mergesNeighbours[c])
                 {
                     written = MergeNeighbours(target.Slice(0, written));
-                }
-
-                if (c < _components.Length - 1)
-                {
-                    target.Slice(0, written).CopyTo(earlier.Slice(earlierCount));
-                    earlierCount += written;
                 }
 
                 if (c >= fromComponent)
                 {
                     count += written;
                 }
+                else
+                {
+                    skippedCount += written;
+                }
             }
 
             return count;
         }
 
-        /// <summary>Writes <paramref name="pieces"/> less every key of <paramref name="removed"/> to <paramref name="destination"/>.</summary>
-        private static int SubtractAll(ReadOnlySpan<KeySegment> pieces, ReadOnlySpan<KeySegment> removed, Span<KeySegment> destination, SegmentBuffers buffers)
+        /// <summary>
+        /// Writes <paramref name="pieces"/> less every key of <paramref name="removed"/> and <paramref name="alsoRemoved"/> to
+        /// <paramref name="destination"/>.
+        /// </summary>
+        private static int SubtractAll(ReadOnlySpan<KeySegment> pieces, ReadOnlySpan<KeySegment> removed, ReadOnlySpan<KeySegment> alsoRemoved, Span<KeySegment> destination, SegmentBuffers buffers)
         {
-            pieces.CopyTo(destination);
+            for (int p = 0; p < pieces.Length; p++)
+            {
+                destination[p] = pieces[p];
+            }
+
             int count = pieces.Length;
+            count = SubtractEach(destination, count, removed, buffers);
+            return SubtractEach(destination, count, alsoRemoved, buffers);
+        }
+
+        /// <summary>Takes every cut in <paramref name="removed"/> out of the first <paramref name="count"/> pieces of <paramref name="pieces"/>, in place.</summary>
+        private static int SubtractEach(Span<KeySegment> pieces, int count, ReadOnlySpan<KeySegment> removed, SegmentBuffers buffers)
+        {
             foreach (KeySegment cut in removed)
             {
                 // Most cuts miss every piece (a window far from the global columns): then nothing to rewrite.
-                if (!AnyOverlaps(destination.Slice(0, count), cut))
+                if (!AnyOverlaps(pieces.Slice(0, count), cut))
                 {
                     continue;
                 }
@@ -433,15 +456,15 @@ namespace SparseAttention
                         Array.Resize(ref buffers.Work, (int)Math.Min(int.MaxValue / 2, 2L * buffers.Work.Length + KeySegmentMath.MaxPieces(cut.Step)));
                     }
 
-                    next += KeySegmentMath.Subtract(destination[p], cut, buffers.Work.AsSpan(next));
+                    next += KeySegmentMath.Subtract(pieces[p], cut, buffers.Work.AsSpan(next));
                 }
 
-                if (next > destination.Length)
+                if (next > pieces.Length)
                 {
-                    throw new InvalidOperationException("A row's key segments outgrew MaxSegmentsPerQuery (" + destination.Length + "); this combination of components needs a larger bound.");
+                    throw new InvalidOperationException("A row's key segments outgrew MaxSegmentsPerQuery; this combination of components needs a larger bound.");
                 }
 
-                buffers.Work.AsSpan(0, next).CopyTo(destination);
+                buffers.Work.AsSpan(0, next).CopyTo(pieces);
                 count = next;
             }
 

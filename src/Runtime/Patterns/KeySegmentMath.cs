@@ -35,6 +35,35 @@ namespace SparseAttention
                 return 1;
             }
 
+            // Two quick cases the general congruence below also covers: a single key (a global column), and two runs of
+            // step 1 (a window over a block). They are most of the subtractions a row tail does.
+            if (piece.Count == 1)
+            {
+                if (((long)piece.Start - removed.Start) % removed.Step == 0)
+                {
+                    return 0;
+                }
+
+                destination[0] = piece;
+                return 1;
+            }
+
+            if (piece.Step == 1 && removed.Step == 1)
+            {
+                int kept = 0;
+                if (low > piece.Start)
+                {
+                    destination[kept++] = new KeySegment(piece.Start, 1, (int)(low - piece.Start));
+                }
+
+                if (high < piece.Last)
+                {
+                    destination[kept++] = new KeySegment((int)(high + 1), 1, (int)(piece.Last - high));
+                }
+
+                return kept;
+            }
+
             // Keys of the piece are Start + Step t; those also in the removed run solve Step t ≡ removed.Start - Start (mod removed.Step).
             long gcd = Gcd(piece.Step, removed.Step);
             long difference = (long)removed.Start - piece.Start;

@@ -154,6 +154,8 @@ namespace SparseAttention
         /// <inheritdoc />
         public override bool CoversRow(int query, int head, int seqLength) => Table(seqLength).IsGlobal[query / BlockSize];
 
+        internal override bool CanCoverRows => true;
+
         /// <inheritdoc />
         public override int MaxSegments => 1 + _globalBlocks.Length + RandomBlocks;
 

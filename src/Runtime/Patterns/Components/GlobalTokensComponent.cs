@@ -17,7 +17,6 @@ namespace SparseAttention
     sealed class GlobalTokensComponent : PatternComponent
     {
         private readonly int[] _positions;
-        private readonly HashSet<int> _set;
 
         /// <summary>Creates the component; duplicates are ignored.</summary>
         /// <exception cref="ArgumentException">A position is negative.</exception>
@@ -30,7 +29,6 @@ namespace SparseAttention
             }
 
             _positions = values.Distinct().OrderBy(position => position).ToArray();
-            _set = new HashSet<int>(_positions);
         }
 
         /// <summary>The message for an impossible position, or null.</summary>
@@ -52,14 +50,16 @@ namespace SparseAttention
 
         internal override int Order => 9;
 
-        /// <summary>Whether <paramref name="position"/> is a global token.</summary>
-        public bool IsGlobal(int position) => _set.Contains(position);
+        /// <summary>Whether <paramref name="position"/> is a global token (most positions are past the last one: one compare).</summary>
+        public bool IsGlobal(int position) => _positions.Length > 0 && position <= _positions[_positions.Length - 1] && LowerBound(position) is int at && _positions[at] == position;
 
         /// <inheritdoc />
-        public override bool Contains(int query, int key, int head, int seqLength) => _set.Contains(query) || _set.Contains(key);
+        public override bool Contains(int query, int key, int head, int seqLength) => IsGlobal(query) || IsGlobal(key);
 
         /// <inheritdoc />
-        public override bool CoversRow(int query, int head, int seqLength) => _set.Contains(query);
+        public override bool CoversRow(int query, int head, int seqLength) => IsGlobal(query);
+
+        internal override bool CanCoverRows => true;
 
         /// <inheritdoc />
         public override int MaxSegments => _positions.Length;

@@ -53,6 +53,9 @@ namespace SparseAttention
         /// <summary>Whether the component makes every key visible to <paramref name="query"/> (a global row).</summary>
         public virtual bool CoversRow(int query, int head, int seqLength) => false;
 
+        /// <summary>Whether <see cref="CoversRow"/> can ever be true; a pattern asks only such components, once per row.</summary>
+        internal virtual bool CanCoverRows => false;
+
         /// <summary>The most segments <see cref="WriteSegments"/> writes for one query.</summary>
         public abstract int MaxSegments { get; }
 

@@ -100,11 +100,13 @@ namespace SparseAttention
         /// <inheritdoc />
         public override int WriteSegments(int query, int head, int seqLength, int lastKey, Span<KeySegment> destination)
         {
+            // A pattern asks with 0 <= query <= lastKey, so int division rounds the right way and no product passes lastKey;
+            // this runs once per row in the tiled kernels' row tails, so it avoids 64-bit division (and any, undilated).
             int dilation = DilationOf(head);
-            long firstStep = Math.Max(-(long)Left, -(long)(query / dilation));
-            long lastStep = Math.Min(Right, ((long)lastKey - query) / dilation);
-            destination[0] = KeySegmentMath.Run(query + firstStep * dilation, query + lastStep * dilation, dilation);
-            return destination[0].Count > 0 ? 1 : 0;
+            int back = Math.Min(Left, dilation == 1 ? query : query / dilation);
+            int forward = Math.Min(Right, dilation == 1 ? lastKey - query : (lastKey - query) / dilation);
+            destination[0] = new KeySegment(query - back * dilation, dilation, back + forward + 1);
+            return 1;
         }
 
         /// <inheritdoc />
