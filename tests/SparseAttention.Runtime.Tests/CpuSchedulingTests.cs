@@ -59,4 +59,92 @@ public class CpuSchedulingTests
             AttentionCheck.AssertClose(expected[which], output, shape, kernel.HeadDim, $"caller {index}");
         });
     }
+
+    /// <summary>
+    /// Row tails (the keys after a head's tiled prefix) come from a table filled once per plan; a plan whose table would be
+    /// too large computes each row's as it goes. Both give the same segments in the same order, so the same bits.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(LongformerLike))]
+    [InlineData(nameof(StridedOverDilatedWindow))]
+    [InlineData(nameof(CausalWindowWithSinks))]
+    public void RowTailsFromTheTableAndPerRowAgree(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(name.Length);
+        for (int trial = 0; trial < 3; trial++)
+        {
+            int kvHeads = random.Next(1, 3);
+            var shape = new AttentionShape(Heads: kvHeads * random.Next(1, 4), KvHeads: kvHeads, SeqLen: random.Next(40, 300));
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+            foreach (KernelIsa isa in AttentionCheck.AllIsas.Where(isa => isa != KernelIsa.Scalar))
+            {
+                var options = new AttentionOptions { Isa = isa, MaxDegreeOfParallelism = 1 };
+                float[] fromTable = AttentionCheck.Run(kernel, inputs, options);
+                float[] perRow;
+                try
+                {
+                    Cpu.RowTails.TableLimitForTests = 0;
+                    perRow = AttentionCheck.Run(kernel, inputs, options);
+                }
+                finally
+                {
+                    Cpu.RowTails.TableLimitForTests = null;
+                }
+
+                AttentionCheck.AssertClose(AttentionCheck.Reference(kernel, inputs), fromTable, shape, kernel.HeadDim, $"{name} {isa} table");
+                Assert.Equal(fromTable, perRow);
+            }
+        }
+    }
+
+    /// <summary>The table on its own: every row's tail for every head equals what the pattern writes for that head.</summary>
+    [Fact]
+    public void RowTailTableHoldsWhatThePatternWrites()
+    {
+        var random = new Random(23);
+        var tails = new Cpu.RowTails();
+        int filled = 0;
+        for (int trial = 0; trial < 150; trial++)
+        {
+            AttentionPattern pattern = AttentionPatternTests.RandomPattern(random);
+            int heads = random.Next(1, 7), seqLen = random.Next(1, 600);
+            int[] tiled = Enumerable.Range(0, heads).Select(_ => 0).ToArray();
+            int prefix = random.Next(0, pattern.Components.Count + 1);
+            Array.Fill(tiled, prefix);
+            tails.Plan(pattern, heads, seqLen, tiled);
+            if (prefix == pattern.Components.Count)
+            {
+                Assert.False(tails.InUse);
+            }
+
+            if (!tails.InUse)
+            {
+                // No tail, or a bound too large for the table (a short stride's many segments per row).
+                continue;
+            }
+
+            filled++;
+
+            var scratch = new KeySegment[pattern.MaxSegmentsPerQuery];
+            for (int item = 0; item < tails.Items; item++)
+            {
+                tails.Fill(item, scratch);
+            }
+
+            var expected = new KeySegment[pattern.MaxSegmentsPerQuery];
+            for (int head = 0; head < heads; head++)
+            {
+                for (int query = 0; query < seqLen; query++)
+                {
+                    int count = pattern.GetKeySegments(query, head, seqLen, expected, prefix, out int coveredBy);
+                    ReadOnlySpan<KeySegment> actual = tails.Get(head, query, out int tableCoveredBy);
+                    Assert.Equal(coveredBy, tableCoveredBy);
+                    Assert.Equal(expected.AsSpan(0, count).ToArray(), actual.ToArray());
+                }
+            }
+        }
+
+        Assert.True(filled > 50, $"only {filled} of 150 random plans used the table");
+    }
 }

@@ -70,6 +70,13 @@ public static unsafe class CpuAttention
             fixed (float* gatheredValues = job.GatheredValues)
             {
                 job.GatheredValuePointer = gatheredValues;
+                if (job.Plan.Tails is { InUse: true, Filled: false } tails)
+                {
+                    job.Phase = TiledPhase.RowTails;
+                    WorkerPool.Shared.Run(job, tails.Items, threads);
+                    tails.Filled = true;
+                }
+
                 job.Phase = TiledPhase.Pack;
                 WorkerPool.Shared.Run(job, job.PackItems, threads);
                 job.Phase = TiledPhase.Tiles;
@@ -281,9 +288,12 @@ public static unsafe class CpuAttention
 
         public bool AnyTiles;
 
+        /// <summary>Each row's keys after the tiled prefix, per head class, for whole-sequence calls (filled by the first call).</summary>
+        public readonly RowTails Tails = new();
+
         // The last call's inputs: a warm call with the same ones reuses the plan instead of rebuilding it (and allocating).
         private AttentionPattern? _plannedPattern;
-        private (int Heads, int SeqLen, int KeyTile, bool WholeSequence) _plannedFor;
+        private (int Heads, int SeqLen, int KeyTile, bool WholeSequence, long? TableLimit) _plannedFor;
         private readonly List<PatternComponent> _earlier = new();
 
         /// <summary>
@@ -294,7 +304,7 @@ public static unsafe class CpuAttention
         /// </summary>
         public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
         {
-            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, wholeSequence))
+            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, wholeSequence, RowTails.TableLimitForTests))
             {
                 return;
             }
@@ -359,8 +369,17 @@ public static unsafe class CpuAttention
 
         private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
         {
+            if (wholeSequence)
+            {
+                Tails.Plan(pattern, heads, seqLen, TiledComponents);
+            }
+            else
+            {
+                Tails.Clear();
+            }
+
             _plannedPattern = pattern;
-            _plannedFor = (heads, seqLen, keyTile, wholeSequence);
+            _plannedFor = (heads, seqLen, keyTile, wholeSequence, RowTails.TableLimitForTests);
         }
 
         private static readonly (long Left, long Right)[] DenseCausalBand = { (int.MaxValue, 0) };
@@ -378,6 +397,9 @@ public static unsafe class CpuAttention
     /// <summary>What a tiled job's work items do in each of its phases.</summary>
     private enum TiledPhase
     {
+        /// <summary>Work out each row's tail (the keys after the tiled prefix) once per head class, for the plan's lifetime.</summary>
+        RowTails,
+
         /// <summary>Pack the keys of every (stream step, KV head) into panels, and gather components' gathered streams.</summary>
         Pack,
 
@@ -576,6 +598,12 @@ public static unsafe class CpuAttention
             if (Phase == TiledPhase.Pack)
             {
                 Pack(item);
+                return;
+            }
+
+            if (Phase == TiledPhase.RowTails)
+            {
+                Plan.Tails.Fill(item, WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, TKernel.TileRows, TKernel.HeadDim, TKernel.KeyTile).Segments);
                 return;
             }
 
@@ -805,17 +833,28 @@ public static unsafe class CpuAttention
                 long rowOffset = RowOffset(head, position, headDim);
                 if (rowsNeedMore)
                 {
-                    int count = KeySegmentsOf(position, head, tiled, scratch, out int coveredBy, out KeySegment[] segments);
+                    int coveredBy;
+                    ReadOnlySpan<KeySegment> segments;
+                    if (Plan.Tails.Filled)
+                    {
+                        segments = Plan.Tails.Get(head, position, out coveredBy);
+                    }
+                    else
+                    {
+                        int count = KeySegmentsOf(position, head, tiled, scratch, out coveredBy, out KeySegment[] written);
+                        segments = written.AsSpan(0, count);
+                    }
+
                     if (coveredBy >= tiled)
                     {
                         // A row a row-path component sees whole: computed whole, the tile passes discarded.
-                        ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
+                        ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments, Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
                         continue;
                     }
 
                     if (coveredBy < 0)
                     {
-                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
+                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments, Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
                     }
                 }
 

@@ -168,6 +168,12 @@ namespace SparseAttention
         /// <summary>The most segments <see cref="GetKeySegments(int, int, int, Span{KeySegment})"/> can write for one query: size a buffer with it.</summary>
         public int MaxSegmentsPerQuery { get; }
 
+        /// <summary>
+        /// The most segments <see cref="GetKeySegments(int, int, int, Span{KeySegment}, int, out int)"/> writes from component
+        /// <paramref name="component"/> on (at least 1: a covered row's one segment).
+        /// </summary>
+        internal int MaxSegmentsFrom(int component) => Math.Max(1, MaxSegmentsPerQuery - _segmentStartBound[component]);
+
         /// <summary>Heads h and h + HeadPeriod see the same keys (the least common period of the components, capped).</summary>
         public int HeadPeriod
         {
