@@ -76,101 +76,132 @@ public sealed partial class AttentionGenerator
         /// </summary>
         private static void EmitVectorAccumulateRow(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            int vectors = headDim / target.Lanes;
-            string v = target.Vector, vt = target.VectorType;
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
             using (writer.Block("public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)"))
             {
-                writer.Line("// The query row, scaled once, and the row's output so far stay in registers for the whole row.");
-                writer.Line("ref float output = ref " + MemoryMarshalType + ".GetReference(accumulator);");
-                for (int i = 0; i < vectors; i++)
-                {
-                    writer.Line(vt + " query" + Invariant(i) + " = " + v + ".LoadUnsafe(ref query, " + Invariant(i * target.Lanes) + ") * scale;");
-                }
-
-                for (int i = 0; i < vectors; i++)
-                {
-                    writer.Line(vt + " output" + Invariant(i) + " = " + v + ".LoadUnsafe(ref output, " + Invariant(i * target.Lanes) + ");");
-                }
-
-                writer.Line("ref float scores = ref " + MemoryMarshalType + ".GetReference(scratch);");
-                EmitMinusInfinityComment(writer);
-                writer.Line("bool sawMinusInfinity = false;");
+                EmitRowRegisters(writer, target, headDim);
                 using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
                 using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
                 {
                     writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
                     writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
                     writer.Line();
-                    writer.Line("// Scores: one unrolled dot product per key.");
-                    writer.Line("float tileMax = float.NegativeInfinity;");
-                    writer.Line("int position = firstKey;");
-                    using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
-                    {
-                        writer.Line("ref float keyRow = ref " + UnsafeType + ".Add(ref keys, (nint)position * " + Invariant(headDim) + ");");
-                        writer.Line(vt + " dot = query0 * " + v + ".LoadUnsafe(ref keyRow, 0);");
-                        for (int i = 1; i < vectors; i++)
-                        {
-                            writer.Line("dot = " + v + ".FusedMultiplyAdd(query" + Invariant(i) + ", " + v + ".LoadUnsafe(ref keyRow, " + Invariant(i * target.Lanes) + "), dot);");
-                        }
-
-                        writer.Line("float score = " + v + ".Sum(dot);");
-                        writer.Line(UnsafeType + ".Add(ref scores, k) = score;");
-                        writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
-                        writer.Line("sawMinusInfinity |= score == float.NegativeInfinity;");
-                    }
-
+                    EmitRowScores(writer, target, headDim);
                     writer.Line();
-                    writer.Line("// Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).");
-                    using (writer.Block("if (tileMax > runningMax)"))
-                    {
-                        writer.Line("float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);");
-                        writer.Line("runningSum *= correction;");
-                        for (int i = 0; i < vectors; i++)
-                        {
-                            writer.Line("output" + Invariant(i) + " *= correction;");
-                        }
-
-                        writer.Line("runningMax = tileMax;");
-                    }
-
+                    EmitRowRescale(writer, target, headDim);
                     writer.Line();
-                    writer.Line("// Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.");
-                    using (writer.Block("for (int k = tileCount; k % " + Invariant(target.Lanes) + " != 0; k++)"))
-                    {
-                        writer.Line(UnsafeType + ".Add(ref scores, k) = float.NegativeInfinity;");
-                    }
-
-                    writer.Line(vt + " maxVector = " + v + ".Create(runningMax);");
-                    writer.Line(vt + " sumVector = " + vt + ".Zero;");
-                    using (writer.Block("for (int k = 0; k < tileCount; k += " + Invariant(target.Lanes) + ")"))
-                    {
-                        writer.Line(vt + " probability = global::SparseAttention.Cpu.VectorMath.Exp2(" + v + ".LoadUnsafe(ref scores, (nuint)k) - maxVector);");
-                        writer.Line(v + ".StoreUnsafe(probability, ref scores, (nuint)k);");
-                        writer.Line("sumVector += probability;");
-                    }
-
-                    writer.Line("runningSum += " + v + ".Sum(sumVector);");
+                    EmitRowProbabilities(writer, target);
                     writer.Line();
-                    writer.Line("// Values: broadcast each probability and FMA it into the accumulators.");
-                    writer.Line("position = firstKey;");
-                    using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
-                    {
-                        writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)position * " + Invariant(headDim) + ");");
-                        writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref scores, k));");
-                        for (int i = 0; i < vectors; i++)
-                        {
-                            writer.Line("output" + Invariant(i) + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant(i * target.Lanes) + "), output" + Invariant(i) + ");");
-                        }
-                    }
+                    EmitRowValues(writer, target, headDim);
                 }
 
-                for (int i = 0; i < vectors; i++)
+                for (int i = 0; i < headDim / target.Lanes; i++)
                 {
-                    writer.Line(v + ".StoreUnsafe(output" + Invariant(i) + ", ref output, " + Invariant(i * target.Lanes) + ");");
+                    writer.Line(target.Vector + ".StoreUnsafe(output" + Invariant(i) + ", ref output, " + Invariant(i * target.Lanes) + ");");
                 }
 
                 EmitPoisonOnMinusInfinity(writer);
+            }
+        }
+
+        /// <summary>The row kernel's registers: the query scaled once and the row's output so far, for the whole row.</summary>
+        private static void EmitRowRegisters(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            int vectors = headDim / target.Lanes;
+            string v = target.Vector, vt = target.VectorType;
+            writer.Line("// The query row, scaled once, and the row's output so far stay in registers for the whole row.");
+            writer.Line("ref float output = ref " + MemoryMarshalType + ".GetReference(accumulator);");
+            for (int i = 0; i < vectors; i++)
+            {
+                writer.Line(vt + " query" + Invariant(i) + " = " + v + ".LoadUnsafe(ref query, " + Invariant(i * target.Lanes) + ") * scale;");
+            }
+
+            for (int i = 0; i < vectors; i++)
+            {
+                writer.Line(vt + " output" + Invariant(i) + " = " + v + ".LoadUnsafe(ref output, " + Invariant(i * target.Lanes) + ");");
+            }
+
+            writer.Line("ref float scores = ref " + MemoryMarshalType + ".GetReference(scratch);");
+            EmitMinusInfinityComment(writer);
+            writer.Line("bool sawMinusInfinity = false;");
+        }
+
+        /// <summary>A row tile's scores: one unrolled dot product per key, and the tile's max.</summary>
+        private static void EmitRowScores(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            writer.Line("// Scores: one unrolled dot product per key.");
+            writer.Line("float tileMax = float.NegativeInfinity;");
+            writer.Line("int position = firstKey;");
+            using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
+            {
+                writer.Line("ref float keyRow = ref " + UnsafeType + ".Add(ref keys, (nint)position * " + Invariant(headDim) + ");");
+                writer.Line(vt + " dot = query0 * " + v + ".LoadUnsafe(ref keyRow, 0);");
+                for (int i = 1; i < headDim / target.Lanes; i++)
+                {
+                    writer.Line("dot = " + v + ".FusedMultiplyAdd(query" + Invariant(i) + ", " + v + ".LoadUnsafe(ref keyRow, " + Invariant(i * target.Lanes) + "), dot);");
+                }
+
+                writer.Line("float score = " + v + ".Sum(dot);");
+                writer.Line(UnsafeType + ".Add(ref scores, k) = score;");
+                writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
+                writer.Line("sawMinusInfinity |= score == float.NegativeInfinity;");
+            }
+        }
+
+        /// <summary>The online softmax step: a larger max rescales the sum and output accumulated so far.</summary>
+        private static void EmitRowRescale(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            writer.Line("// Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).");
+            using (writer.Block("if (tileMax > runningMax)"))
+            {
+                writer.Line("float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);");
+                writer.Line("runningSum *= correction;");
+                for (int i = 0; i < headDim / target.Lanes; i++)
+                {
+                    writer.Line("output" + Invariant(i) + " *= correction;");
+                }
+
+                writer.Line("runningMax = tileMax;");
+            }
+        }
+
+        /// <summary>The tile's probabilities 2^(score - max), a vector at a time, added to the running sum.</summary>
+        private static void EmitRowProbabilities(IndentedTextWriter writer, CpuTarget target)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            writer.Line("// Probabilities p = 2^(score - max) a vector at a time; lanes past the tile hold -inf and give 0.");
+            using (writer.Block("for (int k = tileCount; k % " + Invariant(target.Lanes) + " != 0; k++)"))
+            {
+                writer.Line(UnsafeType + ".Add(ref scores, k) = float.NegativeInfinity;");
+            }
+
+            writer.Line(vt + " maxVector = " + v + ".Create(runningMax);");
+            writer.Line(vt + " sumVector = " + vt + ".Zero;");
+            using (writer.Block("for (int k = 0; k < tileCount; k += " + Invariant(target.Lanes) + ")"))
+            {
+                writer.Line(vt + " probability = global::SparseAttention.Cpu.VectorMath.Exp2(" + v + ".LoadUnsafe(ref scores, (nuint)k) - maxVector);");
+                writer.Line(v + ".StoreUnsafe(probability, ref scores, (nuint)k);");
+                writer.Line("sumVector += probability;");
+            }
+
+            writer.Line("runningSum += " + v + ".Sum(sumVector);");
+        }
+
+        /// <summary>The tile's values: each probability broadcast and FMA'd into the output registers.</summary>
+        private static void EmitRowValues(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            writer.Line("// Values: broadcast each probability and FMA it into the accumulators.");
+            writer.Line("position = firstKey;");
+            using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
+            {
+                writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)position * " + Invariant(headDim) + ");");
+                writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref scores, k));");
+                for (int i = 0; i < headDim / target.Lanes; i++)
+                {
+                    writer.Line("output" + Invariant(i) + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant(i * target.Lanes) + "), output" + Invariant(i) + ");");
+                }
             }
         }
 
