@@ -21,14 +21,15 @@ public static class BeforeAfterComparison
         int rounds = int.Parse(Argument(args, "--rounds") ?? "30", CultureInfo.InvariantCulture);
         int threads = int.Parse(Argument(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
         string isa = Argument(args, "--isa") ?? "Auto";
+        int calls = int.Parse(Argument(args, "--calls") ?? "3", CultureInfo.InvariantCulture);
 
         var context = new OtherBuildContext(otherPath);
         Assembly other = context.LoadFromAssemblyPath(otherPath);
         MethodInfo otherFactory = other.GetType(typeof(StandardCase).FullName!, throwOnError: true)!.GetMethod(nameof(StandardCase.CreateTimer))
             ?? throw new InvalidOperationException($"{otherPath} has no StandardCase.CreateTimer(name, threads, isa): add it to that build first.");
 
-        Console.WriteLine($"Before/after: {otherPath} (before) against this build (after), {threads} thread(s), ISA {isa}, {rounds} rounds per case.");
-        Console.WriteLine("Each round times both builds back to back (best of 3 calls each, order alternating); the ratio is after / before.");
+        Console.WriteLine($"Before/after: {otherPath} (before) against this build (after), {threads} thread(s), ISA {isa}, {rounds} rounds per case, best of {calls} call(s) per build per round.");
+        Console.WriteLine("Each round times both builds back to back on fresh inputs, the order alternating; the ratio is after / before.");
         Console.WriteLine();
         Console.WriteLine($"{"case",-16} {"before best",11} {"after best",10} {"before med",10} {"after med",9} {"ratio med",9} {"ratio q1",8} {"ratio q3",8} {"rounds after slower",19}");
         foreach (string name in cases)
@@ -53,13 +54,13 @@ public static class BeforeAfterComparison
                 Func<double> before = Before(), after = After();
                 if (round % 2 == 0)
                 {
-                    beforeTimes[round] = BestOf3(before);
-                    afterTimes[round] = BestOf3(after);
+                    beforeTimes[round] = BestOf(before, calls);
+                    afterTimes[round] = BestOf(after, calls);
                 }
                 else
                 {
-                    afterTimes[round] = BestOf3(after);
-                    beforeTimes[round] = BestOf3(before);
+                    afterTimes[round] = BestOf(after, calls);
+                    beforeTimes[round] = BestOf(before, calls);
                 }
 
                 ratios[round] = afterTimes[round] / beforeTimes[round];
@@ -86,7 +87,16 @@ public static class BeforeAfterComparison
         }
     }
 
-    private static double BestOf3(Func<double> run) => Math.Min(run(), Math.Min(run(), run()));
+    private static double BestOf(Func<double> run, int calls)
+    {
+        double best = double.MaxValue;
+        for (int call = 0; call < calls; call++)
+        {
+            best = Math.Min(best, run());
+        }
+
+        return best;
+    }
 
     private static double Quantile(double[] values, double q)
     {
