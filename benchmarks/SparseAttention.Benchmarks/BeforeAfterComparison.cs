@@ -36,37 +36,16 @@ public static class BeforeAfterComparison
         {
             Func<double> Before() => (Func<double>)otherFactory.Invoke(null, new object[] { name, threads, isa })!;
             Func<double> After() => StandardCase.CreateTimer(name, threads, isa);
-            WarmUp(Before());
-            WarmUp(After());
             if (name == cases[0])
             {
                 // Both runtimes must really be loaded: the other build's from its own folder, not ours twice.
+                Before();
                 Console.WriteLine($"(runtime before: {RuntimeLocation(context)}; after: {RuntimeLocation(AssemblyLoadContext.Default)})");
             }
 
-            var beforeTimes = new double[rounds];
-            var afterTimes = new double[rounds];
-            var ratios = new double[rounds];
-            for (int round = 0; round < rounds; round++)
-            {
-                // Fresh inputs every round: where the arrays land (their alignment to cache lines) moves a case by a
-                // few percent, as much as the difference sought, so each round draws new addresses for both builds.
-                Func<double> before = Before(), after = After();
-                if (round % 2 == 0)
-                {
-                    beforeTimes[round] = BestOf(before, calls);
-                    afterTimes[round] = BestOf(after, calls);
-                }
-                else
-                {
-                    afterTimes[round] = BestOf(after, calls);
-                    beforeTimes[round] = BestOf(before, calls);
-                }
-
-                ratios[round] = afterTimes[round] / beforeTimes[round];
-            }
-
-            Console.WriteLine($"{name,-16} {beforeTimes.Min(),11:F2} {afterTimes.Min(),10:F2} {Quantile(beforeTimes, 0.5),10:F2} {Quantile(afterTimes, 0.5),9:F2} {Quantile(ratios, 0.5),9:F3} {Quantile(ratios, 0.25),8:F3} {Quantile(ratios, 0.75),8:F3} {ratios.Count(r => r > 1),12} of {rounds}");
+            (double[] beforeTimes, double[] afterTimes) = AlternatingRounds.Run(Before, After, rounds, calls);
+            double[] ratios = AlternatingRounds.Ratios(afterTimes, beforeTimes);
+            Console.WriteLine($"{name,-16} {beforeTimes.Min(),11:F2} {afterTimes.Min(),10:F2} {AlternatingRounds.Quantile(beforeTimes, 0.5),10:F2} {AlternatingRounds.Quantile(afterTimes, 0.5),9:F2} {AlternatingRounds.Quantile(ratios, 0.5),9:F3} {AlternatingRounds.Quantile(ratios, 0.25),8:F3} {AlternatingRounds.Quantile(ratios, 0.75),8:F3} {ratios.Count(r => r > 1),12} of {rounds}");
         }
 
         return 0;
@@ -75,36 +54,7 @@ public static class BeforeAfterComparison
     private static string RuntimeLocation(AssemblyLoadContext context) =>
         context.Assemblies.FirstOrDefault(a => a.GetName().Name == "SparseAttention.Runtime")?.Location ?? "not loaded";
 
-    private static string? Argument(string[] args, string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
-
-    /// <summary>Runs a case for about a second so both builds' kernels are past tiered compilation before timing.</summary>
-    private static void WarmUp(Func<double> run)
-    {
-        double spent = 0;
-        for (int call = 0; call < 3 || spent < 1000; call++)
-        {
-            spent += run();
-        }
-    }
-
-    private static double BestOf(Func<double> run, int calls)
-    {
-        double best = double.MaxValue;
-        for (int call = 0; call < calls; call++)
-        {
-            best = Math.Min(best, run());
-        }
-
-        return best;
-    }
-
-    private static double Quantile(double[] values, double q)
-    {
-        double[] sorted = values.Order().ToArray();
-        double at = q * (sorted.Length - 1);
-        int below = (int)Math.Floor(at);
-        return below + 1 < sorted.Length ? sorted[below] + (at - below) * (sorted[below + 1] - sorted[below]) : sorted[below];
-    }
+    internal static string? Argument(string[] args, string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
 
     /// <summary>The other build's assemblies, resolved from its own folder (its runtime library has the same name as ours).</summary>
     private sealed class OtherBuildContext(string mainAssemblyPath) : AssemblyLoadContext("before", isCollectible: false)

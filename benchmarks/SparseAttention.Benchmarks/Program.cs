@@ -6,6 +6,7 @@ using SparseAttention.Benchmarks;
 // `-- --decode`: streaming decode with a rolling KV cache at positions 8K, 64K and 1M, and prefill vs Forward.
 // `-- --before-after OTHER/SparseAttention.Benchmarks.dll`: this build against another, loaded side by side, in
 // alternating rounds (the before/after table of a refactor).
+// `-- --versus a:b,c:d`: the GFLOP/s ratio of case a to case b (the issue targets), timed in alternating rounds.
 // Anything else goes to BenchmarkDotNet, e.g. `-- --filter '*'`.
 if (args.Contains("--quick"))
 {
@@ -25,6 +26,11 @@ if (args.Contains("--gpu"))
 if (args.Contains("--before-after"))
 {
     return BeforeAfterComparison.Run(args);
+}
+
+if (args.Contains("--versus"))
+{
+    return VersusComparison.Run(args);
 }
 
 BenchmarkSwitcher.FromAssembly(typeof(StandardCaseBenchmarks).Assembly).Run(args);

@@ -158,6 +158,12 @@ public static partial class BigBirdCausal;
 [BlockSparse(BlockSize = 70, RandomBlocks = 1, Seed = 3)]
 public static partial class WideBlocksWithWindow;
 
+// Causal blocks longer than the CPU's key chunk (512): a block's rows go through its runs in row groups and 512-key
+// chunks, so the diagonal run spans several chunks and whole tiles of a group lie before a chunk and are skipped.
+[AttentionKernel(HeadDim = 16)]
+[BlockSparse(BlockSize = 600, Seed = 1)]
+public static partial class CausalBlocksLongerThanAKeyChunk;
+
 // The Sparse Transformer's fixed pattern (Child et al. 2019, §4.3), causal, blocks of 16 with 4 summary columns.
 [AttentionKernel(HeadDim = 64)]
 [FixedFactorized(Block = 16, Summary = 4)]
@@ -187,7 +193,7 @@ public static class DeclaredKernels
         typeof(BidirectionalStrided), typeof(StridedWithMixedDilation), typeof(BidirectionalStridedWithMixedDilation),
         typeof(PreviousTokenOnly), typeof(ManySinks), typeof(DilatedCausalWithSinks), typeof(WindowOverSeveralDecodeBlocks),
         typeof(BigBirdBidirectional), typeof(BigBirdCausal), typeof(WideBlocksWithWindow), typeof(SparseTransformerFixed),
-        typeof(FixedVaryingByHead), typeof(FixedWithDilatedWindowAndGlobal),
+        typeof(FixedVaryingByHead), typeof(FixedWithDilatedWindowAndGlobal), typeof(CausalBlocksLongerThanAKeyChunk),
     }.Select(KernelUnderTest.FromType).ToArray();
 
     public static TheoryData<string> Names()

@@ -11,6 +11,29 @@ public class GeneratedKernelTests
     /// </summary>
     private static readonly int[] SequenceLengths = { 1, 2, 4, 6, 7, 12, 31, 33, 64, 65, 130, 203 };
 
+    /// <summary>
+    /// Block components at a length where runs are longer than the CPU's 512-key chunk: global block rows see the whole
+    /// sequence in three chunks, causal runs are cut on the diagonal inside a chunk, and tiles before a chunk are skipped.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(BigBirdBidirectional))]
+    [InlineData(nameof(BigBirdCausal))]
+    [InlineData(nameof(CausalBlocksLongerThanAKeyChunk))]
+    [InlineData(nameof(SparseTransformerFixed))]
+    public void BlockRunsLongerThanAKeyChunkMatchReference(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(name.Length * 31);
+        AttentionShape shape = AttentionCheck.RandomShape(random, 1300);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        float[] expected = AttentionCheck.Reference(kernel, inputs);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas.Where(isa => isa != KernelIsa.Scalar))
+        {
+            float[] actual = AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} {isa} {shape}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(DeclaredKernels.NamesByIsa), MemberType = typeof(DeclaredKernels))]
     public void MatchesReferenceOnRandomInputs(string name, KernelIsa isa)
