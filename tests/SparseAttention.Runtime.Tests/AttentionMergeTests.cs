@@ -38,9 +38,14 @@ public class AttentionMergeTests
                 AttentionMerge.Merge(output, logSumExp, otherOutput, otherLogSumExp, headDim);
             }
 
+            // The reference's own log-sum-exp, and this test's over one slice of all keys, must agree too.
             var expected = new float[inputs.Query.Length];
-            ReferenceAttention.Forward(pattern, inputs.Query, inputs.Key, inputs.Value, expected, shape);
-            (_, float[] expectedLogSumExp) = Partial(pattern, inputs, 0, seqLen);
+            var expectedLogSumExp = new float[shape.Heads * seqLen];
+            ReferenceAttention.Forward(pattern, inputs.Query, inputs.Key, inputs.Value, expected, expectedLogSumExp, shape);
+            (float[] wholeOutput, float[] wholeLogSumExp) = Partial(pattern, inputs, 0, seqLen);
+            Assert.Equal(expectedLogSumExp.Select(float.IsNegativeInfinity), wholeLogSumExp.Select(float.IsNegativeInfinity));
+            Assert.All(expectedLogSumExp.Zip(wholeLogSumExp).Where(pair => float.IsFinite(pair.First)), pair => Assert.Equal(pair.First, pair.Second, 1e-5));
+            Assert.All(expected.Zip(wholeOutput), pair => Assert.Equal(pair.First, pair.Second, 1e-5));
             for (int i = 0; i < expected.Length; i++)
             {
                 Assert.True(Math.Abs(expected[i] - output[i]) <= 1e-5, $"trial {trial}, element {i}: {output[i]} against {expected[i]} ({pattern}, cuts {string.Join(",", cuts)})");
@@ -52,6 +57,27 @@ public class AttentionMergeTests
                     $"trial {trial}, row {row}: log-sum-exp {logSumExp[row]} against {expectedLogSumExp[row]}");
             }
         }
+    }
+
+    [Fact]
+    public void ReferenceLogSumExpIsMinusInfinityForARowThatSeesNothingAndNaNForANaNRow()
+    {
+        // Causal, one global token at 2: rows 0 and 1 see nothing (the token is after them), row 2 sees keys 0..2,
+        // row 3 sees key 2 only. Key 0's value holds NaN, so row 2 is NaN.
+        var pattern = new AttentionPattern(causal: true, components: new PatternComponent[] { new GlobalTokensComponent(new[] { 2 }) });
+        var shape = new AttentionShape(1, 1, 4);
+        float[] query = { 1, 0, 0, 1, 1, 0, 1, 1 }, key = { 1, 1, 0, 1, 1, 0, 5, 5 }, value = { float.NaN, 2, 3, 4, 5, 6, 7, 8 };
+        var output = new float[8];
+        var logSumExp = new float[4];
+        ReferenceAttention.Forward(pattern, query, key, value, output, logSumExp, shape);
+
+        Assert.True(float.IsNegativeInfinity(logSumExp[0]) && float.IsNegativeInfinity(logSumExp[1]));
+        Assert.Equal(new float[] { 0, 0, 0, 0 }, output[..4]);
+        Assert.True(float.IsNaN(logSumExp[2]), "row 2 sees key 0, whose value holds NaN");
+        Assert.Equal(1 / Math.Sqrt(2), logSumExp[3], 1e-6); // One score, q3 · k2 / sqrt(2): its own log-sum-exp.
+        Assert.Equal(new float[] { 5, 6 }, output[6..]);
+        ArgumentException wrongLength = Assert.Throws<ArgumentException>(() => ReferenceAttention.Forward(pattern, query, key, value, output, new float[3], shape));
+        Assert.Equal("logSumExp", wrongLength.ParamName);
     }
 
     [Fact]

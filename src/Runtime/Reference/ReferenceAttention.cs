@@ -16,17 +16,40 @@ public static class ReferenceAttention
     /// Computes attention with the same arguments and layout as a generated <c>Forward</c>. HeadDim is
     /// inferred from the query length (<c>query.Length / (Heads * SeqLen)</c>).
     /// </summary>
-    public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions? options = null)
+    public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions? options = null) =>
+        Forward(pattern, query, key, value, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
+
+    /// <summary>
+    /// As <see cref="Forward(AttentionPattern, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, AttentionShape, AttentionOptions?)"/>,
+    /// also writing each row's log-sum-exp to <paramref name="logSumExp"/> ([Heads, SeqLen]): the natural log of its softmax
+    /// denominator Σⱼ e^(sⱼ) over the visible keys (the scale applied), −∞ for a row that sees no key, NaN for a NaN row.
+    /// It is what <see cref="AttentionMerge"/> combines partial results with.
+    /// </summary>
+    /// <exception cref="ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
+    public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options = null) =>
+        Forward(pattern, query, key, value, output, logSumExp, shape, options, writeLogSumExp: true);
+
+    private static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options, bool writeLogSumExp)
     {
         ArgumentNullException.ThrowIfNull(pattern);
         int headDim = InferHeadDim(query, shape);
         AttentionArguments.Validate(headDim, query, key, value, output, shape);
+        if (writeLogSumExp && logSumExp.Length != (long)shape.Heads * shape.SeqLen)
+        {
+            throw new ArgumentException("logSumExp must hold [Heads, SeqLen] = " + shape.Heads + " x " + shape.SeqLen + " = " + (long)shape.Heads * shape.SeqLen + " floats; got " + logSumExp.Length + ".", nameof(logSumExp));
+        }
+
         var row = new double[headDim];
         for (int head = 0; head < shape.Heads; head++)
         {
             for (int position = 0; position < shape.SeqLen; position++)
             {
-                ComputeRow(pattern, query, key, value, shape, head, position, row, options);
+                double rowLogSumExp = ComputeRow(pattern, query, key, value, shape, head, position, row, options, validate: false);
+                if (writeLogSumExp)
+                {
+                    logSumExp[head * shape.SeqLen + position] = (float)rowLogSumExp;
+                }
+
                 Span<float> destination = output.Slice((head * shape.SeqLen + position) * headDim, headDim);
                 for (int d = 0; d < headDim; d++)
                 {
@@ -41,14 +64,21 @@ public static class ReferenceAttention
     /// <paramref name="destination"/>, which needs HeadDim entries. Lets a caller check a sample of rows of a
     /// large call without paying for all n² pairs.
     /// </summary>
-    public static void ComputeRow(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options = null)
+    public static void ComputeRow(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options = null) =>
+        ComputeRow(pattern, query, key, value, shape, head, position, destination, options, validate: true);
+
+    /// <summary>One row, as the public overload; returns the row's log-sum-exp (−∞ with no visible key, NaN for a NaN row).</summary>
+    private static double ComputeRow(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options, bool validate)
     {
-        ArgumentNullException.ThrowIfNull(pattern);
-        AttentionArguments.ValidateShape(shape);
         int headDim = InferHeadDim(query, shape);
-        if (destination.Length < headDim)
+        if (validate)
         {
-            throw new ArgumentException($"destination needs HeadDim = {headDim} entries but holds {destination.Length}.", nameof(destination));
+            ArgumentNullException.ThrowIfNull(pattern);
+            AttentionArguments.ValidateShape(shape);
+            if (destination.Length < headDim)
+            {
+                throw new ArgumentException($"destination needs HeadDim = {headDim} entries but holds {destination.Length}.", nameof(destination));
+            }
         }
 
         double scale = (options ?? AttentionOptions.Default).ResolveScale(headDim);
@@ -72,7 +102,7 @@ public static class ReferenceAttention
             if (!IsFiniteScore(score) || !IsFinite(value.Slice(offset, headDim)))
             {
                 row.Fill(double.NaN);
-                return;
+                return double.NaN;
             }
 
             max = Math.Max(max, score);
@@ -82,7 +112,7 @@ public static class ReferenceAttention
         row.Clear();
         if (!sawKey)
         {
-            return; // No visible key: a row of zeros.
+            return double.NegativeInfinity; // No visible key: a row of zeros.
         }
 
         // Pass 2: softmax-weighted sum of the visible values.
@@ -108,6 +138,8 @@ public static class ReferenceAttention
         {
             row[d] /= sum;
         }
+
+        return max + Math.Log(sum);
     }
 
     /// <summary>
