@@ -171,32 +171,8 @@ public sealed partial class AttentionGenerator
 
         private static PatternModel? ReadPattern(INamedTypeSymbol type, AttributeData kernel, Report report, CancellationToken cancellationToken)
         {
-            AttributeData? window = null, dilation = null, globals = null, strided = null, fixedFactorized = null, blockSparse = null;
-            foreach (AttributeData attribute in type.GetAttributes())
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                switch (attribute.AttributeClass?.ToDisplayString())
-                {
-                    case Namespace + "SlidingWindowAttribute": window ??= attribute; break;
-                    case Namespace + "DilationAttribute": dilation ??= attribute; break;
-                    case Namespace + "GlobalTokensAttribute": globals ??= attribute; break;
-                    case Namespace + "StridedAttribute": strided ??= attribute; break;
-                    case Namespace + "FixedFactorizedAttribute": fixedFactorized ??= attribute; break;
-                    case Namespace + "BlockSparseAttribute": blockSparse ??= attribute; break;
-                }
-            }
-
-            bool unreadable = false;
-            foreach (AttributeData? attribute in new[] { kernel, window, dilation, globals, strided, fixedFactorized, blockSparse })
-            {
-                if (attribute is not null && !IsReadable(attribute))
-                {
-                    report.Add(DiagnosticDescriptors.MalformedAttribute, AttributeLocation(attribute), ShortName(attribute), type.Name);
-                    unreadable = true;
-                }
-            }
-
-            if (unreadable)
+            DeclaredAttributes attributes = FindPatternAttributes(type, cancellationToken);
+            if (!AllReadable(type, kernel, attributes, report))
             {
                 return null;
             }
@@ -210,34 +186,116 @@ public sealed partial class AttentionGenerator
                 valid = false;
             }
 
-            int? left = null, right = null;
-            if (window is not null)
+            // Each reader adds its component, or reports what is wrong and stops the declaration (null).
+            var components = new List<PatternComponent>();
+            if (!ReadWindowStrideAndGlobals(type, causal, attributes, report, components)
+                || !ReadFixedFactorized(attributes.FixedFactorized, report, components)
+                || !ReadBlockSparse(attributes.BlockSparse, causal, report, components)
+                || !valid)
             {
-                int? size = NamedInt(window, "Size");
-                left = NamedInt(window, "Left");
-                right = NamedInt(window, "Right");
-                if (size is not null && (left is not null || right is not null))
+                return null;
+            }
+
+            // Everything the emitter needs to know of the pattern, computed here by the runtime's own semantics, as text.
+            var pattern = new AttentionPattern(causal, components);
+            string? streamingProblem = pattern.FindStreamingProblem(headDim!.Value);
+            return new PatternModel(
+                headDim.Value,
+                causal,
+                pattern.ToCSharp(),
+                pattern.ToString(),
+                streamingProblem,
+                streamingProblem is null ? pattern.StreamingRingSlots : 0,
+                pattern.GlobalTokens.Count);
+        }
+
+        /// <summary>The pattern attributes on a declaration (the first of each kind; the analyzer reports repeats).</summary>
+        private struct DeclaredAttributes
+        {
+            public AttributeData? Window, Dilation, Globals, Strided, FixedFactorized, BlockSparse;
+
+            public AttributeData?[] All => new[] { Window, Dilation, Globals, Strided, FixedFactorized, BlockSparse };
+        }
+
+        private static DeclaredAttributes FindPatternAttributes(INamedTypeSymbol type, CancellationToken cancellationToken)
+        {
+            var found = new DeclaredAttributes();
+            foreach (AttributeData attribute in type.GetAttributes())
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                switch (attribute.AttributeClass?.ToDisplayString())
                 {
-                    report.Add(DiagnosticDescriptors.WindowSizeWithLeftRight, ArgumentLocation(window, "Size"));
-                    return null;
+                    case Namespace + "SlidingWindowAttribute": found.Window ??= attribute; break;
+                    case Namespace + "DilationAttribute": found.Dilation ??= attribute; break;
+                    case Namespace + "GlobalTokensAttribute": found.Globals ??= attribute; break;
+                    case Namespace + "StridedAttribute": found.Strided ??= attribute; break;
+                    case Namespace + "FixedFactorizedAttribute": found.FixedFactorized ??= attribute; break;
+                    case Namespace + "BlockSparseAttribute": found.BlockSparse ??= attribute; break;
+                }
+            }
+
+            return found;
+        }
+
+        /// <summary>Reports every attribute whose arguments the compiler could not bind (they are being typed); false if any.</summary>
+        private static bool AllReadable(INamedTypeSymbol type, AttributeData kernel, DeclaredAttributes attributes, Report report)
+        {
+            bool readable = true;
+            foreach (AttributeData? attribute in new[] { kernel }.Concat(attributes.All))
+            {
+                if (attribute is not null && !IsReadable(attribute))
+                {
+                    report.Add(DiagnosticDescriptors.MalformedAttribute, AttributeLocation(attribute), ShortName(attribute), type.Name);
+                    readable = false;
+                }
+            }
+
+            return readable;
+        }
+
+        /// <summary>The window's steps back and forward from Size or Left/Right, or false after reporting a conflict or a bad Size.</summary>
+        private static bool ReadWindowExtent(AttributeData window, Report report, out int? left, out int? right)
+        {
+            int? size = NamedInt(window, "Size");
+            left = NamedInt(window, "Left");
+            right = NamedInt(window, "Right");
+            if (size is not null && (left is not null || right is not null))
+            {
+                report.Add(DiagnosticDescriptors.WindowSizeWithLeftRight, ArgumentLocation(window, "Size"));
+                return false;
+            }
+
+            if (size is not null)
+            {
+                if (AttentionPattern.FindWindowSizeProblem(size.Value) is string sizeProblem)
+                {
+                    report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), sizeProblem);
+                    return false;
                 }
 
-                if (size is not null)
-                {
-                    if (AttentionPattern.FindWindowSizeProblem(size.Value) is string sizeProblem)
-                    {
-                        report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(window, "Size"), sizeProblem);
-                        return null;
-                    }
+                left = size - 1;
+                right = 0;
+            }
+            else
+            {
+                left ??= 0;
+                right ??= 0;
+            }
 
-                    left = size - 1;
-                    right = 0;
-                }
-                else
-                {
-                    left ??= 0;
-                    right ??= 0;
-                }
+            return true;
+        }
+
+        /// <summary>
+        /// The window (with its dilations), the stride and the global tokens: checked together by the runtime's own rules
+        /// (a dilation needs a window), each problem located on the argument at fault.
+        /// </summary>
+        private static bool ReadWindowStrideAndGlobals(INamedTypeSymbol type, bool causal, DeclaredAttributes attributes, Report report, List<PatternComponent> components)
+        {
+            AttributeData? window = attributes.Window, dilation = attributes.Dilation, globals = attributes.Globals, strided = attributes.Strided;
+            int? left = null, right = null;
+            if (window is not null && !ReadWindowExtent(window, report, out left, out right))
+            {
+                return false;
             }
 
             int[] dilations = dilation is null ? Array.Empty<int>() : ArrayArgument(dilation);
@@ -251,6 +309,7 @@ public sealed partial class AttentionGenerator
             {
                 report.Add(DiagnosticDescriptors.EmptyValueList, AttributeLocation(globals), "GlobalTokens", type.Name, "positions (no token becomes global)", "list the global token positions, e.g. [GlobalTokens(0)],");
             }
+
             int? stride = strided is null ? null : NamedInt(strided, "Stride") ?? 0;
 
             // The runtime's own rules, so a declaration the generator accepts is one AttentionPattern accepts.
@@ -274,11 +333,10 @@ public sealed partial class AttentionGenerator
                     report.Add(DiagnosticDescriptors.InvalidPatternValue, location, problem);
                 }
 
-                return null;
+                return false;
             }
 
             ReportSuspicious(type, causal, window, right, dilation, left, globals, globalTokens, report);
-            var components = new List<PatternComponent>();
             if (left is not null || right is not null)
             {
                 components.Add(new WindowComponent(left ?? 0, right ?? 0, dilations));
@@ -294,47 +352,46 @@ public sealed partial class AttentionGenerator
                 components.Add(new GlobalTokensComponent(globalTokens));
             }
 
-            if (fixedFactorized is not null)
-            {
-                int block = NamedInt(fixedFactorized, "Block") ?? 0, summary = NamedInt(fixedFactorized, "Summary") ?? 0;
-                bool varyByHead = NamedBool(fixedFactorized, "VaryByHead") ?? false;
-                if (FixedFactorizedComponent.FindProblem(block, summary, varyByHead, out string fixedParameter) is string fixedProblem)
-                {
-                    report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(fixedFactorized, PropertyName(fixedParameter)), fixedProblem);
-                    return null;
-                }
+            return true;
+        }
 
-                components.Add(new FixedFactorizedComponent(block, summary, varyByHead));
+        /// <summary>[FixedFactorized]: checked by the component's own rules, located on the property at fault.</summary>
+        private static bool ReadFixedFactorized(AttributeData? attribute, Report report, List<PatternComponent> components)
+        {
+            if (attribute is null)
+            {
+                return true;
             }
 
-            if (blockSparse is not null)
+            int block = NamedInt(attribute, "Block") ?? 0, summary = NamedInt(attribute, "Summary") ?? 0;
+            bool varyByHead = NamedBool(attribute, "VaryByHead") ?? false;
+            if (FixedFactorizedComponent.FindProblem(block, summary, varyByHead, out string parameter) is string problem)
             {
-                int blockSize = NamedInt(blockSparse, "BlockSize") ?? 0, windowBlocks = NamedInt(blockSparse, "WindowBlocks") ?? 0, randomBlocks = NamedInt(blockSparse, "RandomBlocks") ?? 0;
-                if (BlockSparseComponent.FindProblem(blockSize, windowBlocks, randomBlocks, out string blockParameter) is string blockProblem)
-                {
-                    report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(blockSparse, PropertyName(blockParameter)), blockProblem);
-                    return null;
-                }
-
-                components.Add(new BlockSparseComponent(blockSize, windowBlocks, NamedIntArray(blockSparse, "GlobalBlocks"), randomBlocks, NamedLong(blockSparse, "Seed") ?? 0, causal));
+                report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(attribute, PropertyName(parameter)), problem);
+                return false;
             }
 
-            if (!valid)
+            components.Add(new FixedFactorizedComponent(block, summary, varyByHead));
+            return true;
+        }
+
+        /// <summary>[BlockSparse]: checked by the component's own rules, located on the property at fault.</summary>
+        private static bool ReadBlockSparse(AttributeData? attribute, bool causal, Report report, List<PatternComponent> components)
+        {
+            if (attribute is null)
             {
-                return null;
+                return true;
             }
 
-            // Everything the emitter needs to know of the pattern, computed here by the runtime's own semantics, as text.
-            var pattern = new AttentionPattern(causal, components);
-            string? streamingProblem = pattern.FindStreamingProblem(headDim!.Value);
-            return new PatternModel(
-                headDim.Value,
-                causal,
-                pattern.ToCSharp(),
-                pattern.ToString(),
-                streamingProblem,
-                streamingProblem is null ? pattern.StreamingRingSlots : 0,
-                pattern.GlobalTokens.Count);
+            int blockSize = NamedInt(attribute, "BlockSize") ?? 0, windowBlocks = NamedInt(attribute, "WindowBlocks") ?? 0, randomBlocks = NamedInt(attribute, "RandomBlocks") ?? 0;
+            if (BlockSparseComponent.FindProblem(blockSize, windowBlocks, randomBlocks, out string parameter) is string problem)
+            {
+                report.Add(DiagnosticDescriptors.InvalidPatternValue, ArgumentLocation(attribute, PropertyName(parameter)), problem);
+                return false;
+            }
+
+            components.Add(new BlockSparseComponent(blockSize, windowBlocks, NamedIntArray(attribute, "GlobalBlocks"), randomBlocks, NamedLong(attribute, "Seed") ?? 0, causal));
+            return true;
         }
 
         /// <summary>The attribute property a component's parameter name stands for (blockSize → BlockSize).</summary>
