@@ -344,7 +344,6 @@ public sealed partial class AttentionGenerator
         {
             string v = target.Vector, vt = target.VectorType;
             int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
-            string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
             writer.Line("// The score block goes to scratch, so the softmax below works on one row at a time in few registers.");
             for (int t = 0; t < rows; t++)
             {
@@ -354,8 +353,7 @@ public sealed partial class AttentionGenerator
                 }
             }
 
-            string intVector = "global::System.Runtime.Intrinsics." + target.Name + "<int>";
-            writer.Line(intVector + " keyIndex = " + v + ".Create((int)keyStart) + " + intVector + ".Indices;");
+            writer.Line(IntVector(target) + " keyIndex = " + v + ".Create((int)keyStart) + " + IntVector(target) + ".Indices;");
             writer.Line();
             writer.Line("// Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so");
             writer.Line("// NaN in an invisible key cannot leak), take the new max, rescale what was accumulated, store 2^(score - max).");
@@ -364,13 +362,11 @@ public sealed partial class AttentionGenerator
             writer.Line("// poisons the row's sum. Masked lanes are -inf too, which is why the test looks at visible lanes only.");
             for (int t = 0; t < rows; t++)
             {
-                string r = Invariant(t);
-                writer.Line("float rescale" + r + " = 1f;");
+                writer.Line("float rescale" + Invariant(t) + " = 1f;");
             }
 
             for (int t = 0; t < rows; t++)
             {
-                string r = Invariant(t);
                 using (writer.Block(null))
                 {
                     writer.Line("ref float rowScores = ref " + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + ");");
@@ -379,77 +375,99 @@ public sealed partial class AttentionGenerator
                         writer.Line(vt + " score" + Invariant(p) + " = " + v + ".LoadUnsafe(ref rowScores, " + Invariant(p * lanes) + ");");
                     }
 
-                    string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => v + ".Equals(score" + Invariant(p) + ", minusInfinity)"));
-                    string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
-                    using (writer.Block("if (!full)"))
-                    {
-                        writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
-                        writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
-                        for (int p = 0; p < panels; p++)
-                        {
-                            string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
-                            writer.Line(vt + " visible" + Invariant(p) + " = " + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last));");
-                        }
-
-                        writer.Line();
-                        using (writer.Block("if (" + v + ".AsInt32(" + sawVisibleMinusInfinity + ") != " + intVector + ".Zero)"))
-                        {
-                            writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
-                        }
-
-                        writer.Line();
-                        for (int p = 0; p < panels; p++)
-                        {
-                            writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(visible" + Invariant(p) + ", score" + Invariant(p) + ", minusInfinity);");
-                        }
-                    }
-                    using (writer.Block("else if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
-                    {
-                        writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
-                    }
-
-                    string max = "score0";
-                    for (int p = 1; p < panels; p++)
-                    {
-                        max = v + ".Max(" + max + ", score" + Invariant(p) + ")";
-                    }
-
-                    writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
-                    writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
-                    using (writer.Block("if (newMax == float.NegativeInfinity)"))
-                    {
-                        writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale.");
-                        for (int p = 0; p < panels; p++)
-                        {
-                            writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref rowScores, " + Invariant(p * lanes) + ");");
-                        }
-                    }
-
-                    using (writer.Block("else"))
-                    {
-                        writer.Line("// Most tiles leave the max where it was: then nothing accumulated needs rescaling.");
-                        using (writer.Block("if (newMax > runningMax)"))
-                        {
-                            writer.Line("rescale" + r + " = " + exp2 + "(runningMax - newMax);");
-                        }
-
-                        writer.Line(vt + " maxVector = " + v + ".Create(newMax);");
-                        string sum = "";
-                        for (int p = 0; p < panels; p++)
-                        {
-                            string probability = "probability" + Invariant(p);
-                            writer.Line(vt + " " + probability + " = " + exp2 + "(score" + Invariant(p) + " - maxVector);");
-                            writer.Line(v + ".StoreUnsafe(" + probability + ", ref rowScores, " + Invariant(p * lanes) + ");");
-                            sum = sum.Length == 0 ? probability : sum + " + " + probability;
-                        }
-
-                        writer.Line("rowSumVector" + r + " = " + v + ".FusedMultiplyAdd(rowSumVector" + r + ", " + v + ".Create(rescale" + r + "), " + sum + ");");
-                        writer.Line("runningMax = newMax;");
-                    }
+                    EmitRowMask(writer, target, t);
+                    EmitRowSoftmaxUpdate(writer, target, t);
                 }
             }
 
             writer.Line();
+        }
+
+        private static string IntVector(CpuTarget target) => "global::System.Runtime.Intrinsics." + target.Name + "<int>";
+
+        /// <summary>
+        /// A boundary tile masks the row's keys outside its range to -inf (a select); a visible -inf score, in a boundary
+        /// tile or a full one, poisons the row's sum (the NaN/Inf policy).
+        /// </summary>
+        private static void EmitRowMask(IndentedTextWriter writer, CpuTarget target, int row)
+        {
+            string v = target.Vector, vt = target.VectorType, r = Invariant(row), intVector = IntVector(target);
+            int panels = target.Panels, lanes = target.Lanes;
+            string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => v + ".Equals(score" + Invariant(p) + ", minusInfinity)"));
+            string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
+            using (writer.Block("if (!full)"))
+            {
+                writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
+                writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
+                for (int p = 0; p < panels; p++)
+                {
+                    string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
+                    writer.Line(vt + " visible" + Invariant(p) + " = " + v + ".AsSingle(" + v + ".GreaterThanOrEqual(" + key + ", first) & " + v + ".LessThanOrEqual(" + key + ", last));");
+                }
+
+                writer.Line();
+                using (writer.Block("if (" + v + ".AsInt32(" + sawVisibleMinusInfinity + ") != " + intVector + ".Zero)"))
+                {
+                    writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                }
+
+                writer.Line();
+                for (int p = 0; p < panels; p++)
+                {
+                    writer.Line("score" + Invariant(p) + " = " + v + ".ConditionalSelect(visible" + Invariant(p) + ", score" + Invariant(p) + ", minusInfinity);");
+                }
+            }
+
+            using (writer.Block("else if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
+            {
+                writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+            }
+        }
+
+        /// <summary>The row's new max, the rescale of what it accumulated, and its probabilities 2^(score - max) stored in place.</summary>
+        private static void EmitRowSoftmaxUpdate(IndentedTextWriter writer, CpuTarget target, int row)
+        {
+            string v = target.Vector, vt = target.VectorType, r = Invariant(row);
+            int panels = target.Panels, lanes = target.Lanes;
+            string exp2 = "global::SparseAttention.Cpu.VectorMath.Exp2";
+            string max = "score0";
+            for (int p = 1; p < panels; p++)
+            {
+                max = v + ".Max(" + max + ", score" + Invariant(p) + ")";
+            }
+
+            writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
+            writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
+            using (writer.Block("if (newMax == float.NegativeInfinity)"))
+            {
+                writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale.");
+                for (int p = 0; p < panels; p++)
+                {
+                    writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref rowScores, " + Invariant(p * lanes) + ");");
+                }
+            }
+
+            using (writer.Block("else"))
+            {
+                writer.Line("// Most tiles leave the max where it was: then nothing accumulated needs rescaling.");
+                using (writer.Block("if (newMax > runningMax)"))
+                {
+                    writer.Line("rescale" + r + " = " + exp2 + "(runningMax - newMax);");
+                }
+
+                writer.Line(vt + " maxVector = " + v + ".Create(newMax);");
+                string sum = "";
+                for (int p = 0; p < panels; p++)
+                {
+                    string probability = "probability" + Invariant(p);
+                    writer.Line(vt + " " + probability + " = " + exp2 + "(score" + Invariant(p) + " - maxVector);");
+                    writer.Line(v + ".StoreUnsafe(" + probability + ", ref rowScores, " + Invariant(p * lanes) + ");");
+                    sum = sum.Length == 0 ? probability : sum + " + " + probability;
+                }
+
+                writer.Line("rowSumVector" + r + " = " + v + ".FusedMultiplyAdd(rowSumVector" + r + ", " + v + ".Create(rescale" + r + "), " + sum + ");");
+                writer.Line("runningMax = newMax;");
+            }
         }
 
         /// <summary>O += P V over the keys every row of the tile sees, blocked over rows; it also applies each row's rescale.</summary>
