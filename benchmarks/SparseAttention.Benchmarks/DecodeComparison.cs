@@ -21,7 +21,7 @@ public static class DecodeComparison
     public static int Run(string[] args)
     {
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
-        string? threadArgument = args.SkipWhile(a => a != "--threads").Skip(1).FirstOrDefault();
+        string? threadArgument = CommandLine.Argument(args, "--threads");
         int threads = threadArgument is null ? Environment.ProcessorCount : int.Parse(threadArgument, CultureInfo.InvariantCulture);
         var options = new AttentionOptions { MaxDegreeOfParallelism = threads };
         long[] positions = args.Contains("--short") ? new long[] { 8192, 16384 } : new long[] { 8192, 65536, 1 << 20 };

@@ -33,9 +33,9 @@ public static class GpuComparison
     public static int Run(string[] args)
     {
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
-        string? backendArgument = args.SkipWhile(a => a != "--backend").Skip(1).FirstOrDefault();
+        string? backendArgument = CommandLine.Argument(args, "--backend");
         AttentionBackend backend = backendArgument is null ? AttentionBackend.Auto : Enum.Parse<AttentionBackend>(backendArgument, ignoreCase: true);
-        string? seqLenArgument = args.SkipWhile(a => a != "--seqlen").Skip(1).FirstOrDefault();
+        string? seqLenArgument = CommandLine.Argument(args, "--seqlen");
         int seqLen = seqLenArgument is null ? 16384 : int.Parse(seqLenArgument, CultureInfo.InvariantCulture);
 
         using AttentionDevice device = AttentionDevice.Create(backend);

@@ -19,11 +19,11 @@ public static class QuickComparison
     {
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         bool baselines = !args.Contains("--no-baselines");
-        string? only = args.SkipWhile(a => a != "--cases").Skip(1).FirstOrDefault();
+        string? only = CommandLine.Argument(args, "--cases");
         StandardCase[] cases = only is null ? StandardCase.All.Concat(StandardCase.HeadDimVariants).Concat(StandardCase.ComponentCases).ToArray() : only.Split(',').Select(StandardCase.Get).ToArray();
-        string? threadArgument = args.SkipWhile(a => a != "--threads").Skip(1).FirstOrDefault();
+        string? threadArgument = CommandLine.Argument(args, "--threads");
         int threads = threadArgument is null ? Environment.ProcessorCount : int.Parse(threadArgument, CultureInfo.InvariantCulture);
-        string? isaArgument = args.SkipWhile(a => a != "--isa").Skip(1).FirstOrDefault();
+        string? isaArgument = CommandLine.Argument(args, "--isa");
         KernelIsa isa = isaArgument is null ? KernelIsa.Auto : Enum.Parse<KernelIsa>(isaArgument, ignoreCase: true);
         var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = isa };
 

@@ -395,7 +395,8 @@ public static unsafe class CpuAttention
         private static readonly (long Left, long Right)[] DenseBidirectionalBand = { (int.MaxValue, int.MaxValue) };
     }
 
-    private static void Grow<T>(ref T[] array, int length)
+    /// <summary>Replaces <paramref name="array"/> with a larger one when it holds fewer than <paramref name="length"/> (contents not kept).</summary>
+    internal static void Grow<T>(ref T[] array, int length)
     {
         if (array.Length < length)
         {

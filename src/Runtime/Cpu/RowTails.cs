@@ -31,7 +31,7 @@ internal sealed class RowTails
     private int[] _tiledComponents = Array.Empty<int>();
 
     /// <summary>Whether the table is in use for the current plan.</summary>
-    public bool InUse { get; private set; }
+    public bool InUse => _pattern is not null;
 
     /// <summary>Whether the table holds every row's tail (after <see cref="Fill"/> has run over <see cref="Items"/>).</summary>
     public bool Filled { get; set; }
@@ -71,22 +71,20 @@ internal sealed class RowTails
             return;
         }
 
-        Grow(ref _segments, (int)(rows * stride));
-        Grow(ref _counts, (int)rows);
-        Grow(ref _coveredBy, (int)rows);
-        Grow(ref _tiledComponents, classes);
+        CpuAttention.Grow(ref _segments, (int)(rows * stride));
+        CpuAttention.Grow(ref _counts, (int)rows);
+        CpuAttention.Grow(ref _coveredBy, (int)rows);
+        CpuAttention.Grow(ref _tiledComponents, classes);
         Array.Copy(tiledComponents, _tiledComponents, classes);
         _pattern = pattern;
         _classes = classes;
         _seqLen = seqLen;
         _stride = stride;
-        InUse = true;
     }
 
     /// <summary>Takes the table out of use (a prefill chunk's plan: its rows map keys to cache slots).</summary>
     public void Clear()
     {
-        InUse = false;
         Filled = false;
         _pattern = null;
     }
@@ -118,13 +116,5 @@ internal sealed class RowTails
         int at = head % _classes * _seqLen + position;
         coveredBy = _coveredBy[at];
         return new ReadOnlySpan<KeySegment>(_segments, at * _stride, _counts[at]);
-    }
-
-    private static void Grow<T>(ref T[] array, int length)
-    {
-        if (array.Length < length)
-        {
-            array = new T[length];
-        }
     }
 }

@@ -55,7 +55,7 @@ namespace SparseAttention
         /// <summary>Indices of the components that can see a row whole, in order (the others are never asked per row).</summary>
         private readonly int[] _rowCoverers;
 
-        /// <summary>Per component: whether its single keys that end up next to each other are merged into runs (global columns).</summary>
+        /// <summary>Per component, <see cref="PatternComponent.MergesNeighbours"/>, read once per row.</summary>
         private readonly bool[] _mergesNeighbours;
 
         /// <summary>Creates a pattern as the union of <paramref name="components"/> (at most one of each kind), then the causal cut.</summary>
@@ -84,7 +84,7 @@ namespace SparseAttention
             _globals = _components.OfType<GlobalTokensComponent>().FirstOrDefault();
             DependsOnSequenceLength = _components.Any(component => component.DependsOnSequenceLength);
             _rowCoverers = Enumerable.Range(0, _components.Length).Where(c => _components[c].CanCoverRows).ToArray();
-            _mergesNeighbours = _components.Select(component => component is GlobalTokensComponent).ToArray();
+            _mergesNeighbours = _components.Select(component => component.MergesNeighbours).ToArray();
 
             // Where each component's segments can start in a row's list, and so how many a row can need.
             _segmentStartBound = new int[_components.Length + 1];

@@ -61,6 +61,9 @@ namespace SparseAttention
 
         internal override bool CanCoverRows => true;
 
+        /// <summary>Global columns next to each other (0, 1, 2 as sinks) read as one run.</summary>
+        internal override bool MergesNeighbours => true;
+
         /// <inheritdoc />
         public override int MaxSegments => _positions.Length;
 

@@ -56,6 +56,9 @@ namespace SparseAttention
         /// <summary>Whether <see cref="CoversRow"/> can ever be true; a pattern asks only such components, once per row.</summary>
         internal virtual bool CanCoverRows => false;
 
+        /// <summary>Whether the pattern merges this component's single keys that end up next to each other into runs.</summary>
+        internal virtual bool MergesNeighbours => false;
+
         /// <summary>The most segments <see cref="WriteSegments"/> writes for one query.</summary>
         public abstract int MaxSegments { get; }
 
