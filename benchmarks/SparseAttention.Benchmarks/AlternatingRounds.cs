@@ -8,15 +8,21 @@ namespace SparseAttention.Benchmarks;
 /// </summary>
 public static class AlternatingRounds
 {
-    /// <summary>Best-of-<paramref name="calls"/> times (ms) of both, per round, after about a second of warm-up each.</summary>
-    public static (double[] First, double[] Second) Run(Func<Func<double>> first, Func<Func<double>> second, int rounds, int calls)
+    /// <summary>
+    /// Best-of-<paramref name="calls"/> times (ms) of both, per round, after about a second of warm-up each, and the
+    /// highest <paramref name="peak"/> measured once per round: the best times come from the machine's best moments, so
+    /// the peak they are judged against is its best moment over the same rounds.
+    /// </summary>
+    public static (double[] First, double[] Second, double Peak) Run(Func<Func<double>> first, Func<Func<double>> second, int rounds, int calls, Func<double> peak)
     {
+        double highestPeak = 0;
         WarmUp(first());
         WarmUp(second());
         var firstTimes = new double[rounds];
         var secondTimes = new double[rounds];
         for (int round = 0; round < rounds; round++)
         {
+            highestPeak = Math.Max(highestPeak, peak());
             Func<double> a = first(), b = second();
             if (round % 2 == 0)
             {
@@ -30,7 +36,7 @@ public static class AlternatingRounds
             }
         }
 
-        return (firstTimes, secondTimes);
+        return (firstTimes, secondTimes, highestPeak);
     }
 
     public static double[] Ratios(double[] numerators, double[] denominators) => numerators.Zip(denominators, (n, d) => n / d).ToArray();

@@ -31,7 +31,7 @@ public static class BeforeAfterComparison
         Console.WriteLine($"Before/after: {otherPath} (before) against this build (after), {threads} thread(s), ISA {isa}, {rounds} rounds per case, best of {calls} call(s) per build per round.");
         Console.WriteLine("Each round times both builds back to back on fresh inputs, the order alternating; the ratio is after / before.");
         Console.WriteLine();
-        Console.WriteLine("Times in ms; GFLOP/s = visible pairs x 4 x HeadDim / best time, and its % of this ISA's FMA peak measured right before the case.");
+        Console.WriteLine("Times in ms; GFLOP/s = visible pairs x 4 x HeadDim / best time, and its % of this ISA's FMA peak (the highest of one measurement per round).");
         Console.WriteLine($"{"case",-16} {"before best",11} {"after best",10} {"before med",10} {"after med",9} {"ratio med",9} {"ratio q1",8} {"ratio q3",8} {"rounds after slower",19} {"peak",6} {"before GFLOP/s (%)",18} {"after GFLOP/s (%)",17}");
         foreach (string name in cases)
         {
@@ -44,8 +44,7 @@ public static class BeforeAfterComparison
                 Console.WriteLine($"(runtime before: {RuntimeLocation(context)}; after: {RuntimeLocation(AssemblyLoadContext.Default)})");
             }
 
-            double peak = FmaPeak.MeasureGflops(threads, Enum.Parse<KernelIsa>(isa, ignoreCase: true));
-            (double[] beforeTimes, double[] afterTimes) = AlternatingRounds.Run(Before, After, rounds, calls);
+            (double[] beforeTimes, double[] afterTimes, double peak) = AlternatingRounds.Run(Before, After, rounds, calls, () => FmaPeak.MeasureGflops(threads, Enum.Parse<KernelIsa>(isa, ignoreCase: true)));
             double beforeGflops = StandardCase.Get(name).Gflops(beforeTimes.Min() / 1000), afterGflops = StandardCase.Get(name).Gflops(afterTimes.Min() / 1000);
             double[] ratios = AlternatingRounds.Ratios(afterTimes, beforeTimes);
             Console.WriteLine($"{name,-16} {beforeTimes.Min(),11:F2} {afterTimes.Min(),10:F2} {AlternatingRounds.Quantile(beforeTimes, 0.5),10:F2} {AlternatingRounds.Quantile(afterTimes, 0.5),9:F2} {AlternatingRounds.Quantile(ratios, 0.5),9:F3} {AlternatingRounds.Quantile(ratios, 0.25),8:F3} {AlternatingRounds.Quantile(ratios, 0.75),8:F3} {ratios.Count(r => r > 1),12} of {rounds} {peak,6:F0} {beforeGflops,9:F1} ({100 * beforeGflops / peak,5:F1}%) {afterGflops,8:F1} ({100 * afterGflops / peak,5:F1}%)");

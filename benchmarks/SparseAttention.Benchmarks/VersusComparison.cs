@@ -21,15 +21,15 @@ public static class VersusComparison
         Console.WriteLine($"Versus: {threads} thread(s), ISA {isa} ({new AttentionOptions { Isa = Enum.Parse<KernelIsa>(isa, ignoreCase: true) }.ResolveIsa()}), {rounds} rounds per pair, best of {calls} call(s) per case per round.");
         Console.WriteLine("GFLOP/s = visible pairs x 4 x HeadDim / s; the ratio is the first case's GFLOP/s over the second's, per round.");
         Console.WriteLine();
-        Console.WriteLine("'peak' is this ISA's FMA peak, measured right before each pair; best GFLOP/s are shown with their % of it.");
+        Console.WriteLine("'peak' is this ISA's FMA peak, the highest of one measurement per round; best GFLOP/s are shown with their % of it.");
         Console.WriteLine($"{"first",-16} {"second",-16} {"peak",6} {"first best (%)",16} {"second best (%)",16} {"ratio med",9} {"ratio q1",8} {"ratio q3",8}");
         foreach (string pair in pairs.Split(','))
         {
             string[] names = pair.Split(':');
             StandardCase first = StandardCase.Get(names[0]), second = StandardCase.Get(names[1]);
-            double peak = FmaPeak.MeasureGflops(threads, Enum.Parse<KernelIsa>(isa, ignoreCase: true));
-            (double[] firstMs, double[] secondMs) = AlternatingRounds.Run(
-                () => StandardCase.CreateTimer(first.Name, threads, isa), () => StandardCase.CreateTimer(second.Name, threads, isa), rounds, calls);
+            (double[] firstMs, double[] secondMs, double peak) = AlternatingRounds.Run(
+                () => StandardCase.CreateTimer(first.Name, threads, isa), () => StandardCase.CreateTimer(second.Name, threads, isa), rounds, calls,
+                () => FmaPeak.MeasureGflops(threads, Enum.Parse<KernelIsa>(isa, ignoreCase: true)));
             double[] firstGflops = firstMs.Select(ms => first.Gflops(ms / 1000)).ToArray();
             double[] secondGflops = secondMs.Select(ms => second.Gflops(ms / 1000)).ToArray();
             double[] ratios = AlternatingRounds.Ratios(firstGflops, secondGflops);
