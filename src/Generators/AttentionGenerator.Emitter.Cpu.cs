@@ -20,6 +20,9 @@ public sealed partial class AttentionGenerator
         private const string MathType = "global::System.Math";
         private const string MathFType = "global::System.MathF";
 
+        /// <summary>The score-modifier type parameter every kernel method takes (a declaration's modifiers, or none).</summary>
+        private const string ScoresConstraint = "    where TScores : global::SparseAttention.Cpu.IScoreModifier";
+
         /// <summary>
         /// A vector instruction set a kernel is emitted for, with its tile shape. Register budgets: QKᵀ holds
         /// TileRows x (KeyTile / Lanes) score accumulators and PV TileRows x PvGroup output accumulators, plus a
@@ -77,22 +80,27 @@ public sealed partial class AttentionGenerator
         private static void EmitVectorAccumulateRow(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-            using (writer.Block("public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)"))
+            writer.Line("public static void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, in global::SparseAttention.Cpu.ScoreRow row, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)");
+            using (writer.Block(ScoresConstraint))
             {
                 EmitRowRegisters(writer, target, headDim);
-                using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
-                using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
+                using (writer.Block("for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)"))
                 {
-                    writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
-                    writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
-                    writer.Line();
-                    EmitRowScores(writer, target, headDim);
-                    writer.Line();
-                    EmitRowRescale(writer, target, headDim);
-                    writer.Line();
-                    EmitRowProbabilities(writer, target);
-                    writer.Line();
-                    EmitRowValues(writer, target, headDim);
+                    writer.Line("global::SparseAttention.KeySegment segment = segments[segmentIndex];");
+                    using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
+                    {
+                        writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
+                        writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
+                        writer.Line();
+                        EmitRowScores(writer, target, headDim);
+                        EmitRowScoreModifiers(writer, "scores");
+                        writer.Line();
+                        EmitRowRescale(writer, target, headDim);
+                        writer.Line();
+                        EmitRowProbabilities(writer, target);
+                        writer.Line();
+                        EmitRowValues(writer, target, headDim);
+                    }
                 }
 
                 for (int i = 0; i < headDim / target.Lanes; i++)
@@ -145,9 +153,34 @@ public sealed partial class AttentionGenerator
                 writer.Line("float score = " + v + ".Sum(dot);");
                 writer.Line(UnsafeType + ".Add(ref scores, k) = score;");
                 writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
-                writer.Line("sawMinusInfinity |= score == float.NegativeInfinity;");
+                writer.Line("sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);");
             }
         }
+
+        /// <summary>
+        /// A row tile's score modifiers (none for most declarations: the JIT drops the block), after the raw scores were
+        /// checked for -inf (the NaN/Inf policy is about q·k) and before the max, which is taken again over what they left.
+        /// </summary>
+        private static void EmitRowScoreModifiers(IndentedTextWriter writer, string scores)
+        {
+            using (writer.Block("if (TScores.ModifiesScores)"))
+            {
+                writer.Line("global::System.Span<float> modified = " + MemoryMarshalType + ".CreateSpan(ref " + scores + ", tileCount);");
+                writer.Line("TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));");
+                writer.Line("tileMax = float.NegativeInfinity;");
+                using (writer.Block("foreach (float score in modified)"))
+                {
+                    writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
+                }
+            }
+        }
+
+        /// <summary>
+        /// The max the row kernels subtract. Only modifiers can leave a row's max at -inf after a tile (every key masked so
+        /// far): 2^(-inf - -inf) would be NaN, so they subtract 0 then and each masked key gets weight 0. Without modifiers
+        /// the test folds away.
+        /// </summary>
+        private const string RowSoftmaxMax = "(TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax)";
 
         /// <summary>The online softmax step: a larger max rescales the sum and output accumulated so far.</summary>
         private static void EmitRowRescale(IndentedTextWriter writer, CpuTarget target, int headDim)
@@ -176,7 +209,7 @@ public sealed partial class AttentionGenerator
                 writer.Line(UnsafeType + ".Add(ref scores, k) = float.NegativeInfinity;");
             }
 
-            writer.Line(vt + " maxVector = " + v + ".Create(runningMax);");
+            writer.Line(vt + " maxVector = " + v + ".Create(" + RowSoftmaxMax + ");");
             writer.Line(vt + " sumVector = " + vt + ".Zero;");
             using (writer.Block("for (int k = 0; k < tileCount; k += " + Invariant(target.Lanes) + ")"))
             {
@@ -238,7 +271,8 @@ public sealed partial class AttentionGenerator
             string v = target.Vector;
             int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-            using (writer.Block("public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)"))
+            writer.Line("public static void AccumulateBandTile<TScores>(ref global::SparseAttention.Cpu.BandTile tile)");
+            using (writer.Block(ScoresConstraint))
             {
                 EmitBandTileSetup(writer, target, headDim);
                 using (writer.Block("for (long keyStart = firstVisible / " + Invariant(lanes) + " * " + Invariant(lanes) + "; keyStart <= lastVisible; keyStart += " + Invariant(keyTile) + ")"))
@@ -393,8 +427,8 @@ public sealed partial class AttentionGenerator
         {
             string v = target.Vector, vt = target.VectorType, r = Invariant(row), intVector = IntVector(target);
             int panels = target.Panels, lanes = target.Lanes;
-            string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => v + ".Equals(score" + Invariant(p) + ", minusInfinity)"));
-            string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(" + v + ".Equals(score" + Invariant(p) + ", minusInfinity) & visible" + Invariant(p) + ")"));
+            string sawMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score" + Invariant(p) + ")"));
+            string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score" + Invariant(p) + ") & visible" + Invariant(p) + ")"));
             using (writer.Block("if (!full)"))
             {
                 writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
@@ -411,6 +445,7 @@ public sealed partial class AttentionGenerator
                     writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
                 }
 
+                EmitTileScoreModifiers(writer, target, row, MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left))", MathType + ".Min(keyStart + " + Invariant(target.KeyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right))");
                 writer.Line();
                 for (int p = 0; p < panels; p++)
                 {
@@ -418,9 +453,32 @@ public sealed partial class AttentionGenerator
                 }
             }
 
-            using (writer.Block("else if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
+            using (writer.Block("else"))
             {
-                writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                using (writer.Block("if (" + v + ".AsInt32(" + sawMinusInfinity + ") != " + intVector + ".Zero)"))
+                {
+                    writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                }
+
+                writer.Line();
+                EmitTileScoreModifiers(writer, target, row, "keyStart", "keyStart + " + Invariant(target.KeyTile - 1));
+            }
+        }
+
+        /// <summary>
+        /// One tile row's score modifiers over the keys its band covers in this tile, [from, to] (none for most declarations:
+        /// the JIT drops the block). They run after the raw scores were checked for -inf and before the boundary mask, then
+        /// the row's vectors are loaded again.
+        /// </summary>
+        private static void EmitTileScoreModifiers(IndentedTextWriter writer, CpuTarget target, int row, string from, string to)
+        {
+            using (writer.Block("if (TScores.ModifiesScores)"))
+            {
+                writer.Line("tile.ModifyRow<TScores>(ref rowScores, " + Invariant(row) + ", keyStart, " + from + ", " + to + ");");
+                for (int p = 0; p < target.Panels; p++)
+                {
+                    writer.Line("score" + Invariant(p) + " = " + target.Vector + ".LoadUnsafe(ref rowScores, " + Invariant(p * target.Lanes) + ");");
+                }
             }
         }
 
@@ -592,7 +650,8 @@ public sealed partial class AttentionGenerator
                 writer.Line("public static int HeadDim => " + d + ";");
                 writer.Line("public static int ScratchLength => " + Invariant(RowKeyTile) + ";");
                 writer.Line();
-                using (writer.Block("public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)"))
+                writer.Line("public static void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, in global::SparseAttention.Cpu.ScoreRow row, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)");
+                using (writer.Block(ScoresConstraint))
                 {
                     writer.Line("global::System.Span<float> scaledQuery = stackalloc float[" + d + "];");
                     using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
@@ -602,48 +661,52 @@ public sealed partial class AttentionGenerator
 
                     EmitMinusInfinityComment(writer);
                     writer.Line("bool sawMinusInfinity = false;");
-                    using (writer.Block("foreach (global::SparseAttention.KeySegment segment in segments)"))
-                    using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
+                    using (writer.Block("for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)"))
                     {
-                        writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
-                        writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
-                        writer.Line("float tileMax = float.NegativeInfinity;");
-                        writer.Line("int position = firstKey;");
-                        using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
+                        writer.Line("global::SparseAttention.KeySegment segment = segments[segmentIndex];");
+                        using (writer.Block("for (int tileStart = 0; tileStart < segment.Count; tileStart += " + Invariant(RowKeyTile) + ")"))
                         {
-                            writer.Line("global::System.ReadOnlySpan<float> keyRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref keys, (nint)position * " + d + "), " + d + ");");
-                            writer.Line("float score = 0f;");
-                            using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
+                            writer.Line("int tileCount = " + MathType + ".Min(" + Invariant(RowKeyTile) + ", segment.Count - tileStart);");
+                            writer.Line("int firstKey = segment.Start + tileStart * segment.Step;");
+                            writer.Line("float tileMax = float.NegativeInfinity;");
+                            writer.Line("int position = firstKey;");
+                            using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
                             {
-                                writer.Line("score += scaledQuery[d] * keyRow[d];");
+                                writer.Line("global::System.ReadOnlySpan<float> keyRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref keys, (nint)position * " + d + "), " + d + ");");
+                                writer.Line("float score = 0f;");
+                                using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
+                                {
+                                    writer.Line("score += scaledQuery[d] * keyRow[d];");
+                                }
+
+                                writer.Line("scratch[k] = score;");
+                                writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
+                                writer.Line("sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);");
                             }
 
-                            writer.Line("scratch[k] = score;");
-                            writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
-                            writer.Line("sawMinusInfinity |= score == float.NegativeInfinity;");
-                        }
-
-                        using (writer.Block("if (tileMax > runningMax)"))
-                        {
-                            writer.Line("float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);");
-                            writer.Line("runningSum *= correction;");
-                            using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
+                            EmitRowScoreModifiers(writer, MemoryMarshalType + ".GetReference(scratch)");
+                            using (writer.Block("if (tileMax > runningMax)"))
                             {
-                                writer.Line("accumulator[d] *= correction;");
+                                writer.Line("float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);");
+                                writer.Line("runningSum *= correction;");
+                                using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
+                                {
+                                    writer.Line("accumulator[d] *= correction;");
+                                }
+
+                                writer.Line("runningMax = tileMax;");
                             }
 
-                            writer.Line("runningMax = tileMax;");
-                        }
-
-                        writer.Line("position = firstKey;");
-                        using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
-                        {
-                            writer.Line("float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - runningMax);");
-                            writer.Line("runningSum += weight;");
-                            writer.Line("global::System.ReadOnlySpan<float> valueRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref values, (nint)position * " + d + "), " + d + ");");
-                            using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
+                            writer.Line("position = firstKey;");
+                            using (writer.Block("for (int k = 0; k < tileCount; k++, position += segment.Step)"))
                             {
-                                writer.Line("accumulator[d] += weight * valueRow[d];");
+                                writer.Line("float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - " + RowSoftmaxMax + ");");
+                                writer.Line("runningSum += weight;");
+                                writer.Line("global::System.ReadOnlySpan<float> valueRow = " + MemoryMarshalType + ".CreateReadOnlySpan(ref " + UnsafeType + ".Add(ref values, (nint)position * " + d + "), " + d + ");");
+                                using (writer.Block("for (int d = 0; d < " + d + "; d++)"))
+                                {
+                                    writer.Line("accumulator[d] += weight * valueRow[d];");
+                                }
                             }
                         }
                     }

@@ -20,8 +20,13 @@ public sealed partial class AttentionGenerator
         internal static int GpuKeyTile(int headDim) => System.Math.Max(8, System.Math.Min(64, 4096 / headDim));
 
         /// <summary>The ILGPU overloads of <c>Forward</c>: device views, host spans on an accelerator, and an <c>AttentionDevice</c>.</summary>
-        private static void EmitGpuPublicMembers(IndentedTextWriter writer, int headDim, string generatedCode)
+        private static void EmitGpuPublicMembers(IndentedTextWriter writer, int headDim, Models.ScoresModel scores, string generatedCode)
         {
+            // The ILGPU kernel does not apply score modifiers yet: such a declaration's GPU overloads say so instead of
+            // silently computing plain attention.
+            string? launch = scores.ModifiesScores
+                ? "throw new global::System.NotSupportedException(\"This kernel's score modifiers (softcap, ALiBi, mask, score mod) do not run on the GPU yet; call the CPU overloads.\");"
+                : null;
             writer.Line("/// <summary>The ILGPU kernel of HeadDim " + Invariant(headDim) + ", shared with every kernel of that HeadDim; compiled once per accelerator.</summary>");
             writer.Line("private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = " + SharedClassName(headDim) + ".GpuKernel;");
             writer.Line();
@@ -45,7 +50,7 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
-                writer.Line("Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim));");
+                writer.Line(launch ?? "Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim));");
             }
 
             writer.Line();
@@ -66,9 +71,16 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(accelerator);");
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
-                writer.Line("using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
-                writer.Line("Gpu.Launch(accelerator, Pattern, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));");
-                writer.Line("transfer.Download(output);");
+                if (launch is not null)
+                {
+                    writer.Line(launch);
+                }
+                else
+                {
+                    writer.Line("using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
+                    writer.Line("Gpu.Launch(accelerator, Pattern, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));");
+                    writer.Line("transfer.Download(output);");
+                }
             }
 
             writer.Line();

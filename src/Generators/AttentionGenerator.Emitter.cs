@@ -120,13 +120,19 @@ public sealed partial class AttentionGenerator
             }
 
             string generatedCode = string.Format(CultureInfo.InvariantCulture, GeneratedCode, GeneratorVersion);
-            EmitPublicMembers(writer, pattern, generatedCode);
+            EmitPublicMembers(writer, pattern, kernel.Scores, generatedCode);
             writer.Line();
-            EmitDecodeMembers(writer, pattern.HeadDim, generatedCode);
+            EmitDecodeMembers(writer, pattern.HeadDim, ScoresType(kernel.Scores), generatedCode);
             if (kernel.EmitGpu)
             {
                 writer.Line();
-                EmitGpuPublicMembers(writer, pattern.HeadDim, generatedCode);
+                EmitGpuPublicMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
+            }
+
+            if (kernel.Scores.ModifiesScores)
+            {
+                writer.Line();
+                EmitScoreModifier(writer, kernel.Scores, generatedCode);
             }
 
             for (int i = scopes.Count - 1; i >= 0; i--)
@@ -199,7 +205,102 @@ public sealed partial class AttentionGenerator
             return writer.ToString();
         }
 
-        private static void EmitPublicMembers(IndentedTextWriter writer, PatternModel pattern, string generatedCode)
+        /// <summary>The score-modifier struct a declaration's CPU calls are specialised by.</summary>
+        private const string ScoreModifierName = "SparseAttentionScoreModifier";
+
+        private static string ScoresType(ScoresModel scores) => scores.ModifiesScores ? ScoreModifierName : "global::SparseAttention.Cpu.NoScoreModifier";
+
+        /// <summary>
+        /// The declaration's score modifiers as a struct the kernels take as a type parameter (<c>IScoreModifier</c>): the
+        /// built-in ones through the runtime's vectorised helpers, the user's mask and score mod called directly, so the
+        /// JIT specialises and inlines them into each kernel. Order: softcap, ALiBi, then per key the mask and the score mod.
+        /// </summary>
+        private static void EmitScoreModifier(IndentedTextWriter writer, ScoresModel scores, string generatedCode)
+        {
+            writer.Line("/// <summary>This kernel's score modifiers, applied to each visible score in the kernels' base-2 units (scale x log2(e) x q·k).</summary>");
+            writer.Line(generatedCode);
+            using (writer.Block("private readonly struct " + ScoreModifierName + " : global::SparseAttention.Cpu.IScoreModifier"))
+            {
+                writer.Line("public static bool ModifiesScores => true;");
+                writer.Line();
+                writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                using (writer.Block("public static void Modify(global::System.Span<float> scores, in global::SparseAttention.Cpu.ScoreSite site)"))
+                {
+                    if (scores.Softcap is float cap)
+                    {
+                        writer.Line("// Softcap " + cap.ToString("R", CultureInfo.InvariantCulture) + ": capping commutes with the change to base 2, so the cap is scaled by log2(e).");
+                        writer.Line("global::SparseAttention.Cpu.ScoreMath.Softcap(scores, " + FloatLiteral(cap) + " * global::SparseAttention.Cpu.VectorMath.Log2E);");
+                    }
+
+                    if (scores.Alibi)
+                    {
+                        writer.Line("// ALiBi: -slope x |query - key|, the slope already in base 2.");
+                        writer.Line("global::SparseAttention.Cpu.ScoreMath.AddAlibi(scores, site);");
+                    }
+
+                    if (scores.MaskMethod is not null || scores.ScoreModMethod is not null)
+                    {
+                        using (writer.Block("for (int k = 0; k < scores.Length; k++)"))
+                        {
+                            writer.Line("int key = site.KeyAt(k);");
+                            if (scores.MaskMethod is { } mask)
+                            {
+                                using (writer.Block("if (!" + mask + "(site.Query, key, site.Head))"))
+                                {
+                                    writer.Line("scores[k] = float.NegativeInfinity;");
+                                    writer.Line("continue;");
+                                }
+
+                                writer.Line();
+                            }
+
+                            if (scores.ScoreModMethod is { } mod)
+                            {
+                                writer.Line("// The score mod sees natural units, as the user wrote it.");
+                                writer.Line("scores[k] = " + mod + "(scores[k] * global::SparseAttention.Cpu.VectorMath.Ln2, site.Query, key, site.Head) * global::SparseAttention.Cpu.VectorMath.Log2E;");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// <summary>A float as a C# literal that round-trips.</summary>
+        private static string FloatLiteral(float value) => value.ToString("R", CultureInfo.InvariantCulture) + "f";
+
+        /// <summary>The runtime's description of the modifiers (<c>Scores</c>), for the reference and for introspection.</summary>
+        private static string ScoresConstruction(ScoresModel scores)
+        {
+            if (!scores.Any)
+            {
+                return "global::SparseAttention.ScoreModifiers.None";
+            }
+
+            var parts = new System.Collections.Generic.List<string>();
+            if (scores.Softcap is float cap)
+            {
+                parts.Add("Softcap = " + FloatLiteral(cap));
+            }
+
+            if (scores.Alibi)
+            {
+                parts.Add("Alibi = true");
+            }
+
+            if (scores.ScoreModMethod is { } mod)
+            {
+                parts.Add("ScoreMod = " + mod);
+            }
+
+            if (scores.LearnedSinks)
+            {
+                parts.Add("LearnedSinks = true");
+            }
+
+            return "new global::SparseAttention.ScoreModifiers { " + string.Join(", ", parts) + " }";
+        }
+
+        private static void EmitPublicMembers(IndentedTextWriter writer, PatternModel pattern, ScoresModel scores, string generatedCode)
         {
             writer.Line("/// <summary>Size of one head's query, key and value vector.</summary>");
             writer.Line(generatedCode);
@@ -207,12 +308,17 @@ public sealed partial class AttentionGenerator
             writer.Line();
             writer.Line("/// <summary>The attention pattern this kernel computes, for visibility queries, pair counts and the reference.</summary>");
             writer.Line(generatedCode);
-            string[] construction = pattern.Construction.Split('\n');
+            string[] construction = (pattern.Construction + (scores.MaskMethod is { } mask ? ".WithMask(" + mask + ")" : "")).Split('\n');
             writer.Line("public static global::SparseAttention.AttentionPattern Pattern { get; } = " + construction[0] + (construction.Length == 1 ? ";" : ""));
             for (int line = 1; line < construction.Length; line++)
             {
                 writer.Line(construction[line] + (line == construction.Length - 1 ? ";" : ""));
             }
+
+            writer.Line();
+            writer.Line("/// <summary>What this kernel does to each score before the softmax (softcap, ALiBi, score mod, sinks), for the reference.</summary>");
+            writer.Line(generatedCode);
+            writer.Line("public static global::SparseAttention.ScoreModifiers Scores { get; } = " + ScoresConstruction(scores) + ";");
             writer.Line();
             writer.Line("/// <summary>");
             writer.Line("/// Computes attention. query and output are [Heads, SeqLen, HeadDim], key and value [KvHeads, SeqLen, HeadDim],");
@@ -230,7 +336,8 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
-                EmitIsaSwitch(writer, pattern.HeadDim, kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + SharedClassName(pattern.HeadDim) + "." + kernel + ">(Pattern, query, key, value, output, shape, options);", kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + SharedClassName(pattern.HeadDim) + "." + kernel + ">(Pattern, query, key, value, output, shape, options);");
+                string scoresType = ScoresType(scores);
+                EmitIsaSwitch(writer, pattern.HeadDim, kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + SharedClassName(pattern.HeadDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options);", kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + SharedClassName(pattern.HeadDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options);");
             }
         }
 
@@ -264,7 +371,7 @@ public sealed partial class AttentionGenerator
         /// kernels through <c>CpuDecode</c>. Emitted for every kernel so a call always binds; for a pattern a rolling cache
         /// cannot serve, the analyzer reports SPA0011 at the call and the runtime throws the same reason.
         /// </summary>
-        private static void EmitDecodeMembers(IndentedTextWriter writer, int headDim, string generatedCode)
+        private static void EmitDecodeMembers(IndentedTextWriter writer, int headDim, string scoresType, string generatedCode)
         {
             writer.Line("/// <summary>");
             writer.Line("/// Creates a rolling KV cache for this kernel (one per layer): per KV head, a ring of the positions the window still");
@@ -291,7 +398,7 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);");
-                System.Func<string, string> decode = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, output, options);";
+                System.Func<string, string> decode = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, output, options);";
                 EmitIsaSwitch(writer, headDim, decode, decode);
             }
 
@@ -315,8 +422,8 @@ public sealed partial class AttentionGenerator
                 EmitIsaSwitch(
                     writer,
                     headDim,
-                    kernel => "global::SparseAttention.Decode.CpuDecode.PrefillTiled<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, key, value, output, shape, options);",
-                    kernel => "global::SparseAttention.Decode.CpuDecode.Prefill<" + SharedClassName(headDim) + "." + kernel + ">(cache, query, key, value, output, shape, options);");
+                    kernel => "global::SparseAttention.Decode.CpuDecode.PrefillTiled<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, key, value, output, shape, options);",
+                    kernel => "global::SparseAttention.Decode.CpuDecode.Prefill<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, key, value, output, shape, options);");
             }
         }
 

@@ -44,6 +44,8 @@ public sealed partial class AttentionGenerator
         {
             Namespace + "SlidingWindowAttribute", Namespace + "DilationAttribute", Namespace + "GlobalTokensAttribute", Namespace + "StridedAttribute",
             Namespace + "FixedFactorizedAttribute", Namespace + "BlockSparseAttribute",
+            Namespace + "SoftcapAttribute", Namespace + "AlibiAttribute", Namespace + "LearnedSinksAttribute",
+            Namespace + "AttentionMaskAttribute", Namespace + "ScoreModAttribute",
         };
 
         /// <summary>
@@ -66,7 +68,8 @@ public sealed partial class AttentionGenerator
 
             HierarchyInfo? hierarchy = ReadHierarchy(type, kernel, report);
             PatternModel? pattern = ReadPattern(type, kernel, report, cancellationToken);
-            return hierarchy is not null && pattern is not null && !report.HasError ? new KernelModel(hierarchy, pattern) : null;
+            ScoresModel? scores = ReadScores(type, report, cancellationToken);
+            return hierarchy is not null && pattern is not null && scores is not null && !report.HasError ? new KernelModel(hierarchy, pattern, scores) : null;
         }
 
         /// <summary>Collects diagnostics when asked to, and remembers whether any was an error.</summary>
@@ -207,6 +210,96 @@ public sealed partial class AttentionGenerator
                 streamingProblem,
                 streamingProblem is null ? pattern.StreamingRingSlots : 0,
                 pattern.GlobalTokens.Count);
+        }
+
+        /// <summary>
+        /// The score modifiers: [Softcap] (a finite cap above 0), [Alibi], [LearnedSinks], and the methods [AttentionMask] and
+        /// [ScoreMod] name, which must be static methods of the kernel class with exactly the documented signature (the
+        /// generated kernels call them directly). Null after reporting a problem.
+        /// </summary>
+        private static ScoresModel? ReadScores(INamedTypeSymbol type, Report report, CancellationToken cancellationToken)
+        {
+            AttributeData? softcap = null, alibi = null, sinks = null, mask = null, scoreMod = null;
+            foreach (AttributeData attribute in type.GetAttributes())
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                switch (attribute.AttributeClass?.ToDisplayString())
+                {
+                    case Namespace + "SoftcapAttribute": softcap ??= attribute; break;
+                    case Namespace + "AlibiAttribute": alibi ??= attribute; break;
+                    case Namespace + "LearnedSinksAttribute": sinks ??= attribute; break;
+                    case Namespace + "AttentionMaskAttribute": mask ??= attribute; break;
+                    case Namespace + "ScoreModAttribute": scoreMod ??= attribute; break;
+                }
+            }
+
+            bool valid = true;
+            foreach (AttributeData? attribute in new[] { softcap, mask, scoreMod })
+            {
+                if (attribute is not null && !IsReadable(attribute))
+                {
+                    report.Add(DiagnosticDescriptors.MalformedAttribute, AttributeLocation(attribute), ShortName(attribute), type.Name);
+                    valid = false;
+                }
+            }
+
+            if (!valid)
+            {
+                return null;
+            }
+
+            float? cap = null;
+            if (softcap is not null)
+            {
+                object? value = softcap.ConstructorArguments.Length == 1 ? softcap.ConstructorArguments[0].Value : null;
+                cap = value is float given ? given : float.NaN;
+                if (!(cap > 0f && !float.IsInfinity(cap.Value)))
+                {
+                    report.Add(DiagnosticDescriptors.InvalidSoftcap, ElementLocation(softcap, 0), type.Name, cap.Value.ToString("R", System.Globalization.CultureInfo.InvariantCulture));
+                    valid = false;
+                }
+            }
+
+            string? maskMethod = mask is null ? null : ReadModifierMethod(type, mask, SpecialType.System_Boolean, new[] { SpecialType.System_Int32, SpecialType.System_Int32, SpecialType.System_Int32 }, "static bool {0}(int query, int key, int head)", report);
+            string? scoreModMethod = scoreMod is null ? null : ReadModifierMethod(type, scoreMod, SpecialType.System_Single, new[] { SpecialType.System_Single, SpecialType.System_Int32, SpecialType.System_Int32, SpecialType.System_Int32 }, "static float {0}(float score, int query, int key, int head)", report);
+            valid &= (mask is null || maskMethod is not null) && (scoreMod is null || scoreModMethod is not null);
+            return valid ? new ScoresModel(cap, alibi is not null, maskMethod, scoreModMethod, sinks is not null) : null;
+        }
+
+        /// <summary>
+        /// The method <paramref name="attribute"/> names, as C# source, if the kernel class has a static, non-generic one
+        /// with exactly the given return and parameter types (by value); otherwise reports SPA0016 on the argument and
+        /// returns null.
+        /// </summary>
+        private static string? ReadModifierMethod(INamedTypeSymbol type, AttributeData attribute, SpecialType returns, SpecialType[] parameters, string signature, Report report)
+        {
+            string? name = attribute.ConstructorArguments.Length == 1 ? attribute.ConstructorArguments[0].Value as string : null;
+            string expected = string.Format(System.Globalization.CultureInfo.InvariantCulture, signature, string.IsNullOrEmpty(name) ? "M" : name);
+            string? problem;
+            if (string.IsNullOrEmpty(name))
+            {
+                problem = "it names no method";
+            }
+            else
+            {
+                IMethodSymbol[] candidates = type.GetMembers(name!).OfType<IMethodSymbol>().ToArray();
+                bool Matches(IMethodSymbol method) =>
+                    method.ReturnType.SpecialType == returns && !method.ReturnsByRef && !method.ReturnsByRefReadonly && !method.IsGenericMethod
+                    && method.Parameters.Length == parameters.Length
+                    && method.Parameters.Select((parameter, index) => parameter.RefKind == RefKind.None && parameter.Type.SpecialType == parameters[index]).All(match => match);
+                IMethodSymbol? match = candidates.FirstOrDefault(Matches);
+                problem = candidates.Length == 0 ? "'" + type.Name + "' has no method named '" + name + "'"
+                    : match is null ? "'" + name + "' does not have that signature"
+                    : !match.IsStatic ? "'" + name + "' is not static"
+                    : null;
+                if (problem is null)
+                {
+                    return Identifier(name!);
+                }
+            }
+
+            report.Add(DiagnosticDescriptors.InvalidModifierMethod, ElementLocation(attribute, 0), ShortName(attribute), type.Name, problem, expected);
+            return null;
         }
 
         /// <summary>The pattern attributes on a declaration (the first of each kind; the analyzer reports repeats).</summary>

@@ -51,6 +51,13 @@ public class DiagnosticTests
         { "SPA0013", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [[|GlobalTokens()|]] public static partial class K;", "[GlobalTokens] on 'K' lists no positions" },
         { "SPA0013", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [SlidingWindow(Size = 8)] [[|Dilation()|]] public static partial class K;", "[Dilation] on 'K' lists no dilations" },
         { "SPA0013", DiagnosticSeverity.Warning, "[AttentionKernel(HeadDim = 64)] [[|Dilation(new int[0])|]] public static partial class K;", "so it changes nothing" },
+        { "SPA0015", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [Softcap([|0|])] public static partial class K;", "[Softcap] on 'K' is 0; the cap must be a finite number greater than 0" },
+        { "SPA0015", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [Softcap([|float.NaN|])] public static partial class K;", "is NaN" },
+        { "SPA0015", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [Softcap([|-50|])] public static partial class K;", "is -50" },
+        { "SPA0016", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [AttentionMask([|\"Missing\"|])] public static partial class K;", "[AttentionMask] on 'K': 'K' has no method named 'Missing'; it must name a method of 'K' declared as 'static bool Missing(int query, int key, int head)'" },
+        { "SPA0016", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [AttentionMask([|nameof(M)|])] public static partial class K { static bool M(long query, int key, int head) => true; }", "'M' does not have that signature" },
+        { "SPA0016", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [ScoreMod([|nameof(F)|])] public static partial class K { static double F(float score, int query, int key, int head) => score; }", "'static float F(float score, int query, int key, int head)'" },
+        { "SPA0016", DiagnosticSeverity.Error, "[AttentionKernel(HeadDim = 64)] [ScoreMod([|\"\"|])] public static partial class K;", "[ScoreMod] on 'K': it names no method" },
     };
 
     /// <summary>The C# version a row's project compiles with, where it is not the latest.</summary>

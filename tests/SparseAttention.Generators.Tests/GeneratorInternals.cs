@@ -25,7 +25,8 @@ internal static class GeneratorInternals
         object types = EquatableArray(Type("SparseAttention.Generators.Models.ContainingTypeInfo"), new[] { Create("SparseAttention.Generators.Models.ContainingTypeInfo", "static partial class", name) });
         object hierarchy = Create("SparseAttention.Generators.Models.HierarchyInfo", null, types, name);
         object pattern = Create("SparseAttention.Generators.Models.PatternModel", headDim, causal, construction, "a test pattern", null, 8, 0);
-        object kernel = Create("SparseAttention.Generators.Models.KernelModel", hierarchy, pattern, false);
+        object scores = Type("SparseAttention.Generators.Models.ScoresModel").GetField("None")!.GetValue(null)!;
+        object kernel = Create("SparseAttention.Generators.Models.KernelModel", hierarchy, pattern, scores, false);
         object?[] arguments = { kernel, null, null, null };
         bool emitted = (bool)Type("SparseAttention.Generators.AttentionGenerator+Emitter").GetMethod("TryEmit")!.Invoke(null, arguments)!;
         return (emitted, (string?)arguments[3]);

@@ -17,6 +17,26 @@ public class SnapshotTests
             """
         },
         {
+            "DocumentMaskedSoftcapAlibi", "MyModel.DocumentMaskedSoftcapAlibi",
+            """
+            using SparseAttention;
+            namespace MyModel;
+
+            [AttentionKernel(HeadDim = 64)]
+            [SlidingWindow(Size = 128)]
+            [Softcap(50)]
+            [Alibi]
+            [AttentionMask(nameof(SameDocument))]
+            [ScoreMod(nameof(Temperature))]
+            public static partial class DocumentMaskedSoftcapAlibi
+            {
+                private static readonly int[] Documents = new int[1 << 16];
+                private static bool SameDocument(int query, int key, int head) => Documents[query] == Documents[key];
+                private static float Temperature(float score, int query, int key, int head) => score * 0.5f;
+            }
+            """
+        },
+        {
             "LongformerAttention", "MyModel.LongformerAttention",
             """
             using SparseAttention;

@@ -24,8 +24,12 @@ public delegate void PrefillWithOptions(ReadOnlySpan<float> query, ReadOnlySpan<
 public sealed record StreamingEntryPoints(CreateCacheFor CreateCache, DecodeWithOptions Decode, PrefillWithOptions Prefill);
 
 /// <summary>A generated kernel with what a test needs to check it against the reference.</summary>
-public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null, StreamingEntryPoints? Streaming = null)
+/// <remarks><see cref="Scores"/> are the kernel's score modifiers (softcap, ALiBi, score mod), which the reference applies too.</remarks>
+public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null, StreamingEntryPoints? Streaming = null, ScoreModifiers? Scores = null)
 {
+    /// <summary>Whether the kernel changes scores or masks pairs: the ILGPU kernel does not do either yet.</summary>
+    public bool HasScoreModifiers => Pattern.Mask is not null || Scores is { Softcap: not null } or { Alibi: true } or { ScoreMod: not null };
+
     /// <summary>Reads a generated kernel class: its HeadDim, Pattern, the span Forward and, when emitted, the ILGPU Forward.</summary>
     public static KernelUnderTest FromType(Type type)
     {
@@ -38,7 +42,8 @@ public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern 
             (AttentionPattern)type.GetProperty("Pattern")!.GetValue(null)!,
             onSpans.CreateDelegate<ForwardWithOptions>(),
             onViews?.CreateDelegate<ForwardOnAccelerator>(),
-            StreamingOf(type));
+            StreamingOf(type),
+            (ScoreModifiers?)type.GetProperty("Scores")?.GetValue(null));
     }
 
     private static StreamingEntryPoints? StreamingOf(Type type)
@@ -88,7 +93,7 @@ public static class AttentionCheck
     public static float[] Reference(KernelUnderTest kernel, Inputs inputs, AttentionOptions? options = null)
     {
         var expected = new float[inputs.Query.Length];
-        ReferenceAttention.Forward(kernel.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, inputs.Shape, options);
+        ReferenceAttention.Forward(kernel.Pattern, kernel.Scores ?? ScoreModifiers.None, inputs.Query, inputs.Key, inputs.Value, expected, inputs.Shape, options);
         return expected;
     }
 
@@ -116,7 +121,7 @@ public static class AttentionCheck
 
     /// <summary>
     /// docs/design.md §2: keys a query cannot see have no influence, not even NaN or ±Inf stored in them. For each sample
-    /// (head, row), every key and value that row cannot see is poisoned, <paramref name="run"/> computes the output,
+    /// (head, row), every key and value outside the row's structure (a mask's hidden keys are visited, §4) is poisoned, <paramref name="run"/> computes the output,
     /// and that row must equal the reference on <paramref name="clean"/> inputs.
     /// </summary>
     public static void AssertInvisibleKeysHaveNoInfluence(KernelUnderTest kernel, Inputs clean, int[] heads, int[] rows, Func<Inputs, float[]> run, string context)
@@ -134,7 +139,7 @@ public static class AttentionCheck
                 int kvHead = shape.KvHeadOf(head);
                 for (int j = 0; j < shape.SeqLen; j++)
                 {
-                    if (!kernel.Pattern.IsVisible(row, j, head, shape.SeqLen))
+                    if (!kernel.Pattern.InStructure(row, j, head, shape.SeqLen))
                     {
                         Array.Fill(key, poisons[j % 3], (kvHead * shape.SeqLen + j) * d, d);
                         Array.Fill(value, poisons[(j + 1) % 3], (kvHead * shape.SeqLen + j) * d, d);

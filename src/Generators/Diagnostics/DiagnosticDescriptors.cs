@@ -32,6 +32,8 @@ internal static class DiagnosticDescriptors
     public const string LanguageVersionTooLowId = "SPA0012";
     public const string EmptyValueListId = "SPA0013";
     public const string GenerationFailedId = "SPA0014";
+    public const string InvalidSoftcapId = "SPA0015";
+    public const string InvalidModifierMethodId = "SPA0016";
 
     public static readonly DiagnosticDescriptor KernelClassShape = Create(
         KernelClassShapeId,
@@ -117,19 +119,31 @@ internal static class DiagnosticDescriptors
         "SparseAttention could not generate '{0}' ({1}); its members are missing, every other kernel is generated. This is a bug in SparseAttention: please report it with the declaration.",
         DiagnosticSeverity.Error);
 
+    public static readonly DiagnosticDescriptor InvalidSoftcap = Create(
+        InvalidSoftcapId,
+        "Softcap must be a finite number greater than 0",
+        "[Softcap] on '{0}' is {1}; the cap must be a finite number greater than 0 (Gemma 2 uses [Softcap(50)]), or remove [Softcap]",
+        DiagnosticSeverity.Error);
+
+    public static readonly DiagnosticDescriptor InvalidModifierMethod = Create(
+        InvalidModifierMethodId,
+        "Mask or score-mod method not found or wrong signature",
+        "[{0}] on '{1}': {2}; it must name a method of '{1}' declared as '{3}', e.g. [{0}(nameof(...))]",
+        DiagnosticSeverity.Error);
+
     /// <summary>What <see cref="AttentionAnalyzer"/> reports: every validation rule.</summary>
     public static readonly DiagnosticDescriptor[] Analyzer =
     {
         KernelClassShape, UnsupportedHeadDim, InvalidPatternValue, WindowSizeWithLeftRight, MalformedAttribute,
         DilationWithoutWindow, DilationWithoutEffect, DuplicateGlobalToken, CausalHidesRight, PatternWithoutKernel,
-        StreamingNotSupported, LanguageVersionTooLow, EmptyValueList,
+        StreamingNotSupported, LanguageVersionTooLow, EmptyValueList, InvalidSoftcap, InvalidModifierMethod,
     };
 
     /// <summary>
     /// Every descriptor, for the catalog tests: the analyzer's, and the one the generator reports itself when emitting a
     /// valid declaration fails (a bug, kept to that declaration instead of taking every kernel's output down).
     /// </summary>
-    public static readonly DiagnosticDescriptor[] All = Analyzer.Concat(new[] { GenerationFailed }).ToArray();
+    public static readonly DiagnosticDescriptor[] All = Analyzer.Concat(new[] { GenerationFailed }).OrderBy(descriptor => descriptor.Id, System.StringComparer.Ordinal).ToArray();
 
     private static DiagnosticDescriptor Create(string id, string title, string message, DiagnosticSeverity severity) =>
         new(id, title, message, Category, severity, isEnabledByDefault: true, helpLinkUri: HelpLinkBase + id + ".md");

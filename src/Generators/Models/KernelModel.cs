@@ -10,7 +10,23 @@ namespace SparseAttention.Generators.Models;
 /// Whether the compilation references ILGPU and SparseAttention's GPU plumbing, so the ILGPU kernel and its
 /// overloads can be emitted. Set after parsing, from the compilation, not from the declaration.
 /// </param>
-internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern, bool EmitGpu = false);
+/// <param name="Scores">What the declaration does to each score before the softmax (softcap, ALiBi, mask, score mod, sinks).</param>
+internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern, ScoresModel Scores, bool EmitGpu = false);
+
+/// <summary>
+/// A declaration's score modifiers, validated: the softcap, ALiBi, the names of its mask and score-mod methods (checked to
+/// exist in the kernel class with the right signature), and learned sinks.
+/// </summary>
+internal sealed record ScoresModel(float? Softcap, bool Alibi, string? MaskMethod, string? ScoreModMethod, bool LearnedSinks)
+{
+    public static readonly ScoresModel None = new(null, false, null, null, false);
+
+    /// <summary>Whether any modifier acts on the scores themselves (sinks act only on the softmax's denominator).</summary>
+    public bool ModifiesScores => Softcap is not null || Alibi || MaskMethod is not null || ScoreModMethod is not null;
+
+    /// <summary>Whether there is anything to tell the runtime (a <c>ScoreModifiers</c> other than None).</summary>
+    public bool Any => ModifiesScores || LearnedSinks;
+}
 
 /// <summary>One HeadDim's shared kernels: emitted once per compilation, whatever the number of declarations using it.</summary>
 internal sealed record SharedKernelsModel(int HeadDim, bool EmitGpu);

@@ -13,6 +13,7 @@ public sealed record AttentionOptions
     private readonly float? _scale;
     private readonly KernelIsa _isa;
     private readonly int? _maxDegreeOfParallelism;
+    private readonly ReadOnlyMemory<float>? _alibiSlopes;
 
     /// <summary>The defaults: scale 1/sqrt(HeadDim), best ISA, all cores.</summary>
     public static AttentionOptions Default { get; } = new();
@@ -73,6 +74,31 @@ public sealed record AttentionOptions
             }
 
             _maxDegreeOfParallelism = value;
+        }
+    }
+
+    /// <summary>
+    /// ALiBi slopes, one per query head, for kernels declared with <c>[Alibi]</c>; null for the paper's defaults
+    /// (<see cref="SparseAttention.AlibiSlopes"/>). Each must be finite; the length is checked against Heads at the call.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">A slope is NaN or infinite.</exception>
+    public ReadOnlyMemory<float>? AlibiSlopes
+    {
+        get => _alibiSlopes;
+        init
+        {
+            if (value is { } slopes)
+            {
+                foreach (float slope in slopes.Span)
+                {
+                    if (!float.IsFinite(slope))
+                    {
+                        throw new ArgumentOutOfRangeException(nameof(AlibiSlopes), slope, "AlibiSlopes must all be finite numbers.");
+                    }
+                }
+            }
+
+            _alibiSlopes = value;
         }
     }
 

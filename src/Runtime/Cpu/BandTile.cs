@@ -1,5 +1,7 @@
 using System;
 using System.ComponentModel;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace SparseAttention.Cpu;
 
@@ -61,4 +63,43 @@ public ref struct BandTile
 
     /// <summary>TileRows * KeyTile floats of scratch for one tile's probabilities.</summary>
     public Span<float> Probabilities;
+
+    // Where the tile sits in the sequence, for score modifiers (ALiBi's distance, a mask's or score mod's arguments);
+    // the kernels read these only through ModifyRow, which a declaration without modifiers never calls.
+
+    /// <summary>The query head.</summary>
+    public int Head;
+
+    /// <summary>The head's ALiBi slope in base-2 units (0 without ALiBi).</summary>
+    public float AlibiSlope;
+
+    /// <summary>The absolute position of the tile's row 0, and the positions between its rows.</summary>
+    public int QueryPosition, QueryPositionStep;
+
+    /// <summary>The absolute position of stream key 0, and the positions between stream keys (a residue stream).</summary>
+    public int KeyPosition, KeyPositionStep;
+
+    /// <summary>For a gathered stream, the absolute position of each stream key; empty otherwise.</summary>
+    public ReadOnlySpan<int> GatheredKeyPositions;
+
+    /// <summary>
+    /// Applies the declaration's score modifiers to row <paramref name="row"/>'s scores of stream keys
+    /// <paramref name="from"/> .. <paramref name="to"/> (the keys of this key tile the row's band covers), stored from
+    /// <paramref name="rowScores"/> for the tile's first key <paramref name="keyStart"/> on.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public readonly void ModifyRow<TScores>(ref float rowScores, int row, long keyStart, long from, long to)
+        where TScores : IScoreModifier
+    {
+        if (from > to)
+        {
+            return;
+        }
+
+        int query = QueryPosition + QueryPositionStep * Math.Min(row, Rows - 1);
+        var site = GatheredKeyPositions.IsEmpty
+            ? new ScoreSite(query, Head, AlibiSlope, KeyPosition + (int)from * KeyPositionStep, KeyPositionStep, ReadOnlySpan<int>.Empty)
+            : new ScoreSite(query, Head, AlibiSlope, 0, 0, GatheredKeyPositions.Slice((int)from));
+        TScores.Modify(MemoryMarshal.CreateSpan(ref Unsafe.Add(ref rowScores, (nint)(from - keyStart)), (int)(to - from + 1)), site);
+    }
 }

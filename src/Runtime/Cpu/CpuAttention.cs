@@ -9,13 +9,13 @@ namespace SparseAttention.Cpu;
 /// Runs generated kernels over a whole call. Generated <c>Forward</c> methods call this after validating
 /// their arguments. Two schedules:
 /// <list type="bullet">
-/// <item><see cref="RunTiled{TKernel}"/>, in passes. Keys are packed into transposed panels, one set per
+/// <item><see cref="RunTiled{TKernel, TScores}"/>, in passes. Keys are packed into transposed panels, one set per
 /// stream step. The window pass gives each (head, residue stream of the dilation, block of query tiles)
 /// work item the band (window or dense) through the register-blocked tile kernel. Where the stride runs as
 /// tiles too, the strided pass continues each row's state over residue streams of step Stride. The last pass
 /// a row sees adds the keys no band covered (global columns, short-stream strided runs) with the row kernel
 /// and normalises; global rows are computed whole by the row kernel.</item>
-/// <item><see cref="RunRows{TKernel}"/>: every row runs its exact key segments through the row kernel (the
+/// <item><see cref="RunRows{TKernel, TScores}"/>: every row runs its exact key segments through the row kernel (the
 /// scalar fallback, and patterns with no band, such as global tokens only or short strided streams).</item>
 /// </list>
 /// Work items go to <see cref="WorkerPool"/>; job objects and scratch are cached per thread, so a call
@@ -44,35 +44,37 @@ public static unsafe class CpuAttention
     private const long ParallelThresholdPairs = 1 << 15;
 
     /// <summary>Runs a kernel with a tile path: the window (or dense) band and long strided streams as tiles, the rest per row.</summary>
-    public static void RunTiled<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    public static void RunTiled<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
+        where TScores : struct, IScoreModifier
     {
-        TilePlan plan = TiledJob<TKernel>.ForThisThread().Plan;
+        TilePlan plan = TiledJob<TKernel, TScores>.ForThisThread().Plan;
         plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, wholeSequence: true);
         if (!plan.AnyTiles)
         {
-            RunRows<TKernel>(pattern, query, key, value, output, shape, options);
+            RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options);
             return;
         }
 
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            RunTiledSlice<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
+            RunTiledSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
     }
 
     /// <summary>
     /// The tiled passes over the part of a sequence <paramref name="slice"/> names: the whole of it for
-    /// <see cref="RunTiled{TKernel}"/>, a prefill chunk's rows for decode's prefill, Decode/CpuDecode.cs (keys a linear run of
+    /// <see cref="RunTiled{TKernel, TScores}"/>, a prefill chunk's rows for decode's prefill, Decode/CpuDecode.cs (keys a linear run of
     /// <paramref name="shape"/>.SeqLen positions per KV head, pinned global tokens after them; the pattern then has a
     /// window band and no stride).
     /// </summary>
-    internal static void RunTiledSlice<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+    internal static void RunTiledSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
+        where TScores : struct, IScoreModifier
     {
         int threads = Threads(options, shape with { SeqLen = slice.QueryRows });
-        TiledJob<TKernel> job = TiledJob<TKernel>.ForThisThread();
-        job.Prepare(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+        TiledJob<TKernel, TScores> job = TiledJob<TKernel, TScores>.ForThisThread();
+        job.Prepare(pattern, query, key, value, output, shape, slice, options);
         fixed (float* panels = job.Panels)
         {
             job.PanelPointer = panels;
@@ -114,22 +116,24 @@ public static unsafe class CpuAttention
     }
 
     /// <summary>Runs a kernel row by row over each row's exact key segments.</summary>
-    public static void RunRows<TKernel>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    public static void RunRows<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
         {
-            RunRowsSlice<TKernel>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
+            RunRowsSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
     }
 
-    /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel}"/>).</summary>
-    internal static void RunRowsSlice<TKernel>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+    /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel, TScores}"/>).</summary>
+    internal static void RunRowsSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         int threads = Threads(options, shape with { SeqLen = slice.QueryRows });
-        RowJob<TKernel> job = RowJob<TKernel>.ForThisThread();
-        job.Prepare(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+        RowJob<TKernel, TScores> job = RowJob<TKernel, TScores>.ForThisThread();
+        job.Prepare(pattern, query, key, value, output, shape, slice, options);
         WorkerPool.Shared.Run(job, job.Items, threads);
     }
 
@@ -142,12 +146,13 @@ public static unsafe class CpuAttention
 
     /// <summary>Runs one row's segments through the row kernel from a fresh state and writes the normalised row.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void ComputeWholeRow<TKernel>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, Span<float> accumulator)
+    internal static void ComputeWholeRow<TKernel, TScores>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, in ScoreRow row, float scale, Span<float> scratch, Span<float> accumulator)
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         float max = float.NegativeInfinity, sum = 0f;
         accumulator.Clear();
-        TKernel.AccumulateRow(ref query, ref keys, ref values, segments, scale, scratch, ref max, ref sum, accumulator);
+        TKernel.AccumulateRow<TScores>(ref query, ref keys, ref values, segments, row, scale, scratch, ref max, ref sum, accumulator);
         WriteNormalised(accumulator, sum, output);
     }
 
@@ -200,8 +205,16 @@ public static unsafe class CpuAttention
         protected SequenceSlice Slice;
         protected float Scale;
 
-        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale)
+        /// <summary>Per query head, its ALiBi slope in base-2 units (filled only for kernels with score modifiers).</summary>
+        private float[] _alibiSlopes = Array.Empty<float>();
+
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale, AttentionOptions options, bool modifiesScores)
         {
+            if (modifiesScores)
+            {
+                AlibiSlopes.FillBase2(ref _alibiSlopes, options, shape.Heads);
+            }
+
             Slice = slice;
             Pattern = pattern;
             Query = query;
@@ -211,6 +224,13 @@ public static unsafe class CpuAttention
             Shape = shape;
             Scale = scale;
         }
+
+        /// <summary>Head <paramref name="head"/>'s ALiBi slope in the kernels' base-2 units (0 when the kernel does not modify scores).</summary>
+        protected float AlibiSlopeOf(int head) => head < _alibiSlopes.Length ? _alibiSlopes[head] : 0f;
+
+        /// <summary>Query row <paramref name="position"/> (in the call's coordinates) of <paramref name="head"/> as the row kernel's modifiers see it.</summary>
+        protected ScoreRow RowOf(int head, int position, ReadOnlySpan<int> segmentPositions) =>
+            new(Slice.PositionBase + position, head, AlibiSlopeOf(head), segmentPositions);
 
         /// <summary>Where query (and output) row <paramref name="position"/> of <paramref name="head"/> starts.</summary>
         protected long RowOffset(int head, int position, int headDim) => ((long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst) * headDim;
@@ -224,35 +244,39 @@ public static unsafe class CpuAttention
         /// through the chunk's slots (the window's segment lands on the same keys, shifted; older global tokens on the
         /// pinned slots after the linear run).
         /// </summary>
-        protected int KeySegmentsOf(int position, int head, int fromComponent, WorkerScratch scratch, out int coveredBy, out KeySegment[] segments)
+        protected int KeySegmentsOf(int position, int head, int fromComponent, WorkerScratch scratch, out int coveredBy, out KeySegment[] segments, out ReadOnlySpan<int> segmentPositions)
         {
             if (Slice.Slots is not { } slots)
             {
                 segments = scratch.Segments;
+                segmentPositions = ReadOnlySpan<int>.Empty;
                 return Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, fromComponent, out coveredBy);
             }
 
             int real = Slice.PositionBase + position;
             int count = Pattern.GetKeySegments(real, head, real + 1, scratch.Segments, fromComponent, out coveredBy);
             segments = scratch.MappedSegments;
-            return slots.ToSlots(scratch.Segments.AsSpan(0, count), scratch.MappedSegments);
+            int mapped = slots.ToSlots(scratch.Segments.AsSpan(0, count), scratch.MappedSegments, scratch.MappedPositions);
+            segmentPositions = scratch.MappedPositions.AsSpan(0, mapped);
+            return mapped;
         }
     }
 
-    private sealed class RowJob<TKernel> : CallJob
+    private sealed class RowJob<TKernel, TScores> : CallJob
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         [ThreadStatic]
-        private static RowJob<TKernel>? t_instance;
+        private static RowJob<TKernel, TScores>? t_instance;
 
         public int Items;
         private int _blocksPerHead;
 
-        public static RowJob<TKernel> ForThisThread() => t_instance ??= new RowJob<TKernel>();
+        public static RowJob<TKernel, TScores> ForThisThread() => t_instance ??= new RowJob<TKernel, TScores>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         {
-            PrepareCall(pattern, query, key, value, output, shape, slice, scale);
+            PrepareCall(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             _blocksPerHead = (slice.QueryRows + RowsPerWorkItem - 1) / RowsPerWorkItem;
             Items = shape.Heads * _blocksPerHead;
         }
@@ -268,9 +292,9 @@ public static unsafe class CpuAttention
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, 1, headDim, 0);
             for (int row = firstRow; row < lastRow; row++)
             {
-                int count = KeySegmentsOf(row, head, 0, scratch, out _, out KeySegment[] segments);
+                int count = KeySegmentsOf(row, head, 0, scratch, out _, out KeySegment[] segments, out ReadOnlySpan<int> segmentPositions);
                 long rowOffset = RowOffset(head, row, headDim);
-                ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
+                ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), RowOf(head, row, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
             }
         }
     }
@@ -417,11 +441,12 @@ public static unsafe class CpuAttention
         Tiles,
     }
 
-    private sealed class TiledJob<TKernel> : CallJob
+    private sealed class TiledJob<TKernel, TScores> : CallJob
         where TKernel : struct, IAttentionTileKernel
+        where TScores : struct, IScoreModifier
     {
         [ThreadStatic]
-        private static TiledJob<TKernel>? t_instance;
+        private static TiledJob<TKernel, TScores>? t_instance;
 
         public float[] Panels = Array.Empty<float>();
         public float* PanelPointer;
@@ -447,16 +472,20 @@ public static unsafe class CpuAttention
         private int _gatherGroups;
         public float[] GatheredValues = Array.Empty<float>();
 
+        // For score modifiers: each gathered stream's key positions, groups one after another.
+        private int[] _gatheredPositions = Array.Empty<int>();
+        private int[] _gatheredPositionOffsets = Array.Empty<int>();
+
         // Row state handed from one pass to the next: running max, sum and output per row.
         private float[] _state = Array.Empty<float>();
 
-        public static TiledJob<TKernel> ForThisThread() => t_instance ??= new TiledJob<TKernel>();
+        public static TiledJob<TKernel, TScores> ForThisThread() => t_instance ??= new TiledJob<TKernel, TScores>();
 
         public int ItemsOf(int pass) => _itemsBefore[(pass + 1) * (Shape.Heads + 1) - 1];
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         {
-            PrepareCall(pattern, query, key, value, output, shape, slice, scale);
+            PrepareCall(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile, heads = shape.Heads;
             _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
             Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, slice.Slots is null);
@@ -508,6 +537,11 @@ public static unsafe class CpuAttention
                 }
             }
 
+            if (TScores.ModifiesScores && _gatherGroups > 0)
+            {
+                GatherPositions(Plan.BlockComponent!);
+            }
+
             if (Panels.Length < total)
             {
                 Panels = GC.AllocateUninitializedArray<float>(CheckedArrayLength(total, "packs the keys once per stream step (each distinct dilation, and the stride) into"));
@@ -526,6 +560,27 @@ public static unsafe class CpuAttention
                 if (_state.Length < stateFloats)
                 {
                     _state = GC.AllocateUninitializedArray<float>(CheckedArrayLength(stateFloats, "hands each row's softmax state from one tile pass to the next in"));
+                }
+            }
+        }
+
+        /// <summary>The absolute position of each gathered stream's keys, which the score modifiers are told.</summary>
+        private void GatherPositions(PatternComponent block)
+        {
+            Grow(ref _gatheredPositionOffsets, _gatherGroups);
+            int total = 0;
+            for (int group = 0; group < _gatherGroups; group++)
+            {
+                _gatheredPositionOffsets[group] = total;
+                total += _gatherLengths[group];
+            }
+
+            Grow(ref _gatheredPositions, total);
+            for (int group = 0; group < _gatherGroups; group++)
+            {
+                for (int index = 0; index < _gatherLengths[group]; index++)
+                {
+                    _gatheredPositions[_gatheredPositionOffsets[group] + index] = block.GatheredPosition(_gatherHeads[group], index);
                 }
             }
         }
@@ -723,12 +778,18 @@ public static unsafe class CpuAttention
                     RowSum = scratch.RowSum.AsSpan(0, tileRows),
                     Accumulators = scratch.Accumulators.AsSpan(0, tileRows * headDim),
                     Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
+                    Head = head,
+                    AlibiSlope = AlibiSlopeOf(head),
+                    QueryPosition = Slice.PositionBase + residue + firstQuery * step,
+                    QueryPositionStep = step,
+                    KeyPosition = Slice.PositionBase + residue,
+                    KeyPositionStep = step,
                 };
                 foreach ((long left, long right) in bands)
                 {
                     tile.Left = left;
                     tile.Right = right;
-                    TKernel.AccumulateBandTile(ref tile);
+                    TKernel.AccumulateBandTile<TScores>(ref tile);
                 }
 
                 EndRows(head, residue + firstQuery * step, step, rows, kvOffset, scratch);
@@ -780,6 +841,9 @@ public static unsafe class CpuAttention
                     QueryStride = headDim,
                     Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
                     Left = int.MaxValue,
+                    Head = head,
+                    AlibiSlope = AlibiSlopeOf(head),
+                    QueryPositionStep = 1,
                 };
                 for (int r = 0; r < runCount; r++)
                 {
@@ -789,12 +853,19 @@ public static unsafe class CpuAttention
                         tile.KeyPanels = ref *GatheredPanelsOf(group, kvHead);
                         tile.Values = ref *(GatheredValuePointer + _gatherValueOffsets[group] + (long)kvHead * _gatherLengths[group] * headDim);
                         tile.ValueStride = headDim;
+                        if (TScores.ModifiesScores)
+                        {
+                            tile.GatheredKeyPositions = _gatheredPositions.AsSpan(_gatheredPositionOffsets[group], _gatherLengths[group]);
+                        }
                     }
                     else
                     {
                         tile.KeyPanels = ref *StreamPanels(run.Step, run.Residue, kvHead);
                         tile.Values = ref *(Value + kvOffset + (long)run.Residue * headDim);
                         tile.ValueStride = run.Step * headDim;
+                        tile.GatheredKeyPositions = ReadOnlySpan<int>.Empty;
+                        tile.KeyPosition = Slice.PositionBase + run.Residue;
+                        tile.KeyPositionStep = run.Step;
                     }
 
                     // With the cut the rows sit at their own positions (stream = positions in step-1 streams), so
@@ -814,12 +885,13 @@ public static unsafe class CpuAttention
                             }
 
                             tile.Query = ref *(Query + RowOffset(head, tileFirst, headDim));
+                            tile.QueryPosition = Slice.PositionBase + tileFirst;
                             tile.Rows = rows;
                             tile.FirstQuery = run.CausalCut ? tileFirst : 0;
                             tile.RowMax = scratch.RowMax.AsSpan(t * tileRows, tileRows);
                             tile.RowSum = scratch.RowSum.AsSpan(t * tileRows, tileRows);
                             tile.Accumulators = scratch.Accumulators.AsSpan(t * tileRows * headDim, tileRows * headDim);
-                            TKernel.AccumulateBandTile(ref tile);
+                            TKernel.AccumulateBandTile<TScores>(ref tile);
                         }
                     }
                 }
@@ -874,26 +946,27 @@ public static unsafe class CpuAttention
                 {
                     int coveredBy;
                     ReadOnlySpan<KeySegment> segments;
+                    ReadOnlySpan<int> segmentPositions = ReadOnlySpan<int>.Empty;
                     if (Plan.Tails.Filled)
                     {
                         segments = Plan.Tails.Get(head, position, out coveredBy);
                     }
                     else
                     {
-                        int count = KeySegmentsOf(position, head, tiled, scratch, out coveredBy, out KeySegment[] written);
+                        int count = KeySegmentsOf(position, head, tiled, scratch, out coveredBy, out KeySegment[] written, out segmentPositions);
                         segments = written.AsSpan(0, count);
                     }
 
                     if (coveredBy >= tiled)
                     {
                         // A row a row-path component sees whole: computed whole, the tile passes discarded.
-                        ComputeWholeRow<TKernel>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments, Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
+                        ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
                         continue;
                     }
 
                     if (coveredBy < 0)
                     {
-                        TKernel.AccumulateRow(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments, Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
+                        TKernel.AccumulateRow<TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
                     }
                 }
 
@@ -928,6 +1001,7 @@ public static unsafe class CpuAttention
 
         public KeySegment[] Segments = Array.Empty<KeySegment>();
         public KeySegment[] MappedSegments = Array.Empty<KeySegment>();
+        public int[] MappedPositions = Array.Empty<int>();
         public KeySegment[] ClippedSegments = Array.Empty<KeySegment>();
         public KeyRun[] Runs = Array.Empty<KeyRun>();
         public float[] RowScratch = Array.Empty<float>();
@@ -947,6 +1021,7 @@ public static unsafe class CpuAttention
             if (scratch.MappedSegments.Length < SlotMap.MaxSlotSegments(pattern))
             {
                 scratch.MappedSegments = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
+                scratch.MappedPositions = new int[SlotMap.MaxSlotSegments(pattern)];
                 scratch.ClippedSegments = new KeySegment[SlotMap.MaxSlotSegments(pattern)];
             }
 

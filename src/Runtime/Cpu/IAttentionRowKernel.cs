@@ -24,9 +24,11 @@ public interface IAttentionRowKernel
     /// floats). <paramref name="keys"/> and <paramref name="values"/> point at key position 0 of the row's KV
     /// head; the key at position j starts at offset j * HeadDim. Only keys in the segments are read.
     /// The softmax is in base 2: <paramref name="scale"/> includes log2(e), the state's max is in that unit,
-    /// and each key adds 2^(score - max).
+    /// and each key adds 2^(score - max). <typeparamref name="TScores"/> modifies each score before the softmax
+    /// (<see cref="IScoreModifier"/>), told where it sits by <paramref name="row"/>.
     /// </summary>
-    static abstract void AccumulateRow(ref float query, ref float keys, ref float values, ReadOnlySpan<KeySegment> segments, float scale, Span<float> scratch, ref float runningMax, ref float runningSum, Span<float> accumulator);
+    static abstract void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, ReadOnlySpan<KeySegment> segments, in ScoreRow row, float scale, Span<float> scratch, ref float runningMax, ref float runningSum, Span<float> accumulator)
+        where TScores : IScoreModifier;
 }
 
 /// <summary>
@@ -46,6 +48,10 @@ public interface IAttentionTileKernel : IAttentionRowKernel
     /// <summary>Keys per tile (Bc), a multiple of <see cref="Lanes"/>.</summary>
     static abstract int KeyTile { get; }
 
-    /// <summary>Adds the tile's band of keys (<see cref="BandTile"/>) to the online-softmax state of the tile's rows.</summary>
-    static abstract void AccumulateBandTile(ref BandTile tile);
+    /// <summary>
+    /// Adds the tile's band of keys (<see cref="BandTile"/>) to the online-softmax state of the tile's rows, each score
+    /// modified by <typeparamref name="TScores"/> first.
+    /// </summary>
+    static abstract void AccumulateBandTile<TScores>(ref BandTile tile)
+        where TScores : IScoreModifier;
 }

@@ -37,9 +37,11 @@ internal readonly struct SlotMap
 
     /// <summary>
     /// Writes <paramref name="positions"/> (disjoint key segments, in positions) as segments of slots and returns how
-    /// many it wrote. Every position must be in the ring or pinned; anything else means the store was built wrong.
+    /// many it wrote, and in <paramref name="firstPositions"/> the position of each slot segment's first key (a slot
+    /// segment's keys are positions first, first + step, ...: pinned slots merge only when their positions are adjacent
+    /// too). Every position must be in the ring or pinned; anything else means the store was built wrong.
     /// </summary>
-    public int ToSlots(ReadOnlySpan<KeySegment> positions, Span<KeySegment> destination)
+    public int ToSlots(ReadOnlySpan<KeySegment> positions, Span<KeySegment> destination, Span<int> firstPositions)
     {
         int count = 0;
         foreach (KeySegment segment in positions)
@@ -58,13 +60,15 @@ internal readonly struct SlotMap
                 }
 
                 int slot = RingSlots + index;
-                if (count > pinnedFrom && destination[count - 1].Step == 1 && destination[count - 1].Last == slot - 1)
+                if (count > pinnedFrom && destination[count - 1].Step == 1 && destination[count - 1].Last == slot - 1
+                    && firstPositions[count - 1] + destination[count - 1].Count == first)
                 {
                     KeySegment run = destination[count - 1];
                     destination[count - 1] = new KeySegment(run.Start, 1, run.Count + 1);
                 }
                 else
                 {
+                    firstPositions[count] = (int)first;
                     destination[count++] = new KeySegment(slot, 1, 1);
                 }
 
@@ -78,10 +82,13 @@ internal readonly struct SlotMap
             {
                 int slot = RingSlot(first);
                 int beforeWrap = (int)Math.Min(remaining, (RingSlots - 1L - slot) / segment.Step + 1);
+                firstPositions[count] = (int)first;
                 destination[count++] = new KeySegment(slot, segment.Step, beforeWrap);
                 if (remaining > beforeWrap)
                 {
-                    destination[count++] = new KeySegment(RingSlot(first + (long)beforeWrap * segment.Step), segment.Step, remaining - beforeWrap);
+                    long wrapped = first + (long)beforeWrap * segment.Step;
+                    firstPositions[count] = (int)wrapped;
+                    destination[count++] = new KeySegment(RingSlot(wrapped), segment.Step, remaining - beforeWrap);
                 }
             }
         }

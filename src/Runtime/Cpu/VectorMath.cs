@@ -17,6 +17,9 @@ public static class VectorMath
     /// <summary>log2(e): scores times this are in base 2, so exp(s) = 2^(s * Log2E).</summary>
     public const float Log2E = 1.44269504088896341f;
 
+    /// <summary>ln(2): base-2 scores times this are natural again (what a user's score mod sees).</summary>
+    public const float Ln2 = 0.693147180559945309f;
+
     // Minimax-style coefficients of 2^f on [-0.5, 0.5] (Taylor-seeded, ln(2)^k / k!).
     private const float C1 = 0.693147182f, C2 = 0.240226507f, C3 = 0.0555041087f, C4 = 0.00961812911f, C5 = 0.00133335581f, C6 = 0.000154035304f;
 
@@ -83,6 +86,34 @@ public static class VectorMath
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Exp2(float x) => Exp2(Vector128.CreateScalarUnsafe(x)).ToScalar();
+
+    // The NaN/Inf policy's test on raw scores (q·k before any modifier). Without modifiers only -inf needs catching: NaN
+    // and +inf carry through the max and 2^x by themselves. With them, a softcap or a score mod can turn +inf into a
+    // finite score, so every non-finite raw score is caught (x - x is NaN exactly for NaN and ±inf).
+
+    /// <summary>Lanes whose raw score makes the row NaN: -inf, or with score modifiers any non-finite value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Poisons<TScores>(Vector512<float> score)
+        where TScores : IScoreModifier =>
+        TScores.ModifiesScores ? ~Vector512.Equals(score - score, Vector512<float>.Zero) : Vector512.Equals(score, Vector512.Create(float.NegativeInfinity));
+
+    /// <summary>Lanes whose raw score makes the row NaN: -inf, or with score modifiers any non-finite value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Poisons<TScores>(Vector256<float> score)
+        where TScores : IScoreModifier =>
+        TScores.ModifiesScores ? ~Vector256.Equals(score - score, Vector256<float>.Zero) : Vector256.Equals(score, Vector256.Create(float.NegativeInfinity));
+
+    /// <summary>Lanes whose raw score makes the row NaN: -inf, or with score modifiers any non-finite value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Poisons<TScores>(Vector128<float> score)
+        where TScores : IScoreModifier =>
+        TScores.ModifiesScores ? ~Vector128.Equals(score - score, Vector128<float>.Zero) : Vector128.Equals(score, Vector128.Create(float.NegativeInfinity));
+
+    /// <summary>Whether one raw score makes the row NaN: -inf, or with score modifiers any non-finite value.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Poisons<TScores>(float score)
+        where TScores : IScoreModifier =>
+        TScores.ModifiesScores ? !float.IsFinite(score) : score == float.NegativeInfinity;
 
     /// <summary>The largest lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

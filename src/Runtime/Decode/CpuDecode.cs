@@ -7,9 +7,9 @@ using SparseAttention.Cpu;
 namespace SparseAttention.Decode;
 
 /// <summary>
-/// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel}"/>, the
-/// row kernel split over blocks of slots) or a prompt in chunks (<see cref="PrefillTiled{TKernel}"/>, the window band
-/// as tiles over each chunk's gathered keys; <see cref="Prefill{TKernel}"/> row by row for the scalar kernel). Each
+/// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel, TScores}"/>, the
+/// row kernel split over blocks of slots) or a prompt in chunks (<see cref="PrefillTiled{TKernel, TScores}"/>, the window band
+/// as tiles over each chunk's gathered keys; <see cref="Prefill{TKernel, TScores}"/> row by row for the scalar kernel). Each
 /// row's keys are the pattern's own key segments (<see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, int, out int)"/>)
 /// mapped to the slots that hold them (<see cref="SlotMap"/>), so decode sees exactly what the whole-sequence kernels
 /// would. Generated <c>Decode</c> and <c>Prefill</c> validate their arguments, then call this.
@@ -30,16 +30,17 @@ public static unsafe class CpuDecode
     /// softmax state, so the block is read from memory once instead of once per head; the partial states are then
     /// merged per head (rescaled to the largest max) and normalised.
     /// </summary>
-    public static void Decode<TKernel>(KvCache cache, ReadOnlySpan<float> query, Span<float> output, AttentionOptions options)
+    public static void Decode<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, Span<float> output, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         int heads = query.Length / TKernel.HeadDim;
         int position = (int)(cache.Count - 1);
         fixed (float* keys = cache.Keys, values = cache.Values, queryPointer = query, outputPointer = output)
         {
             var store = new KvStore(keys, values, cache.KvHeads, cache.Capacity, cache.Map);
-            DecodeJob<TKernel> job = DecodeJob<TKernel>.ForThisThread();
-            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E);
+            DecodeJob<TKernel, TScores> job = DecodeJob<TKernel, TScores>.ForThisThread();
+            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options);
             long roughPairs = (long)heads * Math.Min(position + 1L, cache.RingSlots);
             WorkerPool.Shared.Run(job, job.Items, CpuAttention.Threads(options, roughPairs));
             job.Combine(outputPointer);
@@ -51,24 +52,26 @@ public static unsafe class CpuDecode
     /// Count), in chunks of at most the cache's ring: each chunk's rows run against the keys the ring still holds, the
     /// pinned global tokens and the chunk itself, then the chunk is appended. Layout as <c>Forward</c>'s.
     /// </summary>
-    public static void Prefill<TKernel>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
-        where TKernel : struct, IAttentionRowKernel =>
-        PrefillChunks<TKernel, RowChunk<TKernel>>(cache, query, key, value, output, shape, options);
+    public static void Prefill<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+        where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier =>
+        PrefillChunks<TKernel, RowChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options);
 
     /// <summary>
-    /// As <see cref="Prefill{TKernel}"/>, with each chunk's window band as register-blocked tiles (the schedule
+    /// As <see cref="Prefill{TKernel, TScores}"/>, with each chunk's window band as register-blocked tiles (the schedule
     /// <c>Forward</c> uses, over the chunk's linear run of keys), and only global columns and rows per row.
     /// </summary>
-    public static void PrefillTiled<TKernel>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    public static void PrefillTiled<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
+        where TScores : struct, IScoreModifier
     {
         if (cache.Pattern.HasWindow)
         {
-            PrefillChunks<TKernel, TiledChunk<TKernel>>(cache, query, key, value, output, shape, options);
+            PrefillChunks<TKernel, TiledChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options);
         }
         else
         {
-            PrefillChunks<TKernel, RowChunk<TKernel>>(cache, query, key, value, output, shape, options);
+            PrefillChunks<TKernel, RowChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options);
         }
     }
 
@@ -156,13 +159,14 @@ public static unsafe class CpuDecode
     }
 
     /// <summary>Every row through the row kernel over its mapped key segments (the scalar kernel, window-less patterns).</summary>
-    private readonly struct RowChunk<TKernel> : IChunkRunner
+    private readonly struct RowChunk<TKernel, TScores> : IChunkRunner
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunRowsSlice<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
+            CpuAttention.RunRowsSlice<TKernel, TScores>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
         }
     }
 
@@ -170,13 +174,14 @@ public static unsafe class CpuDecode
     /// The window band as tiles over the chunk's linear keys: the store's ring part holds positions from its origin
     /// on with no wrap, so linear index = position - origin, and the band (relative to the query) is the same there.
     /// </summary>
-    private readonly struct TiledChunk<TKernel> : IChunkRunner
+    private readonly struct TiledChunk<TKernel, TScores> : IChunkRunner
         where TKernel : struct, IAttentionTileKernel
+        where TScores : struct, IScoreModifier
     {
         public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunTiledSlice<TKernel>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
+            CpuAttention.RunTiledSlice<TKernel, TScores>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
         }
     }
 
@@ -213,39 +218,49 @@ public static unsafe class CpuDecode
             new(QueryFirst: (int)(start - Map.Origin), QueryRows: rows, QueryLayoutRows: promptRows, KeyStride: SlotsPerKvHead, PositionBase: (int)Map.Origin, Slots: Map);
     }
 
-    /// <summary>The newest token's rows, split over (KV head, block of slots); see <see cref="Decode{TKernel}"/>.</summary>
-    private sealed class DecodeJob<TKernel> : WorkerPool.Job
+    /// <summary>The newest token's rows, split over (KV head, block of slots); see <see cref="Decode{TKernel, TScores}"/>.</summary>
+    private sealed class DecodeJob<TKernel, TScores> : WorkerPool.Job
         where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
     {
         [ThreadStatic]
-        private static DecodeJob<TKernel>? t_instance;
+        private static DecodeJob<TKernel, TScores>? t_instance;
 
         public int Items;
         private AttentionPattern _pattern = null!;
         private KvStore _store;
         private float* _query;
-        private int _heads, _groupSize, _blocks, _segmentsPerHead;
+        private int _heads, _groupSize, _blocks, _segmentsPerHead, _position;
         private float _scale;
+        private float[] _alibiSlopes = Array.Empty<float>();
 
-        // Per head: its key segments mapped to slots (the same for every block), and how many there are.
+        // Per head: its key segments mapped to slots (the same for every block), the position of each one's first key
+        // (for score modifiers), and how many there are.
         private KeySegment[] _headSegments = Array.Empty<KeySegment>();
+        private int[] _headPositions = Array.Empty<int>();
         private int[] _headSegmentCounts = Array.Empty<int>();
 
         // Per (head, block): the partial state, max and sum then HeadDim floats of unnormalised output.
         private float[] _partials = Array.Empty<float>();
 
-        public static DecodeJob<TKernel> ForThisThread() => t_instance ??= new DecodeJob<TKernel>();
+        public static DecodeJob<TKernel, TScores> ForThisThread() => t_instance ??= new DecodeJob<TKernel, TScores>();
 
         private static int PartialLength => TKernel.HeadDim + 2;
 
-        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, float scale)
+        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, AttentionOptions options)
         {
             _pattern = pattern;
             _store = store;
             _query = query;
             _heads = heads;
+            _position = position;
             _groupSize = heads / store.KvHeads;
-            _scale = scale;
+            _scale = options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E;
+            if (TScores.ModifiesScores)
+            {
+                AlibiSlopes.FillBase2(ref _alibiSlopes, options, heads);
+            }
+
             _blocks = (store.SlotsPerKvHead + SlotsPerBlock - 1) / SlotsPerBlock;
             Items = store.KvHeads * _blocks;
             Grow(ref _partials, heads * _blocks * PartialLength);
@@ -253,12 +268,13 @@ public static unsafe class CpuDecode
             // Each head's segments once, here, rather than once per block in every work item.
             _segmentsPerHead = SlotMap.MaxSlotSegments(pattern);
             Grow(ref _headSegments, heads * _segmentsPerHead);
+            Grow(ref _headPositions, heads * _segmentsPerHead);
             Grow(ref _headSegmentCounts, heads);
             CpuAttention.WorkerScratch scratch = CpuAttention.WorkerScratch.ForThisThread(pattern, TKernel.ScratchLength, 1, TKernel.HeadDim, 0);
             for (int head = 0; head < heads; head++)
             {
                 int count = pattern.GetKeySegments(position, head, position + 1, scratch.Segments);
-                _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
+                _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead), _headPositions.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
             }
         }
 
@@ -273,14 +289,16 @@ public static unsafe class CpuDecode
             for (int head = kvHead * _groupSize; head < (kvHead + 1) * _groupSize; head++)
             {
                 ReadOnlySpan<KeySegment> slots = _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]);
-                int inBlock = ClipToSlots(slots, firstSlot, endSlot, scratch.ClippedSegments);
+                ReadOnlySpan<int> positions = _headPositions.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]);
+                int inBlock = ClipToSlots(slots, positions, firstSlot, endSlot, scratch.ClippedSegments, scratch.MappedPositions);
                 Span<float> partial = _partials.AsSpan((head * _blocks + block) * PartialLength, PartialLength);
                 float max = float.NegativeInfinity, sum = 0f;
                 Span<float> accumulator = partial.Slice(2);
                 accumulator.Clear();
                 if (inBlock > 0)
                 {
-                    TKernel.AccumulateRow(ref *(_query + (long)head * headDim), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), scratch.ClippedSegments.AsSpan(0, inBlock), _scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
+                    var row = new ScoreRow(_position, head, TScores.ModifiesScores ? _alibiSlopes[head] : 0f, scratch.MappedPositions.AsSpan(0, inBlock));
+                    TKernel.AccumulateRow<TScores>(ref *(_query + (long)head * headDim), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), scratch.ClippedSegments.AsSpan(0, inBlock), row, _scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
                 }
 
                 partial[0] = max;
@@ -326,16 +344,21 @@ public static unsafe class CpuDecode
             }
         }
 
-        /// <summary>The parts of <paramref name="segments"/> whose slots lie in [<paramref name="first"/>, <paramref name="end"/>).</summary>
-        private static int ClipToSlots(ReadOnlySpan<KeySegment> segments, int first, int end, Span<KeySegment> destination)
+        /// <summary>
+        /// The parts of <paramref name="segments"/> whose slots lie in [<paramref name="first"/>, <paramref name="end"/>),
+        /// with the position of each part's first key.
+        /// </summary>
+        private static int ClipToSlots(ReadOnlySpan<KeySegment> segments, ReadOnlySpan<int> positions, int first, int end, Span<KeySegment> destination, Span<int> destinationPositions)
         {
             int count = 0;
-            foreach (KeySegment segment in segments)
+            for (int index = 0; index < segments.Length; index++)
             {
+                KeySegment segment = segments[index];
                 long firstIndex = segment.Start >= first ? 0 : ((long)first - segment.Start + segment.Step - 1) / segment.Step;
                 long lastIndex = segment.Last < end ? segment.Count - 1 : ((long)end - 1 - segment.Start) / segment.Step;
                 if (segment.Start < end && firstIndex <= lastIndex)
                 {
+                    destinationPositions[count] = (int)(positions[index] + firstIndex * segment.Step);
                     destination[count++] = new KeySegment((int)(segment.Start + firstIndex * segment.Step), segment.Step, (int)(lastIndex - firstIndex + 1));
                 }
             }

@@ -22,8 +22,8 @@ namespace SparseAttention
                 throw new ArgumentOutOfRangeException(nameof(heads), "heads cannot be negative.");
             }
 
-            // Heads h and h + HeadPeriod see the same keys: count each residue once.
-            int period = HeadPeriod;
+            // Heads h and h + HeadPeriod see the same keys: count each residue once. A mask may depend on the head itself.
+            int period = Mask is null ? HeadPeriod : Math.Max(1, heads);
             var pairsByResidue = new Dictionary<int, long>();
             Span<KeySegment> segments = new KeySegment[MaxSegmentsPerQuery];
             long total = 0;
@@ -38,7 +38,7 @@ namespace SparseAttention
                         int count = GetKeySegments(query, head, seqLength, segments);
                         for (int s = 0; s < count; s++)
                         {
-                            pairs += segments[s].Count;
+                            pairs += Mask is null ? segments[s].Count : CountUnmasked(query, segments[s], head);
                         }
                     }
 
@@ -49,6 +49,18 @@ namespace SparseAttention
             }
 
             return total;
+        }
+
+        /// <summary>The keys of <paramref name="segment"/> the mask leaves visible to <paramref name="query"/>.</summary>
+        private long CountUnmasked(int query, KeySegment segment, int head)
+        {
+            long count = 0;
+            for (int k = 0, key = segment.Start; k < segment.Count; k++, key += segment.Step)
+            {
+                count += Mask!(query, key, head) ? 1 : 0;
+            }
+
+            return count;
         }
 
         /// <summary>

@@ -283,7 +283,26 @@ namespace SparseAttention
         /// Whether query <paramref name="query"/> may attend key <paramref name="key"/> in query head <paramref name="head"/> of a
         /// sequence of <paramref name="seqLength"/> tokens: the definition, docs/design.md §2, written directly.
         /// </summary>
-        public bool IsVisible(int query, int key, int head, int seqLength)
+        public bool IsVisible(int query, int key, int head, int seqLength) =>
+            InStructure(query, key, head, seqLength) && (Mask is null || Mask(query, key, head));
+
+        /// <summary>
+        /// A compiled-in mask (<c>[AttentionMask]</c>) AND-ed with the structure, or null. The kernels evaluate it on the
+        /// pairs the structure visits; <see cref="IsVisible(int, int, int, int)"/>, pair counts and pictures include it;
+        /// key segments and tile plans describe the structure alone.
+        /// </summary>
+        public Func<int, int, int, bool>? Mask { get; private set; }
+
+        /// <summary>This pattern with <paramref name="mask"/> AND-ed into its visibility (the same components).</summary>
+        public AttentionPattern WithMask(Func<int, int, int, bool> mask) =>
+            new AttentionPattern(Causal, _components) { Mask = mask ?? throw new ArgumentNullException(nameof(mask)) };
+
+        /// <summary>
+        /// Whether the pattern's structure (its components and the causal cut, without <see cref="Mask"/>) lets query
+        /// <paramref name="query"/> see key <paramref name="key"/>: what the kernels visit, and what the NaN/Inf policy
+        /// calls visible (docs/design.md §4).
+        /// </summary>
+        public bool InStructure(int query, int key, int head, int seqLength)
         {
             if (query < 0 || key < 0 || query >= seqLength || key >= seqLength)
             {
@@ -344,7 +363,8 @@ namespace SparseAttention
                 }
             }
 
-            return union == TileClass.Full && Causal && keyLast > queryFirst ? TileClass.Partial : union;
+            // A mask can hide any pair, so with one a full tile is only partial (the kernels test each pair).
+            return union == TileClass.Full && ((Causal && keyLast > queryFirst) || Mask is not null) ? TileClass.Partial : union;
         }
 
         /// <summary>

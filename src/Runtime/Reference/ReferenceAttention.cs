@@ -17,7 +17,15 @@ public static class ReferenceAttention
     /// inferred from the query length (<c>query.Length / (Heads * SeqLen)</c>).
     /// </summary>
     public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions? options = null) =>
-        Forward(pattern, query, key, value, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
+        Forward(pattern, ScoreModifiers.None, query, key, value, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
+
+    /// <summary>
+    /// As the plain overload, with a declaration's score modifiers (a generated kernel's <c>Scores</c>) applied to each
+    /// visible score in the documented order: softcap, ALiBi (slopes from <paramref name="options"/> or the defaults),
+    /// the score mod; a score that ends at -inf is masked.
+    /// </summary>
+    public static void Forward(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions? options = null) =>
+        Forward(pattern, scores, query, key, value, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
 
     /// <summary>
     /// As <see cref="Forward(AttentionPattern, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, AttentionShape, AttentionOptions?)"/>,
@@ -27,11 +35,12 @@ public static class ReferenceAttention
     /// </summary>
     /// <exception cref="ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
     public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options = null) =>
-        Forward(pattern, query, key, value, output, logSumExp, shape, options, writeLogSumExp: true);
+        Forward(pattern, ScoreModifiers.None, query, key, value, output, logSumExp, shape, options, writeLogSumExp: true);
 
-    private static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options, bool writeLogSumExp)
+    private static void Forward(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options, bool writeLogSumExp)
     {
         ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(scores);
         int headDim = InferHeadDim(query, shape);
         AttentionArguments.Validate(headDim, query, key, value, output, shape);
         if (writeLogSumExp && logSumExp.Length != (long)shape.Heads * shape.SeqLen)
@@ -44,7 +53,7 @@ public static class ReferenceAttention
         {
             for (int position = 0; position < shape.SeqLen; position++)
             {
-                double rowLogSumExp = ComputeRow(pattern, query, key, value, shape, head, position, row, options, validate: false);
+                double rowLogSumExp = ComputeRow(pattern, scores, query, key, value, shape, head, position, row, options, validate: false);
                 if (writeLogSumExp)
                 {
                     logSumExp[head * shape.SeqLen + position] = (float)rowLogSumExp;
@@ -65,10 +74,18 @@ public static class ReferenceAttention
     /// large call without paying for all n² pairs.
     /// </summary>
     public static void ComputeRow(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options = null) =>
-        ComputeRow(pattern, query, key, value, shape, head, position, destination, options, validate: true);
+        ComputeRow(pattern, ScoreModifiers.None, query, key, value, shape, head, position, destination, options, validate: true);
 
-    /// <summary>One row, as the public overload; returns the row's log-sum-exp (−∞ with no visible key, NaN for a NaN row).</summary>
-    private static double ComputeRow(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options, bool validate)
+    /// <summary>One row with a declaration's score modifiers (see the matching <c>Forward</c> overload).</summary>
+    public static void ComputeRow(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options = null) =>
+        ComputeRow(pattern, scores, query, key, value, shape, head, position, destination, options, validate: true);
+
+    /// <summary>
+    /// One row, as the public overloads; returns the row's log-sum-exp (−∞ with no visible key, NaN for a NaN row). The
+    /// NaN/Inf policy looks at what the structure makes visible (raw scores and values, before any modifier or mask,
+    /// as the kernels do); the softmax runs over the keys the mask keeps, with their modified scores.
+    /// </summary>
+    private static double ComputeRow(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options, bool validate)
     {
         int headDim = InferHeadDim(query, shape);
         if (validate)
@@ -81,7 +98,9 @@ public static class ReferenceAttention
             }
         }
 
-        double scale = (options ?? AttentionOptions.Default).ResolveScale(headDim);
+        options ??= AttentionOptions.Default;
+        double scale = options.ResolveScale(headDim);
+        double alibiSlope = scores.Alibi ? AlibiSlopes.Resolve(options, shape.Heads)[head] : 0;
         int kvHead = shape.KvHeadOf(head);
         ReadOnlySpan<float> q = query.Slice((head * shape.SeqLen + position) * headDim, headDim);
         Span<double> row = destination.Slice(0, headDim);
@@ -92,7 +111,7 @@ public static class ReferenceAttention
         bool sawKey = false;
         for (int j = 0; j < shape.SeqLen; j++)
         {
-            if (!pattern.IsVisible(position, j, head, shape.SeqLen))
+            if (!pattern.InStructure(position, j, head, shape.SeqLen))
             {
                 continue;
             }
@@ -101,6 +120,18 @@ public static class ReferenceAttention
             double score = Score(q, key.Slice(offset, headDim), scale);
             if (!IsFiniteScore(score) || !IsFinite(value.Slice(offset, headDim)))
             {
+                row.Fill(double.NaN);
+                return double.NaN;
+            }
+
+            if (!Kept(pattern, position, j, head) || (score = scores.Apply(score, position, j, head, alibiSlope)) == double.NegativeInfinity)
+            {
+                continue; // Masked: by the mask, or by a score mod that returned -inf.
+            }
+
+            if (double.IsNaN(score) || score == double.PositiveInfinity)
+            {
+                // A modifier's NaN or +inf reaches the row through the max, as in the kernels.
                 row.Fill(double.NaN);
                 return double.NaN;
             }
@@ -125,7 +156,7 @@ public static class ReferenceAttention
             }
 
             int offset = (kvHead * shape.SeqLen + j) * headDim;
-            double weight = Math.Exp(Score(q, key.Slice(offset, headDim), scale) - max);
+            double weight = Math.Exp(scores.Apply(Score(q, key.Slice(offset, headDim), scale), position, j, head, alibiSlope) - max);
             sum += weight;
             ReadOnlySpan<float> v = value.Slice(offset, headDim);
             for (int d = 0; d < headDim; d++)
@@ -141,6 +172,8 @@ public static class ReferenceAttention
 
         return max + Math.Log(sum);
     }
+
+    private static bool Kept(AttentionPattern pattern, int query, int key, int head) => pattern.Mask is null || pattern.Mask(query, key, head);
 
     /// <summary>
     /// Whether a score is one the kernels hold as a finite fp32 number. They run the softmax in base 2, so what they hold

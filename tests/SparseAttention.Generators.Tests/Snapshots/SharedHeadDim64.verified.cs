@@ -24,7 +24,8 @@ namespace SparseAttention.Generated
             public static int KeyTile => 64;
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+            public static void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, in global::SparseAttention.Cpu.ScoreRow row, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 // The query row, scaled once, and the row's output so far stay in registers for the whole row.
                 ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(accumulator);
@@ -40,8 +41,9 @@ namespace SparseAttention.Generated
                 // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
                 // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
                 bool sawMinusInfinity = false;
-                foreach (global::SparseAttention.KeySegment segment in segments)
+                for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
                 {
+                    global::SparseAttention.KeySegment segment = segments[segmentIndex];
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
                     {
                         int tileCount = global::System.Math.Min(64, segment.Count - tileStart);
@@ -62,6 +64,16 @@ namespace SparseAttention.Generated
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= score == float.NegativeInfinity;
                         }
+                        if (TScores.ModifiesScores)
+                        {
+                            global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref scores, tileCount);
+                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            tileMax = float.NegativeInfinity;
+                            foreach (float score in modified)
+                            {
+                                tileMax = global::System.MathF.Max(tileMax, score);
+                            }
+                        }
 
                         // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                         if (tileMax > runningMax)
@@ -80,7 +92,7 @@ namespace SparseAttention.Generated
                         {
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
                         }
-                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(runningMax);
+                        global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create((TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax));
                         global::System.Runtime.Intrinsics.Vector512<float> sumVector = global::System.Runtime.Intrinsics.Vector512<float>.Zero;
                         for (int k = 0; k < tileCount; k += 16)
                         {
@@ -115,7 +127,8 @@ namespace SparseAttention.Generated
             }
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
+            public static void AccumulateBandTile<TScores>(ref global::SparseAttention.Cpu.BandTile tile)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 int rows = tile.Rows;
                 long firstQuery = tile.FirstQuery;
@@ -382,15 +395,35 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
                             score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
                             score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        else
                         {
-                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 63);
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -441,15 +474,35 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
                             score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
                             score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        else
                         {
-                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 63);
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -500,15 +553,35 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
                             score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
                             score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        else
                         {
-                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 63);
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -559,15 +632,35 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
                             score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
                             score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        else
                         {
-                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 63);
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -618,15 +711,35 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
                             score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
                             score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        else
                         {
-                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 63);
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -677,15 +790,35 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible1, score1, minusInfinity);
                             score2 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible2, score2, minusInfinity);
                             score3 = global::System.Runtime.Intrinsics.Vector512.ConditionalSelect(visible3, score3, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                        else
                         {
-                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            {
+                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 63);
+                                score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
+                                score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
+                                score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
@@ -1056,7 +1189,8 @@ namespace SparseAttention.Generated
             public static int KeyTile => 16;
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+            public static void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, in global::SparseAttention.Cpu.ScoreRow row, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 // The query row, scaled once, and the row's output so far stay in registers for the whole row.
                 ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(accumulator);
@@ -1080,8 +1214,9 @@ namespace SparseAttention.Generated
                 // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
                 // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
                 bool sawMinusInfinity = false;
-                foreach (global::SparseAttention.KeySegment segment in segments)
+                for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
                 {
+                    global::SparseAttention.KeySegment segment = segments[segmentIndex];
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
                     {
                         int tileCount = global::System.Math.Min(64, segment.Count - tileStart);
@@ -1106,6 +1241,16 @@ namespace SparseAttention.Generated
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= score == float.NegativeInfinity;
                         }
+                        if (TScores.ModifiesScores)
+                        {
+                            global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref scores, tileCount);
+                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            tileMax = float.NegativeInfinity;
+                            foreach (float score in modified)
+                            {
+                                tileMax = global::System.MathF.Max(tileMax, score);
+                            }
+                        }
 
                         // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                         if (tileMax > runningMax)
@@ -1128,7 +1273,7 @@ namespace SparseAttention.Generated
                         {
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
                         }
-                        global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(runningMax);
+                        global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create((TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax));
                         global::System.Runtime.Intrinsics.Vector256<float> sumVector = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
                         for (int k = 0; k < tileCount; k += 8)
                         {
@@ -1171,7 +1316,8 @@ namespace SparseAttention.Generated
             }
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
+            public static void AccumulateBandTile<TScores>(ref global::SparseAttention.Cpu.BandTile tile)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 int rows = tile.Rows;
                 long firstQuery = tile.FirstQuery;
@@ -1314,13 +1460,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        else
                         {
-                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 15);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1361,13 +1523,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        else
                         {
-                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 15);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1408,13 +1586,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        else
                         {
-                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 15);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1455,13 +1649,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                        else
                         {
-                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 15);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
@@ -1870,7 +2080,8 @@ namespace SparseAttention.Generated
             public static int KeyTile => 8;
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+            public static void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, in global::SparseAttention.Cpu.ScoreRow row, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 // The query row, scaled once, and the row's output so far stay in registers for the whole row.
                 ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(accumulator);
@@ -1910,8 +2121,9 @@ namespace SparseAttention.Generated
                 // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
                 // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
                 bool sawMinusInfinity = false;
-                foreach (global::SparseAttention.KeySegment segment in segments)
+                for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
                 {
+                    global::SparseAttention.KeySegment segment = segments[segmentIndex];
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
                     {
                         int tileCount = global::System.Math.Min(64, segment.Count - tileStart);
@@ -1944,6 +2156,16 @@ namespace SparseAttention.Generated
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= score == float.NegativeInfinity;
                         }
+                        if (TScores.ModifiesScores)
+                        {
+                            global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref scores, tileCount);
+                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            tileMax = float.NegativeInfinity;
+                            foreach (float score in modified)
+                            {
+                                tileMax = global::System.MathF.Max(tileMax, score);
+                            }
+                        }
 
                         // Online softmax (base 2, log2(e) is in the scale): a larger max shrinks what was accumulated by 2^(oldMax - newMax).
                         if (tileMax > runningMax)
@@ -1974,7 +2196,7 @@ namespace SparseAttention.Generated
                         {
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = float.NegativeInfinity;
                         }
-                        global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(runningMax);
+                        global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create((TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax));
                         global::System.Runtime.Intrinsics.Vector128<float> sumVector = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
                         for (int k = 0; k < tileCount; k += 4)
                         {
@@ -2033,7 +2255,8 @@ namespace SparseAttention.Generated
             }
 
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void AccumulateBandTile(ref global::SparseAttention.Cpu.BandTile tile)
+            public static void AccumulateBandTile<TScores>(ref global::SparseAttention.Cpu.BandTile tile)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 int rows = tile.Rows;
                 long firstQuery = tile.FirstQuery;
@@ -2176,13 +2399,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        else
                         {
-                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 7);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -2223,13 +2462,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        else
                         {
-                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 7);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -2270,13 +2525,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        else
                         {
-                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 7);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -2317,13 +2588,29 @@ namespace SparseAttention.Generated
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)));
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
 
                             score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
                             score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
                         }
-                        else if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                        else
                         {
-                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                            }
+
+                            if (TScores.ModifiesScores)
+                            {
+                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 7);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
                         float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
@@ -3064,7 +3351,8 @@ namespace SparseAttention.Generated
             public static int HeadDim => 64;
             public static int ScratchLength => 64;
 
-            public static void AccumulateRow(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+            public static void AccumulateRow<TScores>(ref float query, ref float keys, ref float values, global::System.ReadOnlySpan<global::SparseAttention.KeySegment> segments, in global::SparseAttention.Cpu.ScoreRow row, float scale, global::System.Span<float> scratch, ref float runningMax, ref float runningSum, global::System.Span<float> accumulator)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 global::System.Span<float> scaledQuery = stackalloc float[64];
                 for (int d = 0; d < 64; d++)
@@ -3074,8 +3362,9 @@ namespace SparseAttention.Generated
                 // NaN/Inf policy: a non-finite visible score makes the row NaN. NaN and +inf carry through the max and 2^x by
                 // themselves; a -inf score (an infinite input or an overflowing q·k) would only get weight 0, so it poisons the sum.
                 bool sawMinusInfinity = false;
-                foreach (global::SparseAttention.KeySegment segment in segments)
+                for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
                 {
+                    global::SparseAttention.KeySegment segment = segments[segmentIndex];
                     for (int tileStart = 0; tileStart < segment.Count; tileStart += 64)
                     {
                         int tileCount = global::System.Math.Min(64, segment.Count - tileStart);
@@ -3094,6 +3383,16 @@ namespace SparseAttention.Generated
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= score == float.NegativeInfinity;
                         }
+                        if (TScores.ModifiesScores)
+                        {
+                            global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch), tileCount);
+                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            tileMax = float.NegativeInfinity;
+                            foreach (float score in modified)
+                            {
+                                tileMax = global::System.MathF.Max(tileMax, score);
+                            }
+                        }
                         if (tileMax > runningMax)
                         {
                             float correction = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - tileMax);
@@ -3107,7 +3406,7 @@ namespace SparseAttention.Generated
                         position = firstKey;
                         for (int k = 0; k < tileCount; k++, position += segment.Step)
                         {
-                            float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - runningMax);
+                            float weight = global::SparseAttention.Cpu.VectorMath.Exp2(scratch[k] - (TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax));
                             runningSum += weight;
                             global::System.ReadOnlySpan<float> valueRow = global::System.Runtime.InteropServices.MemoryMarshal.CreateReadOnlySpan(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)position * 64), 64);
                             for (int d = 0; d < 64; d++)

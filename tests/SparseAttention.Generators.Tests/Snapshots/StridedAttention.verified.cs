@@ -20,6 +20,10 @@ static partial class StridedAttention
         new global::SparseAttention.StridedComponent(stride: 128),
     });
 
+    /// <summary>What this kernel does to each score before the softmax (softcap, ALiBi, score mod, sinks), for the reference.</summary>
+    [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+    public static global::SparseAttention.ScoreModifiers Scores { get; } = global::SparseAttention.ScoreModifiers.None;
+
     /// <summary>
     /// Computes attention. query and output are [Heads, SeqLen, HeadDim], key and value [KvHeads, SeqLen, HeadDim],
     /// row-major; query head h reads KV head h / (Heads / KvHeads). Scale 1/sqrt(HeadDim), best ISA, all cores.
@@ -39,16 +43,16 @@ static partial class StridedAttention
         switch (options.ResolveIsa())
         {
             case global::SparseAttention.KernelIsa.Vector512:
-                global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim32.Vector512Kernel>(Pattern, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim32.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector256:
-                global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim32.Vector256Kernel>(Pattern, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim32.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector128:
-                global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim32.Vector128Kernel>(Pattern, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim32.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options);
                 break;
             default:
-                global::SparseAttention.Cpu.CpuAttention.RunRows<global::SparseAttention.Generated.HeadDim32.ScalarRowKernel>(Pattern, query, key, value, output, shape, options);
+                global::SparseAttention.Cpu.CpuAttention.RunRows<global::SparseAttention.Generated.HeadDim32.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options);
                 break;
         }
     }
@@ -81,16 +85,16 @@ static partial class StridedAttention
         switch (options.ResolveIsa())
         {
             case global::SparseAttention.KernelIsa.Vector512:
-                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.Vector512Kernel>(cache, query, output, options);
+                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, output, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector256:
-                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.Vector256Kernel>(cache, query, output, options);
+                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, output, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector128:
-                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.Vector128Kernel>(cache, query, output, options);
+                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, output, options);
                 break;
             default:
-                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.ScalarRowKernel>(cache, query, output, options);
+                global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim32.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, output, options);
                 break;
         }
     }
@@ -114,16 +118,16 @@ static partial class StridedAttention
         switch (options.ResolveIsa())
         {
             case global::SparseAttention.KernelIsa.Vector512:
-                global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim32.Vector512Kernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim32.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, key, value, output, shape, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector256:
-                global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim32.Vector256Kernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim32.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, key, value, output, shape, options);
                 break;
             case global::SparseAttention.KernelIsa.Vector128:
-                global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim32.Vector128Kernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Decode.CpuDecode.PrefillTiled<global::SparseAttention.Generated.HeadDim32.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, key, value, output, shape, options);
                 break;
             default:
-                global::SparseAttention.Decode.CpuDecode.Prefill<global::SparseAttention.Generated.HeadDim32.ScalarRowKernel>(cache, query, key, value, output, shape, options);
+                global::SparseAttention.Decode.CpuDecode.Prefill<global::SparseAttention.Generated.HeadDim32.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, key, value, output, shape, options);
                 break;
         }
     }
