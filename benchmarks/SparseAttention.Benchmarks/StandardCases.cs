@@ -46,6 +46,33 @@ public static partial class BidirectionalWindow512;
 [FixedFactorized(Block = 128, Summary = 8)]
 public static partial class FixedFactorized128;
 
+// Issue 14's modifier cases: Mistral's window with one modifier each, against Window4096 without it.
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+[Softcap(50)]
+public static partial class Window4096Softcap;
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+[Alibi]
+public static partial class Window4096Alibi;
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+[AttentionMask(nameof(Always))]
+public static partial class Window4096AlwaysTrueMask
+{
+    private static bool Always(int query, int key, int head) => true;
+}
+
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+[ScoreMod(nameof(Identity))]
+public static partial class Window4096IdentityScoreMod
+{
+    private static float Identity(float score, int query, int key, int head) => score;
+}
+
 public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
 /// <summary>
@@ -59,7 +86,10 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
 
     public AttentionShape Shape => new(Heads, Heads, SeqLen);
 
-    public long VisiblePairs => Pattern.VisiblePairs(SeqLen, Heads);
+    private long? _visiblePairs;
+
+    /// <summary>Counted once: a pattern with a mask counts its pairs one by one.</summary>
+    public long VisiblePairs => _visiblePairs ??= Pattern.VisiblePairs(SeqLen, Heads);
 
     /// <summary>Effective GFLOP/s: visible pairs x 4 x HeadDim per second (QKᵀ and PV, 2 flops per multiply-add).</summary>
     public double Gflops(double seconds) => VisiblePairs * 4.0 * HeadDim / seconds / 1e9;
@@ -91,7 +121,16 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("fixed-16k-l128", 16384, FixedFactorized128.Pattern, FixedFactorized128.Forward, null),
     };
 
-    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Single(c => c.Name == name);
+    /// <summary>swa-16k-w4096 with one score modifier each (issue 14's overhead table), against swa-16k-w4096.</summary>
+    public static readonly StandardCase[] ModifierCases =
+    {
+        new("swa-16k-w4096-softcap", 16384, Window4096Softcap.Pattern, Window4096Softcap.Forward, null),
+        new("swa-16k-w4096-alibi", 16384, Window4096Alibi.Pattern, Window4096Alibi.Forward, null),
+        new("swa-16k-w4096-mask", 16384, Window4096AlwaysTrueMask.Pattern, Window4096AlwaysTrueMask.Forward, null),
+        new("swa-16k-w4096-scoremod", 16384, Window4096IdentityScoreMod.Pattern, Window4096IdentityScoreMod.Forward, null),
+    };
+
+    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Concat(ModifierCases).Single(c => c.Name == name);
 
     /// <summary>
     /// A timer over case <paramref name="name"/>: each call runs it once on fresh-but-fixed inputs and returns the

@@ -166,7 +166,7 @@ public sealed partial class AttentionGenerator
             using (writer.Block("if (TScores.ModifiesScores)"))
             {
                 writer.Line("global::System.Span<float> modified = " + MemoryMarshalType + ".CreateSpan(ref " + scores + ", tileCount);");
-                writer.Line("TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));");
+                writer.Line("global::SparseAttention.Cpu.ScoreMath.Modify<TScores>(modified, row.Site(segmentIndex, segment, tileStart));");
                 writer.Line("tileMax = float.NegativeInfinity;");
                 using (writer.Block("foreach (float score in modified)"))
                 {
@@ -387,6 +387,14 @@ public sealed partial class AttentionGenerator
                 }
             }
 
+            writer.Line();
+            writer.Line("// Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.");
+            using (writer.Block("if (TScores.SoftcapBase2 != 0f || TScores.Alibi)"))
+            {
+                writer.Line("tile.ApplyBuiltIns<TScores>(ref probabilities, " + Invariant(target.TileRows) + ", " + Invariant(target.KeyTile) + ", keyStart);");
+            }
+
+            writer.Line();
             writer.Line(IntVector(target) + " keyIndex = " + v + ".Create((int)keyStart) + " + IntVector(target) + ".Indices;");
             writer.Line();
             writer.Line("// Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so");
@@ -466,15 +474,21 @@ public sealed partial class AttentionGenerator
         }
 
         /// <summary>
-        /// One tile row's score modifiers over the keys its band covers in this tile, [from, to] (none for most declarations:
-        /// the JIT drops the block). They run after the raw scores were checked for -inf and before the boundary mask, then
-        /// the row's vectors are loaded again.
+        /// One tile row's user mask and score mod (none for most declarations: the JIT drops the block), after the row's
+        /// scores were checked for non-finite values and before the boundary mask, through memory on the keys the row's band
+        /// covers in this tile, [from, to]; softcap and ALiBi ran on the whole score block before (see EmitTileOnlineSoftmax).
         /// </summary>
         private static void EmitTileScoreModifiers(IndentedTextWriter writer, CpuTarget target, int row, string from, string to)
         {
-            using (writer.Block("if (TScores.ModifiesScores)"))
+            string r = Invariant(row);
+            using (writer.Block("if (TScores.CallsUserCode)"))
             {
-                writer.Line("tile.ModifyRow<TScores>(ref rowScores, " + Invariant(row) + ", keyStart, " + from + ", " + to + ");");
+                for (int p = 0; p < target.Panels; p++)
+                {
+                    writer.Line(target.Vector + ".StoreUnsafe(score" + Invariant(p) + ", ref rowScores, " + Invariant(p * target.Lanes) + ");");
+                }
+
+                writer.Line("tile.ApplyUserCode<TScores>(ref rowScores, " + r + ", keyStart, " + from + ", " + to + ");");
                 for (int p = 0; p < target.Panels; p++)
                 {
                     writer.Line("score" + Invariant(p) + " = " + target.Vector + ".LoadUnsafe(ref rowScores, " + Invariant(p * target.Lanes) + ");");

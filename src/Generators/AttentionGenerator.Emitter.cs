@@ -105,6 +105,11 @@ public sealed partial class AttentionGenerator
                 writer.Line("// Decode: not available (SPA0011): " + pattern.StreamingProblem + ".");
             }
 
+            if (kernel.EmitGpu && kernel.Scores.LearnedSinks)
+            {
+                writer.Line("// GPU: no ILGPU overloads: learned sinks do not run in the ILGPU kernel yet.");
+            }
+
             writer.Line("#nullable enable");
             writer.Line();
 
@@ -122,8 +127,8 @@ public sealed partial class AttentionGenerator
             string generatedCode = string.Format(CultureInfo.InvariantCulture, GeneratedCode, GeneratorVersion);
             EmitPublicMembers(writer, pattern, kernel.Scores, generatedCode);
             writer.Line();
-            EmitDecodeMembers(writer, pattern.HeadDim, ScoresType(kernel.Scores), generatedCode);
-            if (kernel.EmitGpu)
+            EmitDecodeMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
+            if (kernel.EmitGpu && !kernel.Scores.LearnedSinks)
             {
                 writer.Line();
                 EmitGpuPublicMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
@@ -211,54 +216,76 @@ public sealed partial class AttentionGenerator
         private static string ScoresType(ScoresModel scores) => scores.ModifiesScores ? ScoreModifierName : "global::SparseAttention.Cpu.NoScoreModifier";
 
         /// <summary>
-        /// The declaration's score modifiers as a struct the kernels take as a type parameter (<c>IScoreModifier</c>): the
-        /// built-in ones through the runtime's vectorised helpers, the user's mask and score mod called directly, so the
-        /// JIT specialises and inlines them into each kernel. Order: softcap, ALiBi, then per key the mask and the score mod.
+        /// The declaration's score modifiers as a struct the kernels take as a type parameter (<c>IScoreModifier</c>):
+        /// constants for the built-in softcap and ALiBi (the runtime applies them, in registers in the tile kernels), and the
+        /// user's mask and score mod called directly, so the JIT specialises and inlines them into each kernel.
         /// </summary>
         private static void EmitScoreModifier(IndentedTextWriter writer, ScoresModel scores, string generatedCode)
         {
-            writer.Line("/// <summary>This kernel's score modifiers, applied to each visible score in the kernels' base-2 units (scale x log2(e) x q·k).</summary>");
+            writer.Line("/// <summary>This kernel's score modifiers, in the kernels' base-2 units (scale x log2(e) x q·k).</summary>");
             writer.Line(generatedCode);
             using (writer.Block("private readonly struct " + ScoreModifierName + " : global::SparseAttention.Cpu.IScoreModifier"))
             {
                 writer.Line("public static bool ModifiesScores => true;");
                 writer.Line();
-                writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
-                using (writer.Block("public static void Modify(global::System.Span<float> scores, in global::SparseAttention.Cpu.ScoreSite site)"))
+                if (scores.Softcap is float cap)
                 {
-                    if (scores.Softcap is float cap)
-                    {
-                        writer.Line("// Softcap " + cap.ToString("R", CultureInfo.InvariantCulture) + ": capping commutes with the change to base 2, so the cap is scaled by log2(e).");
-                        writer.Line("global::SparseAttention.Cpu.ScoreMath.Softcap(scores, " + FloatLiteral(cap) + " * global::SparseAttention.Cpu.VectorMath.Log2E);");
-                    }
+                    writer.Line("/// <summary>Softcap " + cap.ToString("R", CultureInfo.InvariantCulture) + ": capping commutes with the change to base 2, so the cap is scaled by log2(e).</summary>");
+                }
 
-                    if (scores.Alibi)
+                writer.Line("public static float SoftcapBase2 => " + (scores.Softcap is float value ? FloatLiteral(value) + " * global::SparseAttention.Cpu.VectorMath.Log2E" : "0f") + ";");
+                writer.Line();
+                writer.Line("public static bool Alibi => " + (scores.Alibi ? "true" : "false") + ";");
+                writer.Line();
+                bool userCode = scores.MaskMethod is not null || scores.ScoreModMethod is not null;
+                writer.Line("public static bool CallsUserCode => " + (userCode ? "true" : "false") + ";");
+                writer.Line();
+                writer.Line("/// <summary>" + (userCode ? "The mask, then the score mod, on each key of the run." : "Nothing: no mask or score mod is declared.") + "</summary>");
+                writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                using (writer.Block("public static void ApplyUserCode(global::System.Span<float> scores, in global::SparseAttention.Cpu.ScoreSite site)"))
+                {
+                    if (userCode)
                     {
-                        writer.Line("// ALiBi: -slope x |query - key|, the slope already in base 2.");
-                        writer.Line("global::SparseAttention.Cpu.ScoreMath.AddAlibi(scores, site);");
-                    }
+                        writer.Line("ref float score = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scores);");
+                        writer.Line("int query = site.Query, head = site.Head;");
+                        using (writer.Block("if (site.GatheredKeys.IsEmpty)"))
+                        using (writer.Block("for (int k = 0, key = site.FirstKey; k < scores.Length; k++, key += site.KeyStep)"))
+                        {
+                            writer.Line("Apply(ref " + UnsafeType + ".Add(ref score, k), query, key, head);");
+                        }
 
-                    if (scores.MaskMethod is not null || scores.ScoreModMethod is not null)
-                    {
+                        using (writer.Block("else"))
                         using (writer.Block("for (int k = 0; k < scores.Length; k++)"))
                         {
-                            writer.Line("int key = site.KeyAt(k);");
-                            if (scores.MaskMethod is { } mask)
-                            {
-                                using (writer.Block("if (!" + mask + "(site.Query, key, site.Head))"))
-                                {
-                                    writer.Line("scores[k] = float.NegativeInfinity;");
-                                    writer.Line("continue;");
-                                }
+                            writer.Line("Apply(ref " + UnsafeType + ".Add(ref score, k), query, site.GatheredKeys[k], head);");
+                        }
+                    }
+                }
 
+                if (userCode)
+                {
+                    writer.Line();
+                    writer.Line("/// <summary>One key: masked to -inf, or the score mod (which sees natural units, as its author wrote it).</summary>");
+                    writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]");
+                    using (writer.Block("private static void Apply(ref float score, int query, int key, int head)"))
+                    {
+                        if (scores.MaskMethod is { } mask)
+                        {
+                            using (writer.Block("if (!" + mask + "(query, key, head))"))
+                            {
+                                writer.Line("score = float.NegativeInfinity;");
+                                writer.Line("return;");
+                            }
+                        }
+
+                        if (scores.ScoreModMethod is { } mod)
+                        {
+                            if (scores.MaskMethod is not null)
+                            {
                                 writer.Line();
                             }
 
-                            if (scores.ScoreModMethod is { } mod)
-                            {
-                                writer.Line("// The score mod sees natural units, as the user wrote it.");
-                                writer.Line("scores[k] = " + mod + "(scores[k] * global::SparseAttention.Cpu.VectorMath.Ln2, site.Query, key, site.Head) * global::SparseAttention.Cpu.VectorMath.Log2E;");
-                            }
+                            writer.Line("score = " + mod + "(score * global::SparseAttention.Cpu.VectorMath.Ln2, query, key, head) * global::SparseAttention.Cpu.VectorMath.Log2E;");
                         }
                     }
                 }
@@ -320,25 +347,73 @@ public sealed partial class AttentionGenerator
             writer.Line(generatedCode);
             writer.Line("public static global::SparseAttention.ScoreModifiers Scores { get; } = " + ScoresConstruction(scores) + ";");
             writer.Line();
+            const string Span = "global::System.ReadOnlySpan<float> ";
+            string sinks = scores.LearnedSinks ? Span + "sinkLogits, " : "";
+            string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
+            string inputs = Span + "query, " + Span + "key, " + Span + "value, " + sinks + "global::System.Span<float> output";
+            string options = "global::SparseAttention.AttentionOptions options";
+            string shape = "global::SparseAttention.AttentionShape shape";
             writer.Line("/// <summary>");
             writer.Line("/// Computes attention. query and output are [Heads, SeqLen, HeadDim], key and value [KvHeads, SeqLen, HeadDim],");
             writer.Line("/// row-major; query head h reads KV head h / (Heads / KvHeads). Scale 1/sqrt(HeadDim), best ISA, all cores.");
+            if (scores.LearnedSinks)
+            {
+                writer.Line("/// sinkLogits holds one learned sink logit per query head ([Heads]); it joins each row's softmax denominator.");
+            }
+
             writer.Line("/// </summary>");
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>.</exception>");
             writer.Line(generatedCode);
-            writer.Line("public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape)");
-            writer.Line("    => Forward(query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line("public static void Forward(" + inputs + ", " + shape + ")");
+            writer.Line("    => Forward(query, key, value, " + sinkArgument + "output, shape, global::SparseAttention.AttentionOptions.Default);");
             writer.Line();
             writer.Line("/// <summary>Computes attention with explicit <paramref name=\"options\"/> (scale, instruction set, threads).</summary>");
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>.</exception>");
             writer.Line(generatedCode);
-            using (writer.Block("public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)"))
+            using (writer.Block("public static void Forward(" + inputs + ", " + shape + ", " + options + ")"))
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
-                string scoresType = ScoresType(scores);
-                EmitIsaSwitch(writer, pattern.HeadDim, kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + SharedClassName(pattern.HeadDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options);", kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + SharedClassName(pattern.HeadDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options);");
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                EmitCpuForwardSwitch(writer, pattern.HeadDim, scores, scores.LearnedSinks ? ", sinkLogits" : "");
             }
+
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Computes attention and writes each row's log-sum-exp to <paramref name=\"logSumExp\"/> ([Heads, SeqLen]): the natural log of");
+            writer.Line("/// its softmax denominator including its max (and the sink, if any); -inf for a row that sees no key. Partial results over");
+            writer.Line("/// disjoint keys combine with <see cref=\"global::SparseAttention.AttentionMerge\"/>.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Forward(" + inputs + ", global::System.Span<float> logSumExp, " + shape + ", " + options + ")"))
+            {
+                writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
+                writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
+                writer.Line("global::SparseAttention.AttentionArguments.ValidateLogSumExp(logSumExp, query, key, value, output, shape);");
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                EmitCpuForwardSwitch(writer, pattern.HeadDim, scores, scores.LearnedSinks ? ", sinkLogits, logSumExp" : ", default, logSumExp");
+            }
+        }
+
+        /// <summary>A learned-sink method's check of its logits, one per query head.</summary>
+        private static void EmitSinkValidation(IndentedTextWriter writer, ScoresModel scores, string heads)
+        {
+            if (scores.LearnedSinks)
+            {
+                writer.Line("global::SparseAttention.AttentionArguments.ValidateSinkLogits(sinkLogits, " + heads + ");");
+            }
+        }
+
+        /// <summary>The span Forward's dispatch: tiles (or rows) per ISA, specialised by the kernel and its score modifiers.</summary>
+        private static void EmitCpuForwardSwitch(IndentedTextWriter writer, int headDim, ScoresModel scores, string extraArguments)
+        {
+            string scoresType = ScoresType(scores);
+            EmitIsaSwitch(
+                writer,
+                headDim,
+                kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options" + extraArguments + ");",
+                kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options" + extraArguments + ");");
         }
 
         /// <summary>
@@ -371,8 +446,12 @@ public sealed partial class AttentionGenerator
         /// kernels through <c>CpuDecode</c>. Emitted for every kernel so a call always binds; for a pattern a rolling cache
         /// cannot serve, the analyzer reports SPA0011 at the call and the runtime throws the same reason.
         /// </summary>
-        private static void EmitDecodeMembers(IndentedTextWriter writer, int headDim, string scoresType, string generatedCode)
+        private static void EmitDecodeMembers(IndentedTextWriter writer, int headDim, ScoresModel scores, string generatedCode)
         {
+            string scoresType = ScoresType(scores);
+            string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
+            string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
+            string sinkPass = scores.LearnedSinks ? ", sinkLogits" : "";
             writer.Line("/// <summary>");
             writer.Line("/// Creates a rolling KV cache for this kernel (one per layer): per KV head, a ring of the positions the window still");
             writer.Line("/// reaches plus a pinned slot per global token, so its memory is fixed however long the stream.");
@@ -389,16 +468,17 @@ public sealed partial class AttentionGenerator
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length is wrong, or the cache belongs to another kernel.</exception>");
             writer.Line("/// <exception cref=\"global::System.InvalidOperationException\">The cache is empty.</exception>");
             writer.Line(generatedCode);
-            writer.Line("public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.KvCache cache, global::System.Span<float> output)");
-            writer.Line("    => Decode(query, cache, output, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line("public static void Decode(global::System.ReadOnlySpan<float> query, " + sinks + "global::SparseAttention.KvCache cache, global::System.Span<float> output)");
+            writer.Line("    => Decode(query, " + sinkArgument + "cache, output, global::SparseAttention.AttentionOptions.Default);");
             writer.Line();
             writer.Line("/// <summary>Attention for the newest token in <paramref name=\"cache\"/> with explicit <paramref name=\"options\"/>.</summary>");
             writer.Line(generatedCode);
-            using (writer.Block("public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.KvCache cache, global::System.Span<float> output, global::SparseAttention.AttentionOptions options)"))
+            using (writer.Block("public static void Decode(global::System.ReadOnlySpan<float> query, " + sinks + "global::SparseAttention.KvCache cache, global::System.Span<float> output, global::SparseAttention.AttentionOptions options)"))
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);");
-                System.Func<string, string> decode = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, output, options);";
+                EmitSinkValidation(writer, scores, "query.Length / HeadDim");
+                System.Func<string, string> decode = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, output, options" + sinkPass + ");";
                 EmitIsaSwitch(writer, headDim, decode, decode);
             }
 
@@ -410,20 +490,21 @@ public sealed partial class AttentionGenerator
             writer.Line("/// </summary>");
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>, or the cache belongs to another kernel.</exception>");
             writer.Line(generatedCode);
-            writer.Line("public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache)");
-            writer.Line("    => Prefill(query, key, value, output, shape, cache, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line("public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, " + sinks + "global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache)");
+            writer.Line("    => Prefill(query, key, value, " + sinkArgument + "output, shape, cache, global::SparseAttention.AttentionOptions.Default);");
             writer.Line();
             writer.Line("/// <summary>Runs and appends a prompt with explicit <paramref name=\"options\"/>.</summary>");
             writer.Line(generatedCode);
-            using (writer.Block("public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache, global::SparseAttention.AttentionOptions options)"))
+            using (writer.Block("public static void Prefill(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, " + sinks + "global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.KvCache cache, global::SparseAttention.AttentionOptions options)"))
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.DecodeArguments.ValidatePrefill(Pattern, HeadDim, cache, query, key, value, output, shape);");
+                EmitSinkValidation(writer, scores, "shape.Heads");
                 EmitIsaSwitch(
                     writer,
                     headDim,
-                    kernel => "global::SparseAttention.Decode.CpuDecode.PrefillTiled<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, key, value, output, shape, options);",
-                    kernel => "global::SparseAttention.Decode.CpuDecode.Prefill<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, key, value, output, shape, options);");
+                    kernel => "global::SparseAttention.Decode.CpuDecode.PrefillTiled<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, key, value, output, shape, options" + sinkPass + ");",
+                    kernel => "global::SparseAttention.Decode.CpuDecode.Prefill<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, key, value, output, shape, options" + sinkPass + ");");
             }
         }
 

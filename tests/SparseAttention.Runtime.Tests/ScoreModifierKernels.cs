@@ -115,3 +115,16 @@ public static class ScoreModifierKernels
         return data;
     }
 }
+
+/// <summary>gpt-oss's sliding layers in small: a window with a learned sink per head.</summary>
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 16)]
+[LearnedSinks]
+public static partial class WindowWithLearnedSinks;
+
+/// <summary>Sinks on a pattern whose rows all go through the row kernel (global tokens only), with a softcap too.</summary>
+[AttentionKernel(HeadDim = 32, Causal = false)]
+[GlobalTokens(0, 5)]
+[LearnedSinks]
+[Softcap(3f)]
+public static partial class GlobalsWithLearnedSinks;

@@ -114,10 +114,11 @@ public class ScoreModifierTests
         }
 
         Assert.True(worst < 3e-7, $"largest |error| {worst:E2}");
-        float[] edges = { float.PositiveInfinity, float.NegativeInfinity, float.NaN, 0f, -0f, 1e-30f };
+        // Non-finite scores become NaN, not ±cap: the kernels' NaN/Inf test then still sees them (design §4).
+        float[] edges = { float.PositiveInfinity, float.NegativeInfinity, float.NaN, 0f, -0f, 1e-30f, 1e30f, -1e30f };
         ScoreMath.Softcap(edges, 2f);
-        Assert.Equal(new[] { 2f, -2f }, edges[..2]);
-        Assert.True(float.IsNaN(edges[2]));
+        Assert.All(edges[..3], value => Assert.True(float.IsNaN(value)));
+        Assert.Equal(new[] { 2f, -2f }, edges[6..]);
         Assert.Equal(0f, edges[3]);
         Assert.True(Math.Abs(edges[5]) < 1e-29);
     }

@@ -51,6 +51,44 @@ public static class AttentionArguments
         CheckLength(nameof(output), output, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim, maxLength, container);
     }
 
+    /// <summary>
+    /// Checks a learned-sink call's <paramref name="sinkLogits"/>: one logit per query head, each finite or -infinity (no
+    /// sink for that head).
+    /// </summary>
+    /// <exception cref="ArgumentException">The length is not <paramref name="heads"/>, or a logit is NaN or +infinity.</exception>
+    public static void ValidateSinkLogits(ReadOnlySpan<float> sinkLogits, int heads)
+    {
+        if (sinkLogits.Length != heads)
+        {
+            throw new ArgumentException($"sinkLogits must hold one learned sink logit per query head: Heads = {heads} floats; it holds {sinkLogits.Length}.", nameof(sinkLogits));
+        }
+
+        for (int head = 0; head < heads; head++)
+        {
+            if (float.IsNaN(sinkLogits[head]) || float.IsPositiveInfinity(sinkLogits[head]))
+            {
+                throw new ArgumentException($"sinkLogits[{head}] is {sinkLogits[head]}; a sink logit must be a finite number (or -infinity for no sink).", nameof(sinkLogits));
+            }
+        }
+    }
+
+    /// <summary>Checks that <paramref name="logSumExp"/> holds [Heads, SeqLen] floats and shares no memory with the other tensors.</summary>
+    /// <exception cref="ArgumentException">The length is wrong, or it overlaps the output or an input.</exception>
+    public static void ValidateLogSumExp(Span<float> logSumExp, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, AttentionShape shape)
+    {
+        long rows = (long)shape.Heads * shape.SeqLen;
+        if (logSumExp.Length != rows)
+        {
+            throw new ArgumentException($"logSumExp must hold [Heads, SeqLen] = {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
+        }
+
+        ReadOnlySpan<float> written = logSumExp;
+        if (written.Overlaps(output) || written.Overlaps(query) || written.Overlaps(key) || written.Overlaps(value))
+        {
+            throw new ArgumentException("logSumExp must not share memory with query, key, value or output.", nameof(logSumExp));
+        }
+    }
+
     private static ArgumentException OutputOverlaps() =>
         new("output must not share memory with query, key or value: the kernel writes output while it still reads them.", "output");
 

@@ -2,6 +2,7 @@ using System;
 using System.ComponentModel;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace SparseAttention.Cpu;
 
@@ -79,16 +80,103 @@ public ref struct BandTile
     /// <summary>The absolute position of stream key 0, and the positions between stream keys (a residue stream).</summary>
     public int KeyPosition, KeyPositionStep;
 
-    /// <summary>For a gathered stream, the absolute position of each stream key; empty otherwise.</summary>
+    /// <summary>
+    /// For a gathered stream, the absolute position of each stream key, padded by a key tile past its end (vector loads
+    /// of a boundary tile read there); empty otherwise.
+    /// </summary>
     public ReadOnlySpan<int> GatheredKeyPositions;
 
+    /// <summary>The absolute position of row <paramref name="row"/> (rows past the tile's end repeat its last row, as the kernels do).</summary>
+    public readonly int QueryPositionOf(int row) => QueryPosition + QueryPositionStep * Math.Min(row, Rows - 1);
+
     /// <summary>
-    /// Applies the declaration's score modifiers to row <paramref name="row"/>'s scores of stream keys
-    /// <paramref name="from"/> .. <paramref name="to"/> (the keys of this key tile the row's band covers), stored from
-    /// <paramref name="rowScores"/> for the tile's first key <paramref name="keyStart"/> on.
+    /// Softcap and ALiBi (<typeparamref name="TScores"/>'s built-in modifiers) on the tile's score block: <paramref name="rows"/>
+    /// rows of <paramref name="keyTile"/> scores from <paramref name="scores"/>, for the stream keys from
+    /// <paramref name="keyStart"/> on. One call per key tile, before the kernel reads each row back; not inlined, so the
+    /// kernel's own inlining (its 2^x) is untouched. A softcapped non-finite score becomes NaN, so the kernel's test of what
+    /// it holds still sees a non-finite raw score; masked lanes are selected away afterwards, whatever they hold.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public readonly void ModifyRow<TScores>(ref float rowScores, int row, long keyStart, long from, long to)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public readonly void ApplyBuiltIns<TScores>(ref float scores, int rows, int keyTile, long keyStart)
+        where TScores : IScoreModifier
+    {
+        for (int row = 0; row < rows; row++)
+        {
+            ref float rowScores = ref Unsafe.Add(ref scores, row * keyTile);
+            int query = QueryPositionOf(row);
+            int k = 0;
+            if (Vector256.IsHardwareAccelerated)
+            {
+                for (; k + 8 <= keyTile; k += 8)
+                {
+                    Vector256<float> score = Vector256.LoadUnsafe(ref rowScores, (nuint)k);
+                    if (TScores.SoftcapBase2 != 0f)
+                    {
+                        score = ScoreMath.Softcap(score, TScores.SoftcapBase2);
+                    }
+
+                    if (TScores.Alibi)
+                    {
+                        Vector256<int> keys = GatheredKeyPositions.IsEmpty
+                            ? Vector256.Create(KeyPosition + KeyPositionStep * (int)(keyStart + k)) + Vector256<int>.Indices * KeyPositionStep
+                            : Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(GatheredKeyPositions), (nuint)(keyStart + k));
+                        score -= Vector256.ConvertToSingle(Vector256.Abs(Vector256.Create(query) - keys)) * AlibiSlope;
+                    }
+
+                    score.StoreUnsafe(ref rowScores, (nuint)k);
+                }
+            }
+
+            if (Vector128.IsHardwareAccelerated)
+            {
+                // NEON and SSE machines without 256-bit vectors.
+                for (; k + 4 <= keyTile; k += 4)
+                {
+                    Vector128<float> score = Vector128.LoadUnsafe(ref rowScores, (nuint)k);
+                    if (TScores.SoftcapBase2 != 0f)
+                    {
+                        score = ScoreMath.Softcap(score, TScores.SoftcapBase2);
+                    }
+
+                    if (TScores.Alibi)
+                    {
+                        Vector128<int> keys = GatheredKeyPositions.IsEmpty
+                            ? Vector128.Create(KeyPosition + KeyPositionStep * (int)(keyStart + k)) + Vector128<int>.Indices * KeyPositionStep
+                            : Vector128.LoadUnsafe(ref MemoryMarshal.GetReference(GatheredKeyPositions), (nuint)(keyStart + k));
+                        score -= Vector128.ConvertToSingle(Vector128.Abs(Vector128.Create(query) - keys)) * AlibiSlope;
+                    }
+
+                    score.StoreUnsafe(ref rowScores, (nuint)k);
+                }
+            }
+
+            for (; k < keyTile; k++)
+            {
+                ref float score = ref Unsafe.Add(ref rowScores, k);
+                if (TScores.SoftcapBase2 != 0f)
+                {
+                    score = ScoreMath.Tanh(score / TScores.SoftcapBase2) * TScores.SoftcapBase2;
+                }
+
+                if (TScores.Alibi)
+                {
+                    long key = keyStart + k;
+                    int position = GatheredKeyPositions.IsEmpty ? KeyPosition + KeyPositionStep * (int)key : GatheredKeyPositions[(int)key];
+                    score -= AlibiSlope * Math.Abs(query - position);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Applies the declaration's mask and score mod (<see cref="IScoreModifier.ApplyUserCode"/>) to row
+    /// <paramref name="row"/>'s scores of stream keys <paramref name="from"/> .. <paramref name="to"/> (the keys of this key
+    /// tile the row's band covers), stored from <paramref name="rowScores"/> for the tile's first key
+    /// <paramref name="keyStart"/> on. Not inlined on purpose: each tile row of the kernel calls it, and a copy of the
+    /// user's loop per row would bloat the kernel more than the call costs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public readonly void ApplyUserCode<TScores>(ref float rowScores, int row, long keyStart, long from, long to)
         where TScores : IScoreModifier
     {
         if (from > to)
@@ -96,10 +184,9 @@ public ref struct BandTile
             return;
         }
 
-        int query = QueryPosition + QueryPositionStep * Math.Min(row, Rows - 1);
         var site = GatheredKeyPositions.IsEmpty
-            ? new ScoreSite(query, Head, AlibiSlope, KeyPosition + (int)from * KeyPositionStep, KeyPositionStep, ReadOnlySpan<int>.Empty)
-            : new ScoreSite(query, Head, AlibiSlope, 0, 0, GatheredKeyPositions.Slice((int)from));
-        TScores.Modify(MemoryMarshal.CreateSpan(ref Unsafe.Add(ref rowScores, (nint)(from - keyStart)), (int)(to - from + 1)), site);
+            ? new ScoreSite(QueryPositionOf(row), Head, AlibiSlope, KeyPosition + (int)from * KeyPositionStep, KeyPositionStep, ReadOnlySpan<int>.Empty)
+            : new ScoreSite(QueryPositionOf(row), Head, AlibiSlope, 0, 0, GatheredKeyPositions.Slice((int)from));
+        TScores.ApplyUserCode(MemoryMarshal.CreateSpan(ref Unsafe.Add(ref rowScores, (nint)(from - keyStart)), (int)(to - from + 1)), site);
     }
 }

@@ -44,7 +44,11 @@ public static unsafe class CpuAttention
     private const long ParallelThresholdPairs = 1 << 15;
 
     /// <summary>Runs a kernel with a tile path: the window (or dense) band and long strided streams as tiles, the rest per row.</summary>
-    public static void RunTiled<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    /// <remarks>
+    /// <paramref name="sinkLogits"/> ([Heads], natural units; empty for none) join each row's softmax denominator;
+    /// <paramref name="logSumExp"/> ([Heads, SeqLen]; empty for none) receives each row's log-sum-exp.
+    /// </remarks>
+    public static void RunTiled<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default, Span<float> logSumExp = default)
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
@@ -52,14 +56,30 @@ public static unsafe class CpuAttention
         plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, wholeSequence: true);
         if (!plan.AnyTiles)
         {
-            RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options);
+            RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options, sinkLogits, logSumExp);
             return;
         }
 
-        fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
+        fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output, sinks = sinkLogits, logSumExpPointer = logSumExp)
         {
-            RunTiledSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
+            var rows = new RowOutputs(outputPointer, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer);
+            RunTiledSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, rows, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
+    }
+
+    /// <summary>
+    /// Where a call's finished rows go: the output, and optionally each query head's learned sink logit (which joins the
+    /// row's denominator) and each row's log-sum-exp ([Heads, rows], laid out like the output's rows).
+    /// </summary>
+    internal readonly struct RowOutputs(float* output, float* sinkLogits, float* logSumExp)
+    {
+        public float* Output { get; } = output;
+
+        public float* SinkLogits { get; } = sinkLogits;
+
+        public float* LogSumExp { get; } = logSumExp;
+
+        public static RowOutputs Plain(float* output) => new(output, null, null);
     }
 
     /// <summary>
@@ -68,7 +88,7 @@ public static unsafe class CpuAttention
     /// <paramref name="shape"/>.SeqLen positions per KV head, pinned global tokens after them; the pattern then has a
     /// window band and no stride).
     /// </summary>
-    internal static void RunTiledSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+    internal static void RunTiledSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
@@ -116,18 +136,19 @@ public static unsafe class CpuAttention
     }
 
     /// <summary>Runs a kernel row by row over each row's exact key segments.</summary>
-    public static void RunRows<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    public static void RunRows<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default, Span<float> logSumExp = default)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
-        fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output)
+        fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output, sinks = sinkLogits, logSumExpPointer = logSumExp)
         {
-            RunRowsSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, outputPointer, shape, SequenceSlice.Whole(shape.SeqLen), options);
+            var rows = new RowOutputs(outputPointer, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer);
+            RunRowsSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, rows, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
     }
 
     /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel, TScores}"/>).</summary>
-    internal static void RunRowsSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+    internal static void RunRowsSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
@@ -144,16 +165,39 @@ public static unsafe class CpuAttention
     internal static int Threads(AttentionOptions options, long roughPairs) =>
         roughPairs < ParallelThresholdPairs ? 1 : options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
 
-    /// <summary>Runs one row's segments through the row kernel from a fresh state and writes the normalised row.</summary>
+    /// <summary>Runs one row's segments through the row kernel from a fresh state, leaving its state in max, sum and accumulator.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void ComputeWholeRow<TKernel, TScores>(ref float query, ref float keys, ref float values, float* output, ReadOnlySpan<KeySegment> segments, in ScoreRow row, float scale, Span<float> scratch, Span<float> accumulator)
+    internal static void ComputeWholeRow<TKernel, TScores>(ref float query, ref float keys, ref float values, ReadOnlySpan<KeySegment> segments, in ScoreRow row, float scale, Span<float> scratch, Span<float> accumulator, out float max, out float sum)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
-        float max = float.NegativeInfinity, sum = 0f;
+        max = float.NegativeInfinity;
+        sum = 0f;
         accumulator.Clear();
         TKernel.AccumulateRow<TScores>(ref query, ref keys, ref values, segments, row, scale, scratch, ref max, ref sum, accumulator);
-        WriteNormalised(accumulator, sum, output);
+    }
+
+    /// <summary>
+    /// Finishes one row from its online-softmax state (base 2: <paramref name="max"/> and <paramref name="sum"/> of
+    /// 2^(score - max)): a learned sink (<paramref name="sinkLogit"/>, natural units; null for none) joins the denominator
+    /// with no value, then the row is normalised (<see cref="WriteNormalised"/>) and, when asked, its log-sum-exp written:
+    /// ln of the denominator including the max, -inf for a row that saw no key (its sink does not count: the row is zeros),
+    /// NaN for a row written as NaN.
+    /// </summary>
+    internal static void FinishRow(ReadOnlySpan<float> accumulator, float max, float sum, float* sinkLogit, float* output, float* logSumExp)
+    {
+        // In double: a sink far above the row's scores makes 2^(sink - max) overflow a float (the row then tends to 0).
+        double denominator = sum;
+        if (sinkLogit != null && sum > 0f)
+        {
+            denominator += Math.Pow(2, (double)*sinkLogit * VectorMath.Log2E - max);
+        }
+
+        bool finite = WriteNormalised(accumulator, (float)Math.Min(denominator, float.MaxValue), output);
+        if (logSumExp != null)
+        {
+            *logSumExp = !finite ? float.NaN : sum == 0f ? float.NegativeInfinity : (float)((max + Math.Log2(denominator)) * Math.Log(2));
+        }
     }
 
     /// <summary>
@@ -161,8 +205,9 @@ public static unsafe class CpuAttention
     /// whose sum is NaN (a non-finite visible score) or whose output has a NaN or infinity in any element (a non-finite
     /// visible value; 0 x inf is NaN too) is written as NaN in every element, so every path gives the same answer.
     /// </summary>
+    /// <returns>Whether the row was finite (false: written as NaN).</returns>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
+    internal static bool WriteNormalised(ReadOnlySpan<float> accumulator, float sum, float* output)
     {
         // sum >= 1 when any key was seen (the largest score contributes 2^0), so 1 / sum cannot overflow the output.
         float inverse = sum == 0f ? 0f : 1f / sum;
@@ -190,17 +235,21 @@ public static unsafe class CpuAttention
             finite &= float.IsFinite(output[d]);
         }
 
+        // A NaN sum (a poisoned row) may still have multiplied out to finite elements.
+        finite &= !float.IsNaN(sum);
         if (!finite)
         {
             new Span<float>(output, accumulator.Length).Fill(float.NaN);
         }
+
+        return finite;
     }
 
     /// <summary>State shared by every job: the call's pointers and sizes.</summary>
     private abstract class CallJob : WorkerPool.Job
     {
         protected AttentionPattern Pattern = null!;
-        protected float* Query, Key, Value, Output;
+        protected float* Query, Key, Value, Output, SinkLogits, LogSumExp;
         protected AttentionShape Shape;
         protected SequenceSlice Slice;
         protected float Scale;
@@ -208,8 +257,10 @@ public static unsafe class CpuAttention
         /// <summary>Per query head, its ALiBi slope in base-2 units (filled only for kernels with score modifiers).</summary>
         private float[] _alibiSlopes = Array.Empty<float>();
 
-        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, float scale, AttentionOptions options, bool modifiesScores)
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, float scale, AttentionOptions options, bool modifiesScores)
         {
+            SinkLogits = output.SinkLogits;
+            LogSumExp = output.LogSumExp;
             if (modifiesScores)
             {
                 AlibiSlopes.FillBase2(ref _alibiSlopes, options, shape.Heads);
@@ -220,7 +271,7 @@ public static unsafe class CpuAttention
             Query = query;
             Key = key;
             Value = value;
-            Output = output;
+            Output = output.Output;
             Shape = shape;
             Scale = scale;
         }
@@ -231,6 +282,10 @@ public static unsafe class CpuAttention
         /// <summary>Query row <paramref name="position"/> (in the call's coordinates) of <paramref name="head"/> as the row kernel's modifiers see it.</summary>
         protected ScoreRow RowOf(int head, int position, ReadOnlySpan<int> segmentPositions) =>
             new(Slice.PositionBase + position, head, AlibiSlopeOf(head), segmentPositions);
+
+        /// <summary>Finishes row <paramref name="position"/> of <paramref name="head"/> (sink, normalisation, log-sum-exp).</summary>
+        protected void Finish(int head, int position, ReadOnlySpan<float> accumulator, float max, float sum) =>
+            FinishRow(accumulator, max, sum, SinkLogits == null ? null : SinkLogits + head, Output + RowOffset(head, position, accumulator.Length), LogSumExp == null ? null : LogSumExp + (long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst);
 
         /// <summary>Where query (and output) row <paramref name="position"/> of <paramref name="head"/> starts.</summary>
         protected long RowOffset(int head, int position, int headDim) => ((long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst) * headDim;
@@ -274,7 +329,7 @@ public static unsafe class CpuAttention
 
         public static RowJob<TKernel, TScores> ForThisThread() => t_instance ??= new RowJob<TKernel, TScores>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         {
             PrepareCall(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             _blocksPerHead = (slice.QueryRows + RowsPerWorkItem - 1) / RowsPerWorkItem;
@@ -294,7 +349,9 @@ public static unsafe class CpuAttention
             {
                 int count = KeySegmentsOf(row, head, 0, scratch, out _, out KeySegment[] segments, out ReadOnlySpan<int> segmentPositions);
                 long rowOffset = RowOffset(head, row, headDim);
-                ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments.AsSpan(0, count), RowOf(head, row, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), scratch.Accumulators.AsSpan(0, headDim));
+                Span<float> accumulator = scratch.Accumulators.AsSpan(0, headDim);
+                ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments.AsSpan(0, count), RowOf(head, row, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator, out float max, out float sum);
+                Finish(head, row, accumulator, max, sum);
             }
         }
     }
@@ -483,7 +540,7 @@ public static unsafe class CpuAttention
 
         public int ItemsOf(int pass) => _itemsBefore[(pass + 1) * (Shape.Heads + 1) - 1];
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, float* output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
         {
             PrepareCall(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile, heads = shape.Heads;
@@ -575,13 +632,18 @@ public static unsafe class CpuAttention
                 total += _gatherLengths[group];
             }
 
-            Grow(ref _gatheredPositions, total);
+            // A key tile of padding after each group: a boundary tile's vector loads read up to a tile past the stream.
+            Grow(ref _gatheredPositions, total + _gatherGroups * TKernel.KeyTile);
             for (int group = 0; group < _gatherGroups; group++)
             {
-                for (int index = 0; index < _gatherLengths[group]; index++)
+                int offset = _gatheredPositionOffsets[group] + group * TKernel.KeyTile, length = _gatherLengths[group];
+                _gatheredPositionOffsets[group] = offset;
+                for (int index = 0; index < length; index++)
                 {
-                    _gatheredPositions[_gatheredPositionOffsets[group] + index] = block.GatheredPosition(_gatherHeads[group], index);
+                    _gatheredPositions[offset + index] = block.GatheredPosition(_gatherHeads[group], index);
                 }
+
+                _gatheredPositions.AsSpan(offset + length, TKernel.KeyTile).Fill(length > 0 ? _gatheredPositions[offset + length - 1] : 0);
             }
         }
 
@@ -855,7 +917,7 @@ public static unsafe class CpuAttention
                         tile.ValueStride = headDim;
                         if (TScores.ModifiesScores)
                         {
-                            tile.GatheredKeyPositions = _gatheredPositions.AsSpan(_gatheredPositionOffsets[group], _gatherLengths[group]);
+                            tile.GatheredKeyPositions = _gatheredPositions.AsSpan(_gatheredPositionOffsets[group], _gatherLengths[group] + TKernel.KeyTile);
                         }
                     }
                     else
@@ -960,7 +1022,8 @@ public static unsafe class CpuAttention
                     if (coveredBy >= tiled)
                     {
                         // A row a row-path component sees whole: computed whole, the tile passes discarded.
-                        ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), Output + rowOffset, segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator);
+                        ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator, out float wholeMax, out float wholeSum);
+                        Finish(head, position, accumulator, wholeMax, wholeSum);
                         continue;
                     }
 
@@ -970,7 +1033,7 @@ public static unsafe class CpuAttention
                     }
                 }
 
-                WriteNormalised(accumulator, rowSum[t], Output + rowOffset);
+                Finish(head, position, accumulator, rowMax[t], rowSum[t]);
             }
         }
 

@@ -30,20 +30,20 @@ public static unsafe class CpuDecode
     /// softmax state, so the block is read from memory once instead of once per head; the partial states are then
     /// merged per head (rescaled to the largest max) and normalised.
     /// </summary>
-    public static void Decode<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, Span<float> output, AttentionOptions options)
+    public static void Decode<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, Span<float> output, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
         int heads = query.Length / TKernel.HeadDim;
         int position = (int)(cache.Count - 1);
-        fixed (float* keys = cache.Keys, values = cache.Values, queryPointer = query, outputPointer = output)
+        fixed (float* keys = cache.Keys, values = cache.Values, queryPointer = query, outputPointer = output, sinks = sinkLogits)
         {
             var store = new KvStore(keys, values, cache.KvHeads, cache.Capacity, cache.Map);
             DecodeJob<TKernel, TScores> job = DecodeJob<TKernel, TScores>.ForThisThread();
             job.Prepare(cache.Pattern, store, queryPointer, heads, position, options);
             long roughPairs = (long)heads * Math.Min(position + 1L, cache.RingSlots);
             WorkerPool.Shared.Run(job, job.Items, CpuAttention.Threads(options, roughPairs));
-            job.Combine(outputPointer);
+            job.Combine(outputPointer, sinkLogits.IsEmpty ? null : sinks);
         }
     }
 
@@ -52,30 +52,30 @@ public static unsafe class CpuDecode
     /// Count), in chunks of at most the cache's ring: each chunk's rows run against the keys the ring still holds, the
     /// pinned global tokens and the chunk itself, then the chunk is appended. Layout as <c>Forward</c>'s.
     /// </summary>
-    public static void Prefill<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    public static void Prefill<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier =>
-        PrefillChunks<TKernel, RowChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options);
+        PrefillChunks<TKernel, RowChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options, sinkLogits);
 
     /// <summary>
     /// As <see cref="Prefill{TKernel, TScores}"/>, with each chunk's window band as register-blocked tiles (the schedule
     /// <c>Forward</c> uses, over the chunk's linear run of keys), and only global columns and rows per row.
     /// </summary>
-    public static void PrefillTiled<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    public static void PrefillTiled<TKernel, TScores>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default)
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
         if (cache.Pattern.HasWindow)
         {
-            PrefillChunks<TKernel, TiledChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options);
+            PrefillChunks<TKernel, TiledChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options, sinkLogits);
         }
         else
         {
-            PrefillChunks<TKernel, RowChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options);
+            PrefillChunks<TKernel, RowChunk<TKernel, TScores>>(cache, query, key, value, output, shape, options, sinkLogits);
         }
     }
 
-    private static void PrefillChunks<TKernel, TChunk>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    private static void PrefillChunks<TKernel, TChunk>(KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits)
         where TKernel : struct, IAttentionRowKernel
         where TChunk : struct, IChunkRunner
     {
@@ -88,14 +88,15 @@ public static unsafe class CpuDecode
         float[] scratchValues = ArrayPool<float>.Shared.Rent(scratchFloats);
         try
         {
-            fixed (float* keys = scratchKeys, values = scratchValues, queryPointer = query, outputPointer = output)
+            fixed (float* keys = scratchKeys, values = scratchValues, queryPointer = query, outputPointer = output, sinks = sinkLogits)
             {
+                float* sinkPointer = sinkLogits.IsEmpty ? null : sinks;
                 for (int first = 0; first < shape.SeqLen; first += chunk)
                 {
                     int rows = Math.Min(chunk, shape.SeqLen - first);
                     int start = (int)cache.Count;
                     KvStore store = GatherChunk(cache, key, value, shape.SeqLen, first, rows, keys, values);
-                    TChunk.Run(cache.Pattern, store, queryPointer, outputPointer, shape, first, start, rows, options);
+                    TChunk.Run(cache.Pattern, store, queryPointer, outputPointer, sinkPointer, shape, first, start, rows, options);
                     cache.AppendFromSequence(key, value, shape.SeqLen, first, rows);
                 }
             }
@@ -155,7 +156,7 @@ public static unsafe class CpuDecode
     private interface IChunkRunner
     {
         /// <summary>Rows <paramref name="first"/> .. first + rows - 1 of the prompt (stream positions from <paramref name="start"/>).</summary>
-        static abstract void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options);
+        static abstract void Run(AttentionPattern pattern, KvStore store, float* query, float* output, float* sinkLogits, AttentionShape shape, int first, int start, int rows, AttentionOptions options);
     }
 
     /// <summary>Every row through the row kernel over its mapped key segments (the scalar kernel, window-less patterns).</summary>
@@ -163,10 +164,10 @@ public static unsafe class CpuDecode
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
-        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
+        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, float* sinkLogits, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunRowsSlice<TKernel, TScores>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
+            CpuAttention.RunRowsSlice<TKernel, TScores>(pattern, query + rowOffset, store.Keys, store.Values, new CpuAttention.RowOutputs(output + rowOffset, sinkLogits, null), store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
         }
     }
 
@@ -178,10 +179,10 @@ public static unsafe class CpuDecode
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
-        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
+        public static void Run(AttentionPattern pattern, KvStore store, float* query, float* output, float* sinkLogits, AttentionShape shape, int first, int start, int rows, AttentionOptions options)
         {
             long rowOffset = (long)first * TKernel.HeadDim;
-            CpuAttention.RunTiledSlice<TKernel, TScores>(pattern, query + rowOffset, store.Keys, store.Values, output + rowOffset, store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
+            CpuAttention.RunTiledSlice<TKernel, TScores>(pattern, query + rowOffset, store.Keys, store.Values, new CpuAttention.RowOutputs(output + rowOffset, sinkLogits, null), store.LinearShape(shape.Heads), store.ChunkSlice(shape.SeqLen, start, rows), options);
         }
     }
 
@@ -307,7 +308,7 @@ public static unsafe class CpuDecode
         }
 
         /// <summary>Merges each head's partial states (base 2, like the kernels' softmax) and writes the normalised row.</summary>
-        public void Combine(float* output)
+        public void Combine(float* output, float* sinkLogits)
         {
             int headDim = TKernel.HeadDim;
             for (int head = 0; head < _heads; head++)
@@ -340,7 +341,7 @@ public static unsafe class CpuDecode
                     }
                 }
 
-                CpuAttention.WriteNormalised(total, sum, output + (long)head * headDim);
+                CpuAttention.FinishRow(total, max, sum, sinkLogits == null ? null : sinkLogits + head, output + (long)head * headDim, null);
             }
         }
 

@@ -17,7 +17,7 @@ public static class ReferenceAttention
     /// inferred from the query length (<c>query.Length / (Heads * SeqLen)</c>).
     /// </summary>
     public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions? options = null) =>
-        Forward(pattern, ScoreModifiers.None, query, key, value, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
+        Forward(pattern, ScoreModifiers.None, query, key, value, ReadOnlySpan<float>.Empty, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
 
     /// <summary>
     /// As the plain overload, with a declaration's score modifiers (a generated kernel's <c>Scores</c>) applied to each
@@ -25,7 +25,22 @@ public static class ReferenceAttention
     /// the score mod; a score that ends at -inf is masked.
     /// </summary>
     public static void Forward(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions? options = null) =>
-        Forward(pattern, scores, query, key, value, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
+        Forward(pattern, scores, query, key, value, ReadOnlySpan<float>.Empty, output, Span<float>.Empty, shape, options, writeLogSumExp: false);
+
+    /// <summary>
+    /// Everything a generated kernel can do: score modifiers, learned sinks (<paramref name="sinkLogits"/>, one logit per
+    /// query head, empty for none: the sink joins each row's denominator with no value) and each row's log-sum-exp
+    /// (<paramref name="logSumExp"/>, [Heads, SeqLen], empty to skip it; the sink included).
+    /// </summary>
+    public static void Forward(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> sinkLogits, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options = null)
+    {
+        if (!sinkLogits.IsEmpty)
+        {
+            AttentionArguments.ValidateSinkLogits(sinkLogits, shape.Heads);
+        }
+
+        Forward(pattern, scores, query, key, value, sinkLogits, output, logSumExp, shape, options, writeLogSumExp: !logSumExp.IsEmpty);
+    }
 
     /// <summary>
     /// As <see cref="Forward(AttentionPattern, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, Span{float}, AttentionShape, AttentionOptions?)"/>,
@@ -35,9 +50,9 @@ public static class ReferenceAttention
     /// </summary>
     /// <exception cref="ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
     public static void Forward(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options = null) =>
-        Forward(pattern, ScoreModifiers.None, query, key, value, output, logSumExp, shape, options, writeLogSumExp: true);
+        Forward(pattern, ScoreModifiers.None, query, key, value, ReadOnlySpan<float>.Empty, output, logSumExp, shape, options, writeLogSumExp: true);
 
-    private static void Forward(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options, bool writeLogSumExp)
+    private static void Forward(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> sinkLogits, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions? options, bool writeLogSumExp)
     {
         ArgumentNullException.ThrowIfNull(pattern);
         ArgumentNullException.ThrowIfNull(scores);
@@ -53,7 +68,8 @@ public static class ReferenceAttention
         {
             for (int position = 0; position < shape.SeqLen; position++)
             {
-                double rowLogSumExp = ComputeRow(pattern, scores, query, key, value, shape, head, position, row, options, validate: false);
+                double? sink = sinkLogits.IsEmpty ? null : sinkLogits[head];
+                double rowLogSumExp = ComputeRow(pattern, scores, query, key, value, shape, head, position, row, options, validate: false, sink);
                 if (writeLogSumExp)
                 {
                     logSumExp[head * shape.SeqLen + position] = (float)rowLogSumExp;
@@ -74,18 +90,18 @@ public static class ReferenceAttention
     /// large call without paying for all n² pairs.
     /// </summary>
     public static void ComputeRow(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options = null) =>
-        ComputeRow(pattern, ScoreModifiers.None, query, key, value, shape, head, position, destination, options, validate: true);
+        ComputeRow(pattern, ScoreModifiers.None, query, key, value, shape, head, position, destination, options, validate: true, sinkLogit: null);
 
     /// <summary>One row with a declaration's score modifiers (see the matching <c>Forward</c> overload).</summary>
     public static void ComputeRow(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options = null) =>
-        ComputeRow(pattern, scores, query, key, value, shape, head, position, destination, options, validate: true);
+        ComputeRow(pattern, scores, query, key, value, shape, head, position, destination, options, validate: true, sinkLogit: null);
 
     /// <summary>
     /// One row, as the public overloads; returns the row's log-sum-exp (−∞ with no visible key, NaN for a NaN row). The
     /// NaN/Inf policy looks at what the structure makes visible (raw scores and values, before any modifier or mask,
     /// as the kernels do); the softmax runs over the keys the mask keeps, with their modified scores.
     /// </summary>
-    private static double ComputeRow(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options, bool validate)
+    private static double ComputeRow(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, AttentionShape shape, int head, int position, Span<double> destination, AttentionOptions? options, bool validate, double? sinkLogit)
     {
         int headDim = InferHeadDim(query, shape);
         if (validate)
@@ -163,6 +179,13 @@ public static class ReferenceAttention
             {
                 row[d] += weight * v[d];
             }
+        }
+
+        // A learned sink joins the denominator with no value: e^(sink - max), in double (a sink far above every score
+        // sends the row to 0, not to an overflow).
+        if (sinkLogit is double sink)
+        {
+            sum += Math.Exp(sink - max);
         }
 
         for (int d = 0; d < headDim; d++)

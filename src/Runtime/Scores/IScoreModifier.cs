@@ -4,23 +4,34 @@ using System.ComponentModel;
 namespace SparseAttention.Cpu;
 
 /// <summary>
-/// What a declaration does to a score between q·k and the softmax (docs/design.md §2.4): softcap, ALiBi, a user score
-/// mod and a compiled-in mask, in that order. The generator emits one struct per declaration that has any of them; the
-/// kernels take it as a type parameter, so a declaration without modifiers runs <see cref="NoScoreModifier"/> and the
-/// JIT removes every call (<see cref="ModifiesScores"/> is a constant).
+/// What a declaration does to a score between q·k and the softmax (docs/design.md §2.4): softcap, ALiBi, then the user's
+/// mask and score mod, in that order. The generator emits one struct per declaration that has any of them; the kernels
+/// take it as a type parameter and read its constants, so the JIT keeps only the modifiers declared: a declaration
+/// without any runs <see cref="NoScoreModifier"/> and every hook folds away. Softcap and ALiBi are the runtime's own
+/// vector code (the tile kernels apply them in registers); only the user's methods are called per key.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public interface IScoreModifier
 {
-    /// <summary>False for <see cref="NoScoreModifier"/>: the kernels then skip the hook entirely.</summary>
+    /// <summary>Whether any modifier is declared (false: the kernels skip every hook).</summary>
     static abstract bool ModifiesScores { get; }
 
+    /// <summary>The softcap in the kernels' base-2 units (cap x log2(e)); 0 for none.</summary>
+    static abstract float SoftcapBase2 { get; }
+
+    /// <summary>Whether ALiBi's bias is added (the slope comes with each call, per head).</summary>
+    static abstract bool Alibi { get; }
+
+    /// <summary>Whether a user mask or score mod is declared (<see cref="ApplyUserCode"/> does something).</summary>
+    static abstract bool CallsUserCode { get; }
+
     /// <summary>
-    /// Modifies <paramref name="scores"/>, one query row's scores against the keys <paramref name="site"/> names, in
-    /// place. Scores are in the kernels' base-2 units (scale x log2(e) x q·k); a masked key becomes -inf. Only keys the
-    /// pattern's structure makes visible to the row are passed, so a user method never sees an out-of-range position.
+    /// Applies the user's mask and score mod to <paramref name="scores"/>, one query row's scores (base-2 units, softcap
+    /// and ALiBi already applied) against the keys <paramref name="site"/> names, in place; a masked key becomes -inf.
+    /// Only keys the pattern's structure makes visible to the row are passed, so a user method never sees an
+    /// out-of-range position.
     /// </summary>
-    static abstract void Modify(Span<float> scores, in ScoreSite site);
+    static abstract void ApplyUserCode(Span<float> scores, in ScoreSite site);
 }
 
 /// <summary>The modifier of a declaration that has none: the kernels' hooks compile to nothing.</summary>
@@ -31,7 +42,16 @@ public readonly struct NoScoreModifier : IScoreModifier
     public static bool ModifiesScores => false;
 
     /// <inheritdoc/>
-    public static void Modify(Span<float> scores, in ScoreSite site)
+    public static float SoftcapBase2 => 0f;
+
+    /// <inheritdoc/>
+    public static bool Alibi => false;
+
+    /// <inheritdoc/>
+    public static bool CallsUserCode => false;
+
+    /// <inheritdoc/>
+    public static void ApplyUserCode(Span<float> scores, in ScoreSite site)
     {
     }
 }

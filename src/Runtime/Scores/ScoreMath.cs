@@ -23,18 +23,13 @@ public static class ScoreMath
     public static void Softcap(Span<float> scores, float capBase2)
     {
         // e^(-2|x|) with x = s / cap is 2^(-|s| * 2 log2(e) / capBase2) in the kernels' units.
-        float rate = -2f * VectorMath.Log2E / capBase2;
         ref float first = ref MemoryMarshal.GetReference(scores);
         int k = 0;
         if (Vector256.IsHardwareAccelerated)
         {
             for (; k + 8 <= scores.Length; k += 8)
             {
-                Vector256<float> s = Vector256.LoadUnsafe(ref first, (nuint)k);
-                Vector256<float> e = VectorMath.Exp2(Vector256.Abs(s) * rate);
-                Vector256<float> tanh = (Vector256<float>.One - e) / (Vector256<float>.One + e);
-                Vector256<float> sign = s & Vector256.Create(-0f);
-                (((tanh | sign)) * capBase2).StoreUnsafe(ref first, (nuint)k);
+                Softcap(Vector256.LoadUnsafe(ref first, (nuint)k), capBase2).StoreUnsafe(ref first, (nuint)k);
             }
         }
 
@@ -42,11 +37,7 @@ public static class ScoreMath
         {
             for (; k + 4 <= scores.Length; k += 4)
             {
-                Vector128<float> s = Vector128.LoadUnsafe(ref first, (nuint)k);
-                Vector128<float> e = VectorMath.Exp2(Vector128.Abs(s) * rate);
-                Vector128<float> tanh = (Vector128<float>.One - e) / (Vector128<float>.One + e);
-                Vector128<float> sign = s & Vector128.Create(-0f);
-                (((tanh | sign)) * capBase2).StoreUnsafe(ref first, (nuint)k);
+                Softcap(Vector128.LoadUnsafe(ref first, (nuint)k), capBase2).StoreUnsafe(ref first, (nuint)k);
             }
         }
 
@@ -56,9 +47,68 @@ public static class ScoreMath
         }
     }
 
-    /// <summary>tanh by the same formula, one value at a time (the kernels' scalar tail and the scalar ISA).</summary>
+    /// <summary>
+    /// Every declared modifier on a run of scores, in the documented order (the row kernels and decode). Not inlined: one
+    /// call per tile of up to 64 keys is cheap, and inlining its vector code would spend the kernel's inlining budget.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void Modify<TScores>(Span<float> scores, in ScoreSite site)
+        where TScores : IScoreModifier
+    {
+        if (TScores.SoftcapBase2 != 0f)
+        {
+            Softcap(scores, TScores.SoftcapBase2);
+        }
+
+        if (TScores.Alibi)
+        {
+            AddAlibi(scores, site);
+        }
+
+        if (TScores.CallsUserCode)
+        {
+            TScores.ApplyUserCode(scores, site);
+        }
+    }
+
+    /// <summary>
+    /// s = cap x tanh(s / cap) per lane; see <see cref="Softcap(Span{float}, float)"/>. A non-finite score becomes NaN,
+    /// not ±cap: the NaN/Inf policy is about raw scores, and the kernels test what they hold after the softcap.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Softcap(Vector512<float> s, float capBase2)
+    {
+        Vector512<float> e = VectorMath.Exp2(Vector512.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
+        Vector512<float> capped = (((Vector512<float>.One - e) / (Vector512<float>.One + e)) | (s & Vector512.Create(-0f))) * capBase2;
+        return Vector512.ConditionalSelect(Vector512.Equals(s - s, Vector512<float>.Zero), capped, Vector512.Create(float.NaN));
+    }
+
+    /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector512 overload).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> Softcap(Vector256<float> s, float capBase2)
+    {
+        Vector256<float> e = VectorMath.Exp2(Vector256.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
+        Vector256<float> capped = (((Vector256<float>.One - e) / (Vector256<float>.One + e)) | (s & Vector256.Create(-0f))) * capBase2;
+        return Vector256.ConditionalSelect(Vector256.Equals(s - s, Vector256<float>.Zero), capped, Vector256.Create(float.NaN));
+    }
+
+    /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector512 overload).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> Softcap(Vector128<float> s, float capBase2)
+    {
+        Vector128<float> e = VectorMath.Exp2(Vector128.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
+        Vector128<float> capped = (((Vector128<float>.One - e) / (Vector128<float>.One + e)) | (s & Vector128.Create(-0f))) * capBase2;
+        return Vector128.ConditionalSelect(Vector128.Equals(s - s, Vector128<float>.Zero), capped, Vector128.Create(float.NaN));
+    }
+
+    /// <summary>tanh by the same formula, one value at a time (the kernels' scalar tail and the scalar ISA); NaN for a non-finite x.</summary>
     public static float Tanh(float x)
     {
+        if (!float.IsFinite(x))
+        {
+            return float.NaN;
+        }
+
         float e = VectorMath.Exp2(-2f * VectorMath.Log2E * MathF.Abs(x));
         return MathF.CopySign((1f - e) / (1f + e), x);
     }
