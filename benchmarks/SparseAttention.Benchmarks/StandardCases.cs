@@ -73,6 +73,11 @@ public static partial class Window4096IdentityScoreMod
     private static float Identity(float score, int query, int key, int head) => score;
 }
 
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+[LearnedSinks]
+public static partial class Window4096Sinks;
+
 public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options);
 
 /// <summary>
@@ -128,7 +133,30 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("swa-16k-w4096-alibi", 16384, Window4096Alibi.Pattern, Window4096Alibi.Forward, null),
         new("swa-16k-w4096-mask", 16384, Window4096AlwaysTrueMask.Pattern, Window4096AlwaysTrueMask.Forward, null),
         new("swa-16k-w4096-scoremod", 16384, Window4096IdentityScoreMod.Pattern, Window4096IdentityScoreMod.Forward, null),
+        new("swa-16k-w4096-sinks", 16384, Window4096Sinks.Pattern, WithSinks, null),
+        new("swa-16k-w4096-lse", 16384, Window4096.Pattern, WithLogSumExp, null),
     };
+
+    /// <summary>Window4096Sinks with a sink logit of 0.5 per head (gpt-oss's learned sinks are of that order).</summary>
+    private static void WithSinks(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    {
+        Span<float> sinks = stackalloc float[shape.Heads];
+        sinks.Fill(0.5f);
+        Window4096Sinks.Forward(query, key, value, sinks, output, shape, options);
+    }
+
+    private static float[] s_logSumExp = Array.Empty<float>();
+
+    /// <summary>Window4096 writing each row's log-sum-exp too (into a buffer kept between calls).</summary>
+    private static void WithLogSumExp(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
+    {
+        if (s_logSumExp.Length != shape.Heads * shape.SeqLen)
+        {
+            s_logSumExp = new float[shape.Heads * shape.SeqLen];
+        }
+
+        Window4096.Forward(query, key, value, output, s_logSumExp, shape, options);
+    }
 
     public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Concat(ModifierCases).Single(c => c.Name == name);
 

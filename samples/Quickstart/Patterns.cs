@@ -38,3 +38,12 @@ public static partial class BigBird;
 [AttentionKernel(HeadDim = 64)]
 [FixedFactorized(Block = 128, Summary = 8)]
 public static partial class SparseTransformerFixed;
+
+/// <summary>
+/// Gemma 2's local layers at HeadDim 64: a 4096-token window with attention logits capped at 50 (cap x tanh(s / cap)).
+/// At n = 4096 the window covers every earlier token, so this is dense causal attention plus the softcap.
+/// </summary>
+[AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 4096)]
+[Softcap(50)]
+public static partial class Gemma2Local;

@@ -13,14 +13,15 @@ var random = new Random(2024);
 float[] query = RandomValues(Heads * SeqLen * HeadDim), key = RandomValues(query.Length), value = RandomValues(query.Length);
 var output = new float[query.Length];
 
-var cases = new (string Name, AttentionPattern Pattern, ForwardFn Forward)[]
+var cases = new (string Name, AttentionPattern Pattern, ScoreModifiers Scores, ForwardFn Forward)[]
 {
-    ("dense causal", DenseCausal.Pattern, DenseCausal.Forward),
-    ("mistral window 512", MistralWindow.Pattern, MistralWindow.Forward),
-    ("longformer dilated + 2 global", LongformerDilated.Pattern, LongformerDilated.Forward),
-    ("sparse transformer strided 64", SparseTransformerStrided.Pattern, SparseTransformerStrided.Forward),
-    ("sparse transformer fixed 128/8", SparseTransformerFixed.Pattern, SparseTransformerFixed.Forward),
-    ("bigbird 64, 1+2 global+3 random", BigBird.Pattern, BigBird.Forward),
+    ("dense causal", DenseCausal.Pattern, DenseCausal.Scores, DenseCausal.Forward),
+    ("mistral window 512", MistralWindow.Pattern, MistralWindow.Scores, MistralWindow.Forward),
+    ("longformer dilated + 2 global", LongformerDilated.Pattern, LongformerDilated.Scores, LongformerDilated.Forward),
+    ("sparse transformer strided 64", SparseTransformerStrided.Pattern, SparseTransformerStrided.Scores, SparseTransformerStrided.Forward),
+    ("sparse transformer fixed 128/8", SparseTransformerFixed.Pattern, SparseTransformerFixed.Scores, SparseTransformerFixed.Forward),
+    ("bigbird 64, 1+2 global+3 random", BigBird.Pattern, BigBird.Scores, BigBird.Forward),
+    ("gemma2 local 4096 + softcap 50", Gemma2Local.Pattern, Gemma2Local.Scores, Gemma2Local.Forward),
 };
 
 Console.WriteLine($"SparseAttention quickstart: n = {SeqLen}, {Heads} heads, HeadDim {HeadDim}, {Environment.ProcessorCount} cores, ISA {AttentionOptions.Default.ResolveIsa()}");
@@ -28,7 +29,7 @@ Console.WriteLine();
 Console.WriteLine($"{"pattern",-32} {"visible pairs",14} {"ms",9} {"GFLOP/s",9} {"vs dense",9} {"max error",10}");
 double denseMilliseconds = 0;
 bool allCorrect = true;
-foreach (var (name, pattern, forward) in cases)
+foreach (var (name, pattern, scores, forward) in cases)
 {
     double milliseconds = Time(() => forward(query, key, value, output, shape));
     if (denseMilliseconds == 0)
@@ -39,7 +40,7 @@ foreach (var (name, pattern, forward) in cases)
     long pairs = pattern.VisiblePairs(SeqLen, Heads);
     double gflops = pairs * 4.0 * HeadDim / (milliseconds * 1e6);
     forward(query, key, value, output, shape);
-    double error = MaxErrorOnSampledRows(pattern, output);
+    double error = MaxErrorOnSampledRows(pattern, scores, output);
     allCorrect &= error <= Tolerance;
     Console.WriteLine($"{name,-32} {pairs,14:N0} {milliseconds,9:F2} {gflops,9:F1} {denseMilliseconds / milliseconds,8:F2}x {error,10:E2}{(error <= Tolerance ? "" : "  <-- over tolerance")}");
 }
@@ -49,7 +50,7 @@ foreach (var (name, pattern, forward) in cases)
 using (AttentionDevice device = AttentionDevice.Create())
 {
     double milliseconds = Time(() => MistralWindow.Forward(device, query, key, value, output, shape));
-    double error = MaxErrorOnSampledRows(MistralWindow.Pattern, output);
+    double error = MaxErrorOnSampledRows(MistralWindow.Pattern, MistralWindow.Scores, output);
     allCorrect &= error <= Tolerance;
     Console.WriteLine($"{"mistral window 512, on device",-32} {"",14} {milliseconds,9:F2} {"",9} {"",9} {error,10:E2}  device: {device.Name}");
 }
@@ -86,7 +87,7 @@ static double Time(Action run)
 }
 
 // The reference is O(n) per row, so it checks a sample: first and last rows, global rows, and random ones.
-double MaxErrorOnSampledRows(AttentionPattern pattern, float[] actual)
+double MaxErrorOnSampledRows(AttentionPattern pattern, ScoreModifiers scores, float[] actual)
 {
     var rows = new (int Head, int Position)[SampledRows];
     for (int sample = 0; sample < SampledRows; sample++)
@@ -94,7 +95,7 @@ double MaxErrorOnSampledRows(AttentionPattern pattern, float[] actual)
         rows[sample] = (sample % Heads, sample switch { 0 => 0, 1 => 1, 2 => SeqLen - 1, 3 => 2, _ => random.Next(SeqLen) });
     }
 
-    return ReferenceAttention.MaxAbsoluteError(pattern, query, key, value, actual, shape, rows);
+    return ReferenceAttention.MaxAbsoluteError(pattern, scores, query, key, value, actual, shape, rows);
 }
 
 delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape);

@@ -100,6 +100,11 @@ public ref struct BandTile
     public readonly void ApplyBuiltIns<TScores>(ref float scores, int rows, int keyTile, long keyStart)
         where TScores : IScoreModifier
     {
+        // A residue stream's keys are arithmetic, so |query - key| is |distance to the block's first key - step x lane|,
+        // in float (exact below 2^24 positions); a gathered stream's positions are loaded.
+        bool gathered = !GatheredKeyPositions.IsEmpty;
+        Vector256<float> laneSteps = Vector256.ConvertToSingle(Vector256<int>.Indices * KeyPositionStep);
+        Vector256<float> slope = Vector256.Create(AlibiSlope);
         for (int row = 0; row < rows; row++)
         {
             ref float rowScores = ref Unsafe.Add(ref scores, row * keyTile);
@@ -117,10 +122,10 @@ public ref struct BandTile
 
                     if (TScores.Alibi)
                     {
-                        Vector256<int> keys = GatheredKeyPositions.IsEmpty
-                            ? Vector256.Create(KeyPosition + KeyPositionStep * (int)(keyStart + k)) + Vector256<int>.Indices * KeyPositionStep
-                            : Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(GatheredKeyPositions), (nuint)(keyStart + k));
-                        score -= Vector256.ConvertToSingle(Vector256.Abs(Vector256.Create(query) - keys)) * AlibiSlope;
+                        Vector256<float> distance = gathered
+                            ? Vector256.ConvertToSingle(Vector256.Create(query) - Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(GatheredKeyPositions), (nuint)(keyStart + k)))
+                            : Vector256.Create((float)(query - (KeyPosition + KeyPositionStep * (keyStart + k)))) - laneSteps;
+                        score = Vector256.FusedMultiplyAdd(-slope, Vector256.Abs(distance), score);
                     }
 
                     score.StoreUnsafe(ref rowScores, (nuint)k);

@@ -221,7 +221,11 @@ public static class ReferenceAttention
     /// The largest |actual - reference| over the given (head, position) rows of an output laid out like
     /// <paramref name="query"/>: a check of a large call that costs O(n) per row instead of O(n²) for all rows.
     /// </summary>
-    public static double MaxAbsoluteError(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> actual, AttentionShape shape, ReadOnlySpan<(int Head, int Position)> rows, AttentionOptions? options = null)
+    public static double MaxAbsoluteError(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> actual, AttentionShape shape, ReadOnlySpan<(int Head, int Position)> rows, AttentionOptions? options = null) =>
+        MaxAbsoluteError(pattern, ScoreModifiers.None, query, key, value, actual, shape, rows, options);
+
+    /// <summary>As the plain overload, for a kernel with score modifiers (its generated <c>Scores</c>).</summary>
+    public static double MaxAbsoluteError(AttentionPattern pattern, ScoreModifiers scores, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> actual, AttentionShape shape, ReadOnlySpan<(int Head, int Position)> rows, AttentionOptions? options = null)
     {
         int headDim = InferHeadDim(query, shape);
         if (actual.Length != query.Length)
@@ -233,7 +237,7 @@ public static class ReferenceAttention
         double worst = 0;
         foreach ((int head, int position) in rows)
         {
-            ComputeRow(pattern, query, key, value, shape, head, position, expected, options);
+            ComputeRow(pattern, scores, query, key, value, shape, head, position, expected, options);
             ReadOnlySpan<float> row = actual.Slice((head * shape.SeqLen + position) * headDim, headDim);
             for (int d = 0; d < headDim; d++)
             {
