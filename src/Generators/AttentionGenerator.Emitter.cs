@@ -394,6 +394,33 @@ public sealed partial class AttentionGenerator
                 EmitSinkValidation(writer, scores, "shape.Heads");
                 EmitCpuForwardSwitch(writer, pattern.HeadDim, scores, scores.LearnedSinks ? ", sinkLogits, logSumExp" : ", default, logSumExp");
             }
+
+            writer.Line();
+            EmitSliceForward(writer, pattern.HeadDim, scores, generatedCode);
+        }
+
+        /// <summary>
+        /// The partial call over an <c>AttentionSlice</c>: some queries against some keys of one sequence, at their absolute
+        /// positions, with each row's log-sum-exp, so that slices merge. Learned sinks are left out of it: a sink belongs to
+        /// the whole row, and counting it in every slice would count it once per slice when they are merged.
+        /// </summary>
+        private static void EmitSliceForward(IndentedTextWriter writer, int headDim, ScoresModel scores, string generatedCode)
+        {
+            writer.Line("/// <summary>");
+            writer.Line("/// Partial attention: the queries at positions [slice.QueryStart, + QueryCount) against the keys at [slice.KeyStart, + KeyCount)");
+            writer.Line("/// of a sequence of slice.SeqLen tokens, the pattern at those absolute positions; query and output [Heads, QueryCount, HeadDim],");
+            writer.Line("/// key and value [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]. Merge the slices of a partition of the keys with");
+            writer.Line("/// <see cref=\"global::SparseAttention.AttentionMerge\"/>" + (scores.LearnedSinks ? "; learned sinks are not applied here (add the sink once, after merging)." : "."));
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A range lies outside the sequence, or a span's length does not match the slice.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::System.Span<float> logSumExp, global::SparseAttention.AttentionSlice slice, global::SparseAttention.AttentionOptions options)"))
+            {
+                writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
+                writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, logSumExp, slice);");
+                System.Func<string, string> run = kernel => "global::SparseAttention.Cpu.CpuAttention.RunSlice<" + SharedClassName(headDim) + "." + kernel + ", " + ScoresType(scores) + ">(Pattern, query, key, value, output, logSumExp, slice, options);";
+                EmitIsaSwitch(writer, headDim, run, run);
+            }
         }
 
         /// <summary>A learned-sink method's check of its logits, one per query head.</summary>

@@ -82,7 +82,7 @@ public class SinksAndLogSumExpTests
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
         Type type = typeof(DenseCausal).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
-        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.Name == "logSumExp")));
+        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
         var random = new Random(name.Length);
         var shape = new AttentionShape(4, 2, 150);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);

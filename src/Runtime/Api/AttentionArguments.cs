@@ -52,6 +52,39 @@ public static class AttentionArguments
     }
 
     /// <summary>
+    /// Checks a partial call: the slice's ranges lie inside the sequence, and each span holds exactly its part
+    /// (query and output [Heads, QueryCount, HeadDim], key and value [KvHeads, KeyCount, HeadDim], log-sum-exp
+    /// [Heads, QueryCount]) and shares no memory with another.
+    /// </summary>
+    /// <exception cref="ArgumentException">A range or a length is wrong; the message names it and the expected size.</exception>
+    public static void Validate(int headDim, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, Span<float> logSumExp, AttentionSlice slice)
+    {
+        ValidateShape(slice.Sequence);
+        CheckRange("query", slice.QueryStart, slice.QueryCount, slice.SeqLen);
+        CheckRange("key", slice.KeyStart, slice.KeyCount, slice.SeqLen);
+        Int128 queryLength = (Int128)slice.Heads * slice.QueryCount * headDim;
+        Int128 keyLength = (Int128)slice.KvHeads * slice.KeyCount * headDim;
+        CheckLength(nameof(query), query.Length, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, int.MaxValue, "one span");
+        CheckLength(nameof(key), key.Length, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, int.MaxValue, "one span");
+        CheckLength(nameof(value), value.Length, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, int.MaxValue, "one span");
+        CheckLength(nameof(output), output.Length, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, int.MaxValue, "one span");
+        if (output.Overlaps(query) || output.Overlaps(key) || output.Overlaps(value))
+        {
+            throw OutputOverlaps();
+        }
+
+        ValidateLogSumExp(logSumExp, query, key, value, output, new AttentionShape(slice.Heads, slice.KvHeads, slice.QueryCount));
+
+        static void CheckRange(string what, int start, int count, int seqLen)
+        {
+            if (start < 0 || count < 1 || (long)start + count > seqLen)
+            {
+                throw new ArgumentException($"The slice's {what} range [{what}Start, {what}Start + {what}Count) = [{start}, {(long)start + count}) must be non-empty and inside the sequence [0, {seqLen}).", "slice");
+            }
+        }
+    }
+
+    /// <summary>
     /// Checks a learned-sink call's <paramref name="sinkLogits"/>: one logit per query head, each finite or -infinity (no
     /// sink for that head).
     /// </summary>

@@ -130,9 +130,29 @@ public static unsafe class CpuAttention
     /// <see cref="Slots"/>. Query and output rows of a head are <see cref="QueryLayoutRows"/> apart, and keys of a KV
     /// head <see cref="KeyStride"/> apart.
     /// </summary>
-    internal readonly record struct SequenceSlice(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, SlotMap? Slots)
+    /// <remarks>
+    /// A partial call (<see cref="RunSlice{TKernel, TScores}"/>) sets <see cref="KeyRangeCount"/>: its keys are positions
+    /// KeyRangeStart .. KeyRangeStart + KeyRangeCount - 1 only, and each row's key segments are cut to them.
+    /// </remarks>
+    internal readonly record struct SequenceSlice(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, SlotMap? Slots, int KeyRangeStart = 0, int KeyRangeCount = 0)
     {
         public static SequenceSlice Whole(int seqLen) => new(0, seqLen, seqLen, seqLen, 0, null);
+    }
+
+    /// <summary>
+    /// Partial attention (<see cref="AttentionSlice"/>): the slice's queries against its keys, the pattern at absolute
+    /// positions, each row's key segments cut to the key range; every row through the row kernel. Writes each row's
+    /// log-sum-exp, so the slices merge (<see cref="AttentionMerge"/>).
+    /// </summary>
+    public static void RunSlice<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionSlice slice, AttentionOptions options)
+        where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
+    {
+        fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output, logSumExpPointer = logSumExp)
+        {
+            var part = new SequenceSlice(slice.QueryStart, slice.QueryCount, slice.QueryCount, slice.KeyCount, 0, null, slice.KeyStart, slice.KeyCount);
+            RunRowsSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, new RowOutputs(outputPointer, null, logSumExpPointer), slice.Sequence, part, options);
+        }
     }
 
     /// <summary>Runs a kernel row by row over each row's exact key segments.</summary>
@@ -301,6 +321,15 @@ public static unsafe class CpuAttention
         /// </summary>
         protected int KeySegmentsOf(int position, int head, int fromComponent, WorkerScratch scratch, out int coveredBy, out KeySegment[] segments, out ReadOnlySpan<int> segmentPositions)
         {
+            if (Slice.KeyRangeCount > 0)
+            {
+                int all = Pattern.GetKeySegments(position, head, Shape.SeqLen, scratch.Segments, fromComponent, out coveredBy);
+                segments = scratch.MappedSegments;
+                int cut = KeySegmentMath.Clip(scratch.Segments.AsSpan(0, all), ReadOnlySpan<int>.Empty, Slice.KeyRangeStart, Slice.KeyRangeStart + Slice.KeyRangeCount, Slice.KeyRangeStart, scratch.MappedSegments, scratch.MappedPositions);
+                segmentPositions = scratch.MappedPositions.AsSpan(0, cut);
+                return cut;
+            }
+
             if (Slice.Slots is not { } slots)
             {
                 segments = scratch.Segments;

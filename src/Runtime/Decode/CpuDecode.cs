@@ -291,7 +291,7 @@ public static unsafe class CpuDecode
             {
                 ReadOnlySpan<KeySegment> slots = _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]);
                 ReadOnlySpan<int> positions = _headPositions.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]);
-                int inBlock = ClipToSlots(slots, positions, firstSlot, endSlot, scratch.ClippedSegments, scratch.MappedPositions);
+                int inBlock = KeySegmentMath.Clip(slots, positions, firstSlot, endSlot, 0, scratch.ClippedSegments, scratch.MappedPositions);
                 Span<float> partial = _partials.AsSpan((head * _blocks + block) * PartialLength, PartialLength);
                 float max = float.NegativeInfinity, sum = 0f;
                 Span<float> accumulator = partial.Slice(2);
@@ -343,28 +343,6 @@ public static unsafe class CpuDecode
 
                 CpuAttention.FinishRow(total, max, sum, sinkLogits == null ? null : sinkLogits + head, output + (long)head * headDim, null);
             }
-        }
-
-        /// <summary>
-        /// The parts of <paramref name="segments"/> whose slots lie in [<paramref name="first"/>, <paramref name="end"/>),
-        /// with the position of each part's first key.
-        /// </summary>
-        private static int ClipToSlots(ReadOnlySpan<KeySegment> segments, ReadOnlySpan<int> positions, int first, int end, Span<KeySegment> destination, Span<int> destinationPositions)
-        {
-            int count = 0;
-            for (int index = 0; index < segments.Length; index++)
-            {
-                KeySegment segment = segments[index];
-                long firstIndex = segment.Start >= first ? 0 : ((long)first - segment.Start + segment.Step - 1) / segment.Step;
-                long lastIndex = segment.Last < end ? segment.Count - 1 : ((long)end - 1 - segment.Start) / segment.Step;
-                if (segment.Start < end && firstIndex <= lastIndex)
-                {
-                    destinationPositions[count] = (int)(positions[index] + firstIndex * segment.Step);
-                    destination[count++] = new KeySegment((int)(segment.Start + firstIndex * segment.Step), segment.Step, (int)(lastIndex - firstIndex + 1));
-                }
-            }
-
-            return count;
         }
 
         private static void Grow<T>(ref T[] array, int length)

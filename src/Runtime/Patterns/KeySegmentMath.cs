@@ -173,5 +173,31 @@ namespace SparseAttention
 
             return Mod(oldS, modulus);
         }
-    }
+
+        /// <summary>
+        /// The parts of <paramref name="segments"/> whose keys lie in [<paramref name="first"/>, <paramref name="end"/>), moved
+        /// down by <paramref name="shift"/>, and in <paramref name="destinationPositions"/> the position of each part's first
+        /// key: from <paramref name="positions"/> (each segment's first position, when the segments are slots) or, when that is
+        /// empty, the segment's own keys. Returns how many parts it wrote (at most one per segment). Decode clips slot segments
+        /// to a block of slots; a partial call cuts a row's segments to its key range.
+        /// </summary>
+        internal static int Clip(ReadOnlySpan<KeySegment> segments, ReadOnlySpan<int> positions, int first, int end, int shift, Span<KeySegment> destination, Span<int> destinationPositions)
+        {
+            int written = 0;
+            for (int index = 0; index < segments.Length; index++)
+            {
+                KeySegment segment = segments[index];
+                long firstIndex = segment.Start >= first ? 0 : ((long)first - segment.Start + segment.Step - 1) / segment.Step;
+                long lastIndex = segment.Last < end ? segment.Count - 1 : ((long)end - 1 - segment.Start) / segment.Step;
+                if (segment.Start < end && firstIndex <= lastIndex)
+                {
+                    int start = (int)(segment.Start + firstIndex * segment.Step);
+                    destinationPositions[written] = positions.IsEmpty ? start : (int)(positions[index] + firstIndex * segment.Step);
+                    destination[written++] = new KeySegment(start - shift, segment.Step, (int)(lastIndex - firstIndex + 1));
+                }
+            }
+
+            return written;
+        }
+}
 }

@@ -59,6 +59,64 @@ namespace MyModel
         }
 
         /// <summary>
+        /// Computes attention and writes each row's log-sum-exp to <paramref name="logSumExp"/> ([Heads, SeqLen]): the natural log of
+        /// its softmax denominator including its max (and the sink, if any); -inf for a row that sees no key. Partial results over
+        /// disjoint keys combine with <see cref="global::SparseAttention.AttentionMerge"/>.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::System.Span<float> logSumExp, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
+            global::SparseAttention.AttentionArguments.ValidateLogSumExp(logSumExp, query, key, value, output, shape);
+            switch (options.ResolveIsa())
+            {
+                case global::SparseAttention.KernelIsa.Vector512:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector256:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector128:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+                default:
+                    global::SparseAttention.Cpu.CpuAttention.RunRows<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+            }
+        }
+
+        /// <summary>
+        /// Partial attention: the queries at positions [slice.QueryStart, + QueryCount) against the keys at [slice.KeyStart, + KeyCount)
+        /// of a sequence of slice.SeqLen tokens, the pattern at those absolute positions; query and output [Heads, QueryCount, HeadDim],
+        /// key and value [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]. Merge the slices of a partition of the keys with
+        /// <see cref="global::SparseAttention.AttentionMerge"/>.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A range lies outside the sequence, or a span's length does not match the slice.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::System.Span<float> logSumExp, global::SparseAttention.AttentionSlice slice, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, logSumExp, slice);
+            switch (options.ResolveIsa())
+            {
+                case global::SparseAttention.KernelIsa.Vector512:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector256:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector128:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+                default:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+            }
+        }
+
+        /// <summary>
         /// Creates a rolling KV cache for this kernel (one per layer): per KV head, a ring of the positions the window still
         /// reaches plus a pinned slot per global token, so its memory is fixed however long the stream.
         /// </summary>

@@ -59,6 +59,64 @@ namespace MyModel
         }
 
         /// <summary>
+        /// Computes attention and writes each row's log-sum-exp to <paramref name="logSumExp"/> ([Heads, SeqLen]): the natural log of
+        /// its softmax denominator including its max (and the sink, if any); -inf for a row that sees no key. Partial results over
+        /// disjoint keys combine with <see cref="global::SparseAttention.AttentionMerge"/>.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A span's length does not match <paramref name="shape"/>.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::System.Span<float> logSumExp, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
+            global::SparseAttention.AttentionArguments.ValidateLogSumExp(logSumExp, query, key, value, output, shape);
+            switch (options.ResolveIsa())
+            {
+                case global::SparseAttention.KernelIsa.Vector512:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector512Kernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector256:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector256Kernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector128:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector128Kernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+                default:
+                    global::SparseAttention.Cpu.CpuAttention.RunRows<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, shape, options, default, logSumExp);
+                    break;
+            }
+        }
+
+        /// <summary>
+        /// Partial attention: the queries at positions [slice.QueryStart, + QueryCount) against the keys at [slice.KeyStart, + KeyCount)
+        /// of a sequence of slice.SeqLen tokens, the pattern at those absolute positions; query and output [Heads, QueryCount, HeadDim],
+        /// key and value [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]. Merge the slices of a partition of the keys with
+        /// <see cref="global::SparseAttention.AttentionMerge"/>.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A range lies outside the sequence, or a span's length does not match the slice.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::System.Span<float> logSumExp, global::SparseAttention.AttentionSlice slice, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, logSumExp, slice);
+            switch (options.ResolveIsa())
+            {
+                case global::SparseAttention.KernelIsa.Vector512:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.Vector512Kernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector256:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.Vector256Kernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector128:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.Vector128Kernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+                default:
+                    global::SparseAttention.Cpu.CpuAttention.RunSlice<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel, SparseAttentionScoreModifier>(Pattern, query, key, value, output, logSumExp, slice, options);
+                    break;
+            }
+        }
+
+        /// <summary>
         /// Creates a rolling KV cache for this kernel (one per layer): per KV head, a ring of the positions the window still
         /// reaches plus a pinned slot per global token, so its memory is fixed however long the stream.
         /// </summary>
@@ -196,31 +254,52 @@ namespace MyModel
             }
         }
 
-        /// <summary>This kernel's score modifiers, applied to each visible score in the kernels' base-2 units (scale x log2(e) x q·k).</summary>
+        /// <summary>This kernel's score modifiers, in the kernels' base-2 units (scale x log2(e) x q·k).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
         private readonly struct SparseAttentionScoreModifier : global::SparseAttention.Cpu.IScoreModifier
         {
             public static bool ModifiesScores => true;
 
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            public static void Modify(global::System.Span<float> scores, in global::SparseAttention.Cpu.ScoreSite site)
-            {
-                // Softcap 50: capping commutes with the change to base 2, so the cap is scaled by log2(e).
-                global::SparseAttention.Cpu.ScoreMath.Softcap(scores, 50f * global::SparseAttention.Cpu.VectorMath.Log2E);
-                // ALiBi: -slope x |query - key|, the slope already in base 2.
-                global::SparseAttention.Cpu.ScoreMath.AddAlibi(scores, site);
-                for (int k = 0; k < scores.Length; k++)
-                {
-                    int key = site.KeyAt(k);
-                    if (!SameDocument(site.Query, key, site.Head))
-                    {
-                        scores[k] = float.NegativeInfinity;
-                        continue;
-                    }
+            /// <summary>Softcap 50: capping commutes with the change to base 2, so the cap is scaled by log2(e).</summary>
+            public static float SoftcapBase2 => 50f * global::SparseAttention.Cpu.VectorMath.Log2E;
 
-                    // The score mod sees natural units, as the user wrote it.
-                    scores[k] = Temperature(scores[k] * global::SparseAttention.Cpu.VectorMath.Ln2, site.Query, key, site.Head) * global::SparseAttention.Cpu.VectorMath.Log2E;
+            public static bool Alibi => true;
+
+            public static bool CallsUserCode => true;
+
+            /// <summary>The mask, then the score mod, on each key of the run.</summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            public static void ApplyUserCode(global::System.Span<float> scores, in global::SparseAttention.Cpu.ScoreSite site)
+            {
+                ref float score = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scores);
+                int query = site.Query, head = site.Head;
+                if (site.GatheredKeys.IsEmpty)
+                {
+                    for (int k = 0, key = site.FirstKey; k < scores.Length; k++, key += site.KeyStep)
+                    {
+                        Apply(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref score, k), query, key, head);
+                    }
                 }
+                else
+                {
+                    for (int k = 0; k < scores.Length; k++)
+                    {
+                        Apply(ref global::System.Runtime.CompilerServices.Unsafe.Add(ref score, k), query, site.GatheredKeys[k], head);
+                    }
+                }
+            }
+
+            /// <summary>One key: masked to -inf, or the score mod (which sees natural units, as its author wrote it).</summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static void Apply(ref float score, int query, int key, int head)
+            {
+                if (!SameDocument(query, key, head))
+                {
+                    score = float.NegativeInfinity;
+                    return;
+                }
+
+                score = Temperature(score * global::SparseAttention.Cpu.VectorMath.Ln2, query, key, head) * global::SparseAttention.Cpu.VectorMath.Log2E;
             }
         }
     }

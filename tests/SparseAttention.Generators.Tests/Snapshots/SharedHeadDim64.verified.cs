@@ -62,12 +62,12 @@ namespace SparseAttention.Generated
                             float score = global::System.Runtime.Intrinsics.Vector512.Sum(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
-                            sawMinusInfinity |= score == float.NegativeInfinity;
+                            sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
                         }
                         if (TScores.ModifiesScores)
                         {
                             global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref scores, tileCount);
-                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            global::SparseAttention.Cpu.ScoreMath.Modify<TScores>(modified, row.Site(segmentIndex, segment, tileStart));
                             tileMax = float.NegativeInfinity;
                             foreach (float score in modified)
                             {
@@ -363,6 +363,13 @@ namespace SparseAttention.Generated
                     global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_1, ref probabilities, 336);
                     global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_2, ref probabilities, 352);
                     global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_3, ref probabilities, 368);
+
+                    // Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.
+                    if (TScores.SoftcapBase2 != 0f || TScores.Alibi)
+                    {
+                        tile.ApplyBuiltIns<TScores>(ref probabilities, 6, 64, keyStart);
+                    }
+
                     global::System.Runtime.Intrinsics.Vector512<int> keyIndex = global::System.Runtime.Intrinsics.Vector512.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector512<int>.Indices;
 
                     // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
@@ -391,13 +398,17 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) & visible2) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)));
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -411,14 +422,18 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 63);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 63);
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -470,13 +485,17 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) & visible2) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)));
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -490,14 +509,18 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 63);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 63);
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -549,13 +572,17 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) & visible2) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)));
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -569,14 +596,18 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 63);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 63);
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -628,13 +659,17 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) & visible2) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)));
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -648,14 +683,18 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 63);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 63);
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -707,13 +746,17 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) & visible2) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)));
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -727,14 +770,18 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 63);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 63);
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -786,13 +833,17 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible3 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(48)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) & visible1) | (global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) & visible2) | (global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) & visible2) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3) & visible3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)));
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -806,14 +857,18 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::System.Runtime.Intrinsics.Vector512.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score1, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score2, minusInfinity) | global::System.Runtime.Intrinsics.Vector512.Equals(score3, minusInfinity)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector512.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score2) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score3)) != global::System.Runtime.Intrinsics.Vector512<int>.Zero)
                             {
                                 rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 63);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                                global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 63);
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -1239,12 +1294,12 @@ namespace SparseAttention.Generated
                             float score = global::System.Runtime.Intrinsics.Vector256.Sum(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
-                            sawMinusInfinity |= score == float.NegativeInfinity;
+                            sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
                         }
                         if (TScores.ModifiesScores)
                         {
                             global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref scores, tileCount);
-                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            global::SparseAttention.Cpu.ScoreMath.Modify<TScores>(modified, row.Site(segmentIndex, segment, tileStart));
                             tileMax = float.NegativeInfinity;
                             foreach (float score in modified)
                             {
@@ -1434,6 +1489,13 @@ namespace SparseAttention.Generated
                     global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_1, ref probabilities, 40);
                     global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_0, ref probabilities, 48);
                     global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_1, ref probabilities, 56);
+
+                    // Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.
+                    if (TScores.SoftcapBase2 != 0f || TScores.Alibi)
+                    {
+                        tile.ApplyBuiltIns<TScores>(ref probabilities, 4, 16, keyStart);
+                    }
+
                     global::System.Runtime.Intrinsics.Vector256<int> keyIndex = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
 
                     // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
@@ -1456,13 +1518,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)));
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1472,14 +1536,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 15);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 15);
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1519,13 +1585,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)));
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1535,14 +1603,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 15);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 15);
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1582,13 +1652,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)));
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1598,14 +1670,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 15);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 15);
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1645,13 +1719,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)));
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1661,14 +1737,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::System.Runtime.Intrinsics.Vector256.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector256.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 15);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 15);
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -2154,12 +2232,12 @@ namespace SparseAttention.Generated
                             float score = global::System.Runtime.Intrinsics.Vector128.Sum(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
-                            sawMinusInfinity |= score == float.NegativeInfinity;
+                            sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
                         }
                         if (TScores.ModifiesScores)
                         {
                             global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref scores, tileCount);
-                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            global::SparseAttention.Cpu.ScoreMath.Modify<TScores>(modified, row.Site(segmentIndex, segment, tileStart));
                             tileMax = float.NegativeInfinity;
                             foreach (float score in modified)
                             {
@@ -2373,6 +2451,13 @@ namespace SparseAttention.Generated
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_1, ref probabilities, 20);
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_0, ref probabilities, 24);
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_1, ref probabilities, 28);
+
+                    // Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.
+                    if (TScores.SoftcapBase2 != 0f || TScores.Alibi)
+                    {
+                        tile.ApplyBuiltIns<TScores>(ref probabilities, 4, 8, keyStart);
+                    }
+
                     global::System.Runtime.Intrinsics.Vector128<int> keyIndex = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
 
                     // Online softmax per row (base 2): mask a boundary tile's keys outside the row's range to -inf (a select, so
@@ -2395,13 +2480,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)));
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2411,14 +2498,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 7);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 7);
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2458,13 +2547,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)));
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2474,14 +2565,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 7);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 7);
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2521,13 +2614,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)));
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2537,14 +2632,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 7);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 7);
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2584,13 +2681,15 @@ namespace SparseAttention.Generated
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) & visible0) | (global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)));
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2600,14 +2699,16 @@ namespace SparseAttention.Generated
                         }
                         else
                         {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::System.Runtime.Intrinsics.Vector128.Equals(score0, minusInfinity) | global::System.Runtime.Intrinsics.Vector128.Equals(score1, minusInfinity)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
                             {
                                 rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
                             }
 
-                            if (TScores.ModifiesScores)
+                            if (TScores.CallsUserCode)
                             {
-                                tile.ModifyRow<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 7);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 7);
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -3381,12 +3482,12 @@ namespace SparseAttention.Generated
                             }
                             scratch[k] = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
-                            sawMinusInfinity |= score == float.NegativeInfinity;
+                            sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
                         }
                         if (TScores.ModifiesScores)
                         {
                             global::System.Span<float> modified = global::System.Runtime.InteropServices.MemoryMarshal.CreateSpan(ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(scratch), tileCount);
-                            TScores.Modify(modified, row.Site(segmentIndex, segment, tileStart));
+                            global::SparseAttention.Cpu.ScoreMath.Modify<TScores>(modified, row.Site(segmentIndex, segment, tileStart));
                             tileMax = float.NegativeInfinity;
                             foreach (float score in modified)
                             {
