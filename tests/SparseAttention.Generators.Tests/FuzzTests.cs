@@ -27,6 +27,9 @@ public class FuzzTests
         "public static class {0};", "public static partial class {0}<T>;", "public partial record {0};", "public partial struct {0};",
         "public partial class Outer{0} {{ [ATTRS] public static partial class {0}; }}", "public class Outer{0} {{ [ATTRS] public static partial class {0}; }}",
         "public static partial class {0}", "public static partial class",
+        "public static partial class {0} {{ static bool M(int q, int k, int h) => q >= k; }}",
+        "public static partial class {0} {{ static float M(float s, int q, int k, int h) => s; }}",
+        "public static partial class {0} {{ bool M(int q, int k, int h) => true; }}",
     };
 
     /// <summary>
@@ -143,6 +146,23 @@ public class FuzzTests
         {
             attributes.Add(Attribute(random, "BlockSparse", Named(random, "BlockSize", 0.9), Named(random, "WindowBlocks", 0.6),
                 random.Next(2) == 0 ? "GlobalBlocks = " + List(random) : null, Named(random, "RandomBlocks", 0.6), Named(random, "Seed", 0.4)));
+        }
+
+        // Score modifiers: plausible and broken arguments alike (a cap of 0 or NaN, a method that is not there).
+        if (random.Next(8) == 0)
+        {
+            attributes.Add(Attribute(random, "Softcap", random.Next(3) == 0 ? Numbers[random.Next(Numbers.Length)] : (random.Next(1, 100) / 2f).ToString(System.Globalization.CultureInfo.InvariantCulture) + "f"));
+        }
+
+        if (random.Next(10) == 0)
+        {
+            attributes.Add(random.Next(2) == 0 ? "Alibi" : "LearnedSinks");
+        }
+
+        if (random.Next(10) == 0)
+        {
+            string[] methods = { "nameof(M)", "\"M\"", "\"\"", "null", "nameof(Missing)", "\"ToString\"" };
+            attributes.Add(Attribute(random, random.Next(2) == 0 ? "AttentionMask" : "ScoreMod", methods[random.Next(methods.Length)]));
         }
 
         if (random.Next(20) == 0 && attributes.Count > 0)
