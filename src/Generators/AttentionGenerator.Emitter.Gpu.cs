@@ -22,16 +22,20 @@ public sealed partial class AttentionGenerator
         /// <summary>The ILGPU overloads of <c>Forward</c>: device views, host spans on an accelerator, and an <c>AttentionDevice</c>.</summary>
         private static void EmitGpuPublicMembers(IndentedTextWriter writer, int headDim, Models.ScoresModel scores, string generatedCode)
         {
-            // The ILGPU kernel does not apply score modifiers yet: such a declaration's GPU overloads say so instead of
-            // silently computing plain attention.
-            string? launch = scores.ModifiesScores
-                ? "throw new global::System.NotSupportedException(\"This kernel's score modifiers (softcap, ALiBi, mask, score mod) do not run on the GPU yet; call the CPU overloads.\");"
-                : null;
+            // The ILGPU kernel runs softcap, ALiBi and learned sinks; a mask or score mod (user code) not yet, and such a
+            // declaration's GPU overloads say so instead of silently computing something else.
+            bool userCode = scores.MaskMethod is not null || scores.ScoreModMethod is not null;
+            string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
+            string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
+            string sinkSpan = scores.LearnedSinks ? "sinkLogits" : "default";
+            string Launch(string query, string key, string value, string output) => userCode
+                ? "throw new global::System.NotSupportedException(\"This kernel's mask or score mod does not run on the GPU yet; call the CPU overloads.\");"
+                : "Gpu.Launch(accelerator, Pattern, " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", default);";
             writer.Line("/// <summary>The ILGPU kernel of HeadDim " + Invariant(headDim) + ", shared with every kernel of that HeadDim; compiled once per accelerator.</summary>");
             writer.Line("private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = " + SharedClassName(headDim) + ".GpuKernel;");
             writer.Line();
-            string spans = "global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape";
-            string views = ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::SparseAttention.AttentionShape shape";
+            string spans = "global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, " + sinks + "global::System.Span<float> output, global::SparseAttention.AttentionShape shape";
+            string views = ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + sinks + ArrayViewType + " output, global::SparseAttention.AttentionShape shape";
             string options = "global::SparseAttention.AttentionOptions options";
 
             writer.Line("/// <summary>");
@@ -42,15 +46,16 @@ public sealed partial class AttentionGenerator
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A view's length does not match <paramref name=\"shape\"/>, or it lives elsewhere.</exception>");
             writer.Line(generatedCode);
             writer.Line("public static void Forward(" + AcceleratorType + " accelerator, " + views + ")");
-            writer.Line("    => Forward(accelerator, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line("    => Forward(accelerator, query, key, value, " + sinkArgument + "output, shape, global::SparseAttention.AttentionOptions.Default);");
             writer.Line();
-            writer.Line("/// <summary>Queues attention on <paramref name=\"accelerator\"/> with an explicit scale (the other options are CPU settings).</summary>");
+            writer.Line("/// <summary>Queues attention on <paramref name=\"accelerator\"/> with explicit options (the scale, ALiBi's slopes; the rest are CPU settings).</summary>");
             writer.Line(generatedCode);
             using (writer.Block("public static void Forward(" + AcceleratorType + " accelerator, " + views + ", " + options + ")"))
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
-                writer.Line(launch ?? "Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim));");
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                writer.Line(Launch("query", "key", "value", "output"));
             }
 
             writer.Line();
@@ -62,23 +67,24 @@ public sealed partial class AttentionGenerator
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>.</exception>");
             writer.Line(generatedCode);
             writer.Line("public static void Forward(" + AcceleratorType + " accelerator, " + spans + ")");
-            writer.Line("    => Forward(accelerator, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line("    => Forward(accelerator, query, key, value, " + sinkArgument + "output, shape, global::SparseAttention.AttentionOptions.Default);");
             writer.Line();
-            writer.Line("/// <summary>Computes attention on <paramref name=\"accelerator\"/> from host memory with an explicit scale.</summary>");
+            writer.Line("/// <summary>Computes attention on <paramref name=\"accelerator\"/> from host memory with explicit options.</summary>");
             writer.Line(generatedCode);
             using (writer.Block("public static void Forward(" + AcceleratorType + " accelerator, " + spans + ", " + options + ")"))
             {
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(accelerator);");
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
-                if (launch is not null)
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                if (userCode)
                 {
-                    writer.Line(launch);
+                    writer.Line(Launch("", "", "", ""));
                 }
                 else
                 {
                     writer.Line("using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
-                    writer.Line("Gpu.Launch(accelerator, Pattern, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));");
+                    writer.Line(Launch("transfer.Query", "transfer.Key", "transfer.Value", "transfer.Output"));
                     writer.Line("transfer.Download(output);");
                 }
             }
@@ -88,7 +94,7 @@ public sealed partial class AttentionGenerator
             writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>.</exception>");
             writer.Line(generatedCode);
             writer.Line("public static void Forward(global::SparseAttention.AttentionDevice device, " + spans + ")");
-            writer.Line("    => Forward(device, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);");
+            writer.Line("    => Forward(device, query, key, value, " + sinkArgument + "output, shape, global::SparseAttention.AttentionOptions.Default);");
             writer.Line();
             writer.Line("/// <summary>Computes attention on <paramref name=\"device\"/> with explicit <paramref name=\"options\"/>.</summary>");
             writer.Line(generatedCode);
@@ -97,12 +103,12 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(device);");
                 using (writer.Block("if (device.Accelerator is { } accelerator)"))
                 {
-                    writer.Line("Forward(accelerator, query, key, value, output, shape, options);");
+                    writer.Line("Forward(accelerator, query, key, value, " + sinkArgument + "output, shape, options);");
                 }
 
                 using (writer.Block("else"))
                 {
-                    writer.Line("Forward(query, key, value, output, shape, options);");
+                    writer.Line("Forward(query, key, value, " + sinkArgument + "output, shape, options);");
                 }
             }
         }
@@ -128,7 +134,9 @@ public sealed partial class AttentionGenerator
             writer.Line("/// Grid (query tiles, heads), one thread per query row. The query row and its output accumulator live in local");
             writer.Line("/// memory; the running max and sum give the online softmax, in base 2 (log2(e) is folded into the score scale).");
             writer.Line("/// </summary>");
-            using (writer.Block("private static void " + GpuKernelName + "(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, global::SparseAttention.Gpu.GpuAttentionArguments arguments)"))
+            writer.Line("/// perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;");
+            writer.Line("/// logSumExp ([Heads, SeqLen]) is written when they ask for it.");
+            using (writer.Block("private static void " + GpuKernelName + "(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, " + ArrayViewType + " perHead, " + ArrayViewType + " logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments)"))
             {
                 EmitGpuRowSetup(writer, headDim);
                 using (writer.Block("for (int entryIndex = 0; entryIndex < entryCount; entryIndex++)"))
@@ -227,6 +235,21 @@ public sealed partial class AttentionGenerator
                             writer.Line("poisoned = true;");
                             writer.Line("score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway");
                         }
+
+                        writer.Line("// Softcap, then ALiBi (docs/design.md §2.4), on the raw score once it passed the NaN/Inf test.");
+                        using (writer.Block("else"))
+                        {
+                            using (writer.Block("if (arguments.SoftcapBase2 != 0f)"))
+                            {
+                                writer.Line("score = global::SparseAttention.Gpu.GpuMath.Softcap(score, arguments.SoftcapBase2);");
+                            }
+
+                            using (writer.Block("if (arguments.Alibi != 0)"))
+                            {
+                                writer.Line("int distance = row - (keyStart + k);");
+                                writer.Line("score -= perHead[head] * (distance < 0 ? -distance : distance);");
+                            }
+                        }
                     }
 
                     writer.Line("scores[k] = score;");
@@ -270,7 +293,14 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("// A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator");
                 writer.Line("// (0 x inf is NaN too), and x - x is 0 only for a finite x.");
-                writer.Line("float normalizer = runningSum > 0f ? 1f / runningSum : 0f;");
+                writer.Line("// A learned sink joins the denominator of a row that saw a key, with no value.");
+                writer.Line("float denominator = runningSum;");
+                using (writer.Block("if (arguments.Sinks != 0 && runningSum > 0f)"))
+                {
+                    writer.Line("denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - runningMax);");
+                }
+
+                writer.Line("float normalizer = denominator > 0f ? 1f / denominator : 0f;");
                 using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
                 {
                     writer.Line("poisoned |= !(accumulator[d] - accumulator[d] == 0f);");
@@ -280,6 +310,12 @@ public sealed partial class AttentionGenerator
                 using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
                 {
                     writer.Line("output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;");
+                }
+
+                using (writer.Block("if (arguments.WriteLogSumExp != 0)"))
+                {
+                    writer.Line("// ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.");
+                    writer.Line("logSumExp[(long)head * seqLen + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;");
                 }
             }
         }

@@ -105,11 +105,6 @@ public sealed partial class AttentionGenerator
                 writer.Line("// Decode: not available (SPA0011): " + pattern.StreamingProblem + ".");
             }
 
-            if (kernel.EmitGpu && kernel.Scores.LearnedSinks)
-            {
-                writer.Line("// GPU: no ILGPU overloads: learned sinks do not run in the ILGPU kernel yet.");
-            }
-
             writer.Line("#nullable enable");
             writer.Line();
 
@@ -128,7 +123,7 @@ public sealed partial class AttentionGenerator
             EmitPublicMembers(writer, pattern, kernel.Scores, generatedCode);
             writer.Line();
             EmitDecodeMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
-            if (kernel.EmitGpu && !kernel.Scores.LearnedSinks)
+            if (kernel.EmitGpu)
             {
                 writer.Line();
                 EmitGpuPublicMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);

@@ -242,14 +242,48 @@ public class ScoreModifierTests
         Assert.Throws<ArgumentOutOfRangeException>(() => new ScoreModifiers { Softcap = float.PositiveInfinity });
     }
 
+    [Theory]
+    [InlineData(nameof(SoftcappedWindow))]
+    [InlineData(nameof(AlibiDenseCausal))]
+    public void SoftcapAndAlibiRunInTheIlgpuKernel(string name)
+    {
+        KernelUnderTest kernel = ScoreModifierKernels.Get(name);
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        var random = new Random(name.Length);
+        foreach (int seqLen in new[] { 1, 70 })
+        {
+            var shape = new AttentionShape(6, 3, seqLen);
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+            var options = seqLen == 1 ? AttentionOptions.Default : new AttentionOptions { AlibiSlopes = new float[] { 0.5f, 0.25f, 0f, 1f, 0.1f, 0.3f } };
+            AttentionCheck.AssertClose(AttentionCheck.Reference(kernel, inputs, options), AttentionCheck.RunOnAccelerator(kernel, inputs, device.Accelerator!, options), shape, kernel.HeadDim, $"{name} on ILGPU's CPU accelerator, n={seqLen}");
+        }
+    }
+
     [Fact]
-    public void TheGpuOverloadsRefuseModifiersInsteadOfIgnoringThem()
+    public void LearnedSinksRunInTheIlgpuKernel()
+    {
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        var random = new Random(12);
+        var shape = new AttentionShape(4, 2, 60);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, GlobalsWithLearnedSinks.HeadDim);
+        float[] sinks = { float.NegativeInfinity, 1.5f, 60f, -2f };
+        var expected = new float[inputs.Query.Length];
+        ReferenceAttention.Forward(GlobalsWithLearnedSinks.Pattern, GlobalsWithLearnedSinks.Scores, inputs.Query, inputs.Key, inputs.Value, sinks, expected, Span<float>.Empty, shape);
+        var actual = new float[expected.Length];
+        GlobalsWithLearnedSinks.Forward(device.Accelerator!, inputs.Query, inputs.Key, inputs.Value, sinks, actual, shape);
+        AttentionCheck.AssertClose(expected, actual, shape, GlobalsWithLearnedSinks.HeadDim, "sinks and softcap on ILGPU's CPU accelerator");
+    }
+
+    [Fact]
+    public void TheGpuOverloadsRefuseAMaskOrScoreModInsteadOfIgnoringIt()
     {
         using var context = Context.Create(builder => builder.CPU());
         using CPUAccelerator accelerator = context.CreateCPUAccelerator(0);
         var shape = new AttentionShape(1, 1, 8);
         var data = new float[8 * 32];
-        NotSupportedException refused = Assert.Throws<NotSupportedException>(() => SoftcappedWindow.Forward(accelerator, data, data, data, new float[data.Length], shape));
-        Assert.Contains("do not run on the GPU yet", refused.Message, StringComparison.Ordinal);
+        NotSupportedException refused = Assert.Throws<NotSupportedException>(() => DocumentMaskBidirectional.Forward(accelerator, data, data, data, new float[data.Length], shape));
+        Assert.Contains("mask or score mod does not run on the GPU yet", refused.Message, StringComparison.Ordinal);
+        var data64 = new float[8 * 64];
+        Assert.Throws<NotSupportedException>(() => ScoreModLongformer.Forward(accelerator, data64, data64, data64, new float[data64.Length], shape));
     }
 }

@@ -27,8 +27,8 @@ public sealed record StreamingEntryPoints(CreateCacheFor CreateCache, DecodeWith
 /// <remarks><see cref="Scores"/> are the kernel's score modifiers (softcap, ALiBi, score mod), which the reference applies too.</remarks>
 public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null, StreamingEntryPoints? Streaming = null, ScoreModifiers? Scores = null)
 {
-    /// <summary>Whether the kernel changes scores or masks pairs: the ILGPU kernel does not do either yet.</summary>
-    public bool HasScoreModifiers => Pattern.Mask is not null || Scores is { Softcap: not null } or { Alibi: true } or { ScoreMod: not null };
+    /// <summary>Whether the kernel has a compiled-in mask or score mod: user code the ILGPU kernel does not run yet.</summary>
+    public bool HasUserCode => Pattern.Mask is not null || Scores is { ScoreMod: not null };
 
     /// <summary>Reads a generated kernel class: its HeadDim, Pattern, the span Forward and, when emitted, the ILGPU Forward.</summary>
     public static KernelUnderTest FromType(Type type)

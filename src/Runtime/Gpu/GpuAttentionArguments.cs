@@ -15,11 +15,43 @@ public readonly struct GpuAttentionArguments
     /// <param name="shape">The call's shape (already validated).</param>
     /// <param name="scale">The softmax scale applied to q·k.</param>
     public GpuAttentionArguments(AttentionShape shape, float scale)
+        : this(shape, scale, softcap: null, alibi: false, sinks: false, logSumExp: false)
+    {
+    }
+
+    /// <summary>Creates the arguments for one call with the declaration's built-in score modifiers and outputs.</summary>
+    /// <param name="shape">The call's shape (already validated).</param>
+    /// <param name="scale">The softmax scale applied to q·k.</param>
+    /// <param name="softcap">The softcap (natural units), or null for none.</param>
+    /// <param name="alibi">Whether ALiBi's bias is added (slopes in the per-head view).</param>
+    /// <param name="sinks">Whether learned sinks join the denominator (logits in the per-head view).</param>
+    /// <param name="logSumExp">Whether each row's log-sum-exp is written.</param>
+    public GpuAttentionArguments(AttentionShape shape, float scale, float? softcap, bool alibi, bool sinks, bool logSumExp)
     {
         SeqLen = shape.SeqLen;
+        Heads = shape.Heads;
         QueryHeadsPerKvHead = shape.GroupSize;
         ScoreScale = scale * Log2E;
+        SoftcapBase2 = softcap is float cap ? cap * Log2E : 0f;
+        Alibi = alibi ? 1 : 0;
+        Sinks = sinks ? 1 : 0;
+        WriteLogSumExp = logSumExp ? 1 : 0;
     }
+
+    /// <summary>Query heads.</summary>
+    public int Heads { get; }
+
+    /// <summary>The softcap in base-2 units (cap x log2(e)); 0 for none.</summary>
+    public float SoftcapBase2 { get; }
+
+    /// <summary>1 when ALiBi's bias is added: per-head view [h] holds head h's slope in base-2 units.</summary>
+    public int Alibi { get; }
+
+    /// <summary>1 when learned sinks join the denominator: per-head view [Heads + h] holds head h's logit (natural units).</summary>
+    public int Sinks { get; }
+
+    /// <summary>1 when each row's log-sum-exp is written to the log-sum-exp view ([Heads, SeqLen]).</summary>
+    public int WriteLogSumExp { get; }
 
     /// <summary>Tokens in the sequence.</summary>
     public int SeqLen { get; }

@@ -24,13 +24,13 @@ public sealed class GpuAttentionKernel
     /// <summary>Tile tables kept per accelerator; the oldest is freed past this many.</summary>
     private const int TablesPerAccelerator = 16;
 
-    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments> _kernel;
-    private readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments>> _loaded = new();
+    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> _kernel;
+    private readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments>> _loaded = new();
     private readonly ConditionalWeakTable<Accelerator, TableCache> _tables = new();
     private readonly object _loadLock = new();
 
     /// <summary>Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) with <paramref name="keyTile"/> keys per shared-memory tile.</summary>
-    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments> kernel, int keyTile)
+    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, int keyTile)
     {
         _kernel = kernel ?? throw new ArgumentNullException(nameof(kernel));
         ArgumentOutOfRangeException.ThrowIfLessThan(keyTile, 1);
@@ -50,16 +50,74 @@ public sealed class GpuAttentionKernel
     /// Queues the kernel for <paramref name="pattern"/> on <paramref name="accelerator"/>'s default stream and returns without
     /// waiting. The arguments must already be validated (<see cref="AttentionArguments.Validate(int, Accelerator, ArrayView{float}, ArrayView{float}, ArrayView{float}, ArrayView{float}, AttentionShape)"/>).
     /// </summary>
-    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale)
+    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale) =>
+        Launch(accelerator, pattern, query, key, value, output, shape, scale, ScoreModifiers.None, AttentionOptions.Default, ReadOnlySpan<float>.Empty, default);
+
+    /// <summary>
+    /// As the plain launch, with a declaration's built-in score modifiers (softcap, ALiBi with the options' or the default
+    /// slopes), learned sinks (<paramref name="sinkLogits"/>, empty for none) and each row's log-sum-exp written to
+    /// <paramref name="logSumExp"/> ([Heads, SeqLen]; <c>default</c> for none). A mask or score mod does not run here yet.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod.</exception>
+    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp)
     {
+        ArgumentNullException.ThrowIfNull(scores);
+        ArgumentNullException.ThrowIfNull(options);
+        if (pattern.Mask is not null || scores.ScoreMod is not null)
+        {
+            throw new NotSupportedException("A compiled-in mask or score mod does not run in the ILGPU kernel yet; call the CPU overloads.");
+        }
+
         int groupSize = GroupSize(accelerator);
         int queryTiles = (shape.SeqLen + groupSize - 1) / groupSize;
         var config = new KernelConfig(new Index2D(queryTiles, shape.Heads), new Index2D(groupSize, 1));
         ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, shape, groupSize, KeyTile);
-        Load(accelerator)(config, query, key, value, output, tiles, new GpuAttentionArguments(shape, scale));
+
+        // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
+        // copy on the default stream, which runs after every launch queued before it.
+        PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
+        ArrayView<float> perHeadView = perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, shape.Heads) : ReadOnlySpan<float>.Empty, sinkLogits, shape.Heads);
+        bool writeLogSumExp = logSumExp.IsValid && logSumExp.Length > 0;
+        var arguments = new GpuAttentionArguments(shape, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty, writeLogSumExp);
+        Load(accelerator)(config, query, key, value, output, tiles, perHeadView, writeLogSumExp ? logSumExp : perHeadView, arguments);
     }
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GpuAttentionArguments> Load(Accelerator accelerator)
+    private readonly ConditionalWeakTable<Accelerator, PerHeadBuffer> _perHead = new();
+
+    /// <summary>One accelerator's buffer of per-head values (2 x Heads floats, grown on demand).</summary>
+    private sealed class PerHeadBuffer
+    {
+        private MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
+        private float[] _staging = Array.Empty<float>();
+
+        public ArrayView<float> Fill(Accelerator accelerator, ReadOnlySpan<float> slopes, ReadOnlySpan<float> sinks, int heads)
+        {
+            lock (this)
+            {
+                int length = 2 * heads;
+                if (_buffer is null || _buffer.Length < length)
+                {
+                    accelerator.Synchronize();
+                    _buffer?.Dispose();
+                    _buffer = accelerator.Allocate1D<float>(length);
+                    _staging = new float[length];
+                }
+
+                Array.Clear(_staging);
+                for (int head = 0; head < slopes.Length; head++)
+                {
+                    _staging[head] = slopes[head] * Cpu.VectorMath.Log2E;
+                }
+
+                sinks.CopyTo(_staging.AsSpan(heads));
+                ArrayView<float> view = _buffer.View.SubView(0, length);
+                view.CopyFromCPU(_staging.AsSpan(0, length));
+                return view;
+            }
+        }
+    }
+
+    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> Load(Accelerator accelerator)
     {
         if (_loaded.TryGetValue(accelerator, out var launcher))
         {

@@ -205,13 +205,13 @@ namespace MyModel
         public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionShape shape)
             => Forward(accelerator, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);
 
-        /// <summary>Queues attention on <paramref name="accelerator"/> with an explicit scale (the other options are CPU settings).</summary>
+        /// <summary>Queues attention on <paramref name="accelerator"/> with explicit options (the scale, ALiBi's slopes; the rest are CPU settings).</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
         public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
         {
             global::System.ArgumentNullException.ThrowIfNull(options);
             global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
-            Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim));
+            Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, default, default);
         }
 
         /// <summary>
@@ -224,7 +224,7 @@ namespace MyModel
         public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape)
             => Forward(accelerator, query, key, value, output, shape, global::SparseAttention.AttentionOptions.Default);
 
-        /// <summary>Computes attention on <paramref name="accelerator"/> from host memory with an explicit scale.</summary>
+        /// <summary>Computes attention on <paramref name="accelerator"/> from host memory with explicit options.</summary>
         [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
         public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
         {
@@ -232,7 +232,7 @@ namespace MyModel
             global::System.ArgumentNullException.ThrowIfNull(options);
             global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);
             using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);
-            Gpu.Launch(accelerator, Pattern, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim));
+            Gpu.Launch(accelerator, Pattern, transfer.Query, transfer.Key, transfer.Value, transfer.Output, shape, options.ResolveScale(HeadDim), Scores, options, default, default);
             transfer.Download(output);
         }
 

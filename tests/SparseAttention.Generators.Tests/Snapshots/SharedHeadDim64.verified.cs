@@ -3537,7 +3537,9 @@ namespace SparseAttention.Generated
         /// Grid (query tiles, heads), one thread per query row. The query row and its output accumulator live in local
         /// memory; the running max and sum give the online softmax, in base 2 (log2(e) is folded into the score scale).
         /// </summary>
-        private static void AttendOneQueryTile(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::SparseAttention.Gpu.GpuAttentionArguments arguments)
+        /// perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;
+        /// logSumExp ([Heads, SeqLen]) is written when they ask for it.
+        private static void AttendOneQueryTile(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments)
         {
             const int HeadDim = 64;
             int seqLen = arguments.SeqLen;
@@ -3611,6 +3613,19 @@ namespace SparseAttention.Generated
                                 poisoned = true;
                                 score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway
                             }
+                            // Softcap, then ALiBi (docs/design.md §2.4), on the raw score once it passed the NaN/Inf test.
+                            else
+                            {
+                                if (arguments.SoftcapBase2 != 0f)
+                                {
+                                    score = global::SparseAttention.Gpu.GpuMath.Softcap(score, arguments.SoftcapBase2);
+                                }
+                                if (arguments.Alibi != 0)
+                                {
+                                    int distance = row - (keyStart + k);
+                                    score -= perHead[head] * (distance < 0 ? -distance : distance);
+                                }
+                            }
                         }
                         scores[k] = score;
                         tileMax = global::System.Math.Max(tileMax, score);
@@ -3648,7 +3663,13 @@ namespace SparseAttention.Generated
             {
                 // A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator
                 // (0 x inf is NaN too), and x - x is 0 only for a finite x.
-                float normalizer = runningSum > 0f ? 1f / runningSum : 0f;
+                // A learned sink joins the denominator of a row that saw a key, with no value.
+                float denominator = runningSum;
+                if (arguments.Sinks != 0 && runningSum > 0f)
+                {
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - runningMax);
+                }
+                float normalizer = denominator > 0f ? 1f / denominator : 0f;
                 for (int d = 0; d < HeadDim; d++)
                 {
                     poisoned |= !(accumulator[d] - accumulator[d] == 0f);
@@ -3657,6 +3678,11 @@ namespace SparseAttention.Generated
                 for (int d = 0; d < HeadDim; d++)
                 {
                     output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;
+                }
+                if (arguments.WriteLogSumExp != 0)
+                {
+                    // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
+                    logSumExp[(long)head * seqLen + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
                 }
             }
         }
