@@ -264,14 +264,25 @@ public class ScoreModifierTests
     {
         using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
         var random = new Random(12);
-        var shape = new AttentionShape(4, 2, 60);
+        // A plain launch first (its per-head buffer is the small unfilled one), then sinks on the same accelerator.
+        var plain = new AttentionShape(1, 1, 10);
+        AttentionCheck.Inputs plainInputs = AttentionCheck.RandomInputs(random, plain, SoftcappedWindow.HeadDim);
+        SoftcappedWindow.Forward(device.Accelerator!, plainInputs.Query, plainInputs.Key, plainInputs.Value, new float[plainInputs.Query.Length], plain);
+        var shape = new AttentionShape(1, 1, 60);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, GlobalsWithLearnedSinks.HeadDim);
-        float[] sinks = { float.NegativeInfinity, 1.5f, 60f, -2f };
-        var expected = new float[inputs.Query.Length];
-        ReferenceAttention.Forward(GlobalsWithLearnedSinks.Pattern, GlobalsWithLearnedSinks.Scores, inputs.Query, inputs.Key, inputs.Value, sinks, expected, Span<float>.Empty, shape);
-        var actual = new float[expected.Length];
-        GlobalsWithLearnedSinks.Forward(device.Accelerator!, inputs.Query, inputs.Key, inputs.Value, sinks, actual, shape);
-        AttentionCheck.AssertClose(expected, actual, shape, GlobalsWithLearnedSinks.HeadDim, "sinks and softcap on ILGPU's CPU accelerator");
+        RunSinks(new[] { 1.5f });
+        shape = new AttentionShape(4, 2, 60);
+        inputs = AttentionCheck.RandomInputs(random, shape, GlobalsWithLearnedSinks.HeadDim);
+        RunSinks(new[] { float.NegativeInfinity, 1.5f, 60f, -2f });
+
+        void RunSinks(float[] sinks)
+        {
+            var expected = new float[inputs.Query.Length];
+            ReferenceAttention.Forward(GlobalsWithLearnedSinks.Pattern, GlobalsWithLearnedSinks.Scores, inputs.Query, inputs.Key, inputs.Value, sinks, expected, Span<float>.Empty, shape);
+            var actual = new float[expected.Length];
+            GlobalsWithLearnedSinks.Forward(device.Accelerator!, inputs.Query, inputs.Key, inputs.Value, sinks, actual, shape);
+            AttentionCheck.AssertClose(expected, actual, shape, GlobalsWithLearnedSinks.HeadDim, $"sinks and softcap on ILGPU's CPU accelerator, {shape}");
+        }
     }
 
     [Fact]

@@ -75,8 +75,11 @@ public sealed class GpuAttentionKernel
 
         // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
         // copy on the default stream, which runs after every launch queued before it.
+        // A call without ALiBi or sinks copies nothing: the kernel does not read the buffer then.
         PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
-        ArrayView<float> perHeadView = perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, shape.Heads) : ReadOnlySpan<float>.Empty, sinkLogits, shape.Heads);
+        ArrayView<float> perHeadView = scores.Alibi || !sinkLogits.IsEmpty
+            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, shape.Heads) : ReadOnlySpan<float>.Empty, sinkLogits, shape.Heads)
+            : perHead.Unfilled(accelerator);
         bool writeLogSumExp = logSumExp.IsValid && logSumExp.Length > 0;
         var arguments = new GpuAttentionArguments(shape, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty, writeLogSumExp);
         Load(accelerator)(config, query, key, value, output, tiles, perHeadView, writeLogSumExp ? logSumExp : perHeadView, arguments);
@@ -90,6 +93,16 @@ public sealed class GpuAttentionKernel
         private MemoryBuffer1D<float, Stride1D.Dense>? _buffer;
         private float[] _staging = Array.Empty<float>();
 
+        /// <summary>A valid view for launches that read no per-head value.</summary>
+        public ArrayView<float> Unfilled(Accelerator accelerator)
+        {
+            lock (this)
+            {
+                _buffer ??= accelerator.Allocate1D<float>(2);
+                return _buffer.View;
+            }
+        }
+
         public ArrayView<float> Fill(Accelerator accelerator, ReadOnlySpan<float> slopes, ReadOnlySpan<float> sinks, int heads)
         {
             lock (this)
@@ -100,6 +113,10 @@ public sealed class GpuAttentionKernel
                     accelerator.Synchronize();
                     _buffer?.Dispose();
                     _buffer = accelerator.Allocate1D<float>(length);
+                }
+
+                if (_staging.Length < length)
+                {
                     _staging = new float[length];
                 }
 
