@@ -78,8 +78,6 @@ public static unsafe class CpuAttention
         public float* SinkLogits { get; } = sinkLogits;
 
         public float* LogSumExp { get; } = logSumExp;
-
-        public static RowOutputs Plain(float* output) => new(output, null, null);
     }
 
     /// <summary>

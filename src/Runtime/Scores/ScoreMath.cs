@@ -76,15 +76,6 @@ public static class ScoreMath
     /// not ±cap: the NaN/Inf policy is about raw scores, and the kernels test what they hold after the softcap.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Softcap(Vector512<float> s, float capBase2)
-    {
-        Vector512<float> e = VectorMath.Exp2(Vector512.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
-        Vector512<float> capped = (((Vector512<float>.One - e) / (Vector512<float>.One + e)) | (s & Vector512.Create(-0f))) * capBase2;
-        return Vector512.ConditionalSelect(Vector512.Equals(s - s, Vector512<float>.Zero), capped, Vector512.Create(float.NaN));
-    }
-
-    /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector512 overload).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Softcap(Vector256<float> s, float capBase2)
     {
         Vector256<float> e = VectorMath.Exp2(Vector256.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
@@ -92,7 +83,7 @@ public static class ScoreMath
         return Vector256.ConditionalSelect(Vector256.Equals(s - s, Vector256<float>.Zero), capped, Vector256.Create(float.NaN));
     }
 
-    /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector512 overload).</summary>
+    /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector256 overload).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Softcap(Vector128<float> s, float capBase2)
     {
