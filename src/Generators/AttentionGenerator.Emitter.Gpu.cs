@@ -28,9 +28,9 @@ public sealed partial class AttentionGenerator
             string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
             string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
             string sinkSpan = scores.LearnedSinks ? "sinkLogits" : "default";
-            string Launch(string query, string key, string value, string output) => userCode
+            string Launch(string query, string key, string value, string output, string logSumExp = "default") => userCode
                 ? "throw new global::System.NotSupportedException(\"This kernel's mask or score mod does not run on the GPU yet; call the CPU overloads.\");"
-                : "Gpu.Launch(accelerator, Pattern, " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", default);";
+                : "Gpu.Launch(accelerator, Pattern, " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", " + logSumExp + ");";
             writer.Line("/// <summary>The ILGPU kernel of HeadDim " + Invariant(headDim) + ", shared with every kernel of that HeadDim; compiled once per accelerator.</summary>");
             writer.Line("private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = " + SharedClassName(headDim) + ".GpuKernel;");
             writer.Line();
@@ -56,6 +56,19 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
                 EmitSinkValidation(writer, scores, "shape.Heads");
                 writer.Line(Launch("query", "key", "value", "output"));
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>Queues attention on <paramref name=\"accelerator\"/> and writes each row's log-sum-exp to <paramref name=\"logSumExp\"/> ([Heads, SeqLen], on the accelerator).</summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A view's length does not match <paramref name=\"shape\"/>, or it lives elsewhere.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Forward(" + AcceleratorType + " accelerator, " + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + sinks + ArrayViewType + " output, " + ArrayViewType + " logSumExp, global::SparseAttention.AttentionShape shape, " + options + ")"))
+            {
+                writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
+                writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
+                writer.Line("global::SparseAttention.AttentionArguments.ValidateLogSumExp(accelerator, logSumExp, query, key, value, output, shape);");
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                writer.Line(Launch("query", "key", "value", "output", "logSumExp"));
             }
 
             writer.Line();

@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using SparseAttention.Runtime.Tests.Decode;
 using SparseAttention.Testing;
 
@@ -82,7 +83,7 @@ public class SinksAndLogSumExpTests
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
         Type type = typeof(DenseCausal).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
-        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
+        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters()[0].ParameterType == typeof(ReadOnlySpan<float>) && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
         var random = new Random(name.Length);
         var shape = new AttentionShape(4, 2, 150);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
@@ -97,6 +98,31 @@ public class SinksAndLogSumExpTests
             AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} {isa}");
             AssertLogSumExpClose(expectedLse, actualLse, $"{name} {isa}");
         }
+    }
+
+    [Fact]
+    public void TheIlgpuKernelWritesTheLogSumExpsToo()
+    {
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        ILGPU.Runtime.Accelerator accelerator = device.Accelerator!;
+        var shape = new AttentionShape(4, 2, 90);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(44), shape, WindowWithLearnedSinks.HeadDim);
+        float[] sinks = { 0.5f, float.NegativeInfinity, 3f, -1f };
+        var expected = new float[inputs.Query.Length];
+        var expectedLse = new float[shape.Heads * shape.SeqLen];
+        ReferenceAttention.Forward(WindowWithLearnedSinks.Pattern, WindowWithLearnedSinks.Scores, inputs.Query, inputs.Key, inputs.Value, sinks, expected, expectedLse, shape);
+        using var query = accelerator.Allocate1D(inputs.Query);
+        using var key = accelerator.Allocate1D(inputs.Key);
+        using var value = accelerator.Allocate1D(inputs.Value);
+        using var output = accelerator.Allocate1D<float>(expected.Length);
+        using var lse = accelerator.Allocate1D<float>(expectedLse.Length);
+        WindowWithLearnedSinks.Forward(accelerator, query.View, key.View, value.View, sinks, output.View, lse.View, shape, AttentionOptions.Default);
+        accelerator.Synchronize();
+        AttentionCheck.AssertClose(expected, output.GetAsArray1D(), shape, WindowWithLearnedSinks.HeadDim, "ILGPU with sinks");
+        AssertLogSumExpClose(expectedLse, lse.GetAsArray1D(), "ILGPU with sinks");
+
+        ArgumentException wrong = Assert.Throws<ArgumentException>(() => WindowWithLearnedSinks.Forward(accelerator, query.View, key.View, value.View, sinks, output.View, lse.View.SubView(1, expectedLse.Length - 1), shape, AttentionOptions.Default));
+        Assert.Equal("logSumExp", wrong.ParamName);
     }
 
     private delegate void LogSumExpForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions options);

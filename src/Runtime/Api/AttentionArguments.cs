@@ -39,6 +39,26 @@ public static class AttentionArguments
         }
     }
 
+    /// <summary>
+    /// Checks a device log-sum-exp view: on <paramref name="accelerator"/>, [Heads, SeqLen] floats, sharing no memory with
+    /// the other views (call after <see cref="Validate(int, Accelerator, ArrayView{float}, ArrayView{float}, ArrayView{float}, ArrayView{float}, AttentionShape)"/>).
+    /// </summary>
+    /// <exception cref="ArgumentException">The view is invalid, elsewhere, of the wrong length, or overlaps another.</exception>
+    public static void ValidateLogSumExp(Accelerator accelerator, ArrayView<float> logSumExp, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape)
+    {
+        CheckOnAccelerator(nameof(logSumExp), logSumExp, accelerator);
+        long rows = (long)shape.Heads * shape.SeqLen;
+        if (logSumExp.Length != rows)
+        {
+            throw new ArgumentException($"logSumExp must hold [Heads, SeqLen] = {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
+        }
+
+        if (Overlaps(logSumExp, output) || Overlaps(logSumExp, query) || Overlaps(logSumExp, key) || Overlaps(logSumExp, value))
+        {
+            throw new ArgumentException("logSumExp must not share memory with query, key, value or output.", nameof(logSumExp));
+        }
+    }
+
     private static void ValidateLengths(int headDim, long query, long key, long value, long output, AttentionShape shape, long maxLength, string container)
     {
         ValidateShape(shape);

@@ -214,6 +214,17 @@ namespace MyModel
             Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, default, default);
         }
 
+        /// <summary>Queues attention on <paramref name="accelerator"/> and writes each row's log-sum-exp to <paramref name="logSumExp"/> ([Heads, SeqLen], on the accelerator).</summary>
+        /// <exception cref="global::System.ArgumentException">A view's length does not match <paramref name="shape"/>, or it lives elsewhere.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
+            global::SparseAttention.AttentionArguments.ValidateLogSumExp(accelerator, logSumExp, query, key, value, output, shape);
+            Gpu.Launch(accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, default, logSumExp);
+        }
+
         /// <summary>
         /// Computes attention on <paramref name="accelerator"/> from host memory: copies the inputs to the device, runs,
         /// waits and copies the output back. Allocates device buffers per call; keep tensors on the device and use the
