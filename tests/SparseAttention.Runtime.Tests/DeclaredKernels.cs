@@ -207,10 +207,16 @@ public static class DeclaredKernels
         return data;
     }
 
-    public static TheoryData<string, KernelIsa> NamesByIsa()
+    public static TheoryData<string, KernelIsa> NamesByIsa() => NamesByIsa(All);
+
+    /// <summary>The kernels a rolling KV cache can serve: causal, with a bounded reach back.</summary>
+    public static TheoryData<string> StreamableNames() => StreamableNames(All);
+
+    /// <summary>Every (kernel, ISA) pair of <paramref name="kernels"/>, as theory data.</summary>
+    public static TheoryData<string, KernelIsa> NamesByIsa(IEnumerable<KernelUnderTest> kernels)
     {
         var data = new TheoryData<string, KernelIsa>();
-        foreach (KernelUnderTest kernel in All)
+        foreach (KernelUnderTest kernel in kernels)
         {
             foreach (KernelIsa isa in AttentionCheck.AllIsas)
             {
@@ -221,11 +227,11 @@ public static class DeclaredKernels
         return data;
     }
 
-    /// <summary>The kernels a rolling KV cache can serve: causal, with a bounded reach back.</summary>
-    public static TheoryData<string> StreamableNames()
+    /// <summary>The names of the kernels of <paramref name="kernels"/> a rolling KV cache can serve.</summary>
+    public static TheoryData<string> StreamableNames(IEnumerable<KernelUnderTest> kernels)
     {
         var data = new TheoryData<string>();
-        foreach (KernelUnderTest kernel in All.Where(kernel => kernel.Pattern.SupportsStreaming))
+        foreach (KernelUnderTest kernel in kernels.Where(kernel => kernel.Pattern.SupportsStreaming))
         {
             data.Add(kernel.Name);
         }

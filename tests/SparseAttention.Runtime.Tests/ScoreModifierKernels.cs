@@ -90,30 +90,9 @@ public static class ScoreModifierKernels
 
     public static KernelUnderTest Get(string name) => All.Single(kernel => kernel.Name == name);
 
-    public static TheoryData<string, KernelIsa> NamesByIsa()
-    {
-        var data = new TheoryData<string, KernelIsa>();
-        foreach (KernelUnderTest kernel in All)
-        {
-            foreach (KernelIsa isa in AttentionCheck.AllIsas)
-            {
-                data.Add(kernel.Name, isa);
-            }
-        }
+    public static TheoryData<string, KernelIsa> NamesByIsa() => DeclaredKernels.NamesByIsa(All);
 
-        return data;
-    }
-
-    public static TheoryData<string> StreamableNames()
-    {
-        var data = new TheoryData<string>();
-        foreach (KernelUnderTest kernel in All.Where(kernel => kernel.Pattern.SupportsStreaming))
-        {
-            data.Add(kernel.Name);
-        }
-
-        return data;
-    }
+    public static TheoryData<string> StreamableNames() => DeclaredKernels.StreamableNames(All);
 }
 
 /// <summary>gpt-oss's sliding layers in small: a window with a learned sink per head.</summary>

@@ -43,17 +43,8 @@ public class ScoreModifierTests
         foreach (KernelIsa isa in AttentionCheck.AllIsas)
         {
             var options = new AttentionOptions { Isa = isa };
-            var stream = StreamCase.Create(kernel, new Random(5 + (int)isa), heads: (6, 2));
-            KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
-
             // A prompt longer than the ring (prefill runs it in chunks), then token by token past the ring's wrap.
-            int prompt = stream.Length / 2;
-            stream.AssertRows(stream.Prefill(cache, 0, prompt, options), 0, prompt, $"{isa} prefill");
-            for (int position = prompt; position < stream.Length; position++)
-            {
-                cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
-                stream.AssertRow(stream.DecodeNewest(cache, options), position, $"{isa} decode");
-            }
+            StreamCase.Create(kernel, new Random(5 + (int)isa), heads: (6, 2)).AssertPrefillHalfThenDecode(options, isa.ToString());
         }
     }
 

@@ -100,6 +100,8 @@ public ref struct BandTile
     public readonly void ApplyBuiltIns<TScores>(ref float scores, int rows, int keyTile, long keyStart)
         where TScores : IScoreModifier
     {
+        // Softcap and ALiBi fused in one pass per vector, here rather than through ScoreMath's span helpers: running those
+        // (one pass each, per row) measured softcap at 0.82 of plain speed against 0.90 for this loop.
         // A residue stream's keys are arithmetic, so |query - key| is |distance to the block's first key - step x lane|,
         // in float (exact below 2^24 positions); a gathered stream's positions are loaded.
         bool gathered = !GatheredKeyPositions.IsEmpty;

@@ -66,6 +66,22 @@ internal sealed record StreamCase(KernelUnderTest Kernel, AttentionCheck.Inputs 
         return output;
     }
 
+    /// <summary>
+    /// The first half of the stream as one prompt through <c>Prefill</c> (in chunks of the ring when longer), then every
+    /// later token appended and decoded alone, each checked against the reference.
+    /// </summary>
+    public void AssertPrefillHalfThenDecode(AttentionOptions options, string context)
+    {
+        KvCache cache = Kernel.Streaming!.CreateCache(Shape.KvHeads);
+        int prompt = Length / 2;
+        AssertRows(Prefill(cache, 0, prompt, options), 0, prompt, $"{context} prefill");
+        for (int position = prompt; position < Length; position++)
+        {
+            cache.Append(TokenKeys(position), TokenValues(position));
+            AssertRow(DecodeNewest(cache, options), position, $"{context} decode");
+        }
+    }
+
     public void AssertRow(float[] actual, int position, string context) =>
         AttentionCheck.AssertClose(ExpectedRow(position), actual, Shape with { SeqLen = 1 }, HeadDim, $"{Kernel.Name} {Shape} {context}, position {position}");
 

@@ -57,16 +57,7 @@ public sealed class StreamingDecodeTests
         var options = new AttentionOptions { Isa = isa };
         // Grouped-query attention on purpose: three query heads share each of two KV heads.
         var stream = StreamCase.Create(kernel, new Random(17 + (int)isa), heads: (6, 2));
-        KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
-
-        // The first half as one prompt, the rest token by token.
-        int prompt = stream.Length / 2;
-        stream.AssertRows(stream.Prefill(cache, 0, prompt, options), 0, prompt, $"{isa} prefill");
-        for (int position = prompt; position < stream.Length; position++)
-        {
-            cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
-            stream.AssertRow(stream.DecodeNewest(cache, options), position, $"{isa} decode");
-        }
+        stream.AssertPrefillHalfThenDecode(options, isa.ToString());
     }
 
     [Theory]
