@@ -22,18 +22,22 @@ public sealed partial class AttentionGenerator
         /// <summary>The ILGPU overloads of <c>Forward</c>: device views, host spans on an accelerator, and an <c>AttentionDevice</c>.</summary>
         private static void EmitGpuPublicMembers(IndentedTextWriter writer, int headDim, Models.ScoresModel scores, string generatedCode)
         {
-            // The ILGPU kernel runs softcap, ALiBi and learned sinks; a mask or score mod (user code) not yet, and such a
-            // declaration's GPU overloads say so instead of silently computing something else.
-            bool userCode = scores.MaskMethod is not null || scores.ScoreModMethod is not null;
+            // Softcap, ALiBi and learned sinks are arguments of the kernel shared by every declaration of this HeadDim; a mask
+            // or score mod is the user's code, so such a declaration compiles its own copy of the kernel with the calls inlined.
+            bool userCode = scores.CallsUserCode;
             string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
             string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
             string sinkSpan = scores.LearnedSinks ? "sinkLogits" : "default";
-            string Launch(string query, string key, string value, string output, string logSumExp = "default") => userCode
-                ? "throw new global::System.NotSupportedException(\"This kernel's mask or score mod does not run on the GPU yet; call the CPU overloads.\");"
-                : "Gpu.Launch(accelerator, Pattern, " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", " + logSumExp + ");";
-            writer.Line("/// <summary>The ILGPU kernel of HeadDim " + Invariant(headDim) + ", shared with every kernel of that HeadDim; compiled once per accelerator.</summary>");
-            writer.Line("private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = " + SharedClassName(headDim) + ".GpuKernel;");
-            writer.Line();
+            string Launch(string query, string key, string value, string output, string logSumExp = "default") =>
+                "Gpu.Launch(accelerator, Pattern, " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", " + logSumExp + ");";
+            if (!userCode)
+            {
+                // (A declaration with user code declares its own Gpu field with its kernel, below the public members.)
+                writer.Line("/// <summary>The ILGPU kernel of HeadDim " + Invariant(headDim) + ", shared with every kernel of that HeadDim; compiled once per accelerator.</summary>");
+                writer.Line("private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = " + SharedClassName(headDim) + ".GpuKernel;");
+                writer.Line();
+            }
+
             string spans = "global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, " + sinks + "global::System.Span<float> output, global::SparseAttention.AttentionShape shape";
             string views = ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + sinks + ArrayViewType + " output, global::SparseAttention.AttentionShape shape";
             string options = "global::SparseAttention.AttentionOptions options";
@@ -90,16 +94,9 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
                 EmitSinkValidation(writer, scores, "shape.Heads");
-                if (userCode)
-                {
-                    writer.Line(Launch("", "", "", ""));
-                }
-                else
-                {
-                    writer.Line("using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
-                    writer.Line(Launch("transfer.Query", "transfer.Key", "transfer.Value", "transfer.Output"));
-                    writer.Line("transfer.Download(output);");
-                }
+                writer.Line("using global::SparseAttention.Gpu.HostTransfer transfer = global::SparseAttention.Gpu.HostTransfer.Upload(accelerator, query, key, value, output.Length);");
+                writer.Line(Launch("transfer.Query", "transfer.Key", "transfer.Value", "transfer.Output"));
+                writer.Line("transfer.Download(output);");
             }
 
             writer.Line();
@@ -132,7 +129,8 @@ public sealed partial class AttentionGenerator
         /// on the host from the components' tile classes), staging each in shared memory; a partial tile's pairs are tested
         /// against the table's bit mask. The walk is the same for every thread of a group, so every thread reaches every barrier.
         /// </summary>
-        private static void EmitGpuKernel(IndentedTextWriter writer, int headDim)
+        /// <param name="userCode">The declaration whose mask and score mod the kernel calls (its own copy), or null for the shared kernel.</param>
+        private static void EmitGpuKernel(IndentedTextWriter writer, int headDim, Models.ScoresModel? userCode = null)
         {
             int keyTile = GpuKeyTile(headDim);
             writer.Line("// ---- GPU (ILGPU) ---------------------------------------------------------------------------------------------");
@@ -140,8 +138,17 @@ public sealed partial class AttentionGenerator
             writer.Line("/// <summary>Keys per shared-memory tile: K and V tiles take 2 x " + Invariant(keyTile) + " x HeadDim floats (" + Invariant(2 * keyTile * headDim * 4 / 1024) + " KiB).</summary>");
             writer.Line("private const int GpuKeyTile = " + Invariant(keyTile) + ";");
             writer.Line();
-            writer.Line("/// <summary>The kernel, compiled once per accelerator on first use.</summary>");
-            writer.Line("internal static readonly global::SparseAttention.Gpu.GpuAttentionKernel GpuKernel = new(" + GpuKernelName + ", GpuKeyTile);");
+            if (userCode is null)
+            {
+                writer.Line("/// <summary>The kernel, compiled once per accelerator on first use.</summary>");
+                writer.Line("internal static readonly global::SparseAttention.Gpu.GpuAttentionKernel GpuKernel = new(" + GpuKernelName + ", GpuKeyTile);");
+            }
+            else
+            {
+                writer.Line("/// <summary>This declaration's own kernel, with its mask or score mod compiled in; compiled once per accelerator on first use.</summary>");
+                writer.Line("private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = new(" + GpuKernelName + ", GpuKeyTile, runsUserCode: true);");
+            }
+
             writer.Line();
             writer.Line("/// <summary>");
             writer.Line("/// Grid (query tiles, heads), one thread per query row. The query row and its output accumulator live in local");
@@ -155,7 +162,7 @@ public sealed partial class AttentionGenerator
                 using (writer.Block("for (int entryIndex = 0; entryIndex < entryCount; entryIndex++)"))
                 {
                     EmitGpuStageTile(writer);
-                    EmitGpuTileOnlineSoftmax(writer);
+                    EmitGpuTileOnlineSoftmax(writer, userCode);
                 }
 
                 EmitGpuWriteRow(writer);
@@ -225,7 +232,7 @@ public sealed partial class AttentionGenerator
         }
 
         /// <summary>The online softmax of the thread's row over the staged tile, masked unless the tile is full, with the NaN/Inf policy.</summary>
-        private static void EmitGpuTileOnlineSoftmax(IndentedTextWriter writer)
+        private static void EmitGpuTileOnlineSoftmax(IndentedTextWriter writer, Models.ScoresModel? userCode)
         {
             using (writer.Block("if (active)"))
             {
@@ -262,6 +269,11 @@ public sealed partial class AttentionGenerator
                                 writer.Line("int distance = row - (keyStart + k);");
                                 writer.Line("score -= perHead[head] * (distance < 0 ? -distance : distance);");
                             }
+
+                            if (userCode is not null)
+                            {
+                                EmitGpuUserCode(writer, userCode);
+                            }
                         }
                     }
 
@@ -294,6 +306,58 @@ public sealed partial class AttentionGenerator
                     }
 
                     writer.Line("runningMax = newMax;");
+                }
+            }
+        }
+
+        /// <summary>
+        /// The declaration's mask, then its score mod, on one pair the structure makes visible (as on the CPU: the mask can
+        /// only hide pairs, and a score mod's NaN or +inf makes the row NaN, its -inf hides the key).
+        /// </summary>
+        private static void EmitGpuUserCode(IndentedTextWriter writer, Models.ScoresModel userCode)
+        {
+            writer.Line();
+            writer.Line("// The declaration's " + (userCode.MaskMethod is not null && userCode.ScoreModMethod is not null ? "mask, then its score mod" : userCode.MaskMethod is not null ? "mask" : "score mod") + " (docs/design.md §2.4), at the pair's absolute positions.");
+            writer.Line("int keyPosition = keyStart + k;");
+            if (userCode.MaskMethod is { } mask)
+            {
+                using (writer.Block("if (!" + mask + "(row, keyPosition, head))"))
+                {
+                    writer.Line("score = float.NegativeInfinity;");
+                }
+            }
+
+            if (userCode.ScoreModMethod is { } mod)
+            {
+                if (userCode.MaskMethod is null)
+                {
+                    EmitScoreMod(mod);
+                }
+                else
+                {
+                    using (writer.Block("else"))
+                    {
+                        EmitScoreMod(mod);
+                    }
+                }
+            }
+
+            writer.Line("// A pair the structure visits is part of the NaN/Inf policy even when hidden here (design §4): its value still counts.");
+            using (writer.Block("if (score == float.NegativeInfinity)"))
+            using (writer.Block("for (int d = 0; d < HeadDim; d++)"))
+            {
+                writer.Line("float hidden = valueTile[k * HeadDim + d];");
+                writer.Line("poisoned |= !(hidden - hidden == 0f);");
+            }
+
+            void EmitScoreMod(string method)
+            {
+                writer.Line("// The score mod sees natural units, as its author wrote it.");
+                writer.Line("score = " + method + "(score * global::SparseAttention.Cpu.VectorMath.Ln2, row, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;");
+                using (writer.Block("if (!(score < float.PositiveInfinity))"))
+                {
+                    writer.Line("poisoned = true; // NaN or +inf from the score mod");
+                    writer.Line("score = float.NegativeInfinity;");
                 }
             }
         }

@@ -100,4 +100,34 @@ public class ModelLayerTests
             AttentionCheck.AssertClose(Rows(expected, shape.Heads, position, 1), row, shape with { SeqLen = 1 }, d, $"gpt-oss decode at {position}");
         }
     }
+
+    [Theory]
+    [InlineData(nameof(Gemma2LocalLayer), 4, 2, 70)]
+    [InlineData(nameof(Mistral7BLayer), 4, 2, 70)]
+    [InlineData(nameof(AlibiCausalLayer), 12, 12, 40)]
+    [InlineData(nameof(PackedDocumentsLayer), 2, 1, 240)]
+    [InlineData(nameof(GptOssSlidingLayer), 8, 2, 300)]
+    public void EveryLayerRunsOnTheIlgpuCpuAccelerator(string name, int heads, int kvHeads, int seqLen)
+    {
+        // The GPU kernels at the layers' head shapes, on ILGPU's CPU accelerator: the packed documents' mask is compiled
+        // into its own kernel (reading the document table), gpt-oss's sinks come with the call.
+        var shape = new AttentionShape(heads, kvHeads, seqLen);
+        var random = new Random(seqLen);
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        if (name != nameof(GptOssSlidingLayer))
+        {
+            KernelUnderTest kernel = KernelUnderTest.FromType(typeof(ModelLayerTests).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!);
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+            AttentionCheck.AssertClose(AttentionCheck.Reference(kernel, inputs), AttentionCheck.RunOnAccelerator(kernel, inputs, device.Accelerator!), shape, kernel.HeadDim, $"{name} on ILGPU");
+            return;
+        }
+
+        AttentionCheck.Inputs sinkInputs = AttentionCheck.RandomInputs(random, shape, GptOssSlidingLayer.HeadDim);
+        float[] sinks = AttentionCheck.RandomArray(random, heads, 2f);
+        var expected = new float[sinkInputs.Query.Length];
+        ReferenceAttention.Forward(GptOssSlidingLayer.Pattern, GptOssSlidingLayer.Scores, sinkInputs.Query, sinkInputs.Key, sinkInputs.Value, sinks, expected, Span<float>.Empty, shape);
+        var actual = new float[expected.Length];
+        GptOssSlidingLayer.Forward(device, sinkInputs.Query, sinkInputs.Key, sinkInputs.Value, sinks, actual, shape);
+        AttentionCheck.AssertClose(expected, actual, shape, GptOssSlidingLayer.HeadDim, "gpt-oss on ILGPU");
+    }
 }

@@ -80,6 +80,16 @@ public static partial class EverythingStreamable
     private static float Tilt(float score, int query, int key, int head) => score + 0.1f * ((query ^ key) & 3);
 }
 
+/// <summary>A score mod that returns NaN for one pair and +inf for another: both make their rows NaN (design §4).</summary>
+[AttentionKernel(HeadDim = 32)]
+[SlidingWindow(Size = 8)]
+[ScoreMod(nameof(Wild))]
+public static partial class ScoreModReturningNaN
+{
+    internal static float Wild(float score, int query, int key, int head) =>
+        head == 0 && query == 20 && key == 17 ? float.NaN : head == 1 && query == 40 && key == 40 ? float.PositiveInfinity : score;
+}
+
 public static class ScoreModifierKernels
 {
     public static readonly KernelUnderTest[] All = new[]
@@ -89,6 +99,8 @@ public static class ScoreModifierKernels
     }.Select(KernelUnderTest.FromType).ToArray();
 
     public static KernelUnderTest Get(string name) => All.Single(kernel => kernel.Name == name);
+
+    public static TheoryData<string> Names() => new(All.Select(kernel => kernel.Name));
 
     public static TheoryData<string, KernelIsa> NamesByIsa() => DeclaredKernels.NamesByIsa(All);
 

@@ -1,4 +1,5 @@
 using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using SparseAttention.Cpu;
 using SparseAttention.Runtime.Tests.Decode;
@@ -158,6 +159,12 @@ public class ScoreModifierTests
             Assert.True(AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, $"{isa}") > 0);
         }
 
+        using (AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu))
+        {
+            float[] onAccelerator = AttentionCheck.RunOnAccelerator(kernel, inputs with { Value = value }, device.Accelerator!);
+            Assert.True(AttentionCheck.AssertSameRowsOrNaN(AttentionCheck.Reference(kernel, inputs with { Value = value }), onAccelerator, shape, kernel.HeadDim, "ILGPU") > 0);
+        }
+
         AttentionCheck.AssertInvisibleKeysHaveNoInfluence(kernel, inputs, new[] { 0 }, new[] { 40, 63 }, poisoned => AttentionCheck.Run(kernel, poisoned, AttentionOptions.Default), "outside the structure");
     }
 
@@ -184,6 +191,36 @@ public class ScoreModifierTests
             int rows = AttentionCheck.AssertSameRowsOrNaN(AttentionCheck.Reference(kernel, poisoned, options), AttentionCheck.Run(kernel, poisoned, options), shape, kernel.HeadDim, $"{name} {isa}");
             Assert.True(rows > 0, "the poison reached no row");
         }
+
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionCheck.Inputs onDevice = inputs with { Key = key };
+        Assert.True(AttentionCheck.AssertSameRowsOrNaN(AttentionCheck.Reference(kernel, onDevice), AttentionCheck.RunOnAccelerator(kernel, onDevice, device.Accelerator!), shape, kernel.HeadDim, $"{name} ILGPU") > 0);
+    }
+
+    [Fact]
+    public void AScoreModsNaNOrPlusInfinityMakesItsRowNaNOnEveryPath()
+    {
+        KernelUnderTest kernel = KernelUnderTest.FromType(typeof(ScoreModReturningNaN));
+        var shape = new AttentionShape(2, 1, 64);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(5), shape, kernel.HeadDim);
+        float[] expected = AttentionCheck.Reference(kernel, inputs);
+        var nanRows = new List<(int Head, int Row)>();
+        for (int start = 0; start < expected.Length; start += kernel.HeadDim)
+        {
+            if (float.IsNaN(expected[start]))
+            {
+                nanRows.Add((start / kernel.HeadDim / shape.SeqLen, start / kernel.HeadDim % shape.SeqLen));
+            }
+        }
+
+        Assert.Equal(new[] { (0, 20), (1, 40) }, nanRows);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            AttentionCheck.AssertSameRowsOrNaN(expected, AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, kernel.HeadDim, $"{isa}");
+        }
+
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionCheck.AssertSameRowsOrNaN(expected, AttentionCheck.RunOnAccelerator(kernel, inputs, device.Accelerator!), shape, kernel.HeadDim, "ILGPU");
     }
 
     [Theory]
@@ -234,10 +271,10 @@ public class ScoreModifierTests
     }
 
     [Theory]
-    [InlineData(nameof(SoftcappedWindow))]
-    [InlineData(nameof(AlibiDenseCausal))]
-    public void SoftcapAndAlibiRunInTheIlgpuKernel(string name)
+    [MemberData(nameof(ScoreModifierKernels.Names), MemberType = typeof(ScoreModifierKernels))]
+    public void EveryModifierRunsInTheIlgpuKernel(string name)
     {
+        // Softcap and ALiBi are arguments of the shared kernel; a mask or score mod is compiled into the declaration's own.
         KernelUnderTest kernel = ScoreModifierKernels.Get(name);
         using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
         var random = new Random(name.Length);
@@ -277,15 +314,29 @@ public class ScoreModifierTests
     }
 
     [Fact]
-    public void TheGpuOverloadsRefuseAMaskOrScoreModInsteadOfIgnoringIt()
+    public void TheSharedGpuKernelRefusesAMaskOrScoreModInsteadOfIgnoringIt()
     {
+        // Only a declaration's own kernel has its user code compiled in; the shared one of its HeadDim must not run it.
         using var context = Context.Create(builder => builder.CPU());
         using CPUAccelerator accelerator = context.CreateCPUAccelerator(0);
         var shape = new AttentionShape(1, 1, 8);
+        using MemoryBuffer1D<float, Stride1D.Dense> data = accelerator.Allocate1D<float>(8 * 32);
+        SparseAttention.Gpu.GpuAttentionKernel shared = SparseAttention.Generated.HeadDim32.GpuKernel;
+        Assert.False(shared.RunsUserCode);
+        NotSupportedException refused = Assert.Throws<NotSupportedException>(() => shared.Launch(accelerator, DocumentMaskBidirectional.Pattern, data.View, data.View, data.View, data.View, shape, 1f));
+        Assert.Contains("its own declaration", refused.Message, StringComparison.Ordinal);
+        Assert.Throws<NotSupportedException>(() => shared.Launch(accelerator, SoftcappedWindow.Pattern, data.View, data.View, data.View, data.View, shape, 1f, ScoreModLongformer.Scores, AttentionOptions.Default, ReadOnlySpan<float>.Empty, default));
+    }
+
+    [Fact]
+    public void AMaskReadingAStaticArrayOnAContextThatRejectsThemSaysHowToFixIt()
+    {
+        // ILGPU rejects static arrays unless the context inlines them (AttentionDevice's contexts do; this one does not).
+        using var context = Context.Create(builder => builder.CPU());
+        using CPUAccelerator accelerator = context.CreateCPUAccelerator(0);
         var data = new float[8 * 32];
-        NotSupportedException refused = Assert.Throws<NotSupportedException>(() => DocumentMaskBidirectional.Forward(accelerator, data, data, data, new float[data.Length], shape));
-        Assert.Contains("mask or score mod does not run on the GPU yet", refused.Message, StringComparison.Ordinal);
-        var data64 = new float[8 * 64];
-        Assert.Throws<NotSupportedException>(() => ScoreModLongformer.Forward(accelerator, data64, data64, data64, new float[data64.Length], shape));
+        NotSupportedException refused = Assert.Throws<NotSupportedException>(() => DocumentMaskBidirectional.Forward(accelerator, data, data, data, new float[data.Length], new AttentionShape(1, 1, 8)));
+        Assert.Contains("mask or score mod", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("ArrayMode.InlineMutableStaticArrays", refused.Message, StringComparison.Ordinal);
     }
 }

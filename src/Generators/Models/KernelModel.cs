@@ -24,6 +24,9 @@ internal sealed record ScoresModel(float? Softcap, bool Alibi, string? MaskMetho
     /// <summary>Whether any modifier acts on the scores themselves (sinks act only on the softmax's denominator).</summary>
     public bool ModifiesScores => Softcap is not null || Alibi || MaskMethod is not null || ScoreModMethod is not null;
 
+    /// <summary>Whether the user's code runs per score (a mask or a score mod): the GPU kernel is then the declaration's own.</summary>
+    public bool CallsUserCode => MaskMethod is not null || ScoreModMethod is not null;
+
     /// <summary>Whether there is anything to tell the runtime (a <c>ScoreModifiers</c> other than None).</summary>
     public bool Any => ModifiesScores || LearnedSinks;
 }

@@ -92,7 +92,7 @@ public sealed class AttentionDevice : IDisposable
 
     private static AttentionDevice CreateIlgpuCpu()
     {
-        var context = Context.Create(builder => builder.CPU());
+        Context context = CreateContext(builder => builder.CPU());
         return Open(AttentionBackend.IlgpuCpu, context, context.GetPreferredDevice(preferCPU: true));
     }
 
@@ -103,15 +103,27 @@ public sealed class AttentionDevice : IDisposable
         return device is null ? Discard(context) : Open(AttentionBackend.Cuda, context, device);
     }
 
-    private static Context CreateCudaContext() => Context.Create(builder => builder.Cuda());
+    private static Context CreateCudaContext() => CreateContext(builder => builder.Cuda());
 
     private static AttentionDevice? TryCreateOpenCL()
     {
         // OpenCL also reports CPUs (e.g. POCL); the SIMD CPU kernels beat an OpenCL CPU, so only GPUs count.
-        Context context = Context.Create(builder => builder.OpenCL(device => device.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU));
+        Context context = CreateContext(builder => builder.OpenCL(device => device.DeviceType == CLDeviceType.CL_DEVICE_TYPE_GPU));
         Device? device = First(context.GetCLDevices());
         return device is null ? Discard(context) : Open(AttentionBackend.OpenCL, context, device);
     }
+
+    /// <summary>
+    /// A context for <paramref name="backend"/> in which a declaration's mask or score mod may read a static array (a
+    /// document table, a bias table): ILGPU rejects loads from static arrays unless told to inline their contents, which
+    /// it then does once, when the kernel is compiled (docs/design.md §2.4).
+    /// </summary>
+    private static Context CreateContext(Action<Context.Builder> backend) =>
+        Context.Create(builder =>
+        {
+            backend(builder);
+            builder.Arrays(ArrayMode.InlineMutableStaticArrays);
+        });
 
     private static AttentionDevice Open(AttentionBackend backend, Context context, Device device)
     {

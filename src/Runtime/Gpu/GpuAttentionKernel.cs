@@ -31,11 +31,24 @@ public sealed class GpuAttentionKernel
 
     /// <summary>Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) with <paramref name="keyTile"/> keys per shared-memory tile.</summary>
     public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, int keyTile)
+        : this(kernel, keyTile, runsUserCode: false)
+    {
+    }
+
+    /// <summary>
+    /// As the other constructor; <paramref name="runsUserCode"/> says the kernel is one declaration's own copy with its
+    /// mask and score mod compiled in, so it may be launched for a pattern with a mask or modifiers with a score mod.
+    /// </summary>
+    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, int keyTile, bool runsUserCode)
     {
         _kernel = kernel ?? throw new ArgumentNullException(nameof(kernel));
         ArgumentOutOfRangeException.ThrowIfLessThan(keyTile, 1);
         KeyTile = keyTile;
+        RunsUserCode = runsUserCode;
     }
+
+    /// <summary>Whether this kernel calls a declaration's mask and score mod (it is that declaration's own copy).</summary>
+    public bool RunsUserCode { get; }
 
     /// <summary>The generated kernel method, for compiling it ahead of a launch (tests compile it to PTX and OpenCL).</summary>
     public System.Reflection.MethodInfo Method => _kernel.Method;
@@ -56,16 +69,17 @@ public sealed class GpuAttentionKernel
     /// <summary>
     /// As the plain launch, with a declaration's built-in score modifiers (softcap, ALiBi with the options' or the default
     /// slopes), learned sinks (<paramref name="sinkLogits"/>, empty for none) and each row's log-sum-exp written to
-    /// <paramref name="logSumExp"/> ([Heads, SeqLen]; <c>default</c> for none). A mask or score mod does not run here yet.
+    /// <paramref name="logSumExp"/> ([Heads, SeqLen]; <c>default</c> for none). A mask or score mod runs only in a kernel
+    /// that has it compiled in (<see cref="RunsUserCode"/>).
     /// </summary>
-    /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod.</exception>
+    /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod, and this is the shared kernel.</exception>
     public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp)
     {
         ArgumentNullException.ThrowIfNull(scores);
         ArgumentNullException.ThrowIfNull(options);
-        if (pattern.Mask is not null || scores.ScoreMod is not null)
+        if ((pattern.Mask is not null || scores.ScoreMod is not null) && !RunsUserCode)
         {
-            throw new NotSupportedException("A compiled-in mask or score mod does not run in the ILGPU kernel yet; call the CPU overloads.");
+            throw new NotSupportedException("This pattern has a mask or score mod, which runs only in the ILGPU kernel generated for its own declaration; launch that declaration's Forward.");
         }
 
         int groupSize = GroupSize(accelerator);
@@ -146,7 +160,20 @@ public sealed class GpuAttentionKernel
         {
             if (!_loaded.TryGetValue(accelerator, out launcher))
             {
-                launcher = accelerator.LoadStreamKernel(_kernel);
+                try
+                {
+                    launcher = accelerator.LoadStreamKernel(_kernel);
+                }
+                catch (InternalCompilerException exception) when (RunsUserCode)
+                {
+                    // The likeliest cause is the user's own code; say so, and how to fix it, rather than show ILGPU's internals.
+                    throw new NotSupportedException(
+                        "ILGPU cannot compile this declaration's mask or score mod for " + accelerator.Name + ": " + (exception.InnerException ?? exception).Message +
+                        " A mask or score mod on the GPU may use arithmetic, Math/MathF calls, static readonly values and static arrays (these need the ILGPU context built with"
+                        + " .Arrays(ArrayMode.InlineMutableStaticArrays), as AttentionDevice does; their contents are frozen when the kernel compiles), but no objects, delegates or allocations.",
+                        exception);
+                }
+
                 _loaded.Add(accelerator, launcher);
             }
 

@@ -26,11 +26,23 @@ public class GpuCompilationTests
         return ((SparseAttention.Gpu.GpuAttentionKernel)kernel).Method;
     }
 
+    /// <summary>The declared kernels, and those with score modifiers: a mask or score mod is compiled into its declaration's own kernel.</summary>
+    public static TheoryData<string> Names()
+    {
+        TheoryData<string> names = DeclaredKernels.Names();
+        foreach (string name in ScoreModifierKernels.All.Select(kernel => kernel.Name).Append(nameof(PackedDocumentsLayer)).Append(nameof(ScoreModReturningNaN)))
+        {
+            names.Add(name);
+        }
+
+        return names;
+    }
+
     [Theory]
-    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
+    [MemberData(nameof(Names))]
     public void CompilesToPtxForSm80(string name)
     {
-        using var context = Context.Create(builder => builder.CPU());
+        using var context = Context.Create(builder => builder.CPU().Arrays(ArrayMode.InlineMutableStaticArrays));
         using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
         var kernel = (PTXCompiledKernel)backend.Compile(EntryPoint(name), default);
         Assert.Contains(".entry", kernel.PTXAssembly);
@@ -39,10 +51,10 @@ public class GpuCompilationTests
     }
 
     [Theory]
-    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
+    [MemberData(nameof(Names))]
     public void CompilesToOpenCLC(string name)
     {
-        using var context = Context.Create(builder => builder.CPU());
+        using var context = Context.Create(builder => builder.CPU().Arrays(ArrayMode.InlineMutableStaticArrays));
         using var backend = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Nvidia, CLCVersion.CL20);
         var kernel = (CLCompiledKernel)backend.Compile(EntryPoint(name), default);
         Assert.Contains("kernel void", kernel.Source);
