@@ -131,6 +131,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
     {
         new("swa-16k-w4096-softcap", 16384, Window4096Softcap.Pattern, Window4096Softcap.Forward, null),
         new("swa-16k-w4096-alibi", 16384, Window4096Alibi.Pattern, Window4096Alibi.Forward, null),
+        new("swa-16k-w4096-alibi-flat", 16384, Window4096Alibi.Pattern, WithFlatAlibi, null),
         new("swa-16k-w4096-mask", 16384, Window4096AlwaysTrueMask.Pattern, Window4096AlwaysTrueMask.Forward, null),
         new("swa-16k-w4096-scoremod", 16384, Window4096IdentityScoreMod.Pattern, Window4096IdentityScoreMod.Forward, null),
         new("swa-16k-w4096-sinks", 16384, Window4096Sinks.Pattern, WithSinks, null),
@@ -144,6 +145,10 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         sinks.Fill(0.5f);
         Window4096Sinks.Forward(query, key, value, sinks, output, shape, options);
     }
+
+    /// <summary>Window4096Alibi with every slope 0: the ALiBi code runs, its bias is zero (separates the code's cost from the data's).</summary>
+    private static void WithFlatAlibi(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options) =>
+        Window4096Alibi.Forward(query, key, value, output, shape, options with { AlibiSlopes = new float[shape.Heads] });
 
     private static float[] s_logSumExp = Array.Empty<float>();
 

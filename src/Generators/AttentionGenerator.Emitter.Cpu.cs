@@ -329,6 +329,18 @@ public sealed partial class AttentionGenerator
                 writer.Line("long query" + r + " = firstQuery + " + (t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)") + ";");
                 writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + r + " - firstQuery) * tile.QueryStride);");
             }
+
+            writer.Line("// ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers");
+            writer.Line("// as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,");
+            writer.Line("// exact below 2^24 positions).");
+            writer.Line(vt + " alibiSlope = " + v + ".Create(TScores.Alibi ? -tile.AlibiSlope : 0f);");
+            writer.Line(vt + " alibiLaneSteps = " + v + ".ConvertToSingle(" + IntVector(target) + ".Indices * tile.KeyPositionStep);");
+            writer.Line("bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;");
+            for (int t = 0; t < rows; t++)
+            {
+                string r = Invariant(t);
+                writer.Line(vt + " alibiQuery" + r + " = " + v + ".Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query" + r + " - firstQuery)) : 0f);");
+            }
         }
 
         /// <summary>S = Q Kᵀ for one key tile, register-blocked: broadcast one query element, FMA it into TileRows x Panels accumulators.</summary>
@@ -388,10 +400,37 @@ public sealed partial class AttentionGenerator
             }
 
             writer.Line();
-            writer.Line("// Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.");
-            using (writer.Block("if (TScores.SoftcapBase2 != 0f || TScores.Alibi)"))
+            writer.Line("// Softcap, if declared, on the whole block (one call); ALiBi, a mask and a score mod come per row, below.");
+            using (writer.Block("if (TScores.SoftcapBase2 != 0f)"))
             {
-                writer.Line("tile.ApplyBuiltIns<TScores>(ref probabilities, " + Invariant(target.TileRows) + ", " + Invariant(target.KeyTile) + ", keyStart);");
+                writer.Line("global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, " + Invariant(target.TileRows * target.KeyTile) + ");");
+            }
+
+            writer.Line();
+            writer.Line("// ALiBi's key positions for this tile: arithmetic in a residue stream, loaded in a gathered one.");
+            for (int p = 0; p < panels; p++)
+            {
+                writer.Line(vt + " alibiKeys" + Invariant(p) + " = default;");
+            }
+
+            using (writer.Block("if (TScores.Alibi)"))
+            {
+                using (writer.Block("if (alibiGathered)"))
+                {
+                    writer.Line("ref int gatheredKeys = ref " + UnsafeType + ".AsRef(in " + MemoryMarshalType + ".GetReference(tile.GatheredKeyPositions));");
+                    for (int p = 0; p < panels; p++)
+                    {
+                        writer.Line("alibiKeys" + Invariant(p) + " = " + v + ".ConvertToSingle(" + v + ".LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + " + Invariant(p * lanes) + ")));");
+                    }
+                }
+
+                using (writer.Block("else"))
+                {
+                    for (int p = 0; p < panels; p++)
+                    {
+                        writer.Line("alibiKeys" + Invariant(p) + " = " + v + ".Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + " + Invariant(p * lanes) + "))) + alibiLaneSteps;");
+                    }
+                }
             }
 
             writer.Line();
@@ -415,6 +454,15 @@ public sealed partial class AttentionGenerator
                     for (int p = 0; p < panels; p++)
                     {
                         writer.Line(vt + " score" + Invariant(p) + " = " + v + ".LoadUnsafe(ref rowScores, " + Invariant(p * lanes) + ");");
+                    }
+
+                    using (writer.Block("if (TScores.Alibi)"))
+                    {
+                        for (int p = 0; p < panels; p++)
+                        {
+                            string score = "score" + Invariant(p);
+                            writer.Line(score + " = " + v + ".FusedMultiplyAdd(alibiSlope, " + v + ".Abs(alibiQuery" + Invariant(t) + " - alibiKeys" + Invariant(p) + "), " + score + ");");
+                        }
                     }
 
                     EmitRowMask(writer, target, t);

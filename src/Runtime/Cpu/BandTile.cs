@@ -65,8 +65,8 @@ public ref struct BandTile
     /// <summary>TileRows * KeyTile floats of scratch for one tile's probabilities.</summary>
     public Span<float> Probabilities;
 
-    // Where the tile sits in the sequence, for score modifiers (ALiBi's distance, a mask's or score mod's arguments);
-    // the kernels read these only through ModifyRow, which a declaration without modifiers never calls.
+    // Where the tile sits in the sequence, for score modifiers (ALiBi's distance, which the kernels add in registers, and a
+    // mask's or score mod's arguments in ApplyUserCode); a declaration without modifiers never reads them.
 
     /// <summary>The query head.</summary>
     public int Head;
@@ -90,90 +90,16 @@ public ref struct BandTile
     public readonly int QueryPositionOf(int row) => QueryPosition + QueryPositionStep * Math.Min(row, Rows - 1);
 
     /// <summary>
-    /// Softcap and ALiBi (<typeparamref name="TScores"/>'s built-in modifiers) on the tile's score block: <paramref name="rows"/>
-    /// rows of <paramref name="keyTile"/> scores from <paramref name="scores"/>, for the stream keys from
-    /// <paramref name="keyStart"/> on. One call per key tile, before the kernel reads each row back; not inlined, so the
-    /// kernel's own inlining (its 2^x) is untouched. A softcapped non-finite score becomes NaN, so the kernel's test of what
-    /// it holds still sees a non-finite raw score; masked lanes are selected away afterwards, whatever they hold.
+    /// The softcap (<typeparamref name="TScores"/>'s) on the tile's score block of <paramref name="count"/> scores from
+    /// <paramref name="scores"/>: one call per key tile, before the kernel reads each row back (ALiBi is added then, in
+    /// registers). Not inlined, so the kernel's own inlining (its 2^x) is untouched: an inlined softcap per tile row ran at
+    /// 0.55-0.76 of plain speed. A softcapped non-finite score becomes NaN, so the kernel's test of what it holds still
+    /// sees a non-finite raw score; masked lanes are selected away afterwards, whatever they hold.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public readonly void ApplyBuiltIns<TScores>(ref float scores, int rows, int keyTile, long keyStart)
-        where TScores : IScoreModifier
-    {
-        // Softcap and ALiBi fused in one pass per vector, here rather than through ScoreMath's span helpers: running those
-        // (one pass each, per row) measured softcap at 0.82 of plain speed against 0.90 for this loop.
-        // A residue stream's keys are arithmetic, so |query - key| is |distance to the block's first key - step x lane|,
-        // in float (exact below 2^24 positions); a gathered stream's positions are loaded.
-        bool gathered = !GatheredKeyPositions.IsEmpty;
-        Vector256<float> laneSteps = Vector256.ConvertToSingle(Vector256<int>.Indices * KeyPositionStep);
-        Vector256<float> slope = Vector256.Create(AlibiSlope);
-        for (int row = 0; row < rows; row++)
-        {
-            ref float rowScores = ref Unsafe.Add(ref scores, row * keyTile);
-            int query = QueryPositionOf(row);
-            int k = 0;
-            if (Vector256.IsHardwareAccelerated)
-            {
-                for (; k + 8 <= keyTile; k += 8)
-                {
-                    Vector256<float> score = Vector256.LoadUnsafe(ref rowScores, (nuint)k);
-                    if (TScores.SoftcapBase2 != 0f)
-                    {
-                        score = ScoreMath.Softcap(score, TScores.SoftcapBase2);
-                    }
-
-                    if (TScores.Alibi)
-                    {
-                        Vector256<float> distance = gathered
-                            ? Vector256.ConvertToSingle(Vector256.Create(query) - Vector256.LoadUnsafe(ref MemoryMarshal.GetReference(GatheredKeyPositions), (nuint)(keyStart + k)))
-                            : Vector256.Create((float)(query - (KeyPosition + KeyPositionStep * (keyStart + k)))) - laneSteps;
-                        score = Vector256.FusedMultiplyAdd(-slope, Vector256.Abs(distance), score);
-                    }
-
-                    score.StoreUnsafe(ref rowScores, (nuint)k);
-                }
-            }
-
-            if (Vector128.IsHardwareAccelerated)
-            {
-                // NEON and SSE machines without 256-bit vectors.
-                for (; k + 4 <= keyTile; k += 4)
-                {
-                    Vector128<float> score = Vector128.LoadUnsafe(ref rowScores, (nuint)k);
-                    if (TScores.SoftcapBase2 != 0f)
-                    {
-                        score = ScoreMath.Softcap(score, TScores.SoftcapBase2);
-                    }
-
-                    if (TScores.Alibi)
-                    {
-                        Vector128<int> keys = GatheredKeyPositions.IsEmpty
-                            ? Vector128.Create(KeyPosition + KeyPositionStep * (int)(keyStart + k)) + Vector128<int>.Indices * KeyPositionStep
-                            : Vector128.LoadUnsafe(ref MemoryMarshal.GetReference(GatheredKeyPositions), (nuint)(keyStart + k));
-                        score -= Vector128.ConvertToSingle(Vector128.Abs(Vector128.Create(query) - keys)) * AlibiSlope;
-                    }
-
-                    score.StoreUnsafe(ref rowScores, (nuint)k);
-                }
-            }
-
-            for (; k < keyTile; k++)
-            {
-                ref float score = ref Unsafe.Add(ref rowScores, k);
-                if (TScores.SoftcapBase2 != 0f)
-                {
-                    score = ScoreMath.Tanh(score / TScores.SoftcapBase2) * TScores.SoftcapBase2;
-                }
-
-                if (TScores.Alibi)
-                {
-                    long key = keyStart + k;
-                    int position = GatheredKeyPositions.IsEmpty ? KeyPosition + KeyPositionStep * (int)key : GatheredKeyPositions[(int)key];
-                    score -= AlibiSlope * Math.Abs(query - position);
-                }
-            }
-        }
-    }
+    public static void ApplySoftcap<TScores>(ref float scores, int count)
+        where TScores : IScoreModifier =>
+        ScoreMath.Softcap(MemoryMarshal.CreateSpan(ref scores, count), TScores.SoftcapBase2);
 
     /// <summary>
     /// Applies the declaration's mask and score mod (<see cref="IScoreModifier.ApplyUserCode"/>) to row

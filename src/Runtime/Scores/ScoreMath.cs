@@ -25,6 +25,14 @@ public static class ScoreMath
         // e^(-2|x|) with x = s / cap is 2^(-|s| * 2 log2(e) / capBase2) in the kernels' units.
         ref float first = ref MemoryMarshal.GetReference(scores);
         int k = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; k + 16 <= scores.Length; k += 16)
+            {
+                Softcap(Vector512.LoadUnsafe(ref first, (nuint)k), capBase2).StoreUnsafe(ref first, (nuint)k);
+            }
+        }
+
         if (Vector256.IsHardwareAccelerated)
         {
             for (; k + 8 <= scores.Length; k += 8)
@@ -81,6 +89,15 @@ public static class ScoreMath
         Vector256<float> e = VectorMath.Exp2(Vector256.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
         Vector256<float> capped = (((Vector256<float>.One - e) / (Vector256<float>.One + e)) | (s & Vector256.Create(-0f))) * capBase2;
         return Vector256.ConditionalSelect(Vector256.Equals(s - s, Vector256<float>.Zero), capped, Vector256.Create(float.NaN));
+    }
+
+    /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector256 overload).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Softcap(Vector512<float> s, float capBase2)
+    {
+        Vector512<float> e = VectorMath.Exp2(Vector512.Abs(s) * (-2f * VectorMath.Log2E / capBase2));
+        Vector512<float> capped = (((Vector512<float>.One - e) / (Vector512<float>.One + e)) | (s & Vector512.Create(-0f))) * capBase2;
+        return Vector512.ConditionalSelect(Vector512.Equals(s - s, Vector512<float>.Zero), capped, Vector512.Create(float.NaN));
     }
 
     /// <summary>s = cap x tanh(s / cap) per lane; a non-finite score becomes NaN (see the Vector256 overload).</summary>

@@ -168,6 +168,18 @@ namespace SparseAttention.Generated
                 ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query4 - firstQuery) * tile.QueryStride);
                 long query5 = firstQuery + global::System.Math.Min(5, rows - 1);
                 ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query5 - firstQuery) * tile.QueryStride);
+                // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
+                // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
+                // exact below 2^24 positions).
+                global::System.Runtime.Intrinsics.Vector512<float> alibiSlope = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? -tile.AlibiSlope : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiLaneSteps = global::System.Runtime.Intrinsics.Vector512.ConvertToSingle(global::System.Runtime.Intrinsics.Vector512<int>.Indices * tile.KeyPositionStep);
+                bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query0 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query1 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query2 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query3 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query4 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query5 - firstQuery)) : 0f);
                 for (long keyStart = firstVisible / 16 * 16; keyStart <= lastVisible; keyStart += 64)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 63 <= fullTo;
@@ -364,10 +376,34 @@ namespace SparseAttention.Generated
                     global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_2, ref probabilities, 352);
                     global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score5_3, ref probabilities, 368);
 
-                    // Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.
-                    if (TScores.SoftcapBase2 != 0f || TScores.Alibi)
+                    // Softcap, if declared, on the whole block (one call); ALiBi, a mask and a score mod come per row, below.
+                    if (TScores.SoftcapBase2 != 0f)
                     {
-                        tile.ApplyBuiltIns<TScores>(ref probabilities, 6, 64, keyStart);
+                        global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, 384);
+                    }
+
+                    // ALiBi's key positions for this tile: arithmetic in a residue stream, loaded in a gathered one.
+                    global::System.Runtime.Intrinsics.Vector512<float> alibiKeys0 = default;
+                    global::System.Runtime.Intrinsics.Vector512<float> alibiKeys1 = default;
+                    global::System.Runtime.Intrinsics.Vector512<float> alibiKeys2 = default;
+                    global::System.Runtime.Intrinsics.Vector512<float> alibiKeys3 = default;
+                    if (TScores.Alibi)
+                    {
+                        if (alibiGathered)
+                        {
+                            ref int gatheredKeys = ref global::System.Runtime.CompilerServices.Unsafe.AsRef(in global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.GatheredKeyPositions));
+                            alibiKeys0 = global::System.Runtime.Intrinsics.Vector512.ConvertToSingle(global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 0)));
+                            alibiKeys1 = global::System.Runtime.Intrinsics.Vector512.ConvertToSingle(global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 16)));
+                            alibiKeys2 = global::System.Runtime.Intrinsics.Vector512.ConvertToSingle(global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 32)));
+                            alibiKeys3 = global::System.Runtime.Intrinsics.Vector512.ConvertToSingle(global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 48)));
+                        }
+                        else
+                        {
+                            alibiKeys0 = global::System.Runtime.Intrinsics.Vector512.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 0))) + alibiLaneSteps;
+                            alibiKeys1 = global::System.Runtime.Intrinsics.Vector512.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 16))) + alibiLaneSteps;
+                            alibiKeys2 = global::System.Runtime.Intrinsics.Vector512.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 32))) + alibiLaneSteps;
+                            alibiKeys3 = global::System.Runtime.Intrinsics.Vector512.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 48))) + alibiLaneSteps;
+                        }
                     }
 
                     global::System.Runtime.Intrinsics.Vector512<int> keyIndex = global::System.Runtime.Intrinsics.Vector512.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector512<int>.Indices;
@@ -389,6 +425,13 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                         global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
                         global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery0 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery0 - alibiKeys1), score1);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery0 - alibiKeys2), score2);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery0 - alibiKeys3), score3);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query0 - left));
@@ -476,6 +519,13 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                         global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
                         global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery1 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery1 - alibiKeys1), score1);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery1 - alibiKeys2), score2);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery1 - alibiKeys3), score3);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query1 - left));
@@ -563,6 +613,13 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                         global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
                         global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery2 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery2 - alibiKeys1), score1);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery2 - alibiKeys2), score2);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery2 - alibiKeys3), score3);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query2 - left));
@@ -650,6 +707,13 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                         global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
                         global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery3 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery3 - alibiKeys1), score1);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery3 - alibiKeys2), score2);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery3 - alibiKeys3), score3);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query3 - left));
@@ -737,6 +801,13 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                         global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
                         global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery4 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery4 - alibiKeys1), score1);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery4 - alibiKeys2), score2);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery4 - alibiKeys3), score3);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query4 - left));
@@ -824,6 +895,13 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512<float> score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                         global::System.Runtime.Intrinsics.Vector512<float> score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
                         global::System.Runtime.Intrinsics.Vector512<float> score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery5 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery5 - alibiKeys1), score1);
+                            score2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery5 - alibiKeys2), score2);
+                            score3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector512.Abs(alibiQuery5 - alibiKeys3), score3);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query5 - left));
@@ -1406,6 +1484,16 @@ namespace SparseAttention.Generated
                 ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
                 long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
                 ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
+                // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
+                // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
+                // exact below 2^24 positions).
+                global::System.Runtime.Intrinsics.Vector256<float> alibiSlope = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? -tile.AlibiSlope : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiLaneSteps = global::System.Runtime.Intrinsics.Vector256.ConvertToSingle(global::System.Runtime.Intrinsics.Vector256<int>.Indices * tile.KeyPositionStep);
+                bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query0 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query1 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query2 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query3 - firstQuery)) : 0f);
                 for (long keyStart = firstVisible / 8 * 8; keyStart <= lastVisible; keyStart += 16)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 15 <= fullTo;
@@ -1490,10 +1578,28 @@ namespace SparseAttention.Generated
                     global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_0, ref probabilities, 48);
                     global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_1, ref probabilities, 56);
 
-                    // Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.
-                    if (TScores.SoftcapBase2 != 0f || TScores.Alibi)
+                    // Softcap, if declared, on the whole block (one call); ALiBi, a mask and a score mod come per row, below.
+                    if (TScores.SoftcapBase2 != 0f)
                     {
-                        tile.ApplyBuiltIns<TScores>(ref probabilities, 4, 16, keyStart);
+                        global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, 64);
+                    }
+
+                    // ALiBi's key positions for this tile: arithmetic in a residue stream, loaded in a gathered one.
+                    global::System.Runtime.Intrinsics.Vector256<float> alibiKeys0 = default;
+                    global::System.Runtime.Intrinsics.Vector256<float> alibiKeys1 = default;
+                    if (TScores.Alibi)
+                    {
+                        if (alibiGathered)
+                        {
+                            ref int gatheredKeys = ref global::System.Runtime.CompilerServices.Unsafe.AsRef(in global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.GatheredKeyPositions));
+                            alibiKeys0 = global::System.Runtime.Intrinsics.Vector256.ConvertToSingle(global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 0)));
+                            alibiKeys1 = global::System.Runtime.Intrinsics.Vector256.ConvertToSingle(global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 8)));
+                        }
+                        else
+                        {
+                            alibiKeys0 = global::System.Runtime.Intrinsics.Vector256.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 0))) + alibiLaneSteps;
+                            alibiKeys1 = global::System.Runtime.Intrinsics.Vector256.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 8))) + alibiLaneSteps;
+                        }
                     }
 
                     global::System.Runtime.Intrinsics.Vector256<int> keyIndex = global::System.Runtime.Intrinsics.Vector256.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector256<int>.Indices;
@@ -1511,6 +1617,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery0 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery0 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query0 - left));
@@ -1578,6 +1689,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery1 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery1 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query1 - left));
@@ -1645,6 +1761,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery2 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery2 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query2 - left));
@@ -1712,6 +1833,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery3 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery3 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query3 - left));
@@ -2368,6 +2494,16 @@ namespace SparseAttention.Generated
                 ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
                 long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
                 ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
+                // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
+                // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
+                // exact below 2^24 positions).
+                global::System.Runtime.Intrinsics.Vector128<float> alibiSlope = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? -tile.AlibiSlope : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiLaneSteps = global::System.Runtime.Intrinsics.Vector128.ConvertToSingle(global::System.Runtime.Intrinsics.Vector128<int>.Indices * tile.KeyPositionStep);
+                bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query0 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query1 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query2 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query3 - firstQuery)) : 0f);
                 for (long keyStart = firstVisible / 4 * 4; keyStart <= lastVisible; keyStart += 8)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 7 <= fullTo;
@@ -2452,10 +2588,28 @@ namespace SparseAttention.Generated
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_0, ref probabilities, 24);
                     global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_1, ref probabilities, 28);
 
-                    // Softcap and ALiBi, if declared, on the whole block (one call); a mask and a score mod come per row, below.
-                    if (TScores.SoftcapBase2 != 0f || TScores.Alibi)
+                    // Softcap, if declared, on the whole block (one call); ALiBi, a mask and a score mod come per row, below.
+                    if (TScores.SoftcapBase2 != 0f)
                     {
-                        tile.ApplyBuiltIns<TScores>(ref probabilities, 4, 8, keyStart);
+                        global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, 32);
+                    }
+
+                    // ALiBi's key positions for this tile: arithmetic in a residue stream, loaded in a gathered one.
+                    global::System.Runtime.Intrinsics.Vector128<float> alibiKeys0 = default;
+                    global::System.Runtime.Intrinsics.Vector128<float> alibiKeys1 = default;
+                    if (TScores.Alibi)
+                    {
+                        if (alibiGathered)
+                        {
+                            ref int gatheredKeys = ref global::System.Runtime.CompilerServices.Unsafe.AsRef(in global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.GatheredKeyPositions));
+                            alibiKeys0 = global::System.Runtime.Intrinsics.Vector128.ConvertToSingle(global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 0)));
+                            alibiKeys1 = global::System.Runtime.Intrinsics.Vector128.ConvertToSingle(global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref gatheredKeys, (nuint)(keyStart + 4)));
+                        }
+                        else
+                        {
+                            alibiKeys0 = global::System.Runtime.Intrinsics.Vector128.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 0))) + alibiLaneSteps;
+                            alibiKeys1 = global::System.Runtime.Intrinsics.Vector128.Create((float)(tile.KeyPosition + tile.KeyPositionStep * (keyStart + 4))) + alibiLaneSteps;
+                        }
                     }
 
                     global::System.Runtime.Intrinsics.Vector128<int> keyIndex = global::System.Runtime.Intrinsics.Vector128.Create((int)keyStart) + global::System.Runtime.Intrinsics.Vector128<int>.Indices;
@@ -2473,6 +2627,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery0 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery0 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query0 - left));
@@ -2540,6 +2699,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery1 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery1 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query1 - left));
@@ -2607,6 +2771,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery2 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery2 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query2 - left));
@@ -2674,6 +2843,11 @@ namespace SparseAttention.Generated
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                        if (TScores.Alibi)
+                        {
+                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery3 - alibiKeys0), score0);
+                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery3 - alibiKeys1), score1);
+                        }
                         if (!full)
                         {
                             global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query3 - left));
