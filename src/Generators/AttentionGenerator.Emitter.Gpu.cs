@@ -77,6 +77,21 @@ public sealed partial class AttentionGenerator
 
             writer.Line();
             writer.Line("/// <summary>");
+            writer.Line("/// Partial attention on <paramref name=\"accelerator\"/>, queued: the slice's queries against its keys at their absolute");
+            writer.Line("/// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value");
+            writer.Line("/// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator" + (scores.LearnedSinks ? "; learned sinks are not applied (add the sink once, after merging)." : "."));
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A range lies outside the sequence, or a view's length does not match the slice, or it lives elsewhere.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Forward(" + AcceleratorType + " accelerator, " + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, " + ArrayViewType + " logSumExp, global::SparseAttention.AttentionSlice slice, " + options + ")"))
+            {
+                writer.Line("global::System.ArgumentNullException.ThrowIfNull(options);");
+                writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, logSumExp, slice);");
+                writer.Line("Gpu.Launch(accelerator, Pattern, query, key, value, output, slice, options.ResolveScale(HeadDim), Scores, options, default, logSumExp);");
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>");
             writer.Line("/// Computes attention on <paramref name=\"accelerator\"/> from host memory: copies the inputs to the device, runs,");
             writer.Line("/// waits and copies the output back. Allocates device buffers per call; keep tensors on the device and use the");
             writer.Line("/// <c>ArrayView</c> overload for repeated calls.");
@@ -173,14 +188,17 @@ public sealed partial class AttentionGenerator
         private static void EmitGpuRowSetup(IndentedTextWriter writer, int headDim)
         {
             writer.Line("const int HeadDim = " + Invariant(headDim) + ";");
-            writer.Line("int seqLen = arguments.SeqLen;");
+            writer.Line("// The views hold QueryRows query rows and KeyRows key rows per head: the whole sequence, or a slice of it whose");
+            writer.Line("// first query and key sit at positions QueryStart and KeyStart (the pattern and the modifiers see positions).");
+            writer.Line("int queryRows = arguments.QueryRows, keyRows = arguments.KeyRows;");
             writer.Line("int head = global::ILGPU.Grid.IdxY;");
             writer.Line("int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;");
             writer.Line("int row = queryStart + global::ILGPU.Group.IdxX;");
+            writer.Line("int position = arguments.QueryStart + row;");
             writer.Line("// Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.");
-            writer.Line("bool active = row < seqLen;");
-            writer.Line("long queryOffset = ((long)head * seqLen + (active ? row : queryStart)) * HeadDim;");
-            writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * seqLen * HeadDim;");
+            writer.Line("bool active = row < queryRows;");
+            writer.Line("long queryOffset = ((long)head * queryRows + (active ? row : queryStart)) * HeadDim;");
+            writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;");
             writer.Line();
             writer.Line(ArrayViewType + " keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);");
             writer.Line(ArrayViewType + " valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);");
@@ -213,15 +231,15 @@ public sealed partial class AttentionGenerator
             writer.Line("int keyStart = tiles[entry];");
             writer.Line("bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;");
             writer.Line("int rowMask = tiles[entry + 2] + global::ILGPU.Group.IdxX * maskWords;");
-            writer.Line("int keyEnd = " + MathType + ".Min(seqLen, keyStart + GpuKeyTile);");
+            writer.Line("int keyEnd = " + MathType + ".Min(keyRows, keyStart + GpuKeyTile);");
             writer.Line();
             writer.Line("// Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.");
             writer.Line("// Rows past the end repeat the last key (always a valid address); no thread ever reads them.");
             writer.Line("global::ILGPU.Group.Barrier();");
             using (writer.Block("for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)"))
             {
-                writer.Line("int keyPosition = " + MathType + ".Min(keyStart + index / HeadDim, seqLen - 1);");
-                writer.Line("long source = kvOffset + (long)keyPosition * HeadDim + index % HeadDim;");
+                writer.Line("int keyRow = " + MathType + ".Min(keyStart + index / HeadDim, keyRows - 1);");
+                writer.Line("long source = kvOffset + (long)keyRow * HeadDim + index % HeadDim;");
                 writer.Line("keyTile[index] = key[source];");
                 writer.Line("valueTile[index] = value[source];");
             }
@@ -266,7 +284,7 @@ public sealed partial class AttentionGenerator
 
                             using (writer.Block("if (arguments.Alibi != 0)"))
                             {
-                                writer.Line("int distance = row - (keyStart + k);");
+                                writer.Line("int distance = position - (arguments.KeyStart + keyStart + k);");
                                 writer.Line("score -= perHead[head] * (distance < 0 ? -distance : distance);");
                             }
 
@@ -318,10 +336,10 @@ public sealed partial class AttentionGenerator
         {
             writer.Line();
             writer.Line("// The declaration's " + (userCode.MaskMethod is not null && userCode.ScoreModMethod is not null ? "mask, then its score mod" : userCode.MaskMethod is not null ? "mask" : "score mod") + " (docs/design.md §2.4), at the pair's absolute positions.");
-            writer.Line("int keyPosition = keyStart + k;");
+            writer.Line("int keyPosition = arguments.KeyStart + keyStart + k;");
             if (userCode.MaskMethod is { } mask)
             {
-                using (writer.Block("if (!" + mask + "(row, keyPosition, head))"))
+                using (writer.Block("if (!" + mask + "(position, keyPosition, head))"))
                 {
                     writer.Line("score = float.NegativeInfinity;");
                 }
@@ -353,7 +371,7 @@ public sealed partial class AttentionGenerator
             void EmitScoreMod(string method)
             {
                 writer.Line("// The score mod sees natural units, as its author wrote it.");
-                writer.Line("score = " + method + "(score * global::SparseAttention.Cpu.VectorMath.Ln2, row, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;");
+                writer.Line("score = " + method + "(score * global::SparseAttention.Cpu.VectorMath.Ln2, position, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;");
                 using (writer.Block("if (!(score < float.PositiveInfinity))"))
                 {
                     writer.Line("poisoned = true; // NaN or +inf from the score mod");
@@ -392,7 +410,7 @@ public sealed partial class AttentionGenerator
                 using (writer.Block("if (arguments.WriteLogSumExp != 0)"))
                 {
                     writer.Line("// ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.");
-                    writer.Line("logSumExp[(long)head * seqLen + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;");
+                    writer.Line("logSumExp[(long)head * queryRows + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;");
                 }
             }
         }

@@ -1,3 +1,6 @@
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
 using SparseAttention.Testing;
 
 namespace SparseAttention.Runtime.Tests;
@@ -29,9 +32,48 @@ public class SliceMergeTests
     public void MergedKeySlicesEqualOneForwardOverAllKeys(string name, int parts)
     {
         Type type = typeof(SliceMergeTests).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
-        KernelUnderTest kernel = KernelUnderTest.FromType(type);
-        var slice = (SliceForward)Delegate.CreateDelegate(typeof(SliceForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionSlice))));
+        var slice = (SliceForward)Delegate.CreateDelegate(typeof(SliceForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionSlice)) && method.GetParameters()[0].ParameterType != typeof(Accelerator)));
         var random = new Random(name.Length * 10 + parts);
+        KernelIsa isa = AttentionCheck.AllIsas[random.Next(AttentionCheck.AllIsas.Length)];
+        AssertMergedSlicesMatch(type, parts, random, isa.ToString(), (part, query, key, value, output, lse) => slice(query, key, value, output, lse, part, new AttentionOptions { Isa = isa }));
+    }
+
+    [Theory]
+    [InlineData(nameof(CausalWindowWithSinks), 3)]
+    [InlineData(nameof(LongformerLike), 2)]
+    [InlineData(nameof(BigBirdCausal), 3)]
+    [InlineData(nameof(StridedWithMixedDilation), 7)]
+    [InlineData(nameof(EverythingOnFixed), 3)]
+    [InlineData(nameof(ScoreModLongformer), 2)]
+    public void MergedKeySlicesOnTheIlgpuKernelEqualOneForwardOverAllKeys(string name, int parts)
+    {
+        // The ILGPU kernel's slices: its tile table counts tiles from the slice's first query and key, its modifiers (ALiBi,
+        // a mask, a score mod) see absolute positions.
+        Type type = typeof(SliceMergeTests).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
+        MethodInfo method = type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionSlice)) && method.GetParameters()[0].ParameterType == typeof(Accelerator));
+        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        Accelerator accelerator = device.Accelerator!;
+        AssertMergedSlicesMatch(type, parts, new Random(name.Length + parts), "ILGPU", (part, query, key, value, output, lse) =>
+        {
+            using MemoryBuffer1D<float, Stride1D.Dense> queryBuffer = accelerator.Allocate1D(query.ToArray()), keyBuffer = accelerator.Allocate1D(key.ToArray()), valueBuffer = accelerator.Allocate1D(value.ToArray());
+            using MemoryBuffer1D<float, Stride1D.Dense> outputBuffer = accelerator.Allocate1D<float>(output.Length), lseBuffer = accelerator.Allocate1D<float>(lse.Length);
+            method.Invoke(null, new object[] { accelerator, (ArrayView<float>)queryBuffer.View, (ArrayView<float>)keyBuffer.View, (ArrayView<float>)valueBuffer.View, (ArrayView<float>)outputBuffer.View, (ArrayView<float>)lseBuffer.View, part, AttentionOptions.Default });
+            accelerator.Synchronize();
+            outputBuffer.GetAsArray1D().CopyTo(output);
+            lseBuffer.GetAsArray1D().CopyTo(lse);
+        });
+    }
+
+    private delegate void RunSlice(AttentionSlice slice, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp);
+
+    /// <summary>
+    /// Queries in two random slices, keys in <paramref name="parts"/> random slices; each (query slice, key slice) runs alone
+    /// through <paramref name="run"/>, and the merged results must equal the reference and one Forward over all keys.
+    /// </summary>
+    private static void AssertMergedSlicesMatch(Type type, int parts, Random random, string path, RunSlice run)
+    {
+        KernelUnderTest kernel = KernelUnderTest.FromType(type);
+        string name = type.Name;
         var shape = new AttentionShape(4, 2, 170);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
         int d = kernel.HeadDim;
@@ -42,10 +84,8 @@ public class SliceMergeTests
         var expectedLse = new float[shape.Heads * shape.SeqLen];
         ReferenceAttention.Forward(kernel.Pattern, kernel.Scores ?? ScoreModifiers.None, inputs.Query, inputs.Key, inputs.Value, ReadOnlySpan<float>.Empty, expected, expectedLse, shape);
 
-        // Queries in two random slices, keys in `parts` random slices; each (query slice, key slice) runs alone.
         int[] queryCuts = Cuts(random, shape.SeqLen, 2);
         int[] keyCuts = Cuts(random, shape.SeqLen, parts);
-        KernelIsa isa = AttentionCheck.AllIsas[random.Next(AttentionCheck.AllIsas.Length)];
         for (int q = 0; q + 1 < queryCuts.Length; q++)
         {
             int queryStart = queryCuts[q], queryCount = queryCuts[q + 1] - queryStart;
@@ -56,7 +96,7 @@ public class SliceMergeTests
                 var part = new AttentionSlice(shape.Heads, shape.KvHeads, shape.SeqLen, queryStart, queryCount, keyStart, keyCount);
                 var output = new float[shape.Heads * queryCount * d];
                 var lse = new float[shape.Heads * queryCount];
-                slice(Rows(inputs.Query, shape.Heads, queryStart, queryCount), Rows(inputs.Key, shape.KvHeads, keyStart, keyCount), Rows(inputs.Value, shape.KvHeads, keyStart, keyCount), output, lse, part, new AttentionOptions { Isa = isa });
+                run(part, Rows(inputs.Query, shape.Heads, queryStart, queryCount), Rows(inputs.Key, shape.KvHeads, keyStart, keyCount), Rows(inputs.Value, shape.KvHeads, keyStart, keyCount), output, lse);
                 if (k == 0)
                 {
                     (merged, mergedLse) = (output, lse);
@@ -68,12 +108,12 @@ public class SliceMergeTests
             }
 
             var queryShape = shape with { SeqLen = queryCount };
-            AttentionCheck.AssertClose(Rows(expected, shape.Heads, queryStart, queryCount), merged, queryShape, d, $"{name} {parts} key slices {string.Join(",", keyCuts)} vs reference, {isa}");
-            AttentionCheck.AssertClose(Rows(whole, shape.Heads, queryStart, queryCount), merged, queryShape, d, $"{name} {parts} key slices vs Forward, {isa}");
+            AttentionCheck.AssertClose(Rows(expected, shape.Heads, queryStart, queryCount), merged, queryShape, d, $"{name} {parts} key slices {string.Join(",", keyCuts)} vs reference, {path}");
+            AttentionCheck.AssertClose(Rows(whole, shape.Heads, queryStart, queryCount), merged, queryShape, d, $"{name} {parts} key slices vs Forward, {path}");
             float[] wantLse = Enumerable.Range(0, shape.Heads).SelectMany(head => expectedLse.AsSpan(head * shape.SeqLen + queryStart, queryCount).ToArray()).ToArray();
             for (int i = 0; i < wantLse.Length; i++)
             {
-                Assert.True(wantLse[i].Equals(mergedLse[i]) || Math.Abs(wantLse[i] - mergedLse[i]) <= 1e-4 * Math.Max(1, Math.Abs(wantLse[i])), $"{name}: merged log-sum-exp {mergedLse[i]}, expected {wantLse[i]}");
+                Assert.True(wantLse[i].Equals(mergedLse[i]) || Math.Abs(wantLse[i] - mergedLse[i]) <= 1e-4 * Math.Max(1, Math.Abs(wantLse[i])), $"{name}: merged log-sum-exp {mergedLse[i]}, expected {wantLse[i]} ({path})");
             }
         }
 

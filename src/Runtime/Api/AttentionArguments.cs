@@ -79,21 +79,44 @@ public static class AttentionArguments
     /// <exception cref="ArgumentException">A range or a length is wrong; the message names it and the expected size.</exception>
     public static void Validate(int headDim, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, Span<float> logSumExp, AttentionSlice slice)
     {
-        ValidateShape(slice.Sequence);
-        CheckRange("query", slice.QueryStart, slice.QueryCount, slice.SeqLen);
-        CheckRange("key", slice.KeyStart, slice.KeyCount, slice.SeqLen);
-        Int128 queryLength = (Int128)slice.Heads * slice.QueryCount * headDim;
-        Int128 keyLength = (Int128)slice.KvHeads * slice.KeyCount * headDim;
-        CheckLength(nameof(query), query.Length, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, int.MaxValue, "one span");
-        CheckLength(nameof(key), key.Length, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, int.MaxValue, "one span");
-        CheckLength(nameof(value), value.Length, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, int.MaxValue, "one span");
-        CheckLength(nameof(output), output.Length, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, int.MaxValue, "one span");
+        ValidateSliceLengths(headDim, query.Length, key.Length, value.Length, output.Length, slice, int.MaxValue, "one span");
         if (output.Overlaps(query) || output.Overlaps(key) || output.Overlaps(value))
         {
             throw OutputOverlaps();
         }
 
         ValidateLogSumExp(logSumExp, query, key, value, output, new AttentionShape(slice.Heads, slice.KvHeads, slice.QueryCount));
+    }
+
+    /// <summary>As the span check of a partial call, for device views, which must also live on <paramref name="accelerator"/>.</summary>
+    /// <exception cref="ArgumentException">A range or a length is wrong, a view lives elsewhere, or two share memory.</exception>
+    public static void Validate(int headDim, Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, ArrayView<float> logSumExp, AttentionSlice slice)
+    {
+        CheckUsable(accelerator);
+        CheckOnAccelerator(nameof(query), query, accelerator);
+        CheckOnAccelerator(nameof(key), key, accelerator);
+        CheckOnAccelerator(nameof(value), value, accelerator);
+        CheckOnAccelerator(nameof(output), output, accelerator);
+        ValidateSliceLengths(headDim, query.Length, key.Length, value.Length, output.Length, slice, long.MaxValue, "one view");
+        if (Overlaps(output, query) || Overlaps(output, key) || Overlaps(output, value))
+        {
+            throw OutputOverlaps();
+        }
+
+        ValidateLogSumExp(accelerator, logSumExp, query, key, value, output, new AttentionShape(slice.Heads, slice.KvHeads, slice.QueryCount));
+    }
+
+    private static void ValidateSliceLengths(int headDim, long query, long key, long value, long output, AttentionSlice slice, long maxLength, string container)
+    {
+        ValidateShape(slice.Sequence);
+        CheckRange("query", slice.QueryStart, slice.QueryCount, slice.SeqLen);
+        CheckRange("key", slice.KeyStart, slice.KeyCount, slice.SeqLen);
+        Int128 queryLength = (Int128)slice.Heads * slice.QueryCount * headDim;
+        Int128 keyLength = (Int128)slice.KvHeads * slice.KeyCount * headDim;
+        CheckLength(nameof(query), query, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, maxLength, container);
+        CheckLength(nameof(key), key, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, maxLength, container);
+        CheckLength(nameof(value), value, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, maxLength, container);
+        CheckLength(nameof(output), output, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, maxLength, container);
 
         static void CheckRange(string what, int start, int count, int seqLen)
         {

@@ -27,10 +27,26 @@ public readonly struct GpuAttentionArguments
     /// <param name="sinks">Whether learned sinks join the denominator (logits in the per-head view).</param>
     /// <param name="logSumExp">Whether each row's log-sum-exp is written.</param>
     public GpuAttentionArguments(AttentionShape shape, float scale, float? softcap, bool alibi, bool sinks, bool logSumExp)
+        : this(new AttentionSlice(shape.Heads, shape.KvHeads, shape.SeqLen, 0, shape.SeqLen, 0, shape.SeqLen), scale, softcap, alibi, sinks, logSumExp)
     {
-        SeqLen = shape.SeqLen;
-        Heads = shape.Heads;
-        QueryHeadsPerKvHead = shape.GroupSize;
+    }
+
+    /// <summary>Creates the arguments for a partial call: <paramref name="slice"/>'s queries against its keys.</summary>
+    /// <param name="slice">The call's slice (already validated); a whole sequence is the slice of all its queries and keys.</param>
+    /// <param name="scale">The softmax scale applied to q·k.</param>
+    /// <param name="softcap">The softcap (natural units), or null for none.</param>
+    /// <param name="alibi">Whether ALiBi's bias is added (slopes in the per-head view).</param>
+    /// <param name="sinks">Whether learned sinks join the denominator (logits in the per-head view).</param>
+    /// <param name="logSumExp">Whether each row's log-sum-exp is written.</param>
+    public GpuAttentionArguments(AttentionSlice slice, float scale, float? softcap, bool alibi, bool sinks, bool logSumExp)
+    {
+        SeqLen = slice.SeqLen;
+        QueryStart = slice.QueryStart;
+        QueryRows = slice.QueryCount;
+        KeyStart = slice.KeyStart;
+        KeyRows = slice.KeyCount;
+        Heads = slice.Heads;
+        QueryHeadsPerKvHead = slice.Sequence.GroupSize;
         ScoreScale = scale * Log2E;
         SoftcapBase2 = softcap is float cap ? cap * Log2E : 0f;
         Alibi = alibi ? 1 : 0;
@@ -55,6 +71,18 @@ public readonly struct GpuAttentionArguments
 
     /// <summary>Tokens in the sequence.</summary>
     public int SeqLen { get; }
+
+    /// <summary>The position of query row 0 (0 unless the call is a slice).</summary>
+    public int QueryStart { get; }
+
+    /// <summary>Query rows per head in the query and output views (SeqLen unless the call is a slice).</summary>
+    public int QueryRows { get; }
+
+    /// <summary>The position of key row 0 (0 unless the call is a slice).</summary>
+    public int KeyStart { get; }
+
+    /// <summary>Key rows per KV head in the key and value views (SeqLen unless the call is a slice).</summary>
+    public int KeyRows { get; }
 
     /// <summary>Heads / KvHeads: query head h reads KV head h / QueryHeadsPerKvHead.</summary>
     public int QueryHeadsPerKvHead { get; }

@@ -73,7 +73,16 @@ public sealed class GpuAttentionKernel
     /// that has it compiled in (<see cref="RunsUserCode"/>).
     /// </summary>
     /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod, and this is the shared kernel.</exception>
-    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp)
+    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp) =>
+        Launch(accelerator, pattern, query, key, value, output, new AttentionSlice(shape.Heads, shape.KvHeads, shape.SeqLen, 0, shape.SeqLen, 0, shape.SeqLen), scale, scores, options, sinkLogits, logSumExp);
+
+    /// <summary>
+    /// As the launch over a whole sequence, for a partial call (<see cref="AttentionSlice"/>): the views hold the slice's
+    /// queries ([Heads, QueryCount, HeadDim], log-sum-exp [Heads, QueryCount]) and keys ([KvHeads, KeyCount, HeadDim]), and
+    /// the pattern and every modifier see absolute positions. The arguments must already be validated.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod, and this is the shared kernel.</exception>
+    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionSlice slice, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp)
     {
         ArgumentNullException.ThrowIfNull(scores);
         ArgumentNullException.ThrowIfNull(options);
@@ -83,19 +92,19 @@ public sealed class GpuAttentionKernel
         }
 
         int groupSize = GroupSize(accelerator);
-        int queryTiles = (shape.SeqLen + groupSize - 1) / groupSize;
-        var config = new KernelConfig(new Index2D(queryTiles, shape.Heads), new Index2D(groupSize, 1));
-        ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, shape, groupSize, KeyTile);
+        int queryTiles = (slice.QueryCount + groupSize - 1) / groupSize;
+        var config = new KernelConfig(new Index2D(queryTiles, slice.Heads), new Index2D(groupSize, 1));
+        ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, groupSize, KeyTile);
 
         // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
         // copy on the default stream, which runs after every launch queued before it.
         // A call without ALiBi or sinks copies nothing: the kernel does not read the buffer then.
         PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
         ArrayView<float> perHeadView = scores.Alibi || !sinkLogits.IsEmpty
-            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, shape.Heads) : ReadOnlySpan<float>.Empty, sinkLogits, shape.Heads)
+            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, slice.Heads) : ReadOnlySpan<float>.Empty, sinkLogits, slice.Heads)
             : perHead.Unfilled(accelerator);
         bool writeLogSumExp = logSumExp.IsValid && logSumExp.Length > 0;
-        var arguments = new GpuAttentionArguments(shape, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty, writeLogSumExp);
+        var arguments = new GpuAttentionArguments(slice, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty, writeLogSumExp);
         Load(accelerator)(config, query, key, value, output, tiles, perHeadView, writeLogSumExp ? logSumExp : perHeadView, arguments);
     }
 
@@ -184,22 +193,24 @@ public sealed class GpuAttentionKernel
     /// <summary>One accelerator's uploaded tile tables, most recent last.</summary>
     private sealed class TableCache
     {
-        private readonly List<(AttentionPattern Pattern, int SeqLen, int Heads, int GroupSize, MemoryBuffer1D<int, Stride1D.Dense> Buffer)> _tables = new();
+        private readonly List<(AttentionPattern Pattern, AttentionSlice Slice, int GroupSize, MemoryBuffer1D<int, Stride1D.Dense> Buffer)> _tables = new();
 
-        public ArrayView<int> Get(Accelerator accelerator, AttentionPattern pattern, AttentionShape shape, int groupSize, int keyTile)
+        public ArrayView<int> Get(Accelerator accelerator, AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile)
         {
+            // KvHeads does not change the table; the rest of the slice (heads, positions, ranges) does.
+            slice = slice with { KvHeads = 0 };
             lock (_tables)
             {
                 for (int i = 0; i < _tables.Count; i++)
                 {
                     var entry = _tables[i];
-                    if (ReferenceEquals(entry.Pattern, pattern) && entry.SeqLen == shape.SeqLen && entry.Heads == shape.Heads && entry.GroupSize == groupSize)
+                    if (ReferenceEquals(entry.Pattern, pattern) && entry.Slice == slice && entry.GroupSize == groupSize)
                     {
                         return entry.Buffer.View;
                     }
                 }
 
-                int[] table = GpuTileTable.Build(pattern, shape.SeqLen, shape.Heads, groupSize, keyTile);
+                int[] table = GpuTileTable.Build(pattern, slice, groupSize, keyTile);
                 MemoryBuffer1D<int, Stride1D.Dense> buffer = accelerator.Allocate1D(table);
                 if (_tables.Count == TablesPerAccelerator)
                 {
@@ -209,7 +220,7 @@ public sealed class GpuAttentionKernel
                     _tables.RemoveAt(0);
                 }
 
-                _tables.Add((pattern, shape.SeqLen, shape.Heads, groupSize, buffer));
+                _tables.Add((pattern, slice, groupSize, buffer));
                 return buffer.View;
             }
         }

@@ -29,10 +29,20 @@ public static class GpuTileTable
 
     /// <summary>Builds the table for one call shape.</summary>
     /// <exception cref="ArgumentException">The table would not fit in one array (named on <c>shape</c>).</exception>
-    public static int[] Build(AttentionPattern pattern, int seqLen, int heads, int groupSize, int keyTile)
+    public static int[] Build(AttentionPattern pattern, int seqLen, int heads, int groupSize, int keyTile) =>
+        Build(pattern, new AttentionSlice(heads, heads, seqLen, 0, seqLen, 0, seqLen), groupSize, keyTile);
+
+    /// <summary>
+    /// Builds the table for a partial call: <paramref name="slice"/>'s queries against its keys, the pattern at their absolute
+    /// positions. Query tiles and key tiles count from the slice's first query and key; an entry's key tile start and its
+    /// mask bits are relative to the slice's first key, as the views hold only the slice.
+    /// </summary>
+    /// <exception cref="ArgumentException">The table would not fit in one array (named on <c>shape</c>).</exception>
+    public static int[] Build(AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile)
     {
         ArgumentNullException.ThrowIfNull(pattern);
-        int queryTiles = (seqLen + groupSize - 1) / groupSize, keyTiles = (seqLen + keyTile - 1) / keyTile;
+        int seqLen = slice.SeqLen, heads = slice.Heads;
+        int queryTiles = (slice.QueryCount + groupSize - 1) / groupSize, keyTiles = (slice.KeyCount + keyTile - 1) / keyTile;
         int words = MaskWordsPerRow(keyTile);
         int period = Math.Min(pattern.HeadPeriod, heads);
         var entries = new List<int>();
@@ -45,21 +55,24 @@ public static class GpuTileTable
         {
             for (int queryTile = 0; queryTile < queryTiles; queryTile++)
             {
-                int queryFirst = queryTile * groupSize, queryLast = Math.Min(seqLen, queryFirst + groupSize) - 1;
+                // Absolute positions here; the entries keep key tile starts relative to the slice's first key.
+                int queryFirst = slice.QueryStart + queryTile * groupSize;
+                int queryLast = Math.Min(slice.QueryStart + slice.QueryCount, queryFirst + groupSize) - 1;
+                int keyEnd = slice.KeyStart + slice.KeyCount;
                 int first = entries.Count;
                 partialStarts.Clear();
                 partialMasks.Clear();
-                int lastTile = pattern.Causal ? queryLast / keyTile : keyTiles - 1;
+                int lastTile = pattern.Causal ? (queryLast < slice.KeyStart ? -1 : Math.Min(keyTiles - 1, (queryLast - slice.KeyStart) / keyTile)) : keyTiles - 1;
                 for (int tile = 0; tile <= lastTile; tile++)
                 {
-                    int keyFirst = tile * keyTile, keyLast = Math.Min(seqLen, keyFirst + keyTile) - 1;
+                    int keyFirst = slice.KeyStart + tile * keyTile, keyLast = Math.Min(keyEnd, keyFirst + keyTile) - 1;
                     TileClass tileClass = pattern.ClassifyTile(head, queryFirst, queryLast, keyFirst, keyLast, seqLen);
                     if (tileClass == TileClass.Empty)
                     {
                         continue;
                     }
 
-                    entries.Add(keyFirst);
+                    entries.Add(tile * keyTile);
                     entries.Add((int)tileClass);
                     if (tileClass == TileClass.Full)
                     {
@@ -82,7 +95,7 @@ public static class GpuTileTable
                         int rowWords = partialMasks[p] + (query - queryFirst) * words;
                         for (int s = 0; s < count; s++)
                         {
-                            KeySegment clipped = KeySegmentMath.Clip(segments[s], partialStarts[p], partialStarts[p] + keyTile - 1L);
+                            KeySegment clipped = KeySegmentMath.Clip(segments[s], partialStarts[p], Math.Min(partialStarts[p] + keyTile, keyEnd) - 1L);
                             for (int k = 0, position = clipped.Start; k < clipped.Count; k++, position += clipped.Step)
                             {
                                 int bit = position - partialStarts[p];

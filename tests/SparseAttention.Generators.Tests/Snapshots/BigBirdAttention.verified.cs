@@ -225,6 +225,20 @@ namespace MyModel
         }
 
         /// <summary>
+        /// Partial attention on <paramref name="accelerator"/>, queued: the slice's queries against its keys at their absolute
+        /// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value
+        /// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A range lies outside the sequence, or a view's length does not match the slice, or it lives elsewhere.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.AttentionSlice slice, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, logSumExp, slice);
+            Gpu.Launch(accelerator, Pattern, query, key, value, output, slice, options.ResolveScale(HeadDim), Scores, options, default, logSumExp);
+        }
+
+        /// <summary>
         /// Computes attention on <paramref name="accelerator"/> from host memory: copies the inputs to the device, runs,
         /// waits and copies the output back. Allocates device buffers per call; keep tensors on the device and use the
         /// <c>ArrayView</c> overload for repeated calls.

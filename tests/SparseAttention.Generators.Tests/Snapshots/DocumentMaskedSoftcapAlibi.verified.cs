@@ -223,6 +223,20 @@ namespace MyModel
         }
 
         /// <summary>
+        /// Partial attention on <paramref name="accelerator"/>, queued: the slice's queries against its keys at their absolute
+        /// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value
+        /// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A range lies outside the sequence, or a view's length does not match the slice, or it lives elsewhere.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.AttentionSlice slice, global::SparseAttention.AttentionOptions options)
+        {
+            global::System.ArgumentNullException.ThrowIfNull(options);
+            global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, logSumExp, slice);
+            Gpu.Launch(accelerator, Pattern, query, key, value, output, slice, options.ResolveScale(HeadDim), Scores, options, default, logSumExp);
+        }
+
+        /// <summary>
         /// Computes attention on <paramref name="accelerator"/> from host memory: copies the inputs to the device, runs,
         /// waits and copies the output back. Allocates device buffers per call; keep tensors on the device and use the
         /// <c>ArrayView</c> overload for repeated calls.
@@ -282,14 +296,17 @@ namespace MyModel
         private static void AttendOneQueryTile(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments)
         {
             const int HeadDim = 64;
-            int seqLen = arguments.SeqLen;
+            // The views hold QueryRows query rows and KeyRows key rows per head: the whole sequence, or a slice of it whose
+            // first query and key sit at positions QueryStart and KeyStart (the pattern and the modifiers see positions).
+            int queryRows = arguments.QueryRows, keyRows = arguments.KeyRows;
             int head = global::ILGPU.Grid.IdxY;
             int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;
             int row = queryStart + global::ILGPU.Group.IdxX;
+            int position = arguments.QueryStart + row;
             // Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.
-            bool active = row < seqLen;
-            long queryOffset = ((long)head * seqLen + (active ? row : queryStart)) * HeadDim;
-            long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * seqLen * HeadDim;
+            bool active = row < queryRows;
+            long queryOffset = ((long)head * queryRows + (active ? row : queryStart)) * HeadDim;
+            long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;
 
             global::ILGPU.ArrayView<float> keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
             global::ILGPU.ArrayView<float> valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
@@ -318,15 +335,15 @@ namespace MyModel
                 int keyStart = tiles[entry];
                 bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;
                 int rowMask = tiles[entry + 2] + global::ILGPU.Group.IdxX * maskWords;
-                int keyEnd = global::System.Math.Min(seqLen, keyStart + GpuKeyTile);
+                int keyEnd = global::System.Math.Min(keyRows, keyStart + GpuKeyTile);
 
                 // Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.
                 // Rows past the end repeat the last key (always a valid address); no thread ever reads them.
                 global::ILGPU.Group.Barrier();
                 for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)
                 {
-                    int keyPosition = global::System.Math.Min(keyStart + index / HeadDim, seqLen - 1);
-                    long source = kvOffset + (long)keyPosition * HeadDim + index % HeadDim;
+                    int keyRow = global::System.Math.Min(keyStart + index / HeadDim, keyRows - 1);
+                    long source = kvOffset + (long)keyRow * HeadDim + index % HeadDim;
                     keyTile[index] = key[source];
                     valueTile[index] = value[source];
                 }
@@ -362,20 +379,20 @@ namespace MyModel
                                 }
                                 if (arguments.Alibi != 0)
                                 {
-                                    int distance = row - (keyStart + k);
+                                    int distance = position - (arguments.KeyStart + keyStart + k);
                                     score -= perHead[head] * (distance < 0 ? -distance : distance);
                                 }
 
                                 // The declaration's mask, then its score mod (docs/design.md §2.4), at the pair's absolute positions.
-                                int keyPosition = keyStart + k;
-                                if (!SameDocument(row, keyPosition, head))
+                                int keyPosition = arguments.KeyStart + keyStart + k;
+                                if (!SameDocument(position, keyPosition, head))
                                 {
                                     score = float.NegativeInfinity;
                                 }
                                 else
                                 {
                                     // The score mod sees natural units, as its author wrote it.
-                                    score = Temperature(score * global::SparseAttention.Cpu.VectorMath.Ln2, row, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;
+                                    score = Temperature(score * global::SparseAttention.Cpu.VectorMath.Ln2, position, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;
                                     if (!(score < float.PositiveInfinity))
                                     {
                                         poisoned = true; // NaN or +inf from the score mod
@@ -448,7 +465,7 @@ namespace MyModel
                 if (arguments.WriteLogSumExp != 0)
                 {
                     // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
-                    logSumExp[(long)head * seqLen + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
+                    logSumExp[(long)head * queryRows + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
                 }
             }
         }

@@ -3716,14 +3716,17 @@ namespace SparseAttention.Generated
         private static void AttendOneQueryTile(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments)
         {
             const int HeadDim = 64;
-            int seqLen = arguments.SeqLen;
+            // The views hold QueryRows query rows and KeyRows key rows per head: the whole sequence, or a slice of it whose
+            // first query and key sit at positions QueryStart and KeyStart (the pattern and the modifiers see positions).
+            int queryRows = arguments.QueryRows, keyRows = arguments.KeyRows;
             int head = global::ILGPU.Grid.IdxY;
             int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;
             int row = queryStart + global::ILGPU.Group.IdxX;
+            int position = arguments.QueryStart + row;
             // Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.
-            bool active = row < seqLen;
-            long queryOffset = ((long)head * seqLen + (active ? row : queryStart)) * HeadDim;
-            long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * seqLen * HeadDim;
+            bool active = row < queryRows;
+            long queryOffset = ((long)head * queryRows + (active ? row : queryStart)) * HeadDim;
+            long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;
 
             global::ILGPU.ArrayView<float> keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
             global::ILGPU.ArrayView<float> valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
@@ -3752,15 +3755,15 @@ namespace SparseAttention.Generated
                 int keyStart = tiles[entry];
                 bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;
                 int rowMask = tiles[entry + 2] + global::ILGPU.Group.IdxX * maskWords;
-                int keyEnd = global::System.Math.Min(seqLen, keyStart + GpuKeyTile);
+                int keyEnd = global::System.Math.Min(keyRows, keyStart + GpuKeyTile);
 
                 // Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.
                 // Rows past the end repeat the last key (always a valid address); no thread ever reads them.
                 global::ILGPU.Group.Barrier();
                 for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)
                 {
-                    int keyPosition = global::System.Math.Min(keyStart + index / HeadDim, seqLen - 1);
-                    long source = kvOffset + (long)keyPosition * HeadDim + index % HeadDim;
+                    int keyRow = global::System.Math.Min(keyStart + index / HeadDim, keyRows - 1);
+                    long source = kvOffset + (long)keyRow * HeadDim + index % HeadDim;
                     keyTile[index] = key[source];
                     valueTile[index] = value[source];
                 }
@@ -3796,7 +3799,7 @@ namespace SparseAttention.Generated
                                 }
                                 if (arguments.Alibi != 0)
                                 {
-                                    int distance = row - (keyStart + k);
+                                    int distance = position - (arguments.KeyStart + keyStart + k);
                                     score -= perHead[head] * (distance < 0 ? -distance : distance);
                                 }
                             }
@@ -3856,7 +3859,7 @@ namespace SparseAttention.Generated
                 if (arguments.WriteLogSumExp != 0)
                 {
                     // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
-                    logSumExp[(long)head * seqLen + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
+                    logSumExp[(long)head * queryRows + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
                 }
             }
         }

@@ -44,6 +44,23 @@ public class GpuArgumentValidationTests(IlgpuCpuDevice fixture)
     }
 
     [Fact]
+    public void ASliceOutsideTheSequenceOrOfTheWrongSizeIsRefusedOnTheDevice()
+    {
+        var slice = new AttentionSlice(4, 2, 50, QueryStart: 40, QueryCount: 10, KeyStart: 0, KeyCount: 20);
+        using var query = Filled(4 * 10 * D);
+        using var key = Filled(2 * 20 * D);
+        using var shortKey = Filled(2 * 20 * D - 1);
+        using var output = Filled(4 * 10 * D);
+        using var lse = Filled(4 * 10);
+        ArgumentException outside = Assert.Throws<ArgumentException>(() => DenseCausal.Forward(Accelerator, query.View, key.View, key.View, output.View, lse.View, slice with { QueryStart = 45 }, AttentionOptions.Default));
+        Assert.Equal("slice", outside.ParamName);
+        Assert.Equal("key", Assert.Throws<ArgumentException>(() => DenseCausal.Forward(Accelerator, query.View, shortKey.View, key.View, output.View, lse.View, slice, AttentionOptions.Default)).ParamName);
+        Assert.Equal("logSumExp", Assert.Throws<ArgumentException>(() => DenseCausal.Forward(Accelerator, query.View, key.View, key.View, output.View, output.View, slice, AttentionOptions.Default)).ParamName);
+        Accelerator.Synchronize();
+        Assert.All(output.GetAsArray1D(), element => Assert.Equal(42f, element));
+    }
+
+    [Fact]
     public void ImpossibleShapeIsRejectedAsShape()
     {
         using var buffer = Filled(64);
