@@ -129,6 +129,12 @@ public sealed partial class AttentionGenerator
             EmitPublicMembers(writer, pattern, kernel.Scores, generatedCode);
             writer.Line();
             EmitDecodeMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
+            if (kernel.EmitTensors)
+            {
+                writer.Line();
+                EmitTensorMembers(writer, kernel.Scores, generatedCode);
+            }
+
             if (kernel.EmitGpu)
             {
                 writer.Line();

@@ -25,12 +25,16 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
     /// <summary>The runtime type the emitted ILGPU code builds on; without it (and ILGPU) only CPU kernels are emitted.</summary>
     public const string GpuKernelTypeName = "SparseAttention.Gpu.GpuAttentionKernel";
 
+    /// <summary>The runtime type behind the tensor and packed-sequence overloads; they are emitted only when it is referenced.</summary>
+    public const string TensorAttentionTypeName = "SparseAttention.Tensors.TensorAttention";
+
     /// <summary>Tracking names of the pipeline steps, for incrementality tests.</summary>
     public static class TrackingNames
     {
         public const string Parse = nameof(Parse);
         public const string Kernels = nameof(Kernels);
         public const string GpuAvailable = nameof(GpuAvailable);
+        public const string TensorsAvailable = nameof(TensorsAvailable);
         public const string Outputs = nameof(Outputs);
         public const string SharedKernels = nameof(SharedKernels);
     }
@@ -57,9 +61,17 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
                 && compilation.GetTypeByMetadataName("ILGPU.Runtime.Accelerator") is not null)
             .WithTrackingName(TrackingNames.GpuAvailable);
 
+        // Likewise for the tensor plumbing (System.Numerics.Tensors through the runtime's TensorAttention).
+        IncrementalValueProvider<bool> tensorsAvailable = context.CompilationProvider
+            .Select(static (compilation, _) =>
+                compilation.GetTypeByMetadataName(TensorAttentionTypeName) is not null
+                && compilation.GetTypeByMetadataName("System.Numerics.Tensors.ReadOnlyTensorSpan`1") is not null)
+            .WithTrackingName(TrackingNames.TensorsAvailable);
+
         IncrementalValuesProvider<KernelModel> outputs = kernels
             .Combine(gpuAvailable)
-            .Select(static (pair, _) => pair.Left with { EmitGpu = pair.Right })
+            .Combine(tensorsAvailable)
+            .Select(static (pair, _) => pair.Left.Left with { EmitGpu = pair.Left.Right, EmitTensors = pair.Right })
             .WithTrackingName(TrackingNames.Outputs);
         context.RegisterSourceOutput(outputs, static (output, kernel) => AddKernel(output, kernel));
 

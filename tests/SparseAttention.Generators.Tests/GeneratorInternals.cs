@@ -26,7 +26,7 @@ internal static class GeneratorInternals
         object hierarchy = Create("SparseAttention.Generators.Models.HierarchyInfo", null, types, name);
         object pattern = Create("SparseAttention.Generators.Models.PatternModel", headDim, causal, construction, "a test pattern", null, 8, 0);
         object scores = Type("SparseAttention.Generators.Models.ScoresModel").GetField("None")!.GetValue(null)!;
-        object kernel = Create("SparseAttention.Generators.Models.KernelModel", hierarchy, pattern, scores, false);
+        object kernel = Create("SparseAttention.Generators.Models.KernelModel", hierarchy, pattern, scores, false, false);
         object?[] arguments = { kernel, null, null, null };
         bool emitted = (bool)Type("SparseAttention.Generators.AttentionGenerator+Emitter").GetMethod("TryEmit")!.Invoke(null, arguments)!;
         return (emitted, (string?)arguments[3]);

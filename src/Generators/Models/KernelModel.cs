@@ -10,8 +10,12 @@ namespace SparseAttention.Generators.Models;
 /// Whether the compilation references ILGPU and SparseAttention's GPU plumbing, so the ILGPU kernel and its
 /// overloads can be emitted. Set after parsing, from the compilation, not from the declaration.
 /// </param>
+/// <param name="EmitTensors">
+/// Whether the compilation references the runtime's tensor plumbing (and System.Numerics.Tensors), so the TensorSpan and
+/// packed-sequence overloads can be emitted. Set after parsing, from the compilation.
+/// </param>
 /// <param name="Scores">What the declaration does to each score before the softmax (softcap, ALiBi, mask, score mod, sinks).</param>
-internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern, ScoresModel Scores, bool EmitGpu = false);
+internal sealed record KernelModel(HierarchyInfo Hierarchy, PatternModel Pattern, ScoresModel Scores, bool EmitGpu = false, bool EmitTensors = false);
 
 /// <summary>
 /// A declaration's score modifiers, validated: the softcap, ALiBi, the names of its mask and score-mod methods (checked to

@@ -47,10 +47,10 @@ public static class AttentionArguments
     public static void ValidateLogSumExp(Accelerator accelerator, ArrayView<float> logSumExp, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape)
     {
         CheckOnAccelerator(nameof(logSumExp), logSumExp, accelerator);
-        long rows = (long)shape.Heads * shape.SeqLen;
+        long rows = (long)shape.Batch * shape.Heads * shape.SeqLen;
         if (logSumExp.Length != rows)
         {
-            throw new ArgumentException($"logSumExp must hold [Heads, SeqLen] = {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
+            throw new ArgumentException($"logSumExp must hold [Batch, Heads, SeqLen] = {shape.Batch} x {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
         }
 
         if (Overlaps(logSumExp, output) || Overlaps(logSumExp, query) || Overlaps(logSumExp, key) || Overlaps(logSumExp, value))
@@ -62,13 +62,16 @@ public static class AttentionArguments
     private static void ValidateLengths(int headDim, long query, long key, long value, long output, AttentionShape shape, long maxLength, string container)
     {
         ValidateShape(shape);
-        // In 128 bits: three ints multiply to at most 2^93, so the sizes below are exact, never wrapped.
-        Int128 queryLength = (Int128)shape.Heads * shape.SeqLen * headDim;
-        Int128 keyLength = (Int128)shape.KvHeads * shape.SeqLen * headDim;
-        CheckLength(nameof(query), query, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim, maxLength, container);
-        CheckLength(nameof(key), key, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
-        CheckLength(nameof(value), value, keyLength, "[KvHeads, SeqLen, HeadDim]", shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
-        CheckLength(nameof(output), output, queryLength, "[Heads, SeqLen, HeadDim]", shape.Heads, shape.SeqLen, headDim, maxLength, container);
+        // In 128 bits: four ints multiply to at most 2^124, so the sizes below are exact, never wrapped.
+        Int128 queryLength = (Int128)shape.Batch * shape.Heads * shape.SeqLen * headDim;
+        Int128 keyLength = (Int128)shape.Batch * shape.KvHeads * shape.SeqLen * headDim;
+        string batch = shape.Batch == 1 ? "" : "Batch, ", batchSize = shape.Batch == 1 ? "" : shape.Batch + ", ";
+        string queryLayout = "[" + batch + "Heads, SeqLen, HeadDim]", keyLayout = "[" + batch + "KvHeads, SeqLen, HeadDim]";
+        string querySizes = $"[{batchSize}{shape.Heads}, {shape.SeqLen}, {headDim}]", keySizes = $"[{batchSize}{shape.KvHeads}, {shape.SeqLen}, {headDim}]";
+        CheckLength(nameof(query), query, queryLength, queryLayout, querySizes, maxLength, container);
+        CheckLength(nameof(key), key, keyLength, keyLayout, keySizes, maxLength, container);
+        CheckLength(nameof(value), value, keyLength, keyLayout, keySizes, maxLength, container);
+        CheckLength(nameof(output), output, queryLength, queryLayout, querySizes, maxLength, container);
     }
 
     /// <summary>
@@ -113,10 +116,11 @@ public static class AttentionArguments
         CheckRange("key", slice.KeyStart, slice.KeyCount, slice.SeqLen);
         Int128 queryLength = (Int128)slice.Heads * slice.QueryCount * headDim;
         Int128 keyLength = (Int128)slice.KvHeads * slice.KeyCount * headDim;
-        CheckLength(nameof(query), query, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, maxLength, container);
-        CheckLength(nameof(key), key, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, maxLength, container);
-        CheckLength(nameof(value), value, keyLength, "[KvHeads, KeyCount, HeadDim]", slice.KvHeads, slice.KeyCount, headDim, maxLength, container);
-        CheckLength(nameof(output), output, queryLength, "[Heads, QueryCount, HeadDim]", slice.Heads, slice.QueryCount, headDim, maxLength, container);
+        string querySizes = $"[{slice.Heads}, {slice.QueryCount}, {headDim}]", keySizes = $"[{slice.KvHeads}, {slice.KeyCount}, {headDim}]";
+        CheckLength(nameof(query), query, queryLength, "[Heads, QueryCount, HeadDim]", querySizes, maxLength, container);
+        CheckLength(nameof(key), key, keyLength, "[KvHeads, KeyCount, HeadDim]", keySizes, maxLength, container);
+        CheckLength(nameof(value), value, keyLength, "[KvHeads, KeyCount, HeadDim]", keySizes, maxLength, container);
+        CheckLength(nameof(output), output, queryLength, "[Heads, QueryCount, HeadDim]", querySizes, maxLength, container);
 
         static void CheckRange(string what, int start, int count, int seqLen)
         {
@@ -152,10 +156,10 @@ public static class AttentionArguments
     /// <exception cref="ArgumentException">The length is wrong, or it overlaps the output or an input.</exception>
     public static void ValidateLogSumExp(Span<float> logSumExp, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, AttentionShape shape)
     {
-        long rows = (long)shape.Heads * shape.SeqLen;
+        long rows = (long)shape.Batch * shape.Heads * shape.SeqLen;
         if (logSumExp.Length != rows)
         {
-            throw new ArgumentException($"logSumExp must hold [Heads, SeqLen] = {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
+            throw new ArgumentException($"logSumExp must hold [Batch, Heads, SeqLen] = {shape.Batch} x {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
         }
 
         ReadOnlySpan<float> written = logSumExp;
@@ -213,6 +217,11 @@ public static class AttentionArguments
     /// <summary>Throws when the shape itself is impossible.</summary>
     public static void ValidateShape(AttentionShape shape)
     {
+        if (shape.Batch < 1)
+        {
+            throw new ArgumentException($"Batch must be at least 1; got {shape.Batch}.", nameof(shape));
+        }
+
         if (shape.Heads < 1 || shape.KvHeads < 1 || shape.SeqLen < 1)
         {
             throw new ArgumentException($"Heads, KvHeads and SeqLen must all be at least 1; got Heads = {shape.Heads}, KvHeads = {shape.KvHeads}, SeqLen = {shape.SeqLen}.", nameof(shape));
@@ -224,16 +233,16 @@ public static class AttentionArguments
         }
     }
 
-    private static void CheckLength(string parameter, long actual, Int128 expected, string layout, int rows, int seqLen, int headDim, long maxLength, string container)
+    private static void CheckLength(string parameter, long actual, Int128 expected, string layout, string sizes, long maxLength, string container)
     {
         if (expected > maxLength)
         {
-            throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = [{rows}, {seqLen}, {headDim}]), more than {container} can hold ({maxLength}).", "shape");
+            throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = {sizes}), more than {container} can hold ({maxLength}).", "shape");
         }
 
         if (actual != expected)
         {
-            throw new ArgumentException($"{parameter} must hold {layout} = [{rows}, {seqLen}, {headDim}] = {expected} floats, but it holds {actual}.", parameter);
+            throw new ArgumentException($"{parameter} must hold {layout} = {sizes} = {expected} floats, but it holds {actual}.", parameter);
         }
     }
 }

@@ -10,6 +10,13 @@ namespace SparseAttention;
 /// <param name="SeqLen">Tokens in the sequence.</param>
 public readonly record struct AttentionShape(int Heads, int KvHeads, int SeqLen)
 {
+    /// <summary>
+    /// Sequences of this shape laid out one after another (default 1): query and output <c>[Batch, Heads, SeqLen, HeadDim]</c>,
+    /// key and value <c>[Batch, KvHeads, SeqLen, HeadDim]</c>, log-sum-exp <c>[Batch, Heads, SeqLen]</c>; each sequence is
+    /// its own pattern instance. Forward takes any batch; Prefill and Decode run one stream (Batch 1).
+    /// </summary>
+    public int Batch { get; init; } = 1;
+
     /// <summary>How many query heads share one KV head.</summary>
     public int GroupSize => KvHeads > 0 ? Heads / KvHeads : 0;
 

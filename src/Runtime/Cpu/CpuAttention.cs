@@ -52,6 +52,17 @@ public static unsafe class CpuAttention
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
+        if (shape.Batch > 1)
+        {
+            for (int b = 0; b < shape.Batch; b++)
+            {
+                var entry = BatchEntry.Of(b, query, key, value, output, logSumExp, shape, TKernel.HeadDim);
+                RunTiled<TKernel, TScores>(pattern, entry.Query, entry.Key, entry.Value, entry.Output, entry.Shape, options, sinkLogits, entry.LogSumExp);
+            }
+
+            return;
+        }
+
         TilePlan plan = TiledJob<TKernel, TScores>.ForThisThread().Plan;
         plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, wholeSequence: true);
         if (!plan.AnyTiles)
@@ -158,12 +169,52 @@ public static unsafe class CpuAttention
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
+        if (shape.Batch > 1)
+        {
+            for (int b = 0; b < shape.Batch; b++)
+            {
+                var entry = BatchEntry.Of(b, query, key, value, output, logSumExp, shape, TKernel.HeadDim);
+                RunRows<TKernel, TScores>(pattern, entry.Query, entry.Key, entry.Value, entry.Output, entry.Shape, options, sinkLogits, entry.LogSumExp);
+            }
+
+            return;
+        }
+
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output, sinks = sinkLogits, logSumExpPointer = logSumExp)
         {
             var rows = new RowOutputs(outputPointer, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer);
             RunRowsSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, rows, shape, SequenceSlice.Whole(shape.SeqLen), options);
         }
     }
+
+    /// <summary>One sequence of a batch: its parts of the spans and its shape (Batch 1).</summary>
+    internal readonly ref struct BatchEntry(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape)
+    {
+        public ReadOnlySpan<float> Query { get; } = query;
+
+        public ReadOnlySpan<float> Key { get; } = key;
+
+        public ReadOnlySpan<float> Value { get; } = value;
+
+        public Span<float> Output { get; } = output;
+
+        public Span<float> LogSumExp { get; } = logSumExp;
+
+        public AttentionShape Shape { get; } = shape;
+
+        /// <summary>
+        /// Sequence <paramref name="b"/> of a batch laid out [Batch, Heads, SeqLen, HeadDim] (keys and values with KvHeads,
+        /// the log-sum-exp [Batch, Heads, SeqLen] or empty); each is then run as its own call, parallel inside.
+        /// </summary>
+        public static BatchEntry Of(int b, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, int headDim)
+        {
+            int queryFloats = shape.Heads * shape.SeqLen * headDim, keyFloats = shape.KvHeads * shape.SeqLen * headDim, rows = shape.Heads * shape.SeqLen;
+            return new BatchEntry(
+                query.Slice(b * queryFloats, queryFloats), key.Slice(b * keyFloats, keyFloats), value.Slice(b * keyFloats, keyFloats),
+                output.Slice(b * queryFloats, queryFloats), logSumExp.IsEmpty ? Span<float>.Empty : logSumExp.Slice(b * rows, rows), shape with { Batch = 1 });
+        }
+    }
+
 
     /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel, TScores}"/>).</summary>
     internal static void RunRowsSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)

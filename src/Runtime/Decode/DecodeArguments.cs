@@ -40,6 +40,11 @@ public static class DecodeArguments
     public static void ValidatePrefill(AttentionPattern pattern, int headDim, KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> output, AttentionShape shape)
     {
         ValidateCache(pattern, headDim, cache);
+        if (shape.Batch != 1)
+        {
+            throw new ArgumentException($"Prefill continues one stream, so shape.Batch must be 1; got {shape.Batch} (use one cache per stream).", nameof(shape));
+        }
+
         AttentionArguments.Validate(headDim, query, key, value, output, shape);
         if (shape.KvHeads != cache.KvHeads)
         {

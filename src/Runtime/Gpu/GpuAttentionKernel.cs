@@ -73,8 +73,19 @@ public sealed class GpuAttentionKernel
     /// that has it compiled in (<see cref="RunsUserCode"/>).
     /// </summary>
     /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod, and this is the shared kernel.</exception>
-    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp) =>
-        Launch(accelerator, pattern, query, key, value, output, new AttentionSlice(shape.Heads, shape.KvHeads, shape.SeqLen, 0, shape.SeqLen, 0, shape.SeqLen), scale, scores, options, sinkLogits, logSumExp);
+    public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, ArrayView<float> logSumExp)
+    {
+        // A batch is one launch per sequence, each over its part of the views (the launches queue on one stream).
+        var whole = new AttentionSlice(shape.Heads, shape.KvHeads, shape.SeqLen, 0, shape.SeqLen, 0, shape.SeqLen);
+        long queryFloats = query.Length / shape.Batch, keyFloats = key.Length / shape.Batch, rows = (long)shape.Heads * shape.SeqLen;
+        bool writeLogSumExp = logSumExp.IsValid && logSumExp.Length > 0;
+        for (int b = 0; b < shape.Batch; b++)
+        {
+            Launch(
+                accelerator, pattern, query.SubView(b * queryFloats, queryFloats), key.SubView(b * keyFloats, keyFloats), value.SubView(b * keyFloats, keyFloats),
+                output.SubView(b * queryFloats, queryFloats), whole, scale, scores, options, sinkLogits, writeLogSumExp ? logSumExp.SubView(b * rows, rows) : default);
+        }
+    }
 
     /// <summary>
     /// As the launch over a whole sequence, for a partial call (<see cref="AttentionSlice"/>): the views hold the slice's

@@ -58,9 +58,21 @@ public static class ReferenceAttention
         ArgumentNullException.ThrowIfNull(scores);
         int headDim = InferHeadDim(query, shape);
         AttentionArguments.Validate(headDim, query, key, value, output, shape);
-        if (writeLogSumExp && logSumExp.Length != (long)shape.Heads * shape.SeqLen)
+        if (writeLogSumExp && logSumExp.Length != (long)shape.Batch * shape.Heads * shape.SeqLen)
         {
-            throw new ArgumentException("logSumExp must hold [Heads, SeqLen] = " + shape.Heads + " x " + shape.SeqLen + " = " + (long)shape.Heads * shape.SeqLen + " floats; got " + logSumExp.Length + ".", nameof(logSumExp));
+            throw new ArgumentException("logSumExp must hold [Batch, Heads, SeqLen] = " + shape.Batch + " x " + shape.Heads + " x " + shape.SeqLen + " = " + (long)shape.Batch * shape.Heads * shape.SeqLen + " floats; got " + logSumExp.Length + ".", nameof(logSumExp));
+        }
+
+        if (shape.Batch > 1)
+        {
+            // Each sequence of the batch on its own, as the kernels run it.
+            for (int b = 0; b < shape.Batch; b++)
+            {
+                var entry = Cpu.CpuAttention.BatchEntry.Of(b, query, key, value, output, writeLogSumExp ? logSumExp : Span<float>.Empty, shape, headDim);
+                Forward(pattern, scores, entry.Query, entry.Key, entry.Value, sinkLogits, entry.Output, entry.LogSumExp, entry.Shape, options, writeLogSumExp);
+            }
+
+            return;
         }
 
         var row = new double[headDim];
@@ -262,10 +274,10 @@ public static class ReferenceAttention
     private static int InferHeadDim(ReadOnlySpan<float> query, AttentionShape shape)
     {
         AttentionArguments.ValidateShape(shape);
-        long rows = (long)shape.Heads * shape.SeqLen;
+        long rows = (long)shape.Batch * shape.Heads * shape.SeqLen;
         if (query.Length == 0 || query.Length % rows != 0)
         {
-            throw new ArgumentException($"query must hold [Heads, SeqLen, HeadDim] = [{shape.Heads}, {shape.SeqLen}, HeadDim] floats for some HeadDim >= 1, but it holds {query.Length}.", nameof(query));
+            throw new ArgumentException($"query must hold [Batch, Heads, SeqLen, HeadDim] = [{shape.Batch}, {shape.Heads}, {shape.SeqLen}, HeadDim] floats for some HeadDim >= 1, but it holds {query.Length}.", nameof(query));
         }
 
         return (int)(query.Length / rows);

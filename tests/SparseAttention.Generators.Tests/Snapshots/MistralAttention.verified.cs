@@ -191,6 +191,40 @@ namespace MyModel
             }
         }
 
+        /// <summary>This kernel's fp32 span call, as the tensor and packed-sequence overloads reach it.</summary>
+        private static readonly global::SparseAttention.Tensors.TensorAttention.SpanForward SpanKernel = static (query, key, value, sinkLogits, output, shape, options) =>
+            Forward(query, key, value, output, shape, options);
+
+        /// <summary>
+        /// Attention over tensors: query and output <c>[Batch, Heads, SeqLen, HeadDim]</c> (or <c>[Heads, SeqLen, HeadDim]</c>), key and
+        /// value with KvHeads, in float, <see cref="global::System.Half"/> or <see cref="global::SparseAttention.BFloat16"/>, accumulated in fp32.
+        /// Any strides whose last dimension is contiguous: pass a <c>[B, S, H, D]</c> projection output as a view permuted to
+        /// <c>[B, H, S, D]</c>, without copying it. Shapes come from the tensors.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException">A tensor's rank, dimension or stride is wrong (the message names the tensor and the dimension), or output shares memory.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward<T>(global::System.Numerics.Tensors.ReadOnlyTensorSpan<T> query, global::System.Numerics.Tensors.ReadOnlyTensorSpan<T> key, global::System.Numerics.Tensors.ReadOnlyTensorSpan<T> value, global::System.Numerics.Tensors.TensorSpan<T> output, global::SparseAttention.AttentionOptions? options = null)
+            where T : unmanaged
+            => global::SparseAttention.Tensors.TensorAttention.Forward(HeadDim, SpanKernel, query, key, value, default, output, options ?? global::SparseAttention.AttentionOptions.Default);
+
+        /// <summary>As the TensorSpan overload, for <see cref="global::System.Numerics.Tensors.Tensor{T}"/>s.</summary>
+        /// <exception cref="global::System.ArgumentException">A tensor's rank, dimension or stride is wrong, or output shares memory.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward<T>(global::System.Numerics.Tensors.Tensor<T> query, global::System.Numerics.Tensors.Tensor<T> key, global::System.Numerics.Tensors.Tensor<T> value, global::System.Numerics.Tensors.Tensor<T> output, global::SparseAttention.AttentionOptions? options = null)
+            where T : unmanaged
+            => global::SparseAttention.Tensors.TensorAttention.Forward(HeadDim, SpanKernel, query.AsReadOnlyTensorSpan(), key.AsReadOnlyTensorSpan(), value.AsReadOnlyTensorSpan(), default, output.AsTensorSpan(), options ?? global::SparseAttention.AttentionOptions.Default);
+
+        /// <summary>
+        /// Attention over variable-length sequences packed one after another (FlashAttention's <c>cu_seqlens</c>): query and output
+        /// <c>[Heads, totalRows, HeadDim]</c>, key and value <c>[KvHeads, totalRows, HeadDim]</c>, <c>shape.SeqLen</c> = totalRows. Sequence i
+        /// is rows <c>[sequenceStarts[i], sequenceStarts[i + 1])</c>, its own pattern instance with positions from 0; no query sees a
+        /// key of another sequence.
+        /// </summary>
+        /// <exception cref="global::System.ArgumentException"><paramref name="sequenceStarts"/> is not ascending from 0 to the total rows, or a span's length is wrong.</exception>
+        [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+        public static void Forward(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::System.ReadOnlySpan<int> sequenceStarts, global::SparseAttention.AttentionOptions? options = null)
+            => global::SparseAttention.Tensors.TensorAttention.ForwardPacked(HeadDim, SpanKernel, query, key, value, default, output, shape, sequenceStarts, options ?? global::SparseAttention.AttentionOptions.Default);
+
         /// <summary>The ILGPU kernel of HeadDim 128, shared with every kernel of that HeadDim; compiled once per accelerator.</summary>
         private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = global::SparseAttention.Generated.HeadDim128.GpuKernel;
 

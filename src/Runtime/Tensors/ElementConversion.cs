@@ -1,0 +1,110 @@
+using System;
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace SparseAttention.Tensors;
+
+/// <summary>
+/// The element types attention takes (float, <see cref="Half"/>, <see cref="BFloat16"/>) and their conversions to and
+/// from the fp32 the kernels compute in, a run of elements at a time: Half through TensorPrimitives (vectorised in the
+/// base library), BFloat16 here (a shift to widen; round to nearest even, NaN kept quiet, to narrow).
+/// </summary>
+internal static class ElementConversion
+{
+    /// <summary>Whether <typeparamref name="T"/> is an element type attention takes.</summary>
+    public static bool IsSupported<T>() => typeof(T) == typeof(float) || typeof(T) == typeof(Half) || typeof(T) == typeof(BFloat16);
+
+    /// <summary>The error for any other element type, naming the parameter.</summary>
+    public static ArgumentException Unsupported<T>(string parameter) =>
+        new($"Attention takes float, System.Half or SparseAttention.BFloat16 elements; {typeof(T).Name} is none of them.", parameter);
+
+    /// <summary>Widens <paramref name="source"/> into <paramref name="destination"/> (same length).</summary>
+    public static void ToSingle<T>(ReadOnlySpan<T> source, Span<float> destination)
+        where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+        {
+            MemoryMarshal.Cast<T, float>(source).CopyTo(destination);
+        }
+        else if (typeof(T) == typeof(Half))
+        {
+            TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<T, Half>(source), destination);
+        }
+        else
+        {
+            WidenBFloat16(MemoryMarshal.Cast<T, ushort>(source), destination);
+        }
+    }
+
+    /// <summary>Narrows <paramref name="source"/> into <paramref name="destination"/> (same length), rounding to nearest even.</summary>
+    public static void FromSingle<T>(ReadOnlySpan<float> source, Span<T> destination)
+        where T : unmanaged
+    {
+        if (typeof(T) == typeof(float))
+        {
+            source.CopyTo(MemoryMarshal.Cast<T, float>(destination));
+        }
+        else if (typeof(T) == typeof(Half))
+        {
+            TensorPrimitives.ConvertToHalf(source, MemoryMarshal.Cast<T, Half>(destination));
+        }
+        else
+        {
+            NarrowBFloat16(source, MemoryMarshal.Cast<T, ushort>(destination));
+        }
+    }
+
+    private static void WidenBFloat16(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        ref ushort from = ref MemoryMarshal.GetReference(source);
+        ref float to = ref MemoryMarshal.GetReference(destination);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= source.Length; i += 16)
+            {
+                Vector256<ushort> bits = Vector256.LoadUnsafe(ref from, (nuint)i);
+                Vector256.ShiftLeft(Vector256.WidenLower(bits), 16).AsSingle().StoreUnsafe(ref to, (nuint)i);
+                Vector256.ShiftLeft(Vector256.WidenUpper(bits), 16).AsSingle().StoreUnsafe(ref to, (nuint)(i + 8));
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            Unsafe.Add(ref to, i) = BitConverter.UInt32BitsToSingle((uint)Unsafe.Add(ref from, i) << 16);
+        }
+    }
+
+    private static void NarrowBFloat16(ReadOnlySpan<float> source, Span<ushort> destination)
+    {
+        ref float from = ref MemoryMarshal.GetReference(source);
+        ref ushort to = ref MemoryMarshal.GetReference(destination);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= source.Length; i += 16)
+            {
+                Vector256<uint> low = Round(Vector256.LoadUnsafe(ref from, (nuint)i));
+                Vector256<uint> high = Round(Vector256.LoadUnsafe(ref from, (nuint)(i + 8)));
+                Vector256.Narrow(low, high).StoreUnsafe(ref to, (nuint)i);
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            Unsafe.Add(ref to, i) = BFloat16.Round(Unsafe.Add(ref from, i));
+        }
+
+        // The scalar rule of BFloat16.Round, lane-wise: add half an ulp of the kept part (less one when it is even), keep
+        // the top half; a NaN keeps its sign and top payload with the quiet bit set.
+        static Vector256<uint> Round(Vector256<float> value)
+        {
+            Vector256<uint> bits = value.AsUInt32();
+            Vector256<uint> rounded = Vector256.ShiftRightLogical(bits + Vector256.Create(0x7FFFu) + (Vector256.ShiftRightLogical(bits, 16) & Vector256<uint>.One), 16);
+            Vector256<uint> quietNaN = Vector256.ShiftRightLogical(bits, 16) | Vector256.Create(0x0040u);
+            return Vector256.ConditionalSelect(Vector256.Equals(value, value).AsUInt32(), rounded, quietNaN);
+        }
+    }
+}

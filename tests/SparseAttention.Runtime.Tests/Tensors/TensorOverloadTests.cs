@@ -1,0 +1,317 @@
+using System.Numerics.Tensors;
+using SparseAttention.Tensors;
+using SparseAttention.Testing;
+
+namespace SparseAttention.Runtime.Tests.Tensors;
+
+/// <summary>
+/// The TensorSpan / Tensor overloads (any strides, float / Half / BFloat16, batches) and the packed variable-length
+/// overload (issue 15), against the fp32 reference on the widened inputs. Tolerances: fp32 outputs as everywhere
+/// (<see cref="AttentionCheck.Tolerance"/>); Half and BFloat16 outputs are compared with the reference rounded to the type,
+/// within one unit in the last place of the type (2^-10 and 2^-7 relative, or absolute below 1).
+/// </summary>
+public class TensorOverloadTests
+{
+    private const int Heads = 4, KvHeads = 2;
+
+    /// <summary>The reference for a batch laid out [B, H, S, D] (keys [B, KvH, S, D]).</summary>
+    private static float[] Reference(AttentionPattern pattern, float[] query, float[] key, float[] value, AttentionShape shape)
+    {
+        var expected = new float[query.Length];
+        ReferenceAttention.Forward(pattern, query, key, value, expected, shape);
+        return expected;
+    }
+
+    /// <summary>[B, H, S, D] data permuted into a [B, S, H, D] buffer (the projections' layout).</summary>
+    private static T[] ToBshd<T>(float[] bhsd, int batch, int heads, int seqLen, int d, Func<float, T> convert)
+    {
+        var bshd = new T[bhsd.Length];
+        for (int b = 0; b < batch; b++)
+            for (int h = 0; h < heads; h++)
+                for (int s = 0; s < seqLen; s++)
+                    for (int x = 0; x < d; x++)
+                        bshd[(((b * seqLen + s) * heads) + h) * d + x] = convert(bhsd[(((b * heads + h) * seqLen) + s) * d + x]);
+        return bshd;
+    }
+
+    /// <summary>A [B, H, S, D] view of a [B, S, H, D] buffer: no copy.</summary>
+    private static TensorSpan<T> BshdView<T>(T[] buffer, int batch, int heads, int seqLen, int d) =>
+        new(buffer, new nint[] { batch, heads, seqLen, d }, new nint[] { (nint)seqLen * heads * d, d, (nint)heads * d, 1 });
+
+    private static float[] FromBshd<T>(T[] bshd, int batch, int heads, int seqLen, int d, Func<T, float> widen)
+    {
+        var bhsd = new float[bshd.Length];
+        for (int b = 0; b < batch; b++)
+            for (int h = 0; h < heads; h++)
+                for (int s = 0; s < seqLen; s++)
+                    for (int x = 0; x < d; x++)
+                        bhsd[(((b * heads + h) * seqLen) + s) * d + x] = widen(bshd[(((b * seqLen + s) * heads) + h) * d + x]);
+        return bhsd;
+    }
+
+    /// <summary>Random inputs already representable in <typeparamref name="T"/> (so the reference sees what the kernel reads).</summary>
+    private static (float[] Query, float[] Key, float[] Value) Inputs(Random random, AttentionShape shape, int d, Func<float, float> round)
+    {
+        float[] Make(int heads) => AttentionCheck.RandomArray(random, shape.Batch * heads * shape.SeqLen * d, 1.5f).Select(round).ToArray();
+        return (Make(shape.Heads), Make(shape.KvHeads), Make(shape.KvHeads));
+    }
+
+    [Fact]
+    public void DenseFloatTensorsGoStraightThroughAndMatchTheReference()
+    {
+        var shape = new AttentionShape(Heads, KvHeads, 70) { Batch = 3 };
+        int d = LongformerLike.HeadDim;
+        (float[] query, float[] key, float[] value) = Inputs(new Random(1), shape, d, x => x);
+        var output = new float[query.Length];
+        LongformerLike.Forward<float>(
+            new ReadOnlyTensorSpan<float>(query, new nint[] { 3, Heads, 70, d }), new ReadOnlyTensorSpan<float>(key, new nint[] { 3, KvHeads, 70, d }),
+            new ReadOnlyTensorSpan<float>(value, new nint[] { 3, KvHeads, 70, d }), new TensorSpan<float>(output, new nint[] { 3, Heads, 70, d }));
+        AttentionCheck.AssertClose(Reference(LongformerLike.Pattern, query, key, value, shape), output, shape with { Heads = 3 * Heads }, d, "dense float tensors, batch 3");
+
+        // Tensor<T> too, rank 3.
+        var one = new AttentionShape(Heads, KvHeads, 70);
+        Tensor<float> q = Tensor.Create(query.AsSpan(0, Heads * 70 * d).ToArray(), new nint[] { Heads, 70, d });
+        Tensor<float> k = Tensor.Create(key.AsSpan(0, KvHeads * 70 * d).ToArray(), new nint[] { KvHeads, 70, d });
+        Tensor<float> v = Tensor.Create(value.AsSpan(0, KvHeads * 70 * d).ToArray(), new nint[] { KvHeads, 70, d });
+        Tensor<float> o = Tensor.Create(new float[Heads * 70 * d], new nint[] { Heads, 70, d });
+        LongformerLike.Forward(q, k, v, o);
+        AttentionCheck.AssertClose(Reference(LongformerLike.Pattern, q.ToArray(), k.ToArray(), v.ToArray(), one), o.ToArray(), one, d, "Tensor<float>, rank 3");
+    }
+
+    [Theory]
+    [InlineData(nameof(LongformerLike))]
+    [InlineData(nameof(CausalWindowWithSinks))]
+    public void AStridedBshdViewInEveryElementTypeMatchesTheReference(string name)
+    {
+        KernelUnderTest kernel = KernelUnderTest.FromType(typeof(TensorOverloadTests).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!);
+        int d = kernel.HeadDim, batch = 2, seqLen = 45;
+        var shape = new AttentionShape(Heads, KvHeads, seqLen) { Batch = batch };
+        Check<float>(x => x, x => x, x => x, 0);
+        Check<Half>(x => (Half)x, x => (float)x, x => (float)(Half)x, 1.0 / 1024);
+        Check<BFloat16>(x => (BFloat16)x, x => (float)x, x => (float)(BFloat16)x, 1.0 / 128);
+
+        void Check<T>(Func<float, T> narrow, Func<T, float> widen, Func<float, float> round, double ulp)
+            where T : unmanaged
+        {
+            (float[] query, float[] key, float[] value) = Inputs(new Random(d + typeof(T).Name.Length), shape, d, round);
+            float[] expected = Reference(kernel.Pattern, query, key, value, shape);
+            T[] q = ToBshd(query, batch, Heads, seqLen, d, narrow), k = ToBshd(key, batch, KvHeads, seqLen, d, narrow), v = ToBshd(value, batch, KvHeads, seqLen, d, narrow);
+            var o = new T[q.Length];
+            Run(kernel, BshdView(q, batch, Heads, seqLen, d), BshdView(k, batch, KvHeads, seqLen, d), BshdView(v, batch, KvHeads, seqLen, d), BshdView(o, batch, Heads, seqLen, d));
+            float[] actual = FromBshd(o, batch, Heads, seqLen, d, widen);
+            if (ulp == 0)
+            {
+                AttentionCheck.AssertClose(expected, actual, shape with { Heads = batch * Heads }, d, $"{name} BSHD float");
+                return;
+            }
+
+            for (int i = 0; i < expected.Length; i++)
+            {
+                float want = round(expected[i]);
+                Assert.True(Math.Abs(want - actual[i]) <= ulp * Math.Max(1, Math.Abs(want)), $"{name} BSHD {typeof(T).Name}: element {i} is {actual[i]}, the reference rounded to the type is {want}");
+            }
+        }
+    }
+
+    /// <summary>Runs the kernel's tensor overload (with zero sink logits for a declaration with learned sinks... none here).</summary>
+    private static void Run<T>(KernelUnderTest kernel, ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value, TensorSpan<T> output)
+        where T : unmanaged
+    {
+        if (kernel.Name == nameof(LongformerLike))
+        {
+            LongformerLike.Forward(query, key, value, output);
+        }
+        else
+        {
+            CausalWindowWithSinks.Forward(query, key, value, output);
+        }
+    }
+
+    [Fact]
+    public void PaddedRowsAreReadAndWrittenThroughTheirStrides()
+    {
+        // Rows of HeadDim + 8 floats (a padded allocation); the padding must be neither read as data nor written.
+        int d = LongformerLike.HeadDim, seqLen = 33, pitch = d + 8;
+        var shape = new AttentionShape(Heads, KvHeads, seqLen);
+        (float[] query, float[] key, float[] value) = Inputs(new Random(3), shape, d, x => x);
+        float[] Pad(float[] dense, int heads)
+        {
+            var padded = Enumerable.Repeat(float.NaN, heads * seqLen * pitch).ToArray();
+            for (int row = 0; row < heads * seqLen; row++)
+            {
+                dense.AsSpan(row * d, d).CopyTo(padded.AsSpan(row * pitch));
+            }
+
+            return padded;
+        }
+
+        TensorSpan<float> View(float[] padded, int heads) => new(padded, new nint[] { heads, seqLen, d }, new nint[] { (nint)seqLen * pitch, pitch, 1 });
+        float[] q = Pad(query, Heads), k = Pad(key, KvHeads), v = Pad(value, KvHeads), o = Enumerable.Repeat(-7f, Heads * seqLen * pitch).ToArray();
+        LongformerLike.Forward<float>(View(q, Heads), View(k, KvHeads), View(v, KvHeads), View(o, Heads));
+        float[] expected = Reference(LongformerLike.Pattern, query, key, value, shape);
+        for (int row = 0; row < Heads * seqLen; row++)
+        {
+            AttentionCheck.AssertClose(expected.AsSpan(row * d, d).ToArray(), o.AsSpan(row * pitch, d).ToArray(), new AttentionShape(1, 1, 1), d, $"padded row {row}");
+            Assert.All(o.AsSpan(row * pitch + d, pitch - d).ToArray(), padding => Assert.Equal(-7f, padding));
+        }
+    }
+
+    [Fact]
+    public void BatchesWithGroupedQueryHeadsEqualOneCallPerSequenceOnEveryIsa()
+    {
+        var shape = new AttentionShape(Heads, KvHeads, 90) { Batch = 3 };
+        int d = CausalWindowWithSinks.HeadDim;
+        (float[] query, float[] key, float[] value) = Inputs(new Random(4), shape, d, x => x);
+        float[] expected = Reference(CausalWindowWithSinks.Pattern, query, key, value, shape);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            var output = new float[query.Length];
+            var logSumExp = new float[3 * Heads * 90];
+            CausalWindowWithSinks.Forward(query, key, value, output, logSumExp, shape, new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, output, shape with { Heads = 3 * Heads }, d, $"batch of 3, {isa}");
+            var oneLse = new float[Heads * 90];
+            CausalWindowWithSinks.Forward(query.AsSpan(2 * Heads * 90 * d, Heads * 90 * d), key.AsSpan(2 * KvHeads * 90 * d, KvHeads * 90 * d), value.AsSpan(2 * KvHeads * 90 * d, KvHeads * 90 * d), new float[Heads * 90 * d], oneLse, shape with { Batch = 1 }, new AttentionOptions { Isa = isa });
+            Assert.Equal(oneLse, logSumExp.AsSpan(2 * Heads * 90).ToArray());
+        }
+    }
+
+    [Fact]
+    public void PackedSequencesOfLengthZeroOneAndRaggedNeverSeeEachOther()
+    {
+        int d = LongformerLike.HeadDim;
+        int[] starts = { 0, 0, 1, 38, 38, 108 };
+        int total = starts[^1];
+        var shape = new AttentionShape(Heads, KvHeads, total);
+        (float[] query, float[] key, float[] value) = Inputs(new Random(5), shape, d, x => x);
+
+        // NaN in the keys and values of the last sequence: no other sequence may see it.
+        float[] poisonedKey = (float[])key.Clone(), poisonedValue = (float[])value.Clone();
+        for (int head = 0; head < KvHeads; head++)
+        {
+            poisonedKey[(head * total + 60) * d + 3] = float.NaN;
+            poisonedValue[(head * total + 100) * d] = float.PositiveInfinity;
+        }
+
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            var output = new float[query.Length];
+            LongformerLike.Forward(query, poisonedKey, poisonedValue, output, shape, starts, new AttentionOptions { Isa = isa });
+            for (int i = 0; i + 1 < starts.Length; i++)
+            {
+                int first = starts[i], rows = starts[i + 1] - first;
+                if (rows == 0)
+                {
+                    continue;
+                }
+
+                var one = new AttentionShape(Heads, KvHeads, rows);
+                float[] Rows(float[] tensor, int heads) => Enumerable.Range(0, heads).SelectMany(head => tensor.AsSpan((head * total + first) * d, rows * d).ToArray()).ToArray();
+                float[] want = new float[Heads * rows * d];
+                ReferenceAttention.Forward(LongformerLike.Pattern, Rows(query, Heads), Rows(poisonedKey, KvHeads), Rows(poisonedValue, KvHeads), want, one);
+                int nanRows = AttentionCheck.AssertSameRowsOrNaN(want, Rows(output, Heads), one, d, $"sequence {i} ({rows} rows), {isa}");
+                Assert.True(i == starts.Length - 2 ? nanRows > 0 : nanRows == 0, $"sequence {i}: {nanRows} NaN rows");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(new[] { 0, 10, 5, 20 }, "ascending")]
+    [InlineData(new[] { 1, 10, 20 }, "start at 0")]
+    [InlineData(new[] { 0, 10, 19 }, "end at the total rows")]
+    [InlineData(new[] { 20 }, "at least 2")]
+    public void BadSequenceStartsNameTheParameter(int[] starts, string rule)
+    {
+        int d = LongformerLike.HeadDim;
+        var shape = new AttentionShape(1, 1, 20);
+        var data = new float[20 * d];
+        ArgumentException error = Assert.Throws<ArgumentException>(() => LongformerLike.Forward(data, data, data, new float[data.Length], shape, starts));
+        Assert.Equal("sequenceStarts", error.ParamName);
+        Assert.Contains(rule, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void BadStridesShapesAndOverlapsAreArgumentExceptionsNamingTheTensor()
+    {
+        int d = LongformerLike.HeadDim;
+        var data = new float[2 * 10 * d];
+        var output = new float[2 * 10 * d];
+
+        // Last dimension not contiguous.
+        float[] wide = new float[2 * 10 * d * 2];
+        ArgumentException error = ForwardFails(new ReadOnlyTensorSpan<float>(wide, new nint[] { 2, 10, d }, new nint[] { 20 * d, 2 * d, 2 }), new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(output, new nint[] { 2, 10, d }));
+        Assert.Equal("query", error.ParamName);
+        Assert.Contains("contiguous", error.Message, StringComparison.Ordinal);
+
+        // Output whose rows share memory (row stride 0).
+        error = ForwardFails(new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(output, new nint[] { 2, 10, d }, new nint[] { 10 * d, 0, 1 }));
+        Assert.Equal("output", error.ParamName);
+
+        // Output over an input.
+        error = ForwardFails(new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }));
+        Assert.Equal("output", error.ParamName);
+
+        // A dimension that does not match, named.
+        error = ForwardFails(new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 5, d }), new(data, new nint[] { 2, 10, d }), new(output, new nint[] { 2, 10, d }));
+        Assert.Equal("key", error.ParamName);
+        Assert.Contains("SeqLen", error.Message, StringComparison.Ordinal);
+        error = ForwardFails(new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(data, new nint[] { 2, 10, d }), new(new float[2 * 2 * 2 * d], new nint[] { 2, 2, 2 * d }));
+        Assert.Equal("output", error.ParamName);
+        Assert.Contains("HeadDim", error.Message, StringComparison.Ordinal);
+
+        // An element type attention does not take.
+        var ints = new int[2 * 10 * d];
+        error = Assert.Throws<ArgumentException>(() => LongformerLike.Forward<int>(new ReadOnlyTensorSpan<int>(ints, new nint[] { 2, 10, d }), new ReadOnlyTensorSpan<int>(ints, new nint[] { 2, 10, d }), new ReadOnlyTensorSpan<int>(ints, new nint[] { 2, 10, d }), new TensorSpan<int>(new int[ints.Length], new nint[] { 2, 10, d })));
+        Assert.Equal("query", error.ParamName);
+
+        // Prefill continues one stream.
+        Assert.Equal("shape", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Prefill(new float[2 * Heads * 4 * 128], new float[2 * KvHeads * 4 * 128], new float[2 * KvHeads * 4 * 128], new float[2 * Heads * 4 * 128], new AttentionShape(Heads, KvHeads, 4) { Batch = 2 }, CausalWindowWithSinks.CreateCache(KvHeads))).ParamName);
+    }
+
+    private static ArgumentException ForwardFails(ReadOnlyTensorSpan<float> query, ReadOnlyTensorSpan<float> key, ReadOnlyTensorSpan<float> value, TensorSpan<float> output)
+    {
+        try
+        {
+            LongformerLike.Forward(query, key, value, output);
+        }
+        catch (ArgumentException error)
+        {
+            return error;
+        }
+
+        Assert.Fail("expected an ArgumentException");
+        return null!;
+    }
+
+    [Fact]
+    public void BFloat16RoundsToNearestEvenAndWidensExactly()
+    {
+        Assert.Equal(1f, (float)(BFloat16)1f);
+        Assert.Equal(0x3F80, ((BFloat16)1.00390625f).RawValue);      // 1 + 2^-8: a tie, rounds to the even 1
+        Assert.Equal(0x3F82, ((BFloat16)1.01171875f).RawValue);      // 1 + 3 x 2^-8: a tie, rounds up to even
+        Assert.Equal(0x3F81, ((BFloat16)1.0078126f).RawValue);       // just above 1 + 2^-7
+        Assert.True(((BFloat16)float.NaN).IsNaN);
+        Assert.Equal(float.PositiveInfinity, (float)(BFloat16)float.PositiveInfinity);
+        Assert.Equal(float.PositiveInfinity, (float)(BFloat16)float.MaxValue); // rounds past the largest bf16
+        for (int bits = 0; bits <= ushort.MaxValue; bits++)
+        {
+            BFloat16 value = BFloat16.FromRawValue((ushort)bits);
+            if (!value.IsNaN)
+            {
+                Assert.Equal(bits, ((BFloat16)(float)value).RawValue);
+            }
+        }
+
+        // The vector path (16 at a time) agrees with the scalar rule on random floats, NaN included.
+        var random = new Random(9);
+        float[] floats = Enumerable.Range(0, 1003).Select(i => i % 97 == 0 ? float.NaN : BitConverter.Int32BitsToSingle(random.Next())).ToArray();
+        var narrowed = new BFloat16[floats.Length];
+        ElementConversion.FromSingle<BFloat16>(floats, narrowed);
+        var widened = new float[floats.Length];
+        ElementConversion.ToSingle<BFloat16>(narrowed, widened);
+        for (int i = 0; i < floats.Length; i++)
+        {
+            Assert.Equal(((BFloat16)floats[i]).RawValue, narrowed[i].RawValue);
+            Assert.Equal(BitConverter.SingleToInt32Bits((float)narrowed[i]), BitConverter.SingleToInt32Bits(widened[i]));
+        }
+    }
+}
