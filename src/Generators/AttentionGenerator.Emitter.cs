@@ -499,6 +499,11 @@ public sealed partial class AttentionGenerator
             writer.Line(generatedCode);
             writer.Line("public static global::SparseAttention.KvCache CreateCache(int kvHeads) => new global::SparseAttention.KvCache(Pattern, kvHeads, HeadDim);");
             writer.Line();
+            writer.Line("/// <summary>Creates a rolling KV cache storing keys and values as <paramref name=\"element\"/> (Half or BFloat16: half the memory and half the bytes decode reads).</summary>");
+            writer.Line("/// <exception cref=\"global::System.NotSupportedException\">The pattern is bidirectional, or sees unboundedly far back (dense, strided).</exception>");
+            writer.Line(generatedCode);
+            writer.Line("public static global::SparseAttention.KvCache CreateCache(int kvHeads, global::SparseAttention.CacheElement element) => new global::SparseAttention.KvCache(Pattern, kvHeads, HeadDim, element);");
+            writer.Line();
             writer.Line("/// <summary>");
             writer.Line("/// Attention for the newest token in <paramref name=\"cache\"/> (append its key and value first): query and output are");
             writer.Line("/// [Heads, HeadDim], query head h reads KV head h / (Heads / KvHeads). The token sees exactly the keys the pattern");
@@ -519,6 +524,22 @@ public sealed partial class AttentionGenerator
                 EmitSinkValidation(writer, scores, "query.Length / HeadDim");
                 System.Func<string, string> decode = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(cache, query, output, options" + sinkPass + ");";
                 EmitIsaSwitch(writer, headDim, decode, decode);
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Continuous batching: the newest token of each of several streams, each with its own cache at its own position. query and");
+            writer.Line("/// output are [streams, Heads, HeadDim], stream i against caches[i] (append each stream's token first).");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">The spans do not hold [caches.Length, Heads, HeadDim], or a cache is wrong for this kernel.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Decode(global::System.ReadOnlySpan<float> query, " + sinks + "global::System.ReadOnlySpan<global::SparseAttention.KvCache> caches, global::System.Span<float> output, global::SparseAttention.AttentionOptions? options = null)"))
+            {
+                writer.Line("int rowFloats = global::SparseAttention.DecodeArguments.ValidateStreams(HeadDim, query, caches, output);");
+                using (writer.Block("for (int stream = 0; stream < caches.Length; stream++)"))
+                {
+                    writer.Line("Decode(query.Slice(stream * rowFloats, rowFloats), " + sinkArgument + "caches[stream], output.Slice(stream * rowFloats, rowFloats), options ?? global::SparseAttention.AttentionOptions.Default);");
+                }
             }
 
             writer.Line();

@@ -40,7 +40,7 @@ public static unsafe class CpuDecode
         {
             var store = new KvStore(keys, values, cache.KvHeads, cache.Capacity, cache.Map);
             DecodeJob<TKernel, TScores> job = DecodeJob<TKernel, TScores>.ForThisThread();
-            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options);
+            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options, cache.Element == CacheElement.Single ? null : cache);
             long roughPairs = (long)heads * Math.Min(position + 1L, cache.RingSlots);
             WorkerPool.Shared.Run(job, job.Items, CpuAttention.Threads(options, roughPairs));
             job.Combine(outputPointer, sinkLogits.IsEmpty ? null : sinks);
@@ -125,17 +125,13 @@ public static unsafe class CpuDecode
         {
             var destinationKeys = new Span<float>(keys + (long)kvHead * slots * headDim, slots * headDim);
             var destinationValues = new Span<float>(values + (long)kvHead * slots * headDim, slots * headDim);
-            ReadOnlySpan<float> cacheKeys = cache.Keys.AsSpan(kvHead * cache.Capacity * headDim, cache.Capacity * headDim);
-            ReadOnlySpan<float> cacheValues = cache.Values.AsSpan(kvHead * cache.Capacity * headDim, cache.Capacity * headDim);
-
-            // History from the ring, in at most two runs (before and after the ring's end).
+            // History from the ring, in at most two runs (before and after the ring's end); a narrow cache is widened here.
             int copied = 0;
             while (copied < history)
             {
                 int slot = ring.RingSlot(oldest + copied);
                 int run = Math.Min(history - copied, cache.RingSlots - slot);
-                cacheKeys.Slice(slot * headDim, run * headDim).CopyTo(destinationKeys.Slice(copied * headDim));
-                cacheValues.Slice(slot * headDim, run * headDim).CopyTo(destinationValues.Slice(copied * headDim));
+                cache.ReadSlots(kvHead, slot, run, destinationKeys.Slice(copied * headDim), destinationValues.Slice(copied * headDim));
                 copied += run;
             }
 
@@ -145,8 +141,7 @@ public static unsafe class CpuDecode
             value.Slice(from, rows * headDim).CopyTo(destinationValues.Slice(history * headDim));
 
             // Pinned global tokens; only those before the history are read from here.
-            cacheKeys.Slice(cache.RingSlots * headDim, cache.PinnedSlots * headDim).CopyTo(destinationKeys.Slice(linear * headDim));
-            cacheValues.Slice(cache.RingSlots * headDim, cache.PinnedSlots * headDim).CopyTo(destinationValues.Slice(linear * headDim));
+            cache.ReadSlots(kvHead, cache.RingSlots, cache.PinnedSlots, destinationKeys.Slice(linear * headDim), destinationValues.Slice(linear * headDim));
         }
 
         return new KvStore(keys, values, cache.KvHeads, slots, new SlotMap(origin: oldest, ringSlots: linear, oldest, cache.PinnedPositions));
@@ -235,6 +230,9 @@ public static unsafe class CpuDecode
         private float _scale;
         private float[] _alibiSlopes = Array.Empty<float>();
 
+        // A Half or BFloat16 cache (null for fp32, which is read in place): each work item widens its block of slots once.
+        private KvCache? _narrowCache;
+
         // Per head: its key segments mapped to slots (the same for every block), the position of each one's first key
         // (for score modifiers), and how many there are.
         private KeySegment[] _headSegments = Array.Empty<KeySegment>();
@@ -248,10 +246,11 @@ public static unsafe class CpuDecode
 
         private static int PartialLength => TKernel.HeadDim + 2;
 
-        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, AttentionOptions options)
+        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, AttentionOptions options, KvCache? narrowCache)
         {
             _pattern = pattern;
             _store = store;
+            _narrowCache = narrowCache;
             _query = query;
             _heads = heads;
             _position = position;
@@ -286,6 +285,8 @@ public static unsafe class CpuDecode
             int kvHead = item / _blocks, block = item % _blocks;
             int firstSlot = block * SlotsPerBlock, endSlot = Math.Min(firstSlot + SlotsPerBlock, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
+            float* keys = _store.Keys + kvOffset, values = _store.Values + kvOffset;
+            bool widened = false;
             CpuAttention.WorkerScratch scratch = CpuAttention.WorkerScratch.ForThisThread(_pattern, TKernel.ScratchLength, 1, headDim, 0);
             for (int head = kvHead * _groupSize; head < (kvHead + 1) * _groupSize; head++)
             {
@@ -296,10 +297,22 @@ public static unsafe class CpuDecode
                 float max = float.NegativeInfinity, sum = 0f;
                 Span<float> accumulator = partial.Slice(2);
                 accumulator.Clear();
+                if (inBlock > 0 && _narrowCache is not null && !widened)
+                {
+                    // The block's slots in fp32, in this thread's buffer, addressed as if it were the whole head's: slot s
+                    // at (s - firstSlot) x HeadDim. The kernel only reads slots of this block.
+                    WidenedBlock.ForThisThread(SlotsPerBlock * headDim, out float* keyBlock, out float* valueBlock);
+                    int floats = (endSlot - firstSlot) * headDim;
+                    _narrowCache.ReadSlots(kvHead, firstSlot, endSlot - firstSlot, new Span<float>(keyBlock, floats), new Span<float>(valueBlock, floats));
+                    keys = keyBlock - (long)firstSlot * headDim;
+                    values = valueBlock - (long)firstSlot * headDim;
+                    widened = true;
+                }
+
                 if (inBlock > 0)
                 {
                     var row = new ScoreRow(_position, head, TScores.ModifiesScores ? _alibiSlopes[head] : 0f, scratch.MappedPositions.AsSpan(0, inBlock));
-                    TKernel.AccumulateRow<TScores>(ref *(_query + (long)head * headDim), ref *(_store.Keys + kvOffset), ref *(_store.Values + kvOffset), scratch.ClippedSegments.AsSpan(0, inBlock), row, _scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
+                    TKernel.AccumulateRow<TScores>(ref *(_query + (long)head * headDim), ref *keys, ref *values, scratch.ClippedSegments.AsSpan(0, inBlock), row, _scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref max, ref sum, accumulator);
                 }
 
                 partial[0] = max;
@@ -351,6 +364,38 @@ public static unsafe class CpuDecode
             {
                 array = new T[length];
             }
+        }
+    }
+
+    /// <summary>
+    /// Each worker thread's fp32 buffers for one widened block of a narrow cache's keys and values. Native memory, so the
+    /// kernel may be handed an address before its start (see DecodeJob.Execute) without that being a reference into
+    /// another managed object; one pair per thread, grown on demand and kept for the thread's life (a few hundred KiB).
+    /// </summary>
+    private static class WidenedBlock
+    {
+        [ThreadStatic]
+        private static float* t_keys;
+
+        [ThreadStatic]
+        private static float* t_values;
+
+        [ThreadStatic]
+        private static int t_floats;
+
+        public static void ForThisThread(int floats, out float* keys, out float* values)
+        {
+            if (t_floats < floats)
+            {
+                System.Runtime.InteropServices.NativeMemory.AlignedFree(t_keys);
+                System.Runtime.InteropServices.NativeMemory.AlignedFree(t_values);
+                t_keys = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+                t_values = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)floats * sizeof(float), 64);
+                t_floats = floats;
+            }
+
+            keys = t_keys;
+            values = t_values;
         }
     }
 }

@@ -69,4 +69,37 @@ public static class DecodeArguments
             throw new ArgumentException($"cache was created for another kernel (pattern: {cache.Pattern}; HeadDim {cache.HeadDim}); create one with this kernel's CreateCache(kvHeads).", nameof(cache));
         }
     }
+
+    /// <summary>
+    /// Checks a batched decode: one cache per stream, query and output [streams, Heads, HeadDim] alike. Returns the floats
+    /// of one stream's rows (Heads x HeadDim); each stream is then checked as a single decode.
+    /// </summary>
+    /// <exception cref="ArgumentException">No cache, a null cache, or a length that is not caches.Length x Heads x HeadDim.</exception>
+    public static int ValidateStreams(int headDim, ReadOnlySpan<float> query, ReadOnlySpan<KvCache> caches, ReadOnlySpan<float> output)
+    {
+        if (caches.IsEmpty)
+        {
+            throw new ArgumentException("caches must hold one cache per stream; it is empty.", nameof(caches));
+        }
+
+        for (int stream = 0; stream < caches.Length; stream++)
+        {
+            if (caches[stream] is null)
+            {
+                throw new ArgumentException($"caches[{stream}] is null; every stream needs its cache.", nameof(caches));
+            }
+        }
+
+        if (query.IsEmpty || query.Length % ((long)caches.Length * headDim) != 0)
+        {
+            throw new ArgumentException($"query must hold [streams, Heads, HeadDim] = [{caches.Length}, Heads, {headDim}] floats for some Heads >= 1; it holds {query.Length}.", nameof(query));
+        }
+
+        if (output.Length != query.Length)
+        {
+            throw new ArgumentException($"output must hold as many floats as query ([streams, Heads, HeadDim] = {query.Length}); it holds {output.Length}.", nameof(output));
+        }
+
+        return query.Length / caches.Length;
+    }
 }

@@ -18,8 +18,11 @@ namespace SparseAttention;
 /// </remarks>
 public sealed class KvCache
 {
-    private readonly float[] _keys;
-    private readonly float[] _values;
+    // One pair of arrays is used: fp32 for CacheElement.Single, 16-bit (Half or BFloat16 bits) otherwise.
+    private readonly float[] _keys = Array.Empty<float>();
+    private readonly float[] _values = Array.Empty<float>();
+    private readonly ushort[] _narrowKeys = Array.Empty<ushort>();
+    private readonly ushort[] _narrowValues = Array.Empty<ushort>();
     private readonly int[] _pinnedPositions;
 
     /// <summary>
@@ -29,7 +32,24 @@ public sealed class KvCache
     /// <exception cref="NotSupportedException">The pattern cannot be decoded with a bounded cache, or one KV head's ring would not fit in an array (see <see cref="AttentionPattern.FindStreamingProblem(int)"/>).</exception>
     /// <exception cref="ArgumentException"><paramref name="kvHeads"/> or <paramref name="headDim"/> is not positive, or the cache would be too large.</exception>
     public KvCache(AttentionPattern pattern, int kvHeads, int headDim)
+        : this(pattern, kvHeads, headDim, CacheElement.Single)
     {
+    }
+
+    /// <summary>
+    /// Creates an empty cache holding keys and values as <paramref name="element"/>: <see cref="CacheElement.Half"/> or
+    /// <see cref="CacheElement.BFloat16"/> halve <see cref="MemoryBytes"/> and the bytes decode reads per token; appended
+    /// fp32 values are rounded to the type (to nearest even), and decode widens each block of slots it reads once.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The pattern cannot be decoded with a bounded cache.</exception>
+    /// <exception cref="ArgumentException">A size is not positive, the cache would be too large, or <paramref name="element"/> is undefined.</exception>
+    public KvCache(AttentionPattern pattern, int kvHeads, int headDim, CacheElement element)
+    {
+        if (!Enum.IsDefined(element))
+        {
+            throw new ArgumentException($"element must be CacheElement.Single, Half or BFloat16; got {(int)element}.", nameof(element));
+        }
+
         ArgumentNullException.ThrowIfNull(pattern);
         if (kvHeads < 1)
         {
@@ -59,9 +79,21 @@ public sealed class KvCache
             throw new ArgumentException($"A cache of {kvHeads} KV heads x {Capacity} slots x HeadDim {headDim} needs {floats} floats per tensor, more than one array holds ({Array.MaxLength}); use fewer KV heads per cache (one cache per group of KV heads).", nameof(kvHeads));
         }
 
-        _keys = new float[(long)floats];
-        _values = new float[(long)floats];
+        Element = element;
+        if (element == CacheElement.Single)
+        {
+            _keys = new float[(long)floats];
+            _values = new float[(long)floats];
+        }
+        else
+        {
+            _narrowKeys = new ushort[(long)floats];
+            _narrowValues = new ushort[(long)floats];
+        }
     }
+
+    /// <summary>How keys and values are stored.</summary>
+    public CacheElement Element { get; }
 
     /// <summary>The pattern the cache was sized for.</summary>
     public AttentionPattern Pattern { get; }
@@ -84,8 +116,8 @@ public sealed class KvCache
     /// <summary>Token slots per KV head: <see cref="RingSlots"/> + <see cref="PinnedSlots"/>. Fixed for the cache's life.</summary>
     public int Capacity => RingSlots + PinnedSlots;
 
-    /// <summary>Bytes of keys and values held: 2 x KvHeads x Capacity x HeadDim x 4, the same at token 1 and token 1,000,000.</summary>
-    public long MemoryBytes => 2L * _keys.LongLength * sizeof(float);
+    /// <summary>Bytes of keys and values held: 2 x KvHeads x Capacity x HeadDim x (4, or 2 for Half and BFloat16), the same at token 1 and token 1,000,000.</summary>
+    public long MemoryBytes => Element == CacheElement.Single ? 2L * _keys.LongLength * sizeof(float) : 2L * _narrowKeys.LongLength * sizeof(ushort);
 
     /// <summary>
     /// Appends one or more tokens' keys and values, token by token: <c>[tokens, KvHeads, HeadDim]</c>, each token's
@@ -138,9 +170,7 @@ public sealed class KvCache
         }
 
         int slot = position >= OldestInRing ? RingSlotOf(position) : RingSlots + PinnedIndexOf(position);
-        long offset = ((long)kvHead * Capacity + slot) * HeadDim;
-        _keys.AsSpan((int)offset, HeadDim).CopyTo(key);
-        _values.AsSpan((int)offset, HeadDim).CopyTo(value);
+        ReadSlots(kvHead, slot, 1, key, value);
         return true;
     }
 
@@ -150,9 +180,35 @@ public sealed class KvCache
     /// <summary>Where the cache keeps each position it holds.</summary>
     internal SlotMap Map => new(origin: 0, RingSlots, OldestInRing, _pinnedPositions);
 
+    /// <summary>The fp32 keys ([KvHeads, Capacity, HeadDim]); empty unless <see cref="Element"/> is Single.</summary>
     internal float[] Keys => _keys;
 
+    /// <summary>The fp32 values; empty unless <see cref="Element"/> is Single.</summary>
     internal float[] Values => _values;
+
+    /// <summary>
+    /// Copies <paramref name="count"/> slots of <paramref name="kvHead"/> from <paramref name="firstSlot"/> on into fp32
+    /// <paramref name="keys"/> and <paramref name="values"/> (count x HeadDim each), widening a narrow cache's elements.
+    /// </summary>
+    internal void ReadSlots(int kvHead, int firstSlot, int count, Span<float> keys, Span<float> values)
+    {
+        int offset = (kvHead * Capacity + firstSlot) * HeadDim, length = count * HeadDim;
+        switch (Element)
+        {
+            case CacheElement.Single:
+                _keys.AsSpan(offset, length).CopyTo(keys);
+                _values.AsSpan(offset, length).CopyTo(values);
+                break;
+            case CacheElement.Half:
+                Tensors.ElementConversion.ToSingle<Half>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowKeys.AsSpan(offset, length)), keys);
+                Tensors.ElementConversion.ToSingle<Half>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowValues.AsSpan(offset, length)), values);
+                break;
+            default:
+                Tensors.ElementConversion.ToSingle<BFloat16>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowKeys.AsSpan(offset, length)), keys);
+                Tensors.ElementConversion.ToSingle<BFloat16>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowValues.AsSpan(offset, length)), values);
+                break;
+        }
+    }
 
     internal int[] PinnedPositions => _pinnedPositions;
 
@@ -206,7 +262,34 @@ public sealed class KvCache
 
     private void WriteSlot(long slot, ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
-        key.CopyTo(_keys.AsSpan((int)(slot * HeadDim), HeadDim));
-        value.CopyTo(_values.AsSpan((int)(slot * HeadDim), HeadDim));
+        int offset = (int)(slot * HeadDim);
+        switch (Element)
+        {
+            case CacheElement.Single:
+                key.CopyTo(_keys.AsSpan(offset, HeadDim));
+                value.CopyTo(_values.AsSpan(offset, HeadDim));
+                break;
+            case CacheElement.Half:
+                Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowKeys.AsSpan(offset, HeadDim)));
+                Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowValues.AsSpan(offset, HeadDim)));
+                break;
+            default:
+                Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowKeys.AsSpan(offset, HeadDim)));
+                Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowValues.AsSpan(offset, HeadDim)));
+                break;
+        }
     }
+}
+
+/// <summary>How a <see cref="KvCache"/> stores keys and values.</summary>
+public enum CacheElement
+{
+    /// <summary>fp32, as appended: decode reads 4 bytes per element.</summary>
+    Single,
+
+    /// <summary>IEEE half precision: half the memory and the bytes decode reads; 11 significant bits.</summary>
+    Half,
+
+    /// <summary>bfloat16 (<see cref="SparseAttention.BFloat16"/>): half the memory, fp32's range, 8 significant bits.</summary>
+    BFloat16,
 }

@@ -117,6 +117,11 @@ namespace Outer.Layers
             [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
             public static global::SparseAttention.KvCache CreateCache(int kvHeads) => new global::SparseAttention.KvCache(Pattern, kvHeads, HeadDim);
 
+            /// <summary>Creates a rolling KV cache storing keys and values as <paramref name="element"/> (Half or BFloat16: half the memory and half the bytes decode reads).</summary>
+            /// <exception cref="global::System.NotSupportedException">The pattern is bidirectional, or sees unboundedly far back (dense, strided).</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static global::SparseAttention.KvCache CreateCache(int kvHeads, global::SparseAttention.CacheElement element) => new global::SparseAttention.KvCache(Pattern, kvHeads, HeadDim, element);
+
             /// <summary>
             /// Attention for the newest token in <paramref name="cache"/> (append its key and value first): query and output are
             /// [Heads, HeadDim], query head h reads KV head h / (Heads / KvHeads). The token sees exactly the keys the pattern
@@ -146,6 +151,21 @@ namespace Outer.Layers
                     default:
                         global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim8.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(cache, query, output, options);
                         break;
+                }
+            }
+
+            /// <summary>
+            /// Continuous batching: the newest token of each of several streams, each with its own cache at its own position. query and
+            /// output are [streams, Heads, HeadDim], stream i against caches[i] (append each stream's token first).
+            /// </summary>
+            /// <exception cref="global::System.ArgumentException">The spans do not hold [caches.Length, Heads, HeadDim], or a cache is wrong for this kernel.</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Decode(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<global::SparseAttention.KvCache> caches, global::System.Span<float> output, global::SparseAttention.AttentionOptions? options = null)
+            {
+                int rowFloats = global::SparseAttention.DecodeArguments.ValidateStreams(HeadDim, query, caches, output);
+                for (int stream = 0; stream < caches.Length; stream++)
+                {
+                    Decode(query.Slice(stream * rowFloats, rowFloats), caches[stream], output.Slice(stream * rowFloats, rowFloats), options ?? global::SparseAttention.AttentionOptions.Default);
                 }
             }
 

@@ -19,7 +19,8 @@ internal sealed record StreamCase(KernelUnderTest Kernel, AttentionCheck.Inputs 
     /// A stream of 10 x W tokens, W being how far the window reaches plus the token itself, and long enough to pass
     /// the last global token by two windows, so global rows and pinned columns are exercised.
     /// </summary>
-    public static StreamCase Create(KernelUnderTest kernel, Random random, int? length = null, (int Heads, int KvHeads)? heads = null)
+    /// <param name="round">Applied to every input (e.g. rounding to Half for a narrow cache), before the reference is computed.</param>
+    public static StreamCase Create(KernelUnderTest kernel, Random random, int? length = null, (int Heads, int KvHeads)? heads = null, Func<float, float>? round = null)
     {
         AttentionPattern pattern = kernel.Pattern;
         int window = pattern.HasWindow ? pattern.WindowLeft * pattern.MaxDilation + 1 : 1;
@@ -27,6 +28,11 @@ internal sealed record StreamCase(KernelUnderTest Kernel, AttentionCheck.Inputs 
         int seqLen = length ?? Math.Max(10 * window, lastGlobal + 2 * window + 1);
         AttentionShape shape = heads is { } fixedHeads ? new AttentionShape(fixedHeads.Heads, fixedHeads.KvHeads, seqLen) : AttentionCheck.RandomShape(random, seqLen);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        if (round is not null)
+        {
+            inputs = inputs with { Query = inputs.Query.Select(round).ToArray(), Key = inputs.Key.Select(round).ToArray(), Value = inputs.Value.Select(round).ToArray() };
+        }
+
         return new StreamCase(kernel, inputs, AttentionCheck.Reference(kernel, inputs), window);
     }
 
@@ -70,9 +76,9 @@ internal sealed record StreamCase(KernelUnderTest Kernel, AttentionCheck.Inputs 
     /// The first half of the stream as one prompt through <c>Prefill</c> (in chunks of the ring when longer), then every
     /// later token appended and decoded alone, each checked against the reference.
     /// </summary>
-    public void AssertPrefillHalfThenDecode(AttentionOptions options, string context)
+    public void AssertPrefillHalfThenDecode(AttentionOptions options, string context, CacheElement element = CacheElement.Single)
     {
-        KvCache cache = Kernel.Streaming!.CreateCache(Shape.KvHeads);
+        KvCache cache = element == CacheElement.Single ? Kernel.Streaming!.CreateCache(Shape.KvHeads) : new KvCache(Kernel.Pattern, Shape.KvHeads, HeadDim, element);
         int prompt = Length / 2;
         AssertRows(Prefill(cache, 0, prompt, options), 0, prompt, $"{context} prefill");
         for (int position = prompt; position < Length; position++)

@@ -1,0 +1,92 @@
+using SparseAttention.Testing;
+
+namespace SparseAttention.Runtime.Tests.Decode;
+
+/// <summary>
+/// Half and BFloat16 KV caches and batched decode (issue 15). A narrow cache rounds what is appended, so the streams'
+/// inputs are made exactly representable in the type first: the reference then sees what decode reads, and the kernels'
+/// usual tolerance applies.
+/// </summary>
+public class NarrowCacheAndBatchedDecodeTests
+{
+    public static TheoryData<string, CacheElement> KernelsAndElements()
+    {
+        var data = new TheoryData<string, CacheElement>();
+        foreach (string name in new[] { nameof(CausalWindowWithSinks), nameof(CausalCutsRightSide), nameof(WindowWiderThanTile) })
+        {
+            data.Add(name, CacheElement.Half);
+            data.Add(name, CacheElement.BFloat16);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelsAndElements))]
+    public void ANarrowCacheDecodesLikeTheReferenceOnEveryIsa(string name, CacheElement element)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        Func<float, float> round = element == CacheElement.Half ? x => (float)(Half)x : x => (float)(BFloat16)x;
+        var stream = StreamCase.Create(kernel, new Random(name.Length + (int)element), round: round);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            stream.AssertPrefillHalfThenDecode(new AttentionOptions { Isa = isa }, $"{element} cache, {isa}", element);
+        }
+    }
+
+    [Fact]
+    public void ANarrowCacheHoldsHalfTheBytesAndReadsBackTheRoundedValues()
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(CausalWindowWithSinks));
+        var single = new KvCache(kernel.Pattern, 2, kernel.HeadDim);
+        var half = new KvCache(kernel.Pattern, 2, kernel.HeadDim, CacheElement.Half);
+        var bf16 = new KvCache(kernel.Pattern, 2, kernel.HeadDim, CacheElement.BFloat16);
+        Assert.Equal(single.MemoryBytes, 2 * half.MemoryBytes);
+        Assert.Equal(single.MemoryBytes, 2 * bf16.MemoryBytes);
+        float[] token = AttentionCheck.RandomArray(new Random(2), 2 * kernel.HeadDim, 3f);
+        half.Append(token, token);
+        bf16.Append(token, token);
+        var key = new float[kernel.HeadDim];
+        var value = new float[kernel.HeadDim];
+        Assert.True(half.TryRead(0, 1, key, value));
+        Assert.Equal(token.Skip(kernel.HeadDim).Select(x => (float)(Half)x), key);
+        Assert.True(bf16.TryRead(0, 1, key, value));
+        Assert.Equal(token.Skip(kernel.HeadDim).Select(x => (float)(BFloat16)x), value);
+        Assert.Equal("element", Assert.Throws<ArgumentException>(() => new KvCache(kernel.Pattern, 2, kernel.HeadDim, (CacheElement)7)).ParamName);
+    }
+
+    [Fact]
+    public void BatchedDecodeEqualsDecodingEachStreamAlone()
+    {
+        // Three streams at different positions (one past its window, one with a global token in its ring), one fp32 and two narrow caches.
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(CausalWindowWithSinks));
+        int d = kernel.HeadDim, heads = 4, kvHeads = 2;
+        var random = new Random(11);
+        int[] lengths = { 5, 40, 700 };
+        CacheElement[] elements = { CacheElement.Single, CacheElement.Half, CacheElement.BFloat16 };
+        var caches = new KvCache[lengths.Length];
+        for (int stream = 0; stream < lengths.Length; stream++)
+        {
+            caches[stream] = new KvCache(kernel.Pattern, kvHeads, d, elements[stream]);
+            for (int token = 0; token < lengths[stream]; token++)
+            {
+                float[] kv = AttentionCheck.RandomArray(random, kvHeads * d, 1.5f);
+                caches[stream].Append(kv, kv.Reverse().ToArray());
+            }
+        }
+
+        float[] query = AttentionCheck.RandomArray(random, lengths.Length * heads * d, 1.5f);
+        var batched = new float[query.Length];
+        CausalWindowWithSinks.Decode(query, caches, batched);
+        for (int stream = 0; stream < lengths.Length; stream++)
+        {
+            var alone = new float[heads * d];
+            CausalWindowWithSinks.Decode(query.AsSpan(stream * heads * d, heads * d), caches[stream], alone);
+            Assert.Equal(alone, batched.AsSpan(stream * heads * d, heads * d).ToArray());
+        }
+
+        Assert.Equal("caches", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, Array.Empty<KvCache>(), batched)).ParamName);
+        Assert.Equal("query", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query.AsSpan(1), caches, batched.AsSpan(1))).ParamName);
+        Assert.Equal("output", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, caches, batched.AsSpan(1))).ParamName);
+    }
+}
