@@ -4,6 +4,7 @@ using SparseAttention.Benchmarks;
 // `-- --quick`: the one-process comparison (FMA peak, generated kernels, dense, TensorPrimitives, ONNX Runtime).
 // `-- --gpu`: the generated ILGPU kernels on the GPU AttentionDevice picks (CUDA, then OpenCL).
 // `-- --decode`: streaming decode with a rolling KV cache at positions 8K, 64K and 1M, and prefill vs Forward.
+// `-- --decode-narrow`: Half and BFloat16 KV caches against fp32 at 64K, and batched decode of 16 streams.
 // `-- --before-after OTHER/SparseAttention.Benchmarks.dll`: this build against another, loaded side by side, in
 // alternating rounds (the before/after table of a refactor).
 // `-- --versus a:b,c:d`: the GFLOP/s ratio of case a to case b (the issue targets), timed in alternating rounds.
@@ -11,6 +12,11 @@ using SparseAttention.Benchmarks;
 if (args.Contains("--quick"))
 {
     return QuickComparison.Run(args);
+}
+
+if (args.Contains("--decode-narrow"))
+{
+    return NarrowDecodeComparison.Run(args);
 }
 
 if (args.Contains("--decode"))

@@ -85,7 +85,11 @@ public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> ke
 /// <see cref="OrtWindow"/> is the GroupQueryAttention local_window_size that means the same pattern, or null
 /// when ONNX Runtime cannot express it (bidirectional patterns); -1 is ORT's dense causal.
 /// </summary>
-public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow, int HeadDim = 64)
+/// <param name="Prepare">
+/// For cases whose inputs are not the fp32 spans (tensor views, Half): builds them from the case's inputs once, outside
+/// the timing, and returns the timed call.
+/// </param>
+public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow, int HeadDim = 64, Func<CaseInputs, AttentionShape, AttentionOptions, Action>? Prepare = null)
 {
     public const int Heads = 8;
 
@@ -138,6 +142,56 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("swa-16k-w4096-lse", 16384, Window4096.Pattern, WithLogSumExp, null),
     };
 
+    /// <summary>swa-16k-w4096 through the tensor overloads (issue 15): Half and BFloat16 inputs, and fp32 in the [B, S, H, D] layout as a strided view.</summary>
+    public static readonly StandardCase[] TensorCases =
+    {
+        new("swa-16k-w4096-half", 16384, Window4096.Pattern, Window4096.Forward, null, Prepare: Narrowed<Half>(x => (Half)x)),
+        new("swa-16k-w4096-bf16", 16384, Window4096.Pattern, Window4096.Forward, null, Prepare: Narrowed<BFloat16>(x => (BFloat16)x)),
+        new("swa-16k-w4096-bshd", 16384, Window4096.Pattern, Window4096.Forward, null, Prepare: Narrowed<float>(x => x, bshd: true)),
+        new("swa-4k-w512-bshd", 4096, Window512.Pattern, Window512.Forward, null, Prepare: Narrowed<float>(x => x, bshd: true, window512: true)),
+        new("swa-16k-w4096-bshd-half", 16384, Window4096.Pattern, Window4096.Forward, null, Prepare: Narrowed<Half>(x => (Half)x, bshd: true)),
+    };
+
+    /// <summary>
+    /// The case's inputs converted to <typeparamref name="T"/> once (outside the timing), in [H, S, D] or, with
+    /// <paramref name="bshd"/>, a [1, S, H, D] buffer passed as a [1, H, S, D] view; the timed call is the tensor overload.
+    /// </summary>
+    private static Func<CaseInputs, AttentionShape, AttentionOptions, Action> Narrowed<T>(Func<float, T> convert, bool bshd = false, bool window512 = false)
+        where T : unmanaged =>
+        (inputs, shape, options) =>
+        {
+            int d = 64, heads = shape.Heads, seqLen = shape.SeqLen;
+            T[] Layout(float[] source)
+            {
+                var result = new T[source.Length];
+                for (int h = 0; h < heads; h++)
+                    for (int s = 0; s < seqLen; s++)
+                        for (int x = 0; x < d; x++)
+                            result[bshd ? ((s * heads + h) * d + x) : ((h * seqLen + s) * d + x)] = convert(source[(h * seqLen + s) * d + x]);
+                return result;
+            }
+
+            T[] query = Layout(inputs.Query), key = Layout(inputs.Key), value = Layout(inputs.Value), output = new T[query.Length];
+            nint[] lengths = { 1, heads, seqLen, d };
+            // A batch of one: its stride is 0 (System.Numerics.Tensors counts a length-1 dimension's stride into the extent).
+            nint[] strides = bshd ? new nint[] { 0, d, (nint)heads * d, 1 } : new nint[] { 0, (nint)seqLen * d, d, 1 };
+            return () =>
+            {
+                var q = new System.Numerics.Tensors.ReadOnlyTensorSpan<T>(query, lengths, strides);
+                var k = new System.Numerics.Tensors.ReadOnlyTensorSpan<T>(key, lengths, strides);
+                var v = new System.Numerics.Tensors.ReadOnlyTensorSpan<T>(value, lengths, strides);
+                var o = new System.Numerics.Tensors.TensorSpan<T>(output, lengths, strides);
+                if (window512)
+                {
+                    Window512.Forward(q, k, v, o, options);
+                }
+                else
+                {
+                    Window4096.Forward(q, k, v, o, options);
+                }
+            };
+        };
+
     /// <summary>Window4096Sinks with a sink logit of 0.5 per head (gpt-oss's learned sinks are of that order).</summary>
     private static void WithSinks(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options)
     {
@@ -163,7 +217,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         Window4096.Forward(query, key, value, output, s_logSumExp, shape, options);
     }
 
-    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Concat(ModifierCases).Single(c => c.Name == name);
+    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Concat(ModifierCases).Concat(TensorCases).Single(c => c.Name == name);
 
     /// <summary>
     /// A timer over case <paramref name="name"/>: each call runs it once on fresh-but-fixed inputs and returns the
@@ -175,10 +229,12 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         StandardCase standardCase = Get(name);
         var inputs = new CaseInputs(standardCase.Shape, standardCase.HeadDim);
         var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = Enum.Parse<KernelIsa>(isa, ignoreCase: true) };
+        Action run = standardCase.Prepare?.Invoke(inputs, standardCase.Shape, options)
+            ?? (() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, standardCase.Shape, options));
         return () =>
         {
             long start = System.Diagnostics.Stopwatch.GetTimestamp();
-            standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, standardCase.Shape, options);
+            run();
             return System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         };
     }

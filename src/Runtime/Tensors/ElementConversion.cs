@@ -30,7 +30,7 @@ internal static class ElementConversion
         }
         else if (typeof(T) == typeof(Half))
         {
-            TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<T, Half>(source), destination);
+            WidenHalf(MemoryMarshal.Cast<T, ushort>(source), destination);
         }
         else
         {
@@ -53,6 +53,42 @@ internal static class ElementConversion
         else
         {
             NarrowBFloat16(source, MemoryMarshal.Cast<T, ushort>(destination));
+        }
+    }
+
+    /// <summary>
+    /// Half to float by bits, 16 at a time: the exponent and mantissa shifted into place and rescaled by 2^112 (which also
+    /// turns a half denormal into the right float), infinities and NaNs (exponent 31) given float's top exponent with their
+    /// payload, the sign put back. Several times TensorPrimitives' conversion on x64 without F16C instructions exposed;
+    /// exact for every half value (tested exhaustively).
+    /// </summary>
+    private static void WidenHalf(ReadOnlySpan<ushort> source, Span<float> destination)
+    {
+        ref ushort from = ref MemoryMarshal.GetReference(source);
+        ref float to = ref MemoryMarshal.GetReference(destination);
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; i + 16 <= source.Length; i += 16)
+            {
+                Vector256<ushort> bits = Vector256.LoadUnsafe(ref from, (nuint)i);
+                Widen(Vector256.WidenLower(bits)).StoreUnsafe(ref to, (nuint)i);
+                Widen(Vector256.WidenUpper(bits)).StoreUnsafe(ref to, (nuint)(i + 8));
+            }
+        }
+
+        for (; i < source.Length; i++)
+        {
+            Unsafe.Add(ref to, i) = (float)BitConverter.UInt16BitsToHalf(Unsafe.Add(ref from, i));
+        }
+
+        static Vector256<float> Widen(Vector256<uint> half)
+        {
+            Vector256<uint> magnitude = half & Vector256.Create(0x7FFFu);
+            Vector256<float> finite = Vector256.ShiftLeft(magnitude, 13).AsSingle() * Vector256.Create(5.192296858534828e+33f); // 2^112
+            Vector256<uint> special = Vector256.ShiftLeft(magnitude, 13) | Vector256.Create(0x7F800000u);
+            Vector256<uint> result = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u)), special, finite.AsUInt32());
+            return (result | Vector256.ShiftLeft(half & Vector256.Create(0x8000u), 16)).AsSingle();
         }
     }
 

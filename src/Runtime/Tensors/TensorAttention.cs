@@ -3,6 +3,7 @@ using System.Buffers;
 using System.ComponentModel;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Threading.Tasks;
 using SparseAttention.Cpu;
 
 namespace SparseAttention.Tensors;
@@ -70,13 +71,38 @@ public static class TensorAttention
         try
         {
             AttentionShape one = shape with { Batch = 1 };
-            for (int b = 0; b < q.Batch; b++)
+            var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount };
+            unsafe
             {
-                q.Gather(in TensorMarshal.GetReference(query), b, queryBuffer);
-                k.Gather(in TensorMarshal.GetReference(key), b, keyBuffer);
-                v.Gather(in TensorMarshal.GetReference(value), b, valueBuffer);
-                forward(queryBuffer.AsSpan(0, queryFloats), keyBuffer.AsSpan(0, keyFloats), valueBuffer.AsSpan(0, keyFloats), sinkLogits, outputBuffer.AsSpan(0, queryFloats), one, options);
-                o.Scatter(outputBuffer, ref TensorMarshal.GetReference(output), b);
+                fixed (T* queryOrigin = &System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(query)), keyOrigin = &System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(key)))
+                fixed (T* valueOrigin = &System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(value)), outputOrigin = &TensorMarshal.GetReference(output))
+                fixed (float* queryFloatsAt = queryBuffer, keyFloatsAt = keyBuffer, valueFloatsAt = valueBuffer, outputFloatsAt = outputBuffer)
+                {
+                    // Addresses as integers, so the per-head copies below can run as parallel work items.
+                    nint qo = (nint)queryOrigin, ko = (nint)keyOrigin, vo = (nint)valueOrigin, oo = (nint)outputOrigin;
+                    nint qb = (nint)queryFloatsAt, kb = (nint)keyFloatsAt, vb = (nint)valueFloatsAt, ob = (nint)outputFloatsAt;
+                    for (int b = 0; b < q.Batch; b++)
+                    {
+                        int batch = b;
+                        Parallel.For(0, q.Heads + 2 * k.Heads, parallel, item =>
+                        {
+                            if (item < q.Heads)
+                            {
+                                q.GatherHead((T*)qo, batch, item, (float*)qb);
+                            }
+                            else if (item < q.Heads + k.Heads)
+                            {
+                                k.GatherHead((T*)ko, batch, item - q.Heads, (float*)kb);
+                            }
+                            else
+                            {
+                                v.GatherHead((T*)vo, batch, item - q.Heads - k.Heads, (float*)vb);
+                            }
+                        });
+                        forward(queryBuffer.AsSpan(0, queryFloats), keyBuffer.AsSpan(0, keyFloats), valueBuffer.AsSpan(0, keyFloats), sinkLogits, outputBuffer.AsSpan(0, queryFloats), one, options);
+                        Parallel.For(0, o.Heads, parallel, head => o.ScatterHead((float*)ob, (T*)oo, batch, head));
+                    }
+                }
             }
         }
         finally

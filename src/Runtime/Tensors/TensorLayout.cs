@@ -1,6 +1,4 @@
 using System;
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 
 namespace SparseAttention.Tensors;
 
@@ -151,33 +149,25 @@ internal readonly struct TensorLayout
         }
     }
 
-    /// <summary>Copies sequence <paramref name="batch"/> into <paramref name="destination"/> as fp32 [Heads, SeqLen, HeadDim].</summary>
-    public void Gather<T>(ref readonly T origin, int batch, float[] destination)
+    /// <summary>Copies head <paramref name="head"/> of sequence <paramref name="batch"/> into fp32 [Heads, SeqLen, HeadDim] at <paramref name="destination"/>.</summary>
+    public unsafe void GatherHead<T>(T* origin, int batch, int head, float* destination)
         where T : unmanaged
     {
-        Span<float> to = destination;
-        for (int head = 0; head < Heads; head++)
+        for (int row = 0; row < SeqLen; row++)
         {
-            for (int row = 0; row < SeqLen; row++)
-            {
-                ref T first = ref Unsafe.Add(ref Unsafe.AsRef(in origin), batch * BatchStride + head * HeadStride + row * RowStride);
-                ElementConversion.ToSingle(MemoryMarshal.CreateReadOnlySpan(ref first, HeadDim), to.Slice((head * SeqLen + row) * HeadDim, HeadDim));
-            }
+            T* first = origin + batch * BatchStride + head * HeadStride + row * RowStride;
+            ElementConversion.ToSingle(new ReadOnlySpan<T>(first, HeadDim), new Span<float>(destination + ((long)head * SeqLen + row) * HeadDim, HeadDim));
         }
     }
 
-    /// <summary>Writes fp32 [Heads, SeqLen, HeadDim] <paramref name="source"/> into sequence <paramref name="batch"/> of this tensor.</summary>
-    public void Scatter<T>(float[] source, ref T origin, int batch)
+    /// <summary>Writes head <paramref name="head"/> of fp32 [Heads, SeqLen, HeadDim] <paramref name="source"/> into sequence <paramref name="batch"/> of this tensor.</summary>
+    public unsafe void ScatterHead<T>(float* source, T* origin, int batch, int head)
         where T : unmanaged
     {
-        ReadOnlySpan<float> from = source;
-        for (int head = 0; head < Heads; head++)
+        for (int row = 0; row < SeqLen; row++)
         {
-            for (int row = 0; row < SeqLen; row++)
-            {
-                ref T first = ref Unsafe.Add(ref origin, batch * BatchStride + head * HeadStride + row * RowStride);
-                ElementConversion.FromSingle(from.Slice((head * SeqLen + row) * HeadDim, HeadDim), MemoryMarshal.CreateSpan(ref first, HeadDim));
-            }
+            T* first = origin + batch * BatchStride + head * HeadStride + row * RowStride;
+            ElementConversion.FromSingle(new ReadOnlySpan<float>(source + ((long)head * SeqLen + row) * HeadDim, HeadDim), new Span<T>(first, HeadDim));
         }
     }
 }

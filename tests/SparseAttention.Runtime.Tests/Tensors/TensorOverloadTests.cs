@@ -283,6 +283,20 @@ public class TensorOverloadTests
     }
 
     [Fact]
+    public void HalfWidensExactlyForEveryValue()
+    {
+        // All 65536 half values through the vector conversion (and a tail), against the base library's conversion.
+        Half[] every = Enumerable.Range(0, ushort.MaxValue + 1).Select(bits => BitConverter.UInt16BitsToHalf((ushort)bits)).Append(Half.One).ToArray();
+        var widened = new float[every.Length];
+        ElementConversion.ToSingle<Half>(every, widened);
+        for (int i = 0; i < every.Length; i++)
+        {
+            float expected = (float)every[i];
+            Assert.True(float.IsNaN(expected) ? float.IsNaN(widened[i]) : BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(widened[i]), $"half bits {i:X4}: {widened[i]}, expected {expected}");
+        }
+    }
+
+    [Fact]
     public void BFloat16RoundsToNearestEvenAndWidensExactly()
     {
         Assert.Equal(1f, (float)(BFloat16)1f);

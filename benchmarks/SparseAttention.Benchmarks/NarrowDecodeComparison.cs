@@ -1,0 +1,130 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace SparseAttention.Benchmarks;
+
+/// <summary>
+/// `-- --decode-narrow` (issue 15): decode with Half and BFloat16 KV caches against an fp32 cache, Mistral's shape at
+/// position 64K with one cache per layer of a 16-layer stack (so the caches do not fit in the last-level cache), in
+/// alternating rounds; then batched decode of 16 streams at 8K positions each, as bytes of K+V read per
+/// second against the read bandwidth measured in the same run.
+/// </summary>
+public static class NarrowDecodeComparison
+{
+    private const int Heads = 32, KvHeads = 8, HeadDim = Window4096HeadDim128.HeadDim, Window = 4096;
+    private const int TimedTokens = 32;
+
+    public static int Run(string[] args)
+    {
+        CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
+        int threads = int.Parse(CommandLine.Argument(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        int rounds = int.Parse(CommandLine.Argument(args, "--rounds") ?? "5", CultureInfo.InvariantCulture);
+        var options = new AttentionOptions { MaxDegreeOfParallelism = threads };
+        Console.WriteLine($"Narrow KV caches and batched decode: {threads} of {Environment.ProcessorCount} cores, {QuickComparison.RuntimeInfo()}, kernel ISA {options.ResolveIsa()}");
+        Console.WriteLine($"Pattern {Window4096HeadDim128.Pattern}; Heads {Heads}, KvHeads {KvHeads}, HeadDim {HeadDim}. Per token: append, decode. {rounds} alternating rounds of {TimedTokens} tokens; medians.");
+        var window = new CaseInputs(new AttentionShape(Heads, KvHeads, Window), HeadDim);
+        float[] query = window.Query.AsSpan(0, Heads * HeadDim).ToArray();
+        var output = new float[Heads * HeadDim];
+        double bandwidth = MemoryBandwidth.MeasureReadGBs(threads);
+        Console.WriteLine($"Memory read bandwidth (best of 4): {bandwidth:F1} GB/s.");
+        Console.WriteLine();
+
+        // One cache per layer and element type, each filled to 64K positions. A model decodes every layer per token, so the
+        // caches together (layers x 32 MiB in fp32) exceed the last-level cache, as they do in inference.
+        int layers = int.Parse(CommandLine.Argument(args, "--layers") ?? "16", CultureInfo.InvariantCulture);
+        CacheElement[] elements = { CacheElement.Single, CacheElement.Half, CacheElement.BFloat16 };
+        KvCache[][] caches = elements.Select(element => Enumerable.Range(0, layers).Select(_ => Window4096HeadDim128.CreateCache(KvHeads, element)).ToArray()).ToArray();
+        foreach (KvCache cache in caches.SelectMany(layer => layer))
+        {
+            Fill(cache, window, 65536 - TimedTokens);
+        }
+
+        var microseconds = elements.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < rounds; round++)
+        {
+            for (int c = 0; c < caches.Length; c++)
+            {
+                int i = round % 2 == 0 ? c : caches.Length - 1 - c;
+                microseconds[i].Add(TimeTokens(caches[i], window, query, output, options));
+            }
+        }
+
+        Console.WriteLine($"{layers} layers, one cache each; per layer and token:");
+        Console.WriteLine($"{"cache",9} {"MiB",6} {"us/token",9} {"tokens/s",9} {"GB/s K+V",9} {"of BW",6} {"vs fp32",8}");
+        double fp32 = Median(microseconds[0]);
+        for (int i = 0; i < elements.Length; i++)
+        {
+            double us = Median(microseconds[i]);
+            double bytes = 2.0 * KvHeads * Window * HeadDim * (elements[i] == CacheElement.Single ? 4 : 2);
+            Console.WriteLine($"{elements[i],9} {caches[i][0].MemoryBytes / 1048576.0,6:F1} {us,9:F0} {1e6 / us,9:F0} {bytes / (us * 1e-6) / 1e9,9:F1} {100 * bytes / (us * 1e-6) / 1e9 / bandwidth,5:F0}% {fp32 / us,7:F2}x");
+        }
+
+        caches = Array.Empty<KvCache[]>();
+        GC.Collect();
+
+        // Batched decode: 16 streams at 8K positions, one call per step.
+        Console.WriteLine();
+        const int Streams = 16;
+        foreach (CacheElement element in new[] { CacheElement.Single, CacheElement.Half })
+        {
+            KvCache[] streams = Enumerable.Range(0, Streams).Select(_ => Window4096HeadDim128.CreateCache(KvHeads, element)).ToArray();
+            foreach (KvCache stream in streams)
+            {
+                Fill(stream, window, 8192);
+            }
+
+            float[] queries = Enumerable.Range(0, Streams).SelectMany(_ => query).ToArray();
+            var outputs = new float[queries.Length];
+            Window4096HeadDim128.Decode(queries, streams, outputs, options);
+            var steps = new List<double>();
+            for (int round = 0; round < rounds; round++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                for (int step = 0; step < 16; step++)
+                {
+                    Window4096HeadDim128.Decode(queries, streams, outputs, options);
+                }
+
+                steps.Add(Stopwatch.GetElapsedTime(start).TotalMicroseconds / 16);
+            }
+
+            double us = Median(steps);
+            double bytes = Streams * 2.0 * KvHeads * Window * HeadDim * (element == CacheElement.Single ? 4 : 2);
+            Console.WriteLine($"Batched decode, {Streams} streams at 8K, {element} caches: {us:F0} us per step ({Streams * 1e6 / us:F0} tokens/s), K+V {bytes / (us * 1e-6) / 1e9:F1} GB/s = {100 * bytes / (us * 1e-6) / 1e9 / bandwidth:F0}% of the read bandwidth.");
+        }
+
+        return 0;
+    }
+
+    private static void Fill(KvCache cache, CaseInputs window, long to)
+    {
+        while (cache.Count < to)
+        {
+            int tokens = (int)Math.Min(Window, to - cache.Count);
+            cache.Append(window.Key.AsSpan(0, tokens * KvHeads * HeadDim), window.Value.AsSpan(0, tokens * KvHeads * HeadDim));
+        }
+    }
+
+    /// <summary>Appends and decodes <see cref="TimedTokens"/> tokens through every layer; microseconds per layer and token.</summary>
+    private static double TimeTokens(KvCache[] layers, CaseInputs window, float[] query, float[] output, AttentionOptions options)
+    {
+        long start = Stopwatch.GetTimestamp();
+        for (int token = 0; token < TimedTokens; token++)
+        {
+            int offset = token % Window * KvHeads * HeadDim;
+            foreach (KvCache cache in layers)
+            {
+                cache.Append(window.Key.AsSpan(offset, KvHeads * HeadDim), window.Value.AsSpan(offset, KvHeads * HeadDim));
+                Window4096HeadDim128.Decode(query, cache, output, options);
+            }
+        }
+
+        return Stopwatch.GetElapsedTime(start).TotalMicroseconds / TimedTokens / layers.Length;
+    }
+
+    private static double Median(List<double> values)
+    {
+        double[] sorted = values.Order().ToArray();
+        return sorted[sorted.Length / 2];
+    }
+}
