@@ -77,6 +77,21 @@ public sealed partial class AttentionGenerator
 
             writer.Line();
             writer.Line("/// <summary>");
+            writer.Line("/// Queues attention over <see cref=\"global::System.Half\"/> or <see cref=\"global::SparseAttention.BFloat16\"/> views on <paramref name=\"accelerator\"/>");
+            writer.Line("/// (layouts as the float views'): widened to fp32 on the device, computed in fp32, the output rounded back to the type.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A view's length does not match <paramref name=\"shape\"/>, it lives elsewhere, or T is not an element type attention takes.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Forward<T>(" + AcceleratorType + " accelerator, global::ILGPU.ArrayView<T> query, global::ILGPU.ArrayView<T> key, global::ILGPU.ArrayView<T> value, " + sinks + "global::ILGPU.ArrayView<T> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions? options = null) where T : unmanaged"))
+            {
+                writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                writer.Line("global::SparseAttention.Gpu.GpuElementViews.Forward(Gpu, accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ");");
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>");
             writer.Line("/// Partial attention on <paramref name=\"accelerator\"/>, queued: the slice's queries against its keys at their absolute");
             writer.Line("/// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value");
             writer.Line("/// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator" + (scores.LearnedSinks ? "; learned sinks are not applied (add the sink once, after merging)." : "."));

@@ -25,7 +25,8 @@ public static class AttentionArguments
     /// Throws when the device views do not match <paramref name="shape"/> and <paramref name="headDim"/>, are not
     /// allocated on <paramref name="accelerator"/>, or when <paramref name="output"/> shares memory with an input.
     /// </summary>
-    public static void Validate(int headDim, Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape)
+    public static void Validate<T>(int headDim, Accelerator accelerator, ArrayView<T> query, ArrayView<T> key, ArrayView<T> value, ArrayView<T> output, AttentionShape shape)
+        where T : unmanaged
     {
         CheckUsable(accelerator);
         CheckOnAccelerator(nameof(query), query, accelerator);
@@ -41,7 +42,7 @@ public static class AttentionArguments
 
     /// <summary>
     /// Checks a device log-sum-exp view: on <paramref name="accelerator"/>, [Heads, SeqLen] floats, sharing no memory with
-    /// the other views (call after <see cref="Validate(int, Accelerator, ArrayView{float}, ArrayView{float}, ArrayView{float}, ArrayView{float}, AttentionShape)"/>).
+    /// the other views (call after <see cref="Validate{T}(int, Accelerator, ArrayView{T}, ArrayView{T}, ArrayView{T}, ArrayView{T}, AttentionShape)"/>).
     /// </summary>
     /// <exception cref="ArgumentException">The view is invalid, elsewhere, of the wrong length, or overlaps another.</exception>
     public static void ValidateLogSumExp(Accelerator accelerator, ArrayView<float> logSumExp, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape)
@@ -50,7 +51,9 @@ public static class AttentionArguments
         long rows = (long)shape.Batch * shape.Heads * shape.SeqLen;
         if (logSumExp.Length != rows)
         {
-            throw new ArgumentException($"logSumExp must hold [Batch, Heads, SeqLen] = {shape.Batch} x {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
+            throw new ArgumentException(shape.Batch == 1
+                ? $"logSumExp must hold [Heads, SeqLen] = {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}."
+                : $"logSumExp must hold [Batch, Heads, SeqLen] = {shape.Batch} x {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
         }
 
         if (Overlaps(logSumExp, output) || Overlaps(logSumExp, query) || Overlaps(logSumExp, key) || Overlaps(logSumExp, value))
@@ -65,13 +68,13 @@ public static class AttentionArguments
         // In 128 bits: four ints multiply to at most 2^124, so the sizes below are exact, never wrapped.
         Int128 queryLength = (Int128)shape.Batch * shape.Heads * shape.SeqLen * headDim;
         Int128 keyLength = (Int128)shape.Batch * shape.KvHeads * shape.SeqLen * headDim;
-        string batch = shape.Batch == 1 ? "" : "Batch, ", batchSize = shape.Batch == 1 ? "" : shape.Batch + ", ";
-        string queryLayout = "[" + batch + "Heads, SeqLen, HeadDim]", keyLayout = "[" + batch + "KvHeads, SeqLen, HeadDim]";
-        string querySizes = $"[{batchSize}{shape.Heads}, {shape.SeqLen}, {headDim}]", keySizes = $"[{batchSize}{shape.KvHeads}, {shape.SeqLen}, {headDim}]";
-        CheckLength(nameof(query), query, queryLength, queryLayout, querySizes, maxLength, container);
-        CheckLength(nameof(key), key, keyLength, keyLayout, keySizes, maxLength, container);
-        CheckLength(nameof(value), value, keyLength, keyLayout, keySizes, maxLength, container);
-        CheckLength(nameof(output), output, queryLength, queryLayout, querySizes, maxLength, container);
+        // The layouts are literals and the sizes are formatted only when a check fails: a valid call allocates nothing.
+        bool batched = shape.Batch != 1;
+        string queryLayout = batched ? "[Batch, Heads, SeqLen, HeadDim]" : "[Heads, SeqLen, HeadDim]", keyLayout = batched ? "[Batch, KvHeads, SeqLen, HeadDim]" : "[KvHeads, SeqLen, HeadDim]";
+        CheckLength(nameof(query), query, queryLength, queryLayout, shape.Batch, shape.Heads, shape.SeqLen, headDim, maxLength, container);
+        CheckLength(nameof(key), key, keyLength, keyLayout, shape.Batch, shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
+        CheckLength(nameof(value), value, keyLength, keyLayout, shape.Batch, shape.KvHeads, shape.SeqLen, headDim, maxLength, container);
+        CheckLength(nameof(output), output, queryLength, queryLayout, shape.Batch, shape.Heads, shape.SeqLen, headDim, maxLength, container);
     }
 
     /// <summary>
@@ -116,11 +119,10 @@ public static class AttentionArguments
         CheckRange("key", slice.KeyStart, slice.KeyCount, slice.SeqLen);
         Int128 queryLength = (Int128)slice.Heads * slice.QueryCount * headDim;
         Int128 keyLength = (Int128)slice.KvHeads * slice.KeyCount * headDim;
-        string querySizes = $"[{slice.Heads}, {slice.QueryCount}, {headDim}]", keySizes = $"[{slice.KvHeads}, {slice.KeyCount}, {headDim}]";
-        CheckLength(nameof(query), query, queryLength, "[Heads, QueryCount, HeadDim]", querySizes, maxLength, container);
-        CheckLength(nameof(key), key, keyLength, "[KvHeads, KeyCount, HeadDim]", keySizes, maxLength, container);
-        CheckLength(nameof(value), value, keyLength, "[KvHeads, KeyCount, HeadDim]", keySizes, maxLength, container);
-        CheckLength(nameof(output), output, queryLength, "[Heads, QueryCount, HeadDim]", querySizes, maxLength, container);
+        CheckLength(nameof(query), query, queryLength, "[Heads, QueryCount, HeadDim]", 1, slice.Heads, slice.QueryCount, headDim, maxLength, container);
+        CheckLength(nameof(key), key, keyLength, "[KvHeads, KeyCount, HeadDim]", 1, slice.KvHeads, slice.KeyCount, headDim, maxLength, container);
+        CheckLength(nameof(value), value, keyLength, "[KvHeads, KeyCount, HeadDim]", 1, slice.KvHeads, slice.KeyCount, headDim, maxLength, container);
+        CheckLength(nameof(output), output, queryLength, "[Heads, QueryCount, HeadDim]", 1, slice.Heads, slice.QueryCount, headDim, maxLength, container);
 
         static void CheckRange(string what, int start, int count, int seqLen)
         {
@@ -159,7 +161,9 @@ public static class AttentionArguments
         long rows = (long)shape.Batch * shape.Heads * shape.SeqLen;
         if (logSumExp.Length != rows)
         {
-            throw new ArgumentException($"logSumExp must hold [Batch, Heads, SeqLen] = {shape.Batch} x {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
+            throw new ArgumentException(shape.Batch == 1
+                ? $"logSumExp must hold [Heads, SeqLen] = {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}."
+                : $"logSumExp must hold [Batch, Heads, SeqLen] = {shape.Batch} x {shape.Heads} x {shape.SeqLen} = {rows} floats; it holds {logSumExp.Length}.", nameof(logSumExp));
         }
 
         ReadOnlySpan<float> written = logSumExp;
@@ -182,7 +186,8 @@ public static class AttentionArguments
         }
     }
 
-    private static void CheckOnAccelerator(string parameter, ArrayView<float> view, Accelerator accelerator)
+    private static void CheckOnAccelerator<T>(string parameter, ArrayView<T> view, Accelerator accelerator)
+        where T : unmanaged
     {
         if (!view.IsValid)
         {
@@ -203,7 +208,8 @@ public static class AttentionArguments
     }
 
     /// <summary>Two views overlap when they are windows of one buffer whose element ranges intersect.</summary>
-    private static bool Overlaps(ArrayView<float> first, ArrayView<float> second) =>
+    private static bool Overlaps<T>(ArrayView<T> first, ArrayView<T> second)
+        where T : unmanaged =>
         ReferenceEquals(BufferOf(first), BufferOf(second))
         && first.Length > 0 && second.Length > 0
         && IndexOf(first) < IndexOf(second) + second.Length
@@ -233,8 +239,9 @@ public static class AttentionArguments
         }
     }
 
-    private static void CheckLength(string parameter, long actual, Int128 expected, string layout, string sizes, long maxLength, string container)
+    private static void CheckLength(string parameter, long actual, Int128 expected, string layout, int batch, int rows, int seqLen, int headDim, long maxLength, string container)
     {
+        string sizes = expected > maxLength || actual != expected ? (batch == 1 ? $"[{rows}, {seqLen}, {headDim}]" : $"[{batch}, {rows}, {seqLen}, {headDim}]") : "";
         if (expected > maxLength)
         {
             throw new ArgumentException($"{parameter} would need {expected} floats ({layout} = {sizes}), more than {container} can hold ({maxLength}).", "shape");

@@ -61,7 +61,7 @@ public sealed class GpuAttentionKernel
 
     /// <summary>
     /// Queues the kernel for <paramref name="pattern"/> on <paramref name="accelerator"/>'s default stream and returns without
-    /// waiting. The arguments must already be validated (<see cref="AttentionArguments.Validate(int, Accelerator, ArrayView{float}, ArrayView{float}, ArrayView{float}, ArrayView{float}, AttentionShape)"/>).
+    /// waiting. The arguments must already be validated (<see cref="AttentionArguments.Validate{T}(int, Accelerator, ArrayView{T}, ArrayView{T}, ArrayView{T}, ArrayView{T}, AttentionShape)"/>).
     /// </summary>
     public void Launch(Accelerator accelerator, AttentionPattern pattern, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, float scale) =>
         Launch(accelerator, pattern, query, key, value, output, shape, scale, ScoreModifiers.None, AttentionOptions.Default, ReadOnlySpan<float>.Empty, default);

@@ -278,6 +278,19 @@ static partial class StridedAttention
     }
 
     /// <summary>
+    /// Queues attention over <see cref="global::System.Half"/> or <see cref="global::SparseAttention.BFloat16"/> views on <paramref name="accelerator"/>
+    /// (layouts as the float views'): widened to fp32 on the device, computed in fp32, the output rounded back to the type.
+    /// </summary>
+    /// <exception cref="global::System.ArgumentException">A view's length does not match <paramref name="shape"/>, it lives elsewhere, or T is not an element type attention takes.</exception>
+    [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+    public static void Forward<T>(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<T> query, global::ILGPU.ArrayView<T> key, global::ILGPU.ArrayView<T> value, global::ILGPU.ArrayView<T> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.AttentionOptions? options = null) where T : unmanaged
+    {
+        options ??= global::SparseAttention.AttentionOptions.Default;
+        global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
+        global::SparseAttention.Gpu.GpuElementViews.Forward(Gpu, accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, default);
+    }
+
+    /// <summary>
     /// Partial attention on <paramref name="accelerator"/>, queued: the slice's queries against its keys at their absolute
     /// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value
     /// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator.

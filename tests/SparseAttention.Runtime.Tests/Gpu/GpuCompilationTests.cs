@@ -61,4 +61,19 @@ public class GpuCompilationTests
         Assert.Contains("work_group_barrier", kernel.Source);
         Assert.Contains("local float", kernel.Source); // the shared-memory tiles
     }
+
+    [Theory]
+    [InlineData("WidenHalfKernel")]
+    [InlineData("WidenBFloat16Kernel")]
+    [InlineData("NarrowHalfKernel")]
+    [InlineData("NarrowBFloat16Kernel")]
+    public void TheElementConversionKernelsCompileToPtx(string name)
+    {
+        // The Half / BFloat16 views' device conversions (GpuElementViews) are plain kernels: they must compile for a GPU too.
+        MethodInfo method = typeof(SparseAttention.Gpu.GpuElementViews).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!;
+        using var context = Context.Create(builder => builder.CPU());
+        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
+        var kernel = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(method), default);
+        Assert.Contains(".entry", kernel.PTXAssembly);
+    }
 }

@@ -1,0 +1,87 @@
+using ILGPU;
+using ILGPU.Runtime;
+using SparseAttention.Gpu;
+using SparseAttention.Testing;
+using Half = System.Half;
+
+namespace SparseAttention.Runtime.Tests.Gpu;
+
+/// <summary>
+/// Half and BFloat16 device views (issue 15): widened on the device, computed in fp32, narrowed back; checked on ILGPU's
+/// CPU accelerator against the reference on the widened inputs, rounded to the type (one ulp: 2^-10 / 2^-7 relative).
+/// </summary>
+[Collection(IlgpuCpuCollection.Name)]
+public class GpuElementViewTests(IlgpuCpuDevice fixture)
+{
+    [Fact]
+    public void HalfAndBFloat16ViewsMatchTheReferenceInBatches()
+    {
+        Accelerator accelerator = fixture.Device.Accelerator!;
+        int d = LongformerLike.HeadDim;
+        var shape = new AttentionShape(4, 2, 50) { Batch = 2 };
+        var random = new Random(6);
+        Check<Half>(x => (Half)x, x => (float)x, 1.0 / 1024);
+        Check<BFloat16>(x => (BFloat16)x, x => (float)x, 1.0 / 128);
+
+        void Check<T>(Func<float, T> narrow, Func<T, float> widen, double ulp)
+            where T : unmanaged
+        {
+            float[] Make(int heads) => AttentionCheck.RandomArray(random, shape.Batch * heads * shape.SeqLen * d, 1.5f).Select(x => widen(narrow(x))).ToArray();
+            float[] query = Make(shape.Heads), key = Make(shape.KvHeads), value = Make(shape.KvHeads);
+            var expected = new float[query.Length];
+            ReferenceAttention.Forward(LongformerLike.Pattern, query, key, value, expected, shape);
+            using MemoryBuffer1D<T, Stride1D.Dense> q = accelerator.Allocate1D(query.Select(narrow).ToArray()), k = accelerator.Allocate1D(key.Select(narrow).ToArray());
+            using MemoryBuffer1D<T, Stride1D.Dense> v = accelerator.Allocate1D(value.Select(narrow).ToArray()), o = accelerator.Allocate1D<T>(query.Length);
+            if (typeof(T) == typeof(Half))
+            {
+                LongformerLike.Forward(accelerator, ((ArrayView<T>)q.View).Cast<Half>(), ((ArrayView<T>)k.View).Cast<Half>(), ((ArrayView<T>)v.View).Cast<Half>(), ((ArrayView<T>)o.View).Cast<Half>(), shape);
+            }
+            else
+            {
+                LongformerLike.Forward(accelerator, ((ArrayView<T>)q.View).Cast<BFloat16>(), ((ArrayView<T>)k.View).Cast<BFloat16>(), ((ArrayView<T>)v.View).Cast<BFloat16>(), ((ArrayView<T>)o.View).Cast<BFloat16>(), shape);
+            }
+
+            accelerator.Synchronize();
+            T[] actual = o.GetAsArray1D();
+            for (int i = 0; i < expected.Length; i++)
+            {
+                float want = widen(narrow(expected[i]));
+                Assert.True(Math.Abs(want - widen(actual[i])) <= ulp * Math.Max(1, Math.Abs(want)), $"{typeof(T).Name} element {i}: {widen(actual[i])}, the reference rounded is {want}");
+            }
+        }
+    }
+
+    [Fact]
+    public void TheDeviceConversionsRoundLikeTheBaseLibrary()
+    {
+        // The kernels' scalar bodies, run on the host: every Half value widens exactly, and floats across the whole range
+        // (denormal halves, ties, overflow, NaN) narrow to the base library's nearest Half and to the BFloat16 struct's.
+        var random = new Random(3);
+        float[] floats = Enumerable.Range(0, 200_000).Select(_ => BitConverter.Int32BitsToSingle(random.Next() ^ (random.Next(2) << 31)))
+            .Concat(new[] { 65504f, 65519.99f, 65520f, 6.1035156e-05f, 5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 0f, -0f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, 1.00048828125f, 1.00146484375f })
+            .Concat(Enumerable.Range(0, 40_000).Select(i => (float)(i * 1e-7)))
+            .ToArray();
+        foreach (float value in floats)
+        {
+            ushort half = GpuElementViews.HalfBits(value);
+            if (float.IsNaN(value))
+            {
+                Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(half)));
+                continue;
+            }
+
+            Assert.True(BitConverter.HalfToUInt16Bits((Half)value) == half, $"{value:R}: 0x{half:X4}, expected 0x{BitConverter.HalfToUInt16Bits((Half)value):X4}");
+        }
+
+        using var source = fixture.Device.Accelerator!.Allocate1D(Enumerable.Range(0, ushort.MaxValue + 1).Select(bits => (ushort)bits).ToArray());
+        using var widened = fixture.Device.Accelerator!.Allocate1D<float>(ushort.MaxValue + 1);
+        fixture.Device.Accelerator!.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<float>>(GpuElementViews.WidenHalfKernel)(ushort.MaxValue + 1, source.View, widened.View);
+        fixture.Device.Accelerator!.Synchronize();
+        float[] result = widened.GetAsArray1D();
+        for (int bits = 0; bits <= ushort.MaxValue; bits++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)bits);
+            Assert.True(float.IsNaN(expected) ? float.IsNaN(result[bits]) : expected.Equals(result[bits]) && float.IsNegative(expected) == float.IsNegative(result[bits]), $"half 0x{bits:X4}: {result[bits]}, expected {expected}");
+        }
+    }
+}
