@@ -92,6 +92,23 @@ public sealed partial class AttentionGenerator
 
             writer.Line();
             writer.Line("/// <summary>");
+            writer.Line("/// Queues attention over packed variable-length sequences on <paramref name=\"accelerator\"/>: query and output [Heads, totalRows, HeadDim],");
+            writer.Line("/// key and value [KvHeads, totalRows, HeadDim] (shape.SeqLen = totalRows); sequence i is rows [sequenceStarts[i], sequenceStarts[i + 1]),");
+            writer.Line("/// its own instance of the pattern. Each sequence is copied on the device into a call of its own.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\"><paramref name=\"sequenceStarts\"/> is not ascending from 0 to the total rows, or a view is wrong.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Forward(" + AcceleratorType + " accelerator, " + views + ", global::System.ReadOnlySpan<int> sequenceStarts, global::SparseAttention.AttentionOptions? options = null)"))
+            {
+                writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
+                writer.Line("global::SparseAttention.Tensors.TensorAttention.ValidatePacked(shape, sequenceStarts);");
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                writer.Line("global::SparseAttention.Gpu.GpuElementViews.ForwardPacked(Gpu, accelerator, Pattern, HeadDim, query, key, value, output, shape, sequenceStarts, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ");");
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>");
             writer.Line("/// Partial attention on <paramref name=\"accelerator\"/>, queued: the slice's queries against its keys at their absolute");
             writer.Line("/// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value");
             writer.Line("/// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator" + (scores.LearnedSinks ? "; learned sinks are not applied (add the sink once, after merging)." : "."));

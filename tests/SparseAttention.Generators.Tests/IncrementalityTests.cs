@@ -88,8 +88,8 @@ public class IncrementalityTests
     }
 
     /// <summary>
-    /// What a further declaration of an existing HeadDim costs in generated code: its public members only (at most 360
-    /// lines: span, slice, decode, tensor, packed-sequence and GPU overloads with their docs; 319 today), since the kernels
+    /// What a further declaration of an existing HeadDim costs in generated code: its public members only (at most 400
+    /// lines: span, slice, decode, tensor, packed-sequence and GPU overloads with their docs; 367 today), since the kernels
     /// of that HeadDim are emitted once.
     /// </summary>
     [Fact]
@@ -107,7 +107,7 @@ public class IncrementalityTests
 
         int one = GeneratedLines(1);
         int five = GeneratedLines(5);
-        Assert.InRange((five - one) / 4.0, 1, 360);
+        Assert.InRange((five - one) / 4.0, 1, 400);
     }
 
     private static void AssertAllCachedOrUnchanged(GeneratorRunResult run, string stepName)

@@ -52,6 +52,50 @@ public static class GpuElementViews
         }
     }
 
+    /// <summary>
+    /// Queues attention over packed variable-length sequences in fp32 device views ([Heads, totalRows, HeadDim], keys with
+    /// KvHeads; sequence i is rows [sequenceStarts[i], sequenceStarts[i + 1])): each sequence's rows of every head are
+    /// copied on the device into staging buffers laid out as a call of its own, run, and copied back. The arguments must
+    /// be validated (views, shape with Batch 1, sequence starts).
+    /// </summary>
+    public static void ForwardPacked(GpuAttentionKernel kernel, Accelerator accelerator, AttentionPattern pattern, int headDim, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, ReadOnlySpan<int> sequenceStarts, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits)
+    {
+        ArgumentNullException.ThrowIfNull(kernel);
+        int total = shape.SeqLen;
+        Staging staging = s_staging.GetValue(accelerator, _ => new Staging());
+        lock (staging)
+        {
+            for (int i = 0; i + 1 < sequenceStarts.Length; i++)
+            {
+                int first = sequenceStarts[i], rows = sequenceStarts[i + 1] - first;
+                if (rows == 0)
+                {
+                    continue;
+                }
+
+                long rowFloats = (long)rows * headDim;
+                ArrayView<float> q = staging.View(accelerator, 0, shape.Heads * rowFloats), k = staging.View(accelerator, 1, shape.KvHeads * rowFloats);
+                ArrayView<float> v = staging.View(accelerator, 2, shape.KvHeads * rowFloats), o = staging.View(accelerator, 3, shape.Heads * rowFloats);
+                for (int head = 0; head < shape.Heads; head++)
+                {
+                    query.SubView(((long)head * total + first) * headDim, rowFloats).CopyTo(q.SubView(head * rowFloats, rowFloats));
+                }
+
+                for (int head = 0; head < shape.KvHeads; head++)
+                {
+                    key.SubView(((long)head * total + first) * headDim, rowFloats).CopyTo(k.SubView(head * rowFloats, rowFloats));
+                    value.SubView(((long)head * total + first) * headDim, rowFloats).CopyTo(v.SubView(head * rowFloats, rowFloats));
+                }
+
+                kernel.Launch(accelerator, pattern, q, k, v, o, shape with { SeqLen = rows }, scale, scores, options, sinkLogits, default);
+                for (int head = 0; head < shape.Heads; head++)
+                {
+                    o.SubView(head * rowFloats, rowFloats).CopyTo(output.SubView(((long)head * total + first) * headDim, rowFloats));
+                }
+            }
+        }
+    }
+
     /// <summary>Half bits to float: exponent and mantissa shifted into place and rescaled by 2^112 (denormals too); exponent 31 stays inf/NaN.</summary>
     internal static void WidenHalfKernel(Index1D index, ArrayView<ushort> source, ArrayView<float> destination)
     {

@@ -125,13 +125,8 @@ public static class TensorAttention
     {
         ArgumentNullException.ThrowIfNull(forward);
         ArgumentNullException.ThrowIfNull(options);
-        if (shape.Batch != 1)
-        {
-            throw new ArgumentException($"Packed sequences are their own batch: shape.Batch must be 1; got {shape.Batch}.", nameof(shape));
-        }
-
         AttentionArguments.Validate(headDim, query, key, value, output, shape);
-        ValidateSequenceStarts(sequenceStarts, shape.SeqLen);
+        ValidatePacked(shape, sequenceStarts);
         int maxRows = 0;
         for (int i = 0; i + 1 < sequenceStarts.Length; i++)
         {
@@ -177,6 +172,18 @@ public static class TensorAttention
                 source.Slice((head * totalRows + first) * headDim, rows * headDim).CopyTo(destination.AsSpan(head * rows * headDim, rows * headDim));
             }
         }
+    }
+
+    /// <summary>Checks a packed call: one batch (the sequences are the batch) and FlashAttention-style sequence starts.</summary>
+    /// <exception cref="ArgumentException">Batch is not 1 (named <c>shape</c>), or the starts are wrong (named <c>sequenceStarts</c>).</exception>
+    public static void ValidatePacked(AttentionShape shape, ReadOnlySpan<int> sequenceStarts)
+    {
+        if (shape.Batch != 1)
+        {
+            throw new ArgumentException($"Packed sequences are their own batch: shape.Batch must be 1; got {shape.Batch}.", nameof(shape));
+        }
+
+        ValidateSequenceStarts(sequenceStarts, shape.SeqLen);
     }
 
     /// <summary>Checks FlashAttention-style sequence starts: at least two, the first 0, ascending, the last the total rows.</summary>

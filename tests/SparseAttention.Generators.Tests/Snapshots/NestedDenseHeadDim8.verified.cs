@@ -281,6 +281,21 @@ namespace Outer.Layers
             }
 
             /// <summary>
+            /// Queues attention over packed variable-length sequences on <paramref name="accelerator"/>: query and output [Heads, totalRows, HeadDim],
+            /// key and value [KvHeads, totalRows, HeadDim] (shape.SeqLen = totalRows); sequence i is rows [sequenceStarts[i], sequenceStarts[i + 1]),
+            /// its own instance of the pattern. Each sequence is copied on the device into a call of its own.
+            /// </summary>
+            /// <exception cref="global::System.ArgumentException"><paramref name="sequenceStarts"/> is not ascending from 0 to the total rows, or a view is wrong.</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionShape shape, global::System.ReadOnlySpan<int> sequenceStarts, global::SparseAttention.AttentionOptions? options = null)
+            {
+                options ??= global::SparseAttention.AttentionOptions.Default;
+                global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
+                global::SparseAttention.Tensors.TensorAttention.ValidatePacked(shape, sequenceStarts);
+                global::SparseAttention.Gpu.GpuElementViews.ForwardPacked(Gpu, accelerator, Pattern, HeadDim, query, key, value, output, shape, sequenceStarts, options.ResolveScale(HeadDim), Scores, options, default);
+            }
+
+            /// <summary>
             /// Partial attention on <paramref name="accelerator"/>, queued: the slice's queries against its keys at their absolute
             /// positions, as the span overload with an <c>AttentionSlice</c> (query and output [Heads, QueryCount, HeadDim], key and value
             /// [KvHeads, KeyCount, HeadDim], logSumExp [Heads, QueryCount]), every view on the accelerator.

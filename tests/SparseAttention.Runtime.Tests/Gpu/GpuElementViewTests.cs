@@ -52,6 +52,29 @@ public class GpuElementViewTests(IlgpuCpuDevice fixture)
     }
 
     [Fact]
+    public void PackedSequencesOnTheDeviceEqualTheCpuPackedCall()
+    {
+        // Lengths 0, 1, a ragged 37 and 70, with NaN in the last sequence's keys: the device's result equals the CPU's
+        // packed call (itself tested against the reference per sequence), NaN rows included.
+        Accelerator accelerator = fixture.Device.Accelerator!;
+        int d = LongformerLike.HeadDim;
+        int[] starts = { 0, 0, 1, 38, 108 };
+        var shape = new AttentionShape(4, 2, starts[^1]);
+        var random = new Random(8);
+        float[] query = AttentionCheck.RandomArray(random, shape.Heads * shape.SeqLen * d, 1.5f);
+        float[] key = AttentionCheck.RandomArray(random, shape.KvHeads * shape.SeqLen * d, 1.5f);
+        float[] value = AttentionCheck.RandomArray(random, shape.KvHeads * shape.SeqLen * d, 1.5f);
+        key[(1 * shape.SeqLen + 90) * d] = float.NaN;
+        var expected = new float[query.Length];
+        LongformerLike.Forward(query, key, value, expected, shape, starts);
+        using MemoryBuffer1D<float, Stride1D.Dense> q = accelerator.Allocate1D(query), k = accelerator.Allocate1D(key), v = accelerator.Allocate1D(value), o = accelerator.Allocate1D<float>(query.Length);
+        LongformerLike.Forward(accelerator, q.View, k.View, v.View, o.View, shape, starts);
+        accelerator.Synchronize();
+        Assert.True(AttentionCheck.AssertSameRowsOrNaN(expected, o.GetAsArray1D(), shape, d, "packed sequences on ILGPU") > 0);
+        Assert.Equal("sequenceStarts", Assert.Throws<ArgumentException>(() => LongformerLike.Forward(accelerator, q.View, k.View, v.View, o.View, shape, new[] { 0, 50, 40, 108 })).ParamName);
+    }
+
+    [Fact]
     public void TheDeviceConversionsRoundLikeTheBaseLibrary()
     {
         // The kernels' scalar bodies, run on the host: every Half value widens exactly, and floats across the whole range
