@@ -56,13 +56,13 @@ internal static class ElementConversion
         }
     }
 
-    /// <summary>
-    /// Half to float by bits, 16 at a time: the exponent and mantissa shifted into place and rescaled by 2^112 (which also
-    /// turns a half denormal into the right float), infinities and NaNs (exponent 31) given float's top exponent with their
-    /// payload, the sign put back. Several times TensorPrimitives' conversion on x64 without F16C instructions exposed;
-    /// exact for every half value (tested exhaustively).
-    /// </summary>
-    private static void WidenHalf(ReadOnlySpan<ushort> source, Span<float> destination)
+    private static void WidenHalf(ReadOnlySpan<ushort> source, Span<float> destination) => Widen<HalfBits>(source, destination);
+
+    private static void WidenBFloat16(ReadOnlySpan<ushort> source, Span<float> destination) => Widen<BFloat16Bits>(source, destination);
+
+    /// <summary>Widens 16-bit elements by <typeparamref name="TRule"/>'s rule, 16 at a time, the tail one by one.</summary>
+    private static void Widen<TRule>(ReadOnlySpan<ushort> source, Span<float> destination)
+        where TRule : IWidening
     {
         ref ushort from = ref MemoryMarshal.GetReference(source);
         ref float to = ref MemoryMarshal.GetReference(destination);
@@ -72,17 +72,34 @@ internal static class ElementConversion
             for (; i + 16 <= source.Length; i += 16)
             {
                 Vector256<ushort> bits = Vector256.LoadUnsafe(ref from, (nuint)i);
-                Widen(Vector256.WidenLower(bits)).StoreUnsafe(ref to, (nuint)i);
-                Widen(Vector256.WidenUpper(bits)).StoreUnsafe(ref to, (nuint)(i + 8));
+                TRule.Widen(Vector256.WidenLower(bits)).StoreUnsafe(ref to, (nuint)i);
+                TRule.Widen(Vector256.WidenUpper(bits)).StoreUnsafe(ref to, (nuint)(i + 8));
             }
         }
 
         for (; i < source.Length; i++)
         {
-            Unsafe.Add(ref to, i) = (float)BitConverter.UInt16BitsToHalf(Unsafe.Add(ref from, i));
+            Unsafe.Add(ref to, i) = TRule.Widen(Unsafe.Add(ref from, i));
         }
+    }
 
-        static Vector256<float> Widen(Vector256<uint> half)
+    /// <summary>How one 16-bit format becomes float: lane-wise on its bits (zero-extended to 32), and one at a time.</summary>
+    private interface IWidening
+    {
+        static abstract Vector256<float> Widen(Vector256<uint> bits);
+
+        static abstract float Widen(ushort bits);
+    }
+
+    /// <summary>
+    /// Half by bits: the exponent and mantissa shifted into place and rescaled by 2^112 (which also turns a half denormal
+    /// into the right float), infinities and NaNs (exponent 31) given float's top exponent with their payload, the sign
+    /// put back. Several times TensorPrimitives' conversion on x64, where .NET exposes no F16C instruction; exact for
+    /// every half value (tested exhaustively).
+    /// </summary>
+    private readonly struct HalfBits : IWidening
+    {
+        public static Vector256<float> Widen(Vector256<uint> half)
         {
             Vector256<uint> magnitude = half & Vector256.Create(0x7FFFu);
             Vector256<float> finite = Vector256.ShiftLeft(magnitude, 13).AsSingle() * Vector256.Create(5.192296858534828e+33f); // 2^112
@@ -90,27 +107,16 @@ internal static class ElementConversion
             Vector256<uint> result = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u)), special, finite.AsUInt32());
             return (result | Vector256.ShiftLeft(half & Vector256.Create(0x8000u), 16)).AsSingle();
         }
+
+        public static float Widen(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
     }
 
-    private static void WidenBFloat16(ReadOnlySpan<ushort> source, Span<float> destination)
+    /// <summary>BFloat16: its bits are the top half of the float's.</summary>
+    private readonly struct BFloat16Bits : IWidening
     {
-        ref ushort from = ref MemoryMarshal.GetReference(source);
-        ref float to = ref MemoryMarshal.GetReference(destination);
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + 16 <= source.Length; i += 16)
-            {
-                Vector256<ushort> bits = Vector256.LoadUnsafe(ref from, (nuint)i);
-                Vector256.ShiftLeft(Vector256.WidenLower(bits), 16).AsSingle().StoreUnsafe(ref to, (nuint)i);
-                Vector256.ShiftLeft(Vector256.WidenUpper(bits), 16).AsSingle().StoreUnsafe(ref to, (nuint)(i + 8));
-            }
-        }
+        public static Vector256<float> Widen(Vector256<uint> bits) => Vector256.ShiftLeft(bits, 16).AsSingle();
 
-        for (; i < source.Length; i++)
-        {
-            Unsafe.Add(ref to, i) = BitConverter.UInt32BitsToSingle((uint)Unsafe.Add(ref from, i) << 16);
-        }
+        public static float Widen(ushort bits) => BitConverter.UInt32BitsToSingle((uint)bits << 16);
     }
 
     private static void NarrowBFloat16(ReadOnlySpan<float> source, Span<ushort> destination)
