@@ -87,7 +87,7 @@ public sealed partial class AttentionGenerator
                 writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
                 EmitSinkValidation(writer, scores, "shape.Heads");
-                writer.Line("global::SparseAttention.Gpu.GpuElementViews.Forward(Gpu, accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ");");
+                writer.Line("global::SparseAttention.Gpu.GpuStagedForward.Forward(Gpu, accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ");");
             }
 
             writer.Line();
@@ -104,7 +104,7 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
                 writer.Line("global::SparseAttention.Tensors.TensorAttention.ValidatePacked(shape, sequenceStarts);");
                 EmitSinkValidation(writer, scores, "shape.Heads");
-                writer.Line("global::SparseAttention.Gpu.GpuElementViews.ForwardPacked(Gpu, accelerator, Pattern, HeadDim, query, key, value, output, shape, sequenceStarts, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ");");
+                writer.Line("global::SparseAttention.Gpu.GpuStagedForward.ForwardPacked(Gpu, accelerator, Pattern, HeadDim, query, key, value, output, shape, sequenceStarts, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ");");
             }
 
             writer.Line();

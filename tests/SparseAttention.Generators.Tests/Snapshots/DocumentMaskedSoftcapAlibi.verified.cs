@@ -286,7 +286,7 @@ namespace MyModel
         {
             options ??= global::SparseAttention.AttentionOptions.Default;
             global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
-            global::SparseAttention.Gpu.GpuElementViews.Forward(Gpu, accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, default);
+            global::SparseAttention.Gpu.GpuStagedForward.Forward(Gpu, accelerator, Pattern, query, key, value, output, shape, options.ResolveScale(HeadDim), Scores, options, default);
         }
 
         /// <summary>
@@ -301,7 +301,7 @@ namespace MyModel
             options ??= global::SparseAttention.AttentionOptions.Default;
             global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);
             global::SparseAttention.Tensors.TensorAttention.ValidatePacked(shape, sequenceStarts);
-            global::SparseAttention.Gpu.GpuElementViews.ForwardPacked(Gpu, accelerator, Pattern, HeadDim, query, key, value, output, shape, sequenceStarts, options.ResolveScale(HeadDim), Scores, options, default);
+            global::SparseAttention.Gpu.GpuStagedForward.ForwardPacked(Gpu, accelerator, Pattern, HeadDim, query, key, value, output, shape, sequenceStarts, options.ResolveScale(HeadDim), Scores, options, default);
         }
 
         /// <summary>

@@ -69,8 +69,8 @@ public class GpuCompilationTests
     [InlineData("NarrowBFloat16Kernel")]
     public void TheElementConversionKernelsCompileToPtx(string name)
     {
-        // The Half / BFloat16 views' device conversions (GpuElementViews) are plain kernels: they must compile for a GPU too.
-        MethodInfo method = typeof(SparseAttention.Gpu.GpuElementViews).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!;
+        // The Half / BFloat16 views' device conversions (GpuStagedForward) are plain kernels: they must compile for a GPU too.
+        MethodInfo method = typeof(SparseAttention.Gpu.GpuStagedForward).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)!;
         using var context = Context.Create(builder => builder.CPU());
         using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
         var kernel = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromImplicitlyGroupedKernel(method), default);

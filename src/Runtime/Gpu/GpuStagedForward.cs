@@ -7,12 +7,13 @@ using Half = System.Half;
 namespace SparseAttention.Gpu;
 
 /// <summary>
-/// The ILGPU overloads for <see cref="System.Half"/> and <see cref="BFloat16"/> device views: the inputs are widened to fp32 on
-/// the device by small conversion kernels (once per element), the declaration's kernel runs, and the output is narrowed
-/// back (round to nearest even). The fp32 staging buffers are kept per accelerator, and one call's conversions and launch
-/// are queued under a lock, so concurrent callers on one accelerator cannot interleave their use of them.
+/// ILGPU calls that stage their inputs in fp32 buffers on the device before the declaration's kernel runs: views of
+/// <see cref="System.Half"/> and <see cref="BFloat16"/> (widened by small conversion kernels, once per element, the output
+/// narrowed back, round to nearest even), and packed variable-length sequences (each sequence's rows copied into a call
+/// of its own). The staging buffers are kept per accelerator, and one call's copies and launches are queued under a lock,
+/// so concurrent callers on one accelerator cannot interleave their use of them.
 /// </summary>
-public static class GpuElementViews
+public static class GpuStagedForward
 {
     private static readonly ConditionalWeakTable<Accelerator, Staging> s_staging = new();
 

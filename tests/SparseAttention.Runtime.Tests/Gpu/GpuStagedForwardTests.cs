@@ -11,7 +11,7 @@ namespace SparseAttention.Runtime.Tests.Gpu;
 /// CPU accelerator against the reference on the widened inputs, rounded to the type (one ulp: 2^-10 / 2^-7 relative).
 /// </summary>
 [Collection(IlgpuCpuCollection.Name)]
-public class GpuElementViewTests(IlgpuCpuDevice fixture)
+public class GpuStagedForwardTests(IlgpuCpuDevice fixture)
 {
     [Fact]
     public void HalfAndBFloat16ViewsMatchTheReferenceInBatches()
@@ -86,7 +86,7 @@ public class GpuElementViewTests(IlgpuCpuDevice fixture)
             .ToArray();
         foreach (float value in floats)
         {
-            ushort half = GpuElementViews.HalfBits(value);
+            ushort half = GpuStagedForward.HalfBits(value);
             if (float.IsNaN(value))
             {
                 Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf(half)));
@@ -98,7 +98,7 @@ public class GpuElementViewTests(IlgpuCpuDevice fixture)
 
         using var source = fixture.Device.Accelerator!.Allocate1D(Enumerable.Range(0, ushort.MaxValue + 1).Select(bits => (ushort)bits).ToArray());
         using var widened = fixture.Device.Accelerator!.Allocate1D<float>(ushort.MaxValue + 1);
-        fixture.Device.Accelerator!.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<float>>(GpuElementViews.WidenHalfKernel)(ushort.MaxValue + 1, source.View, widened.View);
+        fixture.Device.Accelerator!.LoadAutoGroupedStreamKernel<Index1D, ArrayView<ushort>, ArrayView<float>>(GpuStagedForward.WidenHalfKernel)(ushort.MaxValue + 1, source.View, widened.View);
         fixture.Device.Accelerator!.Synchronize();
         float[] result = widened.GetAsArray1D();
         for (int bits = 0; bits <= ushort.MaxValue; bits++)
