@@ -150,7 +150,7 @@ public sealed partial class AttentionGenerator
                     writer.Line("dot = " + v + ".FusedMultiplyAdd(query" + Invariant(i) + ", " + v + ".LoadUnsafe(ref keyRow, " + Invariant(i * target.Lanes) + "), dot);");
                 }
 
-                writer.Line("float score = " + v + ".Sum(dot);");
+                writer.Line("float score = global::SparseAttention.Cpu.VectorMath.SumAcross(dot);");
                 writer.Line(UnsafeType + ".Add(ref scores, k) = score;");
                 writer.Line("tileMax = " + MathFType + ".Max(tileMax, score);");
                 writer.Line("sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);");

@@ -59,7 +59,7 @@ namespace SparseAttention.Generated
                             dot = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(query1, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref keyRow, 16), dot);
                             dot = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(query2, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref keyRow, 32), dot);
                             dot = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(query3, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref keyRow, 48), dot);
-                            float score = global::System.Runtime.Intrinsics.Vector512.Sum(dot);
+                            float score = global::SparseAttention.Cpu.VectorMath.SumAcross(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
@@ -1369,7 +1369,7 @@ namespace SparseAttention.Generated
                             dot = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(query5, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref keyRow, 40), dot);
                             dot = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(query6, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref keyRow, 48), dot);
                             dot = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(query7, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref keyRow, 56), dot);
-                            float score = global::System.Runtime.Intrinsics.Vector256.Sum(dot);
+                            float score = global::SparseAttention.Cpu.VectorMath.SumAcross(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
@@ -2355,7 +2355,7 @@ namespace SparseAttention.Generated
                             dot = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(query13, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref keyRow, 52), dot);
                             dot = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(query14, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref keyRow, 56), dot);
                             dot = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(query15, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref keyRow, 60), dot);
-                            float score = global::System.Runtime.Intrinsics.Vector128.Sum(dot);
+                            float score = global::SparseAttention.Cpu.VectorMath.SumAcross(dot);
                             global::System.Runtime.CompilerServices.Unsafe.Add(ref scores, k) = score;
                             tileMax = global::System.MathF.Max(tileMax, score);
                             sawMinusInfinity |= global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score);
