@@ -115,13 +115,8 @@ public static class GpuStagedForward
     internal static void NarrowHalfKernel(Index1D index, ArrayView<float> source, ArrayView<ushort> destination) =>
         destination[index] = HalfBits(source[index]);
 
-    internal static void NarrowBFloat16Kernel(Index1D index, ArrayView<float> source, ArrayView<ushort> destination)
-    {
-        uint bits = Interop.FloatAsInt(source[index]);
-        destination[index] = (bits & 0x7FFFFFFFu) > 0x7F800000u
-            ? (ushort)((bits >> 16) | 0x0040u)
-            : (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-    }
+    internal static void NarrowBFloat16Kernel(Index1D index, ArrayView<float> source, ArrayView<ushort> destination) =>
+        destination[index] = BFloat16.RoundBits(Interop.FloatAsInt(source[index]));
 
     /// <summary>The nearest Half (ties to even) of <paramref name="value"/>, as bits.</summary>
     internal static ushort HalfBits(float value)

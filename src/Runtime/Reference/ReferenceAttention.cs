@@ -58,9 +58,9 @@ public static class ReferenceAttention
         ArgumentNullException.ThrowIfNull(scores);
         int headDim = InferHeadDim(query, shape);
         AttentionArguments.Validate(headDim, query, key, value, output, shape);
-        if (writeLogSumExp && logSumExp.Length != (long)shape.Batch * shape.Heads * shape.SeqLen)
+        if (writeLogSumExp)
         {
-            throw new ArgumentException("logSumExp must hold [Batch, Heads, SeqLen] = " + shape.Batch + " x " + shape.Heads + " x " + shape.SeqLen + " = " + (long)shape.Batch * shape.Heads * shape.SeqLen + " floats; got " + logSumExp.Length + ".", nameof(logSumExp));
+            AttentionArguments.ValidateLogSumExp(logSumExp, query, key, value, output, shape);
         }
 
         if (shape.Batch > 1)

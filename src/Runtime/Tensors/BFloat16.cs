@@ -28,17 +28,18 @@ public readonly struct BFloat16 : IEquatable<BFloat16>, IComparable<BFloat16>, I
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static explicit operator float(BFloat16 value) => BitConverter.UInt32BitsToSingle((uint)value.RawValue << 16);
 
-    /// <summary>The rounding of <see cref="op_Explicit(float)"/>, on bits: add half an ulp of the kept part (less one when the kept part is even), then truncate.</summary>
-    internal static ushort Round(float value)
-    {
-        uint bits = BitConverter.SingleToUInt32Bits(value);
-        if (float.IsNaN(value))
-        {
-            return (ushort)((bits >> 16) | 0x0040); // keep the sign and payload's top, set the quiet bit
-        }
+    /// <summary>The rounding of <see cref="op_Explicit(float)"/>.</summary>
+    internal static ushort Round(float value) => RoundBits(BitConverter.SingleToUInt32Bits(value));
 
-        return (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-    }
+    /// <summary>
+    /// The rounding on a float's bits, in integer operations only, so the GPU conversion kernel runs the same rule: add half
+    /// an ulp of the kept part (less one when the kept part is even), then truncate; a NaN keeps its sign and top payload
+    /// with the quiet bit set.
+    /// </summary>
+    internal static ushort RoundBits(uint bits) =>
+        (bits & 0x7FFFFFFFu) > 0x7F800000u
+            ? (ushort)((bits >> 16) | 0x0040u)
+            : (ushort)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
 
     /// <summary>Whether this is NaN.</summary>
     public bool IsNaN => (RawValue & 0x7FFF) > 0x7F80;

@@ -43,6 +43,8 @@ internal readonly struct TensorLayout
     /// <summary>Whether the tensor is the kernels' own dense row-major layout (then it needs no copy in fp32).</summary>
     public bool IsPacked => RowStride == HeadDim && HeadStride == (nint)SeqLen * HeadDim && (Batch == 1 || BatchStride == (nint)Heads * SeqLen * HeadDim);
 
+    private static readonly string[] Rank4Names = { "Batch", "Heads", "SeqLen", "HeadDim" }, Rank3Names = { "Heads", "SeqLen", "HeadDim" };
+
     /// <summary>Reads a tensor's lengths and strides.</summary>
     /// <exception cref="ArgumentException">Rank not 3 or 4, an empty or negative dimension, HeadDim not the kernel's, or the last dimension not contiguous (named <paramref name="name"/>).</exception>
     public static TensorLayout Of(ReadOnlySpan<nint> lengths, ReadOnlySpan<nint> strides, string name, int headDim)
@@ -53,7 +55,7 @@ internal readonly struct TensorLayout
         }
 
         int offset = lengths.Length - 3;
-        string[] names = offset == 1 ? new[] { "Batch", "Heads", "SeqLen", "HeadDim" } : new[] { "Heads", "SeqLen", "HeadDim" };
+        string[] names = offset == 1 ? Rank4Names : Rank3Names;
         for (int d = 0; d < lengths.Length; d++)
         {
             if (lengths[d] < 1 || lengths[d] > int.MaxValue)
@@ -80,7 +82,11 @@ internal readonly struct TensorLayout
     /// <summary>All four tensors of one rank.</summary>
     public static void CheckSameRank(TensorLayout query, TensorLayout key, TensorLayout value, TensorLayout output)
     {
-        foreach (TensorLayout other in new[] { key, value, output })
+        Check(key);
+        Check(value);
+        Check(output);
+
+        void Check(TensorLayout other)
         {
             if (other.Rank != query.Rank)
             {

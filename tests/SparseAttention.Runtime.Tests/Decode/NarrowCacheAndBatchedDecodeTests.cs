@@ -86,6 +86,7 @@ public class NarrowCacheAndBatchedDecodeTests
         }
 
         Assert.Equal("caches", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, Array.Empty<KvCache>(), batched)).ParamName);
+        Assert.Equal("caches", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, new[] { caches[0], null!, caches[2] }, batched)).ParamName);
         Assert.Equal("query", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query.AsSpan(1), caches, batched.AsSpan(1))).ParamName);
         Assert.Equal("output", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, caches, batched.AsSpan(1))).ParamName);
     }

@@ -75,6 +75,21 @@ public class GpuStagedForwardTests(IlgpuCpuDevice fixture)
     }
 
     [Fact]
+    public void WrongElementViewsAreArgumentExceptionsNamingTheParameter()
+    {
+        Accelerator accelerator = fixture.Device.Accelerator!;
+        int d = LongformerLike.HeadDim;
+        var shape = new AttentionShape(2, 1, 10);
+        using MemoryBuffer1D<Half, Stride1D.Dense> query = accelerator.Allocate1D<Half>(2 * 10 * d), key = accelerator.Allocate1D<Half>(10 * d), shortKey = accelerator.Allocate1D<Half>(10 * d - 1), output = accelerator.Allocate1D<Half>(2 * 10 * d);
+        Assert.Equal("key", Assert.Throws<ArgumentException>(() => LongformerLike.Forward<Half>(accelerator, query.View, shortKey.View, key.View, output.View, shape)).ParamName);
+        Assert.Equal("shape", Assert.Throws<ArgumentException>(() => LongformerLike.Forward<Half>(accelerator, query.View, key.View, key.View, output.View, shape with { Batch = 0 })).ParamName);
+        using MemoryBuffer1D<int, Stride1D.Dense> ints = accelerator.Allocate1D<int>(2 * 10 * d), intKeys = accelerator.Allocate1D<int>(10 * d), intOutput = accelerator.Allocate1D<int>(2 * 10 * d);
+        ArgumentException unsupported = Assert.Throws<ArgumentException>(() => LongformerLike.Forward<int>(accelerator, ints.View, intKeys.View, intKeys.View, intOutput.View, shape));
+        Assert.Equal("query", unsupported.ParamName);
+        Assert.Contains("Half", unsupported.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void TheDeviceConversionsRoundLikeTheBaseLibrary()
     {
         // The kernels' scalar bodies, run on the host: every Half value widens exactly, and floats across the whole range

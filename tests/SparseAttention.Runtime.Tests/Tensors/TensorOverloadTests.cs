@@ -263,6 +263,9 @@ public class TensorOverloadTests
         error = Assert.Throws<ArgumentException>(() => LongformerLike.Forward<int>(new ReadOnlyTensorSpan<int>(ints, new nint[] { 2, 10, d }), new ReadOnlyTensorSpan<int>(ints, new nint[] { 2, 10, d }), new ReadOnlyTensorSpan<int>(ints, new nint[] { 2, 10, d }), new TensorSpan<int>(new int[ints.Length], new nint[] { 2, 10, d })));
         Assert.Equal("query", error.ParamName);
 
+        // A batch below 1 on the span overload.
+        Assert.Equal("shape", Assert.Throws<ArgumentException>(() => LongformerLike.Forward(data, data, data, output, new AttentionShape(2, 2, 10) { Batch = 0 })).ParamName);
+
         // Prefill continues one stream.
         Assert.Equal("shape", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Prefill(new float[2 * Heads * 4 * 128], new float[2 * KvHeads * 4 * 128], new float[2 * KvHeads * 4 * 128], new float[2 * Heads * 4 * 128], new AttentionShape(Heads, KvHeads, 4) { Batch = 2 }, CausalWindowWithSinks.CreateCache(KvHeads))).ParamName);
     }
