@@ -32,6 +32,11 @@ public static partial class Window4096HeadDim32;
 [SlidingWindow(Size = 4096)]
 public static partial class Window4096HeadDim128;
 
+// Decode's kernel on a cache small enough for L2 (256 keys per KV head): its arithmetic speed without memory's.
+[AttentionKernel(HeadDim = 128)]
+[SlidingWindow(Size = 256)]
+public static partial class Window256HeadDim128;
+
 // Issue 13's component cases: BigBird against a bidirectional window with the same keys per row (8 blocks of 64 =
 // 512: 3 window blocks, 2 global blocks, 3 random ones), and the fixed pattern against the causal 512 window.
 [AttentionKernel(HeadDim = 64, Causal = false)]
@@ -89,7 +94,8 @@ public delegate void ForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> ke
 /// For cases whose inputs are not the fp32 spans (tensor views, Half): builds them from the case's inputs once, outside
 /// the timing, and returns the timed call.
 /// </param>
-public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow, int HeadDim = 64, Func<CaseInputs, AttentionShape, AttentionOptions, Action>? Prepare = null)
+/// <param name="PairsPerCall">The visible pairs one timed call computes, where that is not the pattern's over the case's shape (decode cases).</param>
+public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Pattern, ForwardFn Forward, int? OrtWindow, int HeadDim = 64, Func<CaseInputs, AttentionShape, AttentionOptions, Action>? Prepare = null, long? PairsPerCall = null)
 {
     public const int Heads = 8;
 
@@ -98,7 +104,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
     private long? _visiblePairs;
 
     /// <summary>Counted once: a pattern with a mask counts its pairs one by one.</summary>
-    public long VisiblePairs => _visiblePairs ??= Pattern.VisiblePairs(SeqLen, Heads);
+    public long VisiblePairs => _visiblePairs ??= PairsPerCall ?? Pattern.VisiblePairs(SeqLen, Heads);
 
     /// <summary>Effective GFLOP/s: visible pairs x 4 x HeadDim per second (QKᵀ and PV, 2 flops per multiply-add).</summary>
     public double Gflops(double seconds) => VisiblePairs * 4.0 * HeadDim / seconds / 1e9;
@@ -217,7 +223,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         Window4096.Forward(query, key, value, output, s_logSumExp, shape, options);
     }
 
-    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Concat(ModifierCases).Concat(TensorCases).Single(c => c.Name == name);
+    public static StandardCase Get(string name) => All.Concat(HeadDimVariants).Concat(ComponentCases).Concat(ModifierCases).Concat(TensorCases).Concat(DecodeCases.All).Single(c => c.Name == name);
 
     /// <summary>
     /// A timer over case <paramref name="name"/>: each call runs it once on fresh-but-fixed inputs and returns the

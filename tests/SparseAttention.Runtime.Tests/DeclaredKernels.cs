@@ -127,8 +127,8 @@ public static partial class ManySinks;
 [GlobalTokens(0, 1, 37)]
 public static partial class DilatedCausalWithSinks;
 
-// A ring longer than one decode block (CpuDecode.SlotsPerBlock = 256 slots), so decode splits the keys over blocks
-// and merges their partial softmax states; the window wraps the ring across a block edge.
+// A ring of several decode blocks (CpuDecode.SlotsPerBlock: at least 64 slots, as many blocks as the threads want), so
+// decode splits the keys over blocks and merges their partial softmax states; the window wraps the ring across a block edge.
 [AttentionKernel(HeadDim = 8)]
 [SlidingWindow(Size = 300)]
 [GlobalTokens(0)]

@@ -18,10 +18,26 @@ namespace SparseAttention.Decode;
 public static unsafe class CpuDecode
 {
     /// <summary>
-    /// Cache slots per decode work item. A block's keys and values (256 x HeadDim x 8 bytes: 256 KiB at HeadDim 128)
-    /// stay in a core's L2 while every query head of its KV head reads them.
+    /// The fewest cache slots per decode work item (two of the group kernel's tiles). Blocks are as long as the threads
+    /// allow (<see cref="SlotsPerBlock"/>): each block starts with a tile nothing prefetched, and the partial states of
+    /// many blocks cost a merge; Mistral's 4,096-slot ring ran 1.3x faster per token in blocks of 1,024 or 4,096 than of 256.
     /// </summary>
-    internal const int SlotsPerBlock = 256;
+    internal const int MinSlotsPerBlock = 2 * GroupDecodeKernel.TileKeys;
+
+    /// <summary>Work items wanted per thread, so a thread that finishes early takes another.</summary>
+    private const int ItemsPerThread = 4;
+
+    /// <summary>
+    /// Slots per block for a KV head's <paramref name="slots"/>: split into as many blocks as <paramref name="threads"/>
+    /// need for <see cref="ItemsPerThread"/> items each (the KV heads are items too), no shorter than
+    /// <see cref="MinSlotsPerBlock"/>, rounded up to whole tiles.
+    /// </summary>
+    internal static int SlotsPerBlock(int slots, int kvHeads, int threads)
+    {
+        int blocksPerKvHead = Math.Max(1, (ItemsPerThread * threads + kvHeads - 1) / kvHeads);
+        int blockSlots = Math.Max(MinSlotsPerBlock, (slots + blocksPerKvHead - 1) / blocksPerKvHead);
+        return (blockSlots + GroupDecodeKernel.TileKeys - 1) / GroupDecodeKernel.TileKeys * GroupDecodeKernel.TileKeys;
+    }
 
     /// <summary>
     /// Attention for the newest token in <paramref name="cache"/> (position Count - 1): <paramref name="query"/> and
@@ -37,12 +53,14 @@ public static unsafe class CpuDecode
         int heads = query.Length / TKernel.HeadDim;
         int position = (int)(cache.Count - 1);
         fixed (float* keys = cache.Keys, values = cache.Values, queryPointer = query, outputPointer = output, sinks = sinkLogits)
+        fixed (ushort* narrowKeys = cache.NarrowKeys, narrowValues = cache.NarrowValues)
         {
             var store = new KvStore(keys, values, cache.KvHeads, cache.Capacity, cache.Map);
             DecodeJob<TKernel, TScores> job = DecodeJob<TKernel, TScores>.ForThisThread();
-            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options, cache.Element == CacheElement.Single ? null : cache);
             long roughPairs = (long)heads * Math.Min(position + 1L, cache.RingSlots);
-            WorkerPool.Shared.Run(job, job.Items, CpuAttention.Threads(options, roughPairs));
+            int threads = CpuAttention.Threads(options, roughPairs);
+            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options, cache.Element == CacheElement.Single ? null : cache, narrowKeys, narrowValues, threads);
+            WorkerPool.Shared.Run(job, job.Items, threads);
             job.Combine(outputPointer, sinkLogits.IsEmpty ? null : sinks);
         }
     }
@@ -226,12 +244,23 @@ public static unsafe class CpuDecode
         private AttentionPattern _pattern = null!;
         private KvStore _store;
         private float* _query;
-        private int _heads, _groupSize, _blocks, _segmentsPerHead, _position;
+        private int _heads, _groupSize, _blocks, _blockSlots, _segmentsPerHead, _position;
         private float _scale;
         private float[] _alibiSlopes = Array.Empty<float>();
 
-        // A Half or BFloat16 cache (null for fp32, which is read in place): each work item widens its block of slots once.
+        // The vector width of the group kernel (GroupDecodeKernel), or 0 for the scalar ISA, which runs the row kernel.
+        private int _lanes;
+
+        // The queries times scale x log2(e), which the group kernel takes as they are; for a Half cache also times 2^112
+        // (its keys are read times 2^-112), unless that overflows, which sends every head to the one-head path.
+        private float[] _scaledQueries = Array.Empty<float>();
+        private float[] _halfQueries = Array.Empty<float>();
+        private bool _halfQueriesFinite;
+
+        // A Half or BFloat16 cache (null for fp32): the group kernel widens each tile of keys once; the row kernel's path
+        // widens the block.
         private KvCache? _narrowCache;
+        private ushort* _narrowKeys, _narrowValues;
 
         // Per head: its key segments mapped to slots (the same for every block), the position of each one's first key
         // (for score modifiers), and how many there are.
@@ -246,22 +275,40 @@ public static unsafe class CpuDecode
 
         private static int PartialLength => TKernel.HeadDim + 2;
 
-        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, AttentionOptions options, KvCache? narrowCache)
+        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, AttentionOptions options, KvCache? narrowCache, ushort* narrowKeys, ushort* narrowValues, int threads)
         {
             _pattern = pattern;
             _store = store;
             _narrowCache = narrowCache;
+            _narrowKeys = narrowKeys;
+            _narrowValues = narrowValues;
             _query = query;
             _heads = heads;
             _position = position;
             _groupSize = heads / store.KvHeads;
             _scale = options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E;
+            _lanes = GroupLanes(options.ResolveIsa(), TKernel.HeadDim);
             if (TScores.ModifiesScores)
             {
                 AlibiSlopes.FillBase2(ref _alibiSlopes, options, heads);
             }
 
-            _blocks = (store.SlotsPerKvHead + SlotsPerBlock - 1) / SlotsPerBlock;
+            if (_lanes > 0)
+            {
+                Grow(ref _scaledQueries, heads * TKernel.HeadDim);
+                new ReadOnlySpan<float>(query, heads * TKernel.HeadDim).CopyTo(_scaledQueries);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(_scaledQueries.AsSpan(0, heads * TKernel.HeadDim), _scale, _scaledQueries.AsSpan(0, heads * TKernel.HeadDim));
+                if (narrowCache?.Element == CacheElement.Half)
+                {
+                    Grow(ref _halfQueries, heads * TKernel.HeadDim);
+                    Span<float> halfQueries = _halfQueries.AsSpan(0, heads * TKernel.HeadDim);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(_scaledQueries.AsSpan(0, heads * TKernel.HeadDim), Tensors.ElementConversion.TwoTo112, halfQueries);
+                    _halfQueriesFinite = float.IsFinite(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(halfQueries));
+                }
+            }
+
+            _blockSlots = SlotsPerBlock(store.SlotsPerKvHead, store.KvHeads, threads);
+            _blocks = (store.SlotsPerKvHead + _blockSlots - 1) / _blockSlots;
             Items = store.KvHeads * _blocks;
             Grow(ref _partials, heads * _blocks * PartialLength);
 
@@ -278,12 +325,150 @@ public static unsafe class CpuDecode
             }
         }
 
+        /// <summary>
+        /// The group kernel's vector width for <paramref name="isa"/>: Vector512 where HeadDim is a multiple of 16, else
+        /// Vector256 (HeadDim is a multiple of 8), as the generated kernels choose; 0 for the scalar ISA.
+        /// </summary>
+        private static int GroupLanes(KernelIsa isa, int headDim) => isa switch
+        {
+            KernelIsa.Vector512 => headDim % 16 == 0 ? 16 : 8,
+            KernelIsa.Vector256 => 8,
+            KernelIsa.Vector128 => 4,
+            _ => 0,
+        };
+
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public override void Execute(int item)
         {
+            if (_lanes == 0)
+            {
+                ExecuteRows(item);
+                return;
+            }
+
             int headDim = TKernel.HeadDim;
             int kvHead = item / _blocks, block = item % _blocks;
-            int firstSlot = block * SlotsPerBlock, endSlot = Math.Min(firstSlot + SlotsPerBlock, _store.SlotsPerKvHead);
+            int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
+            long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
+            GroupScratch scratch = GroupScratch.ForThisThread(_groupSize, _segmentsPerHead, GroupDecodeKernel.ScratchFloats(headDim));
+            int firstHead = kvHead * _groupSize;
+
+            // Each head's keys in this block, and a fresh state for it.
+            for (int member = 0; member < _groupSize; member++)
+            {
+                int head = firstHead + member;
+                scratch.Counts[member] = KeySegmentMath.Clip(
+                    _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]),
+                    _headPositions.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]),
+                    firstSlot,
+                    endSlot,
+                    0,
+                    scratch.Segments.AsSpan(member * _segmentsPerHead, _segmentsPerHead),
+                    scratch.Positions.AsSpan(member * _segmentsPerHead, _segmentsPerHead));
+                Span<float> partial = _partials.AsSpan((head * _blocks + block) * PartialLength, PartialLength);
+                partial[0] = float.NegativeInfinity;
+                partial.Slice(1).Clear();
+            }
+
+            KvSource source = _narrowCache is null
+                ? KvSource.Single(_store.Keys + kvOffset, _store.Values + kvOffset)
+                : KvSource.Narrow(_narrowCache.Element, _narrowKeys + kvOffset, _narrowValues + kvOffset);
+            fixed (float* queries = _scaledQueries, halfQueries = _halfQueries, partials = _partials)
+            {
+                // Heads that see the same keys here run as one group (all of them, unless the pattern differs per head, as
+                // per-head dilation does), so the block's keys are read once per group.
+                for (int member = 0; member < _groupSize; member++)
+                {
+                    if (scratch.Counts[member] < 0)
+                    {
+                        continue;
+                    }
+
+                    ReadOnlySpan<KeySegment> segments = scratch.Segments.AsSpan(member * _segmentsPerHead, scratch.Counts[member]);
+                    int members = 0;
+                    for (int other = member; other < _groupSize; other++)
+                    {
+                        if (scratch.Counts[other] >= 0 && segments.SequenceEqual(scratch.Segments.AsSpan(other * _segmentsPerHead, scratch.Counts[other])))
+                        {
+                            scratch.Heads[members++] = firstHead + other;
+                            scratch.Counts[other] = other == member ? scratch.Counts[other] : -1;
+                        }
+                    }
+
+                    if (segments.IsEmpty)
+                    {
+                        continue;
+                    }
+
+                    // Four heads at a time as the rows of a register tile, reading the cache in place (unless a Half cache
+                    // holds an infinity or NaN in this KV head: the fast widening is exact for finite values only); the rest
+                    // one at a time.
+                    bool exactHalfOnly = _narrowCache is not null && (_narrowCache.HoldsNonFiniteHalf(kvHead) || (_narrowCache.Element == CacheElement.Half && !_halfQueriesFinite));
+                    int inTiles = exactHalfOnly ? 0 : members / 4 * 4;
+                    for (int first = 0; first < members; first += first < inTiles ? 4 : members - first)
+                    {
+                        var group = new GroupBlock
+                        {
+                            Heads = scratch.Heads.AsSpan(first, first < inTiles ? 4 : members - first),
+                            Queries = queries,
+                            HalfQueries = halfQueries,
+                        States = partials + (long)block * PartialLength,
+                        StateStride = (nint)_blocks * PartialLength,
+                        Segments = segments,
+                        Positions = scratch.Positions.AsSpan(member * _segmentsPerHead, scratch.Counts[member]),
+                        QueryPosition = _position,
+                        AlibiSlopes = TScores.ModifiesScores ? _alibiSlopes : default,
+                            Source = source,
+                            Scratch = scratch.Tile,
+                        };
+                        switch (_lanes)
+                        {
+                            case 16:
+                                Run<Lanes512, System.Runtime.Intrinsics.Vector512<float>>(group, fourHeads: first < inTiles);
+                                break;
+                            case 8:
+                                Run<Lanes256, System.Runtime.Intrinsics.Vector256<float>>(group, fourHeads: first < inTiles);
+                                break;
+                            default:
+                                Run<Lanes128, System.Runtime.Intrinsics.Vector128<float>>(group, fourHeads: first < inTiles);
+                                break;
+                        }
+                    }
+                }
+            }
+        }
+
+        /// <summary>The group kernel at one width: four heads on the cache's own element type, or one head at a time.</summary>
+        private static void Run<TLanes, TVector>(in GroupBlock group, bool fourHeads)
+            where TLanes : struct, ISimdLanes<TVector>
+            where TVector : unmanaged
+        {
+            if (!fourHeads)
+            {
+                GroupDecodeKernel.Accumulate<TKernel, TLanes, TVector, TScores>(group);
+                return;
+            }
+
+            switch (group.Source.Element)
+            {
+                case CacheElement.Single:
+                    GroupDecodeKernel.AccumulateFour<TKernel, TLanes, TVector, float, TScores>(group);
+                    break;
+                case CacheElement.Half:
+                    GroupDecodeKernel.AccumulateFour<TKernel, TLanes, TVector, Half, TScores>(group);
+                    break;
+                default:
+                    GroupDecodeKernel.AccumulateFour<TKernel, TLanes, TVector, BFloat16, TScores>(group);
+                    break;
+            }
+        }
+
+        /// <summary>The scalar ISA: every head of the item's KV head through the generated row kernel, one after another.</summary>
+        private void ExecuteRows(int item)
+        {
+            int headDim = TKernel.HeadDim;
+            int kvHead = item / _blocks, block = item % _blocks;
+            int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
             float* keys = _store.Keys + kvOffset, values = _store.Values + kvOffset;
             bool widened = false;
@@ -301,7 +486,7 @@ public static unsafe class CpuDecode
                 {
                     // The block's slots in fp32, in this thread's buffer, addressed as if it were the whole head's: slot s
                     // at (s - firstSlot) x HeadDim. The kernel only reads slots of this block.
-                    WidenedBlock.ForThisThread(SlotsPerBlock * headDim, out float* keyBlock, out float* valueBlock);
+                    WidenedBlock.ForThisThread(_blockSlots * headDim, out float* keyBlock, out float* valueBlock);
                     int floats = (endSlot - firstSlot) * headDim;
                     _narrowCache.ReadSlots(kvHead, firstSlot, endSlot - firstSlot, new Span<float>(keyBlock, floats), new Span<float>(valueBlock, floats));
                     keys = keyBlock - (long)firstSlot * headDim;
@@ -364,6 +549,49 @@ public static unsafe class CpuDecode
             {
                 array = new T[length];
             }
+        }
+    }
+
+    /// <summary>
+    /// Each worker thread's buffers for <see cref="GroupDecodeKernel"/>: per head of a KV group its clipped key segments and
+    /// their positions, the heads of the group being run, and the kernel's tile scratch (native, 64-byte aligned, so the
+    /// kernel addresses it by pointer). Grown on demand and kept for the thread's life.
+    /// </summary>
+    private sealed class GroupScratch
+    {
+        [ThreadStatic]
+        private static GroupScratch? t_instance;
+
+        public KeySegment[] Segments = Array.Empty<KeySegment>();
+        public int[] Positions = Array.Empty<int>();
+        public int[] Counts = Array.Empty<int>();
+        public int[] Heads = Array.Empty<int>();
+        public float* Tile;
+        private int _tileFloats;
+
+        public static GroupScratch ForThisThread(int groupSize, int segmentsPerHead, int tileFloats)
+        {
+            GroupScratch scratch = t_instance ??= new GroupScratch();
+            if (scratch.Segments.Length < groupSize * segmentsPerHead)
+            {
+                scratch.Segments = new KeySegment[groupSize * segmentsPerHead];
+                scratch.Positions = new int[groupSize * segmentsPerHead];
+            }
+
+            if (scratch.Counts.Length < groupSize)
+            {
+                scratch.Counts = new int[groupSize];
+                scratch.Heads = new int[groupSize];
+            }
+
+            if (scratch._tileFloats < tileFloats)
+            {
+                System.Runtime.InteropServices.NativeMemory.AlignedFree(scratch.Tile);
+                scratch.Tile = (float*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)tileFloats * sizeof(float), 64);
+                scratch._tileFloats = tileFloats;
+            }
+
+            return scratch;
         }
     }
 

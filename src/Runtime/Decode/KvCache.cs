@@ -25,6 +25,11 @@ public sealed class KvCache
     private readonly ushort[] _narrowValues = Array.Empty<ushort>();
     private readonly int[] _pinnedPositions;
 
+    // Half caches only: which slots hold an infinity or NaN, and how many per KV head. Decode widens Half with a fast rule
+    // that is exact for finite values only; a KV head holding one of these takes the exact rule instead.
+    private readonly bool[] _nonFiniteSlots = Array.Empty<bool>();
+    private readonly int[] _nonFiniteSlotsPerKvHead = Array.Empty<int>();
+
     /// <summary>
     /// Creates an empty cache for <paramref name="pattern"/>. The generated <c>CreateCache(kvHeads)</c> calls this with
     /// the kernel's own pattern and HeadDim, which is what its <c>Decode</c> and <c>Prefill</c> accept.
@@ -89,6 +94,12 @@ public sealed class KvCache
         {
             _narrowKeys = new ushort[(long)floats];
             _narrowValues = new ushort[(long)floats];
+        }
+
+        if (element == CacheElement.Half)
+        {
+            _nonFiniteSlots = new bool[kvHeads * Capacity];
+            _nonFiniteSlotsPerKvHead = new int[kvHeads];
         }
     }
 
@@ -186,6 +197,12 @@ public sealed class KvCache
     /// <summary>The fp32 values; empty unless <see cref="Element"/> is Single.</summary>
     internal float[] Values => _values;
 
+    /// <summary>The 16-bit keys (Half or BFloat16 bits, same layout); empty when <see cref="Element"/> is Single.</summary>
+    internal ushort[] NarrowKeys => _narrowKeys;
+
+    /// <summary>The 16-bit values; empty when <see cref="Element"/> is Single.</summary>
+    internal ushort[] NarrowValues => _narrowValues;
+
     /// <summary>
     /// Copies <paramref name="count"/> slots of <paramref name="kvHead"/> from <paramref name="firstSlot"/> on into fp32
     /// <paramref name="keys"/> and <paramref name="values"/> (count x HeadDim each), widening a narrow cache's elements.
@@ -199,18 +216,17 @@ public sealed class KvCache
                 _keys.AsSpan(offset, length).CopyTo(keys);
                 _values.AsSpan(offset, length).CopyTo(values);
                 break;
-            case CacheElement.Half:
-                Tensors.ElementConversion.ToSingle<Half>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowKeys.AsSpan(offset, length)), keys);
-                Tensors.ElementConversion.ToSingle<Half>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowValues.AsSpan(offset, length)), values);
-                break;
             default:
-                Tensors.ElementConversion.ToSingle<BFloat16>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowKeys.AsSpan(offset, length)), keys);
-                Tensors.ElementConversion.ToSingle<BFloat16>(System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowValues.AsSpan(offset, length)), values);
+                Tensors.ElementConversion.ToSingle(Element, _narrowKeys.AsSpan(offset, length), keys);
+                Tensors.ElementConversion.ToSingle(Element, _narrowValues.AsSpan(offset, length), values);
                 break;
         }
     }
 
     internal int[] PinnedPositions => _pinnedPositions;
+
+    /// <summary>Whether a Half cache holds an infinity or NaN in any slot of <paramref name="kvHead"/> (false for other elements).</summary>
+    internal bool HoldsNonFiniteHalf(int kvHead) => Element == CacheElement.Half && _nonFiniteSlotsPerKvHead[kvHead] > 0;
 
     /// <summary>Throws unless <paramref name="tokens"/> more positions still fit in an int, which the pattern's positions are.</summary>
     internal void CheckRoomFor(long tokens)
@@ -272,6 +288,13 @@ public sealed class KvCache
             case CacheElement.Half:
                 Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowKeys.AsSpan(offset, HeadDim)));
                 Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowValues.AsSpan(offset, HeadDim)));
+                bool nonFinite = Tensors.ElementConversion.HoldsHalfInfinityOrNaN(_narrowKeys.AsSpan(offset, HeadDim)) || Tensors.ElementConversion.HoldsHalfInfinityOrNaN(_narrowValues.AsSpan(offset, HeadDim));
+                if (nonFinite != _nonFiniteSlots[slot])
+                {
+                    _nonFiniteSlots[slot] = nonFinite;
+                    _nonFiniteSlotsPerKvHead[slot / Capacity] += nonFinite ? 1 : -1;
+                }
+
                 break;
             default:
                 Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowKeys.AsSpan(offset, HeadDim)));

@@ -11,7 +11,7 @@ namespace SparseAttention
 #else
     public
 #endif
-    readonly struct KeySegment
+    readonly struct KeySegment : System.IEquatable<KeySegment>
     {
         /// <summary>Creates a segment.</summary>
         public KeySegment(int start, int step, int count)
@@ -32,6 +32,21 @@ namespace SparseAttention
 
         /// <summary>The last key position of the segment.</summary>
         public int Last => Start + (Count - 1) * Step;
+
+        /// <summary>Whether two segments are the same run (same start, step and count).</summary>
+        public static bool operator ==(KeySegment left, KeySegment right) => left.Equals(right);
+
+        /// <summary>Whether two segments differ in start, step or count.</summary>
+        public static bool operator !=(KeySegment left, KeySegment right) => !left.Equals(right);
+
+        /// <inheritdoc />
+        public bool Equals(KeySegment other) => Start == other.Start && Step == other.Step && Count == other.Count;
+
+        /// <inheritdoc />
+        public override bool Equals(object? obj) => obj is KeySegment other && Equals(other);
+
+        /// <inheritdoc />
+        public override int GetHashCode() => unchecked(((Start * 397) ^ Step) * 397 ^ Count);
 
         /// <inheritdoc />
         public override string ToString() => Step == 1

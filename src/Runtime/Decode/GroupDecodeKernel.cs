@@ -1,0 +1,745 @@
+using System;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using SparseAttention.Cpu;
+
+namespace SparseAttention.Decode;
+
+/// <summary>
+/// Decode's kernel: the query heads of one KV head that see the same keys (all of a GQA group, as a rule) over one block of
+/// cache slots, <see cref="TileKeys"/> keys at a time. Per tile, the keys are read from memory once for every head of the
+/// group (a narrow cache's are widened once, into a tile buffer that stays in L1); per head, four keys' dot products run
+/// side by side and are finished together (<see cref="ISimdLanes{TVector}.SumEach"/>), the tile's scores go through the
+/// online softmax as whole vectors, and P·V adds two keys at a time into independent accumulators. The generated row
+/// kernel, which decode used before, finishes every key's dot product with its own horizontal sum and one dependent chain
+/// of FMAs; decode's work per key and head is what bounds it below the memory's bandwidth.
+/// </summary>
+/// <remarks>
+/// Semantics are the row kernel's: base-2 online softmax (the queries carry scale x log2(e)), score modifiers on each tile's
+/// raw scores, and the NaN/Inf policy (a poisoning raw score makes the head's sum NaN). Written once for every vector width
+/// through <see cref="ISimdLanes{TVector}"/>; HeadDim comes from the kernel type argument, a constant to the JIT.
+/// </remarks>
+internal static unsafe class GroupDecodeKernel
+{
+    /// <summary>Keys per tile: a multiple of every width's lanes (4, 8, 16) and of the four dot products finished together.</summary>
+    public const int TileKeys = 32;
+
+
+    /// <summary>
+    /// Floats of per-thread scratch for HeadDim <paramref name="headDim"/>: the tile's scores (four heads' rows, as
+    /// <see cref="AccumulateFour{TKernel, TLanes, TVector, TElement, TScores}"/> needs, or one row), keys and values.
+    /// </summary>
+    public static int ScratchFloats(int headDim) => 4 * TileKeys + 2 * TileKeys * headDim;
+
+    /// <summary>Adds the block's keys in <see cref="GroupBlock.Segments"/> to the state of every head in <see cref="GroupBlock.Heads"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Accumulate<TKernel, TLanes, TVector, TScores>(in GroupBlock group)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TScores : struct, IScoreModifier
+    {
+        int headDim = TKernel.HeadDim;
+        float* scores = group.Scratch;
+        float* tileKeys = scores + 4 * TileKeys, tileValues = tileKeys + TileKeys * headDim;
+        ReadOnlySpan<KeySegment> segments = group.Segments;
+        for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
+        {
+            KeySegment segment = segments[segmentIndex];
+            for (int tileStart = 0; tileStart < segment.Count; tileStart += TileKeys)
+            {
+                int count = Math.Min(TileKeys, segment.Count - tileStart);
+                long firstSlot = segment.Start + (long)tileStart * segment.Step;
+                int nextCount = Math.Min(TileKeys, segment.Count - tileStart - count);
+                if (nextCount > 0)
+                {
+                    // The tile's work is compute, during which the hardware prefetcher does not run far enough ahead: ask for
+                    // the next tile's rows now, so memory and arithmetic overlap (decode reads each byte once).
+                    group.Source.Prefetch(firstSlot + (long)count * segment.Step, segment.Step, nextCount, headDim);
+                }
+
+                float* keys, values;
+                nint rowStride;
+                if (group.Source.Element == CacheElement.Single)
+                {
+                    keys = group.Source.Keys + firstSlot * headDim;
+                    values = group.Source.Values + firstSlot * headDim;
+                    rowStride = (nint)segment.Step * headDim;
+                }
+                else
+                {
+                    group.Source.Widen(firstSlot, segment.Step, count, headDim, tileKeys, tileValues);
+                    keys = tileKeys;
+                    values = tileValues;
+                    rowStride = headDim;
+                }
+
+                foreach (int head in group.Heads)
+                {
+                    float* state = group.States + head * group.StateStride;
+                    float* query = group.Queries + (long)head * headDim;
+                    bool poisoned = Score<TKernel, TLanes, TVector, TScores>(query, keys, rowStride, count, scores);
+                    if (TScores.ModifiesScores)
+                    {
+                        var row = new ScoreRow(group.QueryPosition, head, group.AlibiSlopes.IsEmpty ? 0f : group.AlibiSlopes[head], group.Positions);
+                        ScoreMath.Modify<TScores>(new Span<float>(scores, count), row.Site(segmentIndex, segment, tileStart));
+                    }
+
+                    Softmax<TKernel, TLanes, TVector, TScores>(state, scores);
+                    if (poisoned)
+                    {
+                        state[1] = float.NaN;
+                    }
+
+                    AddValues<TKernel, TLanes, TVector>(state + 2, scores, values, rowStride, count);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// As <see cref="Accumulate{TKernel, TLanes, TVector, TScores}"/> for exactly four heads (<see cref="GroupBlock.Heads"/>)
+    /// as the rows of a register tile, reading the cache in place as <typeparamref name="TElement"/> (float, Half or
+    /// BFloat16): each key vector is loaded, and widened, once for the four heads, in the dot products and in P·V alike, so
+    /// a narrow cache needs no widening pass and no tile buffer. Half data must hold no infinity or NaN (the fast rule).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void AccumulateFour<TKernel, TLanes, TVector, TElement, TScores>(in GroupBlock group)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TElement : unmanaged
+        where TScores : struct, IScoreModifier
+    {
+        int headDim = TKernel.HeadDim;
+        float* scores = group.Scratch; // four rows of TileKeys
+        ReadOnlySpan<int> heads = group.Heads;
+        // Half keys and values come in times 2^-112; the queries (and below, the probabilities) carry the 2^112 back.
+        float* queries = typeof(TElement) == typeof(Half) ? group.HalfQueries : group.Queries;
+        float* query0 = queries + (long)heads[0] * headDim, query1 = queries + (long)heads[1] * headDim;
+        float* query2 = queries + (long)heads[2] * headDim, query3 = queries + (long)heads[3] * headDim;
+        byte* keyBase = group.Source.KeyBytes, valueBase = group.Source.ValueBytes;
+        ReadOnlySpan<KeySegment> segments = group.Segments;
+        for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
+        {
+            KeySegment segment = segments[segmentIndex];
+            nint rowBytes = (nint)segment.Step * headDim * sizeof(TElement);
+            for (int tileStart = 0; tileStart < segment.Count; tileStart += TileKeys)
+            {
+                int count = Math.Min(TileKeys, segment.Count - tileStart);
+                long firstSlot = segment.Start + (long)tileStart * segment.Step;
+                long firstByte = firstSlot * headDim * sizeof(TElement);
+                byte* keys = keyBase + firstByte, values = valueBase + firstByte;
+
+                // The next tile's rows are requested while this one computes, a few at a time from inside the loops, so the
+                // memory always has requests in flight (decode reads each byte once; a batch of requests at the tile's
+                // start leaves it idle for the rest of the tile).
+                int nextCount = Math.Min(TileKeys, segment.Count - tileStart - count);
+                var next = new NextRows(nextCount > 0 ? keys + TileKeys * rowBytes : null, nextCount > 0 ? values + TileKeys * rowBytes : null, rowBytes, nextCount, headDim * sizeof(TElement));
+                ScoreFour<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, scores, next);
+                for (int member = 0; member < 4; member++)
+                {
+                    int head = heads[member];
+                    float* state = group.States + head * group.StateStride;
+                    float* headScores = scores + member * TileKeys;
+                    bool poisoned = EndRawScores<TLanes, TVector, TScores>(headScores, count);
+                    if (TScores.ModifiesScores)
+                    {
+                        var row = new ScoreRow(group.QueryPosition, head, group.AlibiSlopes.IsEmpty ? 0f : group.AlibiSlopes[head], group.Positions);
+                        ScoreMath.Modify<TScores>(new Span<float>(headScores, count), row.Site(segmentIndex, segment, tileStart));
+                    }
+
+                    Softmax<TKernel, TLanes, TVector, TScores>(state, headScores);
+                    if (poisoned)
+                    {
+                        state[1] = float.NaN;
+                    }
+                }
+
+                if (typeof(TElement) == typeof(Half))
+                {
+                    TVector twoTo112 = TLanes.Create(Tensors.ElementConversion.TwoTo112);
+                    for (int k = 0; k < 4 * TileKeys; k += TLanes.Count)
+                    {
+                        TLanes.Store(TLanes.Multiply(TLanes.Load(scores + k), twoTo112), scores + k);
+                    }
+                }
+
+                AddValuesFour<TKernel, TLanes, TVector, TElement>(group, scores, values, rowBytes, count, next);
+            }
+        }
+    }
+
+    /// <summary>
+    /// One vector of <typeparamref name="TElement"/> elements from <paramref name="row"/>, as float; Half ones times 2^-112
+    /// (<see cref="ISimdLanes{TVector}.LoadHalfScaledDown"/>), which the queries and probabilities they meet carry as 2^112.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static TVector LoadElements<TLanes, TVector, TElement>(byte* row, int index)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TElement : unmanaged
+    {
+        if (typeof(TElement) == typeof(float))
+        {
+            return TLanes.Load((float*)row + index);
+        }
+
+        return typeof(TElement) == typeof(Half) ? TLanes.LoadHalfScaledDown((ushort*)row + index) : TLanes.LoadBFloat16((ushort*)row + index);
+    }
+
+    /// <summary>
+    /// The four heads' raw scores for the tile's keys (four rows of <see cref="TileKeys"/>): head x key accumulators, each
+    /// key vector loaded once for the four heads; 4 keys at a time with AVX-512's 32 registers (16 accumulators), 2 with 16.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void ScoreFour<TKernel, TLanes, TVector, TElement>(float* query0, float* query1, float* query2, float* query3, byte* keys, nint rowBytes, int count, float* scores, in NextRows next)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TElement : unmanaged
+    {
+        int headDim = TKernel.HeadDim;
+        if (TLanes.Count == 16)
+        {
+            for (int k = 0; k < count; k += 4)
+            {
+                next.Keys(k, 4);
+                byte* row0 = keys + k * rowBytes, row1 = keys + Math.Min(k + 1, count - 1) * rowBytes;
+                byte* row2 = keys + Math.Min(k + 2, count - 1) * rowBytes, row3 = keys + Math.Min(k + 3, count - 1) * rowBytes;
+                TVector dot00 = TLanes.Zero, dot01 = TLanes.Zero, dot02 = TLanes.Zero, dot03 = TLanes.Zero;
+                TVector dot10 = TLanes.Zero, dot11 = TLanes.Zero, dot12 = TLanes.Zero, dot13 = TLanes.Zero;
+                TVector dot20 = TLanes.Zero, dot21 = TLanes.Zero, dot22 = TLanes.Zero, dot23 = TLanes.Zero;
+                TVector dot30 = TLanes.Zero, dot31 = TLanes.Zero, dot32 = TLanes.Zero, dot33 = TLanes.Zero;
+                for (int d = 0; d < headDim; d += TLanes.Count)
+                {
+                    TVector key0 = LoadElements<TLanes, TVector, TElement>(row0, d), key1 = LoadElements<TLanes, TVector, TElement>(row1, d);
+                    TVector key2 = LoadElements<TLanes, TVector, TElement>(row2, d), key3 = LoadElements<TLanes, TVector, TElement>(row3, d);
+                    TVector q = TLanes.Load(query0 + d);
+                    dot00 = TLanes.MultiplyAdd(q, key0, dot00);
+                    dot01 = TLanes.MultiplyAdd(q, key1, dot01);
+                    dot02 = TLanes.MultiplyAdd(q, key2, dot02);
+                    dot03 = TLanes.MultiplyAdd(q, key3, dot03);
+                    q = TLanes.Load(query1 + d);
+                    dot10 = TLanes.MultiplyAdd(q, key0, dot10);
+                    dot11 = TLanes.MultiplyAdd(q, key1, dot11);
+                    dot12 = TLanes.MultiplyAdd(q, key2, dot12);
+                    dot13 = TLanes.MultiplyAdd(q, key3, dot13);
+                    q = TLanes.Load(query2 + d);
+                    dot20 = TLanes.MultiplyAdd(q, key0, dot20);
+                    dot21 = TLanes.MultiplyAdd(q, key1, dot21);
+                    dot22 = TLanes.MultiplyAdd(q, key2, dot22);
+                    dot23 = TLanes.MultiplyAdd(q, key3, dot23);
+                    q = TLanes.Load(query3 + d);
+                    dot30 = TLanes.MultiplyAdd(q, key0, dot30);
+                    dot31 = TLanes.MultiplyAdd(q, key1, dot31);
+                    dot32 = TLanes.MultiplyAdd(q, key2, dot32);
+                    dot33 = TLanes.MultiplyAdd(q, key3, dot33);
+                }
+
+                Vector128.Store(TLanes.SumEach(dot00, dot01, dot02, dot03), scores + k);
+                Vector128.Store(TLanes.SumEach(dot10, dot11, dot12, dot13), scores + TileKeys + k);
+                Vector128.Store(TLanes.SumEach(dot20, dot21, dot22, dot23), scores + 2 * TileKeys + k);
+                Vector128.Store(TLanes.SumEach(dot30, dot31, dot32, dot33), scores + 3 * TileKeys + k);
+            }
+
+            return;
+        }
+
+        for (int k = 0; k < count; k += 2)
+        {
+            next.Keys(k, 2);
+            byte* first = keys + k * rowBytes;
+            byte* second = keys + Math.Min(k + 1, count - 1) * rowBytes;
+            TVector dot00 = TLanes.Zero, dot01 = TLanes.Zero, dot10 = TLanes.Zero, dot11 = TLanes.Zero;
+            TVector dot20 = TLanes.Zero, dot21 = TLanes.Zero, dot30 = TLanes.Zero, dot31 = TLanes.Zero;
+            for (int d = 0; d < headDim; d += TLanes.Count)
+            {
+                TVector key0 = LoadElements<TLanes, TVector, TElement>(first, d), key1 = LoadElements<TLanes, TVector, TElement>(second, d);
+                TVector q = TLanes.Load(query0 + d);
+                dot00 = TLanes.MultiplyAdd(q, key0, dot00);
+                dot01 = TLanes.MultiplyAdd(q, key1, dot01);
+                q = TLanes.Load(query1 + d);
+                dot10 = TLanes.MultiplyAdd(q, key0, dot10);
+                dot11 = TLanes.MultiplyAdd(q, key1, dot11);
+                q = TLanes.Load(query2 + d);
+                dot20 = TLanes.MultiplyAdd(q, key0, dot20);
+                dot21 = TLanes.MultiplyAdd(q, key1, dot21);
+                q = TLanes.Load(query3 + d);
+                dot30 = TLanes.MultiplyAdd(q, key0, dot30);
+                dot31 = TLanes.MultiplyAdd(q, key1, dot31);
+            }
+
+            // Lanes: head 0 key k, head 0 key k+1, head 1 key k, head 1 key k+1 (and heads 2, 3).
+            Vector128<double> heads01 = TLanes.SumEach(dot00, dot01, dot10, dot11).AsDouble();
+            Vector128<double> heads23 = TLanes.SumEach(dot20, dot21, dot30, dot31).AsDouble();
+            *(double*)(scores + k) = heads01.ToScalar();
+            *(double*)(scores + TileKeys + k) = heads01.GetElement(1);
+            *(double*)(scores + 2 * TileKeys + k) = heads23.ToScalar();
+            *(double*)(scores + 3 * TileKeys + k) = heads23.GetElement(1);
+        }
+    }
+
+    /// <summary>
+    /// accumulator_h += Σ p_hk · value_k for the four heads: head x column-vector accumulators, each value vector loaded,
+    /// and widened, once for the four heads; 4 vectors of columns at a time with AVX-512's 32 registers (16 accumulators),
+    /// 2 with 16, then one.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void AddValuesFour<TKernel, TLanes, TVector, TElement>(in GroupBlock group, float* probabilities, byte* values, nint rowBytes, int count, in NextRows next)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TElement : unmanaged
+    {
+        int headDim = TKernel.HeadDim, width = TLanes.Count;
+        ReadOnlySpan<int> heads = group.Heads;
+        float* output0 = group.States + heads[0] * group.StateStride + 2, output1 = group.States + heads[1] * group.StateStride + 2;
+        float* output2 = group.States + heads[2] * group.StateStride + 2, output3 = group.States + heads[3] * group.StateStride + 2;
+        float* p0 = probabilities, p1 = p0 + TileKeys, p2 = p1 + TileKeys, p3 = p2 + TileKeys;
+        int column = 0;
+        if (TLanes.Count == 16)
+        {
+            for (; column + 4 * width <= headDim; column += 4 * width)
+            {
+                int c1 = column + width, c2 = column + 2 * width, c3 = column + 3 * width;
+                TVector a0 = TLanes.Load(output0 + column), b0 = TLanes.Load(output0 + c1), c0 = TLanes.Load(output0 + c2), d0 = TLanes.Load(output0 + c3);
+                TVector a1 = TLanes.Load(output1 + column), b1 = TLanes.Load(output1 + c1), cc1 = TLanes.Load(output1 + c2), d1 = TLanes.Load(output1 + c3);
+                TVector a2 = TLanes.Load(output2 + column), b2 = TLanes.Load(output2 + c1), cc2 = TLanes.Load(output2 + c2), d2 = TLanes.Load(output2 + c3);
+                TVector a3 = TLanes.Load(output3 + column), b3 = TLanes.Load(output3 + c1), cc3 = TLanes.Load(output3 + c2), d3 = TLanes.Load(output3 + c3);
+                byte* row = values;
+                for (int k = 0; k < count; k++, row += rowBytes)
+                {
+                    if (column == 0)
+                    {
+                        next.Values(k, 1);
+                    }
+
+                    TVector v0 = LoadElements<TLanes, TVector, TElement>(row, column), v1 = LoadElements<TLanes, TVector, TElement>(row, c1);
+                    TVector v2 = LoadElements<TLanes, TVector, TElement>(row, c2), v3 = LoadElements<TLanes, TVector, TElement>(row, c3);
+                    TVector p = TLanes.Create(p0[k]);
+                    a0 = TLanes.MultiplyAdd(p, v0, a0);
+                    b0 = TLanes.MultiplyAdd(p, v1, b0);
+                    c0 = TLanes.MultiplyAdd(p, v2, c0);
+                    d0 = TLanes.MultiplyAdd(p, v3, d0);
+                    p = TLanes.Create(p1[k]);
+                    a1 = TLanes.MultiplyAdd(p, v0, a1);
+                    b1 = TLanes.MultiplyAdd(p, v1, b1);
+                    cc1 = TLanes.MultiplyAdd(p, v2, cc1);
+                    d1 = TLanes.MultiplyAdd(p, v3, d1);
+                    p = TLanes.Create(p2[k]);
+                    a2 = TLanes.MultiplyAdd(p, v0, a2);
+                    b2 = TLanes.MultiplyAdd(p, v1, b2);
+                    cc2 = TLanes.MultiplyAdd(p, v2, cc2);
+                    d2 = TLanes.MultiplyAdd(p, v3, d2);
+                    p = TLanes.Create(p3[k]);
+                    a3 = TLanes.MultiplyAdd(p, v0, a3);
+                    b3 = TLanes.MultiplyAdd(p, v1, b3);
+                    cc3 = TLanes.MultiplyAdd(p, v2, cc3);
+                    d3 = TLanes.MultiplyAdd(p, v3, d3);
+                }
+
+                TLanes.Store(a0, output0 + column);
+                TLanes.Store(b0, output0 + c1);
+                TLanes.Store(c0, output0 + c2);
+                TLanes.Store(d0, output0 + c3);
+                TLanes.Store(a1, output1 + column);
+                TLanes.Store(b1, output1 + c1);
+                TLanes.Store(cc1, output1 + c2);
+                TLanes.Store(d1, output1 + c3);
+                TLanes.Store(a2, output2 + column);
+                TLanes.Store(b2, output2 + c1);
+                TLanes.Store(cc2, output2 + c2);
+                TLanes.Store(d2, output2 + c3);
+                TLanes.Store(a3, output3 + column);
+                TLanes.Store(b3, output3 + c1);
+                TLanes.Store(cc3, output3 + c2);
+                TLanes.Store(d3, output3 + c3);
+            }
+        }
+
+        for (; column + 2 * width <= headDim; column += 2 * width)
+        {
+            TVector a0 = TLanes.Load(output0 + column), b0 = TLanes.Load(output0 + column + width);
+            TVector a1 = TLanes.Load(output1 + column), b1 = TLanes.Load(output1 + column + width);
+            TVector a2 = TLanes.Load(output2 + column), b2 = TLanes.Load(output2 + column + width);
+            TVector a3 = TLanes.Load(output3 + column), b3 = TLanes.Load(output3 + column + width);
+            byte* row = values;
+            for (int k = 0; k < count; k++, row += rowBytes)
+            {
+                if (column == 0)
+                {
+                    next.Values(k, 1);
+                }
+
+                TVector left = LoadElements<TLanes, TVector, TElement>(row, column), right = LoadElements<TLanes, TVector, TElement>(row, column + width);
+                TVector p = TLanes.Create(p0[k]);
+                a0 = TLanes.MultiplyAdd(p, left, a0);
+                b0 = TLanes.MultiplyAdd(p, right, b0);
+                p = TLanes.Create(p1[k]);
+                a1 = TLanes.MultiplyAdd(p, left, a1);
+                b1 = TLanes.MultiplyAdd(p, right, b1);
+                p = TLanes.Create(p2[k]);
+                a2 = TLanes.MultiplyAdd(p, left, a2);
+                b2 = TLanes.MultiplyAdd(p, right, b2);
+                p = TLanes.Create(p3[k]);
+                a3 = TLanes.MultiplyAdd(p, left, a3);
+                b3 = TLanes.MultiplyAdd(p, right, b3);
+            }
+
+            TLanes.Store(a0, output0 + column);
+            TLanes.Store(b0, output0 + column + width);
+            TLanes.Store(a1, output1 + column);
+            TLanes.Store(b1, output1 + column + width);
+            TLanes.Store(a2, output2 + column);
+            TLanes.Store(b2, output2 + column + width);
+            TLanes.Store(a3, output3 + column);
+            TLanes.Store(b3, output3 + column + width);
+        }
+
+        if (column < headDim)
+        {
+            TVector a0 = TLanes.Load(output0 + column), a1 = TLanes.Load(output1 + column), a2 = TLanes.Load(output2 + column), a3 = TLanes.Load(output3 + column);
+            byte* row = values;
+            for (int k = 0; k < count; k++, row += rowBytes)
+            {
+                TVector value = LoadElements<TLanes, TVector, TElement>(row, column);
+                a0 = TLanes.MultiplyAdd(TLanes.Create(p0[k]), value, a0);
+                a1 = TLanes.MultiplyAdd(TLanes.Create(p1[k]), value, a1);
+                a2 = TLanes.MultiplyAdd(TLanes.Create(p2[k]), value, a2);
+                a3 = TLanes.MultiplyAdd(TLanes.Create(p3[k]), value, a3);
+            }
+
+            TLanes.Store(a0, output0 + column);
+            TLanes.Store(a1, output1 + column);
+            TLanes.Store(a2, output2 + column);
+            TLanes.Store(a3, output3 + column);
+        }
+    }
+
+    /// <summary>
+    /// Scores of the tile's <paramref name="count"/> keys (rows <paramref name="rowStride"/> floats apart) against one
+    /// query, four keys at a time: four accumulators over HeadDim, then their four sums together. Past the tile the last
+    /// key is scored again (its row is valid memory), then those scores are set to -inf (probability 0). Returns whether a
+    /// raw score makes the row NaN (the NaN/Inf policy).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static bool Score<TKernel, TLanes, TVector, TScores>(float* query, float* keys, nint rowStride, int count, float* scores)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TScores : struct, IScoreModifier
+    {
+        int headDim = TKernel.HeadDim;
+        for (int k = 0; k < count; k += 4)
+        {
+            float* row0 = keys + k * rowStride;
+            float* row1 = keys + Math.Min(k + 1, count - 1) * rowStride;
+            float* row2 = keys + Math.Min(k + 2, count - 1) * rowStride;
+            float* row3 = keys + Math.Min(k + 3, count - 1) * rowStride;
+            TVector dot0 = TLanes.Zero, dot1 = TLanes.Zero, dot2 = TLanes.Zero, dot3 = TLanes.Zero;
+            for (int d = 0; d < headDim; d += TLanes.Count)
+            {
+                TVector q = TLanes.Load(query + d);
+                dot0 = TLanes.MultiplyAdd(q, TLanes.Load(row0 + d), dot0);
+                dot1 = TLanes.MultiplyAdd(q, TLanes.Load(row1 + d), dot1);
+                dot2 = TLanes.MultiplyAdd(q, TLanes.Load(row2 + d), dot2);
+                dot3 = TLanes.MultiplyAdd(q, TLanes.Load(row3 + d), dot3);
+            }
+
+            Vector128.Store(TLanes.SumEach(dot0, dot1, dot2, dot3), scores + k);
+        }
+
+        return EndRawScores<TLanes, TVector, TScores>(scores, count);
+    }
+
+    /// <summary>
+    /// Tests a tile's raw scores by the NaN/Inf policy (lanes past <paramref name="count"/> count as 0, which never
+    /// poisons) and then sets those lanes to -inf (probability 0). Returns whether a raw score makes the row NaN.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool EndRawScores<TLanes, TVector, TScores>(float* scores, int count)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TScores : struct, IScoreModifier
+    {
+        for (int k = count; k < TileKeys; k++)
+        {
+            scores[k] = 0f;
+        }
+
+        bool poisoned = false;
+        for (int k = 0; k < TileKeys; k += TLanes.Count)
+        {
+            poisoned |= TLanes.AnyPoisons<TScores>(TLanes.Load(scores + k));
+        }
+
+        for (int k = count; k < TileKeys; k++)
+        {
+            scores[k] = float.NegativeInfinity;
+        }
+
+        return poisoned;
+    }
+
+    /// <summary>
+    /// The online-softmax step for one head and tile: a larger max rescales the state (sum and accumulator) by
+    /// 2^(old - new), then the scores become probabilities 2^(score - max) in place and their sum is added.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Softmax<TKernel, TLanes, TVector, TScores>(float* state, float* scores)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TScores : struct, IScoreModifier
+    {
+        TVector tileMaxVector = TLanes.Load(scores);
+        for (int k = TLanes.Count; k < TileKeys; k += TLanes.Count)
+        {
+            tileMaxVector = TLanes.Max(tileMaxVector, TLanes.Load(scores + k));
+        }
+
+        float tileMax = TLanes.MaxAcross(tileMaxVector);
+        float runningMax = state[0];
+        if (tileMax > runningMax)
+        {
+            TVector correction = TLanes.Create(VectorMath.Exp2(runningMax - tileMax));
+            state[1] *= VectorMath.Exp2(runningMax - tileMax);
+            float* accumulator = state + 2;
+            for (int d = 0; d < TKernel.HeadDim; d += TLanes.Count)
+            {
+                TLanes.Store(TLanes.Multiply(TLanes.Load(accumulator + d), correction), accumulator + d);
+            }
+
+            state[0] = runningMax = tileMax;
+        }
+
+        // A row every key of which a mask hid so far has max -inf; 2^(-inf - 0) keeps its probabilities 0 instead of NaN.
+        TVector max = TLanes.Create(TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax);
+        TVector sum = TLanes.Zero;
+        for (int k = 0; k < TileKeys; k += TLanes.Count)
+        {
+            TVector probability = TLanes.Exp2(TLanes.Subtract(TLanes.Load(scores + k), max));
+            TLanes.Store(probability, scores + k);
+            sum = TLanes.Add(sum, probability);
+        }
+
+        state[1] += TLanes.SumAcross(sum);
+    }
+
+    /// <summary>
+    /// accumulator += Σ p_k · value_k over the tile's keys: four vectors of columns at a time, two keys per step into two
+    /// sets of accumulators (eight independent FMA chains, which fit AVX2's sixteen registers), then the rest of the columns
+    /// one vector at a time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void AddValues<TKernel, TLanes, TVector>(float* accumulator, float* probabilities, float* values, nint rowStride, int count)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+    {
+        int headDim = TKernel.HeadDim, width = TLanes.Count;
+        int column = 0;
+        for (; column + 4 * width <= headDim; column += 4 * width)
+        {
+            float* output = accumulator + column;
+            TVector even0 = TLanes.Load(output), even1 = TLanes.Load(output + width), even2 = TLanes.Load(output + 2 * width), even3 = TLanes.Load(output + 3 * width);
+            TVector odd0 = TLanes.Zero, odd1 = TLanes.Zero, odd2 = TLanes.Zero, odd3 = TLanes.Zero;
+            int k = 0;
+            for (; k + 2 <= count; k += 2)
+            {
+                float* first = values + k * rowStride + column, second = first + rowStride;
+                TVector p0 = TLanes.Create(probabilities[k]), p1 = TLanes.Create(probabilities[k + 1]);
+                even0 = TLanes.MultiplyAdd(p0, TLanes.Load(first), even0);
+                even1 = TLanes.MultiplyAdd(p0, TLanes.Load(first + width), even1);
+                even2 = TLanes.MultiplyAdd(p0, TLanes.Load(first + 2 * width), even2);
+                even3 = TLanes.MultiplyAdd(p0, TLanes.Load(first + 3 * width), even3);
+                odd0 = TLanes.MultiplyAdd(p1, TLanes.Load(second), odd0);
+                odd1 = TLanes.MultiplyAdd(p1, TLanes.Load(second + width), odd1);
+                odd2 = TLanes.MultiplyAdd(p1, TLanes.Load(second + 2 * width), odd2);
+                odd3 = TLanes.MultiplyAdd(p1, TLanes.Load(second + 3 * width), odd3);
+            }
+
+            if (k < count)
+            {
+                float* last = values + k * rowStride + column;
+                TVector p = TLanes.Create(probabilities[k]);
+                even0 = TLanes.MultiplyAdd(p, TLanes.Load(last), even0);
+                even1 = TLanes.MultiplyAdd(p, TLanes.Load(last + width), even1);
+                even2 = TLanes.MultiplyAdd(p, TLanes.Load(last + 2 * width), even2);
+                even3 = TLanes.MultiplyAdd(p, TLanes.Load(last + 3 * width), even3);
+            }
+
+            TLanes.Store(TLanes.Add(even0, odd0), output);
+            TLanes.Store(TLanes.Add(even1, odd1), output + width);
+            TLanes.Store(TLanes.Add(even2, odd2), output + 2 * width);
+            TLanes.Store(TLanes.Add(even3, odd3), output + 3 * width);
+        }
+
+        for (; column < headDim; column += width)
+        {
+            TVector even = TLanes.Load(accumulator + column), odd = TLanes.Zero;
+            int k = 0;
+            for (; k + 2 <= count; k += 2)
+            {
+                float* first = values + k * rowStride + column;
+                even = TLanes.MultiplyAdd(TLanes.Create(probabilities[k]), TLanes.Load(first), even);
+                odd = TLanes.MultiplyAdd(TLanes.Create(probabilities[k + 1]), TLanes.Load(first + rowStride), odd);
+            }
+
+            if (k < count)
+            {
+                even = TLanes.MultiplyAdd(TLanes.Create(probabilities[k]), TLanes.Load(values + k * rowStride + column), even);
+            }
+
+            TLanes.Store(TLanes.Add(even, odd), accumulator + column);
+        }
+    }
+}
+
+/// <summary>
+/// The next tile's key and value rows, requested from memory a few rows at a time while the current tile computes
+/// (<see cref="System.Runtime.Intrinsics.X86.Sse.Prefetch0(void*)"/>, one per 64-byte line; nothing where x86's prefetch is
+/// not available, or when there is no next tile).
+/// </summary>
+internal readonly unsafe ref struct NextRows
+{
+    private readonly byte* _keys, _values;
+    private readonly nint _rowStride;
+    private readonly int _rows, _rowBytes;
+
+    public NextRows(byte* keys, byte* values, nint rowStride, int rows, int rowBytes)
+    {
+        _keys = keys;
+        _values = values;
+        _rowStride = rowStride;
+        _rows = rows;
+        _rowBytes = rowBytes;
+    }
+
+    /// <summary>Requests key rows <paramref name="first"/> .. first + count - 1 of the next tile (those it has).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Keys(int first, int count) => Request(_keys, first, count);
+
+    /// <summary>Requests value rows <paramref name="first"/> .. first + count - 1 of the next tile (those it has).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Values(int first, int count) => Request(_values, first, count);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void Request(byte* rows, int first, int count)
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported || rows == null)
+        {
+            return;
+        }
+
+        for (int row = first; row < first + count && row < _rows; row++)
+        {
+            byte* start = rows + row * _rowStride;
+            for (int line = 0; line < _rowBytes; line += 64)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(start + line);
+            }
+        }
+    }
+}
+
+/// <summary>Where decode's keys and values come from: an fp32 cache read in place, or a narrow one widened a tile at a time.</summary>
+internal readonly unsafe struct KvSource
+{
+    private readonly ushort* _narrowKeys, _narrowValues;
+
+    private KvSource(CacheElement element, float* keys, float* values, ushort* narrowKeys, ushort* narrowValues)
+    {
+        Element = element;
+        Keys = keys;
+        Values = values;
+        _narrowKeys = narrowKeys;
+        _narrowValues = narrowValues;
+    }
+
+    public CacheElement Element { get; }
+
+    /// <summary>fp32 keys at slot 0 of the KV head (Single only).</summary>
+    public float* Keys { get; }
+
+    /// <summary>fp32 values at slot 0 of the KV head (Single only).</summary>
+    public float* Values { get; }
+
+    /// <summary>Keys at slot 0 of the KV head, in the cache's own element type.</summary>
+    public byte* KeyBytes => Element == CacheElement.Single ? (byte*)Keys : (byte*)_narrowKeys;
+
+    /// <summary>Values at slot 0 of the KV head, in the cache's own element type.</summary>
+    public byte* ValueBytes => Element == CacheElement.Single ? (byte*)Values : (byte*)_narrowValues;
+
+    public static KvSource Single(float* keys, float* values) => new(CacheElement.Single, keys, values, null, null);
+
+    public static KvSource Narrow(CacheElement element, ushort* keys, ushort* values) => new(element, null, null, keys, values);
+
+    /// <summary>Asks the cache hierarchy for <paramref name="count"/> slots' keys and values (every 64-byte line) ahead of their use.</summary>
+    public void Prefetch(long firstSlot, int step, int count, int headDim)
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            return;
+        }
+
+        int elementBytes = Element == CacheElement.Single ? sizeof(float) : sizeof(ushort);
+        byte* keys = KeyBytes, values = ValueBytes;
+        int rowBytes = headDim * elementBytes;
+        for (int k = 0; k < count; k++)
+        {
+            long offset = (firstSlot + (long)k * step) * rowBytes;
+            for (int line = 0; line < rowBytes; line += 64)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(keys + offset + line);
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(values + offset + line);
+            }
+        }
+    }
+
+    /// <summary>Widens <paramref name="count"/> slots from <paramref name="firstSlot"/>, <paramref name="step"/> apart, into consecutive fp32 rows.</summary>
+    public void Widen(long firstSlot, int step, int count, int headDim, float* keys, float* values)
+    {
+        for (int k = 0; k < count; k++)
+        {
+            long offset = (firstSlot + (long)k * step) * headDim;
+            Tensors.ElementConversion.ToSingle(Element, new ReadOnlySpan<ushort>(_narrowKeys + offset, headDim), new Span<float>(keys + k * headDim, headDim));
+            Tensors.ElementConversion.ToSingle(Element, new ReadOnlySpan<ushort>(_narrowValues + offset, headDim), new Span<float>(values + k * headDim, headDim));
+        }
+    }
+}
+
+/// <summary>One call's work for <see cref="GroupDecodeKernel"/>: which heads, their queries and states, and the block's keys.</summary>
+internal readonly unsafe ref struct GroupBlock
+{
+    /// <summary>The query heads (indices into <see cref="Queries"/> and <see cref="States"/>).</summary>
+    public ReadOnlySpan<int> Heads { get; init; }
+
+    /// <summary>Every head's query, scaled by scale x log2(e): head h at h x HeadDim.</summary>
+    public float* Queries { get; init; }
+
+    /// <summary>The same times 2^112, for Half keys read times 2^-112; null where that would overflow (the one-head path then runs).</summary>
+    public float* HalfQueries { get; init; }
+
+    /// <summary>Head h's state (max, sum, then HeadDim floats of unnormalised output) at h x <see cref="StateStride"/>.</summary>
+    public float* States { get; init; }
+
+    public nint StateStride { get; init; }
+
+    /// <summary>The heads' keys in this block, as slots of the KV head.</summary>
+    public ReadOnlySpan<KeySegment> Segments { get; init; }
+
+    /// <summary>The position of each segment's first key (what score modifiers see).</summary>
+    public ReadOnlySpan<int> Positions { get; init; }
+
+    public int QueryPosition { get; init; }
+
+    /// <summary>Per head, the ALiBi slope in base-2 units; empty without score modifiers.</summary>
+    public ReadOnlySpan<float> AlibiSlopes { get; init; }
+
+    public KvSource Source { get; init; }
+
+    /// <summary><see cref="GroupDecodeKernel.ScratchFloats(int)"/> floats, 64-byte aligned.</summary>
+    public float* Scratch { get; init; }
+}

@@ -1,0 +1,197 @@
+using System.Runtime.Intrinsics;
+using SparseAttention.Cpu;
+using SparseAttention.Testing;
+using CpuDecode = SparseAttention.Decode.CpuDecode;
+using GroupDecodeKernel = SparseAttention.Decode.GroupDecodeKernel;
+
+namespace SparseAttention.Runtime.Tests.Decode;
+
+// HeadDim 48: three Vector512s (an odd count: the four-head kernel's column blocks end with a single vector), a pinned
+// global token (a second segment), a window of 100 (not a multiple of the 32-key tile or of 4 keys).
+[AttentionKernel(HeadDim = 48)]
+[SlidingWindow(Size = 100)]
+[GlobalTokens(0)]
+public static partial class GroupDecodeHeadDim48;
+
+// HeadDim 40: not a multiple of 16, so the Vector512 ISA decodes with Vector256 (five of them, odd again), and score
+// modifiers on the four-head path.
+[AttentionKernel(HeadDim = 40)]
+[SlidingWindow(Size = 70)]
+[Softcap(3f)]
+[Alibi]
+public static partial class GroupDecodeModifiedHeadDim40;
+
+/// <summary>
+/// Decode's group kernel (GroupDecodeKernel): four query heads of a KV head as the rows of a register tile reading fp32,
+/// Half or BFloat16 in place, the one-head kernel for the rest, over blocks of the ring the threads ask for. Every
+/// instruction set, every cache element, GQA groups of 1, 2, 4, 5 and 8 heads, tiles cut by the window and the ring's wrap,
+/// against the reference; then the Half fast path's limits (infinities and NaN in the cache, queries too large for its
+/// 2^112 fold) against an fp32 cache holding the same values.
+/// </summary>
+public class GroupDecodeTests
+{
+    private static readonly (int Heads, int KvHeads)[] Groups = { (4, 1), (8, 2), (5, 1), (16, 2), (2, 1), (3, 3) };
+
+    public static TheoryData<string, CacheElement> KernelsAndElements()
+    {
+        var data = new TheoryData<string, CacheElement>();
+        foreach (string name in new[] { nameof(GroupDecodeHeadDim48), nameof(GroupDecodeModifiedHeadDim40), nameof(EverythingStreamable), nameof(CausalWindowWithSinks) })
+        {
+            foreach (CacheElement element in Enum.GetValues<CacheElement>())
+            {
+                data.Add(name, element);
+            }
+        }
+
+        return data;
+    }
+
+    private static KernelUnderTest Kernel(string name) =>
+        name == nameof(EverythingStreamable) ? ScoreModifierKernels.Get(name)
+        : name == nameof(CausalWindowWithSinks) ? DeclaredKernels.Get(name)
+        : KernelUnderTest.FromType(name == nameof(GroupDecodeHeadDim48) ? typeof(GroupDecodeHeadDim48) : typeof(GroupDecodeModifiedHeadDim40));
+
+    [Theory]
+    [MemberData(nameof(KernelsAndElements))]
+    public void Every_group_size_isa_and_element_decodes_like_the_reference(string name, CacheElement element)
+    {
+        KernelUnderTest kernel = Kernel(name);
+        Func<float, float>? round = element switch
+        {
+            CacheElement.Half => x => (float)(Half)x,
+            CacheElement.BFloat16 => x => (float)(BFloat16)x,
+            _ => null,
+        };
+        var random = new Random(name.Length * 31 + (int)element);
+        foreach ((int heads, int kvHeads) in Groups)
+        {
+            // Three windows long: decode runs with a full ring whose start has wrapped, so a head's keys are two runs.
+            int window = kernel.Pattern.WindowLeft + 1;
+            var stream = StreamCase.Create(kernel, random, length: 3 * window + 7, heads: (heads, kvHeads), round: round);
+            foreach (KernelIsa isa in AttentionCheck.AllIsas)
+            {
+                // Seven threads ask for more blocks than there are KV heads: the ring splits into blocks of 64 slots.
+                foreach (int? threads in new int?[] { null, 7 })
+                {
+                    stream.AssertPrefillHalfThenDecode(new AttentionOptions { Isa = isa, MaxDegreeOfParallelism = threads }, $"{element} cache, {isa}, {heads}/{kvHeads} heads, threads {threads}", element);
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public void Blocks_follow_the_threads_and_never_drop_below_two_tiles()
+    {
+        Assert.Equal(4096, CpuDecode.SlotsPerBlock(4096, kvHeads: 8, threads: 2));
+        Assert.Equal(512, CpuDecode.SlotsPerBlock(4096, kvHeads: 8, threads: 16));
+        Assert.Equal(CpuDecode.MinSlotsPerBlock, CpuDecode.SlotsPerBlock(101, kvHeads: 1, threads: 7));
+        Assert.Equal(0, CpuDecode.SlotsPerBlock(1000, kvHeads: 3, threads: 5) % GroupDecodeKernel.TileKeys);
+    }
+
+    [Fact]
+    public void A_Half_cache_holding_an_infinity_or_NaN_decodes_like_an_fp32_cache_of_the_same_values()
+    {
+        // The fast Half rule would read ±inf and NaN as large finite numbers: a KV head holding one takes the exact rule.
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(CausalWindowWithSinks));
+        int d = kernel.HeadDim, heads = 8, kvHeads = 2;
+        var random = new Random(5);
+        KvCache half = new(kernel.Pattern, kvHeads, d, CacheElement.Half), single = kernel.Streaming!.CreateCache(kvHeads);
+        foreach (float poison in new[] { float.PositiveInfinity, float.NaN, 1e6f })
+        {
+            half.Clear();
+            single.Clear();
+            for (int token = 0; token < 40; token++)
+            {
+                float[] key = AttentionCheck.RandomArray(random, kvHeads * d, 1.5f).Select(x => (float)(Half)x).ToArray();
+                float[] value = AttentionCheck.RandomArray(random, kvHeads * d, 1.5f).Select(x => (float)(Half)x).ToArray();
+                if (token == 36)
+                {
+                    value[d + 3] = poison; // KV head 1 only, inside the last token's window of 8; 1e6 rounds to Half's infinity
+                    value[d + 3] = (float)(Half)value[d + 3];
+                }
+
+                half.Append(key, value);
+                single.Append(key, value);
+            }
+
+            Assert.True(half.HoldsNonFiniteHalf(1));
+            Assert.False(half.HoldsNonFiniteHalf(0));
+            float[] query = AttentionCheck.RandomArray(random, heads * d, 1.5f);
+            foreach (KernelIsa isa in AttentionCheck.AllIsas)
+            {
+                var options = new AttentionOptions { Isa = isa };
+                float[] expected = Decode(kernel, single, query, options), actual = Decode(kernel, half, query, options);
+                int poisoned = AttentionCheck.AssertSameRowsOrNaN(expected, actual, new AttentionShape(heads, kvHeads, 1), d, $"Half cache with {poison}, {isa}");
+                Assert.Equal(heads / 2, poisoned); // a non-finite visible value makes the row NaN (design §4)
+                Assert.True(expected.Take(heads / 2 * d).All(float.IsFinite), "KV head 0's heads stay finite");
+            }
+        }
+
+        // Once the ring (501 slots: it reaches the global token at 500) overwrites the slot, the KV head is back on the fast path.
+        for (int token = 0; token < half.RingSlots; token++)
+        {
+            float[] kv = AttentionCheck.RandomArray(random, kvHeads * d, 1.5f);
+            half.Append(kv, kv);
+        }
+
+        Assert.False(half.HoldsNonFiniteHalf(1));
+    }
+
+    [Fact]
+    public void Queries_too_large_for_the_Half_fold_decode_like_an_fp32_cache()
+    {
+        // Half keys are read times 2^-112 and the queries carry 2^112; a query past about 6.5e4 / scale would overflow, so
+        // such a call takes the exact one-head path.
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(CausalWindowWithSinks));
+        int d = kernel.HeadDim, heads = 4, kvHeads = 1;
+        var random = new Random(8);
+        KvCache half = new(kernel.Pattern, kvHeads, d, CacheElement.Half), single = kernel.Streaming!.CreateCache(kvHeads);
+        for (int token = 0; token < 50; token++)
+        {
+            float[] key = AttentionCheck.RandomArray(random, kvHeads * d, 1e-4f).Select(x => (float)(Half)x).ToArray();
+            float[] value = AttentionCheck.RandomArray(random, kvHeads * d, 1.5f).Select(x => (float)(Half)x).ToArray();
+            half.Append(key, value);
+            single.Append(key, value);
+        }
+
+        float[] query = AttentionCheck.RandomArray(random, heads * d, 1e6f);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            var options = new AttentionOptions { Isa = isa };
+            float[] expected = Decode(kernel, single, query, options), actual = Decode(kernel, half, query, options);
+            Assert.True(expected.All(float.IsFinite));
+            AttentionCheck.AssertClose(expected, actual, new AttentionShape(heads, kvHeads, 1), d, $"huge queries, {isa}");
+        }
+    }
+
+    [Fact]
+    public void Four_sums_at_once_equal_each_vectors_own_sum_at_every_width()
+    {
+        var random = new Random(3);
+        for (int trial = 0; trial < 50; trial++)
+        {
+            float[][] lanes = Enumerable.Range(0, 4).Select(_ => AttentionCheck.RandomArray(random, 16, 10f)).ToArray();
+            float[] expected = lanes.Select(v => v.Sum()).ToArray();
+            AssertSums(expected, Lanes512.SumEach(Vector512.Create(lanes[0]), Vector512.Create(lanes[1]), Vector512.Create(lanes[2]), Vector512.Create(lanes[3])), "512");
+            float[] expected256 = lanes.Select(v => v.Take(8).Sum()).ToArray();
+            AssertSums(expected256, Lanes256.SumEach(Vector256.Create(lanes[0]), Vector256.Create(lanes[1]), Vector256.Create(lanes[2]), Vector256.Create(lanes[3])), "256");
+            float[] expected128 = lanes.Select(v => v.Take(4).Sum()).ToArray();
+            AssertSums(expected128, Lanes128.SumEach(Vector128.Create(lanes[0]), Vector128.Create(lanes[1]), Vector128.Create(lanes[2]), Vector128.Create(lanes[3])), "128");
+        }
+
+        static void AssertSums(float[] expected, Vector128<float> actual, string width)
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                Assert.True(Math.Abs(expected[i] - actual[i]) <= 1e-4f * Math.Max(1f, Math.Abs(expected[i])), $"Vector{width} sum {i}: {actual[i]}, expected {expected[i]}");
+            }
+        }
+    }
+
+    private static float[] Decode(KernelUnderTest kernel, KvCache cache, float[] query, AttentionOptions options)
+    {
+        var output = new float[query.Length];
+        kernel.Streaming!.Decode(query, cache, output, options);
+        return output;
+    }
+}
