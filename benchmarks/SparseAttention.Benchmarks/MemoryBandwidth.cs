@@ -5,11 +5,15 @@ namespace SparseAttention.Benchmarks;
 
 /// <summary>
 /// This machine's memory read bandwidth, measured the way decode reads its cache: every thread streams through its
-/// share of an array much larger than the caches, summing Vector512s. Decode's bytes per second are reported as a
-/// share of it, as the FMA peak is for the compute-bound kernels.
+/// share of an array much larger than the caches, summing vectors of the widest width the hardware accelerates (a
+/// Vector512 sum where Vector512 is only emulated reads far below what the memory gives). Decode's bytes per second are
+/// reported as a share of it, as the FMA peak is for the compute-bound kernels.
 /// </summary>
 public static class MemoryBandwidth
 {
+    /// <summary>The width the probe sums with.</summary>
+    public static string Width => Vector512.IsHardwareAccelerated ? "Vector512" : Vector256.IsHardwareAccelerated ? "Vector256" : "Vector128";
+
     public static double MeasureReadGBs(int threads, long bytes = 512L << 20)
     {
         var data = new float[bytes / sizeof(float)];
@@ -27,17 +31,46 @@ public static class MemoryBandwidth
 
     private static float Sum(float[] data, int thread, int threads)
     {
-        int share = data.Length / threads / Vector512<float>.Count * Vector512<float>.Count;
+        // Each thread's share, in whole 64-byte lines (four vectors of the narrowest width, one of the widest).
+        int share = data.Length / threads / 16 * 16;
         ReadOnlySpan<float> part = data.AsSpan(thread * share, share);
-        Vector512<float> a = Vector512<float>.Zero, b = a, c = a, d = a;
-        for (int i = 0; i + 4 * Vector512<float>.Count <= part.Length; i += 4 * Vector512<float>.Count)
+        if (Vector512.IsHardwareAccelerated)
         {
-            a += Vector512.Create(part.Slice(i));
-            b += Vector512.Create(part.Slice(i + Vector512<float>.Count));
-            c += Vector512.Create(part.Slice(i + 2 * Vector512<float>.Count));
-            d += Vector512.Create(part.Slice(i + 3 * Vector512<float>.Count));
+            Vector512<float> a = Vector512<float>.Zero, b = a, c = a, d = a;
+            for (int i = 0; i + 64 <= part.Length; i += 64)
+            {
+                a += Vector512.Create(part.Slice(i));
+                b += Vector512.Create(part.Slice(i + 16));
+                c += Vector512.Create(part.Slice(i + 32));
+                d += Vector512.Create(part.Slice(i + 48));
+            }
+
+            return Vector512.Sum(a + b + c + d);
         }
 
-        return Vector512.Sum(a + b + c + d);
+        if (Vector256.IsHardwareAccelerated)
+        {
+            Vector256<float> a = Vector256<float>.Zero, b = a, c = a, d = a;
+            for (int i = 0; i + 32 <= part.Length; i += 32)
+            {
+                a += Vector256.Create(part.Slice(i));
+                b += Vector256.Create(part.Slice(i + 8));
+                c += Vector256.Create(part.Slice(i + 16));
+                d += Vector256.Create(part.Slice(i + 24));
+            }
+
+            return Vector256.Sum(a + b + c + d);
+        }
+
+        Vector128<float> w = Vector128<float>.Zero, x = w, y = w, z = w;
+        for (int i = 0; i + 16 <= part.Length; i += 16)
+        {
+            w += Vector128.Create(part.Slice(i));
+            x += Vector128.Create(part.Slice(i + 4));
+            y += Vector128.Create(part.Slice(i + 8));
+            z += Vector128.Create(part.Slice(i + 12));
+        }
+
+        return Vector128.Sum(w + x + y + z);
     }
 }

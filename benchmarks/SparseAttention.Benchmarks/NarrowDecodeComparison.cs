@@ -26,7 +26,7 @@ public static class NarrowDecodeComparison
         float[] query = window.Query.AsSpan(0, Heads * HeadDim).ToArray();
         var output = new float[Heads * HeadDim];
         double bandwidth = MemoryBandwidth.MeasureReadGBs(threads);
-        Console.WriteLine($"Memory read bandwidth (best of 4): {bandwidth:F1} GB/s.");
+        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sum over 512 MiB, best of 4): {bandwidth:F1} GB/s.");
         Console.WriteLine();
 
         // One cache per layer and element type, each filled to 64K positions. A model decodes every layer per token, so the

@@ -535,11 +535,11 @@ public sealed partial class AttentionGenerator
             writer.Line(generatedCode);
             using (writer.Block("public static void Decode(global::System.ReadOnlySpan<float> query, " + sinks + "global::System.ReadOnlySpan<global::SparseAttention.KvCache> caches, global::System.Span<float> output, global::SparseAttention.AttentionOptions? options = null)"))
             {
-                writer.Line("int rowFloats = global::SparseAttention.DecodeArguments.ValidateStreams(HeadDim, query, caches, output);");
-                using (writer.Block("for (int stream = 0; stream < caches.Length; stream++)"))
-                {
-                    writer.Line("Decode(query.Slice(stream * rowFloats, rowFloats), " + sinkArgument + "caches[stream], output.Slice(stream * rowFloats, rowFloats), options ?? global::SparseAttention.AttentionOptions.Default);");
-                }
+                writer.Line((scores.LearnedSinks ? "int rowFloats = " : "") + "global::SparseAttention.DecodeArguments.ValidateStreams(Pattern, HeadDim, query, caches, output);");
+                EmitSinkValidation(writer, scores, "rowFloats / HeadDim");
+                writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                System.Func<string, string> decodeStreams = kernel => "global::SparseAttention.Decode.CpuDecode.Decode<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(caches, query, output, options" + sinkPass + ");";
+                EmitIsaSwitch(writer, headDim, decodeStreams, decodeStreams);
             }
 
             writer.Line();

@@ -7,7 +7,7 @@ using SparseAttention.Cpu;
 namespace SparseAttention.Decode;
 
 /// <summary>
-/// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel, TScores}"/>, the
+/// Runs generated kernels against a rolling <see cref="KvCache"/>: the newest token (<see cref="Decode{TKernel, TScores}(KvCache, ReadOnlySpan{float}, Span{float}, AttentionOptions, ReadOnlySpan{float})"/>, the
 /// row kernel split over blocks of slots) or a prompt in chunks (<see cref="PrefillTiled{TKernel, TScores}"/>, the window band
 /// as tiles over each chunk's gathered keys; <see cref="Prefill{TKernel, TScores}"/> row by row for the scalar kernel). Each
 /// row's keys are the pattern's own key segments (<see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment}, int, out int)"/>)
@@ -51,19 +51,50 @@ public static unsafe class CpuDecode
         where TScores : struct, IScoreModifier
     {
         int heads = query.Length / TKernel.HeadDim;
-        int position = (int)(cache.Count - 1);
-        fixed (float* keys = cache.Keys, values = cache.Values, queryPointer = query, outputPointer = output, sinks = sinkLogits)
-        fixed (ushort* narrowKeys = cache.NarrowKeys, narrowValues = cache.NarrowValues)
+        fixed (float* queryPointer = query, outputPointer = output, sinks = sinkLogits)
         {
-            var store = new KvStore(keys, values, cache.KvHeads, cache.Capacity, cache.Map);
-            DecodeJob<TKernel, TScores> job = DecodeJob<TKernel, TScores>.ForThisThread();
-            long roughPairs = (long)heads * Math.Min(position + 1L, cache.RingSlots);
-            int threads = CpuAttention.Threads(options, roughPairs);
-            job.Prepare(cache.Pattern, store, queryPointer, heads, position, options, cache.Element == CacheElement.Single ? null : cache, narrowKeys, narrowValues, threads);
+            DecodeJob<TKernel, TScores> job = DecodeJob<TKernel, TScores>.ForThisThread(0);
+            int threads = CpuAttention.Threads(options, RoughPairs(cache, heads));
+            job.Prepare(cache, queryPointer, heads, options, threads);
             WorkerPool.Shared.Run(job, job.Items, threads);
             job.Combine(outputPointer, sinkLogits.IsEmpty ? null : sinks);
         }
     }
+
+    /// <summary>
+    /// Continuous batching: the newest token of every stream, <paramref name="query"/> and <paramref name="output"/> being
+    /// <c>[streams, Heads, HeadDim]</c> and stream i decoded against <paramref name="caches"/>[i] at its own position. One
+    /// parallel run over every stream's (KV head, block) items, so no stream waits for the slowest item of the one before.
+    /// </summary>
+    public static void Decode<TKernel, TScores>(ReadOnlySpan<KvCache> caches, ReadOnlySpan<float> query, Span<float> output, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default)
+        where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
+    {
+        int rowFloats = query.Length / caches.Length, heads = rowFloats / TKernel.HeadDim;
+        fixed (float* queryPointer = query, outputPointer = output, sinks = sinkLogits)
+        {
+            long roughPairs = 0;
+            foreach (KvCache cache in caches)
+            {
+                roughPairs += RoughPairs(cache, heads);
+            }
+
+            int threads = CpuAttention.Threads(options, roughPairs);
+            StreamsJob<TKernel, TScores> batch = StreamsJob<TKernel, TScores>.ForThisThread(caches.Length);
+            for (int stream = 0; stream < caches.Length; stream++)
+            {
+                batch.Streams[stream].Prepare(caches[stream], queryPointer + (long)stream * rowFloats, heads, options, threads);
+            }
+
+            WorkerPool.Shared.Run(batch, batch.CountItems(caches.Length), threads);
+            for (int stream = 0; stream < caches.Length; stream++)
+            {
+                batch.Streams[stream].Combine(outputPointer + (long)stream * rowFloats, sinkLogits.IsEmpty ? null : sinks);
+            }
+        }
+    }
+
+    private static long RoughPairs(KvCache cache, int heads) => (long)heads * Math.Min(cache.Count, cache.RingSlots);
 
     /// <summary>
     /// Attention for a prompt that continues the stream in <paramref name="cache"/> (its first token is at position
@@ -232,13 +263,13 @@ public static unsafe class CpuDecode
             new(QueryFirst: (int)(start - Map.Origin), QueryRows: rows, QueryLayoutRows: promptRows, KeyStride: SlotsPerKvHead, PositionBase: (int)Map.Origin, Slots: Map);
     }
 
-    /// <summary>The newest token's rows, split over (KV head, block of slots); see <see cref="Decode{TKernel, TScores}"/>.</summary>
+    /// <summary>The newest token's rows, split over (KV head, block of slots); see <see cref="Decode{TKernel, TScores}(KvCache, ReadOnlySpan{float}, Span{float}, AttentionOptions, ReadOnlySpan{float})"/>.</summary>
     private sealed class DecodeJob<TKernel, TScores> : WorkerPool.Job
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
         [ThreadStatic]
-        private static DecodeJob<TKernel, TScores>? t_instance;
+        private static DecodeJob<TKernel, TScores>[]? t_instances;
 
         public int Items;
         private AttentionPattern _pattern = null!;
@@ -271,17 +302,35 @@ public static unsafe class CpuDecode
         // Per (head, block): the partial state, max and sum then HeadDim floats of unnormalised output.
         private float[] _partials = Array.Empty<float>();
 
-        public static DecodeJob<TKernel, TScores> ForThisThread() => t_instance ??= new DecodeJob<TKernel, TScores>();
+        /// <summary>This thread's job for stream <paramref name="stream"/> of a batch (0 for a single decode), kept between calls.</summary>
+        public static DecodeJob<TKernel, TScores> ForThisThread(int stream)
+        {
+            t_instances ??= new DecodeJob<TKernel, TScores>[1];
+            if (stream >= t_instances.Length)
+            {
+                Array.Resize(ref t_instances, Math.Max(stream + 1, 2 * t_instances.Length));
+            }
+
+            return t_instances[stream] ??= new DecodeJob<TKernel, TScores>();
+        }
 
         private static int PartialLength => TKernel.HeadDim + 2;
 
-        public void Prepare(AttentionPattern pattern, KvStore store, float* query, int heads, int position, AttentionOptions options, KvCache? narrowCache, ushort* narrowKeys, ushort* narrowValues, int threads)
+        /// <summary>
+        /// Sets the job up for the newest token of <paramref name="cache"/> (its arrays live on the pinned heap, so they are
+        /// addressed directly); its blocks are sized for <paramref name="threads"/> and this cache alone, also in a batch, so
+        /// a stream's result is the same bits batched or not.
+        /// </summary>
+        public void Prepare(KvCache cache, float* query, int heads, AttentionOptions options, int threads)
         {
+            AttentionPattern pattern = cache.Pattern;
+            int position = (int)(cache.Count - 1);
+            var store = new KvStore((float*)ArrayStart(cache.Keys), (float*)ArrayStart(cache.Values), cache.KvHeads, cache.Capacity, cache.Map);
             _pattern = pattern;
             _store = store;
-            _narrowCache = narrowCache;
-            _narrowKeys = narrowKeys;
-            _narrowValues = narrowValues;
+            _narrowCache = cache.Element == CacheElement.Single ? null : cache;
+            _narrowKeys = (ushort*)ArrayStart(cache.NarrowKeys);
+            _narrowValues = (ushort*)ArrayStart(cache.NarrowValues);
             _query = query;
             _heads = heads;
             _position = position;
@@ -298,7 +347,7 @@ public static unsafe class CpuDecode
                 Grow(ref _scaledQueries, heads * TKernel.HeadDim);
                 new ReadOnlySpan<float>(query, heads * TKernel.HeadDim).CopyTo(_scaledQueries);
                 System.Numerics.Tensors.TensorPrimitives.Multiply(_scaledQueries.AsSpan(0, heads * TKernel.HeadDim), _scale, _scaledQueries.AsSpan(0, heads * TKernel.HeadDim));
-                if (narrowCache?.Element == CacheElement.Half)
+                if (cache.Element == CacheElement.Half)
                 {
                     Grow(ref _halfQueries, heads * TKernel.HeadDim);
                     Span<float> halfQueries = _halfQueries.AsSpan(0, heads * TKernel.HeadDim);
@@ -324,6 +373,11 @@ public static unsafe class CpuDecode
                 _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead), _headPositions.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
             }
         }
+
+        /// <summary>The address of a pinned-heap array's first element (null for an empty one).</summary>
+        private static void* ArrayStart<T>(T[] array)
+            where T : unmanaged =>
+            array.Length == 0 ? null : Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(array));
 
         /// <summary>
         /// The group kernel's vector width for <paramref name="isa"/>: Vector512 where HeadDim is a multiple of 16, else
@@ -549,6 +603,69 @@ public static unsafe class CpuDecode
             {
                 array = new T[length];
             }
+        }
+    }
+
+    /// <summary>Every stream's decode items as one run: item i belongs to the stream whose range holds it.</summary>
+    private sealed class StreamsJob<TKernel, TScores> : WorkerPool.Job
+        where TKernel : struct, IAttentionRowKernel
+        where TScores : struct, IScoreModifier
+    {
+        [ThreadStatic]
+        private static StreamsJob<TKernel, TScores>? t_instance;
+
+        public DecodeJob<TKernel, TScores>[] Streams = Array.Empty<DecodeJob<TKernel, TScores>>();
+
+        // Stream s's items are FirstItems[s] .. FirstItems[s + 1] - 1.
+        private int[] _firstItems = Array.Empty<int>();
+        private int _streams;
+
+        public static StreamsJob<TKernel, TScores> ForThisThread(int streams)
+        {
+            StreamsJob<TKernel, TScores> batch = t_instance ??= new StreamsJob<TKernel, TScores>();
+            if (batch.Streams.Length < streams)
+            {
+                batch.Streams = new DecodeJob<TKernel, TScores>[streams];
+                batch._firstItems = new int[streams + 1];
+            }
+
+            for (int stream = 0; stream < streams; stream++)
+            {
+                batch.Streams[stream] = DecodeJob<TKernel, TScores>.ForThisThread(stream);
+            }
+
+            return batch;
+        }
+
+        /// <summary>Numbers the prepared streams' items one after another; returns how many there are.</summary>
+        public int CountItems(int streams)
+        {
+            _streams = streams;
+            for (int stream = 0; stream < streams; stream++)
+            {
+                _firstItems[stream + 1] = _firstItems[stream] + Streams[stream].Items;
+            }
+
+            return _firstItems[streams];
+        }
+
+        public override void Execute(int item)
+        {
+            int stream = Array.BinarySearch(_firstItems, 0, _streams + 1, item);
+            if (stream < 0)
+            {
+                stream = ~stream - 1;
+            }
+            else
+            {
+                // An exact hit is a stream's first item; streams with no items share that number, so take the last of them.
+                while (stream + 1 < _streams && _firstItems[stream + 1] == item)
+                {
+                    stream++;
+                }
+            }
+
+            Streams[stream].Execute(item - _firstItems[stream]);
         }
     }
 

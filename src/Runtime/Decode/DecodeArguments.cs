@@ -54,10 +54,15 @@ public static class DecodeArguments
         cache.CheckRoomFor(shape.SeqLen);
     }
 
-    private static void ValidateCache(AttentionPattern pattern, int headDim, KvCache cache)
+    /// <summary>
+    /// Throws unless <paramref name="cache"/> was made for this kernel (<paramref name="pattern"/>, <paramref name="headDim"/>),
+    /// naming cache, or for stream <paramref name="stream"/> of a batch (0 and up) caches and caches[stream] in the message.
+    /// </summary>
+    private static void ValidateCache(AttentionPattern pattern, int headDim, KvCache cache, int stream = -1)
     {
+        string parameter = stream < 0 ? "cache" : "caches";
         ArgumentNullException.ThrowIfNull(pattern);
-        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(cache, parameter);
         string? problem = pattern.FindStreamingProblem(headDim);
         if (problem != null)
         {
@@ -66,7 +71,7 @@ public static class DecodeArguments
 
         if (!ReferenceEquals(cache.Pattern, pattern) || cache.HeadDim != headDim)
         {
-            throw new ArgumentException($"cache was created for another kernel (pattern: {cache.Pattern}; HeadDim {cache.HeadDim}); create one with this kernel's CreateCache(kvHeads).", nameof(cache));
+            throw new ArgumentException($"{(stream < 0 ? "cache" : $"caches[{stream}]")} was created for another kernel (pattern: {cache.Pattern}; HeadDim {cache.HeadDim}); create one with this kernel's CreateCache(kvHeads).", parameter);
         }
     }
 
@@ -74,8 +79,9 @@ public static class DecodeArguments
     /// Checks a batched decode: one cache per stream, query and output [streams, Heads, HeadDim] alike. Returns the floats
     /// of one stream's rows (Heads x HeadDim); each stream is then checked as a single decode.
     /// </summary>
-    /// <exception cref="ArgumentException">No cache, a null cache, or a length that is not caches.Length x Heads x HeadDim.</exception>
-    public static int ValidateStreams(int headDim, ReadOnlySpan<float> query, ReadOnlySpan<KvCache> caches, ReadOnlySpan<float> output)
+    /// <exception cref="ArgumentException">No cache, a null cache or one of another kernel, or a length that is not caches.Length x Heads x HeadDim (Heads a multiple of every cache's KvHeads).</exception>
+    /// <exception cref="InvalidOperationException">A cache is empty.</exception>
+    public static int ValidateStreams(AttentionPattern pattern, int headDim, ReadOnlySpan<float> query, ReadOnlySpan<KvCache> caches, ReadOnlySpan<float> output)
     {
         if (caches.IsEmpty)
         {
@@ -100,6 +106,27 @@ public static class DecodeArguments
             throw new ArgumentException($"output must hold as many floats as query ([streams, Heads, HeadDim] = {query.Length}); it holds {output.Length}.", nameof(output));
         }
 
-        return query.Length / caches.Length;
+        if (output.Overlaps(query))
+        {
+            throw new ArgumentException("output must not share memory with query.", nameof(output));
+        }
+
+        int rowFloats = query.Length / caches.Length;
+        for (int stream = 0; stream < caches.Length; stream++)
+        {
+            KvCache cache = caches[stream];
+            ValidateCache(pattern, headDim, cache, stream);
+            if (rowFloats % (cache.KvHeads * headDim) != 0)
+            {
+                throw new ArgumentException($"query must hold [streams, Heads, HeadDim] with Heads a multiple of every cache's KvHeads; caches[{stream}] has KvHeads = {cache.KvHeads}, and Heads = {rowFloats / headDim}.", nameof(query));
+            }
+
+            if (cache.Count == 0)
+            {
+                throw new InvalidOperationException($"caches[{stream}] is empty: Decode computes attention for each stream's newest token, so Append it first (or run the stream's prompt through Prefill).");
+            }
+        }
+
+        return rowFloats;
     }
 }

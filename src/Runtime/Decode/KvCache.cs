@@ -85,15 +85,16 @@ public sealed class KvCache
         }
 
         Element = element;
+        // On the pinned heap: decode addresses a cache by pointer, and batched decode holds many caches' at once.
         if (element == CacheElement.Single)
         {
-            _keys = new float[(long)floats];
-            _values = new float[(long)floats];
+            _keys = GC.AllocateArray<float>((int)floats, pinned: true);
+            _values = GC.AllocateArray<float>((int)floats, pinned: true);
         }
         else
         {
-            _narrowKeys = new ushort[(long)floats];
-            _narrowValues = new ushort[(long)floats];
+            _narrowKeys = GC.AllocateArray<ushort>((int)floats, pinned: true);
+            _narrowValues = GC.AllocateArray<ushort>((int)floats, pinned: true);
         }
 
         if (element == CacheElement.Half)

@@ -171,10 +171,22 @@ namespace MyModel
         [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
         public static void Decode(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<global::SparseAttention.KvCache> caches, global::System.Span<float> output, global::SparseAttention.AttentionOptions? options = null)
         {
-            int rowFloats = global::SparseAttention.DecodeArguments.ValidateStreams(HeadDim, query, caches, output);
-            for (int stream = 0; stream < caches.Length; stream++)
+            global::SparseAttention.DecodeArguments.ValidateStreams(Pattern, HeadDim, query, caches, output);
+            options ??= global::SparseAttention.AttentionOptions.Default;
+            switch (options.ResolveIsa())
             {
-                Decode(query.Slice(stream * rowFloats, rowFloats), caches[stream], output.Slice(stream * rowFloats, rowFloats), options ?? global::SparseAttention.AttentionOptions.Default);
+                case global::SparseAttention.KernelIsa.Vector512:
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(caches, query, output, options);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector256:
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(caches, query, output, options);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector128:
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(caches, query, output, options);
+                    break;
+                default:
+                    global::SparseAttention.Decode.CpuDecode.Decode<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(caches, query, output, options);
+                    break;
             }
         }
 

@@ -85,9 +85,26 @@ public class NarrowCacheAndBatchedDecodeTests
             Assert.Equal(alone, batched.AsSpan(stream * heads * d, heads * d).ToArray());
         }
 
+        // One parallel run over every stream's items; a warm call allocates nothing on the calling thread.
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        CausalWindowWithSinks.Decode(query, caches, batched);
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+
         Assert.Equal("caches", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, Array.Empty<KvCache>(), batched)).ParamName);
         Assert.Equal("caches", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, new[] { caches[0], null!, caches[2] }, batched)).ParamName);
         Assert.Equal("query", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query.AsSpan(1), caches, batched.AsSpan(1))).ParamName);
         Assert.Equal("output", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, caches, batched.AsSpan(1))).ParamName);
+        Assert.Equal("output", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, caches, query)).ParamName);
+        KvCache foreign = WindowWithLearnedSinks.CreateCache(kvHeads);
+        ArgumentException wrongKernel = Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, new[] { caches[0], foreign, caches[2] }, batched));
+        Assert.Equal("caches", wrongKernel.ParamName);
+        Assert.Contains("caches[1] was created for another kernel", wrongKernel.Message);
+        KvCache threeKvHeads = new(CausalWindowWithSinks.Pattern, 3, d);
+        threeKvHeads.Append(new float[3 * d], new float[3 * d]);
+        Assert.Equal("query", Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, new[] { caches[0], threeKvHeads, caches[2] }, batched)).ParamName);
+        Assert.Contains("caches[2] is empty", Assert.Throws<InvalidOperationException>(() => CausalWindowWithSinks.Decode(query, new[] { caches[0], caches[1], CausalWindowWithSinks.CreateCache(kvHeads) }, batched)).Message);
+        float[] untouched = batched.ToArray();
+        Assert.Throws<ArgumentException>(() => CausalWindowWithSinks.Decode(query, new[] { caches[0], foreign, caches[2] }, batched));
+        Assert.Equal(untouched, batched); // a wrong call writes nothing
     }
 }
