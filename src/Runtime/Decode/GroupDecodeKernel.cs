@@ -79,18 +79,7 @@ internal static unsafe class GroupDecodeKernel
                     float* state = group.States + head * group.StateStride;
                     float* query = group.Queries + (long)head * headDim;
                     bool poisoned = Score<TKernel, TLanes, TVector, TScores>(query, keys, rowStride, count, scores);
-                    if (TScores.ModifiesScores)
-                    {
-                        var row = new ScoreRow(group.QueryPosition, head, group.AlibiSlopes.IsEmpty ? 0f : group.AlibiSlopes[head], group.Positions);
-                        ScoreMath.Modify<TScores>(new Span<float>(scores, count), row.Site(segmentIndex, segment, tileStart));
-                    }
-
-                    Softmax<TKernel, TLanes, TVector, TScores>(state, scores);
-                    if (poisoned)
-                    {
-                        state[1] = float.NaN;
-                    }
-
+                    ToProbabilities<TKernel, TLanes, TVector, TScores>(group, head, scores, count, poisoned, segmentIndex, segment, tileStart);
                     AddValues<TKernel, TLanes, TVector>(state + 2, scores, values, rowStride, count);
                 }
             }
@@ -140,20 +129,9 @@ internal static unsafe class GroupDecodeKernel
                 for (int member = 0; member < 4; member++)
                 {
                     int head = heads[member];
-                    float* state = group.States + head * group.StateStride;
                     float* headScores = scores + member * TileKeys;
                     bool poisoned = EndRawScores<TLanes, TVector, TScores>(headScores, count);
-                    if (TScores.ModifiesScores)
-                    {
-                        var row = new ScoreRow(group.QueryPosition, head, group.AlibiSlopes.IsEmpty ? 0f : group.AlibiSlopes[head], group.Positions);
-                        ScoreMath.Modify<TScores>(new Span<float>(headScores, count), row.Site(segmentIndex, segment, tileStart));
-                    }
-
-                    Softmax<TKernel, TLanes, TVector, TScores>(state, headScores);
-                    if (poisoned)
-                    {
-                        state[1] = float.NaN;
-                    }
+                    ToProbabilities<TKernel, TLanes, TVector, TScores>(group, head, headScores, count, poisoned, segmentIndex, segment, tileStart);
                 }
 
                 if (typeof(TElement) == typeof(Half))
@@ -480,6 +458,31 @@ internal static unsafe class GroupDecodeKernel
         }
 
         return poisoned;
+    }
+
+    /// <summary>
+    /// One head's tile of raw scores to probabilities, in place: the score modifiers at the keys' positions, the online
+    /// softmax step on the head's state, and the NaN/Inf policy's verdict (<paramref name="poisoned"/> makes the sum NaN).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ToProbabilities<TKernel, TLanes, TVector, TScores>(in GroupBlock group, int head, float* scores, int count, bool poisoned, int segmentIndex, KeySegment segment, int tileStart)
+        where TKernel : struct, IAttentionRowKernel
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TScores : struct, IScoreModifier
+    {
+        float* state = group.States + head * group.StateStride;
+        if (TScores.ModifiesScores)
+        {
+            var row = new ScoreRow(group.QueryPosition, head, group.AlibiSlopes.IsEmpty ? 0f : group.AlibiSlopes[head], group.Positions);
+            ScoreMath.Modify<TScores>(new Span<float>(scores, count), row.Site(segmentIndex, segment, tileStart));
+        }
+
+        Softmax<TKernel, TLanes, TVector, TScores>(state, scores);
+        if (poisoned)
+        {
+            state[1] = float.NaN;
+        }
     }
 
     /// <summary>
