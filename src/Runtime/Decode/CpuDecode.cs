@@ -345,8 +345,7 @@ public static unsafe class CpuDecode
             if (_lanes > 0)
             {
                 Grow(ref _scaledQueries, heads * TKernel.HeadDim);
-                new ReadOnlySpan<float>(query, heads * TKernel.HeadDim).CopyTo(_scaledQueries);
-                System.Numerics.Tensors.TensorPrimitives.Multiply(_scaledQueries.AsSpan(0, heads * TKernel.HeadDim), _scale, _scaledQueries.AsSpan(0, heads * TKernel.HeadDim));
+                System.Numerics.Tensors.TensorPrimitives.Multiply(new ReadOnlySpan<float>(query, heads * TKernel.HeadDim), _scale, _scaledQueries.AsSpan(0, heads * TKernel.HeadDim));
                 if (cache.Element == CacheElement.Half)
                 {
                     Grow(ref _halfQueries, heads * TKernel.HeadDim);
@@ -427,6 +426,11 @@ public static unsafe class CpuDecode
             KvSource source = _narrowCache is null
                 ? KvSource.Single(_store.Keys + kvOffset, _store.Values + kvOffset)
                 : KvSource.Narrow(_narrowCache.Element, _narrowKeys + kvOffset, _narrowValues + kvOffset);
+
+            // Four heads at a time run as the rows of a register tile reading the cache in place, unless a Half cache holds
+            // an infinity or NaN in this KV head or the queries are too large for the Half fold: the fast widening is exact
+            // for finite values only, so those take the one-head path with the exact rule.
+            bool exactHalfOnly = _narrowCache is not null && (_narrowCache.HoldsNonFiniteHalf(kvHead) || (_narrowCache.Element == CacheElement.Half && !_halfQueriesFinite));
             fixed (float* queries = _scaledQueries, halfQueries = _halfQueries, partials = _partials)
             {
                 // Heads that see the same keys here run as one group (all of them, unless the pattern differs per head, as
@@ -454,10 +458,6 @@ public static unsafe class CpuDecode
                         continue;
                     }
 
-                    // Four heads at a time as the rows of a register tile, reading the cache in place (unless a Half cache
-                    // holds an infinity or NaN in this KV head: the fast widening is exact for finite values only); the rest
-                    // one at a time.
-                    bool exactHalfOnly = _narrowCache is not null && (_narrowCache.HoldsNonFiniteHalf(kvHead) || (_narrowCache.Element == CacheElement.Half && !_halfQueriesFinite));
                     int inTiles = exactHalfOnly ? 0 : members / 4 * 4;
                     for (int first = 0; first < members; first += first < inTiles ? 4 : members - first)
                     {
@@ -466,12 +466,12 @@ public static unsafe class CpuDecode
                             Heads = scratch.Heads.AsSpan(first, first < inTiles ? 4 : members - first),
                             Queries = queries,
                             HalfQueries = halfQueries,
-                        States = partials + (long)block * PartialLength,
-                        StateStride = (nint)_blocks * PartialLength,
-                        Segments = segments,
-                        Positions = scratch.Positions.AsSpan(member * _segmentsPerHead, scratch.Counts[member]),
-                        QueryPosition = _position,
-                        AlibiSlopes = TScores.ModifiesScores ? _alibiSlopes : default,
+                            States = partials + (long)block * PartialLength,
+                            StateStride = (nint)_blocks * PartialLength,
+                            Segments = segments,
+                            Positions = scratch.Positions.AsSpan(member * _segmentsPerHead, scratch.Counts[member]),
+                            QueryPosition = _position,
+                            AlibiSlopes = TScores.ModifiesScores ? _alibiSlopes : default,
                             Source = source,
                             Scratch = scratch.Tile,
                         };
@@ -651,18 +651,12 @@ public static unsafe class CpuDecode
 
         public override void Execute(int item)
         {
+            // Every stream has at least one item (a KV head, one block), so the first-item numbers are strictly increasing:
+            // an exact hit is that stream's first item, a miss falls after the stream's first.
             int stream = Array.BinarySearch(_firstItems, 0, _streams + 1, item);
             if (stream < 0)
             {
                 stream = ~stream - 1;
-            }
-            else
-            {
-                // An exact hit is a stream's first item; streams with no items share that number, so take the last of them.
-                while (stream + 1 < _streams && _firstItems[stream + 1] == item)
-                {
-                    stream++;
-                }
             }
 
             Streams[stream].Execute(item - _firstItems[stream]);

@@ -50,13 +50,11 @@ internal static unsafe class GroupDecodeKernel
             {
                 int count = Math.Min(TileKeys, segment.Count - tileStart);
                 long firstSlot = segment.Start + (long)tileStart * segment.Step;
-                int nextCount = Math.Min(TileKeys, segment.Count - tileStart - count);
-                if (nextCount > 0)
-                {
-                    // The tile's work is compute, during which the hardware prefetcher does not run far enough ahead: ask for
-                    // the next tile's rows now, so memory and arithmetic overlap (decode reads each byte once).
-                    group.Source.Prefetch(firstSlot + (long)count * segment.Step, segment.Step, nextCount, headDim);
-                }
+                // The tile's work is compute, during which the hardware prefetcher does not run far enough ahead: ask for
+                // the next tile's rows now, so memory and arithmetic overlap (decode reads each byte once).
+                var next = NextRows.Of(group.Source, firstSlot + (long)count * segment.Step, segment.Step, Math.Min(TileKeys, segment.Count - tileStart - count), headDim);
+                next.Keys(0, TileKeys);
+                next.Values(0, TileKeys);
 
                 float* keys, values;
                 nint rowStride;
@@ -123,8 +121,7 @@ internal static unsafe class GroupDecodeKernel
                 // The next tile's rows are requested while this one computes, a few at a time from inside the loops, so the
                 // memory always has requests in flight (decode reads each byte once; a batch of requests at the tile's
                 // start leaves it idle for the rest of the tile).
-                int nextCount = Math.Min(TileKeys, segment.Count - tileStart - count);
-                var next = new NextRows(nextCount > 0 ? keys + TileKeys * rowBytes : null, nextCount > 0 ? values + TileKeys * rowBytes : null, rowBytes, nextCount, headDim * sizeof(TElement));
+                var next = NextRows.Of(group.Source, firstSlot + (long)count * segment.Step, segment.Step, Math.Min(TileKeys, segment.Count - tileStart - count), headDim);
                 ScoreFour<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, scores, next);
                 for (int member = 0; member < 4; member++)
                 {
@@ -611,13 +608,29 @@ internal readonly unsafe ref struct NextRows
     private readonly nint _rowStride;
     private readonly int _rows, _rowBytes;
 
-    public NextRows(byte* keys, byte* values, nint rowStride, int rows, int rowBytes)
+    private NextRows(byte* keys, byte* values, nint rowStride, int rows, int rowBytes)
     {
         _keys = keys;
         _values = values;
         _rowStride = rowStride;
         _rows = rows;
         _rowBytes = rowBytes;
+    }
+
+    /// <summary>
+    /// The <paramref name="rows"/> slots from <paramref name="firstSlot"/>, <paramref name="step"/> apart, of
+    /// <paramref name="source"/> in its own element type; none when <paramref name="rows"/> is 0 or less.
+    /// </summary>
+    public static NextRows Of(in KvSource source, long firstSlot, int step, int rows, int headDim)
+    {
+        if (rows <= 0)
+        {
+            return default;
+        }
+
+        int rowBytes = headDim * (source.Element == CacheElement.Single ? sizeof(float) : sizeof(ushort));
+        long offset = firstSlot * rowBytes;
+        return new NextRows(source.KeyBytes + offset, source.ValueBytes + offset, (nint)step * rowBytes, rows, rowBytes);
     }
 
     /// <summary>Requests key rows <paramref name="first"/> .. first + count - 1 of the next tile (those it has).</summary>
@@ -678,28 +691,6 @@ internal readonly unsafe struct KvSource
     public static KvSource Single(float* keys, float* values) => new(CacheElement.Single, keys, values, null, null);
 
     public static KvSource Narrow(CacheElement element, ushort* keys, ushort* values) => new(element, null, null, keys, values);
-
-    /// <summary>Asks the cache hierarchy for <paramref name="count"/> slots' keys and values (every 64-byte line) ahead of their use.</summary>
-    public void Prefetch(long firstSlot, int step, int count, int headDim)
-    {
-        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported)
-        {
-            return;
-        }
-
-        int elementBytes = Element == CacheElement.Single ? sizeof(float) : sizeof(ushort);
-        byte* keys = KeyBytes, values = ValueBytes;
-        int rowBytes = headDim * elementBytes;
-        for (int k = 0; k < count; k++)
-        {
-            long offset = (firstSlot + (long)k * step) * rowBytes;
-            for (int line = 0; line < rowBytes; line += 64)
-            {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(keys + offset + line);
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(values + offset + line);
-            }
-        }
-    }
 
     /// <summary>Widens <paramref name="count"/> slots from <paramref name="firstSlot"/>, <paramref name="step"/> apart, into consecutive fp32 rows.</summary>
     public void Widen(long firstSlot, int step, int count, int headDim, float* keys, float* values)
