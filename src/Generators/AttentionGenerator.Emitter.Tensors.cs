@@ -13,14 +13,23 @@ public sealed partial class AttentionGenerator
         /// of any strides in float, Half or BFloat16, and <c>Forward</c> over packed variable-length sequences. Both go
         /// through the runtime's <c>TensorAttention</c> to this declaration's fp32 span kernel.
         /// </summary>
-        private static void EmitTensorMembers(IndentedTextWriter writer, Models.ScoresModel scores, string generatedCode)
+        private static void EmitTensorMembers(IndentedTextWriter writer, int headDim, Models.ScoresModel scores, string generatedCode)
         {
             string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
             string sinkSpan = scores.LearnedSinks ? "sinkLogits" : "default";
             string options = "global::SparseAttention.AttentionOptions? options = null";
-            writer.Line("/// <summary>This kernel's fp32 span call, as the tensor and packed-sequence overloads reach it.</summary>");
-            writer.Line("private static readonly " + TensorAttentionType + ".SpanForward SpanKernel = static (query, key, value, sinkLogits, output, shape, options) =>");
-            writer.Line("    Forward(query, key, value, " + (scores.LearnedSinks ? "sinkLogits, " : "") + "output, shape, options);");
+            writer.Line("/// <summary>");
+            writer.Line("/// This kernel's fp32 call over spans laid out as <paramref name=\"layout\"/> says (strided tensor views are read in place), as the");
+            writer.Line("/// tensor and packed-sequence overloads reach it after checking the tensors.");
+            writer.Line("/// </summary>");
+            using (writer.Block("private static void ForwardLaidOut(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.ReadOnlySpan<float> sinkLogits, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.Cpu.AttentionLayout layout, global::SparseAttention.AttentionOptions options)"))
+            {
+                EmitSinkValidation(writer, scores, "shape.Heads");
+                EmitCpuForwardSwitch(writer, headDim, scores, (scores.LearnedSinks ? ", sinkLogits" : ", default") + ", default, layout");
+            }
+
+            writer.Line();
+            writer.Line("private static readonly " + TensorAttentionType + ".SpanForward SpanKernel = ForwardLaidOut;");
             writer.Line();
             writer.Line("/// <summary>");
             writer.Line("/// Attention over tensors: query and output <c>[Batch, Heads, SeqLen, HeadDim]</c> (or <c>[Heads, SeqLen, HeadDim]</c>), key and");

@@ -132,7 +132,7 @@ public sealed partial class AttentionGenerator
             if (kernel.EmitTensors)
             {
                 writer.Line();
-                EmitTensorMembers(writer, kernel.Scores, generatedCode);
+                EmitTensorMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
             }
 
             if (kernel.EmitGpu)

@@ -11,6 +11,9 @@ public delegate void ForwardWithOptions(ReadOnlySpan<float> query, ReadOnlySpan<
 /// <summary>The shape of every generated ILGPU <c>Forward(accelerator, views..., options)</c>.</summary>
 public delegate void ForwardOnAccelerator(Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, AttentionOptions options);
 
+/// <summary>The shape of every generated <c>Forward&lt;float&gt;(query, key, value, output, options)</c> over TensorSpans (kernels without learned sinks).</summary>
+public delegate void ForwardOnTensors(System.Numerics.Tensors.ReadOnlyTensorSpan<float> query, System.Numerics.Tensors.ReadOnlyTensorSpan<float> key, System.Numerics.Tensors.ReadOnlyTensorSpan<float> value, System.Numerics.Tensors.TensorSpan<float> output, AttentionOptions? options);
+
 /// <summary>The shape of every generated <c>CreateCache(kvHeads)</c>.</summary>
 public delegate KvCache CreateCacheFor(int kvHeads);
 
@@ -27,6 +30,9 @@ public sealed record StreamingEntryPoints(CreateCacheFor CreateCache, DecodeWith
 /// <remarks><see cref="Scores"/> are the kernel's score modifiers (softcap, ALiBi, score mod), which the reference applies too.</remarks>
 public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern Pattern, ForwardWithOptions Forward, ForwardOnAccelerator? OnAccelerator = null, StreamingEntryPoints? Streaming = null, ScoreModifiers? Scores = null)
 {
+    /// <summary>The fp32 TensorSpan overload, when the kernel has one without learned sinks.</summary>
+    public ForwardOnTensors? OnTensors { get; init; }
+
     /// <summary>Whether the kernel has a compiled-in mask or score mod: user code the ILGPU kernel does not run yet.</summary>
     public bool HasUserCode => Pattern.Mask is not null || Scores is { ScoreMod: not null };
 
@@ -43,7 +49,11 @@ public sealed record KernelUnderTest(string Name, int HeadDim, AttentionPattern 
             onSpans.CreateDelegate<ForwardWithOptions>(),
             onViews?.CreateDelegate<ForwardOnAccelerator>(),
             StreamingOf(type),
-            (ScoreModifiers?)type.GetProperty("Scores")?.GetValue(null));
+            (ScoreModifiers?)type.GetProperty("Scores")?.GetValue(null))
+        {
+            OnTensors = forwards.SingleOrDefault(method => method.IsGenericMethodDefinition && method.GetParameters().Length == 5 && method.GetParameters()[0].ParameterType.Name.StartsWith("ReadOnlyTensorSpan", StringComparison.Ordinal))
+                ?.MakeGenericMethod(typeof(float)).CreateDelegate<ForwardOnTensors>(),
+        };
     }
 
     private static StreamingEntryPoints? StreamingOf(Type type)

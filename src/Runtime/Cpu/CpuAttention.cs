@@ -46,35 +46,41 @@ public static unsafe class CpuAttention
     /// <summary>Runs a kernel with a tile path: the window (or dense) band and long strided streams as tiles, the rest per row.</summary>
     /// <remarks>
     /// <paramref name="sinkLogits"/> ([Heads], natural units; empty for none) join each row's softmax denominator;
-    /// <paramref name="logSumExp"/> ([Heads, SeqLen]; empty for none) receives each row's log-sum-exp.
+    /// <paramref name="logSumExp"/> ([Batch, Heads, SeqLen]; empty for none) receives each row's log-sum-exp.
+    /// <paramref name="layout"/> gives the tensors' strides when they are not the dense layout (a tensor view); the spans
+    /// then reach from each tensor's first element to its last, as the caller (<c>TensorAttention</c>) checked.
     /// </remarks>
-    public static void RunTiled<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default, Span<float> logSumExp = default)
+    public static void RunTiled<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default, Span<float> logSumExp = default, AttentionLayout layout = default)
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
-        if (shape.Batch > 1)
-        {
-            for (int b = 0; b < shape.Batch; b++)
-            {
-                var entry = BatchEntry.Of(b, query, key, value, output, logSumExp, shape, TKernel.HeadDim);
-                RunTiled<TKernel, TScores>(pattern, entry.Query, entry.Key, entry.Value, entry.Output, entry.Shape, options, sinkLogits, entry.LogSumExp);
-            }
-
-            return;
-        }
-
+        int headDim = TKernel.HeadDim;
+        AttentionLayout views = layout.OrDense(shape, headDim);
         TilePlan plan = TiledJob<TKernel, TScores>.ForThisThread().Plan;
         plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, wholeSequence: true);
         if (!plan.AnyTiles)
         {
-            RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options, sinkLogits, logSumExp);
+            RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options, sinkLogits, logSumExp, layout);
+            return;
+        }
+
+        if (!views.KeyValueRowsDense(headDim) && plan.RowKernelRuns(pattern))
+        {
+            // Some rows go through the row kernel, which reads key and value rows HeadDim apart: copy them so first.
+            using var dense = DenseKeyValues.Copy(key, value, views, shape, headDim);
+            RunTiled<TKernel, TScores>(pattern, query, dense.Keys, dense.Values, output, shape, options, sinkLogits, logSumExp, views.WithKeyValue(dense.Strides));
             return;
         }
 
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output, sinks = sinkLogits, logSumExpPointer = logSumExp)
         {
-            var rows = new RowOutputs(outputPointer, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer);
-            RunTiledSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, rows, shape, SequenceSlice.Whole(shape.SeqLen), options);
+            for (int b = 0; b < shape.Batch; b++)
+            {
+                var rows = new RowOutputs(outputPointer + b * views.Output.Batch, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer + (long)b * shape.Heads * shape.SeqLen);
+                RunTiledSlice<TKernel, TScores>(
+                    pattern, queryPointer + b * views.Query.Batch, keyPointer + b * views.Key.Batch, valuePointer + b * views.Value.Batch, rows,
+                    shape with { Batch = 1 }, SequenceSlice.Whole(shape.SeqLen), options, views);
+            }
         }
     }
 
@@ -97,13 +103,13 @@ public static unsafe class CpuAttention
     /// <paramref name="shape"/>.SeqLen positions per KV head, pinned global tokens after them; the pattern then has a
     /// window band and no stride).
     /// </summary>
-    internal static void RunTiledSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+    internal static void RunTiledSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options, AttentionLayout layout = default)
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
         int threads = Threads(options, shape with { SeqLen = slice.QueryRows });
         TiledJob<TKernel, TScores> job = TiledJob<TKernel, TScores>.ForThisThread();
-        job.Prepare(pattern, query, key, value, output, shape, slice, options);
+        job.Prepare(pattern, query, key, value, output, shape, slice, options, layout.IsExplicit ? layout : slice.Layout(TKernel.HeadDim));
         fixed (float* panels = job.Panels)
         {
             job.PanelPointer = panels;
@@ -146,6 +152,13 @@ public static unsafe class CpuAttention
     internal readonly record struct SequenceSlice(int QueryFirst, int QueryRows, int QueryLayoutRows, int KeyStride, int PositionBase, SlotMap? Slots, int KeyRangeStart = 0, int KeyRangeCount = 0)
     {
         public static SequenceSlice Whole(int seqLen) => new(0, seqLen, seqLen, seqLen, 0, null);
+
+        /// <summary>The dense layout of the slice's buffers: QueryLayoutRows rows per query (and output) head, KeyStride per KV head.</summary>
+        public AttentionLayout Layout(int headDim)
+        {
+            RowStrides queries = new(0, (long)QueryLayoutRows * headDim, headDim), keys = new(0, (long)KeyStride * headDim, headDim);
+            return new AttentionLayout(queries, keys, keys, queries);
+        }
     }
 
     /// <summary>
@@ -164,66 +177,40 @@ public static unsafe class CpuAttention
         }
     }
 
-    /// <summary>Runs a kernel row by row over each row's exact key segments.</summary>
-    public static void RunRows<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default, Span<float> logSumExp = default)
+    /// <summary>Runs a kernel row by row over each row's exact key segments (<paramref name="layout"/> as for <see cref="RunTiled{TKernel, TScores}"/>).</summary>
+    public static void RunRows<TKernel, TScores>(AttentionPattern pattern, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, AttentionOptions options, ReadOnlySpan<float> sinkLogits = default, Span<float> logSumExp = default, AttentionLayout layout = default)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
-        if (shape.Batch > 1)
+        int headDim = TKernel.HeadDim;
+        AttentionLayout views = layout.OrDense(shape, headDim);
+        if (!views.KeyValueRowsDense(headDim))
         {
-            for (int b = 0; b < shape.Batch; b++)
-            {
-                var entry = BatchEntry.Of(b, query, key, value, output, logSumExp, shape, TKernel.HeadDim);
-                RunRows<TKernel, TScores>(pattern, entry.Query, entry.Key, entry.Value, entry.Output, entry.Shape, options, sinkLogits, entry.LogSumExp);
-            }
-
+            using var dense = DenseKeyValues.Copy(key, value, views, shape, headDim);
+            RunRows<TKernel, TScores>(pattern, query, dense.Keys, dense.Values, output, shape, options, sinkLogits, logSumExp, views.WithKeyValue(dense.Strides));
             return;
         }
 
         fixed (float* queryPointer = query, keyPointer = key, valuePointer = value, outputPointer = output, sinks = sinkLogits, logSumExpPointer = logSumExp)
         {
-            var rows = new RowOutputs(outputPointer, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer);
-            RunRowsSlice<TKernel, TScores>(pattern, queryPointer, keyPointer, valuePointer, rows, shape, SequenceSlice.Whole(shape.SeqLen), options);
+            for (int b = 0; b < shape.Batch; b++)
+            {
+                var rows = new RowOutputs(outputPointer + b * views.Output.Batch, sinkLogits.IsEmpty ? null : sinks, logSumExp.IsEmpty ? null : logSumExpPointer + (long)b * shape.Heads * shape.SeqLen);
+                RunRowsSlice<TKernel, TScores>(
+                    pattern, queryPointer + b * views.Query.Batch, keyPointer + b * views.Key.Batch, valuePointer + b * views.Value.Batch, rows,
+                    shape with { Batch = 1 }, SequenceSlice.Whole(shape.SeqLen), options, views);
+            }
         }
     }
 
-    /// <summary>One sequence of a batch: its parts of the spans and its shape (Batch 1).</summary>
-    internal readonly ref struct BatchEntry(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape)
-    {
-        public ReadOnlySpan<float> Query { get; } = query;
-
-        public ReadOnlySpan<float> Key { get; } = key;
-
-        public ReadOnlySpan<float> Value { get; } = value;
-
-        public Span<float> Output { get; } = output;
-
-        public Span<float> LogSumExp { get; } = logSumExp;
-
-        public AttentionShape Shape { get; } = shape;
-
-        /// <summary>
-        /// Sequence <paramref name="b"/> of a batch laid out [Batch, Heads, SeqLen, HeadDim] (keys and values with KvHeads,
-        /// the log-sum-exp [Batch, Heads, SeqLen] or empty); each is then run as its own call, parallel inside.
-        /// </summary>
-        public static BatchEntry Of(int b, ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, int headDim)
-        {
-            int queryFloats = shape.Heads * shape.SeqLen * headDim, keyFloats = shape.KvHeads * shape.SeqLen * headDim, rows = shape.Heads * shape.SeqLen;
-            return new BatchEntry(
-                query.Slice(b * queryFloats, queryFloats), key.Slice(b * keyFloats, keyFloats), value.Slice(b * keyFloats, keyFloats),
-                output.Slice(b * queryFloats, queryFloats), logSumExp.IsEmpty ? Span<float>.Empty : logSumExp.Slice(b * rows, rows), shape with { Batch = 1 });
-        }
-    }
-
-
-    /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel, TScores}"/>).</summary>
-    internal static void RunRowsSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+    /// <summary>The row schedule over the part of a sequence <paramref name="slice"/> names (see <see cref="RunTiledSlice{TKernel, TScores}"/>); key and value rows dense.</summary>
+    internal static void RunRowsSlice<TKernel, TScores>(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options, AttentionLayout layout = default)
         where TKernel : struct, IAttentionRowKernel
         where TScores : struct, IScoreModifier
     {
         int threads = Threads(options, shape with { SeqLen = slice.QueryRows });
         RowJob<TKernel, TScores> job = RowJob<TKernel, TScores>.ForThisThread();
-        job.Prepare(pattern, query, key, value, output, shape, slice, options);
+        job.Prepare(pattern, query, key, value, output, shape, slice, options, layout.IsExplicit ? layout : slice.Layout(TKernel.HeadDim));
         WorkerPool.Shared.Run(job, job.Items, threads);
     }
 
@@ -321,13 +308,15 @@ public static unsafe class CpuAttention
         protected float* Query, Key, Value, Output, SinkLogits, LogSumExp;
         protected AttentionShape Shape;
         protected SequenceSlice Slice;
+        protected AttentionLayout Layout;
         protected float Scale;
 
         /// <summary>Per query head, its ALiBi slope in base-2 units (filled only for kernels with score modifiers).</summary>
         private float[] _alibiSlopes = Array.Empty<float>();
 
-        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, float scale, AttentionOptions options, bool modifiesScores)
+        protected void PrepareCall(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionLayout layout, float scale, AttentionOptions options, bool modifiesScores)
         {
+            Layout = layout;
             SinkLogits = output.SinkLogits;
             LogSumExp = output.LogSumExp;
             if (modifiesScores)
@@ -354,13 +343,16 @@ public static unsafe class CpuAttention
 
         /// <summary>Finishes row <paramref name="position"/> of <paramref name="head"/> (sink, normalisation, log-sum-exp).</summary>
         protected void Finish(int head, int position, ReadOnlySpan<float> accumulator, float max, float sum) =>
-            FinishRow(accumulator, max, sum, SinkLogits == null ? null : SinkLogits + head, Output + RowOffset(head, position, accumulator.Length), LogSumExp == null ? null : LogSumExp + (long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst);
+            FinishRow(accumulator, max, sum, SinkLogits == null ? null : SinkLogits + head, Output + Layout.Output.Of(head, position - Slice.QueryFirst), LogSumExp == null ? null : LogSumExp + (long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst);
 
-        /// <summary>Where query (and output) row <paramref name="position"/> of <paramref name="head"/> starts.</summary>
-        protected long RowOffset(int head, int position, int headDim) => ((long)head * Slice.QueryLayoutRows + position - Slice.QueryFirst) * headDim;
+        /// <summary>Query row <paramref name="position"/> of <paramref name="head"/>.</summary>
+        protected float* QueryRow(int head, int position) => Query + Layout.Query.Of(head, position - Slice.QueryFirst);
 
-        /// <summary>Where the keys (and values) of <paramref name="head"/>'s KV head start.</summary>
-        protected long KvOffset(int head, int headDim) => (long)Shape.KvHeadOf(head) * Slice.KeyStride * headDim;
+        /// <summary>The first key of <paramref name="head"/>'s KV head.</summary>
+        protected float* KeysOf(int head) => Key + Shape.KvHeadOf(head) * Layout.Key.Head;
+
+        /// <summary>The first value of <paramref name="head"/>'s KV head.</summary>
+        protected float* ValuesOf(int head) => Value + Shape.KvHeadOf(head) * Layout.Value.Head;
 
         /// <summary>
         /// The key segments of row <paramref name="position"/>, as offsets into the call's keys. For a whole sequence
@@ -407,9 +399,9 @@ public static unsafe class CpuAttention
 
         public static RowJob<TKernel, TScores> ForThisThread() => t_instance ??= new RowJob<TKernel, TScores>();
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options, AttentionLayout layout)
         {
-            PrepareCall(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
+            PrepareCall(pattern, query, key, value, output, shape, slice, layout, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             _blocksPerHead = (slice.QueryRows + RowsPerWorkItem - 1) / RowsPerWorkItem;
             Items = shape.Heads * _blocksPerHead;
         }
@@ -421,14 +413,13 @@ public static unsafe class CpuAttention
             int head = item / _blocksPerHead;
             int firstRow = Slice.QueryFirst + item % _blocksPerHead * RowsPerWorkItem;
             int lastRow = Math.Min(firstRow + RowsPerWorkItem, Slice.QueryFirst + Slice.QueryRows);
-            long kvOffset = KvOffset(head, headDim);
+            float* keys = KeysOf(head), values = ValuesOf(head);
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, 1, headDim, 0);
             for (int row = firstRow; row < lastRow; row++)
             {
                 int count = KeySegmentsOf(row, head, 0, scratch, out _, out KeySegment[] segments, out ReadOnlySpan<int> segmentPositions);
-                long rowOffset = RowOffset(head, row, headDim);
                 Span<float> accumulator = scratch.Accumulators.AsSpan(0, headDim);
-                ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments.AsSpan(0, count), RowOf(head, row, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator, out float max, out float sum);
+                ComputeWholeRow<TKernel, TScores>(ref *QueryRow(head, row), ref *keys, ref *values, segments.AsSpan(0, count), RowOf(head, row, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator, out float max, out float sum);
                 Finish(head, row, accumulator, max, sum);
             }
         }
@@ -535,6 +526,20 @@ public static unsafe class CpuAttention
             Planned(pattern, heads, seqLen, keyTile, wholeSequence);
         }
 
+        /// <summary>Whether some rows of the planned call go through the row kernel: a head whose components do not all run as tiles.</summary>
+        public bool RowKernelRuns(AttentionPattern pattern)
+        {
+            for (int head = 0; head < Heads; head++)
+            {
+                if (TiledComponents[head] < pattern.Components.Count)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
         private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
         {
             if (wholeSequence)
@@ -618,9 +623,9 @@ public static unsafe class CpuAttention
 
         public int ItemsOf(int pass) => _itemsBefore[(pass + 1) * (Shape.Heads + 1) - 1];
 
-        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options)
+        public void Prepare(AttentionPattern pattern, float* query, float* key, float* value, RowOutputs output, AttentionShape shape, SequenceSlice slice, AttentionOptions options, AttentionLayout layout)
         {
-            PrepareCall(pattern, query, key, value, output, shape, slice, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
+            PrepareCall(pattern, query, key, value, output, shape, slice, layout, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile, heads = shape.Heads;
             _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
             Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, slice.Slots is null);
@@ -837,7 +842,7 @@ public static unsafe class CpuAttention
             int headDim = TKernel.HeadDim;
             if (stepIndex < _stepCount)
             {
-                KeyPanels.Pack(Key + (long)kvHead * Slice.KeyStride * headDim, Shape.SeqLen, headDim, _steps[stepIndex], TKernel.Lanes, TKernel.KeyTile, Scale, PanelsOf(stepIndex, kvHead));
+                KeyPanels.Pack(Key + kvHead * Layout.Key.Head, Layout.Key.Row, Shape.SeqLen, headDim, _steps[stepIndex], TKernel.Lanes, TKernel.KeyTile, Scale, PanelsOf(stepIndex, kvHead));
                 return;
             }
 
@@ -848,17 +853,17 @@ public static unsafe class CpuAttention
             float[] keys = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, length * headDim));
             try
             {
-                float* source = Key + (long)kvHead * Slice.KeyStride * headDim, sourceValues = Value + (long)kvHead * Slice.KeyStride * headDim;
+                float* source = Key + kvHead * Layout.Key.Head, sourceValues = Value + kvHead * Layout.Value.Head;
                 for (int index = 0; index < length; index++)
                 {
                     long position = block.GatheredPosition(head, index);
-                    new ReadOnlySpan<float>(source + position * headDim, headDim).CopyTo(keys.AsSpan(index * headDim, headDim));
-                    new ReadOnlySpan<float>(sourceValues + position * headDim, headDim).CopyTo(new Span<float>(values + (long)index * headDim, headDim));
+                    new ReadOnlySpan<float>(source + position * Layout.Key.Row, headDim).CopyTo(keys.AsSpan(index * headDim, headDim));
+                    new ReadOnlySpan<float>(sourceValues + position * Layout.Value.Row, headDim).CopyTo(new Span<float>(values + (long)index * headDim, headDim));
                 }
 
                 fixed (float* gathered = keys)
                 {
-                    KeyPanels.Pack(gathered, length, headDim, 1, TKernel.Lanes, TKernel.KeyTile, Scale, GatheredPanelsOf(group, kvHead));
+                    KeyPanels.Pack(gathered, headDim, length, headDim, 1, TKernel.Lanes, TKernel.KeyTile, Scale, GatheredPanelsOf(group, kvHead));
                 }
             }
             finally
@@ -888,7 +893,7 @@ public static unsafe class CpuAttention
             int streamLength = KeyPanels.StreamLength(seqLen, step, residue);
             int kvHead = Shape.KvHeadOf(head);
             float* panels = StreamPanels(step, residue, kvHead);
-            long kvOffset = KvOffset(head, headDim);
+            float* values = ValuesOf(head);
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
 
             // The stream's first query this call computes: 0 for a whole sequence, later for a prefill chunk.
@@ -905,12 +910,12 @@ public static unsafe class CpuAttention
                 StartRows(head, residue + firstQuery * step, step, rows, scratch);
                 var tile = new BandTile
                 {
-                    Query = ref *(Query + RowOffset(head, residue + firstQuery * step, headDim)),
-                    QueryStride = step * headDim,
+                    Query = ref *QueryRow(head, residue + firstQuery * step),
+                    QueryStride = (int)(step * Layout.Query.Row),
                     Rows = rows,
                     KeyPanels = ref *panels,
-                    Values = ref *(Value + kvOffset + (long)residue * headDim),
-                    ValueStride = step * headDim,
+                    Values = ref *(values + residue * Layout.Value.Row),
+                    ValueStride = (int)(step * Layout.Value.Row),
                     FirstQuery = firstQuery,
                     KeyFirst = 0,
                     KeyLast = streamLength - 1,
@@ -932,7 +937,7 @@ public static unsafe class CpuAttention
                     TKernel.AccumulateBandTile<TScores>(ref tile);
                 }
 
-                EndRows(head, residue + firstQuery * step, step, rows, kvOffset, scratch);
+                EndRows(head, residue + firstQuery * step, step, rows, scratch);
             }
         }
 
@@ -953,7 +958,7 @@ public static unsafe class CpuAttention
             int rowFirst = queryBlock * component.BlockRows;
             int rowEnd = (int)Math.Min(seqLen, (long)rowFirst + component.BlockRows);
             int kvHead = Shape.KvHeadOf(head);
-            long kvOffset = KvOffset(head, headDim);
+            float* values = ValuesOf(head);
             WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, groupTiles * tileRows, headDim, TKernel.KeyTile);
             if (scratch.Runs.Length < component.MaxBlockRuns(seqLen))
             {
@@ -978,7 +983,7 @@ public static unsafe class CpuAttention
 
                 var tile = new BandTile
                 {
-                    QueryStride = headDim,
+                    QueryStride = (int)Layout.Query.Row,
                     Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
                     Left = int.MaxValue,
                     Head = head,
@@ -1001,8 +1006,8 @@ public static unsafe class CpuAttention
                     else
                     {
                         tile.KeyPanels = ref *StreamPanels(run.Step, run.Residue, kvHead);
-                        tile.Values = ref *(Value + kvOffset + (long)run.Residue * headDim);
-                        tile.ValueStride = run.Step * headDim;
+                        tile.Values = ref *(values + run.Residue * Layout.Value.Row);
+                        tile.ValueStride = (int)(run.Step * Layout.Value.Row);
                         tile.GatheredKeyPositions = ReadOnlySpan<int>.Empty;
                         tile.KeyPosition = Slice.PositionBase + run.Residue;
                         tile.KeyPositionStep = run.Step;
@@ -1024,7 +1029,7 @@ public static unsafe class CpuAttention
                                 continue;
                             }
 
-                            tile.Query = ref *(Query + RowOffset(head, tileFirst, headDim));
+                            tile.Query = ref *QueryRow(head, tileFirst);
                             tile.QueryPosition = Slice.PositionBase + tileFirst;
                             tile.Rows = rows;
                             tile.FirstQuery = run.CausalCut ? tileFirst : 0;
@@ -1038,7 +1043,7 @@ public static unsafe class CpuAttention
 
                 for (int t = 0; t < tiles; t++)
                 {
-                    EndRows(head, groupFirst + t * tileRows, 1, Math.Min(tileRows, groupRows - t * tileRows), kvOffset, scratch, t);
+                    EndRows(head, groupFirst + t * tileRows, 1, Math.Min(tileRows, groupRows - t * tileRows), scratch, t);
                 }
             }
         }
@@ -1065,7 +1070,7 @@ public static unsafe class CpuAttention
         /// After a pass: hand the rows on when the head has a later pass, else finish them: keys of components that did not
         /// run as tiles through the row kernel (a row such a component covers whole is computed whole), then normalise.
         /// </summary>
-        private void EndRows(int head, int firstPosition, int step, int rows, long kvOffset, WorkerScratch scratch, int slot = 0)
+        private void EndRows(int head, int firstPosition, int step, int rows, WorkerScratch scratch, int slot = 0)
         {
             int headDim = TKernel.HeadDim, tiled = Plan.TiledComponents[head], tileRows = TKernel.TileRows;
             bool handOn = Pass < tiled - 1;
@@ -1081,7 +1086,6 @@ public static unsafe class CpuAttention
                     continue;
                 }
 
-                long rowOffset = RowOffset(head, position, headDim);
                 if (rowsNeedMore)
                 {
                     int coveredBy;
@@ -1100,14 +1104,14 @@ public static unsafe class CpuAttention
                     if (coveredBy >= tiled)
                     {
                         // A row a row-path component sees whole: computed whole, the tile passes discarded.
-                        ComputeWholeRow<TKernel, TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator, out float wholeMax, out float wholeSum);
+                        ComputeWholeRow<TKernel, TScores>(ref *QueryRow(head, position), ref *KeysOf(head), ref *ValuesOf(head), segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), accumulator, out float wholeMax, out float wholeSum);
                         Finish(head, position, accumulator, wholeMax, wholeSum);
                         continue;
                     }
 
                     if (coveredBy < 0)
                     {
-                        TKernel.AccumulateRow<TScores>(ref *(Query + rowOffset), ref *(Key + kvOffset), ref *(Value + kvOffset), segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
+                        TKernel.AccumulateRow<TScores>(ref *QueryRow(head, position), ref *KeysOf(head), ref *ValuesOf(head), segments, RowOf(head, position, segmentPositions), Scale, scratch.RowScratch.AsSpan(0, TKernel.ScratchLength), ref rowMax[t], ref rowSum[t], accumulator);
                     }
                 }
 

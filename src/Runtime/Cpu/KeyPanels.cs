@@ -42,21 +42,27 @@ internal static class KeyPanels
         return offset;
     }
 
-    /// <summary>Packs one KV head's keys (<c>[SeqLen, HeadDim]</c>) for one dilation into <paramref name="destination"/>.</summary>
+    /// <summary>
+    /// Packs one KV head's keys (<paramref name="seqLen"/> rows of HeadDim floats, <paramref name="rowStride"/> floats apart:
+    /// HeadDim for a dense layout, more for a tensor view) for one dilation into <paramref name="destination"/>.
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void Pack(float* keys, int seqLen, int headDim, int dilation, int lanes, int keyTile, float scale, float* destination)
+    public static unsafe void Pack(float* keys, long rowStride, int seqLen, int headDim, int dilation, int lanes, int keyTile, float scale, float* destination)
     {
         float* panel = destination;
+        long keyStride = dilation * rowStride;
+
+        // The gathers take 32-bit offsets of up to lanes - 1 keys (measured from the panel's first and, at 16 lanes, ninth key).
+        bool gathers = keyStride * 8 <= int.MaxValue;
         for (int residue = 0; residue < dilation; residue++)
         {
             int streamLength = StreamLength(seqLen, dilation, residue);
             int panels = PanelsPerStream(streamLength, lanes, keyTile);
-            int keyStride = dilation * headDim;
             for (int p = 0; p < panels; p++, panel += headDim * lanes)
             {
                 int firstKey = p * lanes;
-                float* firstRow = keys + (long)(residue + firstKey * dilation) * headDim;
-                if (firstKey + lanes <= streamLength && TryPackWholePanel(firstRow, keyStride, headDim, lanes, scale, panel))
+                float* firstRow = keys + (residue + (long)firstKey * dilation) * rowStride;
+                if (gathers && firstKey + lanes <= streamLength && TryPackWholePanel(firstRow, (int)keyStride, headDim, lanes, scale, panel))
                 {
                     continue;
                 }

@@ -68,8 +68,10 @@ public static class ReferenceAttention
             // Each sequence of the batch on its own, as the kernels run it.
             for (int b = 0; b < shape.Batch; b++)
             {
-                var entry = Cpu.CpuAttention.BatchEntry.Of(b, query, key, value, output, writeLogSumExp ? logSumExp : Span<float>.Empty, shape, headDim);
-                Forward(pattern, scores, entry.Query, entry.Key, entry.Value, sinkLogits, entry.Output, entry.LogSumExp, entry.Shape, options, writeLogSumExp);
+                int queryFloats = shape.Heads * shape.SeqLen * headDim, keyFloats = shape.KvHeads * shape.SeqLen * headDim, rows = shape.Heads * shape.SeqLen;
+                Forward(
+                    pattern, scores, query.Slice(b * queryFloats, queryFloats), key.Slice(b * keyFloats, keyFloats), value.Slice(b * keyFloats, keyFloats), sinkLogits,
+                    output.Slice(b * queryFloats, queryFloats), writeLogSumExp ? logSumExp.Slice(b * rows, rows) : Span<float>.Empty, shape with { Batch = 1 }, options, writeLogSumExp);
             }
 
             return;

@@ -3,7 +3,7 @@ using System.Buffers;
 using System.ComponentModel;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
-using System.Threading.Tasks;
+using System.Runtime.CompilerServices;
 using SparseAttention.Cpu;
 
 namespace SparseAttention.Tensors;
@@ -19,8 +19,12 @@ namespace SparseAttention.Tensors;
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TensorAttention
 {
-    /// <summary>A declaration's fp32 span kernel (sinks empty for a declaration without learned sinks).</summary>
-    public delegate void SpanForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> sinkLogits, Span<float> output, AttentionShape shape, AttentionOptions options);
+    /// <summary>
+    /// A declaration's fp32 kernel over spans laid out as <paramref name="layout"/> says (its default: the dense
+    /// [Batch, Heads, SeqLen, HeadDim] layout of <paramref name="shape"/>); sinks empty for a declaration without learned
+    /// sinks. The caller has checked the spans against the shape and layout.
+    /// </summary>
+    public delegate void SpanForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> sinkLogits, Span<float> output, AttentionShape shape, AttentionLayout layout, AttentionOptions options);
 
     /// <summary>
     /// Attention over tensors of logical shape [Batch, Heads, SeqLen, HeadDim] (rank 4) or [Heads, SeqLen, HeadDim] (rank
@@ -56,52 +60,45 @@ public static class TensorAttention
             throw new ArgumentException("output must not share memory with query, key or value: the kernel writes output while it still reads them.", nameof(output));
         }
 
-        if (typeof(T) == typeof(float) && q.IsPacked && k.IsPacked && v.IsPacked && o.IsPacked)
+        if (typeof(T) == typeof(float) && q.KernelsReadInPlace && k.KernelsReadInPlace && v.KernelsReadInPlace && o.KernelsReadInPlace)
         {
-            // Already the kernels' layout and type: no copy.
+            // fp32 whose strides the kernels take: read and written in place, whatever the strides.
+            var layout = new AttentionLayout(q.Strides, k.Strides, v.Strides, o.Strides);
             forward(
-                MemoryMarshal.Cast<T, float>(Flat(query)), MemoryMarshal.Cast<T, float>(Flat(key)), MemoryMarshal.Cast<T, float>(Flat(value)), sinkLogits,
-                MemoryMarshal.Cast<T, float>(MemoryMarshal.CreateSpan(ref TensorMarshal.GetReference(output), checked((int)output.FlattenedLength))), shape, options);
+                MemoryMarshal.Cast<T, float>(Reach(query, q)), MemoryMarshal.Cast<T, float>(Reach(key, k)), MemoryMarshal.Cast<T, float>(Reach(value, v)), sinkLogits,
+                MemoryMarshal.Cast<T, float>(MemoryMarshal.CreateSpan(ref TensorMarshal.GetReference(output), o.Extent)), shape, layout, options);
             return;
         }
 
-        int queryFloats = checked(q.Heads * q.SeqLen * headDim), keyFloats = checked(k.Heads * k.SeqLen * headDim);
+        Staged(forward, query, key, value, sinkLogits, output, q, k, v, o, shape, options);
+    }
+
+    /// <summary>
+    /// A call the kernels cannot read in place (Half or BFloat16, or strides out of their range): one sequence at a time,
+    /// widened into fp32 [Heads, SeqLen, HeadDim] buffers, run, and narrowed back through the output's strides. A method of
+    /// its own so that its pinning and buffers cost nothing on the in-place path.
+    /// </summary>
+    private static unsafe void Staged<T>(SpanForward forward, ReadOnlyTensorSpan<T> query, ReadOnlyTensorSpan<T> key, ReadOnlyTensorSpan<T> value, ReadOnlySpan<float> sinkLogits, TensorSpan<T> output, TensorLayout q, TensorLayout k, TensorLayout v, TensorLayout o, AttentionShape shape, AttentionOptions options)
+        where T : unmanaged
+    {
+        int headDim = q.HeadDim, queryFloats = checked(q.Heads * q.SeqLen * headDim), keyFloats = checked(k.Heads * k.SeqLen * headDim);
         float[] queryBuffer = ArrayPool<float>.Shared.Rent(queryFloats), keyBuffer = ArrayPool<float>.Shared.Rent(keyFloats);
         float[] valueBuffer = ArrayPool<float>.Shared.Rent(keyFloats), outputBuffer = ArrayPool<float>.Shared.Rent(queryFloats);
         try
         {
             AttentionShape one = shape with { Batch = 1 };
-            var parallel = new ParallelOptions { MaxDegreeOfParallelism = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount };
-            unsafe
+            int threads = options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
+            TensorStaging<T> staging = TensorStaging<T>.ForThisThread();
+            fixed (T* queryOrigin = &Unsafe.AsRef(in TensorMarshal.GetReference(query)), keyOrigin = &Unsafe.AsRef(in TensorMarshal.GetReference(key)))
+            fixed (T* valueOrigin = &Unsafe.AsRef(in TensorMarshal.GetReference(value)), outputOrigin = &TensorMarshal.GetReference(output))
+            fixed (float* queryFloatsAt = queryBuffer, keyFloatsAt = keyBuffer, valueFloatsAt = valueBuffer, outputFloatsAt = outputBuffer)
             {
-                fixed (T* queryOrigin = &System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(query)), keyOrigin = &System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(key)))
-                fixed (T* valueOrigin = &System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(value)), outputOrigin = &TensorMarshal.GetReference(output))
-                fixed (float* queryFloatsAt = queryBuffer, keyFloatsAt = keyBuffer, valueFloatsAt = valueBuffer, outputFloatsAt = outputBuffer)
+                staging.Prepare(q, queryOrigin, queryFloatsAt, k, keyOrigin, keyFloatsAt, v, valueOrigin, valueFloatsAt, o, outputOrigin, outputFloatsAt);
+                for (int b = 0; b < q.Batch; b++)
                 {
-                    // Addresses as integers, so the per-head copies below can run as parallel work items.
-                    nint qo = (nint)queryOrigin, ko = (nint)keyOrigin, vo = (nint)valueOrigin, oo = (nint)outputOrigin;
-                    nint qb = (nint)queryFloatsAt, kb = (nint)keyFloatsAt, vb = (nint)valueFloatsAt, ob = (nint)outputFloatsAt;
-                    for (int b = 0; b < q.Batch; b++)
-                    {
-                        int batch = b;
-                        Parallel.For(0, q.Heads + 2 * k.Heads, parallel, item =>
-                        {
-                            if (item < q.Heads)
-                            {
-                                q.GatherHead((T*)qo, batch, item, (float*)qb);
-                            }
-                            else if (item < q.Heads + k.Heads)
-                            {
-                                k.GatherHead((T*)ko, batch, item - q.Heads, (float*)kb);
-                            }
-                            else
-                            {
-                                v.GatherHead((T*)vo, batch, item - q.Heads - k.Heads, (float*)vb);
-                            }
-                        });
-                        forward(queryBuffer.AsSpan(0, queryFloats), keyBuffer.AsSpan(0, keyFloats), valueBuffer.AsSpan(0, keyFloats), sinkLogits, outputBuffer.AsSpan(0, queryFloats), one, options);
-                        Parallel.For(0, o.Heads, parallel, head => o.ScatterHead((float*)ob, (T*)oo, batch, head));
-                    }
+                    staging.ReadInputs(b, threads);
+                    forward(queryBuffer.AsSpan(0, queryFloats), keyBuffer.AsSpan(0, keyFloats), valueBuffer.AsSpan(0, keyFloats), sinkLogits, outputBuffer.AsSpan(0, queryFloats), one, default, options);
+                    staging.WriteOutput(b, threads);
                 }
             }
         }
@@ -150,7 +147,7 @@ public static class TensorAttention
                 CopyRows(query, shape.Heads, shape.SeqLen, first, rows, headDim, queryBuffer);
                 CopyRows(key, shape.KvHeads, shape.SeqLen, first, rows, headDim, keyBuffer);
                 CopyRows(value, shape.KvHeads, shape.SeqLen, first, rows, headDim, valueBuffer);
-                forward(queryBuffer.AsSpan(0, queryFloats), keyBuffer.AsSpan(0, keyFloats), valueBuffer.AsSpan(0, keyFloats), sinkLogits, outputBuffer.AsSpan(0, queryFloats), shape with { SeqLen = rows }, options);
+                forward(queryBuffer.AsSpan(0, queryFloats), keyBuffer.AsSpan(0, keyFloats), valueBuffer.AsSpan(0, keyFloats), sinkLogits, outputBuffer.AsSpan(0, queryFloats), shape with { SeqLen = rows }, default, options);
                 for (int head = 0; head < shape.Heads; head++)
                 {
                     outputBuffer.AsSpan(head * rows * headDim, rows * headDim).CopyTo(output.Slice((head * shape.SeqLen + first) * headDim, rows * headDim));
@@ -214,13 +211,14 @@ public static class TensorAttention
         }
     }
 
-    private static ReadOnlySpan<T> Flat<T>(ReadOnlyTensorSpan<T> tensor) =>
-        MemoryMarshal.CreateReadOnlySpan(in TensorMarshal.GetReference(tensor), checked((int)tensor.FlattenedLength));
+    /// <summary>The memory from a tensor's first element to its last.</summary>
+    private static ReadOnlySpan<T> Reach<T>(ReadOnlyTensorSpan<T> tensor, TensorLayout layout) =>
+        MemoryMarshal.CreateReadOnlySpan(in TensorMarshal.GetReference(tensor), layout.Extent);
 
     /// <summary>Whether two tensors' address ranges (first to last element) intersect; measured between the two references, so no pinning is needed.</summary>
     private static bool Overlaps<T>(ReadOnlyTensorSpan<T> a, ReadOnlyTensorSpan<T> b)
     {
-        nint offset = System.Runtime.CompilerServices.Unsafe.ByteOffset(ref System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(a)), ref System.Runtime.CompilerServices.Unsafe.AsRef(in TensorMarshal.GetReference(b)));
+        nint offset = Unsafe.ByteOffset(ref Unsafe.AsRef(in TensorMarshal.GetReference(a)), ref Unsafe.AsRef(in TensorMarshal.GetReference(b)));
         nint aBytes = Span(a), bBytes = Span(b);
         return offset < aBytes && -offset < bBytes;
 
@@ -232,7 +230,7 @@ public static class TensorAttention
                 last += (tensor.Lengths[d] - 1) * tensor.Strides[d];
             }
 
-            return (last + 1) * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+            return (last + 1) * Unsafe.SizeOf<T>();
         }
     }
 }

@@ -224,9 +224,30 @@ namespace MyModel
             }
         }
 
-        /// <summary>This kernel's fp32 span call, as the tensor and packed-sequence overloads reach it.</summary>
-        private static readonly global::SparseAttention.Tensors.TensorAttention.SpanForward SpanKernel = static (query, key, value, sinkLogits, output, shape, options) =>
-            Forward(query, key, value, output, shape, options);
+        /// <summary>
+        /// This kernel's fp32 call over spans laid out as <paramref name="layout"/> says (strided tensor views are read in place), as the
+        /// tensor and packed-sequence overloads reach it after checking the tensors.
+        /// </summary>
+        private static void ForwardLaidOut(global::System.ReadOnlySpan<float> query, global::System.ReadOnlySpan<float> key, global::System.ReadOnlySpan<float> value, global::System.ReadOnlySpan<float> sinkLogits, global::System.Span<float> output, global::SparseAttention.AttentionShape shape, global::SparseAttention.Cpu.AttentionLayout layout, global::SparseAttention.AttentionOptions options)
+        {
+            switch (options.ResolveIsa())
+            {
+                case global::SparseAttention.KernelIsa.Vector512:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector512Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, default, layout);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector256:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector256Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, default, layout);
+                    break;
+                case global::SparseAttention.KernelIsa.Vector128:
+                    global::SparseAttention.Cpu.CpuAttention.RunTiled<global::SparseAttention.Generated.HeadDim64.Vector128Kernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, default, layout);
+                    break;
+                default:
+                    global::SparseAttention.Cpu.CpuAttention.RunRows<global::SparseAttention.Generated.HeadDim64.ScalarRowKernel, global::SparseAttention.Cpu.NoScoreModifier>(Pattern, query, key, value, output, shape, options, default, default, layout);
+                    break;
+            }
+        }
+
+        private static readonly global::SparseAttention.Tensors.TensorAttention.SpanForward SpanKernel = ForwardLaidOut;
 
         /// <summary>
         /// Attention over tensors: query and output <c>[Batch, Heads, SeqLen, HeadDim]</c> (or <c>[Heads, SeqLen, HeadDim]</c>), key and

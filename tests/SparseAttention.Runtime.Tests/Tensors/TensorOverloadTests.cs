@@ -38,6 +38,10 @@ public class TensorOverloadTests
     private static TensorSpan<T> BshdView<T>(T[] buffer, int batch, int heads, int seqLen, int d) =>
         new(buffer, new nint[] { batch, heads, seqLen, d }, new nint[] { (nint)seqLen * heads * d, d, (nint)heads * d, 1 });
 
+    /// <summary>A rank-3 [H, S, D] view of an [S, H, D] buffer.</summary>
+    private static TensorSpan<T> SeqMajor<T>(T[] buffer, int heads, int seqLen, int d) =>
+        new(buffer, new nint[] { heads, seqLen, d }, new nint[] { d, (nint)heads * d, 1 });
+
     private static float[] FromBshd<T>(T[] bshd, int batch, int heads, int seqLen, int d, Func<T, float> widen)
     {
         var bhsd = new float[bshd.Length];
@@ -125,6 +129,101 @@ public class TensorOverloadTests
         {
             CausalWindowWithSinks.Forward(query, key, value, output);
         }
+    }
+
+    /// <summary>
+    /// fp32 views are read in place through their strides (queries and values by row stride, keys while packing, output
+    /// row by row; key and value rows copied first only where the row kernel reads them), so every kernel shape runs here:
+    /// band-only patterns, dilation, strides, global tokens through the row tails, block-sparse gathers, the scalar rows.
+    /// Two layouts per ISA: [B, S, H, D] projections, and one fused [B, S, H + 2 KvH, D] QKV buffer whose three views
+    /// interleave (the output its own [B, S, H, D]).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
+    public void StridedFloatViewsAreReadInPlaceAndMatchTheReferenceOnEveryIsa(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.All.Single(candidate => candidate.Name == name);
+        ForwardOnTensors forward = kernel.OnTensors ?? throw new InvalidOperationException($"{name} has no TensorSpan overload.");
+        int d = kernel.HeadDim, batch = 2, seqLen = 77, width = Heads + 2 * KvHeads;
+        var shape = new AttentionShape(Heads, KvHeads, seqLen) { Batch = batch };
+        (float[] query, float[] key, float[] value) = Inputs(new Random(name.Length * 31 + d), shape, d, x => x);
+        var expected = new float[query.Length];
+        ReferenceAttention.Forward(kernel.Pattern, kernel.Scores ?? ScoreModifiers.None, query, key, value, expected, shape);
+
+        float[] q = ToBshd(query, batch, Heads, seqLen, d, x => x), k = ToBshd(key, batch, KvHeads, seqLen, d, x => x), v = ToBshd(value, batch, KvHeads, seqLen, d, x => x);
+        var fused = new float[batch * seqLen * width * d];
+        for (int b = 0; b < batch; b++)
+            for (int s = 0; s < seqLen; s++)
+            {
+                int row = (b * seqLen + s) * width * d;
+                q.AsSpan((b * seqLen + s) * Heads * d, Heads * d).CopyTo(fused.AsSpan(row));
+                k.AsSpan((b * seqLen + s) * KvHeads * d, KvHeads * d).CopyTo(fused.AsSpan(row + Heads * d));
+                v.AsSpan((b * seqLen + s) * KvHeads * d, KvHeads * d).CopyTo(fused.AsSpan(row + (Heads + KvHeads) * d));
+            }
+
+        nint[] FusedStrides() => new nint[] { (nint)seqLen * width * d, d, (nint)width * d, 1 };
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            var options = new AttentionOptions { Isa = isa };
+            var o = new float[q.Length];
+            forward(BshdView(q, batch, Heads, seqLen, d), BshdView(k, batch, KvHeads, seqLen, d), BshdView(v, batch, KvHeads, seqLen, d), BshdView(o, batch, Heads, seqLen, d), options);
+            AttentionCheck.AssertSameRowsOrNaN(expected, FromBshd(o, batch, Heads, seqLen, d, x => x), shape with { Batch = 1, Heads = batch * Heads }, d, $"{name} [B, S, H, D] views, {isa}");
+
+            o = new float[q.Length];
+            forward(
+                new ReadOnlyTensorSpan<float>(fused, new nint[] { batch, Heads, seqLen, d }, FusedStrides()),
+                new ReadOnlyTensorSpan<float>(fused.AsSpan(Heads * d), new nint[] { batch, KvHeads, seqLen, d }, FusedStrides()),
+                new ReadOnlyTensorSpan<float>(fused.AsSpan((Heads + KvHeads) * d), new nint[] { batch, KvHeads, seqLen, d }, FusedStrides()),
+                BshdView(o, batch, Heads, seqLen, d),
+                options);
+            AttentionCheck.AssertSameRowsOrNaN(expected, FromBshd(o, batch, Heads, seqLen, d, x => x), shape with { Batch = 1, Heads = batch * Heads }, d, $"{name} fused QKV views, {isa}");
+        }
+    }
+
+    [Fact]
+    public void KeysBroadcastOverHeadsWithStrideZeroAndAWarmStridedCallAllocatesNothing()
+    {
+        // One K/V head's memory seen as KvHeads heads (head stride 0): a multi-query cache shared without copying.
+        int d = CausalCutsRightSide.HeadDim, seqLen = 150;
+        var shape = new AttentionShape(Heads, KvHeads, seqLen);
+        var random = new Random(12);
+        float[] query = AttentionCheck.RandomArray(random, Heads * seqLen * d), oneKey = AttentionCheck.RandomArray(random, seqLen * d), oneValue = AttentionCheck.RandomArray(random, seqLen * d);
+        float[] key = Enumerable.Repeat(oneKey, KvHeads).SelectMany(x => x).ToArray(), value = Enumerable.Repeat(oneValue, KvHeads).SelectMany(x => x).ToArray();
+        float[] expected = Reference(CausalCutsRightSide.Pattern, query, key, value, shape);
+        float[] q = ToBshd(query, 1, Heads, seqLen, d, x => x);
+        var o = new float[q.Length];
+        var broadcast = new nint[] { KvHeads, seqLen, d };
+        var strides = new nint[] { 0, d, 1 };
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            Array.Clear(o);
+            CausalCutsRightSide.Forward<float>(SeqMajor(q, Heads, seqLen, d), new ReadOnlyTensorSpan<float>(oneKey, broadcast, strides), new ReadOnlyTensorSpan<float>(oneValue, broadcast, strides), SeqMajor(o, Heads, seqLen, d), new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, FromBshd(o, 1, Heads, seqLen, d, x => x), shape, d, $"broadcast keys, {isa}");
+        }
+
+        // Read in place: a warm call over views copies nothing and so allocates nothing (the views' lengths and strides are
+        // made outside the measured calls).
+        nint[] queryLengths = { Heads, seqLen, d }, queryStrides = { d, Heads * d, 1 };
+        long bytes = AllocationCheck.FewestBytesOverBatches(() =>
+        {
+            for (int call = 0; call < 4; call++)
+            {
+                CausalCutsRightSide.Forward<float>(new ReadOnlyTensorSpan<float>(q, queryLengths, queryStrides), new ReadOnlyTensorSpan<float>(oneKey, broadcast, strides), new ReadOnlyTensorSpan<float>(oneValue, broadcast, strides), new TensorSpan<float>(o, queryLengths, queryStrides));
+            }
+        });
+        Assert.Equal(0, bytes);
+
+        // Half views are staged through fp32 buffers (pooled) by the worker pool: warm, that allocates nothing either.
+        Half[] halfQuery = q.Select(x => (Half)x).ToArray(), halfOutput = new Half[q.Length];
+        Half[] halfKey = oneKey.Select(x => (Half)x).ToArray(), halfValue = oneValue.Select(x => (Half)x).ToArray();
+        bytes = AllocationCheck.FewestBytesOverBatches(() =>
+        {
+            for (int call = 0; call < 4; call++)
+            {
+                CausalCutsRightSide.Forward<Half>(new ReadOnlyTensorSpan<Half>(halfQuery, queryLengths, queryStrides), new ReadOnlyTensorSpan<Half>(halfKey, broadcast, strides), new ReadOnlyTensorSpan<Half>(halfValue, broadcast, strides), new TensorSpan<Half>(halfOutput, queryLengths, queryStrides));
+            }
+        });
+        Assert.Equal(0, bytes);
     }
 
     [Fact]
