@@ -181,6 +181,24 @@ public class TensorOverloadTests
     }
 
     [Fact]
+    public void LongViewsAreCopiedToDenseRowsInSeveralChunksPerHead()
+    {
+        // 1,300 rows: the pack phase copies a strided call's values (and, with global tokens' row tails, its keys) in chunks
+        // of 512 rows per work item, so a head takes three chunks, the last partial.
+        int d = LongformerLike.HeadDim, seqLen = 1300;
+        var shape = new AttentionShape(Heads, KvHeads, seqLen);
+        (float[] query, float[] key, float[] value) = Inputs(new Random(21), shape, d, x => x);
+        float[] expected = Reference(LongformerLike.Pattern, query, key, value, shape);
+        float[] q = ToBshd(query, 1, Heads, seqLen, d, x => x), k = ToBshd(key, 1, KvHeads, seqLen, d, x => x), v = ToBshd(value, 1, KvHeads, seqLen, d, x => x);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            var o = new float[q.Length];
+            LongformerLike.Forward(SeqMajor(q, Heads, seqLen, d), SeqMajor(k, KvHeads, seqLen, d), SeqMajor(v, KvHeads, seqLen, d), SeqMajor(o, Heads, seqLen, d), new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, FromBshd(o, 1, Heads, seqLen, d, x => x), shape, d, $"1,300-row views, {isa}");
+        }
+    }
+
+    [Fact]
     public void KeysBroadcastOverHeadsWithStrideZeroAndAWarmStridedCallAllocatesNothing()
     {
         // One K/V head's memory seen as KvHeads heads (head stride 0): a multi-query cache shared without copying.
