@@ -51,9 +51,6 @@ internal static class KeyPanels
     {
         float* panel = destination;
         long keyStride = dilation * rowStride;
-
-        // The gathers take 32-bit offsets of up to lanes - 1 keys (measured from the panel's first and, at 16 lanes, ninth key).
-        bool gathers = keyStride * 8 <= int.MaxValue;
         for (int residue = 0; residue < dilation; residue++)
         {
             int streamLength = StreamLength(seqLen, dilation, residue);
@@ -62,7 +59,7 @@ internal static class KeyPanels
             {
                 int firstKey = p * lanes;
                 float* firstRow = keys + (residue + (long)firstKey * dilation) * rowStride;
-                if (gathers && firstKey + lanes <= streamLength && TryPackWholePanel(firstRow, (int)keyStride, headDim, lanes, scale, panel))
+                if (firstKey + lanes <= streamLength && TryPackWholePanel(firstRow, keyStride, headDim, lanes, scale, panel))
                 {
                     continue;
                 }
@@ -70,7 +67,7 @@ internal static class KeyPanels
                 for (int lane = 0; lane < lanes; lane++)
                 {
                     int streamKey = firstKey + lane;
-                    float* key = firstRow + (long)lane * keyStride;
+                    float* key = firstRow + lane * keyStride;
                     for (int d = 0; d < headDim; d++)
                     {
                         panel[d * lanes + lane] = streamKey < streamLength ? key[d] * scale : 0f;
@@ -81,38 +78,136 @@ internal static class KeyPanels
     }
 
     /// <summary>
-    /// One whole panel with hardware gathers per dimension: the lanes keys' value at dimension d, scaled,
-    /// stored as one vector. Returns false where no gather of that width exists (the scalar loop packs it).
+    /// One whole panel as register transposes: <paramref name="lanes"/> keys' rows loaded a square block at a time
+    /// (lanes x lanes floats), transposed in registers and stored as lanes dimensions of the panel. Replaced hardware
+    /// gathers, one per dimension, which took 7% of a 4K-token window call (measured; a gather of 8 floats is about as
+    /// many operations as the 8 scalar loads it stands for). HeadDim is a multiple of lanes wherever a kernel of that
+    /// width exists. Returns false where the instruction set has no such transpose here (the scalar loop packs it).
     /// </summary>
-    private static unsafe bool TryPackWholePanel(float* firstRow, int keyStride, int headDim, int lanes, float scale, float* panel)
+    private static unsafe bool TryPackWholePanel(float* firstRow, long keyStride, int headDim, int lanes, float scale, float* panel)
     {
-        if (lanes == 16 && Avx2.IsSupported)
+        if (lanes == 16 && Avx512F.IsSupported)
         {
-            // .NET exposes no 512-bit gather: two 256-bit ones, for keys 0-7 and 8-15 of the panel.
-            Vector256<int> offsets = Vector256<int>.Indices * keyStride;
-            float* secondHalf = firstRow + 8L * keyStride;
-            Vector512<float> scaleVector = Vector512.Create(scale);
-            for (int d = 0; d < headDim; d++)
+            Vector512<float> factor = Vector512.Create(scale);
+            for (int d = 0; d < headDim; d += 16)
             {
-                Vector512<float> column = Vector512.Create(Avx2.GatherVector256(firstRow + d, offsets, 4), Avx2.GatherVector256(secondHalf + d, offsets, 4));
-                (column * scaleVector).Store(panel + d * 16);
+                Transpose16(firstRow + d, keyStride, factor, panel + d * 16);
             }
 
             return true;
         }
 
-        if (lanes == 8 && Avx2.IsSupported)
+        if (lanes == 8 && Avx.IsSupported)
         {
-            Vector256<int> offsets = Vector256<int>.Indices * keyStride;
-            Vector256<float> scaleVector = Vector256.Create(scale);
-            for (int d = 0; d < headDim; d++)
+            Vector256<float> factor = Vector256.Create(scale);
+            for (int d = 0; d < headDim; d += 8)
             {
-                (Avx2.GatherVector256(firstRow + d, offsets, 4) * scaleVector).Store(panel + d * 8);
+                Transpose8(firstRow + d, keyStride, factor, panel + d * 8);
+            }
+
+            return true;
+        }
+
+        if (lanes == 4 && Sse.IsSupported)
+        {
+            Vector128<float> factor = Vector128.Create(scale);
+            for (int d = 0; d < headDim; d += 4)
+            {
+                Transpose4(firstRow + d, keyStride, factor, panel + d * 4);
             }
 
             return true;
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// 16 rows of 16 floats (rows <paramref name="rowStride"/> apart) times <paramref name="factor"/>, stored transposed:
+    /// column j at <paramref name="destination"/> + 16 j. Pairs, then quads interleave within 128-bit blocks; two rounds of
+    /// block shuffles finish it (64 shuffles for 256 floats).
+    /// </summary>
+    private static unsafe void Transpose16(float* source, long rowStride, Vector512<float> factor, float* destination)
+    {
+        Vector512<float> r0 = Vector512.Load(source) * factor, r1 = Vector512.Load(source + rowStride) * factor;
+        Vector512<float> r2 = Vector512.Load(source + 2 * rowStride) * factor, r3 = Vector512.Load(source + 3 * rowStride) * factor;
+        Vector512<float> r4 = Vector512.Load(source + 4 * rowStride) * factor, r5 = Vector512.Load(source + 5 * rowStride) * factor;
+        Vector512<float> r6 = Vector512.Load(source + 6 * rowStride) * factor, r7 = Vector512.Load(source + 7 * rowStride) * factor;
+        Vector512<float> r8 = Vector512.Load(source + 8 * rowStride) * factor, r9 = Vector512.Load(source + 9 * rowStride) * factor;
+        Vector512<float> r10 = Vector512.Load(source + 10 * rowStride) * factor, r11 = Vector512.Load(source + 11 * rowStride) * factor;
+        Vector512<float> r12 = Vector512.Load(source + 12 * rowStride) * factor, r13 = Vector512.Load(source + 13 * rowStride) * factor;
+        Vector512<float> r14 = Vector512.Load(source + 14 * rowStride) * factor, r15 = Vector512.Load(source + 15 * rowStride) * factor;
+
+        // Pairs: t(2i) holds rows 2i, 2i+1 interleaved at elements 0-1 of each block, t(2i+1) at elements 2-3.
+        Vector512<float> t0 = Avx512F.UnpackLow(r0, r1), t1 = Avx512F.UnpackHigh(r0, r1), t2 = Avx512F.UnpackLow(r2, r3), t3 = Avx512F.UnpackHigh(r2, r3);
+        Vector512<float> t4 = Avx512F.UnpackLow(r4, r5), t5 = Avx512F.UnpackHigh(r4, r5), t6 = Avx512F.UnpackLow(r6, r7), t7 = Avx512F.UnpackHigh(r6, r7);
+        Vector512<float> t8 = Avx512F.UnpackLow(r8, r9), t9 = Avx512F.UnpackHigh(r8, r9), t10 = Avx512F.UnpackLow(r10, r11), t11 = Avx512F.UnpackHigh(r10, r11);
+        Vector512<float> t12 = Avx512F.UnpackLow(r12, r13), t13 = Avx512F.UnpackHigh(r12, r13), t14 = Avx512F.UnpackLow(r14, r15), t15 = Avx512F.UnpackHigh(r14, r15);
+
+        // Quads: q holds four rows' element k of each block (k = 0, 1, 2, 3 for q0..q3 of rows 0-3, and so on).
+        Vector512<float> q0 = Pairs(t0, t2, low: true), q1 = Pairs(t0, t2, low: false), q2 = Pairs(t1, t3, low: true), q3 = Pairs(t1, t3, low: false);
+        Vector512<float> q4 = Pairs(t4, t6, low: true), q5 = Pairs(t4, t6, low: false), q6 = Pairs(t5, t7, low: true), q7 = Pairs(t5, t7, low: false);
+        Vector512<float> q8 = Pairs(t8, t10, low: true), q9 = Pairs(t8, t10, low: false), q10 = Pairs(t9, t11, low: true), q11 = Pairs(t9, t11, low: false);
+        Vector512<float> q12 = Pairs(t12, t14, low: true), q13 = Pairs(t12, t14, low: false), q14 = Pairs(t13, t15, low: true), q15 = Pairs(t13, t15, low: false);
+
+        // Blocks: rows 0-7 (q0..q7) then 8-15 (q8..q15) gathered block by block; 0x88 takes blocks 0 and 2 of each
+        // source, 0xDD blocks 1 and 3.
+        Vector512<float> b0 = Avx512F.Shuffle4x128(q0, q4, 0x88), b1 = Avx512F.Shuffle4x128(q1, q5, 0x88), b2 = Avx512F.Shuffle4x128(q2, q6, 0x88), b3 = Avx512F.Shuffle4x128(q3, q7, 0x88);
+        Vector512<float> b4 = Avx512F.Shuffle4x128(q0, q4, 0xDD), b5 = Avx512F.Shuffle4x128(q1, q5, 0xDD), b6 = Avx512F.Shuffle4x128(q2, q6, 0xDD), b7 = Avx512F.Shuffle4x128(q3, q7, 0xDD);
+        Vector512<float> b8 = Avx512F.Shuffle4x128(q8, q12, 0x88), b9 = Avx512F.Shuffle4x128(q9, q13, 0x88), b10 = Avx512F.Shuffle4x128(q10, q14, 0x88), b11 = Avx512F.Shuffle4x128(q11, q15, 0x88);
+        Vector512<float> b12 = Avx512F.Shuffle4x128(q8, q12, 0xDD), b13 = Avx512F.Shuffle4x128(q9, q13, 0xDD), b14 = Avx512F.Shuffle4x128(q10, q14, 0xDD), b15 = Avx512F.Shuffle4x128(q11, q15, 0xDD);
+
+        Avx512F.Shuffle4x128(b0, b8, 0x88).Store(destination);
+        Avx512F.Shuffle4x128(b1, b9, 0x88).Store(destination + 16);
+        Avx512F.Shuffle4x128(b2, b10, 0x88).Store(destination + 32);
+        Avx512F.Shuffle4x128(b3, b11, 0x88).Store(destination + 48);
+        Avx512F.Shuffle4x128(b4, b12, 0x88).Store(destination + 64);
+        Avx512F.Shuffle4x128(b5, b13, 0x88).Store(destination + 80);
+        Avx512F.Shuffle4x128(b6, b14, 0x88).Store(destination + 96);
+        Avx512F.Shuffle4x128(b7, b15, 0x88).Store(destination + 112);
+        Avx512F.Shuffle4x128(b0, b8, 0xDD).Store(destination + 128);
+        Avx512F.Shuffle4x128(b1, b9, 0xDD).Store(destination + 144);
+        Avx512F.Shuffle4x128(b2, b10, 0xDD).Store(destination + 160);
+        Avx512F.Shuffle4x128(b3, b11, 0xDD).Store(destination + 176);
+        Avx512F.Shuffle4x128(b4, b12, 0xDD).Store(destination + 192);
+        Avx512F.Shuffle4x128(b5, b13, 0xDD).Store(destination + 208);
+        Avx512F.Shuffle4x128(b6, b14, 0xDD).Store(destination + 224);
+        Avx512F.Shuffle4x128(b7, b15, 0xDD).Store(destination + 240);
+
+        static Vector512<float> Pairs(Vector512<float> a, Vector512<float> b, bool low) =>
+            (low ? Avx512F.UnpackLow(a.AsDouble(), b.AsDouble()) : Avx512F.UnpackHigh(a.AsDouble(), b.AsDouble())).AsSingle();
+    }
+
+    /// <summary>8 rows of 8 floats times <paramref name="factor"/>, stored transposed (column j at destination + 8 j).</summary>
+    private static unsafe void Transpose8(float* source, long rowStride, Vector256<float> factor, float* destination)
+    {
+        Vector256<float> r0 = Vector256.Load(source) * factor, r1 = Vector256.Load(source + rowStride) * factor;
+        Vector256<float> r2 = Vector256.Load(source + 2 * rowStride) * factor, r3 = Vector256.Load(source + 3 * rowStride) * factor;
+        Vector256<float> r4 = Vector256.Load(source + 4 * rowStride) * factor, r5 = Vector256.Load(source + 5 * rowStride) * factor;
+        Vector256<float> r6 = Vector256.Load(source + 6 * rowStride) * factor, r7 = Vector256.Load(source + 7 * rowStride) * factor;
+        Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
+        Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
+        Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
+        Vector256<float> u4 = Avx.Shuffle(t4, t6, 0x44), u5 = Avx.Shuffle(t4, t6, 0xEE), u6 = Avx.Shuffle(t5, t7, 0x44), u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Permute2x128(u0, u4, 0x20).Store(destination);
+        Avx.Permute2x128(u1, u5, 0x20).Store(destination + 8);
+        Avx.Permute2x128(u2, u6, 0x20).Store(destination + 16);
+        Avx.Permute2x128(u3, u7, 0x20).Store(destination + 24);
+        Avx.Permute2x128(u0, u4, 0x31).Store(destination + 32);
+        Avx.Permute2x128(u1, u5, 0x31).Store(destination + 40);
+        Avx.Permute2x128(u2, u6, 0x31).Store(destination + 48);
+        Avx.Permute2x128(u3, u7, 0x31).Store(destination + 56);
+    }
+
+    /// <summary>4 rows of 4 floats times <paramref name="factor"/>, stored transposed (column j at destination + 4 j).</summary>
+    private static unsafe void Transpose4(float* source, long rowStride, Vector128<float> factor, float* destination)
+    {
+        Vector128<float> r0 = Vector128.Load(source) * factor, r1 = Vector128.Load(source + rowStride) * factor;
+        Vector128<float> r2 = Vector128.Load(source + 2 * rowStride) * factor, r3 = Vector128.Load(source + 3 * rowStride) * factor;
+        Vector128<float> t0 = Sse.UnpackLow(r0, r1), t1 = Sse.UnpackLow(r2, r3), t2 = Sse.UnpackHigh(r0, r1), t3 = Sse.UnpackHigh(r2, r3);
+        Sse.MoveLowToHigh(t0, t1).Store(destination);
+        Sse.MoveHighToLow(t1, t0).Store(destination + 4);
+        Sse.MoveLowToHigh(t2, t3).Store(destination + 8);
+        Sse.MoveHighToLow(t3, t2).Store(destination + 12);
     }
 }
