@@ -25,8 +25,10 @@ public static class NarrowDecodeComparison
         var window = new CaseInputs(new AttentionShape(Heads, KvHeads, Window), HeadDim);
         float[] query = window.Query.AsSpan(0, Heads * HeadDim).ToArray();
         var output = new float[Heads * HeadDim];
-        double bandwidth = MemoryBandwidth.MeasureReadGBs(threads);
-        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sum over 512 MiB, best of 4): {bandwidth:F1} GB/s.");
+        var probe = new MemoryBandwidth.Probe(threads);
+        double bandwidth = probe.Best(4);
+        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sum over 512 MiB, best of 4): {bandwidth:F1} GB/s at the start; 'of BW' is the median");
+        Console.WriteLine("over rounds of decode's K+V bytes per second against the best of three probe passes in the same round (the bandwidth drifts on a shared machine).");
         Console.WriteLine();
 
         // One cache per layer and element type, each filled to 64K positions. A model decodes every layer per token, so the
@@ -41,8 +43,10 @@ public static class NarrowDecodeComparison
         }
 
         var microseconds = elements.Select(_ => new List<double>()).ToArray();
+        var probed = new List<double>();
         for (int round = 0; round < rounds; round++)
         {
+            probed.Add(probe.Best(3));
             for (int c = 0; c < caches.Length; c++)
             {
                 int i = round % 2 == 0 ? c : caches.Length - 1 - c;
@@ -57,8 +61,11 @@ public static class NarrowDecodeComparison
         {
             double us = Median(microseconds[i]);
             double bytes = 2.0 * KvHeads * Window * HeadDim * (elements[i] == CacheElement.Single ? 4 : 2);
-            Console.WriteLine($"{elements[i],9} {caches[i][0].MemoryBytes / 1048576.0,6:F1} {us,9:F0} {1e6 / us,9:F0} {bytes / (us * 1e-6) / 1e9,9:F1} {100 * bytes / (us * 1e-6) / 1e9 / bandwidth,5:F0}% {first / us,7:F2}x");
+            double share = Median(microseconds[i].Select((roundUs, round) => bytes / (roundUs * 1e-6) / 1e9 / probed[round]).ToList());
+            Console.WriteLine($"{elements[i],9} {caches[i][0].MemoryBytes / 1048576.0,6:F1} {us,9:F0} {1e6 / us,9:F0} {bytes / (us * 1e-6) / 1e9,9:F1} {100 * share,5:F0}% {first / us,7:F2}x");
         }
+
+        Console.WriteLine($"Probe per round: {string.Join(", ", probed.Select(gbs => gbs.ToString("F1", CultureInfo.InvariantCulture)))} GB/s.");
 
         caches = Array.Empty<KvCache[]>();
         GC.Collect();
@@ -83,8 +90,10 @@ public static class NarrowDecodeComparison
             var outputs = new float[queries.Length];
             Window4096HeadDim128.Decode(queries, streams, outputs, options);
             var steps = new List<double>();
+            var stepProbes = new List<double>();
             for (int round = 0; round < rounds; round++)
             {
+                stepProbes.Add(probe.Best(3));
                 long start = Stopwatch.GetTimestamp();
                 for (int step = 0; step < 16; step++)
                 {
@@ -96,7 +105,8 @@ public static class NarrowDecodeComparison
 
             double us = Median(steps);
             double bytes = Streams * 2.0 * KvHeads * Window * HeadDim * (element == CacheElement.Single ? 4 : 2);
-            Console.WriteLine($"Batched decode, {Streams} streams at 8K, {element} caches: {us:F0} us per step ({Streams * 1e6 / us:F0} tokens/s), K+V {bytes / (us * 1e-6) / 1e9:F1} GB/s = {100 * bytes / (us * 1e-6) / 1e9 / bandwidth:F0}% of the read bandwidth.");
+            double share = Median(steps.Select((stepUs, round) => bytes / (stepUs * 1e-6) / 1e9 / stepProbes[round]).ToList());
+            Console.WriteLine($"Batched decode, {Streams} streams at 8K, {element} caches: {us:F0} us per step ({Streams * 1e6 / us:F0} tokens/s), K+V {bytes / (us * 1e-6) / 1e9:F1} GB/s = {100 * share:F0}% of the read bandwidth (median of rounds; probes {string.Join(", ", stepProbes.Select(gbs => gbs.ToString("F1", CultureInfo.InvariantCulture)))} GB/s).");
         }
 
         return 0;
