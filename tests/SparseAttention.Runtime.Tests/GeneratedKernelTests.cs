@@ -34,6 +34,43 @@ public class GeneratedKernelTests
         }
     }
 
+    /// <summary>
+    /// A band pass's block of tiles taking its keys in several chunks (CpuAttention.BandChunkBytes: on Vector512, for a block
+    /// whose keys pass 512 KiB), here forced to chunks of 24 KiB (48 keys at HeadDim 64, rounded to whole key tiles) on
+    /// every ISA, with sequences long enough for many: dense rows (causal and not), windows whose rows straddle chunk edges, dilated and strided streams longer
+    /// than a chunk, and a window with global tokens' row tails.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(DenseCausal), 777)]
+    [InlineData(nameof(DenseBidirectional), 600)]
+    [InlineData(nameof(WindowWiderThanTile), 900)]
+    [InlineData(nameof(CausalCutsRightSide), 700)]
+    [InlineData(nameof(PerHeadDilation), 1100)]
+    [InlineData(nameof(StridedOnly), 1100)]
+    [InlineData(nameof(SparseTransformerStrided), 2300)]
+    [InlineData(nameof(LongformerLike), 800)]
+    public void BandBlocksTakingKeysInSeveralChunksMatchTheReference(string name, int seqLen)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var random = new Random(seqLen);
+        var shape = new AttentionShape(Heads: 3, KvHeads: 1, SeqLen: seqLen);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        float[] expected = AttentionCheck.Reference(kernel, inputs);
+        SparseAttention.Cpu.CpuAttention.BandChunkBytesForTests = 24 << 10;
+        try
+        {
+            foreach (KernelIsa isa in AttentionCheck.AllIsas.Where(isa => isa != KernelIsa.Scalar))
+            {
+                float[] actual = AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa });
+                AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} {isa} {shape}");
+            }
+        }
+        finally
+        {
+            SparseAttention.Cpu.CpuAttention.BandChunkBytesForTests = null;
+        }
+    }
+
     [Theory]
     [MemberData(nameof(DeclaredKernels.NamesByIsa), MemberType = typeof(DeclaredKernels))]
     public void MatchesReferenceOnRandomInputs(string name, KernelIsa isa)

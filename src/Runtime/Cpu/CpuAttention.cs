@@ -41,6 +41,17 @@ public static unsafe class CpuAttention
     /// </summary>
     internal const int BlockKeyChunk = 512;
 
+    /// <summary>
+    /// Bytes of keys and values (panels and value rows) a band pass's block of tiles takes together (<c>RunBandTiles</c>):
+    /// 512 keys at HeadDim 64, which stay in L2 while every tile of the block reads them. Chunks of 256, 512 and 1024 keys
+    /// at HeadDim 64 measured alike (0.89-0.92x the time of no chunks on swa-16k-w4096 and causal-16k).
+    /// </summary>
+    internal const long BandChunkBytes = 256 << 10;
+
+    /// <summary>A test on its own thread sets this to make every band block take its keys in chunks of this many bytes.</summary>
+    [ThreadStatic]
+    internal static long? BandChunkBytesForTests;
+
     /// <summary>Below this much work (rows x keys, roughly) a call runs on the calling thread.</summary>
     private const long ParallelThresholdPairs = 1 << 15;
 
@@ -619,6 +630,9 @@ public static unsafe class CpuAttention
         private int _keyPackItems, _copyChunksPerKvHead;
         private bool _copyKeys, _copyValues;
 
+        // BandChunkBytesForTests as the call's thread set it (0: the measured rule), for the workers.
+        private long _forcedChunkBytes;
+
         /// <summary>Rows per work item of the pack phase's copies to dense rows.</summary>
         private const int CopyRowsPerItem = 512;
 
@@ -696,6 +710,7 @@ public static unsafe class CpuAttention
                 GatheredValues = GC.AllocateUninitializedArray<float>(CheckedArrayLength(gatheredValueFloats, "gathers the values of scattered keys (summary positions) into"));
             }
 
+            _forcedChunkBytes = BandChunkBytesForTests ?? 0;
             _keyPackItems = (_stepCount + _gatherGroups) * shape.KvHeads;
             PackItems = _keyPackItems + PrepareDenseCopies(pattern, shape);
             CountItems(shape);
@@ -958,7 +973,14 @@ public static unsafe class CpuAttention
         private float* StreamPanels(int step, int residue, int kvHead) =>
             PanelsOf(Array.IndexOf(_steps, step, 0, _stepCount), kvHead) + KeyPanels.StreamOffset(Shape.SeqLen, step, residue, TKernel.HeadDim, TKernel.Lanes, TKernel.KeyTile);
 
-        /// <summary>A band pass's work item: a block of query tiles of one residue stream, through each of the head's bands.</summary>
+        /// <summary>
+        /// A band pass's work item: a block of query tiles of one residue stream (up to <see cref="TiledRowsPerWorkItem"/>
+        /// rows), through each of the head's bands. The tiles take the keys together, <see cref="BandChunkBytes"/> of keys
+        /// and values at a time, each tile keeping its own state: a chunk's panels and values come from the L3 (or memory)
+        /// once for the block and are read from L2 by every tile, where tile by tile each tile streamed its whole band
+        /// (2 MiB of keys and values at w4096, more than an L2 holds) for its 6 rows: swa-16k-w4096 and causal-16k ran 1.09x
+        /// as long.
+        /// </summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RunBandTiles(int head, int local, int headItems)
         {
@@ -972,55 +994,91 @@ public static unsafe class CpuAttention
             int kvHead = Shape.KvHeadOf(head);
             float* panels = StreamPanels(step, residue, kvHead);
             float* values = ValuesOf(head);
-            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, _tilesPerItem * tileRows, headDim, TKernel.KeyTile);
 
             // The stream's first query this call computes: 0 for a whole sequence, later for a prefill chunk.
             int firstComputed = Slice.QueryFirst <= residue ? 0 : (Slice.QueryFirst - residue + step - 1) / step;
-            for (int tileIndex = block * _tilesPerItem; tileIndex < (block + 1) * _tilesPerItem; tileIndex++)
+            int blockFirst = firstComputed + block * _tilesPerItem * tileRows;
+            if (blockFirst >= streamLength)
             {
-                int firstQuery = firstComputed + tileIndex * tileRows;
-                if (firstQuery >= streamLength)
-                {
-                    break;
-                }
+                return;
+            }
 
-                int rows = Math.Min(tileRows, streamLength - firstQuery);
-                StartRows(head, residue + firstQuery * step, step, rows, scratch);
-                var tile = new BandTile
-                {
-                    Query = ref *QueryRow(head, residue + firstQuery * step),
-                    QueryStride = (int)(step * Layout.Query.Row),
-                    Rows = rows,
-                    KeyPanels = ref *panels,
-                    Values = ref *(values + residue * Layout.Value.Row),
-                    ValueStride = (int)(step * Layout.Value.Row),
-                    FirstQuery = firstQuery,
-                    KeyFirst = 0,
-                    KeyLast = streamLength - 1,
-                    RowMax = scratch.RowMax.AsSpan(0, tileRows),
-                    RowSum = scratch.RowSum.AsSpan(0, tileRows),
-                    Accumulators = scratch.Accumulators.AsSpan(0, tileRows * headDim),
-                    Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
-                    Head = head,
-                    AlibiSlope = AlibiSlopeOf(head),
-                    QueryPosition = Slice.PositionBase + residue + firstQuery * step,
-                    QueryPositionStep = step,
-                    KeyPosition = Slice.PositionBase + residue,
-                    KeyPositionStep = step,
-                };
-                if (Layout.Output.Row != headDim || Layout.Query.Row != headDim)
-                {
-                    PrefetchViewRows(head, residue + firstQuery * step, step, rows, Math.Min(tileRows, streamLength - firstQuery - rows));
-                }
+            int tiles = Math.Min(_tilesPerItem, (streamLength - blockFirst + tileRows - 1) / tileRows);
+            int blockLast = Math.Min(streamLength - 1, blockFirst + tiles * tileRows - 1);
+            for (int t = 0; t < tiles; t++)
+            {
+                int firstQuery = blockFirst + t * tileRows;
+                StartRows(head, residue + firstQuery * step, step, Math.Min(tileRows, streamLength - firstQuery), scratch, t);
+            }
 
-                foreach ((long left, long right) in bands)
-                {
-                    tile.Left = left;
-                    tile.Right = right;
-                    TKernel.AccumulateBandTile<TScores>(ref tile);
-                }
+            // The keys any row of the block sees, over all bands.
+            long lowest = long.MaxValue, highest = long.MinValue;
+            foreach ((long left, long right) in bands)
+            {
+                lowest = Math.Min(lowest, Math.Max(0, blockFirst - left));
+                highest = Math.Max(highest, Math.Min(streamLength - 1, blockLast + right));
+            }
 
-                EndRows(head, residue + firstQuery * step, step, rows, scratch);
+            var tile = new BandTile
+            {
+                QueryStride = (int)(step * Layout.Query.Row),
+                KeyPanels = ref *panels,
+                Values = ref *(values + residue * Layout.Value.Row),
+                ValueStride = (int)(step * Layout.Value.Row),
+                Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
+                Head = head,
+                AlibiSlope = AlibiSlopeOf(head),
+                QueryPositionStep = step,
+                KeyPosition = Slice.PositionBase + residue,
+                KeyPositionStep = step,
+            };
+            bool view = Layout.Output.Row != headDim || Layout.Query.Row != headDim;
+            // One chunk when the block's keys and values fit in half an L2 (a 4K-token call's w512 band: more calls per tile
+            // only add their setup, 4% on swa-4k-w512) or the kernel is narrower than 512 bits (Vector256 and Vector128
+            // compute slowly enough for the L3 to keep up: chunks measured 1.01-1.03x their time); else chunks of 256 KiB.
+            long keyBytes = 2L * headDim * sizeof(float);
+            long chunkKeys = _forcedChunkBytes == 0 && (TKernel.Lanes < 16 || (highest - lowest + 1) * keyBytes <= 2 * BandChunkBytes)
+                ? highest - lowest + 1 + TKernel.KeyTile
+                : Math.Max(1, (_forcedChunkBytes > 0 ? _forcedChunkBytes : BandChunkBytes) / keyBytes / TKernel.KeyTile) * TKernel.KeyTile;
+            for (long chunkFirst = lowest / TKernel.KeyTile * TKernel.KeyTile; chunkFirst <= highest; chunkFirst += chunkKeys)
+            {
+                long chunkLast = Math.Min(highest, chunkFirst + chunkKeys - 1);
+                bool lastChunk = chunkLast == highest;
+                tile.KeyFirst = (int)chunkFirst;
+                tile.KeyLast = (int)chunkLast;
+                for (int t = 0; t < tiles; t++)
+                {
+                    int firstQuery = blockFirst + t * tileRows, rows = Math.Min(tileRows, streamLength - firstQuery);
+                    tile.Query = ref *QueryRow(head, residue + firstQuery * step);
+                    tile.Rows = rows;
+                    tile.FirstQuery = firstQuery;
+                    tile.QueryPosition = Slice.PositionBase + residue + firstQuery * step;
+                    tile.RowMax = scratch.RowMax.AsSpan(t * tileRows, tileRows);
+                    tile.RowSum = scratch.RowSum.AsSpan(t * tileRows, tileRows);
+                    tile.Accumulators = scratch.Accumulators.AsSpan(t * tileRows * headDim, tileRows * headDim);
+                    if (view && lastChunk)
+                    {
+                        PrefetchViewRows(head, residue + firstQuery * step, step, rows, 0);
+                    }
+
+                    foreach ((long left, long right) in bands)
+                    {
+                        // Only bands that reach into this chunk for some row of the tile.
+                        if (firstQuery - left <= chunkLast && firstQuery + rows - 1 + right >= chunkFirst)
+                        {
+                            tile.Left = left;
+                            tile.Right = right;
+                            TKernel.AccumulateBandTile<TScores>(ref tile);
+                        }
+                    }
+                }
+            }
+
+            for (int t = 0; t < tiles; t++)
+            {
+                int firstQuery = blockFirst + t * tileRows, rows = Math.Min(tileRows, streamLength - firstQuery);
+                EndRows(head, residue + firstQuery * step, step, rows, scratch, t);
             }
         }
 
