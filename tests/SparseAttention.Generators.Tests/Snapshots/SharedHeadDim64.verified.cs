@@ -483,35 +483,12 @@ namespace SparseAttention.Generated
                                 score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
-                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector512.Create(rescale0), probability0 + probability1 + probability2 + probability3);
-                            runningMax = newMax;
-                        }
+                        // The softmax step through TileSoftmax (inlined): written out per row it exhausted the JIT's inlining budget.
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                        rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
@@ -577,35 +554,11 @@ namespace SparseAttention.Generated
                                 score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
-                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector512.Create(rescale1), probability0 + probability1 + probability2 + probability3);
-                            runningMax = newMax;
-                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                        rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128);
@@ -671,35 +624,11 @@ namespace SparseAttention.Generated
                                 score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
-                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector512.Create(rescale2), probability0 + probability1 + probability2 + probability3);
-                            runningMax = newMax;
-                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                        rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192);
@@ -765,35 +694,11 @@ namespace SparseAttention.Generated
                                 score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
-                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector512.Create(rescale3), probability0 + probability1 + probability2 + probability3);
-                            runningMax = newMax;
-                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                        rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 256);
@@ -859,35 +764,11 @@ namespace SparseAttention.Generated
                                 score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale4 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
-                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector4, global::System.Runtime.Intrinsics.Vector512.Create(rescale4), probability0 + probability1 + probability2 + probability3);
-                            runningMax = newMax;
-                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                        rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 320);
@@ -953,35 +834,11 @@ namespace SparseAttention.Generated
                                 score3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 48);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(global::System.Runtime.Intrinsics.Vector512.Max(score0, score1), score2), score3)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(global::System.Runtime.Intrinsics.Vector512<float>.Zero, ref rowScores, 48);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale5 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector512<float> maxVector = global::System.Runtime.Intrinsics.Vector512.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability1, ref rowScores, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability2 = global::SparseAttention.Cpu.VectorMath.Exp2(score2 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability2, ref rowScores, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> probability3 = global::SparseAttention.Cpu.VectorMath.Exp2(score3 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(probability3, ref rowScores, 48);
-                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(rowSumVector5, global::System.Runtime.Intrinsics.Vector512.Create(rescale5), probability0 + probability1 + probability2 + probability3);
-                            runningMax = newMax;
-                        }
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score0, ref rowScores, 0);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
+                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
+                        rescale5 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5), ref rowSumVector5);
                     }
 
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
