@@ -472,8 +472,7 @@ public sealed partial class AttentionGenerator
                     {
                         // The widest kernel's softmax step through one shared method (TileSoftmax): written out per row, its
                         // 2^x and max exhausted the JIT's inlining budget and stayed calls, with the poison tests and
-                        // min/max after them. Measured: 0.95-0.96x the time on Vector512; on the narrower kernels the
-                        // written-out rows are as fast or faster (1.01-1.04x with the method), so they keep them.
+                        // min/max after them. Measured: 0.95-0.96x the time on Vector512.
                         if (t == 0)
                         {
                             writer.Line("// The softmax step through TileSoftmax (inlined): written out per row it exhausted the JIT's inlining budget.");
@@ -485,6 +484,12 @@ public sealed partial class AttentionGenerator
                         }
 
                         writer.Line("rescale" + Invariant(t) + " = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, " + Invariant(panels) + ", ref " + UnsafeType + ".Add(ref rowMax, " + Invariant(t) + "), ref rowSumVector" + Invariant(t) + ");");
+                    }
+                    else if (target.Lanes == 4)
+                    {
+                        // Vector128: the same, its two score vectors passed in registers (0.94-0.97x the time; with 16
+                        // registers 0.97-0.995x). Vector256 keeps the rows written out (1.02-1.04x slower through it).
+                        writer.Line("rescale" + Invariant(t) + " = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref " + UnsafeType + ".Add(ref rowMax, " + Invariant(t) + "), ref rowSumVector" + Invariant(t) + ");");
                     }
                     else
                     {

@@ -6,13 +6,14 @@ using System.Runtime.Intrinsics;
 namespace SparseAttention.Cpu;
 
 /// <summary>
-/// One tile row's online-softmax step (base 2) for the generated Vector512 tile kernels: the row's new max over its
+/// One tile row's online-softmax step (base 2) for the generated Vector512 and Vector128 tile kernels: the row's new max over its
 /// masked scores of one key tile (stored at <c>rowScores</c>, <c>panels</c> vectors), the rescale of what the row
 /// accumulated, and its probabilities 2^(score - max) stored in place of the scores. Written out row by row in the
 /// kernel, the 6 rows x 4 panels of 2^x and max exhausted the JIT's inlining budget: a third of them, and the poison
 /// tests and min/max after them, stayed real calls in the key-tile loop (seen in the JIT's listing). Through this one
-/// method, inlined six times, every call inlines; measured 0.95-0.96x the time on Vector512. The narrower kernels keep
-/// their rows written out (they ran 1.01-1.04x slower through such a method, with 16 registers).
+/// method, inlined six times, every call inlines; measured 0.95-0.96x the time on Vector512, 0.94-0.97x on Vector128
+/// (0.97-0.995x with 16 registers). The Vector256 kernels keep their rows written out: through either form they ran
+/// 1.01-1.04x slower with AVX2's 16 registers.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileSoftmax
@@ -51,6 +52,30 @@ public static class TileSoftmax
         }
 
         rowSum = Vector512.FusedMultiplyAdd(rowSum, Vector512.Create(rescale), sum);
+        runningMax = newMax;
+        return rescale;
+    }
+    /// <summary>
+    /// The step for the Vector128 kernels (two panels), their two score vectors passed in registers rather than through the
+    /// row's scratch; the probabilities are stored at <paramref name="rowScores"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float UpdateRow(Vector128<float> score0, Vector128<float> score1, ref float rowScores, ref float runningMax, ref Vector128<float> rowSum)
+    {
+        float newMax = MathF.Max(runningMax, VectorMath.MaxAcross(Vector128.Max(score0, score1)));
+        if (newMax == float.NegativeInfinity)
+        {
+            Vector128<float>.Zero.StoreUnsafe(ref rowScores);
+            Vector128<float>.Zero.StoreUnsafe(ref rowScores, (nuint)Vector128<float>.Count);
+            return 1f;
+        }
+
+        float rescale = newMax > runningMax ? VectorMath.Exp2(runningMax - newMax) : 1f;
+        Vector128<float> maxVector = Vector128.Create(newMax);
+        Vector128<float> probability0 = VectorMath.Exp2(score0 - maxVector), probability1 = VectorMath.Exp2(score1 - maxVector);
+        probability0.StoreUnsafe(ref rowScores);
+        probability1.StoreUnsafe(ref rowScores, (nuint)Vector128<float>.Count);
+        rowSum = Vector128.FusedMultiplyAdd(rowSum, Vector128.Create(rescale), probability0 + probability1);
         runningMax = newMax;
         return rescale;
     }

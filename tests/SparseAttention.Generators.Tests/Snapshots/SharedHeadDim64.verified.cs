@@ -2920,29 +2920,7 @@ namespace SparseAttention.Generated
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
-                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector128.Create(rescale0), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
@@ -2992,29 +2970,7 @@ namespace SparseAttention.Generated
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
-                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector128.Create(rescale1), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
@@ -3064,29 +3020,7 @@ namespace SparseAttention.Generated
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
-                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector128.Create(rescale2), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
@@ -3136,29 +3070,7 @@ namespace SparseAttention.Generated
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
-                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector128.Create(rescale3), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
@@ -3208,29 +3120,7 @@ namespace SparseAttention.Generated
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale4 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
-                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector4, global::System.Runtime.Intrinsics.Vector128.Create(rescale4), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                     }
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40);
@@ -3280,29 +3170,7 @@ namespace SparseAttention.Generated
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector128.Max(score0, score1)));
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(global::System.Runtime.Intrinsics.Vector128<float>.Zero, ref rowScores, 4);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale5 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector128<float> maxVector = global::System.Runtime.Intrinsics.Vector128.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(probability1, ref rowScores, 4);
-                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(rowSumVector5, global::System.Runtime.Intrinsics.Vector128.Create(rescale5), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        rescale5 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5), ref rowSumVector5);
                     }
 
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
