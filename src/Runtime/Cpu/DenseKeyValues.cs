@@ -43,17 +43,29 @@ internal readonly ref struct DenseKeyValues
         ArrayPool<float>.Shared.Return(_values);
     }
 
-    private static void CopyRows(ReadOnlySpan<float> source, RowStrides from, float[] destination, RowStrides to, AttentionShape shape, int headDim)
+    private static unsafe void CopyRows(ReadOnlySpan<float> source, RowStrides from, float[] destination, RowStrides to, AttentionShape shape, int headDim)
     {
-        for (int b = 0; b < shape.Batch; b++)
+        fixed (float* sourceAt = source, destinationAt = destination)
         {
-            for (int head = 0; head < shape.KvHeads; head++)
+            for (int b = 0; b < shape.Batch; b++)
             {
-                for (int row = 0; row < shape.SeqLen; row++)
+                for (int head = 0; head < shape.KvHeads; head++)
                 {
-                    source.Slice((int)(b * from.Batch + from.Of(head, row)), headDim).CopyTo(destination.AsSpan((int)(b * to.Batch + to.Of(head, row)), headDim));
+                    CopyRows(sourceAt + b * from.Batch, from, destinationAt + b * to.Batch, to, head, 0, shape.SeqLen, headDim);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Rows <paramref name="firstRow"/> .. <paramref name="endRow"/> - 1 of one head, from one layout to another (the pack
+    /// phase's dense copies use it too, a chunk of rows per work item).
+    /// </summary>
+    internal static unsafe void CopyRows(float* source, RowStrides from, float* destination, RowStrides to, int head, int firstRow, int endRow, int headDim)
+    {
+        for (int row = firstRow; row < endRow; row++)
+        {
+            new ReadOnlySpan<float>(source + from.Of(head, row), headDim).CopyTo(new Span<float>(destination + to.Of(head, row), headDim));
         }
     }
 }

@@ -55,7 +55,7 @@ public static class TensorAttention
         AttentionArguments.ValidateShape(shape);
 
         ReadOnlyTensorSpan<T> written = output;
-        if (Overlaps(written, query) || Overlaps(written, key) || Overlaps(written, value))
+        if (Overlaps(written, o, query, q) || Overlaps(written, o, key, k) || Overlaps(written, o, value, v))
         {
             throw new ArgumentException("output must not share memory with query, key or value: the kernel writes output while it still reads them.", nameof(output));
         }
@@ -216,21 +216,10 @@ public static class TensorAttention
         MemoryMarshal.CreateReadOnlySpan(in TensorMarshal.GetReference(tensor), layout.Extent);
 
     /// <summary>Whether two tensors' address ranges (first to last element) intersect; measured between the two references, so no pinning is needed.</summary>
-    private static bool Overlaps<T>(ReadOnlyTensorSpan<T> a, ReadOnlyTensorSpan<T> b)
+    private static bool Overlaps<T>(ReadOnlyTensorSpan<T> a, TensorLayout aLayout, ReadOnlyTensorSpan<T> b, TensorLayout bLayout)
     {
-        nint offset = Unsafe.ByteOffset(ref Unsafe.AsRef(in TensorMarshal.GetReference(a)), ref Unsafe.AsRef(in TensorMarshal.GetReference(b)));
-        nint aBytes = Span(a), bBytes = Span(b);
+        long offset = Unsafe.ByteOffset(ref Unsafe.AsRef(in TensorMarshal.GetReference(a)), ref Unsafe.AsRef(in TensorMarshal.GetReference(b)));
+        long aBytes = aLayout.Reach * Unsafe.SizeOf<T>(), bBytes = bLayout.Reach * Unsafe.SizeOf<T>();
         return offset < aBytes && -offset < bBytes;
-
-        static nint Span(ReadOnlyTensorSpan<T> tensor)
-        {
-            nint last = 0;
-            for (int d = 0; d < tensor.Rank; d++)
-            {
-                last += (tensor.Lengths[d] - 1) * tensor.Strides[d];
-            }
-
-            return (last + 1) * Unsafe.SizeOf<T>();
-        }
     }
 }

@@ -40,17 +40,18 @@ internal readonly struct TensorLayout
 
     public nint RowStride { get; }
 
-    /// <summary>Elements from the tensor's first element to its last, inclusive.</summary>
-    public int Extent => checked((int)((Batch - 1) * (long)BatchStride + (Heads - 1) * (long)HeadStride + (SeqLen - 1) * (long)RowStride + HeadDim));
+    /// <summary>Elements from the tensor's first element to its last, inclusive (non-negative strides).</summary>
+    public long Reach => (Batch - 1) * (long)BatchStride + (Heads - 1) * (long)HeadStride + (SeqLen - 1) * (long)RowStride + HeadDim;
+
+    /// <summary><see cref="Reach"/> as a span length (only for a tensor the kernels read in place).</summary>
+    public int Extent => checked((int)Reach);
 
     /// <summary>
     /// Whether the fp32 kernels can read (or write) this tensor in place through its strides: none negative, the tensor
     /// within one span, and a stream's row stride (up to SeqLen rows, for a dilated stream) within 32 bits.
     /// </summary>
     public bool KernelsReadInPlace =>
-        BatchStride >= 0 && HeadStride >= 0 && RowStride >= 0
-        && (Batch - 1) * (long)BatchStride + (Heads - 1) * (long)HeadStride + (SeqLen - 1) * (long)RowStride + HeadDim <= int.MaxValue
-        && (long)RowStride * SeqLen <= int.MaxValue;
+        BatchStride >= 0 && HeadStride >= 0 && RowStride >= 0 && Reach <= int.MaxValue && (long)RowStride * SeqLen <= int.MaxValue;
 
     /// <summary>The strides as the kernels take them (batch stride 0 for rank 3, which has one sequence).</summary>
     public Cpu.RowStrides Strides => new(BatchStride, HeadStride, RowStride);
