@@ -272,6 +272,16 @@ internal static unsafe class GroupDecodeKernel
         float* output0 = group.States + heads[0] * group.StateStride + 2, output1 = group.States + heads[1] * group.StateStride + 2;
         float* output2 = group.States + heads[2] * group.StateStride + 2, output3 = group.States + heads[3] * group.StateStride + 2;
         float* p0 = probabilities, p1 = p0 + TileKeys, p2 = p1 + TileKeys, p3 = p2 + TileKeys;
+        if (TLanes.Count == 16 && headDim == 8 * 16)
+        {
+            // Rows of eight vectors (HeadDim 128 on AVX-512): two heads' whole rows in 16 accumulators, so the first pass reads
+            // each value row from memory front to back; the second pair's pass reads the tile again from L1. Column passes
+            // over four heads read every row a piece at a time, a strided order the hardware prefetchers follow badly.
+            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output0, output1, p0, p1, values, rowBytes, count, default);
+            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output2, output3, p2, p3, values, rowBytes, count, next);
+            return;
+        }
+
         int column = 0;
         if (TLanes.Count == 16)
         {
@@ -390,6 +400,70 @@ internal static unsafe class GroupDecodeKernel
             TLanes.Store(a2, output2 + column);
             TLanes.Store(a3, output3 + column);
         }
+    }
+
+    /// <summary>
+    /// accumulator_h += Σ p_hk · value_k for two heads whose rows are exactly eight vectors: each row is read whole, in
+    /// order, and its next-tile counterpart requested from <paramref name="next"/> (none when default).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddWholeRowsTwoHeads<TLanes, TVector, TElement>(float* outputA, float* outputB, float* pA, float* pB, byte* values, nint rowBytes, int count, in NextRows next)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TElement : unmanaged
+    {
+        int w = TLanes.Count;
+        TVector a0 = TLanes.Load(outputA), a1 = TLanes.Load(outputA + w), a2 = TLanes.Load(outputA + 2 * w), a3 = TLanes.Load(outputA + 3 * w);
+        TVector a4 = TLanes.Load(outputA + 4 * w), a5 = TLanes.Load(outputA + 5 * w), a6 = TLanes.Load(outputA + 6 * w), a7 = TLanes.Load(outputA + 7 * w);
+        TVector b0 = TLanes.Load(outputB), b1 = TLanes.Load(outputB + w), b2 = TLanes.Load(outputB + 2 * w), b3 = TLanes.Load(outputB + 3 * w);
+        TVector b4 = TLanes.Load(outputB + 4 * w), b5 = TLanes.Load(outputB + 5 * w), b6 = TLanes.Load(outputB + 6 * w), b7 = TLanes.Load(outputB + 7 * w);
+        byte* row = values;
+        for (int k = 0; k < count; k++, row += rowBytes)
+        {
+            next.Values(k, 1);
+            TVector pa = TLanes.Create(pA[k]), pb = TLanes.Create(pB[k]);
+            TVector v = LoadElements<TLanes, TVector, TElement>(row, 0);
+            a0 = TLanes.MultiplyAdd(pa, v, a0);
+            b0 = TLanes.MultiplyAdd(pb, v, b0);
+            v = LoadElements<TLanes, TVector, TElement>(row, w);
+            a1 = TLanes.MultiplyAdd(pa, v, a1);
+            b1 = TLanes.MultiplyAdd(pb, v, b1);
+            v = LoadElements<TLanes, TVector, TElement>(row, 2 * w);
+            a2 = TLanes.MultiplyAdd(pa, v, a2);
+            b2 = TLanes.MultiplyAdd(pb, v, b2);
+            v = LoadElements<TLanes, TVector, TElement>(row, 3 * w);
+            a3 = TLanes.MultiplyAdd(pa, v, a3);
+            b3 = TLanes.MultiplyAdd(pb, v, b3);
+            v = LoadElements<TLanes, TVector, TElement>(row, 4 * w);
+            a4 = TLanes.MultiplyAdd(pa, v, a4);
+            b4 = TLanes.MultiplyAdd(pb, v, b4);
+            v = LoadElements<TLanes, TVector, TElement>(row, 5 * w);
+            a5 = TLanes.MultiplyAdd(pa, v, a5);
+            b5 = TLanes.MultiplyAdd(pb, v, b5);
+            v = LoadElements<TLanes, TVector, TElement>(row, 6 * w);
+            a6 = TLanes.MultiplyAdd(pa, v, a6);
+            b6 = TLanes.MultiplyAdd(pb, v, b6);
+            v = LoadElements<TLanes, TVector, TElement>(row, 7 * w);
+            a7 = TLanes.MultiplyAdd(pa, v, a7);
+            b7 = TLanes.MultiplyAdd(pb, v, b7);
+        }
+
+        TLanes.Store(a0, outputA);
+        TLanes.Store(a1, outputA + w);
+        TLanes.Store(a2, outputA + 2 * w);
+        TLanes.Store(a3, outputA + 3 * w);
+        TLanes.Store(a4, outputA + 4 * w);
+        TLanes.Store(a5, outputA + 5 * w);
+        TLanes.Store(a6, outputA + 6 * w);
+        TLanes.Store(a7, outputA + 7 * w);
+        TLanes.Store(b0, outputB);
+        TLanes.Store(b1, outputB + w);
+        TLanes.Store(b2, outputB + 2 * w);
+        TLanes.Store(b3, outputB + 3 * w);
+        TLanes.Store(b4, outputB + 4 * w);
+        TLanes.Store(b5, outputB + 5 * w);
+        TLanes.Store(b6, outputB + 6 * w);
+        TLanes.Store(b7, outputB + 7 * w);
     }
 
     /// <summary>

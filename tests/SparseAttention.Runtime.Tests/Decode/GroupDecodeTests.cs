@@ -13,6 +13,12 @@ namespace SparseAttention.Runtime.Tests.Decode;
 [GlobalTokens(0)]
 public static partial class GroupDecodeHeadDim48;
 
+// HeadDim 128: eight Vector512s, which the four-head kernel's P·V takes as two heads' whole rows at a time; a window of
+// 100 fills whole 32-key tiles and ends with a partial one.
+[AttentionKernel(HeadDim = 128)]
+[SlidingWindow(Size = 100)]
+public static partial class GroupDecodeHeadDim128;
+
 // HeadDim 40: not a multiple of 16, so the Vector512 ISA decodes with Vector256 (five of them, odd again), and score
 // modifiers on the four-head path.
 [AttentionKernel(HeadDim = 40)]
@@ -35,7 +41,7 @@ public class GroupDecodeTests
     public static TheoryData<string, CacheElement> KernelsAndElements()
     {
         var data = new TheoryData<string, CacheElement>();
-        foreach (string name in new[] { nameof(GroupDecodeHeadDim48), nameof(GroupDecodeModifiedHeadDim40), nameof(EverythingStreamable), nameof(CausalWindowWithSinks) })
+        foreach (string name in new[] { nameof(GroupDecodeHeadDim48), nameof(GroupDecodeHeadDim128), nameof(GroupDecodeModifiedHeadDim40), nameof(EverythingStreamable), nameof(CausalWindowWithSinks) })
         {
             foreach (CacheElement element in Enum.GetValues<CacheElement>())
             {
@@ -49,7 +55,12 @@ public class GroupDecodeTests
     private static KernelUnderTest Kernel(string name) =>
         name == nameof(EverythingStreamable) ? ScoreModifierKernels.Get(name)
         : name == nameof(CausalWindowWithSinks) ? DeclaredKernels.Get(name)
-        : KernelUnderTest.FromType(name == nameof(GroupDecodeHeadDim48) ? typeof(GroupDecodeHeadDim48) : typeof(GroupDecodeModifiedHeadDim40));
+        : KernelUnderTest.FromType(name switch
+        {
+            nameof(GroupDecodeHeadDim48) => typeof(GroupDecodeHeadDim48),
+            nameof(GroupDecodeHeadDim128) => typeof(GroupDecodeHeadDim128),
+            _ => typeof(GroupDecodeModifiedHeadDim40),
+        });
 
     [Theory]
     [MemberData(nameof(KernelsAndElements))]
