@@ -121,8 +121,13 @@ internal static unsafe class GroupDecodeKernel
                 // The next tile's rows are requested while this one computes, a few at a time from inside the loops, so the
                 // memory always has requests in flight (decode reads each byte once; a batch of requests at the tile's
                 // start leaves it idle for the rest of the tile).
-                var next = NextRows.Of(group.Source, firstSlot + (long)count * segment.Step, segment.Step, Math.Min(TileKeys, segment.Count - tileStart - count), headDim);
-                ScoreFour<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, scores, next);
+                int nextCount = Math.Min(TileKeys, segment.Count - tileStart - count);
+                var next = NextRows.Of(group.Source, firstSlot + (long)count * segment.Step, segment.Step, nextCount, headDim);
+                // The register-tile loops request the next tile's lines themselves, a fixed few per step in straight-line code
+                // (a loop of requests cost a quarter of decode's arithmetic): its row k is k rows on from these pointers. With
+                // no next tile they point at this tile, whose lines are already held.
+                byte* nextKeys = nextCount > 0 ? keys + count * rowBytes : keys, nextValues = nextCount > 0 ? values + count * rowBytes : values;
+                ScoreFour<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, scores, nextKeys);
                 for (int member = 0; member < 4; member++)
                 {
                     int head = heads[member];
@@ -140,7 +145,7 @@ internal static unsafe class GroupDecodeKernel
                     }
                 }
 
-                AddValuesFour<TKernel, TLanes, TVector, TElement>(group, scores, values, rowBytes, count, next);
+                AddValuesFour<TKernel, TLanes, TVector, TElement>(group, scores, values, rowBytes, count, next, nextValues);
             }
         }
     }
@@ -168,7 +173,7 @@ internal static unsafe class GroupDecodeKernel
     /// key vector loaded once for the four heads; 4 keys at a time with AVX-512's 32 registers (16 accumulators), 2 with 16.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void ScoreFour<TKernel, TLanes, TVector, TElement>(float* query0, float* query1, float* query2, float* query3, byte* keys, nint rowBytes, int count, float* scores, in NextRows next)
+    private static void ScoreFour<TKernel, TLanes, TVector, TElement>(float* query0, float* query1, float* query2, float* query3, byte* keys, nint rowBytes, int count, float* scores, byte* nextKeys)
         where TKernel : struct, IAttentionRowKernel
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
@@ -179,7 +184,7 @@ internal static unsafe class GroupDecodeKernel
         {
             for (int k = 0; k < count; k += 4)
             {
-                next.Keys(k, 4);
+                byte* ahead0 = nextKeys + k * rowBytes, ahead1 = ahead0 + rowBytes, ahead2 = ahead1 + rowBytes, ahead3 = ahead2 + rowBytes;
                 byte* row0 = keys + k * rowBytes, row1 = keys + Math.Min(k + 1, count - 1) * rowBytes;
                 byte* row2 = keys + Math.Min(k + 2, count - 1) * rowBytes, row3 = keys + Math.Min(k + 3, count - 1) * rowBytes;
                 TVector dot00 = TLanes.Zero, dot01 = TLanes.Zero, dot02 = TLanes.Zero, dot03 = TLanes.Zero;
@@ -188,6 +193,10 @@ internal static unsafe class GroupDecodeKernel
                 TVector dot30 = TLanes.Zero, dot31 = TLanes.Zero, dot32 = TLanes.Zero, dot33 = TLanes.Zero;
                 for (int d = 0; d < headDim; d += TLanes.Count)
                 {
+                    Request(ahead0 + d * sizeof(TElement));
+                    Request(ahead1 + d * sizeof(TElement));
+                    Request(ahead2 + d * sizeof(TElement));
+                    Request(ahead3 + d * sizeof(TElement));
                     TVector key0 = LoadElements<TLanes, TVector, TElement>(row0, d), key1 = LoadElements<TLanes, TVector, TElement>(row1, d);
                     TVector key2 = LoadElements<TLanes, TVector, TElement>(row2, d), key3 = LoadElements<TLanes, TVector, TElement>(row3, d);
                     TVector q = TLanes.Load(query0 + d);
@@ -223,13 +232,15 @@ internal static unsafe class GroupDecodeKernel
 
         for (int k = 0; k < count; k += 2)
         {
-            next.Keys(k, 2);
+            byte* ahead0 = nextKeys + k * rowBytes, ahead1 = ahead0 + rowBytes;
             byte* first = keys + k * rowBytes;
             byte* second = keys + Math.Min(k + 1, count - 1) * rowBytes;
             TVector dot00 = TLanes.Zero, dot01 = TLanes.Zero, dot10 = TLanes.Zero, dot11 = TLanes.Zero;
             TVector dot20 = TLanes.Zero, dot21 = TLanes.Zero, dot30 = TLanes.Zero, dot31 = TLanes.Zero;
             for (int d = 0; d < headDim; d += TLanes.Count)
             {
+                Request(ahead0 + d * sizeof(TElement));
+                Request(ahead1 + d * sizeof(TElement));
                 TVector key0 = LoadElements<TLanes, TVector, TElement>(first, d), key1 = LoadElements<TLanes, TVector, TElement>(second, d);
                 TVector q = TLanes.Load(query0 + d);
                 dot00 = TLanes.MultiplyAdd(q, key0, dot00);
@@ -261,7 +272,7 @@ internal static unsafe class GroupDecodeKernel
     /// 2 with 16, then one.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void AddValuesFour<TKernel, TLanes, TVector, TElement>(in GroupBlock group, float* probabilities, byte* values, nint rowBytes, int count, in NextRows next)
+    private static void AddValuesFour<TKernel, TLanes, TVector, TElement>(in GroupBlock group, float* probabilities, byte* values, nint rowBytes, int count, in NextRows next, byte* nextValues)
         where TKernel : struct, IAttentionRowKernel
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
@@ -277,8 +288,8 @@ internal static unsafe class GroupDecodeKernel
             // Rows of eight vectors (HeadDim 128 on AVX-512): two heads' whole rows in 16 accumulators, so the first pass reads
             // each value row from memory front to back; the second pair's pass reads the tile again from L1. Column passes
             // over four heads read every row a piece at a time, a strided order the hardware prefetchers follow badly.
-            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output0, output1, p0, p1, values, rowBytes, count, default);
-            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output2, output3, p2, p3, values, rowBytes, count, next);
+            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output0, output1, p0, p1, values, rowBytes, count, null);
+            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output2, output3, p2, p3, values, rowBytes, count, nextValues);
             return;
         }
 
@@ -402,12 +413,22 @@ internal static unsafe class GroupDecodeKernel
         }
     }
 
+    /// <summary>A request for the 64-byte line at <paramref name="address"/> (x86's prefetch, which never faults; nothing elsewhere).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Request(byte* address)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(address);
+        }
+    }
+
     /// <summary>
     /// accumulator_h += Σ p_hk · value_k for two heads whose rows are exactly eight vectors: each row is read whole, in
-    /// order, and its next-tile counterpart requested from <paramref name="next"/> (none when default).
+    /// order, and the same row of the tile at <paramref name="nextValues"/> requested (none when null).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddWholeRowsTwoHeads<TLanes, TVector, TElement>(float* outputA, float* outputB, float* pA, float* pB, byte* values, nint rowBytes, int count, in NextRows next)
+    private static void AddWholeRowsTwoHeads<TLanes, TVector, TElement>(float* outputA, float* outputB, float* pA, float* pB, byte* values, nint rowBytes, int count, byte* nextValues)
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
         where TElement : unmanaged
@@ -417,10 +438,18 @@ internal static unsafe class GroupDecodeKernel
         TVector a4 = TLanes.Load(outputA + 4 * w), a5 = TLanes.Load(outputA + 5 * w), a6 = TLanes.Load(outputA + 6 * w), a7 = TLanes.Load(outputA + 7 * w);
         TVector b0 = TLanes.Load(outputB), b1 = TLanes.Load(outputB + w), b2 = TLanes.Load(outputB + 2 * w), b3 = TLanes.Load(outputB + 3 * w);
         TVector b4 = TLanes.Load(outputB + 4 * w), b5 = TLanes.Load(outputB + 5 * w), b6 = TLanes.Load(outputB + 6 * w), b7 = TLanes.Load(outputB + 7 * w);
-        byte* row = values;
-        for (int k = 0; k < count; k++, row += rowBytes)
+        byte* row = values, ahead = nextValues;
+        for (int k = 0; k < count; k++, row += rowBytes, ahead += rowBytes)
         {
-            next.Values(k, 1);
+            if (nextValues != null)
+            {
+                // A row of eight vectors is eight lines of floats or four of 16-bit elements.
+                for (int line = 0; line < 8 * w * sizeof(TElement); line += 64)
+                {
+                    Request(ahead + line);
+                }
+            }
+
             TVector pa = TLanes.Create(pA[k]), pb = TLanes.Create(pB[k]);
             TVector v = LoadElements<TLanes, TVector, TElement>(row, 0);
             a0 = TLanes.MultiplyAdd(pa, v, a0);
