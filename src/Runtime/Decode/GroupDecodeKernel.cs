@@ -193,10 +193,15 @@ internal static unsafe class GroupDecodeKernel
                 TVector dot30 = TLanes.Zero, dot31 = TLanes.Zero, dot32 = TLanes.Zero, dot33 = TLanes.Zero;
                 for (int d = 0; d < headDim; d += TLanes.Count)
                 {
-                    Request(ahead0 + d * sizeof(TElement));
-                    Request(ahead1 + d * sizeof(TElement));
-                    Request(ahead2 + d * sizeof(TElement));
-                    Request(ahead3 + d * sizeof(TElement));
+                    // One request per line: a vector of floats is a line, one of 16-bit elements half of one.
+                    if (sizeof(TElement) == sizeof(float) || (d & TLanes.Count) == 0)
+                    {
+                        Request(ahead0 + d * sizeof(TElement));
+                        Request(ahead1 + d * sizeof(TElement));
+                        Request(ahead2 + d * sizeof(TElement));
+                        Request(ahead3 + d * sizeof(TElement));
+                    }
+
                     TVector key0 = LoadElements<TLanes, TVector, TElement>(row0, d), key1 = LoadElements<TLanes, TVector, TElement>(row1, d);
                     TVector key2 = LoadElements<TLanes, TVector, TElement>(row2, d), key3 = LoadElements<TLanes, TVector, TElement>(row3, d);
                     TVector q = TLanes.Load(query0 + d);
