@@ -24,12 +24,21 @@ internal static unsafe class GroupDecodeKernel
     /// <summary>Keys per tile: a multiple of every width's lanes (4, 8, 16) and of the four dot products finished together.</summary>
     public const int TileKeys = 32;
 
+    /// <summary>
+    /// Keys per tile of the four-head kernel over a 16-bit cache: the same bytes of keys per tile as an fp32 tile (16 KiB at
+    /// HeadDim 128). 64 keys took 0.91-0.93x the time of 32 on a Half cache; fp32 was unchanged by 64, so it keeps 32.
+    /// </summary>
+    public const int NarrowTileKeys = 64;
+
+    /// <summary>Floats between the four heads' rows of scores in the scratch: room for the longest tile.</summary>
+    private const int ScoreRowFloats = NarrowTileKeys;
+
 
     /// <summary>
     /// Floats of per-thread scratch for HeadDim <paramref name="headDim"/>: the tile's scores (four heads' rows, as
     /// <see cref="AccumulateFour{TKernel, TLanes, TVector, TElement, TScores}"/> needs, or one row), keys and values.
     /// </summary>
-    public static int ScratchFloats(int headDim) => 4 * TileKeys + 2 * TileKeys * headDim;
+    public static int ScratchFloats(int headDim) => 4 * ScoreRowFloats + 2 * TileKeys * headDim;
 
     /// <summary>Adds the block's keys in <see cref="GroupBlock.Segments"/> to the state of every head in <see cref="GroupBlock.Heads"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -41,7 +50,7 @@ internal static unsafe class GroupDecodeKernel
     {
         int headDim = TKernel.HeadDim;
         float* scores = group.Scratch;
-        float* tileKeys = scores + 4 * TileKeys, tileValues = tileKeys + TileKeys * headDim;
+        float* tileKeys = scores + 4 * ScoreRowFloats, tileValues = tileKeys + TileKeys * headDim;
         ReadOnlySpan<KeySegment> segments = group.Segments;
         for (int segmentIndex = 0; segmentIndex < segments.Length; segmentIndex++)
         {
@@ -77,7 +86,7 @@ internal static unsafe class GroupDecodeKernel
                     float* state = group.States + head * group.StateStride;
                     float* query = group.Queries + (long)head * headDim;
                     bool poisoned = Score<TKernel, TLanes, TVector, TScores>(query, keys, rowStride, count, scores);
-                    ToProbabilities<TKernel, TLanes, TVector, TScores>(group, head, scores, count, poisoned, segmentIndex, segment, tileStart);
+                    ToProbabilities<TKernel, TLanes, TVector, TScores>(group, head, scores, count, TileKeys, poisoned, segmentIndex, segment, tileStart);
                     AddValues<TKernel, TLanes, TVector>(state + 2, scores, values, rowStride, count);
                 }
             }
@@ -99,7 +108,8 @@ internal static unsafe class GroupDecodeKernel
         where TScores : struct, IScoreModifier
     {
         int headDim = TKernel.HeadDim;
-        float* scores = group.Scratch; // four rows of TileKeys
+        float* scores = group.Scratch; // four rows, ScoreRowFloats apart
+        int tileKeys = sizeof(TElement) == sizeof(float) ? TileKeys : NarrowTileKeys;
         ReadOnlySpan<int> heads = group.Heads;
         // Half keys and values come in times 2^-112; the queries (and below, the probabilities) carry the 2^112 back.
         float* queries = typeof(TElement) == typeof(Half) ? group.HalfQueries : group.Queries;
@@ -111,9 +121,9 @@ internal static unsafe class GroupDecodeKernel
         {
             KeySegment segment = segments[segmentIndex];
             nint rowBytes = (nint)segment.Step * headDim * sizeof(TElement);
-            for (int tileStart = 0; tileStart < segment.Count; tileStart += TileKeys)
+            for (int tileStart = 0; tileStart < segment.Count; tileStart += tileKeys)
             {
-                int count = Math.Min(TileKeys, segment.Count - tileStart);
+                int count = Math.Min(tileKeys, segment.Count - tileStart);
                 long firstSlot = segment.Start + (long)tileStart * segment.Step;
                 long firstByte = firstSlot * headDim * sizeof(TElement);
                 byte* keys = keyBase + firstByte, values = valueBase + firstByte;
@@ -121,7 +131,7 @@ internal static unsafe class GroupDecodeKernel
                 // The next tile's rows are requested while this one computes, a few at a time from inside the loops, so the
                 // memory always has requests in flight (decode reads each byte once; a batch of requests at the tile's
                 // start leaves it idle for the rest of the tile).
-                int nextCount = Math.Min(TileKeys, segment.Count - tileStart - count);
+                int nextCount = Math.Min(tileKeys, segment.Count - tileStart - count);
                 var next = NextRows.Of(group.Source, firstSlot + (long)count * segment.Step, segment.Step, nextCount, headDim);
                 // The register-tile loops request the next tile's lines themselves, a fixed few per step in straight-line code
                 // (a loop of requests cost a quarter of decode's arithmetic): its row k is k rows on from these pointers. With
@@ -131,15 +141,15 @@ internal static unsafe class GroupDecodeKernel
                 for (int member = 0; member < 4; member++)
                 {
                     int head = heads[member];
-                    float* headScores = scores + member * TileKeys;
-                    bool poisoned = EndRawScores<TLanes, TVector, TScores>(headScores, count);
-                    ToProbabilities<TKernel, TLanes, TVector, TScores>(group, head, headScores, count, poisoned, segmentIndex, segment, tileStart);
+                    float* headScores = scores + member * ScoreRowFloats;
+                    bool poisoned = EndRawScores<TLanes, TVector, TScores>(headScores, count, tileKeys);
+                    ToProbabilities<TKernel, TLanes, TVector, TScores>(group, head, headScores, count, tileKeys, poisoned, segmentIndex, segment, tileStart);
                 }
 
                 if (typeof(TElement) == typeof(Half))
                 {
                     TVector twoTo112 = TLanes.Create(Tensors.ElementConversion.TwoTo112);
-                    for (int k = 0; k < 4 * TileKeys; k += TLanes.Count)
+                    for (int k = 0; k < 4 * ScoreRowFloats; k += TLanes.Count)
                     {
                         TLanes.Store(TLanes.Multiply(TLanes.Load(scores + k), twoTo112), scores + k);
                     }
@@ -169,7 +179,7 @@ internal static unsafe class GroupDecodeKernel
     }
 
     /// <summary>
-    /// The four heads' raw scores for the tile's keys (four rows of <see cref="TileKeys"/>): head x key accumulators, each
+    /// The four heads' raw scores for the tile's keys (four rows, <see cref="ScoreRowFloats"/> apart): head x key accumulators, each
     /// key vector loaded once for the four heads; 4 keys at a time with AVX-512's 32 registers (16 accumulators), 2 with 16.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
@@ -227,9 +237,9 @@ internal static unsafe class GroupDecodeKernel
                 }
 
                 Vector128.Store(TLanes.SumEach(dot00, dot01, dot02, dot03), scores + k);
-                Vector128.Store(TLanes.SumEach(dot10, dot11, dot12, dot13), scores + TileKeys + k);
-                Vector128.Store(TLanes.SumEach(dot20, dot21, dot22, dot23), scores + 2 * TileKeys + k);
-                Vector128.Store(TLanes.SumEach(dot30, dot31, dot32, dot33), scores + 3 * TileKeys + k);
+                Vector128.Store(TLanes.SumEach(dot10, dot11, dot12, dot13), scores + ScoreRowFloats + k);
+                Vector128.Store(TLanes.SumEach(dot20, dot21, dot22, dot23), scores + 2 * ScoreRowFloats + k);
+                Vector128.Store(TLanes.SumEach(dot30, dot31, dot32, dot33), scores + 3 * ScoreRowFloats + k);
             }
 
             return;
@@ -265,9 +275,9 @@ internal static unsafe class GroupDecodeKernel
             Vector128<double> heads01 = TLanes.SumEach(dot00, dot01, dot10, dot11).AsDouble();
             Vector128<double> heads23 = TLanes.SumEach(dot20, dot21, dot30, dot31).AsDouble();
             *(double*)(scores + k) = heads01.ToScalar();
-            *(double*)(scores + TileKeys + k) = heads01.GetElement(1);
-            *(double*)(scores + 2 * TileKeys + k) = heads23.ToScalar();
-            *(double*)(scores + 3 * TileKeys + k) = heads23.GetElement(1);
+            *(double*)(scores + ScoreRowFloats + k) = heads01.GetElement(1);
+            *(double*)(scores + 2 * ScoreRowFloats + k) = heads23.ToScalar();
+            *(double*)(scores + 3 * ScoreRowFloats + k) = heads23.GetElement(1);
         }
     }
 
@@ -287,7 +297,7 @@ internal static unsafe class GroupDecodeKernel
         ReadOnlySpan<int> heads = group.Heads;
         float* output0 = group.States + heads[0] * group.StateStride + 2, output1 = group.States + heads[1] * group.StateStride + 2;
         float* output2 = group.States + heads[2] * group.StateStride + 2, output3 = group.States + heads[3] * group.StateStride + 2;
-        float* p0 = probabilities, p1 = p0 + TileKeys, p2 = p1 + TileKeys, p3 = p2 + TileKeys;
+        float* p0 = probabilities, p1 = p0 + ScoreRowFloats, p2 = p1 + ScoreRowFloats, p3 = p2 + ScoreRowFloats;
         if (TLanes.Count == 16 && headDim == 8 * 16)
         {
             // Rows of eight vectors (HeadDim 128 on AVX-512): two heads' whole rows in 16 accumulators, so the first pass reads
@@ -533,31 +543,32 @@ internal static unsafe class GroupDecodeKernel
             Vector128.Store(TLanes.SumEach(dot0, dot1, dot2, dot3), scores + k);
         }
 
-        return EndRawScores<TLanes, TVector, TScores>(scores, count);
+        return EndRawScores<TLanes, TVector, TScores>(scores, count, TileKeys);
     }
 
     /// <summary>
-    /// Tests a tile's raw scores by the NaN/Inf policy (lanes past <paramref name="count"/> count as 0, which never
-    /// poisons) and then sets those lanes to -inf (probability 0). Returns whether a raw score makes the row NaN.
+    /// Tests a tile's raw scores by the NaN/Inf policy (lanes past <paramref name="count"/>, up to the tile's
+    /// <paramref name="tileKeys"/>, count as 0, which never poisons) and then sets those lanes to -inf (probability 0).
+    /// Returns whether a raw score makes the row NaN.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool EndRawScores<TLanes, TVector, TScores>(float* scores, int count)
+    private static bool EndRawScores<TLanes, TVector, TScores>(float* scores, int count, int tileKeys)
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
         where TScores : struct, IScoreModifier
     {
-        for (int k = count; k < TileKeys; k++)
+        for (int k = count; k < tileKeys; k++)
         {
             scores[k] = 0f;
         }
 
         bool poisoned = false;
-        for (int k = 0; k < TileKeys; k += TLanes.Count)
+        for (int k = 0; k < tileKeys; k += TLanes.Count)
         {
             poisoned |= TLanes.AnyPoisons<TScores>(TLanes.Load(scores + k));
         }
 
-        for (int k = count; k < TileKeys; k++)
+        for (int k = count; k < tileKeys; k++)
         {
             scores[k] = float.NegativeInfinity;
         }
@@ -570,7 +581,7 @@ internal static unsafe class GroupDecodeKernel
     /// softmax step on the head's state, and the NaN/Inf policy's verdict (<paramref name="poisoned"/> makes the sum NaN).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void ToProbabilities<TKernel, TLanes, TVector, TScores>(in GroupBlock group, int head, float* scores, int count, bool poisoned, int segmentIndex, KeySegment segment, int tileStart)
+    private static void ToProbabilities<TKernel, TLanes, TVector, TScores>(in GroupBlock group, int head, float* scores, int count, int tileKeys, bool poisoned, int segmentIndex, KeySegment segment, int tileStart)
         where TKernel : struct, IAttentionRowKernel
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
@@ -583,7 +594,7 @@ internal static unsafe class GroupDecodeKernel
             ScoreMath.Modify<TScores>(new Span<float>(scores, count), row.Site(segmentIndex, segment, tileStart));
         }
 
-        Softmax<TKernel, TLanes, TVector, TScores>(state, scores);
+        Softmax<TKernel, TLanes, TVector, TScores>(state, scores, tileKeys);
         if (poisoned)
         {
             state[1] = float.NaN;
@@ -595,14 +606,14 @@ internal static unsafe class GroupDecodeKernel
     /// 2^(old - new), then the scores become probabilities 2^(score - max) in place and their sum is added.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Softmax<TKernel, TLanes, TVector, TScores>(float* state, float* scores)
+    private static void Softmax<TKernel, TLanes, TVector, TScores>(float* state, float* scores, int tileKeys)
         where TKernel : struct, IAttentionRowKernel
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
         where TScores : struct, IScoreModifier
     {
         TVector tileMaxVector = TLanes.Load(scores);
-        for (int k = TLanes.Count; k < TileKeys; k += TLanes.Count)
+        for (int k = TLanes.Count; k < tileKeys; k += TLanes.Count)
         {
             tileMaxVector = TLanes.Max(tileMaxVector, TLanes.Load(scores + k));
         }
@@ -625,7 +636,7 @@ internal static unsafe class GroupDecodeKernel
         // A row every key of which a mask hid so far has max -inf; 2^(-inf - 0) keeps its probabilities 0 instead of NaN.
         TVector max = TLanes.Create(TScores.ModifiesScores && runningMax == float.NegativeInfinity ? 0f : runningMax);
         TVector sum = TLanes.Zero;
-        for (int k = 0; k < TileKeys; k += TLanes.Count)
+        for (int k = 0; k < tileKeys; k += TLanes.Count)
         {
             TVector probability = TLanes.Exp2(TLanes.Subtract(TLanes.Load(scores + k), max));
             TLanes.Store(probability, scores + k);
