@@ -204,7 +204,7 @@ internal static unsafe class GroupDecodeKernel
                 for (int d = 0; d < headDim; d += TLanes.Count)
                 {
                     // One request per line: a vector of floats is a line, one of 16-bit elements half of one.
-                    if (sizeof(TElement) == sizeof(float) || (d & TLanes.Count) == 0)
+                    if (StartsLine<TLanes, TVector, TElement>(d))
                     {
                         Request(ahead0 + d * sizeof(TElement));
                         Request(ahead1 + d * sizeof(TElement));
@@ -254,8 +254,12 @@ internal static unsafe class GroupDecodeKernel
             TVector dot20 = TLanes.Zero, dot21 = TLanes.Zero, dot30 = TLanes.Zero, dot31 = TLanes.Zero;
             for (int d = 0; d < headDim; d += TLanes.Count)
             {
-                Request(ahead0 + d * sizeof(TElement));
-                Request(ahead1 + d * sizeof(TElement));
+                if (StartsLine<TLanes, TVector, TElement>(d))
+                {
+                    Request(ahead0 + d * sizeof(TElement));
+                    Request(ahead1 + d * sizeof(TElement));
+                }
+
                 TVector key0 = LoadElements<TLanes, TVector, TElement>(first, d), key1 = LoadElements<TLanes, TVector, TElement>(second, d);
                 TVector q = TLanes.Load(query0 + d);
                 dot00 = TLanes.MultiplyAdd(q, key0, dot00);
@@ -375,12 +379,15 @@ internal static unsafe class GroupDecodeKernel
             TVector a1 = TLanes.Load(output1 + column), b1 = TLanes.Load(output1 + column + width);
             TVector a2 = TLanes.Load(output2 + column), b2 = TLanes.Load(output2 + column + width);
             TVector a3 = TLanes.Load(output3 + column), b3 = TLanes.Load(output3 + column + width);
-            byte* row = values;
-            for (int k = 0; k < count; k++, row += rowBytes)
+            byte* row = values, ahead = nextValues;
+            for (int k = 0; k < count; k++, row += rowBytes, ahead += rowBytes)
             {
                 if (column == 0)
                 {
-                    next.Values(k, 1);
+                    for (int line = 0; line < headDim * sizeof(TElement); line += 64)
+                    {
+                        Request(ahead + line);
+                    }
                 }
 
                 TVector left = LoadElements<TLanes, TVector, TElement>(row, column), right = LoadElements<TLanes, TVector, TElement>(row, column + width);
@@ -427,6 +434,14 @@ internal static unsafe class GroupDecodeKernel
             TLanes.Store(a3, output3 + column);
         }
     }
+
+    /// <summary>Whether element <paramref name="index"/> of a row starts a 64-byte line: where the score loops request one (a JIT constant at widths of a line or more).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool StartsLine<TLanes, TVector, TElement>(int index)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TElement : unmanaged
+        => TLanes.Count * sizeof(TElement) >= 64 || (index * sizeof(TElement)) % 64 == 0;
 
     /// <summary>A request for the 64-byte line at <paramref name="address"/> (x86's prefetch, which never faults; nothing elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
