@@ -21,7 +21,10 @@ namespace SparseAttention.Decode;
 /// </remarks>
 internal static unsafe class GroupDecodeKernel
 {
-    /// <summary>Keys per tile: a multiple of every width's lanes (4, 8, 16) and of the four dot products finished together.</summary>
+    /// <summary>
+    /// Keys per tile over an fp32 cache (and on the one-head path): a multiple of every width's lanes (4, 8, 16) and of the
+    /// four dot products finished together.
+    /// </summary>
     public const int TileKeys = 32;
 
     /// <summary>
@@ -128,14 +131,12 @@ internal static unsafe class GroupDecodeKernel
                 long firstByte = firstSlot * headDim * sizeof(TElement);
                 byte* keys = keyBase + firstByte, values = valueBase + firstByte;
 
-                // The next tile's rows are requested while this one computes, a few at a time from inside the loops, so the
-                // memory always has requests in flight (decode reads each byte once; a batch of requests at the tile's
-                // start leaves it idle for the rest of the tile).
+                // The next tile's rows are requested while this one computes, from inside the loops beside the loads, so the
+                // memory always has requests in flight (decode reads each byte once; a batch of requests at the tile's start
+                // leaves it idle for the rest of the tile; a loop of requests per row cost a quarter of the arithmetic). The
+                // next tile's row k is k rows on from these pointers; with no next tile they point at this one, whose lines
+                // are already held.
                 int nextCount = Math.Min(tileKeys, segment.Count - tileStart - count);
-                var next = NextRows.Of(group.Source, firstSlot + (long)count * segment.Step, segment.Step, nextCount, headDim);
-                // The register-tile loops request the next tile's lines themselves, a fixed few per step in straight-line code
-                // (a loop of requests cost a quarter of decode's arithmetic): its row k is k rows on from these pointers. With
-                // no next tile they point at this tile, whose lines are already held.
                 byte* nextKeys = nextCount > 0 ? keys + count * rowBytes : keys, nextValues = nextCount > 0 ? values + count * rowBytes : values;
                 ScoreFour<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, scores, nextKeys);
                 for (int member = 0; member < 4; member++)
@@ -155,7 +156,7 @@ internal static unsafe class GroupDecodeKernel
                     }
                 }
 
-                AddValuesFour<TKernel, TLanes, TVector, TElement>(group, scores, values, rowBytes, count, next, nextValues);
+                AddValuesFour<TKernel, TLanes, TVector, TElement>(group, scores, values, rowBytes, count, nextValues);
             }
         }
     }
@@ -291,7 +292,7 @@ internal static unsafe class GroupDecodeKernel
     /// 2 with 16, then one.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void AddValuesFour<TKernel, TLanes, TVector, TElement>(in GroupBlock group, float* probabilities, byte* values, nint rowBytes, int count, in NextRows next, byte* nextValues)
+    private static void AddValuesFour<TKernel, TLanes, TVector, TElement>(in GroupBlock group, float* probabilities, byte* values, nint rowBytes, int count, byte* nextValues)
         where TKernel : struct, IAttentionRowKernel
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
@@ -307,8 +308,8 @@ internal static unsafe class GroupDecodeKernel
             // Rows of eight vectors (HeadDim 128 on AVX-512): two heads' whole rows in 16 accumulators, so the first pass reads
             // each value row from memory front to back; the second pair's pass reads the tile again from L1. Column passes
             // over four heads read every row a piece at a time, a strided order the hardware prefetchers follow badly.
-            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output0, output1, p0, p1, values, rowBytes, count, null);
-            AddWholeRowsTwoHeads<TLanes, TVector, TElement>(output2, output3, p2, p3, values, rowBytes, count, nextValues);
+            AddWholeRowsTwoHeads<TKernel, TLanes, TVector, TElement>(output0, output1, p0, p1, values, rowBytes, count, null);
+            AddWholeRowsTwoHeads<TKernel, TLanes, TVector, TElement>(output2, output3, p2, p3, values, rowBytes, count, nextValues);
             return;
         }
 
@@ -327,7 +328,7 @@ internal static unsafe class GroupDecodeKernel
                 {
                     if (column == 0)
                     {
-                        next.Values(k, 1);
+                        RequestRow<TKernel, TElement>(nextValues + k * rowBytes);
                     }
 
                     TVector v0 = LoadElements<TLanes, TVector, TElement>(row, column), v1 = LoadElements<TLanes, TVector, TElement>(row, c1);
@@ -384,10 +385,7 @@ internal static unsafe class GroupDecodeKernel
             {
                 if (column == 0)
                 {
-                    for (int line = 0; line < headDim * sizeof(TElement); line += 64)
-                    {
-                        Request(ahead + line);
-                    }
+                    RequestRow<TKernel, TElement>(ahead);
                 }
 
                 TVector left = LoadElements<TLanes, TVector, TElement>(row, column), right = LoadElements<TLanes, TVector, TElement>(row, column + width);
@@ -443,6 +441,18 @@ internal static unsafe class GroupDecodeKernel
         where TElement : unmanaged
         => TLanes.Count * sizeof(TElement) >= 64 || (index * sizeof(TElement)) % 64 == 0;
 
+    /// <summary>Requests every 64-byte line of the cache row at <paramref name="row"/> (HeadDim elements; the bound is a JIT constant).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void RequestRow<TKernel, TElement>(byte* row)
+        where TKernel : struct, IAttentionRowKernel
+        where TElement : unmanaged
+    {
+        for (int line = 0; line < TKernel.HeadDim * sizeof(TElement); line += 64)
+        {
+            Request(row + line);
+        }
+    }
+
     /// <summary>A request for the 64-byte line at <paramref name="address"/> (x86's prefetch, which never faults; nothing elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Request(byte* address)
@@ -458,7 +468,8 @@ internal static unsafe class GroupDecodeKernel
     /// order, and the same row of the tile at <paramref name="nextValues"/> requested (none when null).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddWholeRowsTwoHeads<TLanes, TVector, TElement>(float* outputA, float* outputB, float* pA, float* pB, byte* values, nint rowBytes, int count, byte* nextValues)
+    private static void AddWholeRowsTwoHeads<TKernel, TLanes, TVector, TElement>(float* outputA, float* outputB, float* pA, float* pB, byte* values, nint rowBytes, int count, byte* nextValues)
+        where TKernel : struct, IAttentionRowKernel
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
         where TElement : unmanaged
@@ -473,11 +484,7 @@ internal static unsafe class GroupDecodeKernel
         {
             if (nextValues != null)
             {
-                // A row of eight vectors is eight lines of floats or four of 16-bit elements.
-                for (int line = 0; line < 8 * w * sizeof(TElement); line += 64)
-                {
-                    Request(ahead + line);
-                }
+                RequestRow<TKernel, TElement>(ahead);
             }
 
             TVector pa = TLanes.Create(pA[k]), pb = TLanes.Create(pB[k]);
@@ -732,9 +739,10 @@ internal static unsafe class GroupDecodeKernel
 }
 
 /// <summary>
-/// The next tile's key and value rows, requested from memory a few rows at a time while the current tile computes
-/// (<see cref="System.Runtime.Intrinsics.X86.Sse.Prefetch0(void*)"/>, one per 64-byte line; nothing where x86's prefetch is
-/// not available, or when there is no next tile).
+/// The next tile's key and value rows, requested from memory by the one-head path at a tile's start (a narrow cache's rows
+/// there are widened into a buffer first, so there is no register-tile loop to spread the requests over; the four-head
+/// kernel requests its lines beside its loads instead). One <see cref="System.Runtime.Intrinsics.X86.Sse.Prefetch0(void*)"/>
+/// per 64-byte line; nothing where x86's prefetch is not available, or when there is no next tile.
 /// </summary>
 internal readonly unsafe ref struct NextRows
 {
