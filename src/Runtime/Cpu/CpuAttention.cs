@@ -1036,10 +1036,11 @@ public static unsafe class CpuAttention
             long chunkKeys = _forcedChunkBytes == 0 && (TKernel.Lanes < 16 || (highest - lowest + 1) * keyBytes <= 2 * BandChunkBytes)
                 ? highest - lowest + 1 + TKernel.KeyTile
                 : Math.Max(1, (_forcedChunkBytes > 0 ? _forcedChunkBytes : BandChunkBytes) / keyBytes / TKernel.KeyTile) * TKernel.KeyTile;
-            for (long chunkFirst = lowest / TKernel.KeyTile * TKernel.KeyTile; chunkFirst <= highest; chunkFirst += chunkKeys)
+            long keysFrom = lowest / TKernel.KeyTile * TKernel.KeyTile;
+            for (long chunkFirst = keysFrom; chunkFirst <= highest; chunkFirst += chunkKeys)
             {
                 long chunkLast = Math.Min(highest, chunkFirst + chunkKeys - 1);
-                bool lastChunk = chunkLast == highest, firstChunk = chunkFirst < lowest / TKernel.KeyTile * TKernel.KeyTile + chunkKeys;
+                bool lastChunk = chunkLast == highest, firstChunk = chunkFirst == keysFrom;
                 tile.KeyFirst = (int)chunkFirst;
                 tile.KeyLast = (int)chunkLast;
                 for (int t = 0; t < tiles; t++)

@@ -55,6 +55,7 @@ public static class TileSoftmax
         runningMax = newMax;
         return rescale;
     }
+
     /// <summary>
     /// The step for the Vector128 kernels (two panels), their two score vectors passed in registers rather than through the
     /// row's scratch; the probabilities are stored at <paramref name="rowScores"/>.
