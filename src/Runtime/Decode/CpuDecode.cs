@@ -325,12 +325,12 @@ public static unsafe class CpuDecode
         {
             AttentionPattern pattern = cache.Pattern;
             int position = (int)(cache.Count - 1);
-            var store = new KvStore((float*)ArrayStart(cache.Keys), (float*)ArrayStart(cache.Values), cache.KvHeads, cache.Capacity, cache.Map);
+            var store = new KvStore(cache.Keys, cache.Values, cache.KvHeads, cache.Capacity, cache.Map);
             _pattern = pattern;
             _store = store;
             _narrowCache = cache.Element == CacheElement.Single ? null : cache;
-            _narrowKeys = (ushort*)ArrayStart(cache.NarrowKeys);
-            _narrowValues = (ushort*)ArrayStart(cache.NarrowValues);
+            _narrowKeys = cache.NarrowKeys;
+            _narrowValues = cache.NarrowValues;
             _query = query;
             _heads = heads;
             _position = position;
@@ -372,11 +372,6 @@ public static unsafe class CpuDecode
                 _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead), _headPositions.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
             }
         }
-
-        /// <summary>The address of a pinned-heap array's first element (null for an empty one).</summary>
-        private static void* ArrayStart<T>(T[] array)
-            where T : unmanaged =>
-            array.Length == 0 ? null : Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(array));
 
         /// <summary>
         /// The group kernel's vector width for <paramref name="isa"/>: Vector512 where HeadDim is a multiple of 16, else

@@ -1,6 +1,7 @@
 using System;
 using System.Linq;
 using SparseAttention.Cpu;
+using SparseAttention.Decode;
 
 namespace SparseAttention;
 
@@ -19,10 +20,10 @@ namespace SparseAttention;
 public sealed class KvCache
 {
     // One pair of arrays is used: fp32 for CacheElement.Single, 16-bit (Half or BFloat16 bits) otherwise.
-    private readonly float[] _keys = Array.Empty<float>();
-    private readonly float[] _values = Array.Empty<float>();
-    private readonly ushort[] _narrowKeys = Array.Empty<ushort>();
-    private readonly ushort[] _narrowValues = Array.Empty<ushort>();
+    private readonly LineAlignedArray<float> _keys;
+    private readonly LineAlignedArray<float> _values;
+    private readonly LineAlignedArray<ushort> _narrowKeys;
+    private readonly LineAlignedArray<ushort> _narrowValues;
     private readonly int[] _pinnedPositions;
 
     // Half caches only: which slots hold an infinity or NaN, and how many per KV head. Decode widens Half with a fast rule
@@ -85,16 +86,17 @@ public sealed class KvCache
         }
 
         Element = element;
-        // On the pinned heap: decode addresses a cache by pointer, and batched decode holds many caches' at once.
+        // Pinned, each starting on a cache line: decode addresses a cache by pointer (batched decode many caches' at once),
+        // and reads rows whole lines at a time.
         if (element == CacheElement.Single)
         {
-            _keys = GC.AllocateArray<float>((int)floats, pinned: true);
-            _values = GC.AllocateArray<float>((int)floats, pinned: true);
+            _keys = new LineAlignedArray<float>((int)floats);
+            _values = new LineAlignedArray<float>((int)floats);
         }
         else
         {
-            _narrowKeys = GC.AllocateArray<ushort>((int)floats, pinned: true);
-            _narrowValues = GC.AllocateArray<ushort>((int)floats, pinned: true);
+            _narrowKeys = new LineAlignedArray<ushort>((int)floats);
+            _narrowValues = new LineAlignedArray<ushort>((int)floats);
         }
 
         if (element == CacheElement.Half)
@@ -129,7 +131,7 @@ public sealed class KvCache
     public int Capacity => RingSlots + PinnedSlots;
 
     /// <summary>Bytes of keys and values held: 2 x KvHeads x Capacity x HeadDim x (4, or 2 for Half and BFloat16), the same at token 1 and token 1,000,000.</summary>
-    public long MemoryBytes => Element == CacheElement.Single ? 2L * _keys.LongLength * sizeof(float) : 2L * _narrowKeys.LongLength * sizeof(ushort);
+    public long MemoryBytes => Element == CacheElement.Single ? 2L * _keys.Length * sizeof(float) : 2L * _narrowKeys.Length * sizeof(ushort);
 
     /// <summary>
     /// Appends one or more tokens' keys and values, token by token: <c>[tokens, KvHeads, HeadDim]</c>, each token's
@@ -192,17 +194,17 @@ public sealed class KvCache
     /// <summary>Where the cache keeps each position it holds.</summary>
     internal SlotMap Map => new(origin: 0, RingSlots, OldestInRing, _pinnedPositions);
 
-    /// <summary>The fp32 keys ([KvHeads, Capacity, HeadDim]); empty unless <see cref="Element"/> is Single.</summary>
-    internal float[] Keys => _keys;
+    /// <summary>The fp32 keys ([KvHeads, Capacity, HeadDim], line-aligned, pinned); null unless <see cref="Element"/> is Single.</summary>
+    internal unsafe float* Keys => _keys.Start;
 
-    /// <summary>The fp32 values; empty unless <see cref="Element"/> is Single.</summary>
-    internal float[] Values => _values;
+    /// <summary>The fp32 values; null unless <see cref="Element"/> is Single.</summary>
+    internal unsafe float* Values => _values.Start;
 
-    /// <summary>The 16-bit keys (Half or BFloat16 bits, same layout); empty when <see cref="Element"/> is Single.</summary>
-    internal ushort[] NarrowKeys => _narrowKeys;
+    /// <summary>The 16-bit keys (Half or BFloat16 bits, same layout); null when <see cref="Element"/> is Single.</summary>
+    internal unsafe ushort* NarrowKeys => _narrowKeys.Start;
 
-    /// <summary>The 16-bit values; empty when <see cref="Element"/> is Single.</summary>
-    internal ushort[] NarrowValues => _narrowValues;
+    /// <summary>The 16-bit values; null when <see cref="Element"/> is Single.</summary>
+    internal unsafe ushort* NarrowValues => _narrowValues.Start;
 
     /// <summary>
     /// Copies <paramref name="count"/> slots of <paramref name="kvHead"/> from <paramref name="firstSlot"/> on into fp32
@@ -214,12 +216,12 @@ public sealed class KvCache
         switch (Element)
         {
             case CacheElement.Single:
-                _keys.AsSpan(offset, length).CopyTo(keys);
-                _values.AsSpan(offset, length).CopyTo(values);
+                _keys.Slice(offset, length).CopyTo(keys);
+                _values.Slice(offset, length).CopyTo(values);
                 break;
             default:
-                Tensors.ElementConversion.ToSingle(Element, _narrowKeys.AsSpan(offset, length), keys);
-                Tensors.ElementConversion.ToSingle(Element, _narrowValues.AsSpan(offset, length), values);
+                Tensors.ElementConversion.ToSingle(Element, _narrowKeys.Slice(offset, length), keys);
+                Tensors.ElementConversion.ToSingle(Element, _narrowValues.Slice(offset, length), values);
                 break;
         }
     }
@@ -283,13 +285,13 @@ public sealed class KvCache
         switch (Element)
         {
             case CacheElement.Single:
-                key.CopyTo(_keys.AsSpan(offset, HeadDim));
-                value.CopyTo(_values.AsSpan(offset, HeadDim));
+                key.CopyTo(_keys.Slice(offset, HeadDim));
+                value.CopyTo(_values.Slice(offset, HeadDim));
                 break;
             case CacheElement.Half:
-                Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowKeys.AsSpan(offset, HeadDim)));
-                Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowValues.AsSpan(offset, HeadDim)));
-                bool nonFinite = Tensors.ElementConversion.HoldsHalfInfinityOrNaN(_narrowKeys.AsSpan(offset, HeadDim)) || Tensors.ElementConversion.HoldsHalfInfinityOrNaN(_narrowValues.AsSpan(offset, HeadDim));
+                Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowKeys.Slice(offset, HeadDim)));
+                Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, Half>(_narrowValues.Slice(offset, HeadDim)));
+                bool nonFinite = Tensors.ElementConversion.HoldsHalfInfinityOrNaN(_narrowKeys.Slice(offset, HeadDim)) || Tensors.ElementConversion.HoldsHalfInfinityOrNaN(_narrowValues.Slice(offset, HeadDim));
                 if (nonFinite != _nonFiniteSlots[slot])
                 {
                     _nonFiniteSlots[slot] = nonFinite;
@@ -298,8 +300,8 @@ public sealed class KvCache
 
                 break;
             default:
-                Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowKeys.AsSpan(offset, HeadDim)));
-                Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowValues.AsSpan(offset, HeadDim)));
+                Tensors.ElementConversion.FromSingle(key, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowKeys.Slice(offset, HeadDim)));
+                Tensors.ElementConversion.FromSingle(value, System.Runtime.InteropServices.MemoryMarshal.Cast<ushort, BFloat16>(_narrowValues.Slice(offset, HeadDim)));
                 break;
         }
     }

@@ -56,6 +56,22 @@ public class NarrowCacheAndBatchedDecodeTests
     }
 
     [Fact]
+    public unsafe void EveryCacheTensorStartsOnACacheLine()
+    {
+        // Decode reads rows a line at a time; a tensor off a line boundary makes every 512-bit load straddle two lines.
+        KernelUnderTest kernel = DeclaredKernels.Get(nameof(CausalWindowWithSinks));
+        for (int i = 0; i < 8; i++)
+        {
+            var single = new KvCache(kernel.Pattern, 1 + i % 3, kernel.HeadDim);
+            var half = new KvCache(kernel.Pattern, 1 + i % 3, kernel.HeadDim, CacheElement.Half);
+            Assert.Equal(0, (long)single.Keys % 64);
+            Assert.Equal(0, (long)single.Values % 64);
+            Assert.Equal(0, (long)half.NarrowKeys % 64);
+            Assert.Equal(0, (long)half.NarrowValues % 64);
+        }
+    }
+
+    [Fact]
     public void BatchedDecodeEqualsDecodingEachStreamAlone()
     {
         // Three streams at different positions (one past its window, one with a global token in its ring), one fp32 and two narrow caches.
