@@ -1,15 +1,20 @@
+using System.Diagnostics;
 using System.Globalization;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 using SparseAttention;
 
 namespace SparseAttention.Benchmarks;
 
 /// <summary>
-/// The GPU comparison (`-- --gpu`): the standard patterns at n = 16384 (fp32, 8 heads) through their generated
-/// ILGPU kernels, with tensors resident on the device. Each result is checked against the reference on sampled
-/// rows before it is reported; the baseline is the generated dense causal kernel on the same device in the same run.
-/// Options: `--backend Cuda|OpenCL|IlgpuCpu` (default: AttentionDevice's pick), `--seqlen N` (default 16384).
+/// The GPU comparison (`-- --gpu`): issue 17's cases at n = 16384 (fp32) through their generated ILGPU kernels, with
+/// tensors resident on the device: the Mistral shape (32 query heads, 8 KV heads, HeadDim 128, window 4096), the same
+/// window at HeadDim 64, dense causal, Longformer (12 heads) and its dilated form. Each result is checked against the
+/// reference on sampled rows before it is reported. Speed is visible-pair TFLOP/s (pairs x 4 x HeadDim / s) and its share
+/// of the device's fp32 FMA peak (SMs x FP32 lanes per SM x 2 x clock, or `--peak-tflops X`).
+/// Options: `--backend Cuda|OpenCL|IlgpuCpu` (default: AttentionDevice's pick), `--seqlen N` (default 16384),
+/// `--launches N` (default 10). The previous kernel's figures come from running this on a build of an earlier commit.
 /// </summary>
 public static class GpuComparison
 {
@@ -17,17 +22,15 @@ public static class GpuComparison
 
     private delegate void OnAccelerator(Accelerator accelerator, ArrayView<float> query, ArrayView<float> key, ArrayView<float> value, ArrayView<float> output, AttentionShape shape, AttentionOptions options);
 
-    private sealed record GpuCase(string Name, AttentionPattern Pattern, OnAccelerator Forward, int HeadDim = 64);
+    private sealed record GpuCase(string Name, AttentionPattern Pattern, OnAccelerator Forward, int HeadDim, int Heads, int KvHeads);
 
     private static readonly GpuCase[] Cases =
     {
-        new("causal", DenseCausal.Pattern, DenseCausal.Forward), // first: the baseline of the rows below
-        new("swa-w512", Window512.Pattern, Window512.Forward),
-        new("swa-w4096", Window4096.Pattern, Window4096.Forward),
-        new("lf", Longformer.Pattern, Longformer.Forward),
-        new("lf-dil", LongformerDilated.Pattern, LongformerDilated.Forward),
-        new("swa-w4096-d32", Window4096HeadDim32.Pattern, Window4096HeadDim32.Forward, 32),
-        new("swa-w4096-d128", Window4096HeadDim128.Pattern, Window4096HeadDim128.Forward, 128),
+        new("mistral-w4096-d128", Window4096HeadDim128.Pattern, Window4096HeadDim128.Forward, 128, Heads: 32, KvHeads: 8),
+        new("swa-w4096-d64", Window4096.Pattern, Window4096.Forward, 64, Heads: 32, KvHeads: 8),
+        new("causal-d64", DenseCausal.Pattern, DenseCausal.Forward, 64, Heads: 32, KvHeads: 8),
+        new("longformer", Longformer.Pattern, Longformer.Forward, 64, Heads: 12, KvHeads: 12),
+        new("longformer-dilated", LongformerDilated.Pattern, LongformerDilated.Forward, 64, Heads: 12, KvHeads: 12),
     };
 
     public static int Run(string[] args)
@@ -35,8 +38,8 @@ public static class GpuComparison
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         string? backendArgument = CommandLine.Argument(args, "--backend");
         AttentionBackend backend = backendArgument is null ? AttentionBackend.Auto : Enum.Parse<AttentionBackend>(backendArgument, ignoreCase: true);
-        string? seqLenArgument = CommandLine.Argument(args, "--seqlen");
-        int seqLen = seqLenArgument is null ? 16384 : int.Parse(seqLenArgument, CultureInfo.InvariantCulture);
+        int seqLen = int.Parse(CommandLine.Argument(args, "--seqlen") ?? "16384", CultureInfo.InvariantCulture);
+        int launches = int.Parse(CommandLine.Argument(args, "--launches") ?? "10", CultureInfo.InvariantCulture);
 
         using AttentionDevice device = AttentionDevice.Create(backend);
         Console.WriteLine($"SparseAttention GPU comparison on {device.Name} ({device.Backend}), {QuickComparison.RuntimeInfo()}");
@@ -46,16 +49,18 @@ public static class GpuComparison
             return 1;
         }
 
-        Console.WriteLine($"fp32, Heads = KvHeads = {StandardCase.Heads}, n = {seqLen}; tensors stay on the device; time = best of several launches + Synchronize after a warm-up (which compiles the kernel).");
-        Console.WriteLine("GFLOP/s = visible pairs x 4 x HeadDim / s; 'vs dense' = the generated dense causal kernel's time / this pattern's, same device, same run.");
+        string? peakArgument = CommandLine.Argument(args, "--peak-tflops");
+        double? peak = peakArgument is null ? Fp32PeakTflops(accelerator) : double.Parse(peakArgument, CultureInfo.InvariantCulture);
+        Console.WriteLine(peak is { } p ? $"fp32 FMA peak: {p:F1} TFLOP/s{(peakArgument is null ? " (SMs x FP32 lanes x 2 x clock)" : " (--peak-tflops)")}" : "fp32 peak unknown for this device: pass --peak-tflops X for the % column");
+        Console.WriteLine($"fp32, n = {seqLen}; tensors stay on the device; {launches} timed launches after a warm-up (which compiles the kernel), each + Synchronize.");
+        Console.WriteLine("TFLOP/s = visible pairs x 4 x HeadDim / s (the median launch); error = max |GPU - reference| over sampled rows.");
         Console.WriteLine();
-        Console.WriteLine($"{"case",-16} {"pairs",14} {"ms",10} {"GFLOP/s",9} {"vs dense",9} {"error",9}");
+        Console.WriteLine($"{"case",-20} {"heads",7} {"pairs",16} {"median ms",10} {"best ms",9} {"TFLOP/s",8} {"% peak",7} {"error",9}");
 
-        var shape = new AttentionShape(StandardCase.Heads, StandardCase.Heads, seqLen);
-        var denseMs = new Dictionary<int, double>();
         bool allCorrect = true;
         foreach (GpuCase gpuCase in Cases)
         {
+            var shape = new AttentionShape(gpuCase.Heads, gpuCase.KvHeads, seqLen);
             var inputs = new CaseInputs(shape, gpuCase.HeadDim);
             using MemoryBuffer1D<float, Stride1D.Dense> query = accelerator.Allocate1D(inputs.Query);
             using MemoryBuffer1D<float, Stride1D.Dense> key = accelerator.Allocate1D(inputs.Key);
@@ -67,24 +72,47 @@ public static class GpuComparison
                 accelerator.Synchronize();
             }
 
-            double ms = QuickComparison.Time(Launch, maxRuns: 10);
+            Launch();
+            double[] times = Enumerable.Range(0, launches).Select(_ =>
+            {
+                long start = Stopwatch.GetTimestamp();
+                Launch();
+                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            }).Order().ToArray();
+            double median = times[times.Length / 2], best = times[0];
+
             output.View.CopyToCPU(inputs.Output);
             double error = inputs.MaxErrorOnSampledRows(gpuCase.Pattern, shape, gpuCase.HeadDim, inputs.Output);
             allCorrect &= error <= Tolerance;
 
-            if (gpuCase.Pattern.IsDense && gpuCase.HeadDim == 64)
-            {
-                denseMs[gpuCase.HeadDim] = ms;
-            }
-
             long pairs = gpuCase.Pattern.VisiblePairs(seqLen, shape.Heads);
-            double gflops = pairs * 4.0 * gpuCase.HeadDim / (ms / 1e3) / 1e9;
-            string versusDense = denseMs.TryGetValue(64, out double dense) && gpuCase.HeadDim == 64 ? (dense / ms).ToString("F2") + "x" : "";
-            Console.WriteLine($"{gpuCase.Name,-16} {pairs,14:N0} {ms,10:F2} {gflops,9:F1} {versusDense,9} {error,9:E1}{(error <= Tolerance ? "" : "  WRONG")}");
+            double tflops = pairs * 4.0 * gpuCase.HeadDim / (median / 1e3) / 1e12;
+            string share = peak is { } peakTflops ? (100 * tflops / peakTflops).ToString("F1") + "%" : "";
+            Console.WriteLine($"{gpuCase.Name,-20} {gpuCase.Heads + "/" + gpuCase.KvHeads,7} {pairs,16:N0} {median,10:F3} {best,9:F3} {tflops,8:F2} {share,7} {error,9:E1}{(error <= Tolerance ? "" : "  WRONG")}");
         }
 
         Console.WriteLine();
         Console.WriteLine(allCorrect ? "every result matches the reference on sampled rows (|error| <= 1e-4)" : "SOME RESULTS DO NOT MATCH THE REFERENCE");
         return allCorrect ? 0 : 1;
+    }
+
+    /// <summary>
+    /// SMs x FP32 lanes per SM x 2 (an FMA is two FLOPs) x the clock, for CUDA devices whose lanes per SM are known:
+    /// 64 on sm_60/sm_70/sm_80 (A100), 128 on sm_61, sm_75 (64), sm_86, sm_89 and sm_90 (H100/H200).
+    /// </summary>
+    private static double? Fp32PeakTflops(Accelerator accelerator)
+    {
+        if (accelerator is not CudaAccelerator cuda)
+        {
+            return null;
+        }
+
+        int lanes = (cuda.Architecture.Major, cuda.Architecture.Minor) switch
+        {
+            (6, 0) or (7, 0) or (7, 5) or (8, 0) => 64,
+            (6, 1) or (8, 6) or (8, 7) or (8, 9) or (9, 0) => 128,
+            _ => 0,
+        };
+        return lanes == 0 ? null : accelerator.NumMultiprocessors * lanes * 2.0 * cuda.ClockRate * 1e3 / 1e12;
     }
 }

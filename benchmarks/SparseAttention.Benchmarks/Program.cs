@@ -3,6 +3,7 @@ using SparseAttention.Benchmarks;
 
 // `-- --quick`: the one-process comparison (FMA peak, generated kernels, dense, TensorPrimitives, ONNX Runtime).
 // `-- --gpu`: the generated ILGPU kernels on the GPU AttentionDevice picks (CUDA, then OpenCL).
+// `-- --gpu-ptx [DIR]`: the PTX of the standard patterns' ILGPU kernels for sm_80 and sm_90, with its figures (no GPU needed).
 // `-- --decode`: streaming decode with a rolling KV cache at positions 8K, 64K and 1M, and prefill vs Forward.
 // `-- --decode-narrow`: Half and BFloat16 KV caches against fp32 at 64K, and batched decode of 16 streams.
 // `-- --before-after OTHER/SparseAttention.Benchmarks.dll`: this build against another, loaded side by side, in
@@ -22,6 +23,11 @@ if (args.Contains("--decode-narrow"))
 if (args.Contains("--decode"))
 {
     return DecodeComparison.Run(args);
+}
+
+if (args.Contains("--gpu-ptx"))
+{
+    return GpuPtxDump.Run(args);
 }
 
 if (args.Contains("--gpu"))

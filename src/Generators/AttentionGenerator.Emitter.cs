@@ -185,7 +185,7 @@ public sealed partial class AttentionGenerator
             writer.Line("// boundary tiles test a mask. Keys no tile covers (global columns) and global rows go through AccumulateRow.");
             if (emitGpu)
             {
-                writer.Line("// GPU (ILGPU): a group per (head, query tile), a thread per query row, K/V tiles of " + Invariant(GpuKeyTile(headDim)) + " keys in shared memory;");
+                writer.Line("// GPU (ILGPU): FlashAttention-2 on CUDA cores, a group of 4 warps per (head, block of 64 query rows), K/V tiles of " + Invariant(new GpuKernelShape(headDim).KeyTile) + " keys in shared memory;");
                 writer.Line("// the tiles to visit, and a mask for each partial one, come from the pattern's tile table (GpuTileTable).");
             }
 

@@ -25,9 +25,9 @@ public class GpuEmissionTests
         string shared = SharedSource(result.Run.Results.Single(), headDim: 64);
 
         // The ILGPU kernel is written once per HeadDim; the declaration's overloads reach it through the runtime.
-        Assert.Contains("private static void AttendOneQueryTile(", shared);
+        Assert.Contains("private static void AttendQueryBlock<TRowSets>(", shared);
         Assert.Contains("internal static readonly global::SparseAttention.Gpu.GpuAttentionKernel GpuKernel = new(", shared);
-        Assert.DoesNotContain("AttendOneQueryTile", source);
+        Assert.DoesNotContain("AttendQueryBlock", source);
         Assert.Contains("global::SparseAttention.Generated.HeadDim64.GpuKernel", source);
         Assert.Contains("public static void Forward(global::ILGPU.Runtime.Accelerator accelerator, global::ILGPU.ArrayView<float> query", source);
         Assert.Contains("public static void Forward(global::SparseAttention.AttentionDevice device", source);
@@ -35,6 +35,30 @@ public class GpuEmissionTests
         // Nothing of the declaration is written into the shared kernels: the pattern reaches them as data (bands, tile
         // table), so one kernel serves every declaration of this HeadDim.
         Assert.DoesNotContain("ManyGlobals", shared);
+    }
+
+    [Theory]
+    [InlineData(8, 1, 4)]
+    [InlineData(64, 2, 4)]
+    [InlineData(128, 4, 4)]
+    [InlineData(256, 8, 2)]
+    public void TheGpuKernelKeepsEveryPerLaneValueInAScalarLocal(int headDim, int chunksPerLane, int keysPerLane)
+    {
+        // ILGPU places an array indexed by a loop counter in local memory: the kernel must have none, and its micro-tile
+        // must be written out as one local per row and key (scores) and per row, chunk and component (accumulators).
+        GeneratorHarness.Result result = GeneratorHarness.Run(Kernel.Replace("HeadDim = 64", "HeadDim = " + headDim, StringComparison.Ordinal));
+        Assert.Empty(result.CompilationErrors);
+        string shared = SharedSource(result.Run.Results.Single(), headDim);
+        string kernel = shared[shared.IndexOf("private static void AttendQueryBlock<TRowSets>(", StringComparison.Ordinal)..];
+
+        Assert.DoesNotContain("LocalMemory", kernel);
+        Assert.DoesNotContain("stackalloc", kernel);
+        Assert.DoesNotContain("new float[", kernel);
+        Assert.Contains($" s3{keysPerLane - 1} = 0f", kernel, StringComparison.Ordinal);
+        Assert.DoesNotContain($" s3{keysPerLane} = 0f", kernel, StringComparison.Ordinal);
+        Assert.Contains($"o3_{chunksPerLane - 1}W = 0f", kernel, StringComparison.Ordinal);
+        Assert.DoesNotContain($"o3_{chunksPerLane}W = 0f", kernel, StringComparison.Ordinal);
+        Assert.Contains("default(TRowSets).Max(", kernel, StringComparison.Ordinal);
     }
 
     private static string SharedSource(GeneratorRunResult run, int headDim) =>

@@ -40,7 +40,8 @@ public static partial class PackedDocumentsLayer
     private static bool SameDocument(int query, int key, int head) => Documents[query] == Documents[key];
 }
 
-public class ModelLayerTests
+[Collection(Gpu.IlgpuCpuCollection.Name)]
+public class ModelLayerTests(Gpu.IlgpuCpuDevice fixture)
 {
     [Theory]
     [InlineData(nameof(Gemma2LocalLayer), 16, 8, 384)]
@@ -113,7 +114,7 @@ public class ModelLayerTests
         // into its own kernel (reading the document table), gpt-oss's sinks come with the call.
         var shape = new AttentionShape(heads, kvHeads, seqLen);
         var random = new Random(seqLen);
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         if (name != nameof(GptOssSlidingLayer))
         {
             KernelUnderTest kernel = KernelUnderTest.FromType(typeof(ModelLayerTests).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!);

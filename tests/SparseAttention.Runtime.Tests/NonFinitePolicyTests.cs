@@ -53,6 +53,16 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
         new("Scale = 1e36 (huge but finite scores)", (inputs, _) => inputs, new AttentionOptions { Scale = 1e36f }, Never),
     };
 
+    /// <summary>
+    /// The cases the ILGPU kernel runs on ILGPU's CPU accelerator, one per mechanism it has (a non-finite raw score from
+    /// a key, a query or an overflow; a value flagged while staged; a huge finite value): every call there synchronises 128
+    /// threads per barrier, so running all twelve would cost minutes of the suite for no further path.
+    /// </summary>
+    private static readonly HashSet<string> OnTheAccelerator = new()
+    {
+        "NaN in a key", "-inf in a key", "+inf in a value", "NaN in a query", "q·k overflowing to +inf", "a value of 1e30 (huge but finite)",
+    };
+
     public static TheoryData<string> Names() => DeclaredKernels.Names();
 
     [Theory]
@@ -77,7 +87,7 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
                 float[] expected = AttentionCheck.Reference(kernel, inputs, poison.Options);
                 string context = $"{name}, {poison.Name} at {position}";
                 int poisonedRows = 0;
-                foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in Paths(kernel))
+                foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in Paths(kernel, withAccelerator: OnTheAccelerator.Contains(poison.Name)))
                 {
                     poisonedRows = AttentionCheck.AssertSameRowsOrNaN(expected, run(inputs, poison.Options), Shape, kernel.HeadDim, $"{context}, {path}");
                 }
@@ -131,14 +141,18 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
     }
 
     /// <summary>Every way a row can be computed, each returning the whole [Heads, SeqLen, HeadDim] output.</summary>
-    private IEnumerable<(string Path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> Run)> Paths(KernelUnderTest kernel)
+    private IEnumerable<(string Path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> Run)> Paths(KernelUnderTest kernel, bool withAccelerator = true)
     {
         foreach (KernelIsa isa in AttentionCheck.AllIsas)
         {
             yield return ($"Forward {isa}", (inputs, options) => AttentionCheck.Run(kernel, inputs, options with { Isa = isa }));
         }
 
-        yield return ("ILGPU (CPU accelerator)", (inputs, options) => AttentionCheck.RunOnAccelerator(kernel, inputs, fixture.Device.Accelerator!, options));
+        if (withAccelerator)
+        {
+            yield return ("ILGPU (CPU accelerator)", (inputs, options) => AttentionCheck.RunOnAccelerator(kernel, inputs, fixture.Device.Accelerator!, options));
+        }
+
         if (!kernel.Pattern.SupportsStreaming)
         {
             yield break;

@@ -11,7 +11,8 @@ namespace SparseAttention.Runtime.Tests;
 /// Softcap, ALiBi, compiled-in masks and score mods (docs/design.md §2.4): every declared kernel with modifiers on every
 /// ISA, through decode and prefill, against the reference applying the same modifiers literally in double.
 /// </summary>
-public class ScoreModifierTests
+[Collection(Gpu.IlgpuCpuCollection.Name)]
+public class ScoreModifierTests(Gpu.IlgpuCpuDevice fixture)
 {
     [Theory]
     [MemberData(nameof(ScoreModifierKernels.NamesByIsa), MemberType = typeof(ScoreModifierKernels))]
@@ -159,8 +160,8 @@ public class ScoreModifierTests
             Assert.True(AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, $"{isa}") > 0);
         }
 
-        using (AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu))
         {
+            AttentionDevice device = fixture.Device;
             float[] onAccelerator = AttentionCheck.RunOnAccelerator(kernel, inputs with { Value = value }, device.Accelerator!);
             Assert.True(AttentionCheck.AssertSameRowsOrNaN(AttentionCheck.Reference(kernel, inputs with { Value = value }), onAccelerator, shape, kernel.HeadDim, "ILGPU") > 0);
         }
@@ -192,7 +193,7 @@ public class ScoreModifierTests
             Assert.True(rows > 0, "the poison reached no row");
         }
 
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         AttentionCheck.Inputs onDevice = inputs with { Key = key };
         Assert.True(AttentionCheck.AssertSameRowsOrNaN(AttentionCheck.Reference(kernel, onDevice), AttentionCheck.RunOnAccelerator(kernel, onDevice, device.Accelerator!), shape, kernel.HeadDim, $"{name} ILGPU") > 0);
     }
@@ -219,7 +220,7 @@ public class ScoreModifierTests
             AttentionCheck.AssertSameRowsOrNaN(expected, AttentionCheck.Run(kernel, inputs, new AttentionOptions { Isa = isa }), shape, kernel.HeadDim, $"{isa}");
         }
 
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         AttentionCheck.AssertSameRowsOrNaN(expected, AttentionCheck.RunOnAccelerator(kernel, inputs, device.Accelerator!), shape, kernel.HeadDim, "ILGPU");
     }
 
@@ -276,7 +277,7 @@ public class ScoreModifierTests
     {
         // Softcap and ALiBi are arguments of the shared kernel; a mask or score mod is compiled into the declaration's own.
         KernelUnderTest kernel = ScoreModifierKernels.Get(name);
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         var random = new Random(name.Length);
         foreach (int seqLen in new[] { 1, 70 })
         {
@@ -290,7 +291,7 @@ public class ScoreModifierTests
     [Fact]
     public void LearnedSinksRunInTheIlgpuKernel()
     {
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         var random = new Random(12);
         // A plain launch first (its per-head buffer is the small unfilled one), then sinks on the same accelerator.
         var plain = new AttentionShape(1, 1, 10);
@@ -332,7 +333,7 @@ public class ScoreModifierTests
     public void AMaskReadingAStaticArrayOnAContextThatRejectsThemSaysHowToFixIt()
     {
         // ILGPU rejects static arrays unless the context inlines them (AttentionDevice's contexts do; this one does not).
-        using var context = Context.Create(builder => builder.CPU());
+        using var context = Context.Create(builder => builder.CPU(CPUDeviceKind.Nvidia));
         using CPUAccelerator accelerator = context.CreateCPUAccelerator(0);
         var data = new float[8 * 32];
         NotSupportedException refused = Assert.Throws<NotSupportedException>(() => DocumentMaskBidirectional.Forward(accelerator, data, data, data, new float[data.Length], new AttentionShape(1, 1, 8)));

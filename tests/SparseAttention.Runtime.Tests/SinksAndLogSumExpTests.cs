@@ -5,7 +5,8 @@ using SparseAttention.Testing;
 namespace SparseAttention.Runtime.Tests;
 
 /// <summary>Learned sinks ([LearnedSinks]) and the log-sum-exp overloads, on every ISA, against the reference.</summary>
-public class SinksAndLogSumExpTests
+[Collection(Gpu.IlgpuCpuCollection.Name)]
+public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
 {
     private delegate void SinkForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, ReadOnlySpan<float> sinkLogits, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions options);
 
@@ -103,7 +104,7 @@ public class SinksAndLogSumExpTests
     [Fact]
     public void TheIlgpuKernelWritesTheLogSumExpsToo()
     {
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         ILGPU.Runtime.Accelerator accelerator = device.Accelerator!;
         var shape = new AttentionShape(4, 2, 90);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(44), shape, WindowWithLearnedSinks.HeadDim);

@@ -9,7 +9,8 @@ namespace SparseAttention.Runtime.Tests;
 /// Partial attention over an <see cref="AttentionSlice"/> and <see cref="AttentionMerge"/>: the key slices of any
 /// partition, each run by the kernel and merged, give one Forward over all keys (issue 14's 2, 3 and 7 slices).
 /// </summary>
-public class SliceMergeTests
+[Collection(Gpu.IlgpuCpuCollection.Name)]
+public class SliceMergeTests(Gpu.IlgpuCpuDevice fixture)
 {
     private delegate void SliceForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionSlice slice, AttentionOptions options);
 
@@ -51,7 +52,7 @@ public class SliceMergeTests
         // a mask, a score mod) see absolute positions.
         Type type = typeof(SliceMergeTests).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
         MethodInfo method = type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionSlice)) && method.GetParameters()[0].ParameterType == typeof(Accelerator));
-        using AttentionDevice device = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
+        AttentionDevice device = fixture.Device; // one accelerator for the run: each new one compiles the kernels again
         Accelerator accelerator = device.Accelerator!;
         AssertMergedSlicesMatch(type, parts, new Random(name.Length + parts), "ILGPU", (part, query, key, value, output, lse) =>
         {

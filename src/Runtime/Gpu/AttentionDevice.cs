@@ -92,7 +92,8 @@ public sealed class AttentionDevice : IDisposable
 
     private static AttentionDevice CreateIlgpuCpu()
     {
-        Context context = CreateContext(builder => builder.CPU());
+        // Created like an NVIDIA GPU (warps of 32, groups up to 1024 threads), the shape the kernel's groups need.
+        Context context = CreateContext(builder => builder.CPU(ILGPU.Runtime.CPU.CPUDeviceKind.Nvidia));
         return Open(AttentionBackend.IlgpuCpu, context, context.GetPreferredDevice(preferCPU: true));
     }
 
@@ -118,7 +119,7 @@ public sealed class AttentionDevice : IDisposable
     /// document table, a bias table): ILGPU rejects loads from static arrays unless told to inline their contents, which
     /// it then does once, when the kernel is compiled (docs/design.md §2.4).
     /// </summary>
-    private static Context CreateContext(Action<Context.Builder> backend) =>
+    internal static Context CreateContext(Action<Context.Builder> backend) =>
         Context.Create(builder =>
         {
             backend(builder);

@@ -13,51 +13,90 @@ namespace SparseAttention.Gpu;
 /// (<see cref="GpuTileTable"/>), uploaded once per (pattern, sequence length, heads) and kept on the device.
 /// </summary>
 /// <remarks>
-/// Launch layout, which the generated kernel assumes: a 2-D grid of (query tiles, heads); a group per
-/// (head, query tile) with one thread per query row, so a query tile is <see cref="GroupSize"/> rows.
+/// Launch layout, which the generated kernel states (<see cref="QueryRowsPerGroup"/>, <see cref="ThreadsPerGroup"/>,
+/// <see cref="KeyTile"/>): a 2-D grid of (query blocks, heads), a group of warps per block of query rows. The kernel needs
+/// warps of at least 8 lanes (it reduces a row across 8 lanes by shuffles) and groups of <see cref="ThreadsPerGroup"/>
+/// threads: every CUDA and OpenCL GPU, and ILGPU's CPU accelerator created like one (<c>CPUDeviceKind.Nvidia</c>, which
+/// <see cref="AttentionBackend.IlgpuCpu"/> does).
 /// </remarks>
 public sealed class GpuAttentionKernel
 {
-    /// <summary>Threads per group (= query rows per tile) where the accelerator allows it: two CUDA warps.</summary>
-    public const int PreferredGroupSize = 64;
-
     /// <summary>Tile tables kept per accelerator; the oldest is freed past this many.</summary>
     private const int TablesPerAccelerator = 16;
 
     private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> _kernel;
+    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> _openClKernel;
     private readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments>> _loaded = new();
     private readonly ConditionalWeakTable<Accelerator, TableCache> _tables = new();
     private readonly object _loadLock = new();
 
-    /// <summary>Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) with <paramref name="keyTile"/> keys per shared-memory tile.</summary>
-    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, int keyTile)
-        : this(kernel, keyTile, runsUserCode: false)
-    {
-    }
-
     /// <summary>
-    /// As the other constructor; <paramref name="runsUserCode"/> says the kernel is one declaration's own copy with its
-    /// mask and score mod compiled in, so it may be launched for a pattern with a mask or modifiers with a score mod.
+    /// Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) that takes
+    /// <paramref name="keyTile"/> keys per shared-memory tile and <paramref name="queryRowsPerGroup"/> query rows per group
+    /// of <paramref name="threadsPerGroup"/> threads; <paramref name="runsUserCode"/> says it is one declaration's own copy
+    /// with its mask and score mod compiled in, so it may be launched for a pattern with a mask or modifiers with a score mod.
     /// </summary>
-    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, int keyTile, bool runsUserCode)
+    /// <param name="kernel">The kernel with <see cref="ShuffleRowSets"/>: CUDA and ILGPU's CPU accelerator.</param>
+    /// <param name="openClKernel">The same kernel with <see cref="SharedMemoryRowSets"/>, for OpenCL (see <see cref="IGpuRowSets"/>).</param>
+    /// <param name="keyTile">Keys per shared-memory K/V tile.</param>
+    /// <param name="queryRowsPerGroup">Query rows per group.</param>
+    /// <param name="threadsPerGroup">Threads per group.</param>
+    /// <param name="runsUserCode">Whether the kernel is a declaration's own copy with its mask and score mod.</param>
+    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> openClKernel, int keyTile, int queryRowsPerGroup, int threadsPerGroup, bool runsUserCode = false)
     {
         _kernel = kernel ?? throw new ArgumentNullException(nameof(kernel));
+        _openClKernel = openClKernel ?? throw new ArgumentNullException(nameof(openClKernel));
         ArgumentOutOfRangeException.ThrowIfLessThan(keyTile, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(queryRowsPerGroup, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(threadsPerGroup, 1);
         KeyTile = keyTile;
+        QueryRowsPerGroup = queryRowsPerGroup;
+        ThreadsPerGroup = threadsPerGroup;
         RunsUserCode = runsUserCode;
     }
+
+    /// <summary>Query rows per group (a block of the sequence).</summary>
+    public int QueryRowsPerGroup { get; }
+
+    /// <summary>Threads per group.</summary>
+    public int ThreadsPerGroup { get; }
 
     /// <summary>Whether this kernel calls a declaration's mask and score mod (it is that declaration's own copy).</summary>
     public bool RunsUserCode { get; }
 
-    /// <summary>The generated kernel method, for compiling it ahead of a launch (tests compile it to PTX and OpenCL).</summary>
-    public System.Reflection.MethodInfo Method => _kernel.Method;
+    /// <summary>The generated kernel method as <paramref name="type"/> runs it, for compiling it ahead of a launch (tests compile it to PTX and OpenCL).</summary>
+    public System.Reflection.MethodInfo MethodFor(AcceleratorType type) => KernelFor(type).Method;
+
+    private Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> KernelFor(AcceleratorType type) => type == AcceleratorType.OpenCL ? _openClKernel : _kernel;
+
+    /// <summary>
+    /// The kernel's PTX for <paramref name="architecture"/>, compiled as a CUDA <see cref="AttentionDevice"/> compiles it,
+    /// without a GPU: for reading what the kernel became (registers versus local memory, loads, FMAs).
+    /// </summary>
+    public string CompileToPtx(ILGPU.Runtime.Cuda.CudaArchitecture architecture)
+    {
+        using Context context = AttentionDevice.CreateContext(builder => ILGPU.Runtime.CPU.CPUContextExtensions.CPU(builder));
+        var instructionSet = ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80;
+        using var backend = new ILGPU.Backends.PTX.PTXBackend(context, new ILGPU.Runtime.Cuda.CudaCapabilityContext(architecture), architecture, instructionSet, null);
+        var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(MethodFor(AcceleratorType.Cuda));
+        return ((ILGPU.Backends.PTX.PTXCompiledKernel)backend.Compile(entry, default)).PTXAssembly;
+    }
 
     /// <summary>Keys per shared-memory tile.</summary>
     public int KeyTile { get; }
 
-    /// <summary>Query rows per group on <paramref name="accelerator"/>: ILGPU's CPU accelerator allows 16 by default.</summary>
-    public static int GroupSize(Accelerator accelerator) => Math.Min(PreferredGroupSize, accelerator.MaxNumThreadsPerGroup);
+    /// <summary>Throws unless <paramref name="accelerator"/> can run the kernel's groups (see the remarks).</summary>
+    /// <exception cref="NotSupportedException">Its groups or warps are too small.</exception>
+    public void CheckCanRunOn(Accelerator accelerator)
+    {
+        ArgumentNullException.ThrowIfNull(accelerator);
+        if (accelerator.MaxNumThreadsPerGroup < ThreadsPerGroup || accelerator.WarpSize < 8)
+        {
+            throw new NotSupportedException(
+                $"The ILGPU attention kernel runs groups of {ThreadsPerGroup} threads in warps of at least 8 lanes; {accelerator.Name} allows {accelerator.MaxNumThreadsPerGroup} threads per group in warps of {accelerator.WarpSize}. " +
+                "On ILGPU's CPU accelerator, create it like a GPU: Context.Create(builder => builder.CPU(CPUDeviceKind.Nvidia)), or use AttentionBackend.IlgpuCpu.");
+        }
+    }
 
     /// <summary>
     /// Queues the kernel for <paramref name="pattern"/> on <paramref name="accelerator"/>'s default stream and returns without
@@ -102,10 +141,10 @@ public sealed class GpuAttentionKernel
             throw new NotSupportedException("This pattern has a mask or score mod, which runs only in the ILGPU kernel generated for its own declaration; launch that declaration's Forward.");
         }
 
-        int groupSize = GroupSize(accelerator);
-        int queryTiles = (slice.QueryCount + groupSize - 1) / groupSize;
-        var config = new KernelConfig(new Index2D(queryTiles, slice.Heads), new Index2D(groupSize, 1));
-        ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, groupSize, KeyTile);
+        CheckCanRunOn(accelerator);
+        int queryBlocks = (slice.QueryCount + QueryRowsPerGroup - 1) / QueryRowsPerGroup;
+        var config = new KernelConfig(new Index2D(queryBlocks, slice.Heads), new Index2D(ThreadsPerGroup, 1));
+        ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, QueryRowsPerGroup, KeyTile);
 
         // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
         // copy on the default stream, which runs after every launch queued before it.
@@ -182,7 +221,7 @@ public sealed class GpuAttentionKernel
             {
                 try
                 {
-                    launcher = accelerator.LoadStreamKernel(_kernel);
+                    launcher = accelerator.LoadStreamKernel(KernelFor(accelerator.AcceleratorType));
                 }
                 catch (InternalCompilerException exception) when (RunsUserCode)
                 {

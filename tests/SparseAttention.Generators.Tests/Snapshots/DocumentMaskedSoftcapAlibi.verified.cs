@@ -396,50 +396,114 @@ namespace MyModel
 
         // ---- GPU (ILGPU) ---------------------------------------------------------------------------------------------
 
-        /// <summary>Keys per shared-memory tile: K and V tiles take 2 x 64 x HeadDim floats (32 KiB).</summary>
-        private const int GpuKeyTile = 64;
+        /// <summary>Keys per shared-memory K/V tile.</summary>
+        private const int GpuKeyTile = 32;
 
         /// <summary>This declaration's own kernel, with its mask or score mod compiled in; compiled once per accelerator on first use.</summary>
-        private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = new(AttendOneQueryTile, GpuKeyTile, runsUserCode: true);
+        private static readonly global::SparseAttention.Gpu.GpuAttentionKernel Gpu = new(AttendQueryBlock<global::SparseAttention.Gpu.ShuffleRowSets>, AttendQueryBlock<global::SparseAttention.Gpu.SharedMemoryRowSets>, GpuKeyTile, queryRowsPerGroup: 64, threadsPerGroup: 128, runsUserCode: true);
+
+        /// <summary>One pair's base-2 score for the softmax: -inf hidden, NaN poisons the row (see the kernel).</summary>
+        private static float GpuPairScore(float raw, bool visible, int position, int keyPosition, int head, global::SparseAttention.Gpu.GpuAttentionArguments arguments, global::ILGPU.ArrayView<float> perHead)
+        {
+            if (!visible)
+            {
+                return float.NegativeInfinity;
+            }
+            if (!(raw > float.NegativeInfinity && raw < float.PositiveInfinity))
+            {
+                return float.NaN;
+            }
+            float score = raw;
+            if (arguments.SoftcapBase2 != 0f)
+            {
+                score = global::SparseAttention.Gpu.GpuMath.Softcap(score, arguments.SoftcapBase2);
+            }
+            if (arguments.Alibi != 0)
+            {
+                int distance = position - keyPosition;
+                score -= perHead[head] * (distance < 0 ? -distance : distance);
+            }
+            // The mask can only hide a pair the structure shows; the pair's value still counts for the NaN/Inf policy.
+            if (!SameDocument(position, keyPosition, head))
+            {
+                return float.NegativeInfinity;
+            }
+            // The score mod sees natural units, as its author wrote it; its NaN or +inf poisons the row, its -inf hides the key.
+            score = Temperature(score * global::SparseAttention.Cpu.VectorMath.Ln2, position, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;
+            if (!(score < float.PositiveInfinity))
+            {
+                return float.NaN;
+            }
+            return score;
+        }
 
         /// <summary>
-        /// Grid (query tiles, heads), one thread per query row. The query row and its output accumulator live in local
-        /// memory; the running max and sum give the online softmax, in base 2 (log2(e) is folded into the score scale).
+        /// FlashAttention-2 on CUDA cores. Grid (query blocks, heads); a group of 128 threads (4 warps) per block of 64 query rows,
+        /// 16 rows per warp. For every key tile the pattern's tile table lists, K and V are staged in shared memory; each lane
+        /// scores its 4 rows x 4 keys from 16-byte shared loads, takes the rows' tile max across the 8 lanes that share
+        /// them (shuffles), and writes its probabilities to the block's buffer; after a barrier each lane adds P·V into its 4 rows x
+        /// 2 float4 column chunk(s) of the output. Every per-lane value is a scalar local (the loops over the micro-tile are
+        /// written out here because ILGPU does not unroll), so it lives in registers. Scores are base 2 (log2(e) is in the scale).
+        /// Shared memory: 43648 bytes per group, the block's query rows included.
         /// </summary>
-        /// perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;
-        /// logSumExp ([Heads, SeqLen]) is written when they ask for it.
-        private static void AttendOneQueryTile(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments)
+        /// <remarks>perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;
+        /// logSumExp ([Heads, SeqLen]) is written when they ask for it.</remarks>
+        /// <typeparam name="TRowSets">How the eight lanes that share rows reduce across them: shuffles, or shared memory on OpenCL.</typeparam>
+        private static void AttendQueryBlock<TRowSets>(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets
         {
-            const int HeadDim = 64;
+            const int HeadDim = 64, Chunks = 16, KeyStride = 17, BlockRows = 64;
             // The views hold QueryRows query rows and KeyRows key rows per head: the whole sequence, or a slice of it whose
             // first query and key sit at positions QueryStart and KeyStart (the pattern and the modifiers see positions).
             int queryRows = arguments.QueryRows, keyRows = arguments.KeyRows;
             int head = global::ILGPU.Grid.IdxY;
-            int queryStart = global::ILGPU.Grid.IdxX * global::ILGPU.Group.DimX;
-            int row = queryStart + global::ILGPU.Group.IdxX;
-            int position = arguments.QueryStart + row;
-            // Threads past the last row load tiles and reach every barrier like the others; they only skip the arithmetic.
-            bool active = row < queryRows;
-            long queryOffset = ((long)head * queryRows + (active ? row : queryStart)) * HeadDim;
+            int thread = global::ILGPU.Group.IdxX, lane = thread & 31;
+            // part = lane mod 8: the keys part, part + 8, ... this lane scores and the float4 chunks part, part + 8, ... it accumulates.
+            int part = lane & 7;
+            int blockStart = global::ILGPU.Grid.IdxX * BlockRows;
+            int firstRow = (thread >> 5) * 16 + (lane >> 3) * 4; // the first of this lane's four rows, within the block
             long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;
+            // Rows past the end are computed on the last row's query (valid memory), like the others, and never written.
+            long queryOffset0 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 0, queryRows - 1)) * HeadDim;
+            long queryOffset1 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 1, queryRows - 1)) * HeadDim;
+            long queryOffset2 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 2, queryRows - 1)) * HeadDim;
+            long queryOffset3 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 3, queryRows - 1)) * HeadDim;
 
-            global::ILGPU.ArrayView<float> keyTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
-            global::ILGPU.ArrayView<float> valueTile = global::ILGPU.SharedMemory.Allocate<float>(GpuKeyTile * HeadDim);
-            global::ILGPU.ArrayView<float> queryRow = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);
-            global::ILGPU.ArrayView<float> accumulator = global::ILGPU.LocalMemory.Allocate<float>(HeadDim);
-            global::ILGPU.ArrayView<float> scores = global::ILGPU.LocalMemory.Allocate<float>(GpuKeyTile);
-            for (int d = 0; d < HeadDim; d++)
+            var keyTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * KeyStride);
+            var valueTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * Chunks);
+            // The block's probabilities, [BlockRows, GpuKeyTile]: written in the QKᵀ layout, read as float4s of keys in P·V.
+            var probabilities = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(BlockRows * GpuKeyTile / 4);
+            var probabilityFloats = probabilities.Cast<float>();
+            // Keys of the tile whose value row holds a NaN or ±inf (staged as zeros, so an invisible key's 0 x value stays 0):
+            // marked with the entry's number + 1, so a mark of an earlier tile never needs clearing.
+            var nonFiniteValues = global::ILGPU.SharedMemory.Allocate<int>(GpuKeyTile);
+            // Where a backend has no warp shuffles (OpenCL in ILGPU 1.5.3), row-set reductions go through this (IGpuRowSets).
+            var rowSetScratch = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(128);
+            var queryTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(BlockRows * Chunks);
+            for (int index = thread; index < BlockRows * Chunks; index += global::ILGPU.Group.DimX)
             {
-                queryRow[d] = query[queryOffset + d] * arguments.ScoreScale;
-                accumulator[d] = 0f;
+                long source = ((long)head * queryRows + global::System.Math.Min(blockStart + index / Chunks, queryRows - 1)) * HeadDim + index % Chunks * 4;
+                float scale = arguments.ScoreScale;
+                queryTile[index] = new global::ILGPU.Util.Float4(query[source] * scale, query[source + 1] * scale, query[source + 2] * scale, query[source + 3] * scale);
+            }
+            if (thread < GpuKeyTile)
+            {
+                nonFiniteValues[thread] = 0;
             }
 
-            float runningMax = float.NegativeInfinity;
-            float runningSum = 0f;
-            // NaN/Inf policy: a visible score that is not finite (NaN or ±inf in q or k, or an overflowing q·k), or a value
-            // holding NaN or ±inf, makes the whole row NaN, as on the CPU paths and in the reference.
-            bool poisoned = false;
-            // This group's entries in the tile table: (key tile start, class, mask offset) for every tile with a visible pair.
+            // Each row's online-softmax state, kept alike by the eight lanes that share the row (the sum is this lane's share
+            // until the end), and its output columns of this lane.
+            float max0 = float.NegativeInfinity, sum0 = 0f;
+            float max1 = float.NegativeInfinity, sum1 = 0f;
+            float max2 = float.NegativeInfinity, sum2 = 0f;
+            float max3 = float.NegativeInfinity, sum3 = 0f;
+            // NaN/Inf policy: a visible score that is not finite, or a visible key's value holding NaN or ±inf, makes the row NaN.
+            bool poisoned0 = false, poisoned1 = false, poisoned2 = false, poisoned3 = false;
+            float o0_0X = 0f, o0_0Y = 0f, o0_0Z = 0f, o0_0W = 0f, o0_1X = 0f, o0_1Y = 0f, o0_1Z = 0f, o0_1W = 0f;
+            float o1_0X = 0f, o1_0Y = 0f, o1_0Z = 0f, o1_0W = 0f, o1_1X = 0f, o1_1Y = 0f, o1_1Z = 0f, o1_1W = 0f;
+            float o2_0X = 0f, o2_0Y = 0f, o2_0Z = 0f, o2_0W = 0f, o2_1X = 0f, o2_1Y = 0f, o2_1Z = 0f, o2_1W = 0f;
+            float o3_0X = 0f, o3_0Y = 0f, o3_0Z = 0f, o3_0W = 0f, o3_1X = 0f, o3_1Y = 0f, o3_1Z = 0f, o3_1W = 0f;
+
+            // This block's entries in the tile table: (key tile start, class, mask offset) for every tile with a visible pair.
             int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, global::ILGPU.Grid.IdxX, tiles[0]);
             int firstEntry = tiles[header];
             int entryCount = tiles[header + 1];
@@ -449,138 +513,386 @@ namespace MyModel
                 int entry = firstEntry + entryIndex * global::SparseAttention.Gpu.GpuTileTable.EntryInts;
                 int keyStart = tiles[entry];
                 bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;
-                int rowMask = tiles[entry + 2] + global::ILGPU.Group.IdxX * maskWords;
+                int maskBase = tiles[entry + 2];
                 int keyEnd = global::System.Math.Min(keyRows, keyStart + GpuKeyTile);
 
-                // Stage K and V: wait until every thread is done with the previous tile, copy, wait until the copy is whole.
-                // Rows past the end repeat the last key (always a valid address); no thread ever reads them.
+                // Stage K and V once every lane is done with the previous tile. Rows past the end repeat the last key (valid
+                // memory) and are never visible; values that are not finite are staged as zeros and flagged per key.
                 global::ILGPU.Group.Barrier();
-                for (int index = global::ILGPU.Group.IdxX; index < GpuKeyTile * HeadDim; index += global::ILGPU.Group.DimX)
+                for (int index = thread; index < GpuKeyTile * Chunks; index += global::ILGPU.Group.DimX)
                 {
-                    int keyRow = global::System.Math.Min(keyStart + index / HeadDim, keyRows - 1);
-                    long source = kvOffset + (long)keyRow * HeadDim + index % HeadDim;
-                    keyTile[index] = key[source];
-                    valueTile[index] = value[source];
+                    int tileRow = index / Chunks, chunk = index % Chunks;
+                    long source = kvOffset + (long)global::System.Math.Min(keyStart + tileRow, keyRows - 1) * HeadDim + chunk * 4;
+                    keyTile[tileRow * KeyStride + chunk] = new global::ILGPU.Util.Float4(key[source], key[source + 1], key[source + 2], key[source + 3]);
+                    float v0 = value[source], v1 = value[source + 1], v2 = value[source + 2], v3 = value[source + 3];
+                    if (!(v0 - v0 == 0f && v1 - v1 == 0f && v2 - v2 == 0f && v3 - v3 == 0f))
+                    {
+                        nonFiniteValues[tileRow] = entryIndex + 1;
+                        v0 = v0 - v0 == 0f ? v0 : 0f;
+                        v1 = v1 - v1 == 0f ? v1 : 0f;
+                        v2 = v2 - v2 == 0f ? v2 : 0f;
+                        v3 = v3 - v3 == 0f ? v3 : 0f;
+                    }
+                    valueTile[index] = new global::ILGPU.Util.Float4(v0, v1, v2, v3);
                 }
 
                 global::ILGPU.Group.Barrier();
 
-                if (active)
+                // QKᵀ: per column chunk, one float4 of each of the lane's rows and keys, 16 x 4 FMAs.
+                float s00 = 0f, s01 = 0f, s02 = 0f, s03 = 0f;
+                float s10 = 0f, s11 = 0f, s12 = 0f, s13 = 0f;
+                float s20 = 0f, s21 = 0f, s22 = 0f, s23 = 0f;
+                float s30 = 0f, s31 = 0f, s32 = 0f, s33 = 0f;
+                for (int chunk = 0; chunk < Chunks; chunk++)
                 {
-                    int keyCount = keyEnd - keyStart;
-                    float tileMax = float.NegativeInfinity;
-                    for (int k = 0; k < keyCount; k++)
-                    {
-                        float score = float.NegativeInfinity;
-                        if (full || ((tiles[rowMask + (k >> 5)] >> (k & 31)) & 1) != 0)
-                        {
-                            score = 0f;
-                            int keyRow = k * HeadDim;
-                            for (int d = 0; d < HeadDim; d++)
-                            {
-                                score += queryRow[d] * keyTile[keyRow + d];
-                            }
-                            if (!(score > float.NegativeInfinity && score < float.PositiveInfinity))
-                            {
-                                poisoned = true;
-                                score = float.NegativeInfinity; // kept out of the softmax; the row is NaN anyway
-                            }
-                            // Softcap, then ALiBi (docs/design.md §2.4), on the raw score once it passed the NaN/Inf test.
-                            else
-                            {
-                                if (arguments.SoftcapBase2 != 0f)
-                                {
-                                    score = global::SparseAttention.Gpu.GpuMath.Softcap(score, arguments.SoftcapBase2);
-                                }
-                                if (arguments.Alibi != 0)
-                                {
-                                    int distance = position - (arguments.KeyStart + keyStart + k);
-                                    score -= perHead[head] * (distance < 0 ? -distance : distance);
-                                }
+                    global::ILGPU.Util.Float4 q0 = queryTile[(firstRow + 0) * Chunks + chunk];
+                    global::ILGPU.Util.Float4 q1 = queryTile[(firstRow + 1) * Chunks + chunk];
+                    global::ILGPU.Util.Float4 q2 = queryTile[(firstRow + 2) * Chunks + chunk];
+                    global::ILGPU.Util.Float4 q3 = queryTile[(firstRow + 3) * Chunks + chunk];
+                    global::ILGPU.Util.Float4 k0 = keyTile[(part + 0) * KeyStride + chunk];
+                    global::ILGPU.Util.Float4 k1 = keyTile[(part + 8) * KeyStride + chunk];
+                    global::ILGPU.Util.Float4 k2 = keyTile[(part + 16) * KeyStride + chunk];
+                    global::ILGPU.Util.Float4 k3 = keyTile[(part + 24) * KeyStride + chunk];
+                    s00 = s00 + q0.X * k0.X + q0.Y * k0.Y + q0.Z * k0.Z + q0.W * k0.W;
+                    s01 = s01 + q0.X * k1.X + q0.Y * k1.Y + q0.Z * k1.Z + q0.W * k1.W;
+                    s02 = s02 + q0.X * k2.X + q0.Y * k2.Y + q0.Z * k2.Z + q0.W * k2.W;
+                    s03 = s03 + q0.X * k3.X + q0.Y * k3.Y + q0.Z * k3.Z + q0.W * k3.W;
+                    s10 = s10 + q1.X * k0.X + q1.Y * k0.Y + q1.Z * k0.Z + q1.W * k0.W;
+                    s11 = s11 + q1.X * k1.X + q1.Y * k1.Y + q1.Z * k1.Z + q1.W * k1.W;
+                    s12 = s12 + q1.X * k2.X + q1.Y * k2.Y + q1.Z * k2.Z + q1.W * k2.W;
+                    s13 = s13 + q1.X * k3.X + q1.Y * k3.Y + q1.Z * k3.Z + q1.W * k3.W;
+                    s20 = s20 + q2.X * k0.X + q2.Y * k0.Y + q2.Z * k0.Z + q2.W * k0.W;
+                    s21 = s21 + q2.X * k1.X + q2.Y * k1.Y + q2.Z * k1.Z + q2.W * k1.W;
+                    s22 = s22 + q2.X * k2.X + q2.Y * k2.Y + q2.Z * k2.Z + q2.W * k2.W;
+                    s23 = s23 + q2.X * k3.X + q2.Y * k3.Y + q2.Z * k3.Z + q2.W * k3.W;
+                    s30 = s30 + q3.X * k0.X + q3.Y * k0.Y + q3.Z * k0.Z + q3.W * k0.W;
+                    s31 = s31 + q3.X * k1.X + q3.Y * k1.Y + q3.Z * k1.Z + q3.W * k1.W;
+                    s32 = s32 + q3.X * k2.X + q3.Y * k2.Y + q3.Z * k2.Z + q3.W * k2.W;
+                    s33 = s33 + q3.X * k3.X + q3.Y * k3.Y + q3.Z * k3.Z + q3.W * k3.W;
+                }
 
-                                // The declaration's mask, then its score mod (docs/design.md §2.4), at the pair's absolute positions.
-                                int keyPosition = arguments.KeyStart + keyStart + k;
-                                if (!SameDocument(position, keyPosition, head))
-                                {
-                                    score = float.NegativeInfinity;
-                                }
-                                else
-                                {
-                                    // The score mod sees natural units, as its author wrote it.
-                                    score = Temperature(score * global::SparseAttention.Cpu.VectorMath.Ln2, position, keyPosition, head) * global::SparseAttention.Cpu.VectorMath.Log2E;
-                                    if (!(score < float.PositiveInfinity))
-                                    {
-                                        poisoned = true; // NaN or +inf from the score mod
-                                        score = float.NegativeInfinity;
-                                    }
-                                }
-                                // A pair the structure visits is part of the NaN/Inf policy even when hidden here (design §4): its value still counts.
-                                if (score == float.NegativeInfinity)
-                                {
-                                    for (int d = 0; d < HeadDim; d++)
-                                    {
-                                        float hidden = valueTile[k * HeadDim + d];
-                                        poisoned |= !(hidden - hidden == 0f);
-                                    }
-                                }
-                            }
-                        }
-                        scores[k] = score;
-                        tileMax = global::System.Math.Max(tileMax, score);
-                    }
+                // Visibility (a full tile, or the row's mask bits), the NaN/Inf policy and the score modifiers, per pair.
+                int key0 = part + 0;
+                bool valueNonFinite0 = nonFiniteValues[key0] == entryIndex + 1;
+                int key1 = part + 8;
+                bool valueNonFinite1 = nonFiniteValues[key1] == entryIndex + 1;
+                int key2 = part + 16;
+                bool valueNonFinite2 = nonFiniteValues[key2] == entryIndex + 1;
+                int key3 = part + 24;
+                bool valueNonFinite3 = nonFiniteValues[key3] == entryIndex + 1;
+                int maskRow0 = maskBase + (firstRow + 0) * maskWords;
+                int position0 = arguments.QueryStart + blockStart + firstRow + 0;
+                bool visible00 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow0 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s00 = GpuPairScore(s00, visible00, position0, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                poisoned0 |= float.IsNaN(s00) || (visible00 && valueNonFinite0);
+                s00 = float.IsNaN(s00) ? float.NegativeInfinity : s00;
+                bool visible01 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow0 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s01 = GpuPairScore(s01, visible01, position0, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                poisoned0 |= float.IsNaN(s01) || (visible01 && valueNonFinite1);
+                s01 = float.IsNaN(s01) ? float.NegativeInfinity : s01;
+                bool visible02 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow0 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s02 = GpuPairScore(s02, visible02, position0, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                poisoned0 |= float.IsNaN(s02) || (visible02 && valueNonFinite2);
+                s02 = float.IsNaN(s02) ? float.NegativeInfinity : s02;
+                bool visible03 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow0 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s03 = GpuPairScore(s03, visible03, position0, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                poisoned0 |= float.IsNaN(s03) || (visible03 && valueNonFinite3);
+                s03 = float.IsNaN(s03) ? float.NegativeInfinity : s03;
+                int maskRow1 = maskBase + (firstRow + 1) * maskWords;
+                int position1 = arguments.QueryStart + blockStart + firstRow + 1;
+                bool visible10 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow1 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s10 = GpuPairScore(s10, visible10, position1, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                poisoned1 |= float.IsNaN(s10) || (visible10 && valueNonFinite0);
+                s10 = float.IsNaN(s10) ? float.NegativeInfinity : s10;
+                bool visible11 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow1 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s11 = GpuPairScore(s11, visible11, position1, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                poisoned1 |= float.IsNaN(s11) || (visible11 && valueNonFinite1);
+                s11 = float.IsNaN(s11) ? float.NegativeInfinity : s11;
+                bool visible12 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow1 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s12 = GpuPairScore(s12, visible12, position1, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                poisoned1 |= float.IsNaN(s12) || (visible12 && valueNonFinite2);
+                s12 = float.IsNaN(s12) ? float.NegativeInfinity : s12;
+                bool visible13 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow1 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s13 = GpuPairScore(s13, visible13, position1, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                poisoned1 |= float.IsNaN(s13) || (visible13 && valueNonFinite3);
+                s13 = float.IsNaN(s13) ? float.NegativeInfinity : s13;
+                int maskRow2 = maskBase + (firstRow + 2) * maskWords;
+                int position2 = arguments.QueryStart + blockStart + firstRow + 2;
+                bool visible20 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow2 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s20 = GpuPairScore(s20, visible20, position2, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                poisoned2 |= float.IsNaN(s20) || (visible20 && valueNonFinite0);
+                s20 = float.IsNaN(s20) ? float.NegativeInfinity : s20;
+                bool visible21 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow2 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s21 = GpuPairScore(s21, visible21, position2, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                poisoned2 |= float.IsNaN(s21) || (visible21 && valueNonFinite1);
+                s21 = float.IsNaN(s21) ? float.NegativeInfinity : s21;
+                bool visible22 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow2 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s22 = GpuPairScore(s22, visible22, position2, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                poisoned2 |= float.IsNaN(s22) || (visible22 && valueNonFinite2);
+                s22 = float.IsNaN(s22) ? float.NegativeInfinity : s22;
+                bool visible23 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow2 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s23 = GpuPairScore(s23, visible23, position2, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                poisoned2 |= float.IsNaN(s23) || (visible23 && valueNonFinite3);
+                s23 = float.IsNaN(s23) ? float.NegativeInfinity : s23;
+                int maskRow3 = maskBase + (firstRow + 3) * maskWords;
+                int position3 = arguments.QueryStart + blockStart + firstRow + 3;
+                bool visible30 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow3 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s30 = GpuPairScore(s30, visible30, position3, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                poisoned3 |= float.IsNaN(s30) || (visible30 && valueNonFinite0);
+                s30 = float.IsNaN(s30) ? float.NegativeInfinity : s30;
+                bool visible31 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow3 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s31 = GpuPairScore(s31, visible31, position3, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                poisoned3 |= float.IsNaN(s31) || (visible31 && valueNonFinite1);
+                s31 = float.IsNaN(s31) ? float.NegativeInfinity : s31;
+                bool visible32 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow3 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s32 = GpuPairScore(s32, visible32, position3, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                poisoned3 |= float.IsNaN(s32) || (visible32 && valueNonFinite2);
+                s32 = float.IsNaN(s32) ? float.NegativeInfinity : s32;
+                bool visible33 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow3 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s33 = GpuPairScore(s33, visible33, position3, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                poisoned3 |= float.IsNaN(s33) || (visible33 && valueNonFinite3);
+                s33 = float.IsNaN(s33) ? float.NegativeInfinity : s33;
 
-                    // A tile with no visible key leaves the row as it was; an invisible key's value is never read.
-                    if (tileMax > float.NegativeInfinity)
-                    {
-                        float newMax = global::System.Math.Max(runningMax, tileMax);
-                        float correction = global::SparseAttention.Gpu.GpuMath.Exp2(runningMax - newMax);
-                        runningSum *= correction;
-                        for (int d = 0; d < HeadDim; d++)
-                        {
-                            accumulator[d] *= correction;
-                        }
-                        for (int k = 0; k < keyCount; k++)
-                        {
-                            if (scores[k] > float.NegativeInfinity)
-                            {
-                                float weight = global::SparseAttention.Gpu.GpuMath.Exp2(scores[k] - newMax);
-                                runningSum += weight;
-                                int valueRow = k * HeadDim;
-                                for (int d = 0; d < HeadDim; d++)
-                                {
-                                    accumulator[d] += weight * valueTile[valueRow + d];
-                                }
-                            }
-                        }
-                        runningMax = newMax;
-                    }
+                // The rows' tile max across the eight lanes that share them, then the online-softmax step: a larger max rescales
+                // the row's sum and output columns; a row that has seen no visible key yet keeps max -inf and probabilities 0.
+                float tileMax0 = global::System.Math.Max(global::System.Math.Max(global::System.Math.Max(s00, s01), s02), s03);
+                float tileMax1 = global::System.Math.Max(global::System.Math.Max(global::System.Math.Max(s10, s11), s12), s13);
+                float tileMax2 = global::System.Math.Max(global::System.Math.Max(global::System.Math.Max(s20, s21), s22), s23);
+                float tileMax3 = global::System.Math.Max(global::System.Math.Max(global::System.Math.Max(s30, s31), s32), s33);
+                global::ILGPU.Util.Float4 tileMaxima = default(TRowSets).Max(new global::ILGPU.Util.Float4(tileMax0, tileMax1, tileMax2, tileMax3), rowSetScratch, thread);
+                tileMax0 = tileMaxima.X;
+                tileMax1 = tileMaxima.Y;
+                tileMax2 = tileMaxima.Z;
+                tileMax3 = tileMaxima.W;
+                float newMax0 = global::System.Math.Max(max0, tileMax0);
+                float base0 = newMax0 == float.NegativeInfinity ? 0f : newMax0;
+                float correction0 = global::SparseAttention.Gpu.GpuMath.Exp2(max0 - base0);
+                max0 = newMax0;
+                float p00 = global::SparseAttention.Gpu.GpuMath.Exp2(s00 - base0);
+                float p01 = global::SparseAttention.Gpu.GpuMath.Exp2(s01 - base0);
+                float p02 = global::SparseAttention.Gpu.GpuMath.Exp2(s02 - base0);
+                float p03 = global::SparseAttention.Gpu.GpuMath.Exp2(s03 - base0);
+                sum0 = sum0 * correction0 + p00 + p01 + p02 + p03;
+                o0_0X *= correction0;
+                o0_0Y *= correction0;
+                o0_0Z *= correction0;
+                o0_0W *= correction0;
+                o0_1X *= correction0;
+                o0_1Y *= correction0;
+                o0_1Z *= correction0;
+                o0_1W *= correction0;
+                probabilityFloats[(firstRow + 0) * GpuKeyTile + key0] = p00;
+                probabilityFloats[(firstRow + 0) * GpuKeyTile + key1] = p01;
+                probabilityFloats[(firstRow + 0) * GpuKeyTile + key2] = p02;
+                probabilityFloats[(firstRow + 0) * GpuKeyTile + key3] = p03;
+                float newMax1 = global::System.Math.Max(max1, tileMax1);
+                float base1 = newMax1 == float.NegativeInfinity ? 0f : newMax1;
+                float correction1 = global::SparseAttention.Gpu.GpuMath.Exp2(max1 - base1);
+                max1 = newMax1;
+                float p10 = global::SparseAttention.Gpu.GpuMath.Exp2(s10 - base1);
+                float p11 = global::SparseAttention.Gpu.GpuMath.Exp2(s11 - base1);
+                float p12 = global::SparseAttention.Gpu.GpuMath.Exp2(s12 - base1);
+                float p13 = global::SparseAttention.Gpu.GpuMath.Exp2(s13 - base1);
+                sum1 = sum1 * correction1 + p10 + p11 + p12 + p13;
+                o1_0X *= correction1;
+                o1_0Y *= correction1;
+                o1_0Z *= correction1;
+                o1_0W *= correction1;
+                o1_1X *= correction1;
+                o1_1Y *= correction1;
+                o1_1Z *= correction1;
+                o1_1W *= correction1;
+                probabilityFloats[(firstRow + 1) * GpuKeyTile + key0] = p10;
+                probabilityFloats[(firstRow + 1) * GpuKeyTile + key1] = p11;
+                probabilityFloats[(firstRow + 1) * GpuKeyTile + key2] = p12;
+                probabilityFloats[(firstRow + 1) * GpuKeyTile + key3] = p13;
+                float newMax2 = global::System.Math.Max(max2, tileMax2);
+                float base2 = newMax2 == float.NegativeInfinity ? 0f : newMax2;
+                float correction2 = global::SparseAttention.Gpu.GpuMath.Exp2(max2 - base2);
+                max2 = newMax2;
+                float p20 = global::SparseAttention.Gpu.GpuMath.Exp2(s20 - base2);
+                float p21 = global::SparseAttention.Gpu.GpuMath.Exp2(s21 - base2);
+                float p22 = global::SparseAttention.Gpu.GpuMath.Exp2(s22 - base2);
+                float p23 = global::SparseAttention.Gpu.GpuMath.Exp2(s23 - base2);
+                sum2 = sum2 * correction2 + p20 + p21 + p22 + p23;
+                o2_0X *= correction2;
+                o2_0Y *= correction2;
+                o2_0Z *= correction2;
+                o2_0W *= correction2;
+                o2_1X *= correction2;
+                o2_1Y *= correction2;
+                o2_1Z *= correction2;
+                o2_1W *= correction2;
+                probabilityFloats[(firstRow + 2) * GpuKeyTile + key0] = p20;
+                probabilityFloats[(firstRow + 2) * GpuKeyTile + key1] = p21;
+                probabilityFloats[(firstRow + 2) * GpuKeyTile + key2] = p22;
+                probabilityFloats[(firstRow + 2) * GpuKeyTile + key3] = p23;
+                float newMax3 = global::System.Math.Max(max3, tileMax3);
+                float base3 = newMax3 == float.NegativeInfinity ? 0f : newMax3;
+                float correction3 = global::SparseAttention.Gpu.GpuMath.Exp2(max3 - base3);
+                max3 = newMax3;
+                float p30 = global::SparseAttention.Gpu.GpuMath.Exp2(s30 - base3);
+                float p31 = global::SparseAttention.Gpu.GpuMath.Exp2(s31 - base3);
+                float p32 = global::SparseAttention.Gpu.GpuMath.Exp2(s32 - base3);
+                float p33 = global::SparseAttention.Gpu.GpuMath.Exp2(s33 - base3);
+                sum3 = sum3 * correction3 + p30 + p31 + p32 + p33;
+                o3_0X *= correction3;
+                o3_0Y *= correction3;
+                o3_0Z *= correction3;
+                o3_0W *= correction3;
+                o3_1X *= correction3;
+                o3_1Y *= correction3;
+                o3_1Z *= correction3;
+                o3_1W *= correction3;
+                probabilityFloats[(firstRow + 3) * GpuKeyTile + key0] = p30;
+                probabilityFloats[(firstRow + 3) * GpuKeyTile + key1] = p31;
+                probabilityFloats[(firstRow + 3) * GpuKeyTile + key2] = p32;
+                probabilityFloats[(firstRow + 3) * GpuKeyTile + key3] = p33;
+
+                // A warp's rows are its own (the buffer is per warp in effect): its lanes' probabilities are in the buffer before
+                // any of them reads another's, and the other warps need not wait.
+                default(TRowSets).WarpBarrier();
+
+                // P·V: 128 FMAs per four keys from 12 16-byte shared loads.
+                for (int key4 = 0; key4 < GpuKeyTile / 4; key4++)
+                {
+                    global::ILGPU.Util.Float4 p0 = probabilities[(firstRow + 0) * (GpuKeyTile / 4) + key4];
+                    global::ILGPU.Util.Float4 p1 = probabilities[(firstRow + 1) * (GpuKeyTile / 4) + key4];
+                    global::ILGPU.Util.Float4 p2 = probabilities[(firstRow + 2) * (GpuKeyTile / 4) + key4];
+                    global::ILGPU.Util.Float4 p3 = probabilities[(firstRow + 3) * (GpuKeyTile / 4) + key4];
+                    global::ILGPU.Util.Float4 v0_0 = valueTile[(key4 * 4 + 0) * Chunks + part + 0];
+                    o0_0X += p0.X * v0_0.X; o0_0Y += p0.X * v0_0.Y; o0_0Z += p0.X * v0_0.Z; o0_0W += p0.X * v0_0.W;
+                    o1_0X += p1.X * v0_0.X; o1_0Y += p1.X * v0_0.Y; o1_0Z += p1.X * v0_0.Z; o1_0W += p1.X * v0_0.W;
+                    o2_0X += p2.X * v0_0.X; o2_0Y += p2.X * v0_0.Y; o2_0Z += p2.X * v0_0.Z; o2_0W += p2.X * v0_0.W;
+                    o3_0X += p3.X * v0_0.X; o3_0Y += p3.X * v0_0.Y; o3_0Z += p3.X * v0_0.Z; o3_0W += p3.X * v0_0.W;
+                    global::ILGPU.Util.Float4 v0_1 = valueTile[(key4 * 4 + 0) * Chunks + part + 8];
+                    o0_1X += p0.X * v0_1.X; o0_1Y += p0.X * v0_1.Y; o0_1Z += p0.X * v0_1.Z; o0_1W += p0.X * v0_1.W;
+                    o1_1X += p1.X * v0_1.X; o1_1Y += p1.X * v0_1.Y; o1_1Z += p1.X * v0_1.Z; o1_1W += p1.X * v0_1.W;
+                    o2_1X += p2.X * v0_1.X; o2_1Y += p2.X * v0_1.Y; o2_1Z += p2.X * v0_1.Z; o2_1W += p2.X * v0_1.W;
+                    o3_1X += p3.X * v0_1.X; o3_1Y += p3.X * v0_1.Y; o3_1Z += p3.X * v0_1.Z; o3_1W += p3.X * v0_1.W;
+                    global::ILGPU.Util.Float4 v1_0 = valueTile[(key4 * 4 + 1) * Chunks + part + 0];
+                    o0_0X += p0.Y * v1_0.X; o0_0Y += p0.Y * v1_0.Y; o0_0Z += p0.Y * v1_0.Z; o0_0W += p0.Y * v1_0.W;
+                    o1_0X += p1.Y * v1_0.X; o1_0Y += p1.Y * v1_0.Y; o1_0Z += p1.Y * v1_0.Z; o1_0W += p1.Y * v1_0.W;
+                    o2_0X += p2.Y * v1_0.X; o2_0Y += p2.Y * v1_0.Y; o2_0Z += p2.Y * v1_0.Z; o2_0W += p2.Y * v1_0.W;
+                    o3_0X += p3.Y * v1_0.X; o3_0Y += p3.Y * v1_0.Y; o3_0Z += p3.Y * v1_0.Z; o3_0W += p3.Y * v1_0.W;
+                    global::ILGPU.Util.Float4 v1_1 = valueTile[(key4 * 4 + 1) * Chunks + part + 8];
+                    o0_1X += p0.Y * v1_1.X; o0_1Y += p0.Y * v1_1.Y; o0_1Z += p0.Y * v1_1.Z; o0_1W += p0.Y * v1_1.W;
+                    o1_1X += p1.Y * v1_1.X; o1_1Y += p1.Y * v1_1.Y; o1_1Z += p1.Y * v1_1.Z; o1_1W += p1.Y * v1_1.W;
+                    o2_1X += p2.Y * v1_1.X; o2_1Y += p2.Y * v1_1.Y; o2_1Z += p2.Y * v1_1.Z; o2_1W += p2.Y * v1_1.W;
+                    o3_1X += p3.Y * v1_1.X; o3_1Y += p3.Y * v1_1.Y; o3_1Z += p3.Y * v1_1.Z; o3_1W += p3.Y * v1_1.W;
+                    global::ILGPU.Util.Float4 v2_0 = valueTile[(key4 * 4 + 2) * Chunks + part + 0];
+                    o0_0X += p0.Z * v2_0.X; o0_0Y += p0.Z * v2_0.Y; o0_0Z += p0.Z * v2_0.Z; o0_0W += p0.Z * v2_0.W;
+                    o1_0X += p1.Z * v2_0.X; o1_0Y += p1.Z * v2_0.Y; o1_0Z += p1.Z * v2_0.Z; o1_0W += p1.Z * v2_0.W;
+                    o2_0X += p2.Z * v2_0.X; o2_0Y += p2.Z * v2_0.Y; o2_0Z += p2.Z * v2_0.Z; o2_0W += p2.Z * v2_0.W;
+                    o3_0X += p3.Z * v2_0.X; o3_0Y += p3.Z * v2_0.Y; o3_0Z += p3.Z * v2_0.Z; o3_0W += p3.Z * v2_0.W;
+                    global::ILGPU.Util.Float4 v2_1 = valueTile[(key4 * 4 + 2) * Chunks + part + 8];
+                    o0_1X += p0.Z * v2_1.X; o0_1Y += p0.Z * v2_1.Y; o0_1Z += p0.Z * v2_1.Z; o0_1W += p0.Z * v2_1.W;
+                    o1_1X += p1.Z * v2_1.X; o1_1Y += p1.Z * v2_1.Y; o1_1Z += p1.Z * v2_1.Z; o1_1W += p1.Z * v2_1.W;
+                    o2_1X += p2.Z * v2_1.X; o2_1Y += p2.Z * v2_1.Y; o2_1Z += p2.Z * v2_1.Z; o2_1W += p2.Z * v2_1.W;
+                    o3_1X += p3.Z * v2_1.X; o3_1Y += p3.Z * v2_1.Y; o3_1Z += p3.Z * v2_1.Z; o3_1W += p3.Z * v2_1.W;
+                    global::ILGPU.Util.Float4 v3_0 = valueTile[(key4 * 4 + 3) * Chunks + part + 0];
+                    o0_0X += p0.W * v3_0.X; o0_0Y += p0.W * v3_0.Y; o0_0Z += p0.W * v3_0.Z; o0_0W += p0.W * v3_0.W;
+                    o1_0X += p1.W * v3_0.X; o1_0Y += p1.W * v3_0.Y; o1_0Z += p1.W * v3_0.Z; o1_0W += p1.W * v3_0.W;
+                    o2_0X += p2.W * v3_0.X; o2_0Y += p2.W * v3_0.Y; o2_0Z += p2.W * v3_0.Z; o2_0W += p2.W * v3_0.W;
+                    o3_0X += p3.W * v3_0.X; o3_0Y += p3.W * v3_0.Y; o3_0Z += p3.W * v3_0.Z; o3_0W += p3.W * v3_0.W;
+                    global::ILGPU.Util.Float4 v3_1 = valueTile[(key4 * 4 + 3) * Chunks + part + 8];
+                    o0_1X += p0.W * v3_1.X; o0_1Y += p0.W * v3_1.Y; o0_1Z += p0.W * v3_1.Z; o0_1W += p0.W * v3_1.W;
+                    o1_1X += p1.W * v3_1.X; o1_1Y += p1.W * v3_1.Y; o1_1Z += p1.W * v3_1.Z; o1_1W += p1.W * v3_1.W;
+                    o2_1X += p2.W * v3_1.X; o2_1Y += p2.W * v3_1.Y; o2_1Z += p2.W * v3_1.Z; o2_1W += p2.W * v3_1.W;
+                    o3_1X += p3.W * v3_1.X; o3_1Y += p3.W * v3_1.Y; o3_1Z += p3.W * v3_1.Z; o3_1W += p3.W * v3_1.W;
                 }
             }
 
-            if (active)
-            {
-                // A row that saw no key is written as zeros. A non-finite value shows as NaN or ±inf in the accumulator
-                // (0 x inf is NaN too), and x - x is 0 only for a finite x.
-                // A learned sink joins the denominator of a row that saw a key, with no value.
-                float denominator = runningSum;
-                if (arguments.Sinks != 0 && runningSum > 0f)
-                {
-                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - runningMax);
-                }
-                float normalizer = denominator > 0f ? 1f / denominator : 0f;
-                for (int d = 0; d < HeadDim; d++)
-                {
-                    poisoned |= !(accumulator[d] - accumulator[d] == 0f);
-                }
+            // A non-finite value shows as NaN or ±inf in an accumulator (0 x inf is NaN too); x - x is 0 only for a finite x.
+            float rowPoison0 = poisoned0 || !(o0_0X - o0_0X == 0f && o0_0Y - o0_0Y == 0f && o0_0Z - o0_0Z == 0f && o0_0W - o0_0W == 0f && o0_1X - o0_1X == 0f && o0_1Y - o0_1Y == 0f && o0_1Z - o0_1Z == 0f && o0_1W - o0_1W == 0f) ? 1f : 0f;
+            float rowPoison1 = poisoned1 || !(o1_0X - o1_0X == 0f && o1_0Y - o1_0Y == 0f && o1_0Z - o1_0Z == 0f && o1_0W - o1_0W == 0f && o1_1X - o1_1X == 0f && o1_1Y - o1_1Y == 0f && o1_1Z - o1_1Z == 0f && o1_1W - o1_1W == 0f) ? 1f : 0f;
+            float rowPoison2 = poisoned2 || !(o2_0X - o2_0X == 0f && o2_0Y - o2_0Y == 0f && o2_0Z - o2_0Z == 0f && o2_0W - o2_0W == 0f && o2_1X - o2_1X == 0f && o2_1Y - o2_1Y == 0f && o2_1Z - o2_1Z == 0f && o2_1W - o2_1W == 0f) ? 1f : 0f;
+            float rowPoison3 = poisoned3 || !(o3_0X - o3_0X == 0f && o3_0Y - o3_0Y == 0f && o3_0Z - o3_0Z == 0f && o3_0W - o3_0W == 0f && o3_1X - o3_1X == 0f && o3_1Y - o3_1Y == 0f && o3_1Z - o3_1Z == 0f && o3_1W - o3_1W == 0f) ? 1f : 0f;
+            // The four rows' sums, and their poison as a float (0 or 1), summed over the row set as the maxima are.
+            global::ILGPU.Util.Float4 sums = default(TRowSets).Sum(new global::ILGPU.Util.Float4(sum0, sum1, sum2, sum3), rowSetScratch, thread);
+            global::ILGPU.Util.Float4 poison = default(TRowSets).Sum(new global::ILGPU.Util.Float4(rowPoison0, rowPoison1, rowPoison2, rowPoison3), rowSetScratch, thread);
+            sum0 = sums.X;
+            bool rowPoisoned0 = poison.X != 0f;
+            sum1 = sums.Y;
+            bool rowPoisoned1 = poison.Y != 0f;
+            sum2 = sums.Z;
+            bool rowPoisoned2 = poison.Z != 0f;
+            sum3 = sums.W;
+            bool rowPoisoned3 = poison.W != 0f;
 
-                for (int d = 0; d < HeadDim; d++)
+            int row0 = blockStart + firstRow + 0;
+            if (row0 < queryRows)
+            {
+                // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
+                float denominator = sum0;
+                if (arguments.Sinks != 0 && sum0 > 0f)
                 {
-                    output[queryOffset + d] = poisoned ? float.NaN : accumulator[d] * normalizer;
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max0);
                 }
-                if (arguments.WriteLogSumExp != 0)
+                float normalizer = rowPoisoned0 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
+                output[queryOffset0 + (part + 0) * 4] = o0_0X * normalizer; output[queryOffset0 + (part + 0) * 4 + 1] = o0_0Y * normalizer; output[queryOffset0 + (part + 0) * 4 + 2] = o0_0Z * normalizer; output[queryOffset0 + (part + 0) * 4 + 3] = o0_0W * normalizer;
+                output[queryOffset0 + (part + 8) * 4] = o0_1X * normalizer; output[queryOffset0 + (part + 8) * 4 + 1] = o0_1Y * normalizer; output[queryOffset0 + (part + 8) * 4 + 2] = o0_1Z * normalizer; output[queryOffset0 + (part + 8) * 4 + 3] = o0_1W * normalizer;
+                if (arguments.WriteLogSumExp != 0 && part == 0)
                 {
                     // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
-                    logSumExp[(long)head * queryRows + row] = poisoned ? float.NaN : runningSum > 0f ? (runningMax + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
+                    logSumExp[(long)head * queryRows + row0] = rowPoisoned0 ? float.NaN : sum0 > 0f ? (max0 + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
+                }
+            }
+
+            int row1 = blockStart + firstRow + 1;
+            if (row1 < queryRows)
+            {
+                // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
+                float denominator = sum1;
+                if (arguments.Sinks != 0 && sum1 > 0f)
+                {
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max1);
+                }
+                float normalizer = rowPoisoned1 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
+                output[queryOffset1 + (part + 0) * 4] = o1_0X * normalizer; output[queryOffset1 + (part + 0) * 4 + 1] = o1_0Y * normalizer; output[queryOffset1 + (part + 0) * 4 + 2] = o1_0Z * normalizer; output[queryOffset1 + (part + 0) * 4 + 3] = o1_0W * normalizer;
+                output[queryOffset1 + (part + 8) * 4] = o1_1X * normalizer; output[queryOffset1 + (part + 8) * 4 + 1] = o1_1Y * normalizer; output[queryOffset1 + (part + 8) * 4 + 2] = o1_1Z * normalizer; output[queryOffset1 + (part + 8) * 4 + 3] = o1_1W * normalizer;
+                if (arguments.WriteLogSumExp != 0 && part == 0)
+                {
+                    // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
+                    logSumExp[(long)head * queryRows + row1] = rowPoisoned1 ? float.NaN : sum1 > 0f ? (max1 + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
+                }
+            }
+
+            int row2 = blockStart + firstRow + 2;
+            if (row2 < queryRows)
+            {
+                // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
+                float denominator = sum2;
+                if (arguments.Sinks != 0 && sum2 > 0f)
+                {
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max2);
+                }
+                float normalizer = rowPoisoned2 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
+                output[queryOffset2 + (part + 0) * 4] = o2_0X * normalizer; output[queryOffset2 + (part + 0) * 4 + 1] = o2_0Y * normalizer; output[queryOffset2 + (part + 0) * 4 + 2] = o2_0Z * normalizer; output[queryOffset2 + (part + 0) * 4 + 3] = o2_0W * normalizer;
+                output[queryOffset2 + (part + 8) * 4] = o2_1X * normalizer; output[queryOffset2 + (part + 8) * 4 + 1] = o2_1Y * normalizer; output[queryOffset2 + (part + 8) * 4 + 2] = o2_1Z * normalizer; output[queryOffset2 + (part + 8) * 4 + 3] = o2_1W * normalizer;
+                if (arguments.WriteLogSumExp != 0 && part == 0)
+                {
+                    // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
+                    logSumExp[(long)head * queryRows + row2] = rowPoisoned2 ? float.NaN : sum2 > 0f ? (max2 + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
+                }
+            }
+
+            int row3 = blockStart + firstRow + 3;
+            if (row3 < queryRows)
+            {
+                // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
+                float denominator = sum3;
+                if (arguments.Sinks != 0 && sum3 > 0f)
+                {
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max3);
+                }
+                float normalizer = rowPoisoned3 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
+                output[queryOffset3 + (part + 0) * 4] = o3_0X * normalizer; output[queryOffset3 + (part + 0) * 4 + 1] = o3_0Y * normalizer; output[queryOffset3 + (part + 0) * 4 + 2] = o3_0Z * normalizer; output[queryOffset3 + (part + 0) * 4 + 3] = o3_0W * normalizer;
+                output[queryOffset3 + (part + 8) * 4] = o3_1X * normalizer; output[queryOffset3 + (part + 8) * 4 + 1] = o3_1Y * normalizer; output[queryOffset3 + (part + 8) * 4 + 2] = o3_1Z * normalizer; output[queryOffset3 + (part + 8) * 4 + 3] = o3_1W * normalizer;
+                if (arguments.WriteLogSumExp != 0 && part == 0)
+                {
+                    // ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.
+                    logSumExp[(long)head * queryRows + row3] = rowPoisoned3 ? float.NaN : sum3 > 0f ? (max3 + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;
                 }
             }
         }

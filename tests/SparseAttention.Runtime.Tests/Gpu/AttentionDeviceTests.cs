@@ -3,6 +3,7 @@ using ILGPU.Runtime;
 namespace SparseAttention.Runtime.Tests.Gpu;
 
 /// <summary>Backend selection, ownership and the messages a caller sees when a backend is missing.</summary>
+[Collection(IlgpuCpuCollection.Name)]
 public class AttentionDeviceTests
 {
     [Fact]

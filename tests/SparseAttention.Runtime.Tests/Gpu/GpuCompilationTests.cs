@@ -3,6 +3,7 @@ using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.OpenCL;
 using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 using ILGPU.Runtime.Cuda;
 using ILGPU.Runtime.OpenCL;
@@ -10,27 +11,32 @@ using ILGPU.Runtime.OpenCL;
 namespace SparseAttention.Runtime.Tests.Gpu;
 
 /// <summary>
-/// Every generated kernel compiles with ILGPU's PTX and OpenCL backends, which need no GPU: a kernel that uses
-/// something a GPU backend lacks (MathF.Exp on PTX, a managed call, an allocation) fails here, not on a user's GPU.
+/// Every generated kernel compiles with ILGPU's PTX (<see cref="PtxShapeTests"/>) and OpenCL backends, which need no GPU:
+/// a kernel that uses something a GPU backend lacks (MathF.Exp on PTX, a managed call, an allocation, a warp shuffle on
+/// OpenCL) fails here, not on a user's GPU.
 /// </summary>
 public class GpuCompilationTests
 {
-    private static EntryPointDescription EntryPoint(string name) =>
-        EntryPointDescription.FromExplicitlyGroupedKernel(KernelMethod(name));
+    private static EntryPointDescription EntryPoint(string name, AcceleratorType acceleratorType) =>
+        EntryPointDescription.FromExplicitlyGroupedKernel(KernelMethod(name, acceleratorType));
 
-    /// <summary>The kernel method behind the generated class's private <c>Gpu</c> field.</summary>
-    private static MethodInfo KernelMethod(string name)
-    {
-        Type type = typeof(DeclaredKernels).Assembly.GetType(typeof(DeclaredKernels).Namespace + "." + name, throwOnError: true)!;
-        object kernel = type.GetField("Gpu", BindingFlags.NonPublic | BindingFlags.Static)!.GetValue(null)!;
-        return ((SparseAttention.Gpu.GpuAttentionKernel)kernel).Method;
-    }
+    /// <summary>The kernel method behind the generated class's private <c>Gpu</c> field, as <paramref name="acceleratorType"/> runs it.</summary>
+    private static MethodInfo KernelMethod(string name, AcceleratorType acceleratorType) => Kernel(name).MethodFor(acceleratorType);
 
-    /// <summary>The declared kernels, and those with score modifiers: a mask or score mod is compiled into its declaration's own kernel.</summary>
+    /// <summary>
+    /// One declaration per distinct ILGPU kernel among the declared kernels and those with score modifiers: the shared
+    /// kernel of each HeadDim, and each declaration's own kernel where a mask or score mod is compiled in.
+    /// </summary>
+    public static IEnumerable<string> DistinctKernelNames() =>
+        DeclaredKernels.All.Select(kernel => kernel.Name)
+            .Concat(ScoreModifierKernels.All.Select(kernel => kernel.Name))
+            .Append(nameof(PackedDocumentsLayer)).Append(nameof(ScoreModReturningNaN))
+            .DistinctBy(Kernel);
+
     public static TheoryData<string> Names()
     {
-        TheoryData<string> names = DeclaredKernels.Names();
-        foreach (string name in ScoreModifierKernels.All.Select(kernel => kernel.Name).Append(nameof(PackedDocumentsLayer)).Append(nameof(ScoreModReturningNaN)))
+        var names = new TheoryData<string>();
+        foreach (string name in DistinctKernelNames())
         {
             names.Add(name);
         }
@@ -38,16 +44,11 @@ public class GpuCompilationTests
         return names;
     }
 
-    [Theory]
-    [MemberData(nameof(Names))]
-    public void CompilesToPtxForSm80(string name)
+    /// <summary>The <c>GpuAttentionKernel</c> behind a generated class's private <c>Gpu</c> field.</summary>
+    internal static SparseAttention.Gpu.GpuAttentionKernel Kernel(string name)
     {
-        using var context = Context.Create(builder => builder.CPU().Arrays(ArrayMode.InlineMutableStaticArrays));
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
-        var kernel = (PTXCompiledKernel)backend.Compile(EntryPoint(name), default);
-        Assert.Contains(".entry", kernel.PTXAssembly);
-        Assert.Contains("bar.sync", kernel.PTXAssembly); // the barriers around each shared-memory tile
-        Assert.Contains(".shared", kernel.PTXAssembly);
+        Type type = typeof(DeclaredKernels).Assembly.GetType(typeof(DeclaredKernels).Namespace + "." + name, throwOnError: true)!;
+        return (SparseAttention.Gpu.GpuAttentionKernel)type.GetField("Gpu", BindingFlags.NonPublic | BindingFlags.Static)!.GetValue(null)!;
     }
 
     [Theory]
@@ -55,8 +56,9 @@ public class GpuCompilationTests
     public void CompilesToOpenCLC(string name)
     {
         using var context = Context.Create(builder => builder.CPU().Arrays(ArrayMode.InlineMutableStaticArrays));
+        // No sub-groups: the OpenCL form reduces across lanes through shared memory (SharedMemoryRowSets).
         using var backend = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Nvidia, CLCVersion.CL20);
-        var kernel = (CLCompiledKernel)backend.Compile(EntryPoint(name), default);
+        var kernel = (CLCompiledKernel)backend.Compile(EntryPoint(name, AcceleratorType.OpenCL), default);
         Assert.Contains("kernel void", kernel.Source);
         Assert.Contains("work_group_barrier", kernel.Source);
         Assert.Contains("local float", kernel.Source); // the shared-memory tiles
