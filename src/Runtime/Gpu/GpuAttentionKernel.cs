@@ -15,9 +15,9 @@ namespace SparseAttention.Gpu;
 /// <remarks>
 /// Launch layout, which the generated kernel states (<see cref="QueryRowsPerGroup"/>, <see cref="ThreadsPerGroup"/>,
 /// <see cref="KeyTile"/>): a 2-D grid of (query blocks, heads), a group of warps per block of query rows. The kernel needs
-/// warps of at least 8 lanes (it reduces a row across 8 lanes by shuffles) and groups of <see cref="ThreadsPerGroup"/>
-/// threads: every CUDA and OpenCL GPU, and ILGPU's CPU accelerator created like one (<c>CPUDeviceKind.Nvidia</c>, which
-/// <see cref="AttentionBackend.IlgpuCpu"/> does).
+/// groups of <see cref="ThreadsPerGroup"/> threads and, except on OpenCL (see <see cref="IGpuRowSets"/>), warps of at least
+/// 8 lanes, since it reduces a row across 8 lanes by shuffles: every CUDA and OpenCL GPU, and ILGPU's CPU accelerator
+/// created like one (<c>CPUDeviceKind.Nvidia</c>, which <see cref="AttentionBackend.IlgpuCpu"/> does).
 /// </remarks>
 public sealed class GpuAttentionKernel
 {
@@ -90,10 +90,12 @@ public sealed class GpuAttentionKernel
     public void CheckCanRunOn(Accelerator accelerator)
     {
         ArgumentNullException.ThrowIfNull(accelerator);
-        if (accelerator.MaxNumThreadsPerGroup < ThreadsPerGroup || accelerator.WarpSize < 8)
+        // The shuffle form reduces across 8 lanes of a warp; the OpenCL form goes through shared memory and needs no warp.
+        bool shuffles = accelerator.AcceleratorType != AcceleratorType.OpenCL;
+        if (accelerator.MaxNumThreadsPerGroup < ThreadsPerGroup || (shuffles && accelerator.WarpSize < 8))
         {
             throw new NotSupportedException(
-                $"The ILGPU attention kernel runs groups of {ThreadsPerGroup} threads in warps of at least 8 lanes; {accelerator.Name} allows {accelerator.MaxNumThreadsPerGroup} threads per group in warps of {accelerator.WarpSize}. " +
+                $"The ILGPU attention kernel runs groups of {ThreadsPerGroup} threads{(shuffles ? " in warps of at least 8 lanes" : "")}; {accelerator.Name} allows {accelerator.MaxNumThreadsPerGroup} threads per group in warps of {accelerator.WarpSize}. " +
                 "On ILGPU's CPU accelerator, create it like a GPU: Context.Create(builder => builder.CPU(CPUDeviceKind.Nvidia)), or use AttentionBackend.IlgpuCpu.");
         }
     }

@@ -4,8 +4,8 @@ using System.Collections.Generic;
 namespace SparseAttention.Gpu;
 
 /// <summary>
-/// FlexAttention's block mask, built on the host from the pattern's own answers: for each (head, query tile of
-/// GroupSize rows), the key tiles with a visible pair, each full (no test) or partial with a bit mask of its visible
+/// FlexAttention's block mask, built on the host from the pattern's own answers: for each (head, block of query rows:
+/// the kernel's rows per group), the key tiles with a visible pair, each full (no test) or partial with a bit mask of its visible
 /// pairs (one bit per row and key, from the rows' key segments). The ILGPU kernel walks this table instead of knowing any
 /// pattern, so the GPU sees exactly what <see cref="AttentionPattern.ClassifyTile"/> and
 /// <see cref="AttentionPattern.GetKeySegments(int, int, int, Span{KeySegment})"/> say. Heads that see the same keys (the
