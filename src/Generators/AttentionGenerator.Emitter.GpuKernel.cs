@@ -134,8 +134,15 @@ public sealed partial class AttentionGenerator
             writer.Line("int thread = " + Ilgpu + "Group.IdxX, lane = thread & 31;");
             writer.Line("// part = lane mod 8: the keys part, part + 8, ... this lane scores and the float4 chunks part, part + 8, ... it accumulates.");
             writer.Line("int part = lane & 7;");
-            writer.Line("int blockStart = " + Ilgpu + "Grid.IdxX * BlockRows;");
             writer.Line("int firstRow = (thread >> 5) * 16 + (lane >> 3) * 4; // the first of this lane's four rows, within the block");
+            writer.Line();
+            writer.Line("// This block in the tile table: its entries (key start, key step, class, mask offset) for every tile with a visible");
+            writer.Line("// pair, and its rows rowStart + rowStep * i, i < rowCount, in the views (a residue stream has rowStep > 1).");
+            writer.Line("int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, " + Ilgpu + "Grid.IdxX, tiles[0]);");
+            writer.Line("int firstEntry = tiles[header], entryCount = tiles[header + 1];");
+            writer.Line("int rowStart = tiles[header + 2], rowStep = tiles[header + 3], rowCount = tiles[header + 4];");
+            writer.Line("int lastRow = " + MathType + ".Max(rowCount - 1, 0);");
+            writer.Line("int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);");
             writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;");
             if (shape.Chunks % GpuKernelShape.LanesPerRowSet != 0)
             {
@@ -146,7 +153,7 @@ public sealed partial class AttentionGenerator
             writer.Line("// Rows past the end are computed on the last row's query (valid memory), like the others, and never written.");
             foreach (int r in Rows)
             {
-                writer.Line("long queryOffset" + r + " = ((long)head * queryRows + " + MathType + ".Min(blockStart + firstRow + " + r + ", queryRows - 1)) * HeadDim;");
+                writer.Line("long queryOffset" + r + " = ((long)head * queryRows + rowStart + rowStep * " + MathType + ".Min(firstRow + " + r + ", lastRow)) * HeadDim;");
             }
 
             writer.Line();
@@ -165,7 +172,7 @@ public sealed partial class AttentionGenerator
                 writer.Line("var queryTile = " + Ilgpu + "SharedMemory.Allocate<" + Float4Type + ">(BlockRows * Chunks);");
                 using (writer.Block("for (int index = thread; index < BlockRows * Chunks; index += " + Ilgpu + "Group.DimX)"))
                 {
-                    writer.Line("long source = ((long)head * queryRows + " + MathType + ".Min(blockStart + index / Chunks, queryRows - 1)) * HeadDim + index % Chunks * 4;");
+                    writer.Line("long source = ((long)head * queryRows + rowStart + rowStep * " + MathType + ".Min(index / Chunks, lastRow)) * HeadDim + index % Chunks * 4;");
                     writer.Line("float scale = arguments.ScoreScale;");
                     writer.Line("queryTile[index] = new " + Float4Type + "(query[source] * scale, query[source + 1] * scale, query[source + 2] * scale, query[source + 3] * scale);");
                 }
@@ -191,12 +198,6 @@ public sealed partial class AttentionGenerator
                 writer.Line("float " + string.Join(", ", Enumerable.Range(0, shape.ChunksPerLane).SelectMany(j => Components.Select(c => Accumulator(r, j, c) + " = 0f"))) + ";");
             }
 
-            writer.Line();
-            writer.Line("// This block's entries in the tile table: (key tile start, class, mask offset) for every tile with a visible pair.");
-            writer.Line("int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, " + Ilgpu + "Grid.IdxX, tiles[0]);");
-            writer.Line("int firstEntry = tiles[header];");
-            writer.Line("int entryCount = tiles[header + 1];");
-            writer.Line("int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);");
         }
 
         private static string Accumulator(int row, int chunk, string component) => "o" + row + "_" + chunk + component;
@@ -205,10 +206,9 @@ public sealed partial class AttentionGenerator
         private static void EmitGpuStageTile(IndentedTextWriter writer, GpuKernelShape shape)
         {
             writer.Line("int entry = firstEntry + entryIndex * global::SparseAttention.Gpu.GpuTileTable.EntryInts;");
-            writer.Line("int keyStart = tiles[entry];");
-            writer.Line("bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;");
-            writer.Line("int maskBase = tiles[entry + 2];");
-            writer.Line("int keyEnd = " + MathType + ".Min(keyRows, keyStart + GpuKeyTile);");
+            writer.Line("int keyStart = tiles[entry], keyStep = tiles[entry + 1]; // the tile's keys: keyStart + keyStep * j");
+            writer.Line("bool full = tiles[entry + 2] == (int)global::SparseAttention.TileClass.Full;");
+            writer.Line("int maskBase = tiles[entry + 3];");
             writer.Line();
             writer.Line("// Stage K and V once every lane is done with the previous tile. Rows past the end repeat the last key (valid");
             writer.Line("// memory) and are never visible; values that are not finite are staged as zeros and flagged per key.");
@@ -216,7 +216,7 @@ public sealed partial class AttentionGenerator
             using (writer.Block("for (int index = thread; index < GpuKeyTile * Chunks; index += " + Ilgpu + "Group.DimX)"))
             {
                 writer.Line("int tileRow = index / Chunks, chunk = index % Chunks;");
-                writer.Line("long source = kvOffset + (long)" + MathType + ".Min(keyStart + tileRow, keyRows - 1) * HeadDim + chunk * 4;");
+                writer.Line("long source = kvOffset + (long)" + MathType + ".Min(keyStart + keyStep * tileRow, keyRows - 1) * HeadDim + chunk * 4;");
                 writer.Line("keyTile[tileRow * KeyStride + chunk] = new " + Float4Type + "(key[source], key[source + 1], key[source + 2], key[source + 3]);");
                 writer.Line("float v0 = value[source], v1 = value[source + 1], v2 = value[source + 2], v3 = value[source + 3];");
                 using (writer.Block("if (!(v0 - v0 == 0f && v1 - v1 == 0f && v2 - v2 == 0f && v3 - v3 == 0f))"))
@@ -291,12 +291,12 @@ public sealed partial class AttentionGenerator
             foreach (int r in Rows)
             {
                 writer.Line("int maskRow" + r + " = maskBase + (firstRow + " + r + ") * maskWords;");
-                writer.Line("int position" + r + " = arguments.QueryStart + blockStart + firstRow + " + r + ";");
+                writer.Line("int position" + r + " = arguments.QueryStart + rowStart + rowStep * (firstRow + " + r + ");");
                 foreach (int k in keys)
                 {
                     string pair = r.ToString() + k;
-                    writer.Line("bool visible" + pair + " = keyStart + key" + k + " < keyEnd && (full || ((tiles[maskRow" + r + " + (key" + k + " >> 5)] >> (key" + k + " & 31)) & 1) != 0);");
-                    writer.Line("s" + pair + " = GpuPairScore(s" + pair + (shape.QueryInShared ? "" : " * arguments.ScoreScale") + ", visible" + pair + ", position" + r + ", arguments.KeyStart + keyStart + key" + k + ", head, arguments, perHead);");
+                    writer.Line("bool visible" + pair + " = keyStart + keyStep * key" + k + " < keyRows && (full || ((tiles[maskRow" + r + " + (key" + k + " >> 5)] >> (key" + k + " & 31)) & 1) != 0);");
+                    writer.Line("s" + pair + " = GpuPairScore(s" + pair + (shape.QueryInShared ? "" : " * arguments.ScoreScale") + ", visible" + pair + ", position" + r + ", arguments.KeyStart + keyStart + keyStep * key" + k + ", head, arguments, perHead);");
                     writer.Line("poisoned" + r + " |= float.IsNaN(s" + pair + ") || (visible" + pair + " && valueNonFinite" + k + ");");
                     writer.Line("s" + pair + " = float.IsNaN(s" + pair + ") ? float.NegativeInfinity : s" + pair + ";");
                 }
@@ -405,8 +405,8 @@ public sealed partial class AttentionGenerator
             foreach (int r in Rows)
             {
                 writer.Line();
-                writer.Line("int row" + r + " = blockStart + firstRow + " + r + ";");
-                using (writer.Block("if (row" + r + " < queryRows)"))
+                writer.Line("int row" + r + " = rowStart + rowStep * (firstRow + " + r + ");");
+                using (writer.Block("if (firstRow + " + r + " < rowCount)"))
                 {
                     writer.Line("// A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.");
                     writer.Line("float denominator = sum" + r + ";");

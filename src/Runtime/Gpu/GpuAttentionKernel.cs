@@ -144,9 +144,9 @@ public sealed class GpuAttentionKernel
         }
 
         CheckCanRunOn(accelerator);
-        int queryBlocks = (slice.QueryCount + QueryRowsPerGroup - 1) / QueryRowsPerGroup;
-        var config = new KernelConfig(new Index2D(queryBlocks, slice.Heads), new Index2D(ThreadsPerGroup, 1));
-        ArrayView<int> tiles = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, QueryRowsPerGroup, KeyTile);
+        // The table says how many blocks of rows a head has (residue streams can make more than consecutive rows would).
+        (ArrayView<int> tiles, int blocksPerHead) = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, QueryRowsPerGroup, KeyTile);
+        var config = new KernelConfig(new Index2D(blocksPerHead, slice.Heads), new Index2D(ThreadsPerGroup, 1));
 
         // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
         // copy on the default stream, which runs after every launch queued before it.
@@ -245,9 +245,9 @@ public sealed class GpuAttentionKernel
     /// <summary>One accelerator's uploaded tile tables, most recent last.</summary>
     private sealed class TableCache
     {
-        private readonly List<(AttentionPattern Pattern, AttentionSlice Slice, int GroupSize, MemoryBuffer1D<int, Stride1D.Dense> Buffer)> _tables = new();
+        private readonly List<(AttentionPattern Pattern, AttentionSlice Slice, int GroupSize, MemoryBuffer1D<int, Stride1D.Dense> Buffer, int BlocksPerHead)> _tables = new();
 
-        public ArrayView<int> Get(Accelerator accelerator, AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile)
+        public (ArrayView<int> Table, int BlocksPerHead) Get(Accelerator accelerator, AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile)
         {
             // KvHeads does not change the table; the rest of the slice (heads, positions, ranges) does.
             slice = slice with { KvHeads = 0 };
@@ -258,7 +258,7 @@ public sealed class GpuAttentionKernel
                     var entry = _tables[i];
                     if (ReferenceEquals(entry.Pattern, pattern) && entry.Slice == slice && entry.GroupSize == groupSize)
                     {
-                        return entry.Buffer.View;
+                        return (entry.Buffer.View, entry.BlocksPerHead);
                     }
                 }
 
@@ -272,8 +272,8 @@ public sealed class GpuAttentionKernel
                     _tables.RemoveAt(0);
                 }
 
-                _tables.Add((pattern, slice, groupSize, buffer));
-                return buffer.View;
+                _tables.Add((pattern, slice, groupSize, buffer, table[0]));
+                return (buffer.View, table[0]);
             }
         }
     }

@@ -4330,14 +4330,21 @@ namespace SparseAttention.Generated
             int thread = global::ILGPU.Group.IdxX, lane = thread & 31;
             // part = lane mod 8: the keys part, part + 8, ... this lane scores and the float4 chunks part, part + 8, ... it accumulates.
             int part = lane & 7;
-            int blockStart = global::ILGPU.Grid.IdxX * BlockRows;
             int firstRow = (thread >> 5) * 16 + (lane >> 3) * 4; // the first of this lane's four rows, within the block
+
+            // This block in the tile table: its entries (key start, key step, class, mask offset) for every tile with a visible
+            // pair, and its rows rowStart + rowStep * i, i < rowCount, in the views (a residue stream has rowStep > 1).
+            int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, global::ILGPU.Grid.IdxX, tiles[0]);
+            int firstEntry = tiles[header], entryCount = tiles[header + 1];
+            int rowStart = tiles[header + 2], rowStep = tiles[header + 3], rowCount = tiles[header + 4];
+            int lastRow = global::System.Math.Max(rowCount - 1, 0);
+            int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);
             long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;
             // Rows past the end are computed on the last row's query (valid memory), like the others, and never written.
-            long queryOffset0 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 0, queryRows - 1)) * HeadDim;
-            long queryOffset1 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 1, queryRows - 1)) * HeadDim;
-            long queryOffset2 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 2, queryRows - 1)) * HeadDim;
-            long queryOffset3 = ((long)head * queryRows + global::System.Math.Min(blockStart + firstRow + 3, queryRows - 1)) * HeadDim;
+            long queryOffset0 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 0, lastRow)) * HeadDim;
+            long queryOffset1 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 1, lastRow)) * HeadDim;
+            long queryOffset2 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 2, lastRow)) * HeadDim;
+            long queryOffset3 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 3, lastRow)) * HeadDim;
 
             var keyTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * KeyStride);
             var valueTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * Chunks);
@@ -4352,7 +4359,7 @@ namespace SparseAttention.Generated
             var queryTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(BlockRows * Chunks);
             for (int index = thread; index < BlockRows * Chunks; index += global::ILGPU.Group.DimX)
             {
-                long source = ((long)head * queryRows + global::System.Math.Min(blockStart + index / Chunks, queryRows - 1)) * HeadDim + index % Chunks * 4;
+                long source = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(index / Chunks, lastRow)) * HeadDim + index % Chunks * 4;
                 float scale = arguments.ScoreScale;
                 queryTile[index] = new global::ILGPU.Util.Float4(query[source] * scale, query[source + 1] * scale, query[source + 2] * scale, query[source + 3] * scale);
             }
@@ -4373,19 +4380,12 @@ namespace SparseAttention.Generated
             float o1_0X = 0f, o1_0Y = 0f, o1_0Z = 0f, o1_0W = 0f, o1_1X = 0f, o1_1Y = 0f, o1_1Z = 0f, o1_1W = 0f;
             float o2_0X = 0f, o2_0Y = 0f, o2_0Z = 0f, o2_0W = 0f, o2_1X = 0f, o2_1Y = 0f, o2_1Z = 0f, o2_1W = 0f;
             float o3_0X = 0f, o3_0Y = 0f, o3_0Z = 0f, o3_0W = 0f, o3_1X = 0f, o3_1Y = 0f, o3_1Z = 0f, o3_1W = 0f;
-
-            // This block's entries in the tile table: (key tile start, class, mask offset) for every tile with a visible pair.
-            int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, global::ILGPU.Grid.IdxX, tiles[0]);
-            int firstEntry = tiles[header];
-            int entryCount = tiles[header + 1];
-            int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);
             for (int entryIndex = 0; entryIndex < entryCount; entryIndex++)
             {
                 int entry = firstEntry + entryIndex * global::SparseAttention.Gpu.GpuTileTable.EntryInts;
-                int keyStart = tiles[entry];
-                bool full = tiles[entry + 1] == (int)global::SparseAttention.TileClass.Full;
-                int maskBase = tiles[entry + 2];
-                int keyEnd = global::System.Math.Min(keyRows, keyStart + GpuKeyTile);
+                int keyStart = tiles[entry], keyStep = tiles[entry + 1]; // the tile's keys: keyStart + keyStep * j
+                bool full = tiles[entry + 2] == (int)global::SparseAttention.TileClass.Full;
+                int maskBase = tiles[entry + 3];
 
                 // Stage K and V once every lane is done with the previous tile. Rows past the end repeat the last key (valid
                 // memory) and are never visible; values that are not finite are staged as zeros and flagged per key.
@@ -4393,7 +4393,7 @@ namespace SparseAttention.Generated
                 for (int index = thread; index < GpuKeyTile * Chunks; index += global::ILGPU.Group.DimX)
                 {
                     int tileRow = index / Chunks, chunk = index % Chunks;
-                    long source = kvOffset + (long)global::System.Math.Min(keyStart + tileRow, keyRows - 1) * HeadDim + chunk * 4;
+                    long source = kvOffset + (long)global::System.Math.Min(keyStart + keyStep * tileRow, keyRows - 1) * HeadDim + chunk * 4;
                     keyTile[tileRow * KeyStride + chunk] = new global::ILGPU.Util.Float4(key[source], key[source + 1], key[source + 2], key[source + 3]);
                     float v0 = value[source], v1 = value[source + 1], v2 = value[source + 2], v3 = value[source + 3];
                     if (!(v0 - v0 == 0f && v1 - v1 == 0f && v2 - v2 == 0f && v3 - v3 == 0f))
@@ -4452,75 +4452,75 @@ namespace SparseAttention.Generated
                 int key3 = part + 24;
                 bool valueNonFinite3 = nonFiniteValues[key3] == entryIndex + 1;
                 int maskRow0 = maskBase + (firstRow + 0) * maskWords;
-                int position0 = arguments.QueryStart + blockStart + firstRow + 0;
-                bool visible00 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow0 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s00 = GpuPairScore(s00, visible00, position0, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                int position0 = arguments.QueryStart + rowStart + rowStep * (firstRow + 0);
+                bool visible00 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow0 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s00 = GpuPairScore(s00, visible00, position0, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned0 |= float.IsNaN(s00) || (visible00 && valueNonFinite0);
                 s00 = float.IsNaN(s00) ? float.NegativeInfinity : s00;
-                bool visible01 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow0 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s01 = GpuPairScore(s01, visible01, position0, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                bool visible01 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow0 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s01 = GpuPairScore(s01, visible01, position0, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
                 poisoned0 |= float.IsNaN(s01) || (visible01 && valueNonFinite1);
                 s01 = float.IsNaN(s01) ? float.NegativeInfinity : s01;
-                bool visible02 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow0 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s02 = GpuPairScore(s02, visible02, position0, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                bool visible02 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow0 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s02 = GpuPairScore(s02, visible02, position0, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
                 poisoned0 |= float.IsNaN(s02) || (visible02 && valueNonFinite2);
                 s02 = float.IsNaN(s02) ? float.NegativeInfinity : s02;
-                bool visible03 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow0 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s03 = GpuPairScore(s03, visible03, position0, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                bool visible03 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow0 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s03 = GpuPairScore(s03, visible03, position0, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
                 poisoned0 |= float.IsNaN(s03) || (visible03 && valueNonFinite3);
                 s03 = float.IsNaN(s03) ? float.NegativeInfinity : s03;
                 int maskRow1 = maskBase + (firstRow + 1) * maskWords;
-                int position1 = arguments.QueryStart + blockStart + firstRow + 1;
-                bool visible10 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow1 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s10 = GpuPairScore(s10, visible10, position1, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                int position1 = arguments.QueryStart + rowStart + rowStep * (firstRow + 1);
+                bool visible10 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow1 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s10 = GpuPairScore(s10, visible10, position1, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned1 |= float.IsNaN(s10) || (visible10 && valueNonFinite0);
                 s10 = float.IsNaN(s10) ? float.NegativeInfinity : s10;
-                bool visible11 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow1 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s11 = GpuPairScore(s11, visible11, position1, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                bool visible11 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow1 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s11 = GpuPairScore(s11, visible11, position1, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
                 poisoned1 |= float.IsNaN(s11) || (visible11 && valueNonFinite1);
                 s11 = float.IsNaN(s11) ? float.NegativeInfinity : s11;
-                bool visible12 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow1 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s12 = GpuPairScore(s12, visible12, position1, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                bool visible12 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow1 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s12 = GpuPairScore(s12, visible12, position1, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
                 poisoned1 |= float.IsNaN(s12) || (visible12 && valueNonFinite2);
                 s12 = float.IsNaN(s12) ? float.NegativeInfinity : s12;
-                bool visible13 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow1 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s13 = GpuPairScore(s13, visible13, position1, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                bool visible13 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow1 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s13 = GpuPairScore(s13, visible13, position1, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
                 poisoned1 |= float.IsNaN(s13) || (visible13 && valueNonFinite3);
                 s13 = float.IsNaN(s13) ? float.NegativeInfinity : s13;
                 int maskRow2 = maskBase + (firstRow + 2) * maskWords;
-                int position2 = arguments.QueryStart + blockStart + firstRow + 2;
-                bool visible20 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow2 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s20 = GpuPairScore(s20, visible20, position2, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                int position2 = arguments.QueryStart + rowStart + rowStep * (firstRow + 2);
+                bool visible20 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow2 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s20 = GpuPairScore(s20, visible20, position2, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned2 |= float.IsNaN(s20) || (visible20 && valueNonFinite0);
                 s20 = float.IsNaN(s20) ? float.NegativeInfinity : s20;
-                bool visible21 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow2 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s21 = GpuPairScore(s21, visible21, position2, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                bool visible21 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow2 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s21 = GpuPairScore(s21, visible21, position2, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
                 poisoned2 |= float.IsNaN(s21) || (visible21 && valueNonFinite1);
                 s21 = float.IsNaN(s21) ? float.NegativeInfinity : s21;
-                bool visible22 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow2 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s22 = GpuPairScore(s22, visible22, position2, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                bool visible22 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow2 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s22 = GpuPairScore(s22, visible22, position2, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
                 poisoned2 |= float.IsNaN(s22) || (visible22 && valueNonFinite2);
                 s22 = float.IsNaN(s22) ? float.NegativeInfinity : s22;
-                bool visible23 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow2 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s23 = GpuPairScore(s23, visible23, position2, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                bool visible23 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow2 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s23 = GpuPairScore(s23, visible23, position2, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
                 poisoned2 |= float.IsNaN(s23) || (visible23 && valueNonFinite3);
                 s23 = float.IsNaN(s23) ? float.NegativeInfinity : s23;
                 int maskRow3 = maskBase + (firstRow + 3) * maskWords;
-                int position3 = arguments.QueryStart + blockStart + firstRow + 3;
-                bool visible30 = keyStart + key0 < keyEnd && (full || ((tiles[maskRow3 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s30 = GpuPairScore(s30, visible30, position3, arguments.KeyStart + keyStart + key0, head, arguments, perHead);
+                int position3 = arguments.QueryStart + rowStart + rowStep * (firstRow + 3);
+                bool visible30 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow3 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
+                s30 = GpuPairScore(s30, visible30, position3, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned3 |= float.IsNaN(s30) || (visible30 && valueNonFinite0);
                 s30 = float.IsNaN(s30) ? float.NegativeInfinity : s30;
-                bool visible31 = keyStart + key1 < keyEnd && (full || ((tiles[maskRow3 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s31 = GpuPairScore(s31, visible31, position3, arguments.KeyStart + keyStart + key1, head, arguments, perHead);
+                bool visible31 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow3 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
+                s31 = GpuPairScore(s31, visible31, position3, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
                 poisoned3 |= float.IsNaN(s31) || (visible31 && valueNonFinite1);
                 s31 = float.IsNaN(s31) ? float.NegativeInfinity : s31;
-                bool visible32 = keyStart + key2 < keyEnd && (full || ((tiles[maskRow3 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s32 = GpuPairScore(s32, visible32, position3, arguments.KeyStart + keyStart + key2, head, arguments, perHead);
+                bool visible32 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow3 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
+                s32 = GpuPairScore(s32, visible32, position3, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
                 poisoned3 |= float.IsNaN(s32) || (visible32 && valueNonFinite2);
                 s32 = float.IsNaN(s32) ? float.NegativeInfinity : s32;
-                bool visible33 = keyStart + key3 < keyEnd && (full || ((tiles[maskRow3 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s33 = GpuPairScore(s33, visible33, position3, arguments.KeyStart + keyStart + key3, head, arguments, perHead);
+                bool visible33 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow3 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
+                s33 = GpuPairScore(s33, visible33, position3, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
                 poisoned3 |= float.IsNaN(s33) || (visible33 && valueNonFinite3);
                 s33 = float.IsNaN(s33) ? float.NegativeInfinity : s33;
 
@@ -4691,8 +4691,8 @@ namespace SparseAttention.Generated
             sum3 = sums.W;
             bool rowPoisoned3 = poison.W != 0f;
 
-            int row0 = blockStart + firstRow + 0;
-            if (row0 < queryRows)
+            int row0 = rowStart + rowStep * (firstRow + 0);
+            if (firstRow + 0 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum0;
@@ -4710,8 +4710,8 @@ namespace SparseAttention.Generated
                 }
             }
 
-            int row1 = blockStart + firstRow + 1;
-            if (row1 < queryRows)
+            int row1 = rowStart + rowStep * (firstRow + 1);
+            if (firstRow + 1 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum1;
@@ -4729,8 +4729,8 @@ namespace SparseAttention.Generated
                 }
             }
 
-            int row2 = blockStart + firstRow + 2;
-            if (row2 < queryRows)
+            int row2 = rowStart + rowStep * (firstRow + 2);
+            if (firstRow + 2 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum2;
@@ -4748,8 +4748,8 @@ namespace SparseAttention.Generated
                 }
             }
 
-            int row3 = blockStart + firstRow + 3;
-            if (row3 < queryRows)
+            int row3 = rowStart + rowStep * (firstRow + 3);
+            if (firstRow + 3 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum3;
