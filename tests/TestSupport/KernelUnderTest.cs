@@ -227,6 +227,12 @@ public static class AttentionCheck
     }
 
     /// <summary>Random shape with the given sequence length: 1-4 KV heads, group size 1-3.</summary>
+    /// <summary>
+    /// A seed from <paramref name="text"/> that is the same in every process (string.GetHashCode is randomised per
+    /// process), so a failing random input can be reproduced.
+    /// </summary>
+    public static int StableSeed(string text, int salt = 17) => text.Aggregate(salt, (hash, character) => hash * 31 + character) & 0xFFFF;
+
     public static AttentionShape RandomShape(Random random, int seqLen)
     {
         int kvHeads = random.Next(1, 4);

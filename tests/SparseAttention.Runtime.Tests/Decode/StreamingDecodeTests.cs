@@ -21,7 +21,7 @@ public sealed class StreamingDecodeTests
     public void Token_by_token_decode_matches_the_reference_and_forward_at_every_step(string name)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
-        var random = new Random(StableSeed(name));
+        var random = new Random(AttentionCheck.StableSeed(name));
         var stream = StreamCase.Create(kernel, random);
         var forward = new StreamCase(kernel, stream.Inputs, AttentionCheck.Run(kernel, stream.Inputs, AttentionOptions.Default), stream.Window);
         KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
@@ -65,7 +65,7 @@ public sealed class StreamingDecodeTests
     public void Random_chunks_through_prefill_append_and_decode_match_the_reference(string name)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
-        var random = new Random(~StableSeed(name) & 0xFFFF);
+        var random = new Random(~AttentionCheck.StableSeed(name) & 0xFFFF);
         var stream = StreamCase.Create(kernel, random);
         KvCache cache = kernel.Streaming!.CreateCache(stream.Shape.KvHeads);
         int position = 0;
@@ -242,7 +242,6 @@ public sealed class StreamingDecodeTests
     }
 
     /// <summary>A seed from the kernel's name that is the same in every run (string hashes are randomised per process).</summary>
-    private static int StableSeed(string name) => name.Aggregate(17, (hash, character) => hash * 31 + character) & 0xFFFF;
 
     private sealed class ToleranceComparer : IEqualityComparer<float>
     {

@@ -34,7 +34,7 @@ internal static class AcceleratorSuite
     public static void MatchesReferenceOnRandomInputs(Accelerator accelerator, string name)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
-        var random = new Random(HashCode.Combine(name, accelerator.AcceleratorType).GetHashCode() & 0x7fffffff);
+        var random = new Random(AttentionCheck.StableSeed(name + accelerator.AcceleratorType));
         foreach (int seqLen in SequenceLengthsFor(accelerator, name))
         {
             AttentionShape shape = AttentionCheck.RandomShape(random, seqLen);
