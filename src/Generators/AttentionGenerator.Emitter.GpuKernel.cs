@@ -61,6 +61,9 @@ public sealed partial class AttentionGenerator
             /// <summary>Float4 column chunks a lane may own in P·V (the last one only for some lanes when Chunks % 8 != 0).</summary>
             public int ChunksPerLane => (Chunks + LanesPerRowSet - 1) / LanesPerRowSet;
 
+            /// <summary>Whether the lane's chunk <paramref name="j"/> exists only for some lanes (the last, when Chunks % 8 != 0): guarded by <c>ownsLastChunk</c>.</summary>
+            public bool IsPartialChunk(int j) => Chunks % LanesPerRowSet != 0 && j == ChunksPerLane - 1;
+
             public int SharedBytes => 4 * SharedFloats(HeadDim, KeyTile, QueryInShared);
 
             /// <summary>Q (optional), padded K, V, the block's probabilities, one flag per key and the row-set scratch (a float4 per thread).</summary>
@@ -144,7 +147,7 @@ public sealed partial class AttentionGenerator
             writer.Line("int lastRow = " + MathType + ".Max(rowCount - 1, 0);");
             writer.Line("int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);");
             writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;");
-            if (shape.Chunks % GpuKernelShape.LanesPerRowSet != 0)
+            if (shape.IsPartialChunk(shape.ChunksPerLane - 1))
             {
                 writer.Line("// Chunks is not a multiple of 8: the lane's last chunk exists for parts below " + Invariant(shape.Chunks % GpuKernelShape.LanesPerRowSet) + " only.");
                 writer.Line("bool ownsLastChunk = part + " + Invariant(8 * (shape.ChunksPerLane - 1)) + " < Chunks;");
@@ -354,7 +357,6 @@ public sealed partial class AttentionGenerator
         private static void EmitGpuAddValues(IndentedTextWriter writer, GpuKernelShape shape)
         {
             writer.Line();
-            bool lastChunkPartial = shape.Chunks % GpuKernelShape.LanesPerRowSet != 0;
             writer.Line("// P·V: " + Invariant(16 * shape.ChunksPerLane * 4) + " FMAs per four keys from " + Invariant(4 + 4 * shape.ChunksPerLane) + " 16-byte shared loads.");
             using (writer.Block("for (int key4 = 0; key4 < GpuKeyTile / 4; key4++)"))
             {
@@ -367,7 +369,7 @@ public sealed partial class AttentionGenerator
                 {
                     for (int j = 0; j < shape.ChunksPerLane; j++)
                     {
-                        bool guarded = lastChunkPartial && j == shape.ChunksPerLane - 1;
+                        bool guarded = shape.IsPartialChunk(j);
                         string chunk = "part + " + Invariant(8 * j);
                         // A lane without the last chunk reads chunk 0 instead (valid memory) into accumulators it never writes.
                         string index = "(key4 * 4 + " + k + ") * Chunks + " + (guarded ? "(ownsLastChunk ? " + chunk + " : 0)" : chunk);
@@ -418,7 +420,7 @@ public sealed partial class AttentionGenerator
                     writer.Line("float normalizer = rowPoisoned" + r + " ? float.NaN : denominator > 0f ? 1f / denominator : 0f;");
                     for (int j = 0; j < shape.ChunksPerLane; j++)
                     {
-                        bool guarded = shape.Chunks % GpuKernelShape.LanesPerRowSet != 0 && j == shape.ChunksPerLane - 1;
+                        bool guarded = shape.IsPartialChunk(j);
                         string at = "queryOffset" + r + " + (part + " + Invariant(8 * j) + ") * 4";
                         string store = string.Join(" ", Enumerable.Range(0, 4).Select(c => "output[" + at + (c == 0 ? "" : " + " + c) + "] = " + Accumulator(r, j, Components[c]) + " * normalizer;"));
                         writer.Line(guarded ? "if (ownsLastChunk) { " + store + " }" : store);

@@ -3,6 +3,12 @@ using System.Collections.Generic;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+
+// The generated kernel's signature (query, key, value, output, tile table, per-head values, log-sum-exps, arguments),
+// and what ILGPU loads it as: a launcher that takes the launch shape first.
+using KernelMethod = System.Action<ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SparseAttention.Gpu.GpuAttentionArguments>;
+using KernelLauncher = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SparseAttention.Gpu.GpuAttentionArguments>;
 
 namespace SparseAttention.Gpu;
 
@@ -24,9 +30,9 @@ public sealed class GpuAttentionKernel
     /// <summary>Tile tables kept per accelerator; the oldest is freed past this many.</summary>
     private const int TablesPerAccelerator = 16;
 
-    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> _kernel;
-    private readonly Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> _openClKernel;
-    private readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments>> _loaded = new();
+    private readonly KernelMethod _kernel;
+    private readonly KernelMethod _openClKernel;
+    private readonly ConditionalWeakTable<Accelerator, KernelLauncher> _loaded = new();
     private readonly ConditionalWeakTable<Accelerator, TableCache> _tables = new();
     private readonly object _loadLock = new();
 
@@ -42,7 +48,7 @@ public sealed class GpuAttentionKernel
     /// <param name="queryRowsPerGroup">Query rows per group.</param>
     /// <param name="threadsPerGroup">Threads per group.</param>
     /// <param name="runsUserCode">Whether the kernel is a declaration's own copy with its mask and score mod.</param>
-    public GpuAttentionKernel(Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> kernel, Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> openClKernel, int keyTile, int queryRowsPerGroup, int threadsPerGroup, bool runsUserCode = false)
+    public GpuAttentionKernel(KernelMethod kernel, KernelMethod openClKernel, int keyTile, int queryRowsPerGroup, int threadsPerGroup, bool runsUserCode = false)
     {
         _kernel = kernel ?? throw new ArgumentNullException(nameof(kernel));
         _openClKernel = openClKernel ?? throw new ArgumentNullException(nameof(openClKernel));
@@ -67,7 +73,7 @@ public sealed class GpuAttentionKernel
     /// <summary>The generated kernel method as <paramref name="type"/> runs it, for compiling it ahead of a launch (tests compile it to PTX and OpenCL).</summary>
     public System.Reflection.MethodInfo MethodFor(AcceleratorType type) => KernelFor(type).Method;
 
-    private Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> KernelFor(AcceleratorType type) => type == AcceleratorType.OpenCL ? _openClKernel : _kernel;
+    private KernelMethod KernelFor(AcceleratorType type) => type == AcceleratorType.OpenCL ? _openClKernel : _kernel;
 
     /// <summary>
     /// The kernel's PTX for <paramref name="architecture"/>, compiled as a CUDA <see cref="AttentionDevice"/> compiles it,
@@ -75,7 +81,7 @@ public sealed class GpuAttentionKernel
     /// </summary>
     public string CompileToPtx(ILGPU.Runtime.Cuda.CudaArchitecture architecture)
     {
-        using Context context = AttentionDevice.CreateContext(builder => ILGPU.Runtime.CPU.CPUContextExtensions.CPU(builder));
+        using Context context = AttentionDevice.CreateContext(builder => builder.CPU());
         var instructionSet = ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80;
         using var backend = new ILGPU.Backends.PTX.PTXBackend(context, new ILGPU.Runtime.Cuda.CudaCapabilityContext(architecture), architecture, instructionSet, null);
         var entry = ILGPU.Backends.EntryPoints.EntryPointDescription.FromExplicitlyGroupedKernel(MethodFor(AcceleratorType.Cuda));
@@ -209,7 +215,7 @@ public sealed class GpuAttentionKernel
         }
     }
 
-    private Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments> Load(Accelerator accelerator)
+    private KernelLauncher Load(Accelerator accelerator)
     {
         if (_loaded.TryGetValue(accelerator, out var launcher))
         {
