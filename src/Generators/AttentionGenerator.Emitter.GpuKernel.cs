@@ -81,7 +81,7 @@ public sealed partial class AttentionGenerator
             writer.Line("/// <summary>Keys per shared-memory K/V tile.</summary>");
             writer.Line("private const int GpuKeyTile = " + Invariant(shape.KeyTile) + ";");
             writer.Line();
-            string construction = "new(" + GpuKernelName + "<global::SparseAttention.Gpu.ShuffleRowSets>, " + GpuKernelName + "<global::SparseAttention.Gpu.SharedMemoryRowSets>, GpuKeyTile, queryRowsPerGroup: " + Invariant(GpuKernelShape.QueryRows) + ", threadsPerGroup: " + Invariant(GpuKernelShape.Threads) + (userCode is null ? "" : ", runsUserCode: true") + ")";
+            string construction = "new(" + GpuKernelName + "<global::SparseAttention.Gpu.ShuffleRowSets>, " + GpuKernelName + "<global::SparseAttention.Gpu.SharedMemoryRowSets>, headDim: " + Invariant(headDim) + ", GpuKeyTile, queryRowsPerGroup: " + Invariant(GpuKernelShape.QueryRows) + ", threadsPerGroup: " + Invariant(GpuKernelShape.Threads) + (userCode is null ? "" : ", runsUserCode: true") + ")";
             if (userCode is null)
             {
                 writer.Line("/// <summary>The kernel, compiled once per accelerator on first use.</summary>");
@@ -106,9 +106,10 @@ public sealed partial class AttentionGenerator
             writer.Line("/// Shared memory: " + Invariant(shape.SharedBytes) + " bytes per group" + (shape.QueryInShared ? ", the block's query rows included." : "; query rows are read from global memory (they stay in L1)."));
             writer.Line("/// </summary>");
             writer.Line("/// <remarks>perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;");
-            writer.Line("/// logSumExp ([Heads, SeqLen]) is written when they ask for it.</remarks>");
+            writer.Line("/// logSumExp ([Heads, SeqLen]) is written when they ask for it. A block of long rows (a part, see GpuTileTable) writes its");
+            writer.Line("/// rows to partial slots instead: outputs [Heads, SlotsPerHead, HeadDim] then base-2 log-sum-exps [Heads, SlotsPerHead].</remarks>");
             writer.Line("/// <typeparam name=\"TRowSets\">How the eight lanes that share rows reduce across them: shuffles, or shared memory on OpenCL.</typeparam>");
-            using (writer.Block("private static void " + GpuKernelName + "<TRowSets>(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, " + ArrayViewType + " perHead, " + ArrayViewType + " logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets"))
+            using (writer.Block("private static void " + GpuKernelName + "<TRowSets>(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, " + ArrayViewType + " perHead, " + ArrayViewType + " logSumExp, " + ArrayViewType + " partials, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets"))
             {
                 EmitGpuBlockSetup(writer, shape);
                 using (writer.Block("for (int entryIndex = 0; entryIndex < entryCount; entryIndex++)"))
@@ -140,10 +141,11 @@ public sealed partial class AttentionGenerator
             writer.Line("int firstRow = (thread >> 5) * 16 + (lane >> 3) * 4; // the first of this lane's four rows, within the block");
             writer.Line();
             writer.Line("// This block in the tile table: its entries (key start, key step, class, mask offset) for every tile with a visible");
-            writer.Line("// pair, and its rows rowStart + rowStep * i, i < rowCount, in the views (a residue stream has rowStep > 1).");
+            writer.Line("// pair, and its rows rowStart + rowStep * i, i < rowCount, in the views (a residue stream has rowStep > 1; a part of");
+            writer.Line("// long rows has rowStep 0, its rows listed in the table, and writes them to partial slots from partialSlot on).");
             writer.Line("int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, " + Ilgpu + "Grid.IdxX, tiles[0]);");
             writer.Line("int firstEntry = tiles[header], entryCount = tiles[header + 1];");
-            writer.Line("int rowStart = tiles[header + 2], rowStep = tiles[header + 3], rowCount = tiles[header + 4];");
+            writer.Line("int rowStart = tiles[header + 2], rowStep = tiles[header + 3], rowCount = tiles[header + 4], partialSlot = tiles[header + 5];");
             writer.Line("int lastRow = " + MathType + ".Max(rowCount - 1, 0);");
             writer.Line("int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);");
             writer.Line("long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;");
@@ -156,7 +158,8 @@ public sealed partial class AttentionGenerator
             writer.Line("// Rows past the end are computed on the last row's query (valid memory), like the others, and never written.");
             foreach (int r in Rows)
             {
-                writer.Line("long queryOffset" + r + " = ((long)head * queryRows + rowStart + rowStep * " + MathType + ".Min(firstRow + " + r + ", lastRow)) * HeadDim;");
+                writer.Line("int row" + r + " = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, " + MathType + ".Min(firstRow + " + r + ", lastRow));");
+                writer.Line("long queryOffset" + r + " = ((long)head * queryRows + row" + r + ") * HeadDim;");
             }
 
             writer.Line();
@@ -175,7 +178,7 @@ public sealed partial class AttentionGenerator
                 writer.Line("var queryTile = " + Ilgpu + "SharedMemory.Allocate<" + Float4Type + ">(BlockRows * Chunks);");
                 using (writer.Block("for (int index = thread; index < BlockRows * Chunks; index += " + Ilgpu + "Group.DimX)"))
                 {
-                    writer.Line("long source = ((long)head * queryRows + rowStart + rowStep * " + MathType + ".Min(index / Chunks, lastRow)) * HeadDim + index % Chunks * 4;");
+                    writer.Line("long source = ((long)head * queryRows + global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, " + MathType + ".Min(index / Chunks, lastRow))) * HeadDim + index % Chunks * 4;");
                     writer.Line("float scale = arguments.ScoreScale;");
                     writer.Line("queryTile[index] = new " + Float4Type + "(query[source] * scale, query[source + 1] * scale, query[source + 2] * scale, query[source + 3] * scale);");
                 }
@@ -294,7 +297,7 @@ public sealed partial class AttentionGenerator
             foreach (int r in Rows)
             {
                 writer.Line("int maskRow" + r + " = maskBase + (firstRow + " + r + ") * maskWords;");
-                writer.Line("int position" + r + " = arguments.QueryStart + rowStart + rowStep * (firstRow + " + r + ");");
+                writer.Line("int position" + r + " = arguments.QueryStart + row" + r + ";");
                 foreach (int k in keys)
                 {
                     string pair = r.ToString() + k;
@@ -407,8 +410,19 @@ public sealed partial class AttentionGenerator
             foreach (int r in Rows)
             {
                 writer.Line();
-                writer.Line("int row" + r + " = rowStart + rowStep * (firstRow + " + r + ");");
-                using (writer.Block("if (firstRow + " + r + " < rowCount)"))
+                using (writer.Block("if (firstRow + " + r + " < rowCount && partialSlot >= 0)"))
+                {
+                    writer.Line("// A part of long rows: the row normalised over this part's keys (no sink) and its base-2 log-sum-exp, for the merge.");
+                    writer.Line("long slot = (long)head * tiles[2] + partialSlot + firstRow + " + r + ";");
+                    writer.Line("float normalizer = rowPoisoned" + r + " ? float.NaN : sum" + r + " > 0f ? 1f / sum" + r + " : 0f;");
+                    EmitGpuStoreRow(writer, shape, r, "slot * HeadDim", "partials");
+                    using (writer.Block("if (part == 0)"))
+                    {
+                        writer.Line("partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned" + r + " ? float.NaN : sum" + r + " > 0f ? max" + r + " + global::SparseAttention.Gpu.GpuMath.Log2(sum" + r + ") : float.NegativeInfinity;");
+                    }
+                }
+
+                using (writer.Block("else if (firstRow + " + r + " < rowCount)"))
                 {
                     writer.Line("// A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.");
                     writer.Line("float denominator = sum" + r + ";");
@@ -418,20 +432,25 @@ public sealed partial class AttentionGenerator
                     }
 
                     writer.Line("float normalizer = rowPoisoned" + r + " ? float.NaN : denominator > 0f ? 1f / denominator : 0f;");
-                    for (int j = 0; j < shape.ChunksPerLane; j++)
-                    {
-                        bool guarded = shape.IsPartialChunk(j);
-                        string at = "queryOffset" + r + " + (part + " + Invariant(8 * j) + ") * 4";
-                        string store = string.Join(" ", Enumerable.Range(0, 4).Select(c => "output[" + at + (c == 0 ? "" : " + " + c) + "] = " + Accumulator(r, j, Components[c]) + " * normalizer;"));
-                        writer.Line(guarded ? "if (ownsLastChunk) { " + store + " }" : store);
-                    }
-
+                    EmitGpuStoreRow(writer, shape, r, "queryOffset" + r);
                     using (writer.Block("if (arguments.WriteLogSumExp != 0 && part == 0)"))
                     {
                         writer.Line("// ln(denominator) with its max: (max + log2(sum)) ln 2; -inf for a row that saw no key.");
                         writer.Line("logSumExp[(long)head * queryRows + row" + r + "] = rowPoisoned" + r + " ? float.NaN : sum" + r + " > 0f ? (max" + r + " + global::SparseAttention.Gpu.GpuMath.Log2(denominator)) * 0.693147180559945309f : float.NegativeInfinity;");
                     }
                 }
+            }
+        }
+
+        /// <summary>The lane's output chunks of row <paramref name="r"/>, times <c>normalizer</c>, to the row at <paramref name="rowOffset"/> of <paramref name="target"/>.</summary>
+        private static void EmitGpuStoreRow(IndentedTextWriter writer, GpuKernelShape shape, int r, string rowOffset, string target = "output")
+        {
+            for (int j = 0; j < shape.ChunksPerLane; j++)
+            {
+                bool guarded = shape.IsPartialChunk(j);
+                string at = rowOffset + " + (part + " + Invariant(8 * j) + ") * 4";
+                string store = string.Join(" ", Enumerable.Range(0, 4).Select(c => target + "[" + at + (c == 0 ? "" : " + " + c) + "] = " + Accumulator(r, j, Components[c]) + " * normalizer;"));
+                writer.Line(guarded ? "if (ownsLastChunk) { " + store + " }" : store);
             }
         }
 

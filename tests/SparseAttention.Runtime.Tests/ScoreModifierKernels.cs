@@ -113,6 +113,16 @@ public static class ScoreModifierKernels
 [LearnedSinks]
 public static partial class WindowWithLearnedSinks;
 
+/// <summary>
+/// Longformer with sinks, small: the global rows see every key where the others see 9, so the GPU's tile table splits
+/// them into parts merged by a second launch, which must add each row's sink once and write its log-sum-exp.
+/// </summary>
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[SlidingWindow(Left = 4, Right = 4)]
+[GlobalTokens(0, 150)]
+[LearnedSinks]
+public static partial class WindowWithGlobalsAndSinks;
+
 /// <summary>Sinks on a pattern whose rows all go through the row kernel (global tokens only), with a softcap too.</summary>
 [AttentionKernel(HeadDim = 32, Causal = false)]
 [GlobalTokens(0, 5)]

@@ -126,6 +126,46 @@ public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
         Assert.Equal("logSumExp", wrong.ParamName);
     }
 
+    [Fact]
+    public void TheIlgpuKernelMergesGlobalRowsSplitIntoPartsWithTheirSinksAndPoison()
+    {
+        // At n = 300 the two global rows see 300 keys, the others 9: the tile table gives the global rows parts of their own,
+        // written to partial slots and merged by GpuPartialMerge.
+        var shape = new AttentionShape(2, 1, 300);
+        int[] table = TileTable(shape);
+        Assert.True(table[1] == 1 && table[table[3] + 3] > 1, "the global rows are split into several parts");
+        ILGPU.Runtime.Accelerator accelerator = fixture.Device.Accelerator!;
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(45), shape, WindowWithGlobalsAndSinks.HeadDim);
+        foreach (bool poisoned in new[] { false, true })
+        {
+            if (poisoned)
+            {
+                // Key 250 is seen by rows 246-254 and the global rows: a NaN there must poison exactly those, through the merge.
+                inputs.Value[250 * WindowWithGlobalsAndSinks.HeadDim + 3] = float.NaN;
+            }
+
+            foreach (float[] sinks in new[] { new[] { 0.5f, 60f }, new[] { float.NegativeInfinity, -2f } })
+            {
+                var expected = new float[inputs.Query.Length];
+                var expectedLse = new float[shape.Heads * shape.SeqLen];
+                ReferenceAttention.Forward(WindowWithGlobalsAndSinks.Pattern, WindowWithGlobalsAndSinks.Scores, inputs.Query, inputs.Key, inputs.Value, sinks, expected, expectedLse, shape);
+                using var query = accelerator.Allocate1D(inputs.Query);
+                using var key = accelerator.Allocate1D(inputs.Key);
+                using var value = accelerator.Allocate1D(inputs.Value);
+                using var output = accelerator.Allocate1D<float>(expected.Length);
+                using var lse = accelerator.Allocate1D<float>(expectedLse.Length);
+                WindowWithGlobalsAndSinks.Forward(accelerator, query.View, key.View, value.View, sinks, output.View, lse.View, shape, AttentionOptions.Default);
+                accelerator.Synchronize();
+                string context = $"split global rows, sinks {sinks[0]}/{sinks[1]}{(poisoned ? ", NaN value at key 250" : "")}";
+                int nanRows = AttentionCheck.AssertSameRowsOrNaN(expected, output.GetAsArray1D(), shape, WindowWithGlobalsAndSinks.HeadDim, context);
+                Assert.Equal(poisoned ? 2 * (9 + 2) : 0, nanRows);
+                AssertLogSumExpClose(expectedLse, lse.GetAsArray1D(), context);
+            }
+        }
+
+        static int[] TileTable(AttentionShape shape) => SparseAttention.Gpu.GpuTileTable.Build(WindowWithGlobalsAndSinks.Pattern, shape.SeqLen, shape.Heads, 64, 32);
+    }
+
     private delegate void LogSumExpForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions options);
 
     [Fact]

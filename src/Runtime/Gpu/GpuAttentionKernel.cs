@@ -5,10 +5,10 @@ using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
 
-// The generated kernel's signature (query, key, value, output, tile table, per-head values, log-sum-exps, arguments),
-// and what ILGPU loads it as: a launcher that takes the launch shape first.
-using KernelMethod = System.Action<ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SparseAttention.Gpu.GpuAttentionArguments>;
-using KernelLauncher = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SparseAttention.Gpu.GpuAttentionArguments>;
+// The generated kernel's signature (query, key, value, output, tile table, per-head values, log-sum-exps, partial slots,
+// arguments), and what ILGPU loads it as: a launcher that takes the launch shape first.
+using KernelMethod = System.Action<ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SparseAttention.Gpu.GpuAttentionArguments>;
+using KernelLauncher = System.Action<ILGPU.KernelConfig, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<int>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, ILGPU.ArrayView<float>, SparseAttention.Gpu.GpuAttentionArguments>;
 
 namespace SparseAttention.Gpu;
 
@@ -37,29 +37,35 @@ public sealed class GpuAttentionKernel
     private readonly object _loadLock = new();
 
     /// <summary>
-    /// Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) that takes
-    /// <paramref name="keyTile"/> keys per shared-memory tile and <paramref name="queryRowsPerGroup"/> query rows per group
+    /// Wraps a generated kernel method (explicitly grouped: it reads <c>Grid</c> and <c>Group</c> itself) for rows of
+    /// <paramref name="headDim"/> floats that takes <paramref name="keyTile"/> keys per shared-memory tile and <paramref name="queryRowsPerGroup"/> query rows per group
     /// of <paramref name="threadsPerGroup"/> threads; <paramref name="runsUserCode"/> says it is one declaration's own copy
     /// with its mask and score mod compiled in, so it may be launched for a pattern with a mask or modifiers with a score mod.
     /// </summary>
     /// <param name="kernel">The kernel with <see cref="ShuffleRowSets"/>: CUDA and ILGPU's CPU accelerator.</param>
     /// <param name="openClKernel">The same kernel with <see cref="SharedMemoryRowSets"/>, for OpenCL (see <see cref="IGpuRowSets"/>).</param>
+    /// <param name="headDim">Floats per query, key, value and output row.</param>
     /// <param name="keyTile">Keys per shared-memory K/V tile.</param>
     /// <param name="queryRowsPerGroup">Query rows per group.</param>
     /// <param name="threadsPerGroup">Threads per group.</param>
     /// <param name="runsUserCode">Whether the kernel is a declaration's own copy with its mask and score mod.</param>
-    public GpuAttentionKernel(KernelMethod kernel, KernelMethod openClKernel, int keyTile, int queryRowsPerGroup, int threadsPerGroup, bool runsUserCode = false)
+    public GpuAttentionKernel(KernelMethod kernel, KernelMethod openClKernel, int headDim, int keyTile, int queryRowsPerGroup, int threadsPerGroup, bool runsUserCode = false)
     {
         _kernel = kernel ?? throw new ArgumentNullException(nameof(kernel));
         _openClKernel = openClKernel ?? throw new ArgumentNullException(nameof(openClKernel));
+        ArgumentOutOfRangeException.ThrowIfLessThan(headDim, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(keyTile, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(queryRowsPerGroup, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(threadsPerGroup, 1);
+        HeadDim = headDim;
         KeyTile = keyTile;
         QueryRowsPerGroup = queryRowsPerGroup;
         ThreadsPerGroup = threadsPerGroup;
         RunsUserCode = runsUserCode;
     }
+
+    /// <summary>Floats per query, key, value and output row.</summary>
+    public int HeadDim { get; }
 
     /// <summary>Query rows per group (a block of the sequence).</summary>
     public int QueryRowsPerGroup { get; }
@@ -151,8 +157,8 @@ public sealed class GpuAttentionKernel
 
         CheckCanRunOn(accelerator);
         // The table says how many blocks of rows a head has (residue streams can make more than consecutive rows would).
-        (ArrayView<int> tiles, int blocksPerHead) = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, QueryRowsPerGroup, KeyTile);
-        var config = new KernelConfig(new Index2D(blocksPerHead, slice.Heads), new Index2D(ThreadsPerGroup, 1));
+        TableCache.Table table = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, QueryRowsPerGroup, KeyTile, HeadDim);
+        var config = new KernelConfig(new Index2D(table.BlocksPerHead, slice.Heads), new Index2D(ThreadsPerGroup, 1));
 
         // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
         // copy on the default stream, which runs after every launch queued before it.
@@ -163,7 +169,15 @@ public sealed class GpuAttentionKernel
             : perHead.Unfilled(accelerator);
         bool writeLogSumExp = logSumExp.IsValid && logSumExp.Length > 0;
         var arguments = new GpuAttentionArguments(slice, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty, writeLogSumExp);
-        Load(accelerator)(config, query, key, value, output, tiles, perHeadView, writeLogSumExp ? logSumExp : perHeadView, arguments);
+        ArrayView<float> logSumExpView = writeLogSumExp ? logSumExp : perHeadView;
+        // A table without long rows writes no partial slot; the kernel still needs a valid view.
+        ArrayView<float> partials = table.Partials?.View ?? perHeadView;
+        Load(accelerator)(config, query, key, value, output, table.Tiles, perHeadView, logSumExpView, partials, arguments);
+        if (table.MergeGroupsPerHead > 0)
+        {
+            // Queued behind the attention launch on the same stream: the long rows' parts are written before they merge.
+            GpuPartialMerge.Launch(accelerator, table.MergeGroupsPerHead, QueryRowsPerGroup, table.Tiles, partials, output, perHeadView, logSumExpView, arguments, HeadDim);
+        }
     }
 
     private readonly ConditionalWeakTable<Accelerator, PerHeadBuffer> _perHead = new();
@@ -248,12 +262,24 @@ public sealed class GpuAttentionKernel
         }
     }
 
-    /// <summary>One accelerator's uploaded tile tables, most recent last.</summary>
+    /// <summary>One accelerator's uploaded tile tables (and the partial slots of those that split long rows), most recent last.</summary>
     private sealed class TableCache
     {
-        private readonly List<(AttentionPattern Pattern, AttentionSlice Slice, int GroupSize, MemoryBuffer1D<int, Stride1D.Dense> Buffer, int BlocksPerHead)> _tables = new();
+        private readonly List<(AttentionPattern Pattern, AttentionSlice Slice, int GroupSize, Table Table)> _tables = new();
 
-        public (ArrayView<int> Table, int BlocksPerHead) Get(Accelerator accelerator, AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile)
+        /// <summary>An uploaded table, the grid's width, and its merge groups per head and partial-slot buffer (null when none).</summary>
+        public sealed record Table(MemoryBuffer1D<int, Stride1D.Dense> Buffer, int BlocksPerHead, int MergeGroupsPerHead, MemoryBuffer1D<float, Stride1D.Dense>? Partials)
+        {
+            public ArrayView<int> Tiles => Buffer.View;
+
+            public void Dispose()
+            {
+                Buffer.Dispose();
+                Partials?.Dispose();
+            }
+        }
+
+        public Table Get(Accelerator accelerator, AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile, int headDim)
         {
             // KvHeads does not change the table; the rest of the slice (heads, positions, ranges) does.
             slice = slice with { KvHeads = 0 };
@@ -264,22 +290,26 @@ public sealed class GpuAttentionKernel
                     var entry = _tables[i];
                     if (ReferenceEquals(entry.Pattern, pattern) && entry.Slice == slice && entry.GroupSize == groupSize)
                     {
-                        return (entry.Buffer.View, entry.BlocksPerHead);
+                        return entry.Table;
                     }
                 }
 
-                int[] table = GpuTileTable.Build(pattern, slice, groupSize, keyTile);
-                MemoryBuffer1D<int, Stride1D.Dense> buffer = accelerator.Allocate1D(table);
+                int[] tiles = GpuTileTable.Build(pattern, slice, groupSize, keyTile);
+                MemoryBuffer1D<int, Stride1D.Dense> buffer = accelerator.Allocate1D(tiles);
+                // Launches on the default stream run one after another, so one call's parts are merged before the next
+                // call with this table overwrites them.
+                var partials = tiles[1] > 0 ? accelerator.Allocate1D<float>(GpuPartialMerge.PartialFloats(slice.Heads, tiles[2], headDim)) : null;
                 if (_tables.Count == TablesPerAccelerator)
                 {
                     // Launches already queued finish before the next one on the default stream, which frees nothing early.
                     accelerator.Synchronize();
-                    _tables[0].Buffer.Dispose();
+                    _tables[0].Table.Dispose();
                     _tables.RemoveAt(0);
                 }
 
-                _tables.Add((pattern, slice, groupSize, buffer, table[0]));
-                return (buffer.View, table[0]);
+                var table = new Table(buffer, tiles[0], tiles[1], partials);
+                _tables.Add((pattern, slice, groupSize, table));
+                return table;
             }
         }
     }

@@ -23,10 +23,23 @@ namespace SparseAttention.Gpu;
 /// with fewer tiles (a strided pattern's local runs can make consecutive rows the cheaper one).
 /// </para>
 /// <para>
-/// Layout, all ints: [0] blocks per head (the grid's width; a head with fewer has empty blocks); then per (head, block)
-/// a header of <see cref="HeaderInts"/>: first entry, entry count, row start, row step, row count; then the entries,
-/// <see cref="EntryInts"/> each: key start, key step, <see cref="TileClass"/>, mask offset (-1 when full); then the
-/// masks, <see cref="MaskWordsPerRow"/> words per row of the block.
+/// **Long rows** (a global token's row, which sees the whole sequence where the others see a window) would make their
+/// block walk every tile while the others walk a few, and the launch would last as long as that one block. So the
+/// builder takes them out: the ordinary blocks compute them with no visible key (their masks are empty there and the
+/// tiles only they needed are dropped), and separate blocks of long rows, listed by row, walk the long rows' tiles cut
+/// into parts about as long as an ordinary block. Each part writes its rows' normalised outputs and log-sum-exps to
+/// partial slots, and a merge launch (<see cref="GpuPartialMerge"/>) combines each row's parts, adds a learned sink once
+/// and writes the row over what the ordinary block wrote (FlashDecoding's split-KV, for the rows that need it).
+/// </para>
+/// <para>
+/// Layout, all ints: <see cref="TableHeaderInts"/> values (blocks per head: the grid's width, a head with fewer has empty
+/// blocks; merge groups per head; partial slots per head; where the merge headers start); then per (head, block) a
+/// header of <see cref="HeaderInts"/>: first entry, entry count, row start, row step, row count, partial slot (-1: the
+/// block writes its rows; else its row i goes to slot partial slot + i); then per (head, merge group) a merge header of
+/// <see cref="MergeInts"/>: row list, row count, first slot, parts (row i's part p is in slot first slot + p · row count
+/// + i); then the entries, <see cref="EntryInts"/> each: key start, key step, <see cref="TileClass"/>, mask offset (-1
+/// when full); then the masks, <see cref="MaskWordsPerRow"/> words per row of the block; then the row lists. A block's
+/// rows are rowStart + rowStep · i, or, when rowStep is 0, the list of rows at rowStart (<see cref="RowOf(ILGPU.ArrayView{int}, int, int, int)"/>).
 /// </para>
 /// </remarks>
 public static class GpuTileTable
@@ -34,11 +47,35 @@ public static class GpuTileTable
     /// <summary>Ints per entry.</summary>
     public const int EntryInts = 4;
 
+    /// <summary>Ints before the block headers: blocks per head, merge groups per head, partial slots per head, where the merge headers start.</summary>
+    public const int TableHeaderInts = 4;
+
     /// <summary>Ints per block header.</summary>
-    public const int HeaderInts = 5;
+    public const int HeaderInts = 6;
+
+    /// <summary>Ints per merge header.</summary>
+    public const int MergeInts = 4;
+
+    /// <summary>A long row is one that sees more than this many times the mean row's keys (and at least <see cref="LongRowMinTiles"/> tiles).</summary>
+    internal const int LongRowFactor = 4;
+
+    /// <summary>A row seeing fewer than this many tiles' worth of keys is never split off, however short the others are.</summary>
+    internal const int LongRowMinTiles = 4;
+
+    /// <summary>The fewest tiles in a long rows' part (parts are otherwise as long as the mean ordinary block).</summary>
+    internal const int MinPartTiles = 4;
 
     /// <summary>Where (head, block)'s header sits.</summary>
-    public static int HeaderOf(int head, int block, int blocksPerHead) => 1 + HeaderInts * (head * blocksPerHead + block);
+    public static int HeaderOf(int head, int block, int blocksPerHead) => TableHeaderInts + HeaderInts * (head * blocksPerHead + block);
+
+    /// <summary>Where (head, merge group)'s merge header sits, given the table's merge-header start and groups per head.</summary>
+    public static int MergeHeaderOf(int head, int group, int mergeStart, int groupsPerHead) => mergeStart + MergeInts * (head * groupsPerHead + group);
+
+    /// <summary>Row <paramref name="index"/> of a block: a progression, or (step 0) the list at <paramref name="rowStart"/>.</summary>
+    public static int RowOf(ILGPU.ArrayView<int> tiles, int rowStart, int rowStep, int index) => rowStep != 0 ? rowStart + rowStep * index : tiles[rowStart + index];
+
+    /// <summary>As <see cref="RowOf(ILGPU.ArrayView{int}, int, int, int)"/>, over the table on the host.</summary>
+    public static int RowOf(int[] tiles, int rowStart, int rowStep, int index) => rowStep != 0 ? rowStart + rowStep * index : tiles[rowStart + index];
 
     /// <summary>Mask words per query row of a key tile of <paramref name="keyTile"/> keys.</summary>
     public static int MaskWordsPerRow(int keyTile) => (keyTile + 31) / 32;
@@ -60,16 +97,33 @@ public static class GpuTileTable
         int period = Math.Min(pattern.HeadPeriod, heads);
         var builder = new TableBuilder(pattern, slice, groupSize, keyTile);
         var blocksOfHead = new List<Block>[period];
+        var mergesOfHead = new List<Merge>[period];
+        var slotsOfHead = new int[period];
         for (int head = 0; head < period; head++)
         {
-            List<Block> consecutive = builder.Consecutive(head);
+            bool[]? longRows = builder.LongRows(head);
+            List<Block> consecutive = builder.Consecutive(head, longRows);
             int step = ResidueStep(pattern, head);
-            List<Block>? residues = step > 1 && step < slice.QueryCount ? builder.ResidueStreams(head, step) : null;
-            blocksOfHead[head] = residues is not null && TileCount(residues) < TileCount(consecutive) ? residues : consecutive;
+            List<Block>? residues = step > 1 && step < slice.QueryCount ? builder.ResidueStreams(head, step, longRows) : null;
+            List<Block> blocks = residues is not null && TileCount(residues) < TileCount(consecutive) ? residues : consecutive;
+            mergesOfHead[head] = new List<Merge>();
+            if (longRows is not null)
+            {
+                // Parts about as long as the head's mean ordinary block, so no part outlasts the rest of the launch.
+                int partTiles = Math.Max(MinPartTiles, (int)Math.Ceiling(TileCount(blocks) / (double)Math.Max(1, blocks.Count)));
+                slotsOfHead[head] = builder.LongRowParts(head, longRows, partTiles, blocks, mergesOfHead[head]);
+            }
+
+            blocksOfHead[head] = blocks;
         }
 
         int blocksPerHead = blocksOfHead.Max(blocks => blocks.Count);
-        long total = 1L + (long)heads * blocksPerHead * HeaderInts + builder.Entries.Count + builder.Masks.Count;
+        int mergesPerHead = mergesOfHead.Max(merges => merges.Count);
+        int slotsPerHead = slotsOfHead.Max();
+        long mergeStart = TableHeaderInts + (long)heads * blocksPerHead * HeaderInts;
+        long entryBase = mergeStart + (long)heads * mergesPerHead * MergeInts;
+        long maskBase = entryBase + builder.Entries.Count, rowListBase = maskBase + builder.Masks.Count;
+        long total = rowListBase + builder.RowLists.Count;
         if (total > Array.MaxLength)
         {
             throw new ArgumentException($"This call's GPU tile table would hold {total} ints, more than one array; split it over fewer heads or a shorter sequence.", "shape");
@@ -77,26 +131,42 @@ public static class GpuTileTable
 
         var table = new int[total];
         table[0] = blocksPerHead;
-        int entryBase = 1 + heads * blocksPerHead * HeaderInts, maskBase = entryBase + builder.Entries.Count;
+        table[1] = mergesPerHead;
+        table[2] = slotsPerHead;
+        table[3] = (int)mergeStart;
         for (int head = 0; head < heads; head++)
         {
             List<Block> blocks = blocksOfHead[head % period];
             for (int b = 0; b < blocks.Count; b++)
             {
                 int at = HeaderOf(head, b, blocksPerHead);
-                table[at] = entryBase + blocks[b].FirstEntry;
+                table[at] = (int)entryBase + blocks[b].FirstEntry;
                 table[at + 1] = blocks[b].EntryCount;
-                table[at + 2] = blocks[b].RowStart;
+                table[at + 2] = blocks[b].RowStep == 0 ? (int)rowListBase + blocks[b].RowStart : blocks[b].RowStart;
                 table[at + 3] = blocks[b].RowStep;
                 table[at + 4] = blocks[b].RowCount;
+                table[at + 5] = blocks[b].PartialSlot;
             }
 
             // Past the head's own blocks: no entries and no rows (the kernel's group only returns).
             for (int b = blocks.Count; b < blocksPerHead; b++)
             {
                 int at = HeaderOf(head, b, blocksPerHead);
-                table[at] = entryBase;
+                table[at] = (int)entryBase;
                 table[at + 3] = 1;
+                table[at + 5] = -1;
+            }
+
+            List<Merge> merges = mergesOfHead[head % period];
+            for (int g = 0; g < mergesPerHead; g++)
+            {
+                // Past the head's own merge groups: no rows.
+                int at = MergeHeaderOf(head, g, (int)mergeStart, mergesPerHead);
+                Merge merge = g < merges.Count ? merges[g] : default;
+                table[at] = (int)rowListBase + merge.RowList;
+                table[at + 1] = merge.RowCount;
+                table[at + 2] = merge.FirstSlot;
+                table[at + 3] = merge.Parts;
             }
         }
 
@@ -106,10 +176,11 @@ public static class GpuTileTable
             table[entryBase + e] = entries[e];
             table[entryBase + e + 1] = entries[e + 1];
             table[entryBase + e + 2] = entries[e + 2];
-            table[entryBase + e + 3] = entries[e + 3] < 0 ? -1 : maskBase + entries[e + 3];
+            table[entryBase + e + 3] = entries[e + 3] < 0 ? -1 : (int)maskBase + entries[e + 3];
         }
 
-        builder.Masks.CopyTo(table, maskBase);
+        builder.Masks.CopyTo(table, (int)maskBase);
+        builder.RowLists.CopyTo(table, (int)rowListBase);
         return table;
     }
 
@@ -133,8 +204,14 @@ public static class GpuTileTable
 
     private static long TileCount(List<Block> blocks) => blocks.Sum(block => (long)block.EntryCount);
 
-    /// <summary>A block of rows and where its entries sit in <see cref="TableBuilder.Entries"/>.</summary>
-    private readonly record struct Block(int RowStart, int RowStep, int RowCount, int FirstEntry, int EntryCount);
+    /// <summary>
+    /// A block of rows and where its entries sit in <see cref="TableBuilder.Entries"/>; a long rows' part has row step 0
+    /// (its rows are the list at <see cref="RowStart"/> in <see cref="TableBuilder.RowLists"/>) and a partial slot.
+    /// </summary>
+    private readonly record struct Block(int RowStart, int RowStep, int RowCount, int FirstEntry, int EntryCount, int PartialSlot = -1);
+
+    /// <summary>A group of long rows (the list at <see cref="RowList"/>) merged from <see cref="Parts"/> parts' slots.</summary>
+    private readonly record struct Merge(int RowList, int RowCount, int FirstSlot, int Parts);
 
     /// <summary>Builds blocks, entries and masks into shared lists, one head at a time.</summary>
     private sealed class TableBuilder(AttentionPattern pattern, AttentionSlice slice, int groupSize, int keyTile)
@@ -146,11 +223,133 @@ public static class GpuTileTable
 
         public List<int> Masks { get; } = new();
 
+        /// <summary>The long rows' parts' row lists.</summary>
+        public List<int> RowLists { get; } = new();
+
+        /// <summary>
+        /// The rows (relative to the slice's first query) that see more than <see cref="LongRowFactor"/> times the mean row's
+        /// keys and at least <see cref="LongRowMinTiles"/> tiles' worth; null when there is none. A dense or causal pattern
+        /// has none (no row sees four times the mean); a window with global tokens has the global rows.
+        /// </summary>
+        public bool[]? LongRows(int head)
+        {
+            int rows = slice.QueryCount, keyEnd = slice.KeyStart + slice.KeyCount;
+            if (rows == 0)
+            {
+                return null;
+            }
+
+            var keys = new long[rows];
+            long total = 0;
+            for (int i = 0; i < rows; i++)
+            {
+                int count = pattern.GetKeySegments(slice.QueryStart + i, head, slice.SeqLen, _segments);
+                for (int s = 0; s < count; s++)
+                {
+                    keys[i] += KeySegmentMath.Clip(_segments[s], slice.KeyStart, keyEnd - 1L).Count;
+                }
+
+                total += keys[i];
+            }
+
+            double threshold = Math.Max(LongRowFactor * (total / (double)rows), LongRowMinTiles * keyTile);
+            bool[]? result = null;
+            for (int i = 0; i < rows; i++)
+            {
+                if (keys[i] > threshold)
+                {
+                    (result ??= new bool[rows])[i] = true;
+                }
+            }
+
+            return result;
+        }
+
+        /// <summary>
+        /// The long rows' blocks, a group's rows to a list, each list's tiles cut into parts of about
+        /// <paramref name="partTiles"/> tiles; each part is a block with partial slots and each list a merge group. Returns
+        /// the slots used.
+        /// </summary>
+        public int LongRowParts(int head, bool[] longRows, int partTiles, List<Block> blocks, List<Merge> merges)
+        {
+            int keyEnd = slice.KeyStart + slice.KeyCount, keyTiles = (slice.KeyCount + keyTile - 1) / keyTile;
+            var rows = new List<int>();
+            for (int i = 0; i < longRows.Length; i++)
+            {
+                if (longRows[i])
+                {
+                    rows.Add(i);
+                }
+            }
+
+            int slots = 0;
+            var tileMasks = new int[keyTiles][];
+            for (int listStart = 0; listStart < rows.Count; listStart += groupSize)
+            {
+                int rowCount = Math.Min(groupSize, rows.Count - listStart);
+                int rowList = RowLists.Count;
+                RowLists.AddRange(rows.GetRange(listStart, rowCount));
+                Array.Clear(tileMasks);
+                for (int i = 0; i < rowCount; i++)
+                {
+                    int count = pattern.GetKeySegments(slice.QueryStart + rows[listStart + i], head, slice.SeqLen, _segments);
+                    for (int s = 0; s < count; s++)
+                    {
+                        KeySegment clipped = KeySegmentMath.Clip(_segments[s], slice.KeyStart, keyEnd - 1L);
+                        for (int k = 0, position = clipped.Start; k < clipped.Count; k++, position += clipped.Step)
+                        {
+                            int key = position - slice.KeyStart, bit = key % keyTile;
+                            int[] mask = tileMasks[key / keyTile] ??= new int[groupSize * _words];
+                            mask[i * _words + (bit >> 5)] |= 1 << (bit & 31);
+                        }
+                    }
+                }
+
+                int first = Entries.Count, tiles = 0;
+                for (int tile = 0; tile < keyTiles; tile++)
+                {
+                    if (tileMasks[tile] is not { } mask)
+                    {
+                        continue;
+                    }
+
+                    bool full = IsFull(mask, rowCount, Math.Min(keyTile, slice.KeyCount - tile * keyTile));
+                    Entries.Add(tile * keyTile);
+                    Entries.Add(1);
+                    Entries.Add((int)(full ? TileClass.Full : TileClass.Partial));
+                    Entries.Add(full ? -1 : Masks.Count);
+                    if (!full)
+                    {
+                        Masks.AddRange(mask);
+                    }
+
+                    tiles++;
+                }
+
+                // Parts of (nearly) equal length: part p takes tiles [p·tiles/parts, (p+1)·tiles/parts).
+                int parts = Math.Max(1, (tiles + partTiles - 1) / partTiles);
+                for (int p = 0; p < parts; p++)
+                {
+                    int from = (int)((long)p * tiles / parts), to = (int)((long)(p + 1) * tiles / parts);
+                    blocks.Add(new Block(rowList, 0, rowCount, first + from * EntryInts, to - from, slots + p * rowCount));
+                }
+
+                merges.Add(new Merge(rowList, rowCount, slots, parts));
+                slots += parts * rowCount;
+            }
+
+            return slots;
+        }
+
         /// <summary>
         /// Blocks of consecutive rows against tiles of consecutive keys, classified by <see cref="AttentionPattern.ClassifyTile"/>
         /// (a full tile needs no enumeration), the partial tiles' masks from the rows' segments.
         /// </summary>
-        public List<Block> Consecutive(int head)
+        /// <remarks>
+        /// A block holding a long row (<paramref name="longRows"/>) shows it no key: its tiles are all partial, the long row's
+        /// mask bits empty, and a tile only the long rows see is dropped (the long rows' own blocks cover it).
+        /// </remarks>
+        public List<Block> Consecutive(int head, bool[]? longRows)
         {
             int seqLen = slice.SeqLen;
             int blocks = (slice.QueryCount + groupSize - 1) / groupSize, keyTiles = (slice.KeyCount + keyTile - 1) / keyTile;
@@ -163,7 +362,8 @@ public static class GpuTileTable
                 // Absolute positions here; the entries keep key starts relative to the slice's first key.
                 int queryFirst = slice.QueryStart + block * groupSize;
                 int queryLast = Math.Min(slice.QueryStart + slice.QueryCount, queryFirst + groupSize) - 1;
-                int first = Entries.Count;
+                int first = Entries.Count, firstMask = Masks.Count;
+                bool holdsLongRows = longRows is not null && Array.IndexOf(longRows, true, queryFirst - slice.QueryStart, queryLast - queryFirst + 1) >= 0;
                 partialStarts.Clear();
                 partialMasks.Clear();
                 int lastTile = pattern.Causal ? (queryLast < slice.KeyStart ? -1 : Math.Min(keyTiles - 1, (queryLast - slice.KeyStart) / keyTile)) : keyTiles - 1;
@@ -175,6 +375,9 @@ public static class GpuTileTable
                     {
                         continue;
                     }
+
+                    // A full tile would show the long rows their keys here too.
+                    tileClass = holdsLongRows ? TileClass.Partial : tileClass;
 
                     Entries.Add(tile * keyTile);
                     Entries.Add(1);
@@ -193,6 +396,11 @@ public static class GpuTileTable
 
                 for (int query = queryFirst; query <= queryLast && partialStarts.Count > 0; query++)
                 {
+                    if (holdsLongRows && longRows![query - slice.QueryStart])
+                    {
+                        continue;
+                    }
+
                     int count = pattern.GetKeySegments(query, head, seqLen, _segments);
                     for (int p = 0; p < partialStarts.Count; p++)
                     {
@@ -208,6 +416,11 @@ public static class GpuTileTable
                     }
                 }
 
+                if (holdsLongRows)
+                {
+                    DropEmptyTiles(first, firstMask, queryLast - queryFirst + 1);
+                }
+
                 result.Add(new Block(block * groupSize, 1, queryLast - queryFirst + 1, first, (Entries.Count - first) / EntryInts));
             }
 
@@ -215,11 +428,43 @@ public static class GpuTileTable
         }
 
         /// <summary>
+        /// Removes the partial tiles from <paramref name="firstEntry"/> on whose masks are empty for all <paramref name="rows"/>
+        /// rows, with their masks (the block's entries and masks are the last in their lists).
+        /// </summary>
+        private void DropEmptyTiles(int firstEntry, int firstMask, int rows)
+        {
+            var keptEntries = new List<int>();
+            var keptMasks = new List<int>();
+            int maskInts = groupSize * _words;
+            for (int e = firstEntry; e < Entries.Count; e += EntryInts)
+            {
+                int mask = Entries[e + 3];
+                bool empty = true;
+                for (int w = 0; w < rows * _words && empty; w++)
+                {
+                    empty = Masks[mask + w] == 0;
+                }
+
+                if (!empty)
+                {
+                    keptEntries.AddRange(new[] { Entries[e], Entries[e + 1], Entries[e + 2], firstMask + keptMasks.Count });
+                    keptMasks.AddRange(Masks.GetRange(mask, maskInts));
+                }
+            }
+
+            Entries.RemoveRange(firstEntry, Entries.Count - firstEntry);
+            Masks.RemoveRange(firstMask, Masks.Count - firstMask);
+            Entries.AddRange(keptEntries);
+            Masks.AddRange(keptMasks);
+        }
+
+        /// <summary>
         /// Blocks of the rows of one residue class mod <paramref name="step"/>; the keys each sees go to tiles of step
         /// <paramref name="step"/> when they are in the rows' class, else to tiles of step 1. Built by walking every
         /// visible pair, since the pattern classifies only runs of consecutive rows and keys.
         /// </summary>
-        public List<Block> ResidueStreams(int head, int step)
+        /// <remarks>A long row (<paramref name="longRows"/>) is given no pair here: its own blocks cover it.</remarks>
+        public List<Block> ResidueStreams(int head, int step, bool[]? longRows)
         {
             int seqLen = slice.SeqLen, keyEnd = slice.KeyStart + slice.KeyCount;
             var result = new List<Block>();
@@ -250,6 +495,11 @@ public static class GpuTileTable
                     rowMasks.Clear();
                     for (int i = 0; i < rowCount; i++)
                     {
+                        if (longRows is not null && longRows[rowStart + i * step])
+                        {
+                            continue;
+                        }
+
                         int query = slice.QueryStart + rowStart + i * step;
                         int count = pattern.GetKeySegments(query, head, seqLen, _segments);
                         for (int s = 0; s < count; s++)

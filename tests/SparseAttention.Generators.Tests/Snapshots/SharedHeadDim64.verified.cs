@@ -4282,7 +4282,7 @@ namespace SparseAttention.Generated
         private const int GpuKeyTile = 32;
 
         /// <summary>The kernel, compiled once per accelerator on first use.</summary>
-        internal static readonly global::SparseAttention.Gpu.GpuAttentionKernel GpuKernel = new(AttendQueryBlock<global::SparseAttention.Gpu.ShuffleRowSets>, AttendQueryBlock<global::SparseAttention.Gpu.SharedMemoryRowSets>, GpuKeyTile, queryRowsPerGroup: 64, threadsPerGroup: 128);
+        internal static readonly global::SparseAttention.Gpu.GpuAttentionKernel GpuKernel = new(AttendQueryBlock<global::SparseAttention.Gpu.ShuffleRowSets>, AttendQueryBlock<global::SparseAttention.Gpu.SharedMemoryRowSets>, headDim: 64, GpuKeyTile, queryRowsPerGroup: 64, threadsPerGroup: 128);
 
         /// <summary>One pair's base-2 score for the softmax: -inf hidden, NaN poisons the row (see the kernel).</summary>
         private static float GpuPairScore(float raw, bool visible, int position, int keyPosition, int head, global::SparseAttention.Gpu.GpuAttentionArguments arguments, global::ILGPU.ArrayView<float> perHead)
@@ -4318,9 +4318,10 @@ namespace SparseAttention.Generated
         /// Shared memory: 43648 bytes per group, the block's query rows included.
         /// </summary>
         /// <remarks>perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;
-        /// logSumExp ([Heads, SeqLen]) is written when they ask for it.</remarks>
+        /// logSumExp ([Heads, SeqLen]) is written when they ask for it. A block of long rows (a part, see GpuTileTable) writes its
+        /// rows to partial slots instead: outputs [Heads, SlotsPerHead, HeadDim] then base-2 log-sum-exps [Heads, SlotsPerHead].</remarks>
         /// <typeparam name="TRowSets">How the eight lanes that share rows reduce across them: shuffles, or shared memory on OpenCL.</typeparam>
-        private static void AttendQueryBlock<TRowSets>(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets
+        private static void AttendQueryBlock<TRowSets>(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::ILGPU.ArrayView<float> partials, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets
         {
             const int HeadDim = 64, Chunks = 16, KeyStride = 17, BlockRows = 64;
             // The views hold QueryRows query rows and KeyRows key rows per head: the whole sequence, or a slice of it whose
@@ -4333,18 +4334,23 @@ namespace SparseAttention.Generated
             int firstRow = (thread >> 5) * 16 + (lane >> 3) * 4; // the first of this lane's four rows, within the block
 
             // This block in the tile table: its entries (key start, key step, class, mask offset) for every tile with a visible
-            // pair, and its rows rowStart + rowStep * i, i < rowCount, in the views (a residue stream has rowStep > 1).
+            // pair, and its rows rowStart + rowStep * i, i < rowCount, in the views (a residue stream has rowStep > 1; a part of
+            // long rows has rowStep 0, its rows listed in the table, and writes them to partial slots from partialSlot on).
             int header = global::SparseAttention.Gpu.GpuTileTable.HeaderOf(head, global::ILGPU.Grid.IdxX, tiles[0]);
             int firstEntry = tiles[header], entryCount = tiles[header + 1];
-            int rowStart = tiles[header + 2], rowStep = tiles[header + 3], rowCount = tiles[header + 4];
+            int rowStart = tiles[header + 2], rowStep = tiles[header + 3], rowCount = tiles[header + 4], partialSlot = tiles[header + 5];
             int lastRow = global::System.Math.Max(rowCount - 1, 0);
             int maskWords = global::SparseAttention.Gpu.GpuTileTable.MaskWordsPerRow(GpuKeyTile);
             long kvOffset = (long)(head / arguments.QueryHeadsPerKvHead) * keyRows * HeadDim;
             // Rows past the end are computed on the last row's query (valid memory), like the others, and never written.
-            long queryOffset0 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 0, lastRow)) * HeadDim;
-            long queryOffset1 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 1, lastRow)) * HeadDim;
-            long queryOffset2 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 2, lastRow)) * HeadDim;
-            long queryOffset3 = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(firstRow + 3, lastRow)) * HeadDim;
+            int row0 = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, global::System.Math.Min(firstRow + 0, lastRow));
+            long queryOffset0 = ((long)head * queryRows + row0) * HeadDim;
+            int row1 = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, global::System.Math.Min(firstRow + 1, lastRow));
+            long queryOffset1 = ((long)head * queryRows + row1) * HeadDim;
+            int row2 = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, global::System.Math.Min(firstRow + 2, lastRow));
+            long queryOffset2 = ((long)head * queryRows + row2) * HeadDim;
+            int row3 = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, global::System.Math.Min(firstRow + 3, lastRow));
+            long queryOffset3 = ((long)head * queryRows + row3) * HeadDim;
 
             var keyTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * KeyStride);
             var valueTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * Chunks);
@@ -4359,7 +4365,7 @@ namespace SparseAttention.Generated
             var queryTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(BlockRows * Chunks);
             for (int index = thread; index < BlockRows * Chunks; index += global::ILGPU.Group.DimX)
             {
-                long source = ((long)head * queryRows + rowStart + rowStep * global::System.Math.Min(index / Chunks, lastRow)) * HeadDim + index % Chunks * 4;
+                long source = ((long)head * queryRows + global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, global::System.Math.Min(index / Chunks, lastRow))) * HeadDim + index % Chunks * 4;
                 float scale = arguments.ScoreScale;
                 queryTile[index] = new global::ILGPU.Util.Float4(query[source] * scale, query[source + 1] * scale, query[source + 2] * scale, query[source + 3] * scale);
             }
@@ -4452,7 +4458,7 @@ namespace SparseAttention.Generated
                 int key3 = part + 24;
                 bool valueNonFinite3 = nonFiniteValues[key3] == entryIndex + 1;
                 int maskRow0 = maskBase + (firstRow + 0) * maskWords;
-                int position0 = arguments.QueryStart + rowStart + rowStep * (firstRow + 0);
+                int position0 = arguments.QueryStart + row0;
                 bool visible00 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow0 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
                 s00 = GpuPairScore(s00, visible00, position0, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned0 |= float.IsNaN(s00) || (visible00 && valueNonFinite0);
@@ -4470,7 +4476,7 @@ namespace SparseAttention.Generated
                 poisoned0 |= float.IsNaN(s03) || (visible03 && valueNonFinite3);
                 s03 = float.IsNaN(s03) ? float.NegativeInfinity : s03;
                 int maskRow1 = maskBase + (firstRow + 1) * maskWords;
-                int position1 = arguments.QueryStart + rowStart + rowStep * (firstRow + 1);
+                int position1 = arguments.QueryStart + row1;
                 bool visible10 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow1 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
                 s10 = GpuPairScore(s10, visible10, position1, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned1 |= float.IsNaN(s10) || (visible10 && valueNonFinite0);
@@ -4488,7 +4494,7 @@ namespace SparseAttention.Generated
                 poisoned1 |= float.IsNaN(s13) || (visible13 && valueNonFinite3);
                 s13 = float.IsNaN(s13) ? float.NegativeInfinity : s13;
                 int maskRow2 = maskBase + (firstRow + 2) * maskWords;
-                int position2 = arguments.QueryStart + rowStart + rowStep * (firstRow + 2);
+                int position2 = arguments.QueryStart + row2;
                 bool visible20 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow2 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
                 s20 = GpuPairScore(s20, visible20, position2, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned2 |= float.IsNaN(s20) || (visible20 && valueNonFinite0);
@@ -4506,7 +4512,7 @@ namespace SparseAttention.Generated
                 poisoned2 |= float.IsNaN(s23) || (visible23 && valueNonFinite3);
                 s23 = float.IsNaN(s23) ? float.NegativeInfinity : s23;
                 int maskRow3 = maskBase + (firstRow + 3) * maskWords;
-                int position3 = arguments.QueryStart + rowStart + rowStep * (firstRow + 3);
+                int position3 = arguments.QueryStart + row3;
                 bool visible30 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow3 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
                 s30 = GpuPairScore(s30, visible30, position3, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
                 poisoned3 |= float.IsNaN(s30) || (visible30 && valueNonFinite0);
@@ -4691,8 +4697,19 @@ namespace SparseAttention.Generated
             sum3 = sums.W;
             bool rowPoisoned3 = poison.W != 0f;
 
-            int row0 = rowStart + rowStep * (firstRow + 0);
-            if (firstRow + 0 < rowCount)
+            if (firstRow + 0 < rowCount && partialSlot >= 0)
+            {
+                // A part of long rows: the row normalised over this part's keys (no sink) and its base-2 log-sum-exp, for the merge.
+                long slot = (long)head * tiles[2] + partialSlot + firstRow + 0;
+                float normalizer = rowPoisoned0 ? float.NaN : sum0 > 0f ? 1f / sum0 : 0f;
+                partials[slot * HeadDim + (part + 0) * 4] = o0_0X * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 1] = o0_0Y * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 2] = o0_0Z * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 3] = o0_0W * normalizer;
+                partials[slot * HeadDim + (part + 8) * 4] = o0_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o0_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o0_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o0_1W * normalizer;
+                if (part == 0)
+                {
+                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned0 ? float.NaN : sum0 > 0f ? max0 + global::SparseAttention.Gpu.GpuMath.Log2(sum0) : float.NegativeInfinity;
+                }
+            }
+            else if (firstRow + 0 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum0;
@@ -4710,8 +4727,19 @@ namespace SparseAttention.Generated
                 }
             }
 
-            int row1 = rowStart + rowStep * (firstRow + 1);
-            if (firstRow + 1 < rowCount)
+            if (firstRow + 1 < rowCount && partialSlot >= 0)
+            {
+                // A part of long rows: the row normalised over this part's keys (no sink) and its base-2 log-sum-exp, for the merge.
+                long slot = (long)head * tiles[2] + partialSlot + firstRow + 1;
+                float normalizer = rowPoisoned1 ? float.NaN : sum1 > 0f ? 1f / sum1 : 0f;
+                partials[slot * HeadDim + (part + 0) * 4] = o1_0X * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 1] = o1_0Y * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 2] = o1_0Z * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 3] = o1_0W * normalizer;
+                partials[slot * HeadDim + (part + 8) * 4] = o1_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o1_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o1_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o1_1W * normalizer;
+                if (part == 0)
+                {
+                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned1 ? float.NaN : sum1 > 0f ? max1 + global::SparseAttention.Gpu.GpuMath.Log2(sum1) : float.NegativeInfinity;
+                }
+            }
+            else if (firstRow + 1 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum1;
@@ -4729,8 +4757,19 @@ namespace SparseAttention.Generated
                 }
             }
 
-            int row2 = rowStart + rowStep * (firstRow + 2);
-            if (firstRow + 2 < rowCount)
+            if (firstRow + 2 < rowCount && partialSlot >= 0)
+            {
+                // A part of long rows: the row normalised over this part's keys (no sink) and its base-2 log-sum-exp, for the merge.
+                long slot = (long)head * tiles[2] + partialSlot + firstRow + 2;
+                float normalizer = rowPoisoned2 ? float.NaN : sum2 > 0f ? 1f / sum2 : 0f;
+                partials[slot * HeadDim + (part + 0) * 4] = o2_0X * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 1] = o2_0Y * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 2] = o2_0Z * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 3] = o2_0W * normalizer;
+                partials[slot * HeadDim + (part + 8) * 4] = o2_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o2_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o2_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o2_1W * normalizer;
+                if (part == 0)
+                {
+                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned2 ? float.NaN : sum2 > 0f ? max2 + global::SparseAttention.Gpu.GpuMath.Log2(sum2) : float.NegativeInfinity;
+                }
+            }
+            else if (firstRow + 2 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum2;
@@ -4748,8 +4787,19 @@ namespace SparseAttention.Generated
                 }
             }
 
-            int row3 = rowStart + rowStep * (firstRow + 3);
-            if (firstRow + 3 < rowCount)
+            if (firstRow + 3 < rowCount && partialSlot >= 0)
+            {
+                // A part of long rows: the row normalised over this part's keys (no sink) and its base-2 log-sum-exp, for the merge.
+                long slot = (long)head * tiles[2] + partialSlot + firstRow + 3;
+                float normalizer = rowPoisoned3 ? float.NaN : sum3 > 0f ? 1f / sum3 : 0f;
+                partials[slot * HeadDim + (part + 0) * 4] = o3_0X * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 1] = o3_0Y * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 2] = o3_0Z * normalizer; partials[slot * HeadDim + (part + 0) * 4 + 3] = o3_0W * normalizer;
+                partials[slot * HeadDim + (part + 8) * 4] = o3_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o3_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o3_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o3_1W * normalizer;
+                if (part == 0)
+                {
+                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned3 ? float.NaN : sum3 > 0f ? max3 + global::SparseAttention.Gpu.GpuMath.Log2(sum3) : float.NegativeInfinity;
+                }
+            }
+            else if (firstRow + 3 < rowCount)
             {
                 // A row that saw no key is written as zeros; a learned sink joins the denominator of a row that saw one, with no value.
                 float denominator = sum3;

@@ -64,6 +64,21 @@ public class GpuCompilationTests
         Assert.Contains("local float", kernel.Source); // the shared-memory tiles
     }
 
+    [Fact]
+    public void TheMergeOfLongRowPartsCompilesToPtxAndOpenCLC()
+    {
+        // GpuPartialMerge runs after every launch whose tile table splits long rows (global tokens' rows).
+        MethodInfo method = typeof(SparseAttention.Gpu.GpuPartialMerge).GetMethod("MergeRows", BindingFlags.NonPublic | BindingFlags.Static)!;
+        using var context = Context.Create(builder => builder.CPU());
+        using var ptx = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_80), CudaArchitecture.SM_80, CudaInstructionSet.ISA_80, null);
+        string assembly = ((PTXCompiledKernel)ptx.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), default)).PTXAssembly;
+        Assert.Contains(".entry", assembly);
+        Assert.Contains("ex2.approx", assembly);
+        Assert.DoesNotContain("ld.local", assembly);
+        using var openCl = new CLBackend(context, new CLCapabilityContext(false, false, false, false, false), CLDeviceVendor.Nvidia, CLCVersion.CL20);
+        Assert.Contains("kernel void", ((CLCompiledKernel)openCl.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), default)).Source);
+    }
+
     [Theory]
     [InlineData("WidenHalfKernel")]
     [InlineData("WidenBFloat16Kernel")]

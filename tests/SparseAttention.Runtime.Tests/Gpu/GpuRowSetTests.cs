@@ -73,15 +73,16 @@ public class GpuRowSetTests(IlgpuCpuDevice fixture)
     [Fact]
     public void AKernelIsWrappedOnlyWithBothFormsAndAPositiveShape()
     {
-        static void Body(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<int> t, ArrayView<float> p, ArrayView<float> l, GpuAttentionArguments a)
+        static void Body(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> o, ArrayView<int> t, ArrayView<float> p, ArrayView<float> l, ArrayView<float> s, GpuAttentionArguments a)
         {
         }
 
-        Assert.Equal("kernel", Assert.Throws<ArgumentNullException>(() => new GpuAttentionKernel(null!, Body, 32, 64, 128)).ParamName);
-        Assert.Equal("openClKernel", Assert.Throws<ArgumentNullException>(() => new GpuAttentionKernel(Body, null!, 32, 64, 128)).ParamName);
-        Assert.Equal("keyTile", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 0, 64, 128)).ParamName);
-        Assert.Equal("queryRowsPerGroup", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 32, 0, 128)).ParamName);
-        Assert.Equal("threadsPerGroup", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 32, 64, -1)).ParamName);
+        Assert.Equal("kernel", Assert.Throws<ArgumentNullException>(() => new GpuAttentionKernel(null!, Body, 64, 32, 64, 128)).ParamName);
+        Assert.Equal("openClKernel", Assert.Throws<ArgumentNullException>(() => new GpuAttentionKernel(Body, null!, 64, 32, 64, 128)).ParamName);
+        Assert.Equal("headDim", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 0, 32, 64, 128)).ParamName);
+        Assert.Equal("keyTile", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 64, 0, 64, 128)).ParamName);
+        Assert.Equal("queryRowsPerGroup", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 64, 32, 0, 128)).ParamName);
+        Assert.Equal("threadsPerGroup", Assert.Throws<ArgumentOutOfRangeException>(() => new GpuAttentionKernel(Body, Body, 64, 32, 64, -1)).ParamName);
     }
 
     private static bool Same(Float4 a, Float4 b) => a.X.Equals(b.X) && a.Y.Equals(b.Y) && a.Z.Equals(b.Z) && a.W.Equals(b.W);

@@ -11,9 +11,10 @@ namespace SparseAttention.Runtime.Tests.Gpu;
 public static partial class WideDilatedWindow;
 
 /// <summary>
-/// The GPU kernel's tile table, read back on the host: every row of every head in exactly one block, every visible pair
-/// in exactly one tile (as a full tile's key or a set mask bit), no invisible pair anywhere; and dilated and strided
-/// patterns laid out as residue streams where that takes fewer tiles.
+/// The GPU kernel's tile table, read back on the host: every row of every head written by exactly one block, every
+/// visible pair in exactly one tile (as a full tile's key or a set mask bit), no invisible pair anywhere, every partial
+/// slot merged into its own row; dilated and strided patterns laid out as residue streams where that takes fewer
+/// tiles; long rows split into parts no longer than the other blocks.
 /// </summary>
 public class GpuTileTableTests
 {
@@ -43,13 +44,15 @@ public class GpuTileTableTests
         {
             var seen = new int[seqLen, seqLen];
             var rowBlocks = new int[seqLen];
-            foreach ((int row, int key) in Pairs(table, head, rowBlocks))
+            var slotRows = new Dictionary<int, int>();
+            foreach ((int row, int key) in Pairs(table, head, rowBlocks, slotRows))
             {
                 Assert.True(pattern.IsVisible(row, key, head, seqLen), $"{name} n={seqLen} head {head}: the table shows ({row}, {key}), which the pattern hides");
                 seen[row, key]++;
             }
 
             Assert.All(rowBlocks, count => Assert.Equal(1, count));
+            AssertEverySlotIsMergedIntoItsRow(table, head, slotRows);
             for (int row = 0; row < seqLen; row++)
             {
                 for (int key = 0; key < seqLen; key++)
@@ -76,6 +79,11 @@ public class GpuTileTableTests
         for (int block = 0; block < blocks; block++)
         {
             int header = GpuTileTable.HeaderOf(0, block, blocks);
+            if (table[header + 5] >= 0)
+            {
+                continue; // the global rows' parts (listed rows, see GlobalRowsRunAsParts...)
+            }
+
             Assert.Equal(step, table[header + 3]);
             for (int e = 0; e < table[header + 1]; e++)
             {
@@ -101,21 +109,96 @@ public class GpuTileTableTests
         Assert.Contains(nameof(PerHeadDilation), streamed); // heads of dilation 1, 2 and 3: layouts differ by head
     }
 
+    [Theory]
+    [InlineData(nameof(WideDilatedWindow), 4096)]
+    [InlineData(nameof(LongformerLike), 2000)]
+    [InlineData(nameof(CausalWindowWithSinks), 3000)]
+    public void GlobalRowsRunAsPartsNoLongerThanTheOtherBlocks(string name, int seqLen)
+    {
+        AttentionPattern pattern = name == nameof(WideDilatedWindow) ? WideDilatedWindow.Pattern : DeclaredKernels.Get(name).Pattern;
+        int[] table = GpuTileTable.Build(pattern, seqLen, 1, Rows, KeyTile);
+        int blocks = table[0];
+        int[] tiles = Enumerable.Range(0, blocks).Select(block => table[GpuTileTable.HeaderOf(0, block, blocks) + 1]).ToArray();
+        int[] parts = Enumerable.Range(0, blocks).Where(block => table[GpuTileTable.HeaderOf(0, block, blocks) + 5] >= 0).ToArray();
+        int globalsInRange = pattern.GlobalTokens.Count(position => position < seqLen);
+        int ordinary = blocks - parts.Length;
+        double mean = Enumerable.Range(0, blocks).Except(parts).Average(block => tiles[block]);
+
+        Assert.Equal(1, table[1]); // one merge group: the global rows fit one block of rows
+        int listed = table[table[3] + 1];
+        int[] longRows = Enumerable.Range(0, listed).Select(i => table[table[table[3]] + i]).ToArray();
+        Assert.All(longRows, row => Assert.True(pattern.IsGlobal(row), $"row {row} is split off but is no global token"));
+        // Without the causal cut every global row sees the whole sequence; with it, the late ones (500 of 0, 3, 500).
+        Assert.Equal(pattern.Causal ? 1 : globalsInRange, listed);
+        Assert.True(parts.Length > 1, $"{parts.Length} parts");
+        // Before, the block holding a global row walked every key tile; now no block walks more than twice the mean ordinary one.
+        Assert.True(tiles.Max() <= Math.Max(GpuTileTable.MinPartTiles, 2 * Math.Ceiling(mean)), $"{name}: blocks walk up to {tiles.Max()} tiles, the {ordinary} ordinary ones {mean:F1} on average");
+    }
+
+    [Fact]
+    public void TheKernelTestsRunLongRowPartsToo()
+    {
+        // The accelerator suite must reach long rows split into several parts and merged, or that path would go untested.
+        string[] split = DeclaredKernels.All
+            .Where(kernel => AcceleratorSuite.SequenceLengths.Any(seqLen => HasSplitLongRows(GpuTileTable.Build(kernel.Pattern, seqLen, 3, Rows, KeyTile))))
+            .Select(kernel => kernel.Name).ToArray();
+        // On a GPU; the CPU accelerator runs two lengths per kernel, which miss these, so SinksAndLogSumExpTests runs a kernel
+        // split at n = 300 there, with sinks, log-sum-exps and NaNs.
+        Assert.True(split.Length >= 2, "kernels with long rows split into parts: " + string.Join(", ", split));
+    }
+
+    /// <summary>Whether a merge group of the table's head 0 has more than one part.</summary>
+    private static bool HasSplitLongRows(int[] table) => table[1] > 0 && table[GpuTileTable.MergeHeaderOf(0, 0, table[3], table[1]) + 3] > 1;
+
+    private static void AssertEverySlotIsMergedIntoItsRow(int[] table, int head, Dictionary<int, int> slotRows)
+    {
+        int groups = table[1], merged = 0;
+        for (int group = 0; group < groups; group++)
+        {
+            int at = GpuTileTable.MergeHeaderOf(head, group, table[3], groups);
+            int rowList = table[at], rowCount = table[at + 1], firstSlot = table[at + 2], parts = table[at + 3];
+            for (int i = 0; i < rowCount; i++)
+            {
+                for (int p = 0; p < parts; p++)
+                {
+                    Assert.True(slotRows.TryGetValue(firstSlot + p * rowCount + i, out int row), $"slot {firstSlot + p * rowCount + i} is merged but no part writes it");
+                    Assert.Equal(table[rowList + i], row);
+                    merged++;
+                }
+            }
+        }
+
+        Assert.Equal(slotRows.Count, merged);
+        Assert.All(slotRows.Keys, slot => Assert.InRange(slot, 0, table[2] - 1));
+    }
+
     private static bool UsesResidueStreams(int[] table, int head) =>
         Enumerable.Range(0, table[0]).Any(block => table[GpuTileTable.HeaderOf(head, block, table[0]) + 3] > 1);
 
-    /// <summary>Every (row, key) pair the table marks visible for <paramref name="head"/>; counts each row's blocks.</summary>
-    private static IEnumerable<(int Row, int Key)> Pairs(int[] table, int head, int[] rowBlocks)
+    /// <summary>
+    /// Every (row, key) pair the table marks visible for <paramref name="head"/>; counts the blocks that write each row
+    /// and records which row each partial slot holds.
+    /// </summary>
+    private static IEnumerable<(int Row, int Key)> Pairs(int[] table, int head, int[] rowBlocks, Dictionary<int, int> slotRows)
     {
         int blocks = table[0], words = GpuTileTable.MaskWordsPerRow(KeyTile), seqLen = rowBlocks.Length;
         for (int block = 0; block < blocks; block++)
         {
             int header = GpuTileTable.HeaderOf(head, block, blocks);
             int firstEntry = table[header], entryCount = table[header + 1], rowStart = table[header + 2], rowStep = table[header + 3], rowCount = table[header + 4];
+            int partialSlot = table[header + 5];
             Assert.InRange(rowCount, 0, Rows);
             for (int i = 0; i < rowCount; i++)
             {
-                rowBlocks[rowStart + rowStep * i]++;
+                int row = GpuTileTable.RowOf(table, rowStart, rowStep, i);
+                if (partialSlot < 0)
+                {
+                    rowBlocks[row]++;
+                }
+                else
+                {
+                    Assert.True(slotRows.TryAdd(partialSlot + i, row), $"two parts write slot {partialSlot + i}");
+                }
             }
 
             for (int e = 0; e < entryCount; e++)
@@ -130,7 +213,7 @@ public class GpuTileTableTests
                         int key = keyStart + keyStep * j;
                         if (key < seqLen && (full || ((table[mask + i * words + (j >> 5)] >> (j & 31)) & 1) != 0))
                         {
-                            yield return (rowStart + rowStep * i, key);
+                            yield return (GpuTileTable.RowOf(table, rowStart, rowStep, i), key);
                         }
                     }
                 }
