@@ -107,7 +107,8 @@ public sealed partial class AttentionGenerator
             writer.Line("/// </summary>");
             writer.Line("/// <remarks>perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;");
             writer.Line("/// logSumExp ([Heads, SeqLen]) is written when they ask for it. A block of long rows (a part, see GpuTileTable) writes its");
-            writer.Line("/// rows to partial slots instead: outputs [Heads, SlotsPerHead, HeadDim] then base-2 log-sum-exps [Heads, SlotsPerHead].</remarks>");
+            writer.Line("/// rows to partial slots instead: outputs [grid heads, SlotsPerHead, HeadDim] then base-2 log-sum-exps [grid heads, SlotsPerHead].");
+            writer.Line("/// In decode (arguments.RowsAreHeads) the grid's heads are KV heads and a block's rows the query heads of one, at one position.</remarks>");
             writer.Line("/// <typeparam name=\"TRowSets\">How the eight lanes that share rows reduce across them: shuffles, or shared memory on OpenCL.</typeparam>");
             using (writer.Block("private static void " + GpuKernelName + "<TRowSets>(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, " + ArrayViewType + " perHead, " + ArrayViewType + " logSumExp, " + ArrayViewType + " partials, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets"))
             {
@@ -160,6 +161,12 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line("int row" + r + " = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, " + MathType + ".Min(firstRow + " + r + ", lastRow));");
                 writer.Line("long queryOffset" + r + " = ((long)head * queryRows + row" + r + ") * HeadDim;");
+            }
+
+            writer.Line("// The query head of each row: the grid's head, or, in decode (rows are the query heads of KV head `head`), the row's own.");
+            foreach (int r in Rows)
+            {
+                writer.Line("int rowHead" + r + " = arguments.RowsAreHeads != 0 ? head * queryRows + row" + r + " : head;");
             }
 
             writer.Line();
@@ -215,6 +222,7 @@ public sealed partial class AttentionGenerator
             writer.Line("int keyStart = tiles[entry], keyStep = tiles[entry + 1]; // the tile's keys: keyStart + keyStep * j");
             writer.Line("bool full = tiles[entry + 2] == (int)global::SparseAttention.TileClass.Full;");
             writer.Line("int maskBase = tiles[entry + 3];");
+            writer.Line("int keyPosition = tiles[entry + 4]; // the position of the tile's first key (a ring's slots are not positions)");
             writer.Line();
             writer.Line("// Stage K and V once every lane is done with the previous tile. Rows past the end repeat the last key (valid");
             writer.Line("// memory) and are never visible; values that are not finite are staged as zeros and flagged per key.");
@@ -297,12 +305,12 @@ public sealed partial class AttentionGenerator
             foreach (int r in Rows)
             {
                 writer.Line("int maskRow" + r + " = maskBase + (firstRow + " + r + ") * maskWords;");
-                writer.Line("int position" + r + " = arguments.QueryStart + row" + r + ";");
+                writer.Line("int position" + r + " = arguments.RowsAreHeads != 0 ? arguments.QueryStart : arguments.QueryStart + row" + r + ";");
                 foreach (int k in keys)
                 {
                     string pair = r.ToString() + k;
                     writer.Line("bool visible" + pair + " = keyStart + keyStep * key" + k + " < keyRows && (full || ((tiles[maskRow" + r + " + (key" + k + " >> 5)] >> (key" + k + " & 31)) & 1) != 0);");
-                    writer.Line("s" + pair + " = GpuPairScore(s" + pair + (shape.QueryInShared ? "" : " * arguments.ScoreScale") + ", visible" + pair + ", position" + r + ", arguments.KeyStart + keyStart + keyStep * key" + k + ", head, arguments, perHead);");
+                    writer.Line("s" + pair + " = GpuPairScore(s" + pair + (shape.QueryInShared ? "" : " * arguments.ScoreScale") + ", visible" + pair + ", position" + r + ", keyPosition + keyStep * key" + k + ", rowHead" + r + ", arguments, perHead);");
                     writer.Line("poisoned" + r + " |= float.IsNaN(s" + pair + ") || (visible" + pair + " && valueNonFinite" + k + ");");
                     writer.Line("s" + pair + " = float.IsNaN(s" + pair + ") ? float.NegativeInfinity : s" + pair + ";");
                 }
@@ -418,7 +426,7 @@ public sealed partial class AttentionGenerator
                     EmitGpuStoreRow(writer, shape, r, "slot * HeadDim", "partials");
                     using (writer.Block("if (part == 0)"))
                     {
-                        writer.Line("partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned" + r + " ? float.NaN : sum" + r + " > 0f ? max" + r + " + global::SparseAttention.Gpu.GpuMath.Log2(sum" + r + ") : float.NegativeInfinity;");
+                        writer.Line("partials[(long)" + Ilgpu + "Grid.DimY * tiles[2] * HeadDim + slot] = rowPoisoned" + r + " ? float.NaN : sum" + r + " > 0f ? max" + r + " + global::SparseAttention.Gpu.GpuMath.Log2(sum" + r + ") : float.NegativeInfinity;");
                     }
                 }
 
@@ -428,7 +436,7 @@ public sealed partial class AttentionGenerator
                     writer.Line("float denominator = sum" + r + ";");
                     using (writer.Block("if (arguments.Sinks != 0 && sum" + r + " > 0f)"))
                     {
-                        writer.Line("denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max" + r + ");");
+                        writer.Line("denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + rowHead" + r + "] * 1.44269504088896341f - max" + r + ");");
                     }
 
                     writer.Line("float normalizer = rowPoisoned" + r + " ? float.NaN : denominator > 0f ? 1f / denominator : 0f;");

@@ -139,6 +139,7 @@ public sealed partial class AttentionGenerator
             {
                 writer.Line();
                 EmitGpuPublicMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
+                EmitDeviceDecodeMembers(writer, kernel.Scores, generatedCode);
                 if (kernel.Scores.CallsUserCode)
                 {
                     writer.Line();
@@ -436,6 +437,63 @@ public sealed partial class AttentionGenerator
         }
 
         /// <summary>A learned-sink method's check of its logits, one per query head.</summary>
+        /// <summary>
+        /// Decode on an <see cref="AttentionDevice"/>: <c>CreateCache(device, kvHeads)</c> and <c>Decode</c> over views on its
+        /// accelerator or over host spans, through the ILGPU kernel (the same one <c>Forward</c> launches), or the SIMD decode
+        /// when the device is the CPU.
+        /// </summary>
+        private static void EmitDeviceDecodeMembers(IndentedTextWriter writer, ScoresModel scores, string generatedCode)
+        {
+            string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
+            string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
+            string sinkPass = scores.LearnedSinks ? "sinkLogits" : "default";
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Creates a rolling KV cache on <paramref name=\"device\"/> (GPU memory on an ILGPU device), for the <c>Decode</c> overloads");
+            writer.Line("/// that take a <see cref=\"global::SparseAttention.DeviceKvCache\"/>. Dispose it to free the device memory.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.NotSupportedException\">The pattern is bidirectional, or sees unboundedly far back (dense, strided).</exception>");
+            writer.Line(generatedCode);
+            writer.Line("public static global::SparseAttention.DeviceKvCache CreateCache(global::SparseAttention.AttentionDevice device, int kvHeads) => new global::SparseAttention.DeviceKvCache(device, Pattern, kvHeads, HeadDim);");
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Queues attention for the newest token in <paramref name=\"cache\"/> on its accelerator: query and output are [Heads, HeadDim]");
+            writer.Line("/// views there. The cache's window is split over the GPU's multiprocessors and the parts merged (Flash-Decoding).");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A view's length is wrong or it lives elsewhere, or the cache belongs to another kernel.</exception>");
+            writer.Line("/// <exception cref=\"global::System.NotSupportedException\">The cache lives on the CPU device (pass spans).</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Decode(global::ILGPU.ArrayView<float> query, " + sinks + "global::SparseAttention.DeviceKvCache cache, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionOptions? options = null)"))
+            {
+                writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                writer.Line("global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);");
+                EmitSinkValidation(writer, scores, "(int)(query.Length / HeadDim)");
+                writer.Line("Gpu.Decode(cache, query, output, options.ResolveScale(HeadDim), Scores, options, " + sinkPass + ");");
+            }
+
+            writer.Line();
+            writer.Line("/// <summary>");
+            writer.Line("/// Attention for the newest token in <paramref name=\"cache\"/> with query and output on the host ([Heads, HeadDim]): through");
+            writer.Line("/// the device's kernel (copying the rows there and back), or the SIMD decode on the CPU device.");
+            writer.Line("/// </summary>");
+            writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length is wrong, or the cache belongs to another kernel.</exception>");
+            writer.Line(generatedCode);
+            using (writer.Block("public static void Decode(global::System.ReadOnlySpan<float> query, " + sinks + "global::SparseAttention.DeviceKvCache cache, global::System.Span<float> output, global::SparseAttention.AttentionOptions? options = null)"))
+            {
+                writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                writer.Line("global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);");
+                using (writer.Block("if (cache.Host is { } host)"))
+                {
+                    writer.Line("Decode(query, " + sinkArgument + "host, output, options);");
+                    writer.Line("return;");
+                }
+
+                writer.Line();
+                EmitSinkValidation(writer, scores, "query.Length / HeadDim");
+                writer.Line("Gpu.Decode(cache, query, output, options.ResolveScale(HeadDim), Scores, options, " + sinkPass + ");");
+            }
+        }
+
         private static void EmitSinkValidation(IndentedTextWriter writer, ScoresModel scores, string heads)
         {
             if (scores.LearnedSinks)

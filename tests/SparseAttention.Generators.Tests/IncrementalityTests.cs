@@ -107,7 +107,8 @@ public class IncrementalityTests
 
         int one = GeneratedLines(1);
         int five = GeneratedLines(5);
-        Assert.InRange((five - one) / 4.0, 1, 400);
+        // About 440 lines of public members and their docs (Forward, Decode, tensor and device overloads); a kernel is thousands.
+        Assert.InRange((five - one) / 4.0, 1, 500);
     }
 
     private static void AssertAllCachedOrUnchanged(GeneratorRunResult run, string stepName)

@@ -186,7 +186,7 @@ public static class AttentionArguments
         }
     }
 
-    private static void CheckOnAccelerator<T>(string parameter, ArrayView<T> view, Accelerator accelerator)
+    internal static void CheckOnAccelerator<T>(string parameter, ArrayView<T> view, Accelerator accelerator)
         where T : unmanaged
     {
         if (!view.IsValid)

@@ -14,25 +14,65 @@ public static class DecodeArguments
     public static void ValidateDecode(AttentionPattern pattern, int headDim, KvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> output)
     {
         ValidateCache(pattern, headDim, cache);
-        int tokenFloats = cache.KvHeads * headDim;
-        if (query.Length == 0 || query.Length % tokenFloats != 0)
-        {
-            throw new ArgumentException($"query must hold [Heads, HeadDim] with Heads a multiple of the cache's KvHeads = {cache.KvHeads}: a positive multiple of {cache.KvHeads} x {headDim} = {tokenFloats} floats; it holds {query.Length}.", nameof(query));
-        }
-
-        if (output.Length != query.Length)
-        {
-            throw new ArgumentException($"output must hold [Heads, HeadDim] = {query.Length} floats, as query does; it holds {output.Length}.", nameof(output));
-        }
-
         if (output.Overlaps(query))
         {
             throw new ArgumentException("output must not share memory with query.", nameof(output));
         }
 
-        if (cache.Count == 0)
+        ValidateDecodeLengths(cache.KvHeads, headDim, cache.Count, query.Length, output.Length);
+    }
+
+    /// <summary>
+    /// Throws unless <paramref name="query"/> and <paramref name="output"/> are <c>[Heads, HeadDim]</c> views on the
+    /// accelerator of <paramref name="cache"/> for its newest token.
+    /// </summary>
+    public static void ValidateDecode(AttentionPattern pattern, int headDim, DeviceKvCache cache, ILGPU.ArrayView<float> query, ILGPU.ArrayView<float> output)
+    {
+        ValidateDeviceCache(pattern, headDim, cache);
+        ILGPU.Runtime.Accelerator accelerator = cache.Accelerator;
+        AttentionArguments.CheckOnAccelerator(nameof(query), query, accelerator);
+        AttentionArguments.CheckOnAccelerator(nameof(output), output, accelerator);
+        ValidateDecodeLengths(cache.KvHeads, headDim, cache.Count, query.Length, output.Length);
+    }
+
+    /// <summary>Throws unless <paramref name="query"/> and <paramref name="output"/> are <c>[Heads, HeadDim]</c> for the newest token in <paramref name="cache"/>.</summary>
+    public static void ValidateDecode(AttentionPattern pattern, int headDim, DeviceKvCache cache, ReadOnlySpan<float> query, ReadOnlySpan<float> output)
+    {
+        ValidateDeviceCache(pattern, headDim, cache);
+        if (output.Overlaps(query))
         {
-            throw new InvalidOperationException("Decode computes attention for the newest token in the cache, and the cache is empty: Append the token's key and value first (or run the prompt through Prefill).");
+            throw new ArgumentException("output must not share memory with query.", nameof(output));
+        }
+
+        ValidateDecodeLengths(cache.KvHeads, headDim, cache.Count, query.Length, output.Length);
+    }
+
+    private static void ValidateDeviceCache(AttentionPattern pattern, int headDim, DeviceKvCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        ArgumentNullException.ThrowIfNull(cache);
+        if (!ReferenceEquals(cache.Pattern, pattern) || cache.HeadDim != headDim)
+        {
+            throw new ArgumentException($"cache was created for another kernel (pattern: {cache.Pattern}; HeadDim {cache.HeadDim}); create one with this kernel's CreateCache(device, kvHeads).", nameof(cache));
+        }
+    }
+
+    private static void ValidateDecodeLengths(int kvHeads, int headDim, long count, long query, long output)
+    {
+        int tokenFloats = kvHeads * headDim;
+        if (query == 0 || query % tokenFloats != 0)
+        {
+            throw new ArgumentException($"query must hold [Heads, HeadDim] with Heads a multiple of the cache's KvHeads = {kvHeads}: a positive multiple of {kvHeads} x {headDim} = {tokenFloats} floats; it holds {query}.", nameof(query));
+        }
+
+        if (output != query)
+        {
+            throw new ArgumentException($"output must hold [Heads, HeadDim] = {query} floats, as query does; it holds {output}.", nameof(output));
+        }
+
+        if (count == 0)
+        {
+            throw new InvalidOperationException("Decode computes attention for the newest token in the cache, and the cache is empty: Append the token's key and value first (or run the prompt through Prefill, with a KvCache).");
         }
     }
 

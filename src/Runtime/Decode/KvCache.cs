@@ -56,35 +56,13 @@ public sealed class KvCache
             throw new ArgumentException($"element must be CacheElement.Single, Half or BFloat16; got {(int)element}.", nameof(element));
         }
 
-        ArgumentNullException.ThrowIfNull(pattern);
-        if (kvHeads < 1)
-        {
-            throw new ArgumentException($"kvHeads must be at least 1; got {kvHeads}.", nameof(kvHeads));
-        }
-
-        if (headDim < 1)
-        {
-            throw new ArgumentException($"headDim must be at least 1; got {headDim}.", nameof(headDim));
-        }
-
-        // The pattern's own limits first (one KV head's ring must fit), so a too-wide window is named as the cause.
-        string? problem = pattern.FindStreamingProblem(headDim);
-        if (problem != null)
-        {
-            throw new NotSupportedException("This pattern cannot be decoded with a rolling KV cache: " + problem + ".");
-        }
-
+        CheckShape(pattern, kvHeads, headDim);
         Pattern = pattern;
         KvHeads = kvHeads;
         HeadDim = headDim;
         RingSlots = pattern.StreamingRingSlots;
         _pinnedPositions = pattern.GlobalTokens.ToArray();
-        Int128 floats = (Int128)kvHeads * Capacity * headDim;
-        if (floats > Array.MaxLength)
-        {
-            throw new ArgumentException($"A cache of {kvHeads} KV heads x {Capacity} slots x HeadDim {headDim} needs {floats} floats per tensor, more than one array holds ({Array.MaxLength}); use fewer KV heads per cache (one cache per group of KV heads).", nameof(kvHeads));
-        }
-
+        long floats = (long)kvHeads * Capacity * headDim;
         Element = element;
         // Pinned, each starting on a cache line: decode addresses a cache by pointer (batched decode many caches' at once),
         // and reads rows whole lines at a time.
@@ -103,6 +81,38 @@ public sealed class KvCache
         {
             _nonFiniteSlots = new bool[kvHeads * Capacity];
             _nonFiniteSlotsPerKvHead = new int[kvHeads];
+        }
+    }
+
+    /// <summary>
+    /// Throws as the constructor does when a cache for <paramref name="pattern"/> with these sizes cannot exist (shared with
+    /// <see cref="DeviceKvCache"/>, whose sizes are the same).
+    /// </summary>
+    internal static void CheckShape(AttentionPattern pattern, int kvHeads, int headDim)
+    {
+        ArgumentNullException.ThrowIfNull(pattern);
+        if (kvHeads < 1)
+        {
+            throw new ArgumentException($"kvHeads must be at least 1; got {kvHeads}.", nameof(kvHeads));
+        }
+
+        if (headDim < 1)
+        {
+            throw new ArgumentException($"headDim must be at least 1; got {headDim}.", nameof(headDim));
+        }
+
+        // The pattern's own limits first (one KV head's ring must fit), so a too-wide window is named as the cause.
+        string? problem = pattern.FindStreamingProblem(headDim);
+        if (problem != null)
+        {
+            throw new NotSupportedException("This pattern cannot be decoded with a rolling KV cache: " + problem + ".");
+        }
+
+        int capacity = pattern.StreamingRingSlots + pattern.GlobalTokens.Count;
+        Int128 floats = (Int128)kvHeads * capacity * headDim;
+        if (floats > Array.MaxLength)
+        {
+            throw new ArgumentException($"A cache of {kvHeads} KV heads x {capacity} slots x HeadDim {headDim} needs {floats} floats per tensor, more than one array holds ({Array.MaxLength}); use fewer KV heads per cache (one cache per group of KV heads).", nameof(kvHeads));
         }
     }
 

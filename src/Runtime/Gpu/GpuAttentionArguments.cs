@@ -54,7 +54,16 @@ public readonly struct GpuAttentionArguments
         WriteLogSumExp = logSumExp ? 1 : 0;
     }
 
-    /// <summary>Query heads.</summary>
+    /// <summary>
+    /// Creates the arguments of a decode launch: the query at <paramref name="position"/> for every one of
+    /// <paramref name="heads"/> query heads, against a rolling cache of <paramref name="slots"/> slots per KV head. The
+    /// grid's heads are the KV heads and a block's rows the query heads of one (<see cref="RowsAreHeads"/>), so each key
+    /// tile is staged once for its whole GQA group.
+    /// </summary>
+    internal static GpuAttentionArguments ForDecode(int position, int heads, int kvHeads, int slots, float scale, float? softcap, bool alibi, bool sinks) =>
+        new(new AttentionSlice(heads, kvHeads, position + 1, position, heads / kvHeads, 0, slots), scale, softcap, alibi, sinks, logSumExp: false) { RowsAreHeads = 1, QueryHeadsPerKvHead = 1 };
+
+    /// <summary>Query heads (the per-head view holds ALiBi slopes then sink logits for this many).</summary>
     public int Heads { get; }
 
     /// <summary>The softcap in base-2 units (cap x log2(e)); 0 for none.</summary>
@@ -84,8 +93,15 @@ public readonly struct GpuAttentionArguments
     /// <summary>Key rows per KV head in the key and value views (SeqLen unless the call is a slice).</summary>
     public int KeyRows { get; }
 
-    /// <summary>Heads / KvHeads: query head h reads KV head h / QueryHeadsPerKvHead.</summary>
-    public int QueryHeadsPerKvHead { get; }
+    /// <summary>Heads / KvHeads: query head h reads KV head h / QueryHeadsPerKvHead (1 in decode, where the grid's heads are KV heads).</summary>
+    public int QueryHeadsPerKvHead { get; private init; }
+
+    /// <summary>
+    /// 1 in decode: the grid's heads are KV heads, the query and output views hold [KvHeads, QueryRows (the query heads of
+    /// one KV head), HeadDim], every row is at position <see cref="QueryStart"/>, and row r of KV head g is query head
+    /// g · QueryRows + r (for its visibility, modifiers and sink). 0 otherwise.
+    /// </summary>
+    public int RowsAreHeads { get; private init; }
 
     /// <summary>The softmax scale times log2(e), folded into the query row as it is loaded.</summary>
     public float ScoreScale { get; }

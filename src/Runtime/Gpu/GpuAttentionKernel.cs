@@ -176,8 +176,56 @@ public sealed class GpuAttentionKernel
         if (table.MergeGroupsPerHead > 0)
         {
             // Queued behind the attention launch on the same stream: the long rows' parts are written before they merge.
-            GpuPartialMerge.Launch(accelerator, table.MergeGroupsPerHead, QueryRowsPerGroup, table.Tiles, partials, output, perHeadView, logSumExpView, arguments, HeadDim);
+            GpuPartialMerge.Launch(accelerator, table.MergeGroupsPerHead, slice.Heads, QueryRowsPerGroup, table.Tiles, partials, output, perHeadView, logSumExpView, arguments, HeadDim);
         }
+    }
+
+    /// <summary>
+    /// Queues decode for the newest token in <paramref name="cache"/> on its accelerator: <paramref name="query"/> and
+    /// <paramref name="output"/> are [Heads, HeadDim] views there. The step's tile table lists, per KV head, the cache
+    /// slots its query heads see (rows of one block, so a key tile is staged once for the GQA group), cut into parts that
+    /// spread the window over the GPU (Flash-Decoding); <see cref="GpuPartialMerge"/> combines the parts and adds the sinks.
+    /// The arguments must already be validated (<see cref="DecodeArguments.ValidateDecode(AttentionPattern, int, DeviceKvCache, ArrayView{float}, ArrayView{float})"/>).
+    /// </summary>
+    /// <exception cref="NotSupportedException">The pattern has a mask or the modifiers a score mod, and this is the shared kernel.</exception>
+    public void Decode(DeviceKvCache cache, ArrayView<float> query, ArrayView<float> output, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(scores);
+        ArgumentNullException.ThrowIfNull(options);
+        AttentionPattern pattern = cache.Pattern;
+        if ((pattern.Mask is not null || scores.ScoreMod is not null) && !RunsUserCode)
+        {
+            throw new NotSupportedException("This pattern has a mask or score mod, which runs only in the ILGPU kernel generated for its own declaration; call that declaration's Decode.");
+        }
+
+        Accelerator accelerator = cache.Accelerator;
+        CheckCanRunOn(accelerator);
+        int heads = (int)(query.Length / HeadDim), position = (int)cache.Count - 1;
+        // About four groups per multiprocessor share the window, each part at least GpuTileTable.MinPartTiles tiles.
+        int[] table = GpuTileTable.BuildDecode(pattern, cache.Map, position, heads, cache.KvHeads, cache.Capacity, QueryRowsPerGroup, KeyTile, targetBlocks: 4 * Math.Max(1, accelerator.NumMultiprocessors));
+        (ArrayView<int> tiles, ArrayView<float> partials) = cache.Scratch.Fill(accelerator, table, GpuPartialMerge.PartialFloats(cache.KvHeads, table[2], HeadDim));
+        PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
+        ArrayView<float> perHeadView = scores.Alibi || !sinkLogits.IsEmpty
+            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, heads) : ReadOnlySpan<float>.Empty, sinkLogits, heads)
+            : perHead.Unfilled(accelerator);
+        var arguments = GpuAttentionArguments.ForDecode(position, heads, cache.KvHeads, cache.Capacity, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty);
+        var config = new KernelConfig(new Index2D(table[0], cache.KvHeads), new Index2D(ThreadsPerGroup, 1));
+        Load(accelerator)(config, query, cache.Keys, cache.Values, output, tiles, perHeadView, perHeadView, partials, arguments);
+        GpuPartialMerge.Launch(accelerator, table[1], cache.KvHeads, QueryRowsPerGroup, tiles, partials, output, perHeadView, perHeadView, arguments, HeadDim);
+    }
+
+    /// <summary>
+    /// As the decode over views, for a query and output on the host: copied to the cache's accelerator and back, so it
+    /// returns when the output is written.
+    /// </summary>
+    public void Decode(DeviceKvCache cache, ReadOnlySpan<float> query, Span<float> output, float scale, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        (ArrayView<float> queryView, ArrayView<float> outputView) = cache.Scratch.HostRows(cache.Accelerator, query.Length);
+        queryView.CopyFromCPU(query);
+        Decode(cache, queryView, outputView, scale, scores, options, sinkLogits);
+        outputView.CopyToCPU(output);
     }
 
     private readonly ConditionalWeakTable<Accelerator, PerHeadBuffer> _perHead = new();

@@ -12,7 +12,7 @@ namespace SparseAttention.Gpu;
 /// log-sum-exp over what the row's ordinary block wrote. It runs after the attention launch on the same stream.
 /// </summary>
 /// <remarks>
-/// Partial slots, one buffer: outputs [Heads, SlotsPerHead, HeadDim], then base-2 log-sum-exps [Heads, SlotsPerHead]
+/// Partial slots, one buffer: outputs [grid heads, SlotsPerHead, HeadDim], then base-2 log-sum-exps [grid heads, SlotsPerHead]
 /// (<see cref="PartialFloats"/>). A part's row that saw no key holds zeros and -inf; a row a part found poisoned (§4's
 /// NaN policy) holds NaN, which makes the merged row NaN. Not a generated kernel: it knows no pattern and no HeadDim at
 /// compile time, and it handles a few rows (a merge group per block of long rows), so a thread per row is enough.
@@ -21,19 +21,20 @@ public static class GpuPartialMerge
 {
     private static readonly ConditionalWeakTable<Accelerator, Action<KernelConfig, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments, int>> Loaded = new();
 
-    /// <summary>Floats of the partial-slot buffer for <paramref name="heads"/> heads of <paramref name="slotsPerHead"/> slots.</summary>
+    /// <summary>Floats of the partial-slot buffer for <paramref name="heads"/> grid heads of <paramref name="slotsPerHead"/> slots.</summary>
     public static long PartialFloats(int heads, int slotsPerHead, int headDim) => (long)heads * slotsPerHead * (headDim + 1);
 
     /// <summary>
     /// Queues the merge of every merge group of <paramref name="tiles"/> (a table with merge groups; <paramref name="mergeGroupsPerHead"/>
-    /// is its [1]) into <paramref name="output"/> and, when the arguments ask, <paramref name="logSumExp"/>.
+    /// is its [1]) for <paramref name="gridHeads"/> heads (the attention launch's: query heads, or KV heads in decode) into
+    /// <paramref name="output"/> and, when the arguments ask, <paramref name="logSumExp"/>.
     /// </summary>
     internal static void Launch(
-        Accelerator accelerator, int mergeGroupsPerHead, int threadsPerGroup, ArrayView<int> tiles, ArrayView<float> partials, ArrayView<float> output,
+        Accelerator accelerator, int mergeGroupsPerHead, int gridHeads, int threadsPerGroup, ArrayView<int> tiles, ArrayView<float> partials, ArrayView<float> output,
         ArrayView<float> perHead, ArrayView<float> logSumExp, GpuAttentionArguments arguments, int headDim)
     {
         var launcher = Loaded.GetValue(accelerator, a => a.LoadStreamKernel<ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments, int>(MergeRows));
-        launcher(new KernelConfig(new Index2D(mergeGroupsPerHead, arguments.Heads), new Index2D(threadsPerGroup, 1)), tiles, partials, output, perHead, logSumExp, arguments, headDim);
+        launcher(new KernelConfig(new Index2D(mergeGroupsPerHead, gridHeads), new Index2D(threadsPerGroup, 1)), tiles, partials, output, perHead, logSumExp, arguments, headDim);
     }
 
     /// <summary>A group per (merge group, head), a thread per row of the group.</summary>
@@ -49,7 +50,10 @@ public static class GpuPartialMerge
         }
 
         long slotBase = (long)head * slotsPerHead + firstSlot + row;
-        long lseBase = (long)arguments.Heads * slotsPerHead * headDim;
+        long lseBase = (long)Grid.DimY * slotsPerHead * headDim;
+        int outputRow = tiles[rowList + row];
+        // In decode the grid's heads are KV heads and the rows their query heads (GpuAttentionArguments.RowsAreHeads).
+        int queryHead = arguments.RowsAreHeads != 0 ? head * arguments.QueryRows + outputRow : head;
         float max = float.NegativeInfinity;
         bool poisoned = false;
         for (int p = 0; p < parts; p++)
@@ -59,16 +63,16 @@ public static class GpuPartialMerge
             max = partLse > max ? partLse : max;
         }
 
-        long outputRow = ((long)head * arguments.QueryRows + tiles[rowList + row]) * headDim;
+        long outputAt = ((long)head * arguments.QueryRows + outputRow) * headDim;
         if (poisoned || max == float.NegativeInfinity)
         {
             // A row no part saw a key for is zeros and -inf, a poisoned one NaN, as one launch over all keys writes them.
             for (int d = 0; d < headDim; d++)
             {
-                output[outputRow + d] = poisoned ? float.NaN : 0f;
+                output[outputAt + d] = poisoned ? float.NaN : 0f;
             }
 
-            WriteLogSumExp(logSumExp, arguments, head, tiles[rowList + row], poisoned ? float.NaN : float.NegativeInfinity);
+            WriteLogSumExp(logSumExp, arguments, head, outputRow, poisoned ? float.NaN : float.NegativeInfinity);
             return;
         }
 
@@ -81,12 +85,12 @@ public static class GpuPartialMerge
         if (arguments.Sinks != 0)
         {
             // The sink joins the denominator once, with no value (natural units in perHead).
-            denominator += GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max);
+            denominator += GpuMath.Exp2(perHead[arguments.Heads + queryHead] * 1.44269504088896341f - max);
         }
 
         for (int d = 0; d < headDim; d++)
         {
-            output[outputRow + d] = 0f;
+            output[outputAt + d] = 0f;
         }
 
         for (int p = 0; p < parts; p++)
@@ -95,11 +99,11 @@ public static class GpuPartialMerge
             float weight = GpuMath.Exp2(partials[lseBase + slot] - max) / denominator;
             for (int d = 0; d < headDim; d++)
             {
-                output[outputRow + d] += weight * partials[slot * headDim + d];
+                output[outputAt + d] += weight * partials[slot * headDim + d];
             }
         }
 
-        WriteLogSumExp(logSumExp, arguments, head, tiles[rowList + row], (max + GpuMath.Log2(denominator)) * 0.693147180559945309f);
+        WriteLogSumExp(logSumExp, arguments, head, outputRow, (max + GpuMath.Log2(denominator)) * 0.693147180559945309f);
     }
 
     private static void WriteLogSumExp(ArrayView<float> logSumExp, GpuAttentionArguments arguments, int head, int row, float value)

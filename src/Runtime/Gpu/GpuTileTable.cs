@@ -38,14 +38,15 @@ namespace SparseAttention.Gpu;
 /// block writes its rows; else its row i goes to slot partial slot + i); then per (head, merge group) a merge header of
 /// <see cref="MergeInts"/>: row list, row count, first slot, parts (row i's part p is in slot first slot + p · row count
 /// + i); then the entries, <see cref="EntryInts"/> each: key start, key step, <see cref="TileClass"/>, mask offset (-1
-/// when full); then the masks, <see cref="MaskWordsPerRow"/> words per row of the block; then the row lists. A block's
+/// when full), the position of the tile's first key (key j is at position + key step · j: the slice's first key
+/// position plus the key start, or, over a rolling cache's ring, the position the slot holds); then the masks, <see cref="MaskWordsPerRow"/> words per row of the block; then the row lists. A block's
 /// rows are rowStart + rowStep · i, or, when rowStep is 0, the list of rows at rowStart (<see cref="RowOf(ILGPU.ArrayView{int}, int, int, int)"/>).
 /// </para>
 /// </remarks>
 public static class GpuTileTable
 {
     /// <summary>Ints per entry.</summary>
-    public const int EntryInts = 4;
+    public const int EntryInts = 5;
 
     /// <summary>Ints before the block headers: blocks per head, merge groups per head, partial slots per head, where the merge headers start.</summary>
     public const int TableHeaderInts = 4;
@@ -117,6 +118,37 @@ public static class GpuTileTable
             blocksOfHead[head] = blocks;
         }
 
+        return LayOut(builder, heads, blocksOfHead, mergesOfHead, slotsOfHead);
+    }
+
+    /// <summary>
+    /// Builds the table of one decode step: the query at <paramref name="position"/> (every one of <paramref name="heads"/>
+    /// query heads) against a rolling cache laid out by <paramref name="slots"/> with <paramref name="capacity"/> slots per KV
+    /// head. The grid's heads are the KV heads; a block's rows are the query heads of one (<see cref="GpuAttentionArguments.RowsAreHeads"/>),
+    /// listed, so each key tile is staged once for the whole GQA group. Tiles are runs of slots whose positions run along
+    /// with them (a tile the ring wraps inside becomes two entries), cut into parts so that about <paramref name="targetBlocks"/>
+    /// blocks share the window (Flash-Decoding); every part writes partial slots, merged by <see cref="GpuPartialMerge"/>.
+    /// </summary>
+    internal static int[] BuildDecode(AttentionPattern pattern, Cpu.SlotMap slots, int position, int heads, int kvHeads, int capacity, int groupSize, int keyTile, int targetBlocks)
+    {
+        var builder = new TableBuilder(pattern, new AttentionSlice(heads, kvHeads, position + 1, position, 1, 0, capacity), groupSize, keyTile);
+        var blocksOfHead = new List<Block>[kvHeads];
+        var mergesOfHead = new List<Merge>[kvHeads];
+        var slotsOfHead = new int[kvHeads];
+        for (int kvHead = 0; kvHead < kvHeads; kvHead++)
+        {
+            blocksOfHead[kvHead] = new List<Block>();
+            mergesOfHead[kvHead] = new List<Merge>();
+            slotsOfHead[kvHead] = builder.DecodeParts(slots, kvHead, heads / kvHeads, targetBlocks / kvHeads, blocksOfHead[kvHead], mergesOfHead[kvHead]);
+        }
+
+        return LayOut(builder, kvHeads, blocksOfHead, mergesOfHead, slotsOfHead);
+    }
+
+    /// <summary>The table of <paramref name="heads"/> grid heads (head h takes the lists of h mod their count), from the builder's entries, masks and rows.</summary>
+    private static int[] LayOut(TableBuilder builder, int heads, List<Block>[] blocksOfHead, List<Merge>[] mergesOfHead, int[] slotsOfHead)
+    {
+        int period = blocksOfHead.Length;
         int blocksPerHead = blocksOfHead.Max(blocks => blocks.Count);
         int mergesPerHead = mergesOfHead.Max(merges => merges.Count);
         int slotsPerHead = slotsOfHead.Max();
@@ -177,6 +209,7 @@ public static class GpuTileTable
             table[entryBase + e + 1] = entries[e + 1];
             table[entryBase + e + 2] = entries[e + 2];
             table[entryBase + e + 3] = entries[e + 3] < 0 ? -1 : (int)maskBase + entries[e + 3];
+            table[entryBase + e + 4] = entries[e + 4];
         }
 
         builder.Masks.CopyTo(table, (int)maskBase);
@@ -225,6 +258,77 @@ public static class GpuTileTable
 
         /// <summary>The long rows' parts' row lists.</summary>
         public List<int> RowLists { get; } = new();
+
+        /// <summary>
+        /// One KV head of a decode step: its <paramref name="groupHeads"/> query heads as listed rows (up to a group's rows per
+        /// list), each list's tiles cut into about <paramref name="targetParts"/> parts of at least <see cref="MinPartTiles"/>
+        /// tiles, all writing partial slots. Returns the slots used.
+        /// </summary>
+        public int DecodeParts(Cpu.SlotMap map, int kvHead, int groupHeads, int targetParts, List<Block> blocks, List<Merge> merges)
+        {
+            int position = slice.QueryStart;
+            var slotSegments = new KeySegment[Cpu.SlotMap.MaxSlotSegments(pattern)];
+            var firstPositions = new int[slotSegments.Length];
+            // A tile: keyTile slots from a multiple of keyTile whose positions are slot + offset; a ring wrapping inside the
+            // slots (or pinned slots of non-adjacent positions) gives two tiles over the same slots with different offsets.
+            var tiles = new Dictionary<(int Number, int Offset), int[]>();
+            int slots = 0;
+            for (int listStart = 0; listStart < groupHeads; listStart += groupSize)
+            {
+                int rowCount = Math.Min(groupSize, groupHeads - listStart);
+                int rowList = RowLists.Count;
+                tiles.Clear();
+                for (int i = 0; i < rowCount; i++)
+                {
+                    RowLists.Add(listStart + i);
+                    int head = kvHead * groupHeads + listStart + i;
+                    int count = pattern.GetKeySegments(position, head, position + 1, _segments);
+                    int mapped = map.ToSlots(_segments.AsSpan(0, count), slotSegments, firstPositions);
+                    for (int s = 0; s < mapped; s++)
+                    {
+                        KeySegment segment = slotSegments[s];
+                        for (int k = 0; k < segment.Count; k++)
+                        {
+                            int slot = segment.Start + k * segment.Step, offset = firstPositions[s] + k * segment.Step - slot;
+                            (int, int) tileKey = (slot / keyTile, offset);
+                            if (!tiles.TryGetValue(tileKey, out int[]? mask))
+                            {
+                                tiles[tileKey] = mask = new int[groupSize * _words];
+                            }
+
+                            int bit = slot % keyTile;
+                            mask[i * _words + (bit >> 5)] |= 1 << (bit & 31);
+                        }
+                    }
+                }
+
+                int first = Entries.Count, tileCount = 0;
+                foreach (((int number, int offset), int[] mask) in tiles.OrderBy(tile => tile.Key.Number).ThenBy(tile => tile.Key.Offset))
+                {
+                    int keyStart = number * keyTile;
+                    bool full = IsFull(mask, rowCount, Math.Min(keyTile, slice.KeyCount - keyStart));
+                    AddEntry(keyStart, 1, full ? TileClass.Full : TileClass.Partial, full ? -1 : Masks.Count, keyStart + offset);
+                    if (!full)
+                    {
+                        Masks.AddRange(mask);
+                    }
+
+                    tileCount++;
+                }
+
+                int parts = Math.Max(1, Math.Min(targetParts, tileCount / MinPartTiles));
+                for (int p = 0; p < parts; p++)
+                {
+                    int from = (int)((long)p * tileCount / parts), to = (int)((long)(p + 1) * tileCount / parts);
+                    blocks.Add(new Block(rowList, 0, rowCount, first + from * EntryInts, to - from, slots + p * rowCount));
+                }
+
+                merges.Add(new Merge(rowList, rowCount, slots, parts));
+                slots += parts * rowCount;
+            }
+
+            return slots;
+        }
 
         /// <summary>
         /// The rows (relative to the slice's first query) that see more than <see cref="LongRowFactor"/> times the mean row's
@@ -314,10 +418,7 @@ public static class GpuTileTable
                     }
 
                     bool full = IsFull(mask, rowCount, Math.Min(keyTile, slice.KeyCount - tile * keyTile));
-                    Entries.Add(tile * keyTile);
-                    Entries.Add(1);
-                    Entries.Add((int)(full ? TileClass.Full : TileClass.Partial));
-                    Entries.Add(full ? -1 : Masks.Count);
+                    AddEntry(tile * keyTile, 1, full ? TileClass.Full : TileClass.Partial, full ? -1 : Masks.Count);
                     if (!full)
                     {
                         Masks.AddRange(mask);
@@ -379,16 +480,12 @@ public static class GpuTileTable
                     // A full tile would show the long rows their keys here too.
                     tileClass = holdsLongRows ? TileClass.Partial : tileClass;
 
-                    Entries.Add(tile * keyTile);
-                    Entries.Add(1);
-                    Entries.Add((int)tileClass);
+                    AddEntry(tile * keyTile, 1, tileClass, tileClass == TileClass.Full ? -1 : Masks.Count);
                     if (tileClass == TileClass.Full)
                     {
-                        Entries.Add(-1);
                         continue;
                     }
 
-                    Entries.Add(Masks.Count);
                     partialStarts.Add(keyFirst);
                     partialMasks.Add(Masks.Count);
                     Masks.AddRange(new int[groupSize * _words]);
@@ -447,7 +544,7 @@ public static class GpuTileTable
 
                 if (!empty)
                 {
-                    keptEntries.AddRange(new[] { Entries[e], Entries[e + 1], Entries[e + 2], firstMask + keptMasks.Count });
+                    keptEntries.AddRange(new[] { Entries[e], Entries[e + 1], Entries[e + 2], firstMask + keptMasks.Count, Entries[e + 4] });
                     keptMasks.AddRange(Masks.GetRange(mask, maskInts));
                 }
             }
@@ -532,10 +629,7 @@ public static class GpuTileTable
                     {
                         (int start, int tileStep) = order[t];
                         bool full = IsFull(rowMasks[t], rowCount, Math.Min(keyTile, (slice.KeyCount - 1 - start) / tileStep + 1));
-                        Entries.Add(start);
-                        Entries.Add(tileStep);
-                        Entries.Add((int)(full ? TileClass.Full : TileClass.Partial));
-                        Entries.Add(full ? -1 : Masks.Count);
+                        AddEntry(start, tileStep, full ? TileClass.Full : TileClass.Partial, full ? -1 : Masks.Count);
                         if (!full)
                         {
                             Masks.AddRange(rowMasks[t]);
@@ -564,6 +658,18 @@ public static class GpuTileTable
             }
 
             return true;
+        }
+
+        /// <summary>An entry over the slice's keys: key start relative to its first key, the position absolute.</summary>
+        private void AddEntry(int keyStart, int keyStep, TileClass tileClass, int mask) => AddEntry(keyStart, keyStep, tileClass, mask, slice.KeyStart + keyStart);
+
+        private void AddEntry(int keyStart, int keyStep, TileClass tileClass, int mask, int position)
+        {
+            Entries.Add(keyStart);
+            Entries.Add(keyStep);
+            Entries.Add((int)tileClass);
+            Entries.Add(mask);
+            Entries.Add(position);
         }
 
         private void SetBit(int rowWords, int bit) => Masks[rowWords + (bit >> 5)] |= 1 << (bit & 31);

@@ -380,6 +380,47 @@ namespace Outer.Layers
                     Forward(query, key, value, output, shape, options);
                 }
             }
+
+            /// <summary>
+            /// Creates a rolling KV cache on <paramref name="device"/> (GPU memory on an ILGPU device), for the <c>Decode</c> overloads
+            /// that take a <see cref="global::SparseAttention.DeviceKvCache"/>. Dispose it to free the device memory.
+            /// </summary>
+            /// <exception cref="global::System.NotSupportedException">The pattern is bidirectional, or sees unboundedly far back (dense, strided).</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static global::SparseAttention.DeviceKvCache CreateCache(global::SparseAttention.AttentionDevice device, int kvHeads) => new global::SparseAttention.DeviceKvCache(device, Pattern, kvHeads, HeadDim);
+
+            /// <summary>
+            /// Queues attention for the newest token in <paramref name="cache"/> on its accelerator: query and output are [Heads, HeadDim]
+            /// views there. The cache's window is split over the GPU's multiprocessors and the parts merged (Flash-Decoding).
+            /// </summary>
+            /// <exception cref="global::System.ArgumentException">A view's length is wrong or it lives elsewhere, or the cache belongs to another kernel.</exception>
+            /// <exception cref="global::System.NotSupportedException">The cache lives on the CPU device (pass spans).</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Decode(global::ILGPU.ArrayView<float> query, global::SparseAttention.DeviceKvCache cache, global::ILGPU.ArrayView<float> output, global::SparseAttention.AttentionOptions? options = null)
+            {
+                options ??= global::SparseAttention.AttentionOptions.Default;
+                global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);
+                Gpu.Decode(cache, query, output, options.ResolveScale(HeadDim), Scores, options, default);
+            }
+
+            /// <summary>
+            /// Attention for the newest token in <paramref name="cache"/> with query and output on the host ([Heads, HeadDim]): through
+            /// the device's kernel (copying the rows there and back), or the SIMD decode on the CPU device.
+            /// </summary>
+            /// <exception cref="global::System.ArgumentException">A span's length is wrong, or the cache belongs to another kernel.</exception>
+            [global::System.CodeDom.Compiler.GeneratedCode("SparseAttention.Generators", "0.1.0.0")]
+            public static void Decode(global::System.ReadOnlySpan<float> query, global::SparseAttention.DeviceKvCache cache, global::System.Span<float> output, global::SparseAttention.AttentionOptions? options = null)
+            {
+                options ??= global::SparseAttention.AttentionOptions.Default;
+                global::SparseAttention.DecodeArguments.ValidateDecode(Pattern, HeadDim, cache, query, output);
+                if (cache.Host is { } host)
+                {
+                    Decode(query, host, output, options);
+                    return;
+                }
+
+                Gpu.Decode(cache, query, output, options.ResolveScale(HeadDim), Scores, options, default);
+            }
         }
     }
 }

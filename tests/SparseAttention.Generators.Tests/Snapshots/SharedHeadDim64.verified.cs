@@ -4319,7 +4319,8 @@ namespace SparseAttention.Generated
         /// </summary>
         /// <remarks>perHead holds ALiBi's slopes (base 2) then the learned sink logits, one per query head, when the arguments say so;
         /// logSumExp ([Heads, SeqLen]) is written when they ask for it. A block of long rows (a part, see GpuTileTable) writes its
-        /// rows to partial slots instead: outputs [Heads, SlotsPerHead, HeadDim] then base-2 log-sum-exps [Heads, SlotsPerHead].</remarks>
+        /// rows to partial slots instead: outputs [grid heads, SlotsPerHead, HeadDim] then base-2 log-sum-exps [grid heads, SlotsPerHead].
+        /// In decode (arguments.RowsAreHeads) the grid's heads are KV heads and a block's rows the query heads of one, at one position.</remarks>
         /// <typeparam name="TRowSets">How the eight lanes that share rows reduce across them: shuffles, or shared memory on OpenCL.</typeparam>
         private static void AttendQueryBlock<TRowSets>(global::ILGPU.ArrayView<float> query, global::ILGPU.ArrayView<float> key, global::ILGPU.ArrayView<float> value, global::ILGPU.ArrayView<float> output, global::ILGPU.ArrayView<int> tiles, global::ILGPU.ArrayView<float> perHead, global::ILGPU.ArrayView<float> logSumExp, global::ILGPU.ArrayView<float> partials, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets
         {
@@ -4351,6 +4352,11 @@ namespace SparseAttention.Generated
             long queryOffset2 = ((long)head * queryRows + row2) * HeadDim;
             int row3 = global::SparseAttention.Gpu.GpuTileTable.RowOf(tiles, rowStart, rowStep, global::System.Math.Min(firstRow + 3, lastRow));
             long queryOffset3 = ((long)head * queryRows + row3) * HeadDim;
+            // The query head of each row: the grid's head, or, in decode (rows are the query heads of KV head `head`), the row's own.
+            int rowHead0 = arguments.RowsAreHeads != 0 ? head * queryRows + row0 : head;
+            int rowHead1 = arguments.RowsAreHeads != 0 ? head * queryRows + row1 : head;
+            int rowHead2 = arguments.RowsAreHeads != 0 ? head * queryRows + row2 : head;
+            int rowHead3 = arguments.RowsAreHeads != 0 ? head * queryRows + row3 : head;
 
             var keyTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * KeyStride);
             var valueTile = global::ILGPU.SharedMemory.Allocate<global::ILGPU.Util.Float4>(GpuKeyTile * Chunks);
@@ -4392,6 +4398,7 @@ namespace SparseAttention.Generated
                 int keyStart = tiles[entry], keyStep = tiles[entry + 1]; // the tile's keys: keyStart + keyStep * j
                 bool full = tiles[entry + 2] == (int)global::SparseAttention.TileClass.Full;
                 int maskBase = tiles[entry + 3];
+                int keyPosition = tiles[entry + 4]; // the position of the tile's first key (a ring's slots are not positions)
 
                 // Stage K and V once every lane is done with the previous tile. Rows past the end repeat the last key (valid
                 // memory) and are never visible; values that are not finite are staged as zeros and flagged per key.
@@ -4458,75 +4465,75 @@ namespace SparseAttention.Generated
                 int key3 = part + 24;
                 bool valueNonFinite3 = nonFiniteValues[key3] == entryIndex + 1;
                 int maskRow0 = maskBase + (firstRow + 0) * maskWords;
-                int position0 = arguments.QueryStart + row0;
+                int position0 = arguments.RowsAreHeads != 0 ? arguments.QueryStart : arguments.QueryStart + row0;
                 bool visible00 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow0 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s00 = GpuPairScore(s00, visible00, position0, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
+                s00 = GpuPairScore(s00, visible00, position0, keyPosition + keyStep * key0, rowHead0, arguments, perHead);
                 poisoned0 |= float.IsNaN(s00) || (visible00 && valueNonFinite0);
                 s00 = float.IsNaN(s00) ? float.NegativeInfinity : s00;
                 bool visible01 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow0 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s01 = GpuPairScore(s01, visible01, position0, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
+                s01 = GpuPairScore(s01, visible01, position0, keyPosition + keyStep * key1, rowHead0, arguments, perHead);
                 poisoned0 |= float.IsNaN(s01) || (visible01 && valueNonFinite1);
                 s01 = float.IsNaN(s01) ? float.NegativeInfinity : s01;
                 bool visible02 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow0 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s02 = GpuPairScore(s02, visible02, position0, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
+                s02 = GpuPairScore(s02, visible02, position0, keyPosition + keyStep * key2, rowHead0, arguments, perHead);
                 poisoned0 |= float.IsNaN(s02) || (visible02 && valueNonFinite2);
                 s02 = float.IsNaN(s02) ? float.NegativeInfinity : s02;
                 bool visible03 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow0 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s03 = GpuPairScore(s03, visible03, position0, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
+                s03 = GpuPairScore(s03, visible03, position0, keyPosition + keyStep * key3, rowHead0, arguments, perHead);
                 poisoned0 |= float.IsNaN(s03) || (visible03 && valueNonFinite3);
                 s03 = float.IsNaN(s03) ? float.NegativeInfinity : s03;
                 int maskRow1 = maskBase + (firstRow + 1) * maskWords;
-                int position1 = arguments.QueryStart + row1;
+                int position1 = arguments.RowsAreHeads != 0 ? arguments.QueryStart : arguments.QueryStart + row1;
                 bool visible10 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow1 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s10 = GpuPairScore(s10, visible10, position1, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
+                s10 = GpuPairScore(s10, visible10, position1, keyPosition + keyStep * key0, rowHead1, arguments, perHead);
                 poisoned1 |= float.IsNaN(s10) || (visible10 && valueNonFinite0);
                 s10 = float.IsNaN(s10) ? float.NegativeInfinity : s10;
                 bool visible11 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow1 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s11 = GpuPairScore(s11, visible11, position1, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
+                s11 = GpuPairScore(s11, visible11, position1, keyPosition + keyStep * key1, rowHead1, arguments, perHead);
                 poisoned1 |= float.IsNaN(s11) || (visible11 && valueNonFinite1);
                 s11 = float.IsNaN(s11) ? float.NegativeInfinity : s11;
                 bool visible12 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow1 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s12 = GpuPairScore(s12, visible12, position1, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
+                s12 = GpuPairScore(s12, visible12, position1, keyPosition + keyStep * key2, rowHead1, arguments, perHead);
                 poisoned1 |= float.IsNaN(s12) || (visible12 && valueNonFinite2);
                 s12 = float.IsNaN(s12) ? float.NegativeInfinity : s12;
                 bool visible13 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow1 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s13 = GpuPairScore(s13, visible13, position1, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
+                s13 = GpuPairScore(s13, visible13, position1, keyPosition + keyStep * key3, rowHead1, arguments, perHead);
                 poisoned1 |= float.IsNaN(s13) || (visible13 && valueNonFinite3);
                 s13 = float.IsNaN(s13) ? float.NegativeInfinity : s13;
                 int maskRow2 = maskBase + (firstRow + 2) * maskWords;
-                int position2 = arguments.QueryStart + row2;
+                int position2 = arguments.RowsAreHeads != 0 ? arguments.QueryStart : arguments.QueryStart + row2;
                 bool visible20 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow2 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s20 = GpuPairScore(s20, visible20, position2, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
+                s20 = GpuPairScore(s20, visible20, position2, keyPosition + keyStep * key0, rowHead2, arguments, perHead);
                 poisoned2 |= float.IsNaN(s20) || (visible20 && valueNonFinite0);
                 s20 = float.IsNaN(s20) ? float.NegativeInfinity : s20;
                 bool visible21 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow2 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s21 = GpuPairScore(s21, visible21, position2, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
+                s21 = GpuPairScore(s21, visible21, position2, keyPosition + keyStep * key1, rowHead2, arguments, perHead);
                 poisoned2 |= float.IsNaN(s21) || (visible21 && valueNonFinite1);
                 s21 = float.IsNaN(s21) ? float.NegativeInfinity : s21;
                 bool visible22 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow2 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s22 = GpuPairScore(s22, visible22, position2, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
+                s22 = GpuPairScore(s22, visible22, position2, keyPosition + keyStep * key2, rowHead2, arguments, perHead);
                 poisoned2 |= float.IsNaN(s22) || (visible22 && valueNonFinite2);
                 s22 = float.IsNaN(s22) ? float.NegativeInfinity : s22;
                 bool visible23 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow2 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s23 = GpuPairScore(s23, visible23, position2, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
+                s23 = GpuPairScore(s23, visible23, position2, keyPosition + keyStep * key3, rowHead2, arguments, perHead);
                 poisoned2 |= float.IsNaN(s23) || (visible23 && valueNonFinite3);
                 s23 = float.IsNaN(s23) ? float.NegativeInfinity : s23;
                 int maskRow3 = maskBase + (firstRow + 3) * maskWords;
-                int position3 = arguments.QueryStart + row3;
+                int position3 = arguments.RowsAreHeads != 0 ? arguments.QueryStart : arguments.QueryStart + row3;
                 bool visible30 = keyStart + keyStep * key0 < keyRows && (full || ((tiles[maskRow3 + (key0 >> 5)] >> (key0 & 31)) & 1) != 0);
-                s30 = GpuPairScore(s30, visible30, position3, arguments.KeyStart + keyStart + keyStep * key0, head, arguments, perHead);
+                s30 = GpuPairScore(s30, visible30, position3, keyPosition + keyStep * key0, rowHead3, arguments, perHead);
                 poisoned3 |= float.IsNaN(s30) || (visible30 && valueNonFinite0);
                 s30 = float.IsNaN(s30) ? float.NegativeInfinity : s30;
                 bool visible31 = keyStart + keyStep * key1 < keyRows && (full || ((tiles[maskRow3 + (key1 >> 5)] >> (key1 & 31)) & 1) != 0);
-                s31 = GpuPairScore(s31, visible31, position3, arguments.KeyStart + keyStart + keyStep * key1, head, arguments, perHead);
+                s31 = GpuPairScore(s31, visible31, position3, keyPosition + keyStep * key1, rowHead3, arguments, perHead);
                 poisoned3 |= float.IsNaN(s31) || (visible31 && valueNonFinite1);
                 s31 = float.IsNaN(s31) ? float.NegativeInfinity : s31;
                 bool visible32 = keyStart + keyStep * key2 < keyRows && (full || ((tiles[maskRow3 + (key2 >> 5)] >> (key2 & 31)) & 1) != 0);
-                s32 = GpuPairScore(s32, visible32, position3, arguments.KeyStart + keyStart + keyStep * key2, head, arguments, perHead);
+                s32 = GpuPairScore(s32, visible32, position3, keyPosition + keyStep * key2, rowHead3, arguments, perHead);
                 poisoned3 |= float.IsNaN(s32) || (visible32 && valueNonFinite2);
                 s32 = float.IsNaN(s32) ? float.NegativeInfinity : s32;
                 bool visible33 = keyStart + keyStep * key3 < keyRows && (full || ((tiles[maskRow3 + (key3 >> 5)] >> (key3 & 31)) & 1) != 0);
-                s33 = GpuPairScore(s33, visible33, position3, arguments.KeyStart + keyStart + keyStep * key3, head, arguments, perHead);
+                s33 = GpuPairScore(s33, visible33, position3, keyPosition + keyStep * key3, rowHead3, arguments, perHead);
                 poisoned3 |= float.IsNaN(s33) || (visible33 && valueNonFinite3);
                 s33 = float.IsNaN(s33) ? float.NegativeInfinity : s33;
 
@@ -4706,7 +4713,7 @@ namespace SparseAttention.Generated
                 partials[slot * HeadDim + (part + 8) * 4] = o0_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o0_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o0_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o0_1W * normalizer;
                 if (part == 0)
                 {
-                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned0 ? float.NaN : sum0 > 0f ? max0 + global::SparseAttention.Gpu.GpuMath.Log2(sum0) : float.NegativeInfinity;
+                    partials[(long)global::ILGPU.Grid.DimY * tiles[2] * HeadDim + slot] = rowPoisoned0 ? float.NaN : sum0 > 0f ? max0 + global::SparseAttention.Gpu.GpuMath.Log2(sum0) : float.NegativeInfinity;
                 }
             }
             else if (firstRow + 0 < rowCount)
@@ -4715,7 +4722,7 @@ namespace SparseAttention.Generated
                 float denominator = sum0;
                 if (arguments.Sinks != 0 && sum0 > 0f)
                 {
-                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max0);
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + rowHead0] * 1.44269504088896341f - max0);
                 }
                 float normalizer = rowPoisoned0 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
                 output[queryOffset0 + (part + 0) * 4] = o0_0X * normalizer; output[queryOffset0 + (part + 0) * 4 + 1] = o0_0Y * normalizer; output[queryOffset0 + (part + 0) * 4 + 2] = o0_0Z * normalizer; output[queryOffset0 + (part + 0) * 4 + 3] = o0_0W * normalizer;
@@ -4736,7 +4743,7 @@ namespace SparseAttention.Generated
                 partials[slot * HeadDim + (part + 8) * 4] = o1_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o1_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o1_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o1_1W * normalizer;
                 if (part == 0)
                 {
-                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned1 ? float.NaN : sum1 > 0f ? max1 + global::SparseAttention.Gpu.GpuMath.Log2(sum1) : float.NegativeInfinity;
+                    partials[(long)global::ILGPU.Grid.DimY * tiles[2] * HeadDim + slot] = rowPoisoned1 ? float.NaN : sum1 > 0f ? max1 + global::SparseAttention.Gpu.GpuMath.Log2(sum1) : float.NegativeInfinity;
                 }
             }
             else if (firstRow + 1 < rowCount)
@@ -4745,7 +4752,7 @@ namespace SparseAttention.Generated
                 float denominator = sum1;
                 if (arguments.Sinks != 0 && sum1 > 0f)
                 {
-                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max1);
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + rowHead1] * 1.44269504088896341f - max1);
                 }
                 float normalizer = rowPoisoned1 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
                 output[queryOffset1 + (part + 0) * 4] = o1_0X * normalizer; output[queryOffset1 + (part + 0) * 4 + 1] = o1_0Y * normalizer; output[queryOffset1 + (part + 0) * 4 + 2] = o1_0Z * normalizer; output[queryOffset1 + (part + 0) * 4 + 3] = o1_0W * normalizer;
@@ -4766,7 +4773,7 @@ namespace SparseAttention.Generated
                 partials[slot * HeadDim + (part + 8) * 4] = o2_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o2_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o2_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o2_1W * normalizer;
                 if (part == 0)
                 {
-                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned2 ? float.NaN : sum2 > 0f ? max2 + global::SparseAttention.Gpu.GpuMath.Log2(sum2) : float.NegativeInfinity;
+                    partials[(long)global::ILGPU.Grid.DimY * tiles[2] * HeadDim + slot] = rowPoisoned2 ? float.NaN : sum2 > 0f ? max2 + global::SparseAttention.Gpu.GpuMath.Log2(sum2) : float.NegativeInfinity;
                 }
             }
             else if (firstRow + 2 < rowCount)
@@ -4775,7 +4782,7 @@ namespace SparseAttention.Generated
                 float denominator = sum2;
                 if (arguments.Sinks != 0 && sum2 > 0f)
                 {
-                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max2);
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + rowHead2] * 1.44269504088896341f - max2);
                 }
                 float normalizer = rowPoisoned2 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
                 output[queryOffset2 + (part + 0) * 4] = o2_0X * normalizer; output[queryOffset2 + (part + 0) * 4 + 1] = o2_0Y * normalizer; output[queryOffset2 + (part + 0) * 4 + 2] = o2_0Z * normalizer; output[queryOffset2 + (part + 0) * 4 + 3] = o2_0W * normalizer;
@@ -4796,7 +4803,7 @@ namespace SparseAttention.Generated
                 partials[slot * HeadDim + (part + 8) * 4] = o3_1X * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 1] = o3_1Y * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 2] = o3_1Z * normalizer; partials[slot * HeadDim + (part + 8) * 4 + 3] = o3_1W * normalizer;
                 if (part == 0)
                 {
-                    partials[(long)arguments.Heads * tiles[2] * HeadDim + slot] = rowPoisoned3 ? float.NaN : sum3 > 0f ? max3 + global::SparseAttention.Gpu.GpuMath.Log2(sum3) : float.NegativeInfinity;
+                    partials[(long)global::ILGPU.Grid.DimY * tiles[2] * HeadDim + slot] = rowPoisoned3 ? float.NaN : sum3 > 0f ? max3 + global::SparseAttention.Gpu.GpuMath.Log2(sum3) : float.NegativeInfinity;
                 }
             }
             else if (firstRow + 3 < rowCount)
@@ -4805,7 +4812,7 @@ namespace SparseAttention.Generated
                 float denominator = sum3;
                 if (arguments.Sinks != 0 && sum3 > 0f)
                 {
-                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + head] * 1.44269504088896341f - max3);
+                    denominator += global::SparseAttention.Gpu.GpuMath.Exp2(perHead[arguments.Heads + rowHead3] * 1.44269504088896341f - max3);
                 }
                 float normalizer = rowPoisoned3 ? float.NaN : denominator > 0f ? 1f / denominator : 0f;
                 output[queryOffset3 + (part + 0) * 4] = o3_0X * normalizer; output[queryOffset3 + (part + 0) * 4 + 1] = o3_0Y * normalizer; output[queryOffset3 + (part + 0) * 4 + 2] = o3_0Z * normalizer; output[queryOffset3 + (part + 0) * 4 + 3] = o3_0W * normalizer;

@@ -150,6 +150,81 @@ public class GpuTileTableTests
     /// <summary>Whether a merge group of the table's head 0 has more than one part.</summary>
     private static bool HasSplitLongRows(int[] table) => table[1] > 0 && table[GpuTileTable.MergeHeaderOf(0, 0, table[3], table[1]) + 3] > 1;
 
+    [Theory]
+    [InlineData(nameof(DilatedCausalWithSinks), 6, 2)]
+    [InlineData(nameof(WindowOverSeveralDecodeBlocks), 4, 2)]
+    [InlineData(nameof(CausalWindowWithSinks), 8, 1)]
+    [InlineData(nameof(ManySinks), 3, 3)]
+    public void ADecodeStepsTableShowsEachQueryHeadExactlyTheCacheSlotsOfItsVisibleKeys(string name, int heads, int kvHeads)
+    {
+        AttentionPattern pattern = DeclaredKernels.Get(name).Pattern;
+        int ringSlots = pattern.StreamingRingSlots, capacity = ringSlots + pattern.GlobalTokens.Count, group = heads / kvHeads;
+        int[] pinned = pattern.GlobalTokens.ToArray();
+        foreach (int position in new[] { 0, ringSlots / 2, ringSlots - 1, ringSlots, 2 * ringSlots + 7, 5 * ringSlots + 3 })
+        {
+            var map = new Cpu.SlotMap(origin: 0, ringSlots, Math.Max(0, position + 1 - ringSlots), pinned);
+            int[] table = GpuTileTable.BuildDecode(pattern, map, position, heads, kvHeads, capacity, Rows, KeyTile, targetBlocks: 16);
+            for (int kvHead = 0; kvHead < kvHeads; kvHead++)
+            {
+                var seen = new Dictionary<(int Head, int Key), int>();
+                var slotRows = new Dictionary<int, int>();
+                for (int block = 0; block < table[0]; block++)
+                {
+                    int header = GpuTileTable.HeaderOf(kvHead, block, table[0]);
+                    int rowCount = table[header + 4], partialSlot = table[header + 5];
+                    Assert.True(rowCount == 0 || partialSlot >= 0, "every decode block writes partial slots");
+                    for (int i = 0; i < rowCount; i++)
+                    {
+                        int head = kvHead * group + GpuTileTable.RowOf(table, table[header + 2], table[header + 3], i);
+                        slotRows.Add(partialSlot + i, head - kvHead * group);
+                        for (int e = 0; e < table[header + 1]; e++)
+                        {
+                            int entry = table[header] + e * GpuTileTable.EntryInts;
+                            int keyStart = table[entry], keyStep = table[entry + 1], mask = table[entry + 3], firstPosition = table[entry + 4];
+                            for (int j = 0; j < KeyTile && keyStart + keyStep * j < capacity; j++)
+                            {
+                                if (table[entry + 2] != (int)TileClass.Full && ((table[mask + i * GpuTileTable.MaskWordsPerRow(KeyTile) + (j >> 5)] >> (j & 31)) & 1) == 0)
+                                {
+                                    continue;
+                                }
+
+                                int slot = keyStart + keyStep * j, key = firstPosition + keyStep * j;
+                                Assert.True(pattern.IsVisible(position, key, head, position + 1), $"{name} at {position}: head {head} is shown key {key}, which it cannot see");
+                                int holds = key >= position + 1 - ringSlots ? key % ringSlots : ringSlots + Array.IndexOf(pinned, key);
+                                Assert.True(slot == holds, $"{name} at {position}: key {key} is read from slot {slot}; the cache keeps it in slot {holds}");
+                                seen[(head, key)] = seen.GetValueOrDefault((head, key)) + 1;
+                            }
+                        }
+                    }
+                }
+
+                for (int g = 0; g < group; g++)
+                {
+                    int head = kvHead * group + g;
+                    int[] visible = Enumerable.Range(0, position + 1).Where(key => pattern.IsVisible(position, key, head, position + 1)).ToArray();
+                    Assert.All(visible, key => Assert.True(seen.GetValueOrDefault((head, key)) == 1, $"{name} at {position}: head {head} sees key {key} {seen.GetValueOrDefault((head, key))} times"));
+                    Assert.Equal(visible.Length, seen.Keys.Count(pair => pair.Head == head));
+                }
+
+                AssertEverySlotIsMergedIntoItsRow(table, kvHead, slotRows);
+            }
+        }
+    }
+
+    [Fact]
+    public void ADecodeStepSpreadsALongWindowOverParts()
+    {
+        AttentionPattern pattern = DeclaredKernels.Get(nameof(WindowOverSeveralDecodeBlocks)).Pattern;
+        int ringSlots = pattern.StreamingRingSlots, position = 1000;
+        var map = new Cpu.SlotMap(0, ringSlots, position + 1 - ringSlots, pattern.GlobalTokens.ToArray());
+        int[] table = GpuTileTable.BuildDecode(pattern, map, position, 4, 2, ringSlots + 1, Rows, KeyTile, targetBlocks: 8);
+        // 300 keys (the ring wraps inside one 32-slot tile, which becomes two) and the global one: 12 tiles per KV head,
+        // in 3 parts (4 target parts per KV head, at least 4 tiles each).
+        Assert.Equal(3, table[0]);
+        Assert.Equal(3, table[GpuTileTable.MergeHeaderOf(0, 0, table[3], table[1]) + 3]);
+        Assert.All(Enumerable.Range(0, 3), part => Assert.Equal(4, table[GpuTileTable.HeaderOf(1, part, table[0]) + 1]));
+    }
+
     private static void AssertEverySlotIsMergedIntoItsRow(int[] table, int head, Dictionary<int, int> slotRows)
     {
         int groups = table[1], merged = 0;
