@@ -15,6 +15,9 @@ namespace SparseAttention.Benchmarks;
 /// of the device's fp32 FMA peak (SMs x FP32 lanes per SM x 2 x clock, or `--peak-tflops X`).
 /// Options: `--backend Cuda|OpenCL|IlgpuCpu` (default: AttentionDevice's pick), `--seqlen N` (default 16384),
 /// `--launches N` (default 10). The previous kernel's figures come from running this on a build of an earlier commit.
+/// Then decode on the device: the Mistral shape's newest token at position 65,535 (a full 4,096-slot ring per KV head)
+/// through a <see cref="DeviceKvCache"/>, as microseconds per token and K+V bytes read per second against the device's
+/// memory bandwidth (2 x memory clock x bus width, or `--peak-gbs X`), checked against the CPU decode.
 /// </summary>
 public static class GpuComparison
 {
@@ -91,9 +94,65 @@ public static class GpuComparison
             Console.WriteLine($"{gpuCase.Name,-20} {gpuCase.Heads + "/" + gpuCase.KvHeads,7} {pairs,16:N0} {median,10:F3} {best,9:F3} {tflops,8:F2} {share,7} {error,9:E1}{(error <= Tolerance ? "" : "  WRONG")}");
         }
 
+        allCorrect &= DecodeOnDevice(device, accelerator, args, launches);
         Console.WriteLine();
         Console.WriteLine(allCorrect ? "every result matches the reference on sampled rows (|error| <= 1e-4)" : "SOME RESULTS DO NOT MATCH THE REFERENCE");
         return allCorrect ? 0 : 1;
+    }
+
+    /// <summary>Decode at position 65,535 in the Mistral shape (32 heads, 8 KV heads, HeadDim 128, window 4096) on the device.</summary>
+    private static bool DecodeOnDevice(AttentionDevice device, Accelerator accelerator, string[] args, int launches)
+    {
+        const int Heads = 32, KvHeads = 8, HeadDim = 128, Tokens = 65536, Chunk = 4096;
+        var random = new Random(5);
+        float[] Fill(int length) => Enumerable.Range(0, length).Select(_ => (float)(random.NextDouble() * 3 - 1.5)).ToArray();
+        float[] keys = Fill(Chunk * KvHeads * HeadDim), values = Fill(Chunk * KvHeads * HeadDim), query = Fill(Heads * HeadDim);
+        using DeviceKvCache cache = Window4096HeadDim128.CreateCache(device, KvHeads);
+        KvCache hostCache = Window4096HeadDim128.CreateCache(KvHeads);
+        for (int appended = 0; appended < Tokens; appended += Chunk)
+        {
+            cache.Append(keys, values);
+            hostCache.Append(keys, values);
+        }
+
+        using MemoryBuffer1D<float, Stride1D.Dense> queryView = accelerator.Allocate1D(query);
+        using MemoryBuffer1D<float, Stride1D.Dense> outputView = accelerator.Allocate1D<float>(query.Length);
+        void Step()
+        {
+            Window4096HeadDim128.Decode(queryView.View, cache, outputView.View);
+            accelerator.Synchronize();
+        }
+
+        Step();
+        double[] times = Enumerable.Range(0, launches).Select(_ =>
+        {
+            long start = Stopwatch.GetTimestamp();
+            Step();
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }).Order().ToArray();
+        double median = times[times.Length / 2];
+
+        var expected = new float[query.Length];
+        Window4096HeadDim128.Decode(query, hostCache, expected);
+        float[] actual = outputView.GetAsArray1D();
+        double error = expected.Zip(actual, (e, a) => Math.Abs((double)e - a)).Max();
+
+        double bytes = 2.0 * KvHeads * cache.RingSlots * HeadDim * sizeof(float);
+        double gbs = bytes / (median / 1e3) / 1e9;
+        string? peakArgument = CommandLine.Argument(args, "--peak-gbs");
+        double? peak = peakArgument is not null ? double.Parse(peakArgument, CultureInfo.InvariantCulture)
+            : accelerator is CudaAccelerator cuda ? 2.0 * cuda.MemoryClockRate * 1e3 * cuda.MemoryBusWidth / 8 / 1e9 : null;
+        Console.WriteLine();
+        Console.WriteLine($"decode on the device, Mistral shape (32/8 heads, HeadDim 128, window 4096) at position {Tokens - 1}: {bytes / 1e6:F1} MB of K+V per token");
+        Console.WriteLine($"{"case",-20} {"median us",10} {"best us",9} {"GB/s",8} {"% mem bw",9} {"error",9}");
+        string share = peak is { } p ? (100 * gbs / p).ToString("F1") + "%" : "";
+        Console.WriteLine($"{"decode-mistral-64k",-20} {median * 1e3,10:F1} {times[0] * 1e3,9:F1} {gbs,8:F1} {share,9} {error,9:E1}{(error <= Tolerance ? "" : "  WRONG")}");
+        if (peak is { } bandwidth)
+        {
+            Console.WriteLine($"memory bandwidth: {bandwidth:F0} GB/s{(peakArgument is null ? " (2 x memory clock x bus width)" : " (--peak-gbs)")}");
+        }
+
+        return error <= Tolerance;
     }
 
     /// <summary>

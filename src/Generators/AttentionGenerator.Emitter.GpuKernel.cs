@@ -113,11 +113,18 @@ public sealed partial class AttentionGenerator
             using (writer.Block("private static void " + GpuKernelName + "<TRowSets>(" + ArrayViewType + " query, " + ArrayViewType + " key, " + ArrayViewType + " value, " + ArrayViewType + " output, global::ILGPU.ArrayView<int> tiles, " + ArrayViewType + " perHead, " + ArrayViewType + " logSumExp, " + ArrayViewType + " partials, global::SparseAttention.Gpu.GpuAttentionArguments arguments) where TRowSets : struct, global::SparseAttention.Gpu.IGpuRowSets"))
             {
                 EmitGpuBlockSetup(writer, shape);
+                writer.Line("// A warp whose 16 rows all lie past the block's rows (decode's GQA group of a few heads, a block's ragged end) skips");
+                writer.Line("// each tile's arithmetic; it still stages tiles and meets the group barriers. Not on OpenCL, where the row-set");
+                writer.Line("// reductions meet the whole group.");
+                writer.Line("bool warpHasRows = !default(TRowSets).WarpsMayIdle || (thread >> 5) * 16 < rowCount;");
                 using (writer.Block("for (int entryIndex = 0; entryIndex < entryCount; entryIndex++)"))
                 {
                     EmitGpuStageTile(writer, shape);
-                    EmitGpuScoreTile(writer, shape);
-                    EmitGpuAddValues(writer, shape);
+                    using (writer.Block("if (warpHasRows)"))
+                    {
+                        EmitGpuScoreTile(writer, shape);
+                        EmitGpuAddValues(writer, shape);
+                    }
                 }
 
                 EmitGpuWriteRows(writer, shape);

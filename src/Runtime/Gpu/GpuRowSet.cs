@@ -28,6 +28,12 @@ public interface IGpuRowSets
 
     /// <summary>Waits until the lanes of the warp (at least) have written what they share in shared memory. Every thread calls it.</summary>
     void WarpBarrier();
+
+    /// <summary>
+    /// Whether a whole warp may skip the calls above (they synchronise its own lanes only), so a warp that owns no row can
+    /// skip a tile's arithmetic; false where they meet the whole group.
+    /// </summary>
+    bool WarpsMayIdle { get; }
 }
 
 /// <summary>Row-set reductions by butterfly shuffles (steps 1, 2, 4) and a warp barrier.</summary>
@@ -56,6 +62,13 @@ public readonly struct ShuffleRowSets : IGpuRowSets
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void WarpBarrier() => Warp.Barrier();
+
+    /// <inheritdoc/>
+    public bool WarpsMayIdle
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => true;
+    }
 }
 
 /// <summary>Row-set reductions through shared memory between group barriers, for backends without warp shuffles.</summary>
@@ -90,6 +103,13 @@ public readonly struct SharedMemoryRowSets : IGpuRowSets
     /// <inheritdoc/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void WarpBarrier() => Group.Barrier();
+
+    /// <inheritdoc/>
+    public bool WarpsMayIdle
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => false;
+    }
 
     /// <summary>Writes the lane's value once every thread has read the previous exchange; returns its row set's first slot.</summary>
     private static int Publish(Float4 value, ArrayView<Float4> scratch, int thread)
