@@ -316,15 +316,7 @@ public static class GpuTileTable
                     tileCount++;
                 }
 
-                int parts = Math.Max(1, Math.Min(targetParts, tileCount / MinPartTiles));
-                for (int p = 0; p < parts; p++)
-                {
-                    int from = (int)((long)p * tileCount / parts), to = (int)((long)(p + 1) * tileCount / parts);
-                    blocks.Add(new Block(rowList, 0, rowCount, first + from * EntryInts, to - from, slots + p * rowCount));
-                }
-
-                merges.Add(new Merge(rowList, rowCount, slots, parts));
-                slots += parts * rowCount;
+                slots = AddParts(blocks, merges, rowList, rowCount, first, tileCount, Math.Max(1, Math.Min(targetParts, tileCount / MinPartTiles)), slots);
             }
 
             return slots;
@@ -427,19 +419,28 @@ public static class GpuTileTable
                     tiles++;
                 }
 
-                // Parts of (nearly) equal length: part p takes tiles [p·tiles/parts, (p+1)·tiles/parts).
-                int parts = Math.Max(1, (tiles + partTiles - 1) / partTiles);
-                for (int p = 0; p < parts; p++)
-                {
-                    int from = (int)((long)p * tiles / parts), to = (int)((long)(p + 1) * tiles / parts);
-                    blocks.Add(new Block(rowList, 0, rowCount, first + from * EntryInts, to - from, slots + p * rowCount));
-                }
-
-                merges.Add(new Merge(rowList, rowCount, slots, parts));
-                slots += parts * rowCount;
+                slots = AddParts(blocks, merges, rowList, rowCount, first, tiles, Math.Max(1, (tiles + partTiles - 1) / partTiles), slots);
             }
 
             return slots;
+        }
+
+        /// <summary>
+        /// Cuts the <paramref name="tiles"/> entries from <paramref name="firstEntry"/> on, seen by the listed rows, into
+        /// <paramref name="parts"/> blocks of (nearly) equal length (part p takes tiles [p·tiles/parts, (p+1)·tiles/parts)),
+        /// each writing its rows to partial slots from <paramref name="slots"/> on, and adds their merge group. Returns the
+        /// next free slot.
+        /// </summary>
+        private static int AddParts(List<Block> blocks, List<Merge> merges, int rowList, int rowCount, int firstEntry, int tiles, int parts, int slots)
+        {
+            for (int p = 0; p < parts; p++)
+            {
+                int from = (int)((long)p * tiles / parts), to = (int)((long)(p + 1) * tiles / parts);
+                blocks.Add(new Block(rowList, 0, rowCount, firstEntry + from * EntryInts, to - from, slots + p * rowCount));
+            }
+
+            merges.Add(new Merge(rowList, rowCount, slots, parts));
+            return slots + parts * rowCount;
         }
 
         /// <summary>
