@@ -78,6 +78,11 @@ namespace SparseAttention
                 throw new ArgumentException("The BlockSparseComponent was created with causal: " + (blockSparse.Causal ? "true" : "false") + " but the pattern is " + (causal ? "causal" : "bidirectional") + "; create it with the pattern's causal flag.", nameof(components));
             }
 
+            if (causal && _components.OfType<NeighborhoodComponent>().Any())
+            {
+                throw new ArgumentException("A pattern with a neighbourhood is not causal as a whole: causality is per axis (NeighborhoodComponent's causalAxes).", nameof(causal));
+            }
+
             Causal = causal;
             _window = _components.OfType<WindowComponent>().FirstOrDefault();
             _strided = _components.OfType<StridedComponent>().FirstOrDefault();
@@ -296,6 +301,21 @@ namespace SparseAttention
         /// <summary>This pattern with <paramref name="mask"/> AND-ed into its visibility (the same components).</summary>
         public AttentionPattern WithMask(Func<int, int, int, bool> mask) =>
             new AttentionPattern(Causal, _components) { Mask = mask ?? throw new ArgumentNullException(nameof(mask)) };
+
+        /// <summary>The pattern's neighbourhood (<c>[Neighborhood]</c>), or null.</summary>
+        public NeighborhoodComponent? Neighborhood => _components.OfType<NeighborhoodComponent>().FirstOrDefault();
+
+        /// <summary>
+        /// This pattern on a grid of <paramref name="grid"/> lengths per axis (row-major tokens, last axis fastest): the same
+        /// components and mask, its neighbourhood bound to the grid, for a call whose SeqLen is the grid's product.
+        /// </summary>
+        /// <exception cref="InvalidOperationException">The pattern has no neighbourhood.</exception>
+        /// <exception cref="ArgumentException">The grid does not fit the neighbourhood (named on <c>grid</c>).</exception>
+        public AttentionPattern WithGrid(IReadOnlyList<int> grid)
+        {
+            NeighborhoodComponent neighborhood = Neighborhood ?? throw new InvalidOperationException("This pattern has no neighbourhood, so a grid means nothing to it.");
+            return new AttentionPattern(Causal, _components.Select(component => ReferenceEquals(component, neighborhood) ? neighborhood.WithGrid(grid) : component)) { Mask = Mask };
+        }
 
         /// <summary>
         /// Whether the pattern's structure (its components and the causal cut, without <see cref="Mask"/>) lets query
