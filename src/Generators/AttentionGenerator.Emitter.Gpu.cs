@@ -13,7 +13,7 @@ public sealed partial class AttentionGenerator
         private const string AcceleratorType = "global::ILGPU.Runtime.Accelerator";
 
         /// <summary>The ILGPU overloads of <c>Forward</c>: device views, host spans on an accelerator, and an <c>AttentionDevice</c>.</summary>
-        private static void EmitGpuPublicMembers(IndentedTextWriter writer, int headDim, Models.ScoresModel scores, string generatedCode)
+        private static void EmitGpuPublicMembers(IndentedTextWriter writer, int headDim, Models.ScoresModel scores, string generatedCode, int gridAxes = 0)
         {
             // Softcap, ALiBi and learned sinks are arguments of the kernel shared by every declaration of this HeadDim; a mask
             // or score mod is the user's code, so such a declaration compiles its own copy of the kernel with the calls inlined.
@@ -53,6 +53,21 @@ public sealed partial class AttentionGenerator
                 writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
                 EmitSinkValidation(writer, scores, "shape.Heads");
                 writer.Line(Launch("query", "key", "value", "output"));
+            }
+
+            if (gridAxes > 0)
+            {
+                writer.Line();
+                writer.Line("/// <summary>Queues attention on <paramref name=\"accelerator\"/> on a grid of " + Invariant(gridAxes) + " axis length(s) whose product is shape.SeqLen (as the span overload with a grid).</summary>");
+                writer.Line("/// <exception cref=\"global::System.ArgumentException\">A view's length does not match <paramref name=\"shape\"/>, it lives elsewhere, or the grid does not match.</exception>");
+                writer.Line(generatedCode);
+                using (writer.Block("public static void Forward(" + AcceleratorType + " accelerator, " + views + ", global::SparseAttention.GridShape grid, global::SparseAttention.AttentionOptions? options = null)"))
+                {
+                    writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                    writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
+                    EmitSinkValidation(writer, scores, "shape.Heads");
+                    writer.Line(Launch("query", "key", "value", "output").Replace("Gpu.Launch(accelerator, Pattern,", "Gpu.Launch(accelerator, Pattern.OnGrid(grid, shape.SeqLen),"));
+                }
             }
 
             writer.Line();

@@ -138,7 +138,7 @@ public sealed partial class AttentionGenerator
             if (kernel.EmitGpu)
             {
                 writer.Line();
-                EmitGpuPublicMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode);
+                EmitGpuPublicMembers(writer, pattern.HeadDim, kernel.Scores, generatedCode, pattern.GridAxes);
                 EmitDeviceDecodeMembers(writer, kernel.Scores, generatedCode);
                 if (kernel.Scores.CallsUserCode)
                 {
@@ -408,6 +408,25 @@ public sealed partial class AttentionGenerator
                 EmitCpuForwardSwitch(writer, pattern.HeadDim, scores, scores.LearnedSinks ? ", sinkLogits, logSumExp" : ", default, logSumExp");
             }
 
+            if (pattern.GridAxes > 0)
+            {
+                writer.Line();
+                writer.Line("/// <summary>");
+                writer.Line("/// Computes attention on a grid of " + Invariant(pattern.GridAxes) + " axis length(s) (tokens row-major, last axis fastest; e.g. new GridShape(56, 56)),");
+                writer.Line("/// whose product is shape.SeqLen: the neighbourhood is taken on that grid. Layouts as the other overloads.");
+                writer.Line("/// </summary>");
+                writer.Line("/// <exception cref=\"global::System.ArgumentException\">A span's length does not match <paramref name=\"shape\"/>, or the grid does not.</exception>");
+                writer.Line(generatedCode);
+                using (writer.Block("public static void Forward(" + inputs + ", " + shape + ", global::SparseAttention.GridShape grid, global::SparseAttention.AttentionOptions? options = null)"))
+                {
+                    writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
+                    writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, query, key, value, output, shape);");
+                    EmitSinkValidation(writer, scores, "shape.Heads");
+                    writer.Line("global::SparseAttention.AttentionPattern pattern = Pattern.OnGrid(grid, shape.SeqLen);");
+                    EmitCpuForwardSwitch(writer, pattern.HeadDim, scores, scores.LearnedSinks ? ", sinkLogits" : "", "pattern");
+                }
+            }
+
             writer.Line();
             EmitSliceForward(writer, pattern.HeadDim, scores, generatedCode);
         }
@@ -503,14 +522,14 @@ public sealed partial class AttentionGenerator
         }
 
         /// <summary>The span Forward's dispatch: tiles (or rows) per ISA, specialised by the kernel and its score modifiers.</summary>
-        private static void EmitCpuForwardSwitch(IndentedTextWriter writer, int headDim, ScoresModel scores, string extraArguments)
+        private static void EmitCpuForwardSwitch(IndentedTextWriter writer, int headDim, ScoresModel scores, string extraArguments, string pattern = "Pattern")
         {
             string scoresType = ScoresType(scores);
             EmitIsaSwitch(
                 writer,
                 headDim,
-                kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options" + extraArguments + ");",
-                kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(Pattern, query, key, value, output, shape, options" + extraArguments + ");");
+                kernel => "global::SparseAttention.Cpu.CpuAttention.RunTiled<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(" + pattern + ", query, key, value, output, shape, options" + extraArguments + ");",
+                kernel => "global::SparseAttention.Cpu.CpuAttention.RunRows<" + SharedClassName(headDim) + "." + kernel + ", " + scoresType + ">(" + pattern + ", query, key, value, output, shape, options" + extraArguments + ");");
         }
 
         /// <summary>

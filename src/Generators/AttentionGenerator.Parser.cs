@@ -43,7 +43,7 @@ public sealed partial class AttentionGenerator
         public static readonly string[] PatternAttributes =
         {
             Namespace + "SlidingWindowAttribute", Namespace + "DilationAttribute", Namespace + "GlobalTokensAttribute", Namespace + "StridedAttribute",
-            Namespace + "FixedFactorizedAttribute", Namespace + "BlockSparseAttribute",
+            Namespace + "FixedFactorizedAttribute", Namespace + "BlockSparseAttribute", Namespace + "NeighborhoodAttribute",
             Namespace + "SoftcapAttribute", Namespace + "AlibiAttribute", Namespace + "LearnedSinksAttribute",
             Namespace + "AttentionMaskAttribute", Namespace + "ScoreModAttribute",
         };
@@ -194,6 +194,7 @@ public sealed partial class AttentionGenerator
             if (!ReadWindowStrideAndGlobals(type, causal, attributes, report, components)
                 || !ReadFixedFactorized(attributes.FixedFactorized, report, components)
                 || !ReadBlockSparse(attributes.BlockSparse, causal, report, components)
+                || !ReadNeighborhood(attributes.Neighborhood, kernel, causal, report, components)
                 || !valid)
             {
                 return null;
@@ -209,7 +210,8 @@ public sealed partial class AttentionGenerator
                 pattern.ToString(),
                 streamingProblem,
                 streamingProblem is null ? pattern.StreamingRingSlots : 0,
-                pattern.GlobalTokens.Count);
+                pattern.GlobalTokens.Count,
+                pattern.Neighborhood?.Axes ?? 0);
         }
 
         /// <summary>
@@ -305,9 +307,9 @@ public sealed partial class AttentionGenerator
         /// <summary>The pattern attributes on a declaration (the first of each kind; the analyzer reports repeats).</summary>
         private struct DeclaredAttributes
         {
-            public AttributeData? Window, Dilation, Globals, Strided, FixedFactorized, BlockSparse;
+            public AttributeData? Window, Dilation, Globals, Strided, FixedFactorized, BlockSparse, Neighborhood;
 
-            public AttributeData?[] All => new[] { Window, Dilation, Globals, Strided, FixedFactorized, BlockSparse };
+            public AttributeData?[] All => new[] { Window, Dilation, Globals, Strided, FixedFactorized, BlockSparse, Neighborhood };
         }
 
         private static DeclaredAttributes FindPatternAttributes(INamedTypeSymbol type, CancellationToken cancellationToken)
@@ -324,6 +326,7 @@ public sealed partial class AttentionGenerator
                     case Namespace + "StridedAttribute": found.Strided ??= attribute; break;
                     case Namespace + "FixedFactorizedAttribute": found.FixedFactorized ??= attribute; break;
                     case Namespace + "BlockSparseAttribute": found.BlockSparse ??= attribute; break;
+                    case Namespace + "NeighborhoodAttribute": found.Neighborhood ??= attribute; break;
                 }
             }
 
@@ -485,6 +488,55 @@ public sealed partial class AttentionGenerator
 
             components.Add(new BlockSparseComponent(blockSize, windowBlocks, NamedIntArray(attribute, "GlobalBlocks"), randomBlocks, NamedLong(attribute, "Seed") ?? 0, causal));
             return true;
+        }
+
+        /// <summary>
+        /// [Neighborhood]: checked by the component's own rules (located on the kernel sizes, Dilation or CausalAxes), and
+        /// the kernel must not be causal as a whole, since causality is per axis (located on the kernel's Causal).
+        /// </summary>
+        private static bool ReadNeighborhood(AttributeData? attribute, AttributeData kernel, bool causal, Report report, List<PatternComponent> components)
+        {
+            if (attribute is null)
+            {
+                return true;
+            }
+
+            int[] kernelSize = ArrayArgument(attribute), dilation = NamedIntArray(attribute, "Dilation");
+            bool[] causalAxes = NamedBoolArray(attribute, "CausalAxes");
+            dilation = dilation.Length == 0 ? Enumerable.Repeat(1, kernelSize.Length).ToArray() : dilation;
+            causalAxes = causalAxes.Length == 0 ? new bool[kernelSize.Length] : causalAxes;
+            if (NeighborhoodComponent.FindProblem(kernelSize, dilation, causalAxes, out string parameter) is string problem)
+            {
+                Location? location = parameter == "kernelSize" ? AttributeLocation(attribute) : ArgumentLocation(attribute, PropertyName(parameter));
+                report.Add(DiagnosticDescriptors.InvalidPatternValue, location, problem);
+                return false;
+            }
+
+            if (causal)
+            {
+                // On `Causal = true` where it is written; on the [Neighborhood] when Causal is left at its default (true).
+                Location? at = kernel.NamedArguments.Any(argument => argument.Key == "Causal") ? ArgumentLocation(kernel, "Causal") : AttributeLocation(attribute);
+                report.Add(
+                    DiagnosticDescriptors.InvalidPatternValue, at,
+                    "A [Neighborhood] kernel is not causal as a whole (causality is per axis): set Causal = false on [AttentionKernel], and CausalAxes on [Neighborhood] for the axes that are causal.");
+                return false;
+            }
+
+            components.Add(new NeighborhoodComponent(kernelSize, dilation, causalAxes));
+            return true;
+        }
+
+        private static bool[] NamedBoolArray(AttributeData attribute, string name)
+        {
+            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
+            {
+                if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array && !argument.Value.IsNull)
+                {
+                    return argument.Value.Values.Select(value => value.Value is bool item && item).ToArray();
+                }
+            }
+
+            return Array.Empty<bool>();
         }
 
         /// <summary>The attribute property a component's parameter name stands for (blockSize → BlockSize).</summary>

@@ -24,7 +24,7 @@ internal static class GeneratorInternals
     {
         object types = EquatableArray(Type("SparseAttention.Generators.Models.ContainingTypeInfo"), new[] { Create("SparseAttention.Generators.Models.ContainingTypeInfo", "static partial class", name) });
         object hierarchy = Create("SparseAttention.Generators.Models.HierarchyInfo", null, types, name);
-        object pattern = Create("SparseAttention.Generators.Models.PatternModel", headDim, causal, construction, "a test pattern", null, 8, 0);
+        object pattern = Create("SparseAttention.Generators.Models.PatternModel", headDim, causal, construction, "a test pattern", null, 8, 0, 0);
         object scores = Type("SparseAttention.Generators.Models.ScoresModel").GetField("None")!.GetValue(null)!;
         object kernel = Create("SparseAttention.Generators.Models.KernelModel", hierarchy, pattern, scores, false, false);
         object?[] arguments = { kernel, null, null, null };

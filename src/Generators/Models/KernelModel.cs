@@ -54,7 +54,8 @@ internal sealed record PatternModel(
     string Description,
     string? StreamingProblem,
     int RingSlots,
-    int PinnedSlots);
+    int PinnedSlots,
+    int GridAxes = 0);
 
 /// <summary>
 /// Where the kernel class sits: its namespace and the chain of types that contain it, as C# writes them (a keyword used as

@@ -317,6 +317,58 @@ namespace SparseAttention
             return new AttentionPattern(Causal, _components.Select(component => ReferenceEquals(component, neighborhood) ? neighborhood.WithGrid(grid) : component)) { Mask = Mask };
         }
 
+#if !SPARSEATTENTION_GENERATOR
+        /// <summary>
+        /// <see cref="WithGrid"/> for a call: checks that <paramref name="grid"/> has one length per axis of the neighbourhood
+        /// and holds <paramref name="seqLength"/> tokens, and returns the bound pattern, the same instance for the same grid
+        /// (a GPU keeps its tile tables per pattern instance, and a warm call should find them).
+        /// </summary>
+        /// <exception cref="ArgumentException">The grid does not fit (named on <c>grid</c>).</exception>
+        /// <exception cref="InvalidOperationException">The pattern has no neighbourhood.</exception>
+        public AttentionPattern OnGrid(GridShape grid, int seqLength) => OnGrid(grid.Lengths, seqLength);
+#endif
+
+        /// <summary>As the overload taking a <c>GridShape</c>, the lengths as a span.</summary>
+        public AttentionPattern OnGrid(ReadOnlySpan<int> grid, int seqLength)
+        {
+            NeighborhoodComponent neighborhood = Neighborhood ?? throw new InvalidOperationException("This pattern has no neighbourhood, so a grid means nothing to it.");
+            long tokens = 1;
+            foreach (int length in grid)
+            {
+                tokens *= Math.Max(0, length);
+            }
+
+            if (grid.Length != neighborhood.Axes || tokens != seqLength)
+            {
+                throw new ArgumentException($"grid must hold {neighborhood.Axes} length(s), one per axis of the neighbourhood, whose product is shape.SeqLen = {seqLength}; got [{string.Join(", ", grid.ToArray())}] ({tokens} tokens).", "grid");
+            }
+
+            lock (_boundToGrids)
+            {
+                foreach (AttentionPattern bound in _boundToGrids)
+                {
+                    if (grid.SequenceEqual(bound.Neighborhood!.Grid!.ToArray()))
+                    {
+                        return bound;
+                    }
+                }
+
+                AttentionPattern created = WithGrid(grid.ToArray());
+                if (_boundToGrids.Count == MaxBoundGrids)
+                {
+                    _boundToGrids.RemoveAt(0);
+                }
+
+                _boundToGrids.Add(created);
+                return created;
+            }
+        }
+
+        /// <summary>Grids kept bound per pattern (a model uses a few: one per stage of a vision transformer).</summary>
+        private const int MaxBoundGrids = 16;
+
+        private readonly List<AttentionPattern> _boundToGrids = new();
+
         /// <summary>
         /// Whether the pattern's structure (its components and the causal cut, without <see cref="Mask"/>) lets query
         /// <paramref name="query"/> see key <paramref name="key"/>: what the kernels visit, and what the NaN/Inf policy

@@ -1,0 +1,64 @@
+using SparseAttention.Testing;
+
+namespace SparseAttention.Runtime.Tests;
+
+/// <summary>
+/// The generated kernels of [Neighborhood] declarations with a grid per call, on every ISA, against the reference on the
+/// pattern bound to the same grid; and a wrong grid named.
+/// </summary>
+public class NeighborhoodKernelTests
+{
+    private delegate void GridForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, GridShape grid, AttentionOptions? options);
+
+    private static readonly (string Name, int HeadDim, AttentionPattern Pattern, GridForward Forward, int[][] Grids)[] Kernels =
+    {
+        (nameof(Neighborhood2D), Neighborhood2D.HeadDim, Neighborhood2D.Pattern, Neighborhood2D.Forward, new[] { new[] { 9, 13 }, new[] { 2, 40 }, new[] { 1, 1 }, new[] { 12, 12 } }),
+        (nameof(DilatedNeighborhoodWithClassToken), DilatedNeighborhoodWithClassToken.HeadDim, DilatedNeighborhoodWithClassToken.Pattern, DilatedNeighborhoodWithClassToken.Forward, new[] { new[] { 7, 11 }, new[] { 5, 1 }, new[] { 16, 16 } }),
+        (nameof(VideoNeighborhood3D), VideoNeighborhood3D.HeadDim, VideoNeighborhood3D.Pattern, VideoNeighborhood3D.Forward, new[] { new[] { 3, 5, 6 }, new[] { 1, 3, 3 }, new[] { 4, 7, 9 } }),
+    };
+
+    public static TheoryData<string, KernelIsa> KernelsByIsa()
+    {
+        var data = new TheoryData<string, KernelIsa>();
+        foreach (var kernel in Kernels)
+        {
+            foreach (KernelIsa isa in AttentionCheck.AllIsas)
+            {
+                data.Add(kernel.Name, isa);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(KernelsByIsa))]
+    public void ForwardOnAGridMatchesTheReference(string name, KernelIsa isa)
+    {
+        var kernel = Kernels.Single(candidate => candidate.Name == name);
+        var random = new Random(AttentionCheck.StableSeed(name + isa));
+        foreach (int[] grid in kernel.Grids)
+        {
+            int seqLen = grid.Aggregate(1, (product, length) => product * length);
+            var shape = new AttentionShape(4, 2, seqLen);
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+            var expected = new float[inputs.Query.Length];
+            ReferenceAttention.Forward(kernel.Pattern.WithGrid(grid), inputs.Query, inputs.Key, inputs.Value, expected, shape);
+            var actual = new float[expected.Length];
+            kernel.Forward(inputs.Query, inputs.Key, inputs.Value, actual, shape, new GridShape(grid), new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} on {string.Join("x", grid)}, {isa}");
+        }
+    }
+
+    [Fact]
+    public void AGridThatDoesNotHoldTheSequenceIsNamed()
+    {
+        var shape = new AttentionShape(1, 1, 20);
+        var buffer = new float[20 * Neighborhood2D.HeadDim];
+        ArgumentException wrongProduct = Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape, new GridShape(4, 6)));
+        Assert.Equal("grid", wrongProduct.ParamName);
+        Assert.Contains("shape.SeqLen = 20", wrongProduct.Message);
+        Assert.Equal("grid", Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape, new GridShape(20))).ParamName);
+        Assert.Same(Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20), Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20));
+    }
+}

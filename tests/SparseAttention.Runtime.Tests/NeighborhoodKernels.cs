@@ -1,0 +1,17 @@
+namespace SparseAttention.Runtime.Tests;
+
+/// <summary>A 2-D neighbourhood with an even kernel on one axis (NATTEN's 3 x 4 windows shift by k/2).</summary>
+[AttentionKernel(HeadDim = 32, Causal = false)]
+[Neighborhood(3, 4)]
+public static partial class Neighborhood2D;
+
+/// <summary>DiNAT's dilated neighbourhood with a class token (a global token, as in a vision transformer).</summary>
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[Neighborhood(3, 3, Dilation = new[] { 2, 1 })]
+[GlobalTokens(0)]
+public static partial class DilatedNeighborhoodWithClassToken;
+
+/// <summary>A video's neighbourhood: causal along time, 2 frames x 3 x 3 pixels.</summary>
+[AttentionKernel(HeadDim = 8, Causal = false)]
+[Neighborhood(2, 3, 3, CausalAxes = new[] { true, false, false })]
+public static partial class VideoNeighborhood3D;
