@@ -1,3 +1,4 @@
+using ILGPU.Runtime;
 using SparseAttention.Testing;
 
 namespace SparseAttention.Runtime.Tests;
@@ -60,5 +61,28 @@ public class NeighborhoodKernelTests
         Assert.Contains("shape.SeqLen = 20", wrongProduct.Message);
         Assert.Equal("grid", Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape, new GridShape(20))).ParamName);
         Assert.Same(Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20), Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20));
+    }
+}
+
+/// <summary>The ILGPU kernel of a [Neighborhood] declaration on a grid, on ILGPU's CPU accelerator, against the reference.</summary>
+[Collection(Gpu.IlgpuCpuCollection.Name)]
+public class NeighborhoodAcceleratorTests(Gpu.IlgpuCpuDevice fixture)
+{
+    [Fact]
+    public void TheGpuKernelOnAGridMatchesTheReference()
+    {
+        ILGPU.Runtime.Accelerator accelerator = fixture.Device.Accelerator!;
+        var grid = new GridShape(7, 11);
+        var shape = new AttentionShape(2, 1, 77);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(18), shape, DilatedNeighborhoodWithClassToken.HeadDim);
+        var expected = new float[inputs.Query.Length];
+        ReferenceAttention.Forward(DilatedNeighborhoodWithClassToken.Pattern.OnGrid(grid, shape.SeqLen), inputs.Query, inputs.Key, inputs.Value, expected, shape);
+        using var query = accelerator.Allocate1D(inputs.Query);
+        using var key = accelerator.Allocate1D(inputs.Key);
+        using var value = accelerator.Allocate1D(inputs.Value);
+        using var output = accelerator.Allocate1D<float>(expected.Length);
+        DilatedNeighborhoodWithClassToken.Forward(accelerator, query.View, key.View, value.View, output.View, shape, grid);
+        accelerator.Synchronize();
+        AttentionCheck.AssertClose(expected, output.GetAsArray1D(), shape, DilatedNeighborhoodWithClassToken.HeadDim, "neighbourhood 3x3 (dilation 2x1) with a class token on a 7x11 grid, ILGPU CPU accelerator");
     }
 }
