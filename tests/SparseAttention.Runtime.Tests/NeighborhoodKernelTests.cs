@@ -86,3 +86,37 @@ public class NeighborhoodAcceleratorTests(Gpu.IlgpuCpuDevice fixture)
         AttentionCheck.AssertClose(expected, output.GetAsArray1D(), shape, DilatedNeighborhoodWithClassToken.HeadDim, "neighbourhood 3x3 (dilation 2x1) with a class token on a 7x11 grid, ILGPU CPU accelerator");
     }
 }
+
+/// <summary>Decode of the one neighbourhood a rolling cache can serve (1-D, causal along its axis), and the refusal of the others.</summary>
+public class NeighborhoodDecodeTests
+{
+    public static TheoryData<KernelIsa> Isas()
+    {
+        var data = new TheoryData<KernelIsa>();
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            data.Add(isa);
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void ACausalOneDimensionalNeighbourhoodPrefillsAndDecodes(KernelIsa isa)
+    {
+        KernelUnderTest kernel = KernelUnderTest.FromType(typeof(CausalNeighborhood1D));
+        Assert.Null(CausalNeighborhood1D.Pattern.FindStreamingProblem());
+        Assert.Equal(9, CausalNeighborhood1D.Pattern.StreamingRingSlots); // (5 - 1) x 2 back, and the token itself
+        var stream = Decode.StreamCase.Create(kernel, new Random(AttentionCheck.StableSeed("neighbourhood decode" + isa)), length: 61, heads: (4, 2));
+        stream.AssertPrefillHalfThenDecode(new AttentionOptions { Isa = isa }, $"causal 1-D neighbourhood, {isa}");
+    }
+
+    [Fact]
+    public void OtherNeighbourhoodsAreRefusedWithTheReason()
+    {
+        Assert.Contains("reaches whole grid rows ahead", Neighborhood2D.Pattern.FindStreamingProblem());
+        Assert.Contains("CausalAxes = new[] { true }", new AttentionPattern(false, new PatternComponent[] { new NeighborhoodComponent(new[] { 5 }) }).FindStreamingProblem());
+        Assert.Throws<NotSupportedException>(() => new KvCache(Neighborhood2D.Pattern, 1, Neighborhood2D.HeadDim));
+    }
+}

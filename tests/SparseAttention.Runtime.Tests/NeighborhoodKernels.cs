@@ -15,3 +15,8 @@ public static partial class DilatedNeighborhoodWithClassToken;
 [AttentionKernel(HeadDim = 8, Causal = false)]
 [Neighborhood(2, 3, 3, CausalAxes = new[] { true, false, false })]
 public static partial class VideoNeighborhood3D;
+
+/// <summary>A 1-D neighbourhood causal along its axis (5 keys, dilation 2): bounded reach back, so it decodes token by token.</summary>
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[Neighborhood(5, Dilation = new[] { 2 }, CausalAxes = new[] { true })]
+public static partial class CausalNeighborhood1D;

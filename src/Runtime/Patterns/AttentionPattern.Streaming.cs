@@ -18,7 +18,13 @@ namespace SparseAttention
         /// </summary>
         public string? FindStreamingProblem()
         {
-            if (!Causal)
+            bool causalInEffect = Causal || (_components.Length > 0 && Array.TrueForAll(_components, component => component.SeesOnlyEarlierKeys));
+            if (!causalInEffect && Neighborhood?.FindStreamingProblem() is string neighborhoodProblem)
+            {
+                return neighborhoodProblem;
+            }
+
+            if (!causalInEffect)
             {
                 return "the pattern is bidirectional (Causal = false), so a token's output depends on tokens after it that a stream has not seen yet; "
                     + "decode needs [AttentionKernel(Causal = true)]";

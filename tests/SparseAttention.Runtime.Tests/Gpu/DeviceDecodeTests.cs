@@ -25,13 +25,14 @@ public class DeviceDecodeTests(IlgpuCpuDevice fixture)
     }
 
     private static KernelUnderTest KernelNamed(string name) =>
-        DeclaredKernels.All.Concat(ScoreModifierKernels.All).Single(kernel => kernel.Name == name);
+        DeclaredKernels.All.Concat(ScoreModifierKernels.All).Append(KernelUnderTest.FromType(typeof(CausalNeighborhood1D))).Single(kernel => kernel.Name == name);
 
     [Theory]
     [InlineData(nameof(DilatedCausalWithSinks))] // heads of dilation 1 and 3 in one GQA group, pinned global tokens, a global row mid-stream
     [InlineData(nameof(WindowOverSeveralDecodeBlocks))] // a 300-key window: several tiles, cut into parts and merged
     [InlineData(nameof(CausalWindowWithSinks))] // HeadDim 128 (queries read from global memory), globals 0, 3 and 500
     [InlineData(nameof(EverythingStreamable))] // its own kernel: mask, score mod, ALiBi, softcap
+    [InlineData(nameof(CausalNeighborhood1D))] // a 1-D neighbourhood causal along its axis (bidirectional as a kernel)
     public void DecodeOnTheDeviceMatchesTheReference(string name)
     {
         KernelUnderTest kernel = KernelNamed(name);

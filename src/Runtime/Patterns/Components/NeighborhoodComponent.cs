@@ -297,6 +297,8 @@ namespace SparseAttention
             : _kernel.Length > 1 ? "a neighbourhood over " + _kernel.Length + " axes reaches whole grid rows ahead of the query; only a 1-D neighbourhood causal along its axis can be decoded token by token"
             : "a neighbourhood that is not causal along its axis sees keys after the query; declare CausalAxes = new[] { true } to decode it";
 
+        internal override bool SeesOnlyEarlierKeys => _kernel.Length == 1 && _causal[0];
+
         internal override long StreamingReach => (long)(_kernel[0] - 1) * _dilation[0];
 
         internal override (long Back, long Forward) ReachPerLayer(bool causal)

@@ -137,6 +137,12 @@ namespace SparseAttention
         /// </summary>
         public abstract string? FindStreamingProblem();
 
+        /// <summary>
+        /// Whether the component shows a query no key after it, whatever the pattern's causal flag (a 1-D neighbourhood that
+        /// is causal along its axis): a pattern of only such components streams like a causal one.
+        /// </summary>
+        internal virtual bool SeesOnlyEarlierKeys => false;
+
         /// <summary>How far back (in positions) a streamed query can reach through this component: the ring it needs.</summary>
         internal virtual long StreamingReach => 0;
 
