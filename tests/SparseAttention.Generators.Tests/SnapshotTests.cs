@@ -37,6 +37,18 @@ public class SnapshotTests
             """
         },
         {
+            "ImageNeighborhood", "MyModel.ImageNeighborhood",
+            """
+            using SparseAttention;
+            namespace MyModel;
+
+            [AttentionKernel(HeadDim = 32, Causal = false)]
+            [Neighborhood(7, 7, Dilation = new[] { 1, 2 })]
+            [GlobalTokens(0)]
+            public static partial class ImageNeighborhood;
+            """
+        },
+        {
             "LongformerAttention", "MyModel.LongformerAttention",
             """
             using SparseAttention;

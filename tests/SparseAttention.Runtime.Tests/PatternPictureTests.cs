@@ -26,6 +26,7 @@ public class PatternPictureTests
         ("fixed-block-4-summary-1-vary-by-head-head-1", new AttentionPattern(causal: true, new PatternComponent[] { new FixedFactorizedComponent(4, 1, varyByHead: true) }), 1),
         ("bigbird-block-2-window-1-globals-first-last-random-1", new AttentionPattern(causal: false, new PatternComponent[] { new BlockSparseComponent(2, 1, new[] { 0, -1 }, 1, 2020, causal: false) }), 0),
         ("bigbird-causal-block-2-window-1-global-0-random-1", new AttentionPattern(causal: true, new PatternComponent[] { new BlockSparseComponent(2, 1, new[] { 0 }, 1, 2020, causal: true) }), 0),
+        ("neighborhood-3x3-dilation-1x2-grid-4x4", new AttentionPattern(causal: false, new PatternComponent[] { new NeighborhoodComponent(new[] { 3, 3 }, new[] { 1, 2 }) }).WithGrid(new[] { 4, 4 }), 0),
     };
 
     public static TheoryData<string> Names()
