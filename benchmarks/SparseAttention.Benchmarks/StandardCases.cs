@@ -289,3 +289,28 @@ public sealed class CaseInputs
         return ReferenceAttention.MaxAbsoluteError(pattern, Query, Key, Value, output, shape, sampled);
     }
 }
+
+// Neighbourhood attention (issue 18) and the 1-D windows with the same keys per row (169 = 13 x 13, 49 = 7 x 7).
+[AttentionKernel(HeadDim = 32, Causal = false)]
+[Neighborhood(13, 13)]
+public static partial class Neighborhood13HeadDim32;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[Neighborhood(13, 13)]
+public static partial class Neighborhood13;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[Neighborhood(7, 7)]
+public static partial class Neighborhood7;
+
+[AttentionKernel(HeadDim = 32, Causal = false)]
+[SlidingWindow(Left = 84, Right = 84)]
+public static partial class Window169HeadDim32;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 84, Right = 84)]
+public static partial class Window169;
+
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 24, Right = 24)]
+public static partial class Window49;
