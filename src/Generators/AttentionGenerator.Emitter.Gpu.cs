@@ -21,8 +21,8 @@ public sealed partial class AttentionGenerator
             string sinks = scores.LearnedSinks ? "global::System.ReadOnlySpan<float> sinkLogits, " : "";
             string sinkArgument = scores.LearnedSinks ? "sinkLogits, " : "";
             string sinkSpan = scores.LearnedSinks ? "sinkLogits" : "default";
-            string Launch(string query, string key, string value, string output, string logSumExp = "default") =>
-                "Gpu.Launch(accelerator, Pattern, " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", " + logSumExp + ");";
+            string Launch(string query, string key, string value, string output, string logSumExp = "default", string pattern = "Pattern") =>
+                "Gpu.Launch(accelerator, " + pattern + ", " + query + ", " + key + ", " + value + ", " + output + ", shape, options.ResolveScale(HeadDim), Scores, options, " + sinkSpan + ", " + logSumExp + ");";
             if (!userCode)
             {
                 // (A declaration with user code declares its own Gpu field with its kernel, below the public members.)
@@ -66,7 +66,7 @@ public sealed partial class AttentionGenerator
                     writer.Line("options ??= global::SparseAttention.AttentionOptions.Default;");
                     writer.Line("global::SparseAttention.AttentionArguments.Validate(HeadDim, accelerator, query, key, value, output, shape);");
                     EmitSinkValidation(writer, scores, "shape.Heads");
-                    writer.Line(Launch("query", "key", "value", "output").Replace("Gpu.Launch(accelerator, Pattern,", "Gpu.Launch(accelerator, Pattern.OnGrid(grid, shape.SeqLen),"));
+                    writer.Line(Launch("query", "key", "value", "output", pattern: "Pattern.OnGrid(grid, shape.SeqLen)"));
                 }
             }
 
