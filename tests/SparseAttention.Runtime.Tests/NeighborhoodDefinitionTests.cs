@@ -139,7 +139,7 @@ public class NeighborhoodDefinitionTests
         var component = new NeighborhoodComponent(new[] { 3, 3 });
         Assert.Equal("grid", Assert.Throws<ArgumentException>(() => component.WithGrid(new[] { 4 })).ParamName);
         Assert.Equal("grid", Assert.Throws<ArgumentException>(() => component.WithGrid(new[] { 4, 0 })).ParamName);
-        Assert.Throws<InvalidOperationException>(() => new AttentionPattern(false, new PatternComponent[] { component }).IsVisible(0, 1, 0, 16));
+        Assert.Equal("grid", Assert.Throws<ArgumentException>(() => new AttentionPattern(false, new PatternComponent[] { component }).IsVisible(0, 1, 0, 16)).ParamName);
         Assert.Equal("causal", Assert.Throws<ArgumentException>(() => new AttentionPattern(true, new PatternComponent[] { component })).ParamName);
         Assert.Throws<InvalidOperationException>(() => AttentionPattern.SlidingWindow(4).WithGrid(new[] { 2, 2 }));
 

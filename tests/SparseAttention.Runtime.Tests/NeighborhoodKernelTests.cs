@@ -61,6 +61,11 @@ public class NeighborhoodKernelTests
         Assert.Contains("shape.SeqLen = 20", wrongProduct.Message);
         Assert.Equal("grid", Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape, new GridShape(20))).ParamName);
         Assert.Same(Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20), Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20));
+
+        // Without a grid a 2-D kernel cannot know its rows; the call says which overload to use.
+        ArgumentException noGrid = Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape));
+        Assert.Equal("grid", noGrid.ParamName);
+        Assert.Contains("takes a GridShape", noGrid.Message);
     }
 }
 

@@ -16,7 +16,8 @@ namespace SparseAttention
     /// <remarks>
     /// Segments: for each combination of the leading axes' key coordinates, in ascending order, one run along the last axis
     /// (step = its dilation). A component made without a grid (<see cref="Grid"/> null) takes a 1-axis grid of the whole
-    /// sequence; with more axes it must be bound to a grid first (<see cref="WithGrid"/>), as a call's grid binds it.
+    /// sequence; with more axes it must be bound to a grid first (<see cref="WithGrid"/>), as a call's grid binds it, and
+    /// answers ArgumentException (named on <c>grid</c>) until it is.
     /// </remarks>
 #if SPARSEATTENTION_GENERATOR
     internal
@@ -347,7 +348,7 @@ namespace SparseAttention
 
             if (_kernel.Length > 1)
             {
-                throw new InvalidOperationException("A neighbourhood over " + _kernel.Length + " axes needs the grid its tokens lie on; pass the call's grid (a pattern's WithGrid).");
+                throw new ArgumentException("A neighbourhood over " + _kernel.Length + " axes needs the grid its tokens lie on: call the Forward overload that takes a GridShape (or bind the pattern with OnGrid/WithGrid).", "grid");
             }
 
             grid[0] = seqLength;
