@@ -62,6 +62,9 @@ public class NeighborhoodKernelTests
         Assert.Equal("grid", Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape, new GridShape(20))).ParamName);
         Assert.Same(Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20), Neighborhood2D.Pattern.OnGrid(new GridShape(4, 5), 20));
 
+        Assert.Equal("lengths", Assert.Throws<ArgumentNullException>(() => new GridShape(null!)).ParamName);
+        Assert.Equal("grid", Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape, new GridShape(-4, -5))).ParamName);
+
         // Without a grid a 2-D kernel cannot know its rows; the call says which overload to use.
         ArgumentException noGrid = Assert.Throws<ArgumentException>(() => Neighborhood2D.Forward(buffer, buffer, buffer, new float[buffer.Length], shape));
         Assert.Equal("grid", noGrid.ParamName);

@@ -85,6 +85,24 @@ public sealed class KvCache
     }
 
     /// <summary>
+    /// Throws unless an append's key and value (<paramref name="keyLength"/>, <paramref name="valueLength"/> floats) hold
+    /// the same whole number of tokens, <c>[tokens, KvHeads, HeadDim]</c> (shared with <see cref="DeviceKvCache"/>).
+    /// </summary>
+    internal static void CheckTokenLengths(int kvHeads, int headDim, long keyLength, long valueLength)
+    {
+        int tokenFloats = kvHeads * headDim;
+        if (keyLength == 0 || keyLength % tokenFloats != 0)
+        {
+            throw new ArgumentException($"key must hold [tokens, KvHeads, HeadDim] = a positive multiple of {kvHeads} x {headDim} = {tokenFloats} floats; it holds {keyLength}.", "key");
+        }
+
+        if (valueLength != keyLength)
+        {
+            throw new ArgumentException($"value must hold as many floats as key ({keyLength}, [tokens, KvHeads, HeadDim]); it holds {valueLength}.", "value");
+        }
+    }
+
+    /// <summary>
     /// Throws as the constructor does when a cache for <paramref name="pattern"/> with these sizes cannot exist (shared with
     /// <see cref="DeviceKvCache"/>, whose sizes are the same).
     /// </summary>
@@ -152,16 +170,7 @@ public sealed class KvCache
     public void Append(ReadOnlySpan<float> key, ReadOnlySpan<float> value)
     {
         int tokenFloats = KvHeads * HeadDim;
-        if (key.Length == 0 || key.Length % tokenFloats != 0)
-        {
-            throw new ArgumentException($"key must hold [tokens, KvHeads, HeadDim] = a positive multiple of {KvHeads} x {HeadDim} = {tokenFloats} floats; it holds {key.Length}.", nameof(key));
-        }
-
-        if (value.Length != key.Length)
-        {
-            throw new ArgumentException($"value must hold as many floats as key ({key.Length}, [tokens, KvHeads, HeadDim]); it holds {value.Length}.", nameof(value));
-        }
-
+        CheckTokenLengths(KvHeads, HeadDim, key.Length, value.Length);
         AppendTokens(key, value, key.Length / tokenFloats, firstOffset: 0, tokenStride: tokenFloats, kvHeadStride: HeadDim);
     }
 

@@ -179,18 +179,8 @@ public sealed class DeviceKvCache : IDisposable
 
     private int CheckTokens(long keyLength, long valueLength)
     {
-        int tokenFloats = KvHeads * HeadDim;
-        if (keyLength == 0 || keyLength % tokenFloats != 0)
-        {
-            throw new ArgumentException($"key must hold [tokens, KvHeads, HeadDim] = a positive multiple of {KvHeads} x {HeadDim} = {tokenFloats} floats; it holds {keyLength}.", "key");
-        }
-
-        if (valueLength != keyLength)
-        {
-            throw new ArgumentException($"value must hold as many floats as key ({keyLength}, [tokens, KvHeads, HeadDim]); it holds {valueLength}.", "value");
-        }
-
-        long tokens = keyLength / tokenFloats;
+        KvCache.CheckTokenLengths(KvHeads, HeadDim, keyLength, valueLength);
+        long tokens = keyLength / ((long)KvHeads * HeadDim);
         if (Count + tokens > int.MaxValue)
         {
             throw new InvalidOperationException($"The stream would pass position {int.MaxValue}, the largest a pattern takes; Clear the cache for a new stream.");

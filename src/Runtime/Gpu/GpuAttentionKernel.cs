@@ -160,13 +160,7 @@ public sealed class GpuAttentionKernel
         TableCache.Table table = _tables.GetValue(accelerator, _ => new TableCache()).Get(accelerator, pattern, slice, QueryRowsPerGroup, KeyTile, HeadDim);
         var config = new KernelConfig(new Index2D(table.BlocksPerHead, slice.Heads), new Index2D(ThreadsPerGroup, 1));
 
-        // Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
-        // copy on the default stream, which runs after every launch queued before it.
-        // A call without ALiBi or sinks copies nothing: the kernel does not read the buffer then.
-        PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
-        ArrayView<float> perHeadView = scores.Alibi || !sinkLogits.IsEmpty
-            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, slice.Heads) : ReadOnlySpan<float>.Empty, sinkLogits, slice.Heads)
-            : perHead.Unfilled(accelerator);
+        ArrayView<float> perHeadView = PerHeadValues(accelerator, scores, options, sinkLogits, slice.Heads);
         bool writeLogSumExp = logSumExp.IsValid && logSumExp.Length > 0;
         var arguments = new GpuAttentionArguments(slice, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty, writeLogSumExp);
         ArrayView<float> logSumExpView = writeLogSumExp ? logSumExp : perHeadView;
@@ -205,10 +199,7 @@ public sealed class GpuAttentionKernel
         // About four groups per multiprocessor share the window, each part at least GpuTileTable.MinPartTiles tiles.
         int[] table = GpuTileTable.BuildDecode(pattern, cache.Map, position, heads, cache.KvHeads, cache.Capacity, QueryRowsPerGroup, KeyTile, targetBlocks: 4 * Math.Max(1, accelerator.NumMultiprocessors));
         (ArrayView<int> tiles, ArrayView<float> partials) = cache.Scratch.Fill(accelerator, table, GpuPartialMerge.PartialFloats(cache.KvHeads, table[2], HeadDim));
-        PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
-        ArrayView<float> perHeadView = scores.Alibi || !sinkLogits.IsEmpty
-            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, heads) : ReadOnlySpan<float>.Empty, sinkLogits, heads)
-            : perHead.Unfilled(accelerator);
+        ArrayView<float> perHeadView = PerHeadValues(accelerator, scores, options, sinkLogits, heads);
         var arguments = GpuAttentionArguments.ForDecode(position, heads, cache.KvHeads, cache.Capacity, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty);
         var config = new KernelConfig(new Index2D(table[0], cache.KvHeads), new Index2D(ThreadsPerGroup, 1));
         Load(accelerator)(config, query, cache.Keys, cache.Values, output, tiles, perHeadView, perHeadView, partials, arguments);
@@ -229,6 +220,19 @@ public sealed class GpuAttentionKernel
     }
 
     private readonly ConditionalWeakTable<Accelerator, PerHeadBuffer> _perHead = new();
+
+    /// <summary>
+    /// Per-head values (ALiBi's base-2 slopes, then the sink logits) in a buffer kept per accelerator and refilled by a
+    /// copy on the default stream, which runs after every launch queued before it. A call without ALiBi or sinks copies
+    /// nothing: the kernels do not read the buffer then.
+    /// </summary>
+    private ArrayView<float> PerHeadValues(Accelerator accelerator, ScoreModifiers scores, AttentionOptions options, ReadOnlySpan<float> sinkLogits, int heads)
+    {
+        PerHeadBuffer perHead = _perHead.GetValue(accelerator, _ => new PerHeadBuffer());
+        return scores.Alibi || !sinkLogits.IsEmpty
+            ? perHead.Fill(accelerator, scores.Alibi ? AlibiSlopes.Resolve(options, heads) : ReadOnlySpan<float>.Empty, sinkLogits, heads)
+            : perHead.Unfilled(accelerator);
+    }
 
     /// <summary>One accelerator's buffer of per-head values (2 x Heads floats, grown on demand).</summary>
     private sealed class PerHeadBuffer

@@ -130,6 +130,11 @@ public class DeviceDecodeTests(IlgpuCpuDevice fixture)
         Assert.Equal("sinkLogits", Assert.Throws<ArgumentException>(() => WindowWithLearnedSinks.Decode(new float[4 * d], new float[3], cache, new float[4 * d])).ParamName);
         using DeviceKvCache other = SoftcappedWindow.CreateCache(fixture.Device, 2);
         Assert.Equal("cache", Assert.Throws<ArgumentException>(() => WindowWithLearnedSinks.Decode(new float[4 * d], sinks, other, new float[4 * d])).ParamName);
+        Assert.Equal("device", Assert.Throws<ArgumentNullException>(() => WindowWithLearnedSinks.CreateCache((AttentionDevice)null!, 2)).ParamName);
+        Assert.Equal("kvHeads", Assert.Throws<ArgumentException>(() => WindowWithLearnedSinks.CreateCache(fixture.Device, 0)).ParamName);
+        DeviceKvCache disposed = WindowWithLearnedSinks.CreateCache(fixture.Device, 2);
+        disposed.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => disposed.Append(new float[2 * d], new float[2 * d]));
 #pragma warning disable SPA0011 // the analyzer's error is what a user sees first; this is the runtime's answer behind it
         Assert.Throws<NotSupportedException>(() => DenseCausal.CreateCache(fixture.Device, 2));
 #pragma warning restore SPA0011

@@ -263,17 +263,30 @@ namespace SparseAttention
         /// <inheritdoc />
         public override TileClass ClassifyTile(int head, int queryFirst, int queryLast, int keyFirst, int keyLast, int seqLength)
         {
-            // Exact for Empty: a query whose keys' span misses the tile is skipped at once; otherwise its runs are checked.
-            // Full is never answered (it would need every row's runs to hold the whole tile); the tile then has a mask.
+            // Exact for Empty: a query whose keys' span (from the axes alone, no runs) misses the tile is skipped at once,
+            // which is most of them when a GPU table asks about every tile; otherwise its runs are checked. Full is never
+            // answered (it would need every row's runs to hold the whole tile); the tile then has a mask.
+            Span<int> grid = stackalloc int[MaxAxes];
+            int axes = ReadGrid(seqLength, grid);
             Span<KeySegment> runs = stackalloc KeySegment[MaxSegments];
             for (int query = queryFirst; query <= queryLast; query++)
             {
-                int written = WriteSegments(query, head, seqLength, seqLength - 1, runs);
-                if (written == 0 || runs[0].Start > keyLast || runs[written - 1].Last < keyFirst)
+                long lowest = 0, highest = 0, stride = 1;
+                for (int axis = axes - 1, remaining = query; axis >= 0; axis--)
+                {
+                    AxisKeys(remaining % grid[axis], grid[axis], _kernel[axis], _dilation[axis], _causal[axis], out int first, out int count);
+                    lowest += first * stride;
+                    highest += (first + (long)(count - 1) * _dilation[axis]) * stride;
+                    remaining /= grid[axis];
+                    stride *= grid[axis];
+                }
+
+                if (lowest > keyLast || highest < keyFirst)
                 {
                     continue;
                 }
 
+                int written = WriteSegments(query, head, seqLength, seqLength - 1, runs);
                 for (int s = 0; s < written; s++)
                 {
                     KeySegment run = runs[s];
