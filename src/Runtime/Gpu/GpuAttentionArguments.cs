@@ -43,7 +43,6 @@ public readonly struct GpuAttentionArguments
         SeqLen = slice.SeqLen;
         QueryStart = slice.QueryStart;
         QueryRows = slice.QueryCount;
-        KeyStart = slice.KeyStart;
         KeyRows = slice.KeyCount;
         Heads = slice.Heads;
         QueryHeadsPerKvHead = slice.Sequence.GroupSize;
@@ -86,9 +85,6 @@ public readonly struct GpuAttentionArguments
 
     /// <summary>Query rows per head in the query and output views (SeqLen unless the call is a slice).</summary>
     public int QueryRows { get; }
-
-    /// <summary>The position of key row 0 (0 unless the call is a slice). The kernel takes each tile's key positions from its tile-table entry, which the table builds from this.</summary>
-    public int KeyStart { get; }
 
     /// <summary>Key rows per KV head in the key and value views (SeqLen unless the call is a slice).</summary>
     public int KeyRows { get; }
