@@ -301,14 +301,16 @@ public sealed partial class AttentionGenerator
             int rows = target.TileRows;
             int vectors = headDim / target.Lanes;
             writer.Line("int rows = tile.Rows;");
-            writer.Line("long firstQuery = tile.FirstQuery;");
-            writer.Line("// The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].");
+            writer.Line("long firstQuery = tile.FirstQuery, queryStep = tile.QueryStep;");
+            writer.Line("// The band: row t sits at stream coordinate q_t = firstQuery + t x queryStep and sees stream keys q_t - left .. q_t + right,");
+            writer.Line("// within [firstKey, lastKey] (queryStep is 1 but for a neighbourhood's gathered stream, where each row moves by a column of keys).");
             writer.Line("long left = tile.Left, right = tile.Right;");
             writer.Line("long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;");
+            writer.Line("long lastQuery = firstQuery + (rows - 1) * queryStep;");
             writer.Line("// Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.");
             writer.Line("long firstVisible = " + MathType + ".Max(firstKey, firstQuery - left);");
-            writer.Line("long lastVisible = " + MathType + ".Min(lastKey, firstQuery + rows - 1 + right);");
-            writer.Line("long fullFrom = " + MathType + ".Max(firstKey, firstQuery + rows - 1 - left);");
+            writer.Line("long lastVisible = " + MathType + ".Min(lastKey, lastQuery + right);");
+            writer.Line("long fullFrom = " + MathType + ".Max(firstKey, lastQuery - left);");
             writer.Line("long fullTo = " + MathType + ".Min(lastKey, firstQuery + right);");
             writer.Line("ref float keyPanels = ref tile.KeyPanels;");
             writer.Line("ref float values = ref tile.Values;");
@@ -328,8 +330,10 @@ public sealed partial class AttentionGenerator
             for (int t = 0; t < rows; t++)
             {
                 string r = Invariant(t);
-                writer.Line("long query" + r + " = firstQuery + " + (t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)") + ";");
-                writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)(query" + r + " - firstQuery) * tile.QueryStride);");
+                string rowIndex = t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)";
+                writer.Line("int row" + r + " = " + rowIndex + ";");
+                writer.Line("long query" + r + " = firstQuery + row" + r + " * queryStep;");
+                writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)row" + r + " * tile.QueryStride);");
             }
 
             writer.Line("// ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers");
@@ -341,7 +345,7 @@ public sealed partial class AttentionGenerator
             for (int t = 0; t < rows; t++)
             {
                 string r = Invariant(t);
-                writer.Line(vt + " alibiQuery" + r + " = " + v + ".Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query" + r + " - firstQuery)) : 0f);");
+                writer.Line(vt + " alibiQuery" + r + " = " + v + ".Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row" + r + ") : 0f);");
             }
         }
 

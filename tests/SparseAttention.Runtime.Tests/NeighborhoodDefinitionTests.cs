@@ -106,6 +106,114 @@ public class NeighborhoodDefinitionTests
         }
     }
 
+    /// <summary>
+    /// The CPU's neighbourhood tiles (issue 18) composed as the tiled job composes them: each work item's lines, its key
+    /// lines by slot, its stream (key j·M + slot is column origin + j of the slot's line) and its tiles (band or rectangle)
+    /// give every query exactly its segments' keys, and every query is computed by exactly one item. Grids long enough for
+    /// several chunks along a line and several blocks of lines.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Seeds))]
+    public void TheCpuTileScheduleHoldsEachQuerysKeysOnce(int seed)
+    {
+        var random = new Random(seed * 7 + 1);
+        int axes = 1 + seed % 3;
+        int[] grid = axes switch
+        {
+            1 => new[] { random.Next(1, 400) },
+            2 => new[] { random.Next(1, 40), random.Next(1, 150) },
+            _ => new[] { random.Next(1, 4), random.Next(1, 20), random.Next(1, 70) },
+        };
+        int[] k = Enumerable.Range(0, axes).Select(_ => random.Next(1, 14)).ToArray();
+        int[] d = Enumerable.Range(0, axes).Select(_ => random.Next(3) == 0 ? random.Next(2, 4) : 1).ToArray();
+        bool[] causal = Enumerable.Range(0, axes).Select(_ => random.Next(4) == 0).ToArray();
+        int n = grid.Aggregate(1, (product, length) => product * length);
+        var component = new NeighborhoodComponent(k, d, causal, grid);
+        var pattern = new AttentionPattern(false, new PatternComponent[] { component });
+        string context = $"grid {string.Join("x", grid)}, k {string.Join("x", k)}, d {string.Join("x", d)}, causal {string.Join(",", causal)}";
+
+        var schedule = new SparseAttention.Cpu.NeighborhoodSchedule();
+        schedule.Prepare(component, n, tileRows: 6, maxRows: 60);
+        var computed = new int[n];
+        var segments = new KeySegment[pattern.MaxSegmentsPerQuery];
+        var starts = new int[schedule.MaxKeyLines];
+        var slots = new int[schedule.MaxKeyLines];
+        var counts = new int[NeighborhoodComponent.MaxAxes];
+        var slotStarts = new int[schedule.MaxKeyLines];
+        for (int item = 0; item < schedule.ItemsPerHead; item++)
+        {
+            schedule.ItemOf(item, out int firstLine, out int lineStep, out int lineCount, out int residue, out int chunk);
+            int firstIndex = chunk * schedule.ChunkRows, classLength = schedule.ClassLength(residue);
+            if (firstIndex >= classLength || lineCount == 0)
+            {
+                continue;
+            }
+
+            int lastIndex = Math.Min(classLength, firstIndex + schedule.ChunkRows) - 1;
+            int origin = 0, columns = classLength;
+            if (schedule.Gathers)
+            {
+                schedule.ColumnsOf(residue, firstIndex, out origin, out _);
+                schedule.ColumnsOf(residue, lastIndex, out int lastStart, out int lastCount);
+                columns = lastStart + lastCount - origin;
+            }
+
+            for (int l = 0; l < lineCount; l++)
+            {
+                int line = firstLine + l * lineStep, keyLines = 1;
+                slotStarts[0] = 0;
+                if (schedule.Gathers)
+                {
+                    keyLines = component.WriteKeyLines(line, n, starts, slots, counts);
+                    Array.Fill(slotStarts, -1);
+                    for (int m = 0; m < keyLines; m++)
+                    {
+                        Assert.True(slots[m] >= 0 && slots[m] < keyLines && slotStarts[slots[m]] < 0, $"{context}: line {line} puts two key lines in slot {slots[m]}");
+                        slotStarts[slots[m]] = starts[m];
+                    }
+                }
+
+                int streamLength = columns * keyLines, tiles = 0;
+                for (int index = firstIndex; index <= lastIndex; tiles++)
+                {
+                    int rows = schedule.NextTile(residue, index, lastIndex, origin, keyLines, streamLength, 6, out long left, out long right, out int keyFirst, out int keyLast);
+                    Assert.InRange(rows, 1, 6);
+                    for (int t = 0; t < rows; t++)
+                    {
+                        int query = line * schedule.LineLength + residue + schedule.Dilation * (index + t);
+                        computed[query]++;
+                        long q = (long)(index + t - origin) * keyLines;
+                        var fromTile = new List<int>();
+                        for (long key = Math.Max(keyFirst, q - left); key <= Math.Min(keyLast, q + right); key++)
+                        {
+                            Assert.InRange(key, 0, streamLength - 1);
+                            fromTile.Add(slotStarts[(int)(key % keyLines)] + residue + schedule.Dilation * (origin + (int)(key / keyLines)));
+                        }
+
+                        int count = pattern.GetKeySegments(query, 0, n, segments);
+                        var expected = new List<int>();
+                        for (int s = 0; s < count; s++)
+                        {
+                            expected.AddRange(Enumerable.Range(0, segments[s].Count).Select(i => segments[s].Start + i * segments[s].Step));
+                        }
+
+                        fromTile.Sort();
+                        expected.Sort();
+                        Assert.True(expected.SequenceEqual(fromTile), $"{context}: query {query} (line {line}, index {index + t}) gets {string.Join(",", fromTile)}, expected {string.Join(",", expected)}");
+                    }
+
+                    index += rows;
+                }
+
+                // Bands where the rows slide, rectangles where they stop: a line's chunk breaks its tiles of 6 at most
+                // where the left border ends and where the right one starts (fewer bands would still be exact, but slow).
+                Assert.True(tiles <= (lastIndex - firstIndex + 6) / 6 + 2, $"{context}: line {line}, chunk {chunk} takes {tiles} tiles for {lastIndex - firstIndex + 1} queries");
+            }
+        }
+
+        Assert.True(computed.All(times => times == 1), $"{context}: queries computed other than once: {string.Join(",", Enumerable.Range(0, n).Where(q => computed[q] != 1).Take(10))}");
+    }
+
     [Theory]
     [InlineData(0, 0, 1, "0, 1, 2", "0, 1, 2")]
     [InlineData(0, 2, 1, "0, 1, 2", "1, 2, 3")]

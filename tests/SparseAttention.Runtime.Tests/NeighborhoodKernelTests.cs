@@ -1,4 +1,5 @@
 using ILGPU.Runtime;
+using SparseAttention.Cpu;
 using SparseAttention.Testing;
 
 namespace SparseAttention.Runtime.Tests;
@@ -49,6 +50,117 @@ public class NeighborhoodKernelTests
             kernel.Forward(inputs.Query, inputs.Key, inputs.Value, actual, shape, new GridShape(grid), new AttentionOptions { Isa = isa });
             AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} on {string.Join("x", grid)}, {isa}");
         }
+    }
+
+    public static TheoryData<int, KernelIsa> SeedsByIsa()
+    {
+        var data = new TheoryData<int, KernelIsa>();
+        foreach (KernelIsa isa in new[] { KernelIsa.Vector512, KernelIsa.Vector256, KernelIsa.Vector128 })
+        {
+            for (int seed = 1; seed <= 6; seed++)
+            {
+                data.Add(seed, isa);
+            }
+        }
+
+        return data;
+    }
+
+    /// <summary>
+    /// Random neighbourhoods (1-3 axes, odd and even kernels, dilations, causal axes, axes shorter than k·d, sometimes a
+    /// class token) through each tile kernel, grids long enough for several chunks and blocks of lines, GQA, learned sinks
+    /// and log-sum-exps, and on odd seeds query, key and value rows padded apart (a tensor view's layout).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(SeedsByIsa))]
+    public void RandomNeighbourhoodsThroughTheTileKernelsMatchTheReference(int seed, KernelIsa isa)
+    {
+        const int headDim = 16;
+        var random = new Random(seed * 31 + (int)isa);
+        int axes = 1 + seed % 3;
+        int[] grid = axes switch
+        {
+            1 => new[] { random.Next(1, 300) },
+            2 => new[] { random.Next(1, 24), random.Next(1, 80) },
+            _ => new[] { random.Next(1, 4), random.Next(1, 12), random.Next(1, 30) },
+        };
+        int[] k = Enumerable.Range(0, axes).Select(_ => random.Next(1, 10)).ToArray();
+        int[] d = Enumerable.Range(0, axes).Select(_ => random.Next(3) == 0 ? 2 : 1).ToArray();
+        bool[] causal = Enumerable.Range(0, axes).Select(_ => random.Next(4) == 0).ToArray();
+        int n = grid.Aggregate(1, (product, length) => product * length);
+        var components = new List<PatternComponent> { new NeighborhoodComponent(k, d, causal, grid) };
+        if (random.Next(2) == 0)
+        {
+            components.Add(new GlobalTokensComponent(new[] { 0 }));
+        }
+
+        var pattern = new AttentionPattern(false, components);
+        var shape = new AttentionShape(4, 2, n);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, headDim);
+        float[] sinks = AttentionCheck.RandomArray(random, shape.Heads);
+        var expected = new float[inputs.Query.Length];
+        var expectedLse = new float[shape.Heads * n];
+        ReferenceAttention.Forward(pattern, new ScoreModifiers(), inputs.Query, inputs.Key, inputs.Value, sinks, expected, expectedLse, shape);
+
+        // On odd seeds every row sits 24 floats apart instead of 16 (the padding holds NaN, which must never be read).
+        int rowStride = seed % 2 == 1 ? headDim + 8 : headDim;
+        float[] Spread(float[] dense, int heads)
+        {
+            var spread = new float[heads * n * rowStride];
+            Array.Fill(spread, float.NaN);
+            for (int row = 0; row < heads * n; row++)
+            {
+                Array.Copy(dense, row * headDim, spread, row * rowStride, headDim);
+            }
+
+            return spread;
+        }
+
+        var queryRows = new RowStrides(0, (long)n * rowStride, rowStride);
+        var keyRows = new RowStrides(0, (long)n * rowStride, rowStride);
+        var layout = new AttentionLayout(queryRows, keyRows, keyRows, RowStrides.Dense(shape.Heads, n, headDim));
+        var actual = new float[expected.Length];
+        var actualLse = new float[expectedLse.Length];
+        Action<float[], float[], float[]> run = isa switch
+        {
+            KernelIsa.Vector512 => (q, key, v) => CpuAttention.RunTiled<Generated.HeadDim16.Vector512Kernel, NoScoreModifier>(pattern, q, key, v, actual, shape, AttentionOptions.Default, sinks, actualLse, layout),
+            KernelIsa.Vector256 => (q, key, v) => CpuAttention.RunTiled<Generated.HeadDim16.Vector256Kernel, NoScoreModifier>(pattern, q, key, v, actual, shape, AttentionOptions.Default, sinks, actualLse, layout),
+            _ => (q, key, v) => CpuAttention.RunTiled<Generated.HeadDim16.Vector128Kernel, NoScoreModifier>(pattern, q, key, v, actual, shape, AttentionOptions.Default, sinks, actualLse, layout),
+        };
+        run(Spread(inputs.Query, shape.Heads), Spread(inputs.Key, shape.KvHeads), Spread(inputs.Value, shape.KvHeads));
+        string context = $"{pattern}, {isa}, rows {rowStride} apart";
+        AttentionCheck.AssertClose(expected, actual, shape, headDim, context);
+        AttentionCheck.AssertClose(expectedLse, actualLse, shape with { KvHeads = shape.Heads }, 1, context + ", log-sum-exp");
+    }
+
+    /// <summary>Softcap, ALiBi and a score mod reading every argument, on a dilated 2-D neighbourhood with a class token, every ISA.</summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void ScoreModifiersSeeTheGatheredKeysPositions(KernelIsa isa)
+    {
+        var random = new Random(AttentionCheck.StableSeed("modified neighbourhood" + isa));
+        foreach (int[] grid in new[] { new[] { 9, 70 }, new[] { 4, 9 } })
+        {
+            int n = grid[0] * grid[1];
+            var shape = new AttentionShape(4, 2, n);
+            AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, ModifiedNeighborhood.HeadDim);
+            var expected = new float[inputs.Query.Length];
+            ReferenceAttention.Forward(ModifiedNeighborhood.Pattern.WithGrid(grid), ModifiedNeighborhood.Scores, inputs.Query, inputs.Key, inputs.Value, expected, shape);
+            var actual = new float[expected.Length];
+            ModifiedNeighborhood.Forward(inputs.Query, inputs.Key, inputs.Value, actual, shape, new GridShape(grid), new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, actual, shape, ModifiedNeighborhood.HeadDim, $"modified neighbourhood on {string.Join("x", grid)}, {isa}");
+        }
+    }
+
+    public static TheoryData<KernelIsa> Isas()
+    {
+        var data = new TheoryData<KernelIsa>();
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            data.Add(isa);
+        }
+
+        return data;
     }
 
     [Fact]

@@ -20,3 +20,19 @@ public static partial class VideoNeighborhood3D;
 [AttentionKernel(HeadDim = 16, Causal = false)]
 [Neighborhood(5, Dilation = new[] { 2 }, CausalAxes = new[] { true })]
 public static partial class CausalNeighborhood1D;
+
+/// <summary>
+/// A dilated 2-D neighbourhood with a class token and every score modifier: the tile path hands the modifiers each gathered
+/// key's position, so a wrong position changes the score mod's bias, ALiBi's distance or the mask.
+/// </summary>
+[AttentionKernel(HeadDim = 16, Causal = false)]
+[Neighborhood(3, 5, Dilation = new[] { 1, 2 })]
+[GlobalTokens(0)]
+[Softcap(3f)]
+[Alibi]
+[ScoreMod(nameof(Bias))]
+public static partial class ModifiedNeighborhood
+{
+    internal static float Bias(float score, int query, int key, int head) =>
+        (query + 3 * key) % 11 == 4 ? float.NegativeInfinity : score * (1f + 0.2f * head) - 0.03f * (key % 7);
+}

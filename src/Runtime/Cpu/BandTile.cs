@@ -8,10 +8,11 @@ namespace SparseAttention.Cpu;
 
 /// <summary>
 /// One tile for the tile kernel: up to <see cref="IAttentionTileKernel.TileRows"/> queries and one stream of keys (a
-/// residue stream, positions r, r + D, r + 2D, ..., or a component's gathered stream). In stream coordinates query
-/// <see cref="FirstQuery"/> + t sees keys (FirstQuery + t) - <see cref="Left"/> .. (FirstQuery + t) + <see cref="Right"/>,
-/// cut to [<see cref="KeyFirst"/>, <see cref="KeyLast"/>]: a window or strided band (the component's
-/// <c>TileBands</c>), or with Left and Right unbounded a rectangle of keys every row sees (a block component's run).
+/// residue stream, positions r, r + D, r + 2D, ..., or a component's gathered stream). Row t sits at stream coordinate
+/// q_t = <see cref="FirstQuery"/> + t · <see cref="QueryStep"/> and sees keys q_t - <see cref="Left"/> .. q_t +
+/// <see cref="Right"/>, cut to [<see cref="KeyFirst"/>, <see cref="KeyLast"/>]: a window or strided band (the
+/// component's <c>TileBands</c>), with Left and Right unbounded a rectangle of keys every row sees (a block component's
+/// run), or a neighbourhood's band over its gathered key lines (step = key lines per column).
 /// The kernel depends only on HeadDim and the instruction set; the band comes with the tile.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
@@ -40,6 +41,13 @@ public ref struct BandTile
 
     /// <summary>The tile's first query, in stream coordinates.</summary>
     public int FirstQuery;
+
+    /// <summary>
+    /// Stream keys between consecutive rows' coordinates: 1 for a residue stream or a block's run (set it: a tile made
+    /// without it has every row at <see cref="FirstQuery"/>); M for a neighbourhood's stream, whose keys go column by
+    /// column with M key lines each, so the next query along the line sees the same band M keys on.
+    /// </summary>
+    public int QueryStep;
 
     /// <summary>Stream keys a row sees before the query (int.MaxValue: all).</summary>
     public long Left;

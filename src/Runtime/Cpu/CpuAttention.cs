@@ -24,7 +24,7 @@ namespace SparseAttention.Cpu;
 /// the packed keys) is the softmax scale times log2(e), and probabilities are 2^(score - max).
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
-public static unsafe class CpuAttention
+public static unsafe partial class CpuAttention
 {
     /// <summary>Query rows per work item of the row schedule.</summary>
     internal const int RowsPerWorkItem = 32;
@@ -69,7 +69,7 @@ public static unsafe class CpuAttention
         int headDim = TKernel.HeadDim;
         AttentionLayout views = layout.OrDense(shape, headDim);
         TilePlan plan = TiledJob<TKernel, TScores>.ForThisThread().Plan;
-        plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, wholeSequence: true);
+        plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, TKernel.TileRows, wholeSequence: true);
         if (!plan.AnyTiles)
         {
             RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options, sinkLogits, logSumExp, layout);
@@ -449,6 +449,12 @@ public static unsafe class CpuAttention
         /// <summary>The block component when pass 0 runs block tiles, else null.</summary>
         public PatternComponent? BlockComponent;
 
+        /// <summary>Whether pass 0 runs neighbourhood tiles (planned in <see cref="Neighborhood"/>).</summary>
+        public bool RunsNeighborhood;
+
+        /// <summary>The neighbourhood's lines, classes and chunks when <see cref="RunsNeighborhood"/>.</summary>
+        public readonly NeighborhoodSchedule Neighborhood = new();
+
         public bool AnyTiles;
 
         /// <summary>Each row's keys after the tiled prefix, per head class, for whole-sequence calls (filled by the first call).</summary>
@@ -456,7 +462,7 @@ public static unsafe class CpuAttention
 
         // The last call's inputs: a warm call with the same ones reuses the plan instead of rebuilding it (and allocating).
         private AttentionPattern? _plannedPattern;
-        private (int Heads, int SeqLen, int KeyTile, bool WholeSequence, long? TableLimit) _plannedFor;
+        private (int Heads, int SeqLen, int KeyTile, int TileRows, bool WholeSequence, long? TableLimit) _plannedFor;
         private readonly List<PatternComponent> _earlier = new();
 
         /// <summary>
@@ -465,9 +471,9 @@ public static unsafe class CpuAttention
         /// streams make every tile a half-empty triangle, and the row kernel is faster (measured: stride 64 at n = 4096 is
         /// faster per row, stride 128 at 16384 1.45x faster tiled).
         /// </summary>
-        public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
+        public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, int tileRows, bool wholeSequence)
         {
-            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, wholeSequence, RowTails.TableLimitForTests))
+            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, tileRows, wholeSequence, RowTails.TableLimitForTests))
             {
                 return;
             }
@@ -481,6 +487,7 @@ public static unsafe class CpuAttention
             Grow(ref Bands, Passes * heads);
             Array.Clear(Steps, 0, Passes * heads);
             BlockComponent = null;
+            RunsNeighborhood = false;
             AnyTiles = false;
             if (components.Count == 0)
             {
@@ -492,7 +499,7 @@ public static unsafe class CpuAttention
                 }
 
                 AnyTiles = true;
-                Planned(pattern, heads, seqLen, keyTile, wholeSequence);
+                Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
                 return;
             }
 
@@ -505,7 +512,22 @@ public static unsafe class CpuAttention
                 }
 
                 AnyTiles = true;
-                Planned(pattern, heads, seqLen, keyTile, wholeSequence);
+                Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
+                return;
+            }
+
+            if (components[0] is NeighborhoodComponent neighborhood && wholeSequence)
+            {
+                // A neighbourhood first (alone, or before global tokens): lines of the grid as tiles (NeighborhoodSchedule).
+                RunsNeighborhood = true;
+                Neighborhood.Prepare(neighborhood, seqLen, tileRows, TiledRowsPerWorkItem / tileRows * tileRows);
+                for (int head = 0; head < heads; head++)
+                {
+                    TiledComponents[head] = 1;
+                }
+
+                AnyTiles = true;
+                Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
                 return;
             }
 
@@ -527,7 +549,7 @@ public static unsafe class CpuAttention
                 AnyTiles |= tiled > 0;
             }
 
-            Planned(pattern, heads, seqLen, keyTile, wholeSequence);
+            Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
         }
 
         /// <summary>Whether some rows of the planned call go through the row kernel: a head whose components do not all run as tiles.</summary>
@@ -544,7 +566,7 @@ public static unsafe class CpuAttention
             return false;
         }
 
-        private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, bool wholeSequence)
+        private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, int tileRows, bool wholeSequence)
         {
             if (wholeSequence)
             {
@@ -556,7 +578,7 @@ public static unsafe class CpuAttention
             }
 
             _plannedPattern = pattern;
-            _plannedFor = (heads, seqLen, keyTile, wholeSequence, RowTails.TableLimitForTests);
+            _plannedFor = (heads, seqLen, keyTile, tileRows, wholeSequence, RowTails.TableLimitForTests);
         }
 
         private static readonly (long Left, long Right)[] DenseCausalBand = { (int.MaxValue, 0) };
@@ -585,7 +607,7 @@ public static unsafe class CpuAttention
         Tiles,
     }
 
-    private sealed class TiledJob<TKernel, TScores> : CallJob
+    private sealed partial class TiledJob<TKernel, TScores> : CallJob
         where TKernel : struct, IAttentionTileKernel
         where TScores : struct, IScoreModifier
     {
@@ -646,7 +668,7 @@ public static unsafe class CpuAttention
             PrepareCall(pattern, query, key, value, output, shape, slice, layout, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile, heads = shape.Heads;
             _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
-            Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, slice.Slots is null);
+            Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, TKernel.TileRows, slice.Slots is null);
             if (Plan.BlockComponent is BlockSparseComponent blockSparse)
             {
                 blockSparse.Prepare(shape.SeqLen, heads);
@@ -661,6 +683,12 @@ public static unsafe class CpuAttention
             if (Plan.BlockComponent is not null)
             {
                 AddStep(1, shape, headDim, keyTile, ref total);
+            }
+
+            if (Plan.RunsNeighborhood && !Plan.Neighborhood.Gathers)
+            {
+                // A 1-D neighbourhood's items read its residue streams; longer grids gather their own.
+                AddStep(Plan.Neighborhood.Dilation, shape, headDim, keyTile, ref total);
             }
 
             for (int index = 0; index < Plan.Passes * heads; index++)
@@ -872,6 +900,10 @@ public static unsafe class CpuAttention
                     {
                         blocks = (Slice.QueryRows + block.BlockRows - 1) / block.BlockRows;
                     }
+                    else if (pass == 0 && Plan.RunsNeighborhood)
+                    {
+                        blocks = Plan.Neighborhood.ItemsPerHead;
+                    }
                     else if (Plan.Steps[pass * heads + head] is int step and > 0)
                     {
                         // A residue stream holds at most ceil(QueryRows / step) of the rows this call computes.
@@ -910,6 +942,10 @@ public static unsafe class CpuAttention
             if (Pass == 0 && Plan.BlockComponent is not null)
             {
                 RunBlockTiles(head, local);
+            }
+            else if (Pass == 0 && Plan.RunsNeighborhood)
+            {
+                RunNeighborhoodTiles(head, local);
             }
             else
             {
@@ -1018,6 +1054,7 @@ public static unsafe class CpuAttention
             var tile = new BandTile
             {
                 QueryStride = (int)(step * Layout.Query.Row),
+                QueryStep = 1,
                 KeyPanels = ref *panels,
                 Values = ref *(values + residue * Layout.Value.Row),
                 ValueStride = (int)(step * Layout.Value.Row),
@@ -1123,6 +1160,7 @@ public static unsafe class CpuAttention
                 {
                     Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
                     QueryStride = (int)Layout.Query.Row,
+                    QueryStep = 1,
                     Left = int.MaxValue,
                     Head = head,
                     AlibiSlope = AlibiSlopeOf(head),
@@ -1309,7 +1347,7 @@ public static unsafe class CpuAttention
     }
 
     /// <summary>Per-thread buffers, grown on demand and reused, so steady-state calls allocate nothing.</summary>
-    internal sealed class WorkerScratch
+    internal sealed partial class WorkerScratch
     {
         [ThreadStatic]
         private static WorkerScratch? t_instance;

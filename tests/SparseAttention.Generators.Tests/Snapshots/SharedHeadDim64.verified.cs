@@ -131,14 +131,16 @@ namespace SparseAttention.Generated
                 where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery;
-                // The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].
+                long firstQuery = tile.FirstQuery, queryStep = tile.QueryStep;
+                // The band: row t sits at stream coordinate q_t = firstQuery + t x queryStep and sees stream keys q_t - left .. q_t + right,
+                // within [firstKey, lastKey] (queryStep is 1 but for a neighbourhood's gathered stream, where each row moves by a column of keys).
                 long left = tile.Left, right = tile.Right;
                 long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;
+                long lastQuery = firstQuery + (rows - 1) * queryStep;
                 // Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
                 long firstVisible = global::System.Math.Max(firstKey, firstQuery - left);
-                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
-                long fullFrom = global::System.Math.Max(firstKey, firstQuery + rows - 1 - left);
+                long lastVisible = global::System.Math.Min(lastKey, lastQuery + right);
+                long fullFrom = global::System.Math.Max(firstKey, lastQuery - left);
                 long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
                 ref float keyPanels = ref tile.KeyPanels;
                 ref float values = ref tile.Values;
@@ -156,30 +158,36 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
                 // Rows past the tile's end repeat its last row; their results are never read.
-                long query0 = firstQuery + 0;
-                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
-                long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
-                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
-                long query2 = firstQuery + global::System.Math.Min(2, rows - 1);
-                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
-                long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
-                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
-                long query4 = firstQuery + global::System.Math.Min(4, rows - 1);
-                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query4 - firstQuery) * tile.QueryStride);
-                long query5 = firstQuery + global::System.Math.Min(5, rows - 1);
-                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query5 - firstQuery) * tile.QueryStride);
+                int row0 = 0;
+                long query0 = firstQuery + row0 * queryStep;
+                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row0 * tile.QueryStride);
+                int row1 = global::System.Math.Min(1, rows - 1);
+                long query1 = firstQuery + row1 * queryStep;
+                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row1 * tile.QueryStride);
+                int row2 = global::System.Math.Min(2, rows - 1);
+                long query2 = firstQuery + row2 * queryStep;
+                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row2 * tile.QueryStride);
+                int row3 = global::System.Math.Min(3, rows - 1);
+                long query3 = firstQuery + row3 * queryStep;
+                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row3 * tile.QueryStride);
+                int row4 = global::System.Math.Min(4, rows - 1);
+                long query4 = firstQuery + row4 * queryStep;
+                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row4 * tile.QueryStride);
+                int row5 = global::System.Math.Min(5, rows - 1);
+                long query5 = firstQuery + row5 * queryStep;
+                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row5 * tile.QueryStride);
                 // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
                 // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
                 // exact below 2^24 positions).
                 global::System.Runtime.Intrinsics.Vector512<float> alibiSlope = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? -tile.AlibiSlope : 0f);
                 global::System.Runtime.Intrinsics.Vector512<float> alibiLaneSteps = global::System.Runtime.Intrinsics.Vector512.ConvertToSingle(global::System.Runtime.Intrinsics.Vector512<int>.Indices * tile.KeyPositionStep);
                 bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;
-                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query0 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query1 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query2 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query3 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query4 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query5 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row0) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row1) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row2) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row3) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row4) : 0f);
+                global::System.Runtime.Intrinsics.Vector512<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector512.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row5) : 0f);
                 for (long keyStart = firstVisible / 16 * 16; keyStart <= lastVisible; keyStart += 64)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 63 <= fullTo;
@@ -1310,14 +1318,16 @@ namespace SparseAttention.Generated
                 where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery;
-                // The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].
+                long firstQuery = tile.FirstQuery, queryStep = tile.QueryStep;
+                // The band: row t sits at stream coordinate q_t = firstQuery + t x queryStep and sees stream keys q_t - left .. q_t + right,
+                // within [firstKey, lastKey] (queryStep is 1 but for a neighbourhood's gathered stream, where each row moves by a column of keys).
                 long left = tile.Left, right = tile.Right;
                 long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;
+                long lastQuery = firstQuery + (rows - 1) * queryStep;
                 // Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
                 long firstVisible = global::System.Math.Max(firstKey, firstQuery - left);
-                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
-                long fullFrom = global::System.Math.Max(firstKey, firstQuery + rows - 1 - left);
+                long lastVisible = global::System.Math.Min(lastKey, lastQuery + right);
+                long fullFrom = global::System.Math.Max(firstKey, lastQuery - left);
                 long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
                 ref float keyPanels = ref tile.KeyPanels;
                 ref float values = ref tile.Values;
@@ -1335,30 +1345,36 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
                 // Rows past the tile's end repeat its last row; their results are never read.
-                long query0 = firstQuery + 0;
-                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
-                long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
-                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
-                long query2 = firstQuery + global::System.Math.Min(2, rows - 1);
-                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
-                long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
-                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
-                long query4 = firstQuery + global::System.Math.Min(4, rows - 1);
-                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query4 - firstQuery) * tile.QueryStride);
-                long query5 = firstQuery + global::System.Math.Min(5, rows - 1);
-                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query5 - firstQuery) * tile.QueryStride);
+                int row0 = 0;
+                long query0 = firstQuery + row0 * queryStep;
+                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row0 * tile.QueryStride);
+                int row1 = global::System.Math.Min(1, rows - 1);
+                long query1 = firstQuery + row1 * queryStep;
+                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row1 * tile.QueryStride);
+                int row2 = global::System.Math.Min(2, rows - 1);
+                long query2 = firstQuery + row2 * queryStep;
+                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row2 * tile.QueryStride);
+                int row3 = global::System.Math.Min(3, rows - 1);
+                long query3 = firstQuery + row3 * queryStep;
+                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row3 * tile.QueryStride);
+                int row4 = global::System.Math.Min(4, rows - 1);
+                long query4 = firstQuery + row4 * queryStep;
+                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row4 * tile.QueryStride);
+                int row5 = global::System.Math.Min(5, rows - 1);
+                long query5 = firstQuery + row5 * queryStep;
+                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row5 * tile.QueryStride);
                 // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
                 // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
                 // exact below 2^24 positions).
                 global::System.Runtime.Intrinsics.Vector256<float> alibiSlope = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? -tile.AlibiSlope : 0f);
                 global::System.Runtime.Intrinsics.Vector256<float> alibiLaneSteps = global::System.Runtime.Intrinsics.Vector256.ConvertToSingle(global::System.Runtime.Intrinsics.Vector256<int>.Indices * tile.KeyPositionStep);
                 bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;
-                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query0 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query1 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query2 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query3 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query4 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query5 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row0) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row1) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row2) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row3) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row4) : 0f);
+                global::System.Runtime.Intrinsics.Vector256<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row5) : 0f);
                 for (long keyStart = firstVisible / 8 * 8; keyStart <= lastVisible; keyStart += 16)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 15 <= fullTo;
@@ -2670,14 +2686,16 @@ namespace SparseAttention.Generated
                 where TScores : global::SparseAttention.Cpu.IScoreModifier
             {
                 int rows = tile.Rows;
-                long firstQuery = tile.FirstQuery;
-                // The band: query m of the stream sees stream keys m - left .. m + right, within [firstKey, lastKey].
+                long firstQuery = tile.FirstQuery, queryStep = tile.QueryStep;
+                // The band: row t sits at stream coordinate q_t = firstQuery + t x queryStep and sees stream keys q_t - left .. q_t + right,
+                // within [firstKey, lastKey] (queryStep is 1 but for a neighbourhood's gathered stream, where each row moves by a column of keys).
                 long left = tile.Left, right = tile.Right;
                 long firstKey = tile.KeyFirst, lastKey = tile.KeyLast;
+                long lastQuery = firstQuery + (rows - 1) * queryStep;
                 // Row t sees stream keys [max(firstKey, q_t - left), min(lastKey, q_t + right)]; a key tile inside every row's range needs no mask.
                 long firstVisible = global::System.Math.Max(firstKey, firstQuery - left);
-                long lastVisible = global::System.Math.Min(lastKey, firstQuery + rows - 1 + right);
-                long fullFrom = global::System.Math.Max(firstKey, firstQuery + rows - 1 - left);
+                long lastVisible = global::System.Math.Min(lastKey, lastQuery + right);
+                long fullFrom = global::System.Math.Max(firstKey, lastQuery - left);
                 long fullTo = global::System.Math.Min(lastKey, firstQuery + right);
                 ref float keyPanels = ref tile.KeyPanels;
                 ref float values = ref tile.Values;
@@ -2695,30 +2713,36 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
                 // Rows past the tile's end repeat its last row; their results are never read.
-                long query0 = firstQuery + 0;
-                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query0 - firstQuery) * tile.QueryStride);
-                long query1 = firstQuery + global::System.Math.Min(1, rows - 1);
-                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query1 - firstQuery) * tile.QueryStride);
-                long query2 = firstQuery + global::System.Math.Min(2, rows - 1);
-                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query2 - firstQuery) * tile.QueryStride);
-                long query3 = firstQuery + global::System.Math.Min(3, rows - 1);
-                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query3 - firstQuery) * tile.QueryStride);
-                long query4 = firstQuery + global::System.Math.Min(4, rows - 1);
-                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query4 - firstQuery) * tile.QueryStride);
-                long query5 = firstQuery + global::System.Math.Min(5, rows - 1);
-                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)(query5 - firstQuery) * tile.QueryStride);
+                int row0 = 0;
+                long query0 = firstQuery + row0 * queryStep;
+                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row0 * tile.QueryStride);
+                int row1 = global::System.Math.Min(1, rows - 1);
+                long query1 = firstQuery + row1 * queryStep;
+                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row1 * tile.QueryStride);
+                int row2 = global::System.Math.Min(2, rows - 1);
+                long query2 = firstQuery + row2 * queryStep;
+                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row2 * tile.QueryStride);
+                int row3 = global::System.Math.Min(3, rows - 1);
+                long query3 = firstQuery + row3 * queryStep;
+                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row3 * tile.QueryStride);
+                int row4 = global::System.Math.Min(4, rows - 1);
+                long query4 = firstQuery + row4 * queryStep;
+                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row4 * tile.QueryStride);
+                int row5 = global::System.Math.Min(5, rows - 1);
+                long query5 = firstQuery + row5 * queryStep;
+                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row5 * tile.QueryStride);
                 // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
                 // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
                 // exact below 2^24 positions).
                 global::System.Runtime.Intrinsics.Vector128<float> alibiSlope = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? -tile.AlibiSlope : 0f);
                 global::System.Runtime.Intrinsics.Vector128<float> alibiLaneSteps = global::System.Runtime.Intrinsics.Vector128.ConvertToSingle(global::System.Runtime.Intrinsics.Vector128<int>.Indices * tile.KeyPositionStep);
                 bool alibiGathered = TScores.Alibi && !tile.GatheredKeyPositions.IsEmpty;
-                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query0 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query1 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query2 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query3 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query4 - firstQuery)) : 0f);
-                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * (int)(query5 - firstQuery)) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery0 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row0) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery1 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row1) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery2 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row2) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery3 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row3) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery4 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row4) : 0f);
+                global::System.Runtime.Intrinsics.Vector128<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row5) : 0f);
                 for (long keyStart = firstVisible / 4 * 4; keyStart <= lastVisible; keyStart += 8)
                 {
                     bool full = keyStart >= fullFrom && keyStart + 7 <= fullTo;

@@ -350,6 +350,73 @@ namespace SparseAttention
             ", causalAxes: new bool[] { " + string.Join(", ", _causal.Select(value => value ? "true" : "false")) + " }" +
             (_grid is null ? "" : ", grid: " + IntArray(_grid)) + ")";
 
+        /// <summary>
+        /// The grid a call of <paramref name="seqLength"/> tokens runs on (the bound grid, or the whole sequence as one
+        /// axis), written to <paramref name="grid"/>; returns its axes. For schedules that walk the grid line by line.
+        /// </summary>
+        internal int WriteGrid(int seqLength, Span<int> grid) => ReadGrid(seqLength, grid);
+
+        /// <summary>
+        /// The key lines of query line <paramref name="line"/>, a line being the grid's tokens that differ only in the last
+        /// axis's coordinate (line ℓ holds tokens ℓ·L .. ℓ·L + L - 1 for a last axis of length L): the first token of each
+        /// line holding keys the line's queries see, ascending. Every query of a line sees the same key lines, because
+        /// their leading coordinates are the same; only the columns within those lines depend on the last coordinate.
+        /// Returns how many were written (M, at most <see cref="MaxSegments"/>).
+        /// </summary>
+        /// <remarks>
+        /// Each key line also gets a slot in 0 .. M - 1 that depends only on the line itself and on how many keys the query
+        /// line sees per leading axis (<paramref name="counts"/>): per axis, the key's index in its residue class modulo
+        /// that count (a query sees count consecutive indices, so they take distinct values), combined like digits. A
+        /// neighbouring query line with the same counts sees the same lines in the same slots but the one or few that
+        /// slid in, which take the slots of those that slid out: a schedule that keeps key lines by slot gathers only those.
+        /// </remarks>
+        internal int WriteKeyLines(int line, int seqLength, Span<int> lineStarts, Span<int> slots, Span<int> counts)
+        {
+            Span<int> grid = stackalloc int[MaxAxes];
+            int axes = ReadGrid(seqLength, grid), last = axes - 1;
+            Span<int> first = stackalloc int[MaxAxes];
+            Span<int> startIndex = stackalloc int[MaxAxes];
+            Span<int> stride = stackalloc int[MaxAxes];
+            int remaining = line, step = grid[last];
+            for (int axis = last - 1; axis >= 0; axis--)
+            {
+                stride[axis] = step;
+                int x = remaining % grid[axis];
+                AxisKeys(x, grid[axis], _kernel[axis], _dilation[axis], _causal[axis], out first[axis], out counts[axis]);
+                startIndex[axis] = first[axis] / _dilation[axis];
+                remaining /= grid[axis];
+                step *= grid[axis];
+            }
+
+            // The same odometer as WriteSegments (axis 0 slowest), so the lines come out ascending.
+            Span<int> at = stackalloc int[MaxAxes];
+            at.Clear();
+            int written = 0;
+            while (true)
+            {
+                int start = 0, slot = 0;
+                for (int axis = 0; axis < last; axis++)
+                {
+                    start += (first[axis] + at[axis] * _dilation[axis]) * stride[axis];
+                    slot = slot * counts[axis] + (startIndex[axis] + at[axis]) % counts[axis];
+                }
+
+                lineStarts[written] = start;
+                slots[written++] = slot;
+                int carry = last - 1;
+                while (carry >= 0 && ++at[carry] == counts[carry])
+                {
+                    at[carry] = 0;
+                    carry--;
+                }
+
+                if (carry < 0)
+                {
+                    return written;
+                }
+            }
+        }
+
         /// <summary>Writes the grid the component answers on (its own, or the whole sequence as one axis) and returns its axes.</summary>
         private int ReadGrid(int seqLength, Span<int> grid)
         {
