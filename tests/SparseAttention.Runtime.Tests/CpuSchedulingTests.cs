@@ -41,6 +41,33 @@ public class CpuSchedulingTests
         }));
     }
 
+    /// <summary>
+    /// A neighbourhood's tiles gather their key lines into per-thread buffers grown on the first call: a warm call over a
+    /// grid (with a class token, so the row tails run too) allocates nothing either.
+    /// </summary>
+    [Fact]
+    public void WarmNeighbourhoodCallAllocatesNothingOnTheCallingThread()
+    {
+        var shape = new AttentionShape(Heads: 4, KvHeads: 2, SeqLen: 40 * 30);
+        var grid = new GridShape(40, 30);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(3), shape, DilatedNeighborhoodWithClassToken.HeadDim);
+        var output = new float[inputs.Query.Length];
+        var options = new AttentionOptions();
+        DilatedNeighborhoodWithClassToken.Forward(inputs.Query, inputs.Key, inputs.Value, output, shape, grid, options with { MaxDegreeOfParallelism = 1 });
+        for (int warmUp = 0; warmUp < 3; warmUp++)
+        {
+            DilatedNeighborhoodWithClassToken.Forward(inputs.Query, inputs.Key, inputs.Value, output, shape, grid, options);
+        }
+
+        Assert.Equal(0, AllocationCheck.FewestBytesOverBatches(() =>
+        {
+            for (int call = 0; call < 5; call++)
+            {
+                DilatedNeighborhoodWithClassToken.Forward(inputs.Query, inputs.Key, inputs.Value, output, shape, grid, options);
+            }
+        }));
+    }
+
     /// <summary>Callers on several threads at once: one gets the worker pool, the others run on their own thread.</summary>
     [Fact]
     public void ConcurrentCallersEachGetTheirOwnCorrectResult()

@@ -303,7 +303,22 @@ namespace SparseAttention
             new AttentionPattern(Causal, _components) { Mask = mask ?? throw new ArgumentNullException(nameof(mask)) };
 
         /// <summary>The pattern's neighbourhood (<c>[Neighborhood]</c>), or null.</summary>
-        public NeighborhoodComponent? Neighborhood => _components.OfType<NeighborhoodComponent>().FirstOrDefault();
+        public NeighborhoodComponent? Neighborhood
+        {
+            get
+            {
+                // A loop, not LINQ: every grid call asks, and a warm call allocates nothing.
+                foreach (PatternComponent component in _components)
+                {
+                    if (component is NeighborhoodComponent neighborhood)
+                    {
+                        return neighborhood;
+                    }
+                }
+
+                return null;
+            }
+        }
 
         /// <summary>
         /// This pattern on a grid of <paramref name="grid"/> lengths per axis (row-major tokens, last axis fastest): the same
@@ -347,7 +362,7 @@ namespace SparseAttention
             {
                 foreach (AttentionPattern bound in _boundToGrids)
                 {
-                    if (grid.SequenceEqual(bound.Neighborhood!.Grid!.ToArray()))
+                    if (SameLengths(grid, bound.Neighborhood!.Grid!))
                     {
                         return bound;
                     }
@@ -362,6 +377,25 @@ namespace SparseAttention
                 _boundToGrids.Add(created);
                 return created;
             }
+        }
+
+        /// <summary>Element by element, so finding a bound pattern again allocates nothing (a warm Forward allocates nothing).</summary>
+        private static bool SameLengths(ReadOnlySpan<int> grid, IReadOnlyList<int> bound)
+        {
+            if (grid.Length != bound.Count)
+            {
+                return false;
+            }
+
+            for (int axis = 0; axis < grid.Length; axis++)
+            {
+                if (grid[axis] != bound[axis])
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
 
         /// <summary>Grids kept bound per pattern (a model uses a few: one per stage of a vision transformer).</summary>
