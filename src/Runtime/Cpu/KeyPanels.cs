@@ -50,51 +50,28 @@ internal static class KeyPanels
     public static unsafe void Pack(float* keys, long rowStride, int seqLen, int headDim, int dilation, int lanes, int keyTile, float scale, float* destination)
     {
         float* panel = destination;
+        long keyStride = dilation * rowStride;
         for (int residue = 0; residue < dilation; residue++)
         {
             int streamLength = StreamLength(seqLen, dilation, residue);
-            PackRows(new StridedKeyRows(keys + residue * rowStride, dilation * rowStride), streamLength, headDim, lanes, keyTile, scale, panel);
-            panel += (long)PanelsPerStream(streamLength, lanes, keyTile) * headDim * lanes;
-        }
-    }
-
-    /// <summary>Where each key of a stream being packed starts: stream key k's HeadDim floats are at <see cref="Row"/>(k).</summary>
-    internal unsafe interface IKeyRows
-    {
-        float* Row(int key);
-    }
-
-    /// <summary>Rows a fixed stride apart: a residue stream of a KV head's keys.</summary>
-    internal readonly unsafe struct StridedKeyRows(float* first, long stride) : IKeyRows
-    {
-        public float* Row(int key) => first + key * stride;
-    }
-
-    /// <summary>
-    /// Packs a stream of <paramref name="streamLength"/> keys, stream key k at <paramref name="rows"/>.Row(k), into
-    /// <see cref="PanelsPerStream"/> panels at <paramref name="destination"/> (the key tile past the end zero).
-    /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public static unsafe void PackRows<TRows>(TRows rows, int streamLength, int headDim, int lanes, int keyTile, float scale, float* destination)
-        where TRows : struct, IKeyRows
-    {
-        int panels = PanelsPerStream(streamLength, lanes, keyTile);
-        float* panel = destination;
-        for (int p = 0; p < panels; p++, panel += headDim * lanes)
-        {
-            int firstKey = p * lanes;
-            if (firstKey + lanes <= streamLength && TryPackWholePanel(rows, firstKey, headDim, lanes, scale, panel))
+            int panels = PanelsPerStream(streamLength, lanes, keyTile);
+            for (int p = 0; p < panels; p++, panel += headDim * lanes)
             {
-                continue;
-            }
-
-            for (int lane = 0; lane < lanes; lane++)
-            {
-                int streamKey = firstKey + lane;
-                float* key = streamKey < streamLength ? rows.Row(streamKey) : null;
-                for (int d = 0; d < headDim; d++)
+                int firstKey = p * lanes;
+                float* firstRow = keys + (residue + (long)firstKey * dilation) * rowStride;
+                if (firstKey + lanes <= streamLength && TryPackWholePanel(firstRow, keyStride, headDim, lanes, scale, panel))
                 {
-                    panel[d * lanes + lane] = key != null ? key[d] * scale : 0f;
+                    continue;
+                }
+
+                for (int lane = 0; lane < lanes; lane++)
+                {
+                    int streamKey = firstKey + lane;
+                    float* key = firstRow + lane * keyStride;
+                    for (int d = 0; d < headDim; d++)
+                    {
+                        panel[d * lanes + lane] = streamKey < streamLength ? key[d] * scale : 0f;
+                    }
                 }
             }
         }
@@ -106,17 +83,19 @@ internal static class KeyPanels
     /// gathers, one per dimension, which took 7% of a 4K-token window call (measured; a gather of 8 floats is about as
     /// many operations as the 8 scalar loads it stands for). HeadDim is a multiple of lanes wherever a kernel of that
     /// width exists. Returns false where the instruction set has no such transpose here (the scalar loop packs it).
+    /// It and the transposes are compiled fully optimised from the first call, as <see cref="Pack"/> is: at tier 0 a
+    /// transpose is unoptimised vector code and packing ran 10x slower (30 us instead of 3 for 936 keys at HeadDim 32)
+    /// for the first few thousand calls, which a call or two of any pattern reach.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static unsafe bool TryPackWholePanel<TRows>(TRows rows, int firstKey, int headDim, int lanes, float scale, float* panel)
-        where TRows : struct, IKeyRows
+    private static unsafe bool TryPackWholePanel(float* firstRow, long keyStride, int headDim, int lanes, float scale, float* panel)
     {
         if (lanes == 16 && Avx512F.IsSupported)
         {
             Vector512<float> factor = Vector512.Create(scale);
             for (int d = 0; d < headDim; d += 16)
             {
-                Transpose16(rows, firstKey, d, factor, panel + d * 16);
+                Transpose16(firstRow + d, keyStride, factor, panel + d * 16);
             }
 
             return true;
@@ -127,7 +106,7 @@ internal static class KeyPanels
             Vector256<float> factor = Vector256.Create(scale);
             for (int d = 0; d < headDim; d += 8)
             {
-                Transpose8(rows, firstKey, d, factor, panel + d * 8);
+                Transpose8(firstRow + d, keyStride, factor, panel + d * 8);
             }
 
             return true;
@@ -138,7 +117,7 @@ internal static class KeyPanels
             Vector128<float> factor = Vector128.Create(scale);
             for (int d = 0; d < headDim; d += 4)
             {
-                Transpose4(rows, firstKey, d, factor, panel + d * 4);
+                Transpose4(firstRow + d, keyStride, factor, panel + d * 4);
             }
 
             return true;
@@ -148,22 +127,21 @@ internal static class KeyPanels
     }
 
     /// <summary>
-    /// 16 rows of 16 floats (stream keys firstKey .. firstKey + 15, from dimension d on) times <paramref name="factor"/>, stored transposed:
+    /// 16 rows of 16 floats (rows <paramref name="rowStride"/> apart) times <paramref name="factor"/>, stored transposed:
     /// column j at <paramref name="destination"/> + 16 j. Pairs, then quads interleave within 128-bit blocks; two rounds of
     /// block shuffles finish it (64 shuffles for 256 floats).
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Transpose16<TRows>(TRows rows, int firstKey, int d, Vector512<float> factor, float* destination)
-        where TRows : struct, IKeyRows
+    private static unsafe void Transpose16(float* source, long rowStride, Vector512<float> factor, float* destination)
     {
-        Vector512<float> r0 = Vector512.Load(rows.Row(firstKey) + d) * factor, r1 = Vector512.Load(rows.Row(firstKey + 1) + d) * factor;
-        Vector512<float> r2 = Vector512.Load(rows.Row(firstKey + 2) + d) * factor, r3 = Vector512.Load(rows.Row(firstKey + 3) + d) * factor;
-        Vector512<float> r4 = Vector512.Load(rows.Row(firstKey + 4) + d) * factor, r5 = Vector512.Load(rows.Row(firstKey + 5) + d) * factor;
-        Vector512<float> r6 = Vector512.Load(rows.Row(firstKey + 6) + d) * factor, r7 = Vector512.Load(rows.Row(firstKey + 7) + d) * factor;
-        Vector512<float> r8 = Vector512.Load(rows.Row(firstKey + 8) + d) * factor, r9 = Vector512.Load(rows.Row(firstKey + 9) + d) * factor;
-        Vector512<float> r10 = Vector512.Load(rows.Row(firstKey + 10) + d) * factor, r11 = Vector512.Load(rows.Row(firstKey + 11) + d) * factor;
-        Vector512<float> r12 = Vector512.Load(rows.Row(firstKey + 12) + d) * factor, r13 = Vector512.Load(rows.Row(firstKey + 13) + d) * factor;
-        Vector512<float> r14 = Vector512.Load(rows.Row(firstKey + 14) + d) * factor, r15 = Vector512.Load(rows.Row(firstKey + 15) + d) * factor;
+        Vector512<float> r0 = Vector512.Load(source) * factor, r1 = Vector512.Load(source + rowStride) * factor;
+        Vector512<float> r2 = Vector512.Load(source + 2 * rowStride) * factor, r3 = Vector512.Load(source + 3 * rowStride) * factor;
+        Vector512<float> r4 = Vector512.Load(source + 4 * rowStride) * factor, r5 = Vector512.Load(source + 5 * rowStride) * factor;
+        Vector512<float> r6 = Vector512.Load(source + 6 * rowStride) * factor, r7 = Vector512.Load(source + 7 * rowStride) * factor;
+        Vector512<float> r8 = Vector512.Load(source + 8 * rowStride) * factor, r9 = Vector512.Load(source + 9 * rowStride) * factor;
+        Vector512<float> r10 = Vector512.Load(source + 10 * rowStride) * factor, r11 = Vector512.Load(source + 11 * rowStride) * factor;
+        Vector512<float> r12 = Vector512.Load(source + 12 * rowStride) * factor, r13 = Vector512.Load(source + 13 * rowStride) * factor;
+        Vector512<float> r14 = Vector512.Load(source + 14 * rowStride) * factor, r15 = Vector512.Load(source + 15 * rowStride) * factor;
 
         // Pairs: t(2i) holds rows 2i, 2i+1 interleaved at elements 0-1 of each block, t(2i+1) at elements 2-3.
         Vector512<float> t0 = Avx512F.UnpackLow(r0, r1), t1 = Avx512F.UnpackHigh(r0, r1), t2 = Avx512F.UnpackLow(r2, r3), t3 = Avx512F.UnpackHigh(r2, r3);
@@ -207,13 +185,12 @@ internal static class KeyPanels
 
     /// <summary>8 rows of 8 floats times <paramref name="factor"/>, stored transposed (column j at destination + 8 j).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Transpose8<TRows>(TRows rows, int firstKey, int d, Vector256<float> factor, float* destination)
-        where TRows : struct, IKeyRows
+    private static unsafe void Transpose8(float* source, long rowStride, Vector256<float> factor, float* destination)
     {
-        Vector256<float> r0 = Vector256.Load(rows.Row(firstKey) + d) * factor, r1 = Vector256.Load(rows.Row(firstKey + 1) + d) * factor;
-        Vector256<float> r2 = Vector256.Load(rows.Row(firstKey + 2) + d) * factor, r3 = Vector256.Load(rows.Row(firstKey + 3) + d) * factor;
-        Vector256<float> r4 = Vector256.Load(rows.Row(firstKey + 4) + d) * factor, r5 = Vector256.Load(rows.Row(firstKey + 5) + d) * factor;
-        Vector256<float> r6 = Vector256.Load(rows.Row(firstKey + 6) + d) * factor, r7 = Vector256.Load(rows.Row(firstKey + 7) + d) * factor;
+        Vector256<float> r0 = Vector256.Load(source) * factor, r1 = Vector256.Load(source + rowStride) * factor;
+        Vector256<float> r2 = Vector256.Load(source + 2 * rowStride) * factor, r3 = Vector256.Load(source + 3 * rowStride) * factor;
+        Vector256<float> r4 = Vector256.Load(source + 4 * rowStride) * factor, r5 = Vector256.Load(source + 5 * rowStride) * factor;
+        Vector256<float> r6 = Vector256.Load(source + 6 * rowStride) * factor, r7 = Vector256.Load(source + 7 * rowStride) * factor;
         Vector256<float> t0 = Avx.UnpackLow(r0, r1), t1 = Avx.UnpackHigh(r0, r1), t2 = Avx.UnpackLow(r2, r3), t3 = Avx.UnpackHigh(r2, r3);
         Vector256<float> t4 = Avx.UnpackLow(r4, r5), t5 = Avx.UnpackHigh(r4, r5), t6 = Avx.UnpackLow(r6, r7), t7 = Avx.UnpackHigh(r6, r7);
         Vector256<float> u0 = Avx.Shuffle(t0, t2, 0x44), u1 = Avx.Shuffle(t0, t2, 0xEE), u2 = Avx.Shuffle(t1, t3, 0x44), u3 = Avx.Shuffle(t1, t3, 0xEE);
@@ -230,11 +207,10 @@ internal static class KeyPanels
 
     /// <summary>4 rows of 4 floats times <paramref name="factor"/>, stored transposed (column j at destination + 4 j).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private static unsafe void Transpose4<TRows>(TRows rows, int firstKey, int d, Vector128<float> factor, float* destination)
-        where TRows : struct, IKeyRows
+    private static unsafe void Transpose4(float* source, long rowStride, Vector128<float> factor, float* destination)
     {
-        Vector128<float> r0 = Vector128.Load(rows.Row(firstKey) + d) * factor, r1 = Vector128.Load(rows.Row(firstKey + 1) + d) * factor;
-        Vector128<float> r2 = Vector128.Load(rows.Row(firstKey + 2) + d) * factor, r3 = Vector128.Load(rows.Row(firstKey + 3) + d) * factor;
+        Vector128<float> r0 = Vector128.Load(source) * factor, r1 = Vector128.Load(source + rowStride) * factor;
+        Vector128<float> r2 = Vector128.Load(source + 2 * rowStride) * factor, r3 = Vector128.Load(source + 3 * rowStride) * factor;
         Vector128<float> t0 = Sse.UnpackLow(r0, r1), t1 = Sse.UnpackLow(r2, r3), t2 = Sse.UnpackHigh(r0, r1), t3 = Sse.UnpackHigh(r2, r3);
         Sse.MoveLowToHigh(t0, t1).Store(destination);
         Sse.MoveHighToLow(t1, t0).Store(destination + 4);
