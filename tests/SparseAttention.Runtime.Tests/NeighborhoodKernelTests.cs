@@ -152,6 +152,43 @@ public class NeighborhoodKernelTests
         }
     }
 
+    /// <summary>
+    /// docs/design.md §4 through the neighbourhood tiles: NaN and ±inf in every key and value a row cannot see (which the
+    /// gathered streams still carry in lanes the row's band masks, or in slots about to be rewritten) leave that row as
+    /// the clean reference computes it. Rows at corners, borders and the interior of a grid with several chunks and blocks.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void PoisonARowCannotSeeDoesNotReachIt(KernelIsa isa)
+    {
+        var kernel = Kernels.Single(candidate => candidate.Name == nameof(DilatedNeighborhoodWithClassToken));
+        int[] grid = { 20, 70 };
+        int n = grid[0] * grid[1], d = kernel.HeadDim;
+        var shape = new AttentionShape(2, 1, n);
+        AttentionPattern pattern = kernel.Pattern.WithGrid(grid);
+        AttentionCheck.Inputs clean = AttentionCheck.RandomInputs(new Random(AttentionCheck.StableSeed("poison" + isa)), shape, d);
+        var expected = new float[clean.Query.Length];
+        ReferenceAttention.Forward(pattern, clean.Query, clean.Key, clean.Value, expected, shape);
+        float[] poisons = { float.NaN, float.PositiveInfinity, float.NegativeInfinity };
+        foreach (int row in new[] { 1, 69, 70 * 9 + 35, 70 * 19 + 68, 70 * 10 + 61 })
+        {
+            float[] key = (float[])clean.Key.Clone(), value = (float[])clean.Value.Clone();
+            for (int j = 0; j < n; j++)
+            {
+                if (!pattern.IsVisible(row, j, 1, n))
+                {
+                    Array.Fill(key, poisons[j % 3], j * d, d);
+                    Array.Fill(value, poisons[(j + 1) % 3], j * d, d);
+                }
+            }
+
+            var actual = new float[expected.Length];
+            kernel.Forward(clean.Query, key, value, actual, shape, new GridShape(grid), new AttentionOptions { Isa = isa });
+            int offset = (shape.SeqLen + row) * d;
+            AttentionCheck.AssertClose(expected.AsSpan(offset, d).ToArray(), actual.AsSpan(offset, d).ToArray(), shape with { Heads = 1, KvHeads = 1, SeqLen = 1 }, d, $"head 1, row {row} with poisoned invisible keys, {isa}");
+        }
+    }
+
     public static TheoryData<KernelIsa> Isas()
     {
         var data = new TheoryData<KernelIsa>();
