@@ -486,7 +486,7 @@ public sealed partial class AttentionGenerator
                 return false;
             }
 
-            components.Add(new BlockSparseComponent(blockSize, windowBlocks, NamedIntArray(attribute, "GlobalBlocks"), randomBlocks, NamedLong(attribute, "Seed") ?? 0, causal));
+            components.Add(new BlockSparseComponent(blockSize, windowBlocks, NamedArray<int>(attribute, "GlobalBlocks"), randomBlocks, NamedLong(attribute, "Seed") ?? 0, causal));
             return true;
         }
 
@@ -501,8 +501,8 @@ public sealed partial class AttentionGenerator
                 return true;
             }
 
-            int[] kernelSize = ArrayArgument(attribute), dilation = NamedIntArray(attribute, "Dilation");
-            bool[] causalAxes = NamedBoolArray(attribute, "CausalAxes");
+            int[] kernelSize = ArrayArgument(attribute), dilation = NamedArray<int>(attribute, "Dilation");
+            bool[] causalAxes = NamedArray<bool>(attribute, "CausalAxes");
             dilation = dilation.Length == 0 ? Enumerable.Repeat(1, kernelSize.Length).ToArray() : dilation;
             causalAxes = causalAxes.Length == 0 ? new bool[kernelSize.Length] : causalAxes;
             if (NeighborhoodComponent.FindProblem(kernelSize, dilation, causalAxes, out string parameter) is string problem)
@@ -524,19 +524,6 @@ public sealed partial class AttentionGenerator
 
             components.Add(new NeighborhoodComponent(kernelSize, dilation, causalAxes));
             return true;
-        }
-
-        private static bool[] NamedBoolArray(AttributeData attribute, string name)
-        {
-            foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
-            {
-                if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array && !argument.Value.IsNull)
-                {
-                    return argument.Value.Values.Select(value => value.Value is bool item && item).ToArray();
-                }
-            }
-
-            return Array.Empty<bool>();
         }
 
         /// <summary>The attribute property a component's parameter name stands for (blockSize → BlockSize).</summary>
@@ -596,17 +583,19 @@ public sealed partial class AttentionGenerator
             return null;
         }
 
-        private static int[] NamedIntArray(AttributeData attribute, string name)
+        /// <summary>A named array argument's elements (default for an element of another type), or empty when it is absent.</summary>
+        private static T[] NamedArray<T>(AttributeData attribute, string name)
+            where T : struct
         {
             foreach (KeyValuePair<string, TypedConstant> argument in attribute.NamedArguments)
             {
                 if (argument.Key == name && argument.Value.Kind == TypedConstantKind.Array && !argument.Value.IsNull)
                 {
-                    return argument.Value.Values.Select(value => value.Value is int item ? item : 0).ToArray();
+                    return argument.Value.Values.Select(value => value.Value is T item ? item : default).ToArray();
                 }
             }
 
-            return Array.Empty<int>();
+            return Array.Empty<T>();
         }
 
         private static bool? NamedBool(AttributeData attribute, string name)

@@ -78,7 +78,8 @@ namespace SparseAttention
                 throw new ArgumentException("The BlockSparseComponent was created with causal: " + (blockSparse.Causal ? "true" : "false") + " but the pattern is " + (causal ? "causal" : "bidirectional") + "; create it with the pattern's causal flag.", nameof(components));
             }
 
-            if (causal && _components.OfType<NeighborhoodComponent>().Any())
+            Neighborhood = _components.OfType<NeighborhoodComponent>().FirstOrDefault();
+            if (causal && Neighborhood is not null)
             {
                 throw new ArgumentException("A pattern with a neighbourhood is not causal as a whole: causality is per axis (NeighborhoodComponent's causalAxes).", nameof(causal));
             }
@@ -303,22 +304,7 @@ namespace SparseAttention
             new AttentionPattern(Causal, _components) { Mask = mask ?? throw new ArgumentNullException(nameof(mask)) };
 
         /// <summary>The pattern's neighbourhood (<c>[Neighborhood]</c>), or null.</summary>
-        public NeighborhoodComponent? Neighborhood
-        {
-            get
-            {
-                // A loop, not LINQ: every grid call asks, and a warm call allocates nothing.
-                foreach (PatternComponent component in _components)
-                {
-                    if (component is NeighborhoodComponent neighborhood)
-                    {
-                        return neighborhood;
-                    }
-                }
-
-                return null;
-            }
-        }
+        public NeighborhoodComponent? Neighborhood { get; }
 
         /// <summary>
         /// This pattern on a grid of <paramref name="grid"/> lengths per axis (row-major tokens, last axis fastest): the same

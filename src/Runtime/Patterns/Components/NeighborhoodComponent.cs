@@ -212,52 +212,27 @@ namespace SparseAttention
         /// <inheritdoc />
         public override int WriteSegments(int query, int head, int seqLength, int lastKey, Span<KeySegment> destination)
         {
+            // One run along the last axis per key line of the query's line (WriteKeyLines: ascending, so the runs are too).
             Span<int> grid = stackalloc int[MaxAxes];
-            int axes = ReadGrid(seqLength, grid);
-            Span<int> first = stackalloc int[MaxAxes];
-            Span<int> count = stackalloc int[MaxAxes];
-            Span<int> stride = stackalloc int[MaxAxes];
-            int remaining = query, step = 1;
-            for (int axis = axes - 1; axis >= 0; axis--)
+            int last = ReadGrid(seqLength, grid) - 1, length = grid[last];
+            AxisKeys(query % length, length, _kernel[last], _dilation[last], _causal[last], out int first, out int count);
+            Span<int> lineStarts = stackalloc int[MaxSegments];
+            Span<int> slots = stackalloc int[MaxSegments];
+            Span<int> counts = stackalloc int[MaxAxes];
+            int lines = WriteKeyLines(query / length, seqLength, lineStarts, slots, counts), written = 0;
+            for (int line = 0; line < lines; line++)
             {
-                stride[axis] = step;
-                AxisKeys(remaining % grid[axis], grid[axis], _kernel[axis], _dilation[axis], _causal[axis], out first[axis], out count[axis]);
-                remaining /= grid[axis];
-                step *= grid[axis];
-            }
-
-            // The leading axes' combinations in ascending order (an odometer over axes 0 .. axes - 2); each gives one run
-            // along the last axis. Rows are ascending, so the runs are too.
-            int last = axes - 1, written = 0;
-            Span<int> at = stackalloc int[MaxAxes];
-            at.Clear();
-            while (true)
-            {
-                long start = first[last];
-                for (int axis = 0; axis < last; axis++)
-                {
-                    start += (long)(first[axis] + at[axis] * _dilation[axis]) * stride[axis];
-                }
-
+                long start = (long)lineStarts[line] + first;
                 if (start > lastKey)
                 {
-                    return written;
+                    break;
                 }
 
-                int runCount = (int)Math.Min(count[last], (lastKey - start) / _dilation[last] + 1);
+                int runCount = (int)Math.Min(count, (lastKey - start) / _dilation[last] + 1);
                 destination[written++] = new KeySegment((int)start, _dilation[last], runCount);
-                int carry = last - 1;
-                while (carry >= 0 && ++at[carry] == count[carry])
-                {
-                    at[carry] = 0;
-                    carry--;
-                }
-
-                if (carry < 0)
-                {
-                    return written;
-                }
             }
+
+            return written;
         }
 
         /// <inheritdoc />
@@ -388,7 +363,7 @@ namespace SparseAttention
                 step *= grid[axis];
             }
 
-            // The same odometer as WriteSegments (axis 0 slowest), so the lines come out ascending.
+            // An odometer over the leading axes, axis 0 slowest, so the lines come out ascending (WriteSegments relies on it).
             Span<int> at = stackalloc int[MaxAxes];
             at.Clear();
             int written = 0;
