@@ -585,14 +585,21 @@ public sealed partial class AttentionGenerator
             string max = "score0";
             for (int p = 1; p < panels; p++)
             {
-                max = v + ".Max(" + max + ", score" + Invariant(p) + ")";
+                max = "global::SparseAttention.Cpu.VectorMath.ScoreMax(" + max + ", score" + Invariant(p) + ")";
             }
 
             writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
             writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
             using (writer.Block("if (newMax == float.NegativeInfinity)"))
             {
-                writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale.");
+                writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max");
+                writer.Line("// passed over beside -inf lanes still makes the row NaN.");
+                string anyNaN = string.Join(" || ", Enumerable.Range(0, panels).Select(p => "global::SparseAttention.Cpu.VectorMath.AnyNaN(score" + Invariant(p) + ")"));
+                using (writer.Block("if (" + anyNaN + ")"))
+                {
+                    writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
+                }
+
                 for (int p = 0; p < panels; p++)
                 {
                     writer.Line(v + ".StoreUnsafe(" + vt + ".Zero, ref rowScores, " + Invariant(p * lanes) + ");");

@@ -124,6 +124,31 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
         Assert.True(float.IsNaN(expected[120 * kernel.HeadDim]));
     }
 
+    /// <summary>
+    /// Key 0 holds NaN, so row 0 of a causal kernel sees one score, NaN, beside a key tile of masked -inf lanes: the tile
+    /// kernels' hardware max may pass the NaN over and find the row's max -inf ("nothing visible yet"). The row must still
+    /// come out NaN on every ISA, with the HeadDims that run the Vector512, Vector256 and Vector128 tiles.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(DenseCausal))]
+    [InlineData(nameof(WindowWiderThanTile))]
+    [InlineData(nameof(SmallWindowHeadDim8))]
+    public void A_NaN_that_is_all_a_row_sees_of_its_first_key_tile_makes_the_row_NaN(string name)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        var shape = new AttentionShape(2, 1, 70);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(31), shape, kernel.HeadDim);
+        inputs.Key[kernel.HeadDim - 1] = float.NaN;
+        float[] expected = AttentionCheck.Reference(kernel, inputs);
+        Assert.True(float.IsNaN(expected[0]));
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            float[] actual = AttentionCheck.Run(kernel, inputs, AttentionOptions.Default with { Isa = isa });
+            AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, $"{name}, {isa}");
+            Assert.True(float.IsNaN(actual[0]), $"{name}, {isa}: row 0 sees only the NaN key and came out {actual[0]}.");
+        }
+    }
+
     /// <summary>A key that is NaN in a global-tokens-only kernel: the CPU paths used to drop it and ILGPU to zero every row.</summary>
     [Fact]
     public void A_NaN_global_key_makes_every_row_that_sees_it_NaN()

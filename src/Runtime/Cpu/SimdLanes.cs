@@ -35,7 +35,7 @@ internal unsafe interface ISimdLanes<TVector>
     /// <summary><paramref name="left"/> x <paramref name="right"/> + <paramref name="addend"/>, fused.</summary>
     static abstract TVector MultiplyAdd(TVector left, TVector right, TVector addend);
 
-    /// <summary>Lane-wise maximum; NaN in either lane gives NaN (<see cref="Vector128.Max{T}"/>'s rule).</summary>
+    /// <summary>Lane-wise maximum of scores by the hardware's max (<see cref="VectorMath.ScoreMax(Vector512{float}, Vector512{float})"/>): a NaN lane may give way to the other operand.</summary>
     static abstract TVector Max(TVector left, TVector right);
 
     /// <summary>2^x per lane (<see cref="VectorMath.Exp2(Vector512{float})"/>).</summary>
@@ -95,7 +95,7 @@ internal readonly unsafe struct Lanes512 : ISimdLanes<Vector512<float>>
     public static Vector512<float> MultiplyAdd(Vector512<float> left, Vector512<float> right, Vector512<float> addend) => Vector512.FusedMultiplyAdd(left, right, addend);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Max(Vector512<float> left, Vector512<float> right) => Vector512.Max(left, right);
+    public static Vector512<float> Max(Vector512<float> left, Vector512<float> right) => VectorMath.ScoreMax(left, right);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp2(Vector512<float> exponent) => VectorMath.Exp2(exponent);
@@ -175,7 +175,7 @@ internal readonly unsafe struct Lanes256 : ISimdLanes<Vector256<float>>
     public static Vector256<float> MultiplyAdd(Vector256<float> left, Vector256<float> right, Vector256<float> addend) => Vector256.FusedMultiplyAdd(left, right, addend);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Max(Vector256<float> left, Vector256<float> right) => Vector256.Max(left, right);
+    public static Vector256<float> Max(Vector256<float> left, Vector256<float> right) => VectorMath.ScoreMax(left, right);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp2(Vector256<float> exponent) => VectorMath.Exp2(exponent);
@@ -236,7 +236,7 @@ internal readonly unsafe struct Lanes128 : ISimdLanes<Vector128<float>>
     public static Vector128<float> MultiplyAdd(Vector128<float> left, Vector128<float> right, Vector128<float> addend) => Vector128.FusedMultiplyAdd(left, right, addend);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector128<float> Max(Vector128<float> left, Vector128<float> right) => Vector128.Max(left, right);
+    public static Vector128<float> Max(Vector128<float> left, Vector128<float> right) => VectorMath.ScoreMax(left, right);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Exp2(Vector128<float> exponent) => VectorMath.Exp2(exponent);

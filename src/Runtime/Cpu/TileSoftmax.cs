@@ -26,15 +26,21 @@ public static class TileSoftmax
         Vector512<float> max = Vector512.LoadUnsafe(ref rowScores);
         for (int p = 1; p < panels; p++)
         {
-            max = Vector512.Max(max, Vector512.LoadUnsafe(ref rowScores, (nuint)(p * Vector512<float>.Count)));
+            max = VectorMath.ScoreMax(max, Vector512.LoadUnsafe(ref rowScores, (nuint)(p * Vector512<float>.Count)));
         }
 
         float newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
         if (newMax == float.NegativeInfinity)
         {
-            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+            // passed over beside -inf lanes still makes the row NaN.
             for (int p = 0; p < panels; p++)
             {
+                if (VectorMath.AnyNaN(Vector512.LoadUnsafe(ref rowScores, (nuint)(p * Vector512<float>.Count))))
+                {
+                    rowSum = Vector512.Create(float.NaN);
+                }
+
                 Vector512<float>.Zero.StoreUnsafe(ref rowScores, (nuint)(p * Vector512<float>.Count));
             }
 
@@ -63,9 +69,14 @@ public static class TileSoftmax
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float UpdateRow(Vector128<float> score0, Vector128<float> score1, ref float rowScores, ref float runningMax, ref Vector128<float> rowSum)
     {
-        float newMax = MathF.Max(runningMax, VectorMath.MaxAcross(Vector128.Max(score0, score1)));
+        float newMax = MathF.Max(runningMax, VectorMath.MaxAcross(VectorMath.ScoreMax(score0, score1)));
         if (newMax == float.NegativeInfinity)
         {
+            if (VectorMath.AnyNaN(score0) || VectorMath.AnyNaN(score1))
+            {
+                rowSum = Vector128.Create(float.NaN);
+            }
+
             Vector128<float>.Zero.StoreUnsafe(ref rowScores);
             Vector128<float>.Zero.StoreUnsafe(ref rowScores, (nuint)Vector128<float>.Count);
             return 1f;

@@ -1577,10 +1577,15 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
                         if (newMax == float.NegativeInfinity)
                         {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                            // passed over beside -inf lanes still makes the row NaN.
+                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            {
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
                         }
@@ -1649,10 +1654,15 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
                         if (newMax == float.NegativeInfinity)
                         {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                            // passed over beside -inf lanes still makes the row NaN.
+                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            {
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
                         }
@@ -1721,10 +1731,15 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
                         if (newMax == float.NegativeInfinity)
                         {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                            // passed over beside -inf lanes still makes the row NaN.
+                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            {
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
                         }
@@ -1793,10 +1808,15 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
                         if (newMax == float.NegativeInfinity)
                         {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                            // passed over beside -inf lanes still makes the row NaN.
+                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            {
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
                         }
@@ -1865,10 +1885,15 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
                         if (newMax == float.NegativeInfinity)
                         {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                            // passed over beside -inf lanes still makes the row NaN.
+                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            {
+                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
                         }
@@ -1937,10 +1962,15 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::System.Runtime.Intrinsics.Vector256.Max(score0, score1)));
+                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
                         if (newMax == float.NegativeInfinity)
                         {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale.
+                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                            // passed over beside -inf lanes still makes the row NaN.
+                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            {
+                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                            }
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
                             global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
                         }
