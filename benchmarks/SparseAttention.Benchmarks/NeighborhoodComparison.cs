@@ -8,7 +8,7 @@ namespace SparseAttention.Benchmarks;
 /// `-- --natten`: issue 18's table. 2-D neighbourhood attention (4 heads, fp32) on a 128 x 128 grid with a 13 x 13 kernel
 /// at HeadDim 32 and 64, and on 56 x 56 with 7 x 7, each against the 1-D bidirectional sliding window with the same keys
 /// per row (169 or 49) in the same run, as effective GFLOP/s (visible pairs x 4 x HeadDim / s, median of the rounds) and a
-/// share of the FMA peak of the width that runs (`--isa`). Options: `--rounds N` (default 5).
+/// share of the FMA peak of the width that runs (`--isa`). Options: `--rounds N` (default 15).
 /// </summary>
 public static class NeighborhoodComparison
 {
@@ -28,15 +28,15 @@ public static class NeighborhoodComparison
     public static int Run(string[] args)
     {
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
-        int rounds = int.Parse(CommandLine.Argument(args, "--rounds") ?? "5", CultureInfo.InvariantCulture);
+        int rounds = int.Parse(CommandLine.Argument(args, "--rounds") ?? "15", CultureInfo.InvariantCulture);
         KernelIsa isa = Enum.Parse<KernelIsa>(CommandLine.Argument(args, "--isa") ?? "Auto", ignoreCase: true);
         var options = new AttentionOptions { Isa = isa };
         int threads = Environment.ProcessorCount;
         double peak = FmaPeak.MeasureGflops(threads, isa);
         Console.WriteLine($"Neighbourhood attention vs the 1-D window with the same keys per row; {QuickComparison.RuntimeInfo()}");
-        Console.WriteLine($"{FmaPeak.WidthName(isa)}, {threads} threads, FMA peak {peak:F1} GFLOP/s; 4 heads, fp32, dilation 1; median of {rounds} rounds (alternating).");
+        Console.WriteLine($"{FmaPeak.WidthName(isa)}, {threads} threads, FMA peak {peak:F1} GFLOP/s; 4 heads, fp32, dilation 1; median of {rounds} alternating rounds, best of 3 calls each; ratio: median of the rounds' GFLOP/s ratios (q1-q3).");
         Console.WriteLine();
-        Console.WriteLine($"| grid | kernel | HeadDim | ms | GFLOP/s | % of peak | 1-D window ms | window GFLOP/s | ratio |");
+        Console.WriteLine($"| grid | kernel | HeadDim | ms | GFLOP/s | % of peak | 1-D window ms | window GFLOP/s | ratio (q1-q3) |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
         foreach (Case c in Cases)
         {
@@ -45,24 +45,25 @@ public static class NeighborhoodComparison
             var inputs = new CaseInputs(shape, c.HeadDim);
             var grid = new GridShape(c.Side, c.Side);
             var output = new float[inputs.Query.Length];
-            var times = new List<double>();
-            var windowTimes = new List<double>();
-            c.Forward(inputs.Query, inputs.Key, inputs.Value, output, shape, grid, options);
-            c.WindowForward(inputs.Query, inputs.Key, inputs.Value, output, shape, options);
-            for (int round = 0; round < rounds; round++)
+            Func<double> Timer(Action call) => () =>
             {
                 long start = Stopwatch.GetTimestamp();
-                c.Forward(inputs.Query, inputs.Key, inputs.Value, output, shape, grid, options);
-                times.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-                start = Stopwatch.GetTimestamp();
-                c.WindowForward(inputs.Query, inputs.Key, inputs.Value, output, shape, options);
-                windowTimes.Add(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
-            }
+                call();
+                return Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            };
 
-            double ms = times.Order().ElementAt(rounds / 2), windowMs = windowTimes.Order().ElementAt(rounds / 2);
-            double gflops = c.Neighborhood.OnGrid(grid, n).VisiblePairs(n, shape.Heads) * 4.0 * c.HeadDim / (ms / 1e3) / 1e9;
-            double windowGflops = c.Window.VisiblePairs(n, shape.Heads) * 4.0 * c.HeadDim / (windowMs / 1e3) / 1e9;
-            Console.WriteLine($"| {c.Grid} | {c.Kernel} x {c.Kernel} | {c.HeadDim} | {ms:F1} | {gflops:F1} | {100 * gflops / peak:F1}% | {windowMs:F1} | {windowGflops:F1} | {gflops / windowGflops:F2} |");
+            // Alternating rounds, best of 3 calls each: the ratio of one round's two times is steady where the times
+            // themselves drift with the shared machine's load (the ratio of separate medians moved by 0.1 between runs).
+            (double[] times, double[] windowTimes, _) = AlternatingRounds.Run(
+                () => Timer(() => c.Forward(inputs.Query, inputs.Key, inputs.Value, output, shape, grid, options)),
+                () => Timer(() => c.WindowForward(inputs.Query, inputs.Key, inputs.Value, output, shape, options)),
+                rounds, calls: 3, peak: () => 0);
+            double pairs = c.Neighborhood.OnGrid(grid, n).VisiblePairs(n, shape.Heads), windowPairs = c.Window.VisiblePairs(n, shape.Heads);
+            double ms = AlternatingRounds.Quantile(times, 0.5), windowMs = AlternatingRounds.Quantile(windowTimes, 0.5);
+            double gflops = pairs * 4.0 * c.HeadDim / (ms / 1e3) / 1e9;
+            double windowGflops = windowPairs * 4.0 * c.HeadDim / (windowMs / 1e3) / 1e9;
+            double[] ratios = AlternatingRounds.Ratios(windowTimes, times).Select(r => r * pairs / windowPairs).ToArray();
+            Console.WriteLine($"| {c.Grid} | {c.Kernel} x {c.Kernel} | {c.HeadDim} | {ms:F1} | {gflops:F1} | {100 * gflops / peak:F1}% | {windowMs:F1} | {windowGflops:F1} | {AlternatingRounds.Quantile(ratios, 0.5):F2} ({AlternatingRounds.Quantile(ratios, 0.25):F2}-{AlternatingRounds.Quantile(ratios, 0.75):F2}) |");
         }
 
         return 0;

@@ -683,15 +683,17 @@ public sealed partial class AttentionGenerator
             writer.Line();
         }
 
-        /// <summary>A boundary tile's remaining keys, row by row over each row's own range, so no row multiplies a value it cannot see.</summary>
+        /// <summary>
+        /// A boundary tile's remaining keys, row by row over each row's own range, so no row multiplies a value it cannot see;
+        /// through TileValues, whose loop keeps its accumulators in registers (in this method they lived on the stack).
+        /// </summary>
         private static void EmitTileBoundaryValues(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            string v = target.Vector, vt = target.VectorType;
-            int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
-            int vectors = headDim / lanes;
+            int rows = target.TileRows, keyTile = target.KeyTile;
             using (writer.Block("if (!full)"))
             {
                 writer.Line("// Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.");
+                writer.Line("ref float tileValues = ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride);");
                 for (int t = 0; t < rows; t++)
                 {
                     string r = Invariant(t);
@@ -699,43 +701,11 @@ public sealed partial class AttentionGenerator
                     {
                         writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left)) - keyStart);");
                         writer.Line("nint toKey = (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right)) - keyStart);");
-                        writer.Line("ref float rowOutput = ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + ");");
-                        for (int chunk = 0; chunk < vectors; chunk += 8)
+                        using (writer.Block("if (fromKey < commonFrom || toKey > commonTo)"))
                         {
-                            int width = System.Math.Min(8, vectors - chunk);
-                            for (int g = 0; g < width; g++)
-                            {
-                                writer.Line(vt + " output" + Invariant(chunk + g) + " = " + v + ".LoadUnsafe(ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
-                            }
-
-                            // Before the common range, then after it.
-                            EmitRaggedKeys(writer, target, t, chunk, width, "fromKey", "global::System.Math.Min(toKey, commonFrom - 1)");
-                            EmitRaggedKeys(writer, target, t, chunk, width, "global::System.Math.Max(fromKey, commonTo + 1)", "toKey");
-                            for (int g = 0; g < width; g++)
-                            {
-                                writer.Line(v + ".StoreUnsafe(output" + Invariant(chunk + g) + ", ref rowOutput, " + Invariant((chunk + g) * lanes) + ");");
-                            }
+                            writer.Line("global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(" + Invariant(target.Lanes) + ", ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + "), ref "
+                                + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + "), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, " + Invariant(headDim) + ");");
                         }
-                    }
-                }
-            }
-        }
-
-        /// <summary>One row's PV over keys [from, to] of the tile (which may be empty), into output locals chunk .. chunk + width.</summary>
-        private static void EmitRaggedKeys(IndentedTextWriter writer, CpuTarget target, int row, int chunk, int width, string from, string to)
-        {
-            string v = target.Vector, vt = target.VectorType;
-            using (writer.Block(null))
-            {
-                writer.Line("nint rangeFrom = " + from + ", rangeTo = " + to + ";");
-                writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);");
-                using (writer.Block("for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
-                {
-                    writer.Line(vt + " weight = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(row * target.KeyTile) + "));");
-                    for (int g = 0; g < width; g++)
-                    {
-                        string output = "output" + Invariant(chunk + g);
-                        writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight, " + v + ".LoadUnsafe(ref valueRow, " + Invariant((chunk + g) * target.Lanes) + "), " + output + ");");
                     }
                 }
             }

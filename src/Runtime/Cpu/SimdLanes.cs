@@ -26,6 +26,11 @@ internal unsafe interface ISimdLanes<TVector>
 
     static abstract void Store(TVector value, float* destination);
 
+    /// <summary>The vector at <paramref name="source"/> + <paramref name="index"/> floats, through a managed reference (memory the GC may move).</summary>
+    static abstract TVector LoadUnsafe(ref float source, nint index);
+
+    static abstract void StoreUnsafe(TVector value, ref float destination, nint index);
+
     static abstract TVector Add(TVector left, TVector right);
 
     static abstract TVector Subtract(TVector left, TVector right);
@@ -81,6 +86,12 @@ internal readonly unsafe struct Lanes512 : ISimdLanes<Vector512<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector512<float> value, float* destination) => value.Store(destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> LoadUnsafe(ref float source, nint index) => Vector512.LoadUnsafe(ref source, (nuint)index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreUnsafe(Vector512<float> value, ref float destination, nint index) => value.StoreUnsafe(ref destination, (nuint)index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Add(Vector512<float> left, Vector512<float> right) => left + right;
@@ -163,6 +174,12 @@ internal readonly unsafe struct Lanes256 : ISimdLanes<Vector256<float>>
     public static void Store(Vector256<float> value, float* destination) => value.Store(destination);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector256<float> LoadUnsafe(ref float source, nint index) => Vector256.LoadUnsafe(ref source, (nuint)index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreUnsafe(Vector256<float> value, ref float destination, nint index) => value.StoreUnsafe(ref destination, (nuint)index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Add(Vector256<float> left, Vector256<float> right) => left + right;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -222,6 +239,12 @@ internal readonly unsafe struct Lanes128 : ISimdLanes<Vector128<float>>
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Store(Vector128<float> value, float* destination) => value.Store(destination);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector128<float> LoadUnsafe(ref float source, nint index) => Vector128.LoadUnsafe(ref source, (nuint)index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreUnsafe(Vector128<float> value, ref float destination, nint index) => value.StoreUnsafe(ref destination, (nuint)index);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> Add(Vector128<float> left, Vector128<float> right) => left + right;

@@ -944,227 +944,54 @@ namespace SparseAttention.Generated
                     if (!full)
                     {
                         // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
-                            global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
-                            global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192);
-                            global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256);
-                            global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 256), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320);
-                            global::System.Runtime.Intrinsics.Vector512<float> output0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> output1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> output2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> output3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowOutput, 48);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 320), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector512<float> weight = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
-                                    output0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48), output3);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3, ref rowOutput, 48);
                         }
                     }
                 }
@@ -2198,323 +2025,54 @@ namespace SparseAttention.Generated
                     if (!full)
                     {
                         // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> output4 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output6, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
-                            global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> output4 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output6, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
-                            global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> output4 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output6, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192);
-                            global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> output4 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output6, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256);
-                            global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> output4 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output6, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320);
-                            global::System.Runtime.Intrinsics.Vector256<float> output0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> output1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> output2 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> output3 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> output4 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> output5 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> output6 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> output7 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowOutput, 56);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 80), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector256<float> weight = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
-                                    output0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output6, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output7, ref rowOutput, 56);
                         }
                     }
                 }
@@ -3634,611 +3192,54 @@ namespace SparseAttention.Generated
                     if (!full)
                     {
                         // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> output8 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> output9 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> output10 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> output11 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> output12 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60);
-                            {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output10, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output11, ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output12, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output13, ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output14, ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64);
-                            global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> output8 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> output9 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> output10 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> output11 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> output12 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60);
-                            {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output10, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output11, ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output12, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output13, ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output14, ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128);
-                            global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> output8 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> output9 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> output10 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> output11 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> output12 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60);
-                            {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output10, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output11, ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output12, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output13, ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output14, ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192);
-                            global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> output8 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> output9 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> output10 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> output11 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> output12 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60);
-                            {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output10, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output11, ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output12, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output13, ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output14, ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256);
-                            global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> output8 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> output9 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> output10 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> output11 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> output12 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60);
-                            {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output10, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output11, ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output12, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output13, ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output14, ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)) - keyStart);
                             nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
-                            ref float rowOutput = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320);
-                            global::System.Runtime.Intrinsics.Vector128<float> output0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> output1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> output2 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> output3 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> output4 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> output5 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> output6 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> output7 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 28);
+                            if (fromKey < commonFrom || toKey > commonTo)
                             {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
+                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
                             }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                                    output0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0), output0);
-                                    output1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4), output1);
-                                    output2 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8), output2);
-                                    output3 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12), output3);
-                                    output4 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16), output4);
-                                    output5 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20), output5);
-                                    output6 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24), output6);
-                                    output7 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28), output7);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0, ref rowOutput, 0);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1, ref rowOutput, 4);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2, ref rowOutput, 8);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3, ref rowOutput, 12);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4, ref rowOutput, 16);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5, ref rowOutput, 20);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output6, ref rowOutput, 24);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output7, ref rowOutput, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> output8 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> output9 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> output10 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> output11 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> output12 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> output13 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> output14 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> output15 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowOutput, 60);
-                            {
-                                nint rangeFrom = fromKey, rangeTo = global::System.Math.Min(toKey, commonFrom - 1);
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            {
-                                nint rangeFrom = global::System.Math.Max(fromKey, commonTo + 1), rangeTo = toKey;
-                                ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + rangeFrom) * valueStride);
-                                for (nint k = rangeFrom; k <= rangeTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
-                                {
-                                    global::System.Runtime.Intrinsics.Vector128<float> weight = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                                    output8 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32), output8);
-                                    output9 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36), output9);
-                                    output10 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40), output10);
-                                    output11 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44), output11);
-                                    output12 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48), output12);
-                                    output13 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52), output13);
-                                    output14 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56), output14);
-                                    output15 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight, global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60), output15);
-                                }
-                            }
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output8, ref rowOutput, 32);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output9, ref rowOutput, 36);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output10, ref rowOutput, 40);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output11, ref rowOutput, 44);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output12, ref rowOutput, 48);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output13, ref rowOutput, 52);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output14, ref rowOutput, 56);
-                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output15, ref rowOutput, 60);
                         }
                     }
                 }
