@@ -684,17 +684,25 @@ public sealed partial class AttentionGenerator
         }
 
         /// <summary>
-        /// A boundary tile's remaining keys, row by row over each row's own range, so no row multiplies a value it cannot see;
-        /// through TileValues, whose loop keeps its accumulators in registers (in this method they lived on the stack).
+        /// A boundary tile's remaining keys, each row over its own range, so no row multiplies a value it cannot see, through
+        /// TileValues (its accumulators in registers): on Vector512's 64-key tiles blocked over the rows that see each key,
+        /// on the narrower kernels' 16- and 8-key tiles row by row.
         /// </summary>
         private static void EmitTileBoundaryValues(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            int rows = target.TileRows, keyTile = target.KeyTile;
+            int keyTile = target.KeyTile;
             using (writer.Block("if (!full)"))
             {
-                writer.Line("// Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.");
+                writer.Line("// Boundary tile: the keys outside the common range, each added only to the rows that see it.");
                 writer.Line("ref float tileValues = ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride);");
-                for (int t = 0; t < rows; t++)
+                if (target.Lanes == 16)
+                {
+                    writer.Line("global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(" + Invariant(target.Lanes) + ", rows, ref accumulators, ref probabilities, " + Invariant(keyTile)
+                        + ", ref tileValues, valueStride, " + Invariant(headDim) + ", keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);");
+                    return;
+                }
+
+                for (int t = 0; t < target.TileRows; t++)
                 {
                     string r = Invariant(t);
                     using (writer.Block(null))

@@ -6,15 +6,254 @@ using System.Runtime.Intrinsics;
 namespace SparseAttention.Cpu;
 
 /// <summary>
-/// A boundary tile's P·V for one row of the generated tile kernels: the keys the row sees outside the tile's common range
-/// (the keys every row sees, which the kernel adds blocked over rows). A window's boundary rows have a few such keys; a
-/// neighbourhood's gathered stream, whose rows move by a key line, has dozens per row. Written in the kernel, this loop's
-/// accumulators lived on the stack among the kernel's many locals (a load, an FMA and a store per vector and key: about a
-/// fifth of the HeadDim 32 neighbourhood kernel's time); here, in a small method of its own, they stay in registers.
+/// A boundary tile's P·V outside the tile's common range (the keys every row sees, which the generated kernel adds
+/// blocked over rows), for the generated tile kernels. Each row's keys in the tile are one run, and in a band the runs'
+/// ends move forward with the row, so a key is seen by a contiguous range of rows that changes only where some row's run
+/// starts or ends. Between those points the keys go through P·V blocked over their rows: each value vector loaded once
+/// for all of them. A window's boundary rows have a few such keys each; a neighbourhood's gathered stream, whose rows move
+/// by a whole key line, has dozens, in steps of a line. Written in the kernel, row by row, this loop kept its
+/// accumulators on the stack among the kernel's many locals (a load, an FMA and a store per vector and key: about a fifth
+/// of the HeadDim 32 neighbourhood kernel's time).
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileValues
 {
+    /// <summary>The most rows a tile has (every generated kernel's tiles have 6).</summary>
+    public const int MaxRows = 6;
+
+    /// <summary>
+    /// output_t += Σ p_tk · value_k for each row t of a band tile over the tile's keys k that row sees outside
+    /// [<paramref name="commonFrom"/>, <paramref name="commonTo"/>] (tile-relative; an empty common range has
+    /// commonTo = commonFrom - 1). Row t sits at stream coordinate firstQuery + t x queryStep and sees stream keys
+    /// [q_t - left, q_t + right] within [firstKey, lastKey], as in the kernel.
+    /// </summary>
+    /// <param name="lanes">The kernel's vector width in floats: 16, 8 or 4.</param>
+    /// <param name="rows">The tile's rows, at most <see cref="MaxRows"/>.</param>
+    /// <param name="accumulators">Row t's <paramref name="headDim"/> accumulators at t x headDim.</param>
+    /// <param name="probabilities">Row t's probabilities for the tile's keys at t x keyTile.</param>
+    /// <param name="keyTile">Keys per tile.</param>
+    /// <param name="tileValues">The value row of the tile's key 0; key k's is <paramref name="valueStride"/> x k floats on.</param>
+    /// <param name="valueStride">Floats between consecutive keys' value rows.</param>
+    /// <param name="headDim">Floats per value and output row: a multiple of <paramref name="lanes"/>.</param>
+    /// <param name="keyStart">The tile's first key (stream coordinate).</param>
+    /// <param name="firstKey">The first key of the stream the tile may see.</param>
+    /// <param name="lastKey">The last key of the stream the tile may see.</param>
+    /// <param name="firstQuery">Row 0's stream coordinate.</param>
+    /// <param name="queryStep">How far each row's coordinate moves (1, or a neighbourhood's key-line count).</param>
+    /// <param name="left">Keys a row sees before its coordinate.</param>
+    /// <param name="right">Keys a row sees after its coordinate.</param>
+    /// <param name="commonFrom">The first key every row of the tile sees (tile-relative).</param>
+    /// <param name="commonTo">The last key every row of the tile sees.</param>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void AddBoundaryKeys(int lanes, int rows, ref float accumulators, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim,
+        long keyStart, long firstKey, long lastKey, long firstQuery, long queryStep, long left, long right, nint commonFrom, nint commonTo)
+    {
+        Span<nint> from = stackalloc nint[MaxRows], to = stackalloc nint[MaxRows];
+        // Where the set of rows seeing a key can change: each row's run's ends, and the common range's.
+        Span<nint> cuts = stackalloc nint[2 * MaxRows + 2];
+        int cutCount = 0;
+        rows = Math.Min(rows, MaxRows);
+        for (int t = 0; t < rows; t++)
+        {
+            long query = firstQuery + t * queryStep;
+            from[t] = (nint)(Math.Max(keyStart, Math.Max(firstKey, query - left)) - keyStart);
+            to[t] = (nint)(Math.Min(keyStart + keyTile - 1, Math.Min(lastKey, query + right)) - keyStart);
+            cuts[cutCount++] = from[t];
+            cuts[cutCount++] = to[t] + 1;
+        }
+
+        cuts[cutCount++] = commonFrom;
+        cuts[cutCount++] = commonTo + 1;
+        cuts = cuts[..cutCount];
+        cuts.Sort();
+        for (int i = 0; i + 1 < cutCount; i++)
+        {
+            nint first = cuts[i], last = cuts[i + 1] - 1;
+            if (first > last || (first >= commonFrom && last <= commonTo))
+            {
+                continue;
+            }
+
+            // The rows seeing key `first` see the whole piece (no run starts or ends inside it), and form one range
+            // (runs' starts and ends both move forward with the row).
+            int lowest = -1, highest = -1;
+            for (int t = 0; t < rows; t++)
+            {
+                if (from[t] <= first && first <= to[t])
+                {
+                    lowest = lowest < 0 ? t : lowest;
+                    highest = t;
+                }
+            }
+
+            if (lowest < 0)
+            {
+                continue;
+            }
+
+            ref float output = ref Unsafe.Add(ref accumulators, lowest * headDim);
+            ref float rowProbabilities = ref Unsafe.Add(ref probabilities, lowest * keyTile);
+            switch (lanes)
+            {
+                case 16:
+                    AddPiece<Lanes512, Vector512<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                    break;
+                case 8:
+                    AddPiece<Lanes256, Vector256<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                    break;
+                default:
+                    AddPiece<Lanes128, Vector128<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                    break;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AddPiece<TLanes, TVector>(int rows, ref float output, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim, nint first, nint last)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+    {
+        switch (rows)
+        {
+            case 1:
+                AddRows<TLanes, TVector, One>(ref output, ref probabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                break;
+            case 2:
+                AddRows<TLanes, TVector, Two>(ref output, ref probabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                break;
+            case 3:
+                AddRows<TLanes, TVector, Three>(ref output, ref probabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                break;
+            case 4:
+                AddRows<TLanes, TVector, Four>(ref output, ref probabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                break;
+            case 5:
+                AddRows<TLanes, TVector, Five>(ref output, ref probabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                break;
+            default:
+                AddRows<TLanes, TVector, Six>(ref output, ref probabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+                break;
+        }
+    }
+
+    /// <summary>
+    /// Keys [first, last] into TRows consecutive rows, blocked: two vectors of columns at a time (12 accumulators at six
+    /// rows, which fit AVX2's 16 registers), each value vector loaded once for every row, then one vector.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void AddRows<TLanes, TVector, TRows>(ref float output, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim, nint first, nint last)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+        where TRows : struct, IRowCount
+    {
+        int width = TLanes.Count, rows = TRows.Count, column = 0;
+        ref float p0 = ref probabilities, p1 = ref Unsafe.Add(ref p0, keyTile), p2 = ref Unsafe.Add(ref p1, keyTile);
+        ref float p3 = ref Unsafe.Add(ref p2, keyTile), p4 = ref Unsafe.Add(ref p3, keyTile), p5 = ref Unsafe.Add(ref p4, keyTile);
+        for (; column + 2 * width <= headDim; column += 2 * width)
+        {
+            ref float o0 = ref Unsafe.Add(ref output, column), o1 = ref Unsafe.Add(ref o0, headDim), o2 = ref Unsafe.Add(ref o1, headDim);
+            ref float o3 = ref Unsafe.Add(ref o2, headDim), o4 = ref Unsafe.Add(ref o3, headDim), o5 = ref Unsafe.Add(ref o4, headDim);
+            TVector a0 = TLanes.LoadUnsafe(ref o0, 0), b0 = TLanes.LoadUnsafe(ref o0, width);
+            TVector a1 = rows > 1 ? TLanes.LoadUnsafe(ref o1, 0) : default, b1 = rows > 1 ? TLanes.LoadUnsafe(ref o1, width) : default;
+            TVector a2 = rows > 2 ? TLanes.LoadUnsafe(ref o2, 0) : default, b2 = rows > 2 ? TLanes.LoadUnsafe(ref o2, width) : default;
+            TVector a3 = rows > 3 ? TLanes.LoadUnsafe(ref o3, 0) : default, b3 = rows > 3 ? TLanes.LoadUnsafe(ref o3, width) : default;
+            TVector a4 = rows > 4 ? TLanes.LoadUnsafe(ref o4, 0) : default, b4 = rows > 4 ? TLanes.LoadUnsafe(ref o4, width) : default;
+            TVector a5 = rows > 5 ? TLanes.LoadUnsafe(ref o5, 0) : default, b5 = rows > 5 ? TLanes.LoadUnsafe(ref o5, width) : default;
+            ref float valueRow = ref Unsafe.Add(ref tileValues, first * valueStride + column);
+            for (nint k = first; k <= last; k++, valueRow = ref Unsafe.Add(ref valueRow, valueStride))
+            {
+                TVector left = TLanes.LoadUnsafe(ref valueRow, 0), right = TLanes.LoadUnsafe(ref valueRow, width);
+                TVector p = TLanes.Create(Unsafe.Add(ref p0, k));
+                a0 = TLanes.MultiplyAdd(p, left, a0);
+                b0 = TLanes.MultiplyAdd(p, right, b0);
+                if (rows > 1)
+                {
+                    p = TLanes.Create(Unsafe.Add(ref p1, k));
+                    a1 = TLanes.MultiplyAdd(p, left, a1);
+                    b1 = TLanes.MultiplyAdd(p, right, b1);
+                }
+
+                if (rows > 2)
+                {
+                    p = TLanes.Create(Unsafe.Add(ref p2, k));
+                    a2 = TLanes.MultiplyAdd(p, left, a2);
+                    b2 = TLanes.MultiplyAdd(p, right, b2);
+                }
+
+                if (rows > 3)
+                {
+                    p = TLanes.Create(Unsafe.Add(ref p3, k));
+                    a3 = TLanes.MultiplyAdd(p, left, a3);
+                    b3 = TLanes.MultiplyAdd(p, right, b3);
+                }
+
+                if (rows > 4)
+                {
+                    p = TLanes.Create(Unsafe.Add(ref p4, k));
+                    a4 = TLanes.MultiplyAdd(p, left, a4);
+                    b4 = TLanes.MultiplyAdd(p, right, b4);
+                }
+
+                if (rows > 5)
+                {
+                    p = TLanes.Create(Unsafe.Add(ref p5, k));
+                    a5 = TLanes.MultiplyAdd(p, left, a5);
+                    b5 = TLanes.MultiplyAdd(p, right, b5);
+                }
+            }
+
+            TLanes.StoreUnsafe(a0, ref o0, 0);
+            TLanes.StoreUnsafe(b0, ref o0, width);
+            if (rows > 1)
+            {
+                TLanes.StoreUnsafe(a1, ref o1, 0);
+                TLanes.StoreUnsafe(b1, ref o1, width);
+            }
+
+            if (rows > 2)
+            {
+                TLanes.StoreUnsafe(a2, ref o2, 0);
+                TLanes.StoreUnsafe(b2, ref o2, width);
+            }
+
+            if (rows > 3)
+            {
+                TLanes.StoreUnsafe(a3, ref o3, 0);
+                TLanes.StoreUnsafe(b3, ref o3, width);
+            }
+
+            if (rows > 4)
+            {
+                TLanes.StoreUnsafe(a4, ref o4, 0);
+                TLanes.StoreUnsafe(b4, ref o4, width);
+            }
+
+            if (rows > 5)
+            {
+                TLanes.StoreUnsafe(a5, ref o5, 0);
+                TLanes.StoreUnsafe(b5, ref o5, width);
+            }
+        }
+
+        // An odd vector of columns (HeadDim 48 on Vector512, for one), row by row.
+        for (; column < headDim; column += width)
+        {
+            for (int t = 0; t < rows; t++)
+            {
+                ref float row = ref Unsafe.Add(ref output, t * headDim + column);
+                ref float rowProbabilities = ref Unsafe.Add(ref probabilities, t * keyTile);
+                TVector a = TLanes.LoadUnsafe(ref row, 0);
+                ref float valueRow = ref Unsafe.Add(ref tileValues, first * valueStride + column);
+                for (nint k = first; k <= last; k++, valueRow = ref Unsafe.Add(ref valueRow, valueStride))
+                {
+                    a = TLanes.MultiplyAdd(TLanes.Create(Unsafe.Add(ref rowProbabilities, k)), TLanes.LoadUnsafe(ref valueRow, 0), a);
+                }
+
+                TLanes.StoreUnsafe(a, ref row, 0);
+            }
+        }
+    }
+
     /// <summary>
     /// output += Σ p_k · value_k over the tile keys k in [<paramref name="from"/>, <paramref name="to"/>] outside
     /// [<paramref name="commonFrom"/>, <paramref name="commonTo"/>] (an empty common range has commonTo = commonFrom - 1).
@@ -37,20 +276,20 @@ public static class TileValues
         switch (lanes)
         {
             case 16:
-                Add<Lanes512, Vector512<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
+                AddRow<Lanes512, Vector512<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
                 break;
             case 8:
-                Add<Lanes256, Vector256<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
+                AddRow<Lanes256, Vector256<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
                 break;
             default:
-                Add<Lanes128, Vector128<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
+                AddRow<Lanes128, Vector128<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
                 break;
         }
     }
 
     /// <summary>Keys [firstFrom, firstTo] and [secondFrom, secondTo] (either may be empty), four vectors of columns at a time.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Add<TLanes, TVector>(ref float rowOutput, ref float rowProbabilities, ref float tileValues, nint valueStride, nint firstFrom, nint firstTo, nint secondFrom, nint secondTo, int headDim)
+    private static void AddRow<TLanes, TVector>(ref float rowOutput, ref float rowProbabilities, ref float tileValues, nint valueStride, nint firstFrom, nint firstTo, nint secondFrom, nint secondTo, int headDim)
         where TLanes : struct, ISimdLanes<TVector>
         where TVector : unmanaged
     {
@@ -104,5 +343,41 @@ public static class TileValues
 
             TLanes.StoreUnsafe(a, ref rowOutput, column);
         }
+    }
+
+    /// <summary>A row count as a type, so the JIT compiles <see cref="AddRows"/> once per count with the unused rows removed.</summary>
+    private interface IRowCount
+    {
+        static abstract int Count { get; }
+    }
+
+    private readonly struct One : IRowCount
+    {
+        public static int Count => 1;
+    }
+
+    private readonly struct Two : IRowCount
+    {
+        public static int Count => 2;
+    }
+
+    private readonly struct Three : IRowCount
+    {
+        public static int Count => 3;
+    }
+
+    private readonly struct Four : IRowCount
+    {
+        public static int Count => 4;
+    }
+
+    private readonly struct Five : IRowCount
+    {
+        public static int Count => 5;
+    }
+
+    private readonly struct Six : IRowCount
+    {
+        public static int Count => 6;
     }
 }

@@ -943,56 +943,9 @@ namespace SparseAttention.Generated
 
                     if (!full)
                     {
-                        // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                        // Boundary tile: the keys outside the common range, each added only to the rows that see it.
                         ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 256), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 320), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
+                        global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(16, rows, ref accumulators, ref probabilities, 64, ref tileValues, valueStride, 64, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
                     }
                 }
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector0);
@@ -2024,7 +1977,7 @@ namespace SparseAttention.Generated
 
                     if (!full)
                     {
-                        // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                        // Boundary tile: the keys outside the common range, each added only to the rows that see it.
                         ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
@@ -3191,7 +3144,7 @@ namespace SparseAttention.Generated
 
                     if (!full)
                     {
-                        // Boundary tile: each row's other keys, row by row, so no row multiplies a value it cannot see.
+                        // Boundary tile: the keys outside the common range, each added only to the rows that see it.
                         ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
                         {
                             nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
