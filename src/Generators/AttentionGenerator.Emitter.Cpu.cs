@@ -685,37 +685,15 @@ public sealed partial class AttentionGenerator
 
         /// <summary>
         /// A boundary tile's remaining keys, each row over its own range, so no row multiplies a value it cannot see, through
-        /// TileValues (its accumulators in registers): on Vector512's 64-key tiles blocked over the rows that see each key,
-        /// on the narrower kernels' 16- and 8-key tiles row by row.
+        /// TileValues (its accumulators in registers; in this method they lived on the stack).
         /// </summary>
         private static void EmitTileBoundaryValues(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            int keyTile = target.KeyTile;
             using (writer.Block("if (!full)"))
             {
                 writer.Line("// Boundary tile: the keys outside the common range, each added only to the rows that see it.");
-                writer.Line("ref float tileValues = ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride);");
-                if (target.Lanes == 16)
-                {
-                    writer.Line("global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(" + Invariant(target.Lanes) + ", rows, ref accumulators, ref probabilities, " + Invariant(keyTile)
-                        + ", ref tileValues, valueStride, " + Invariant(headDim) + ", keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);");
-                    return;
-                }
-
-                for (int t = 0; t < target.TileRows; t++)
-                {
-                    string r = Invariant(t);
-                    using (writer.Block(null))
-                    {
-                        writer.Line("nint fromKey = (nint)(" + MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left)) - keyStart);");
-                        writer.Line("nint toKey = (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right)) - keyStart);");
-                        using (writer.Block("if (fromKey < commonFrom || toKey > commonTo)"))
-                        {
-                            writer.Line("global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(" + Invariant(target.Lanes) + ", ref " + UnsafeType + ".Add(ref accumulators, " + Invariant(t * headDim) + "), ref "
-                                + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + "), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, " + Invariant(headDim) + ");");
-                        }
-                    }
-                }
+                writer.Line("global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(" + Invariant(target.Lanes) + ", rows, ref accumulators, ref probabilities, " + Invariant(target.KeyTile)
+                    + ", ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride), valueStride, " + Invariant(headDim) + ", keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);");
             }
         }
 

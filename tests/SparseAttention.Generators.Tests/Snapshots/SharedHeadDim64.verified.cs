@@ -944,8 +944,7 @@ namespace SparseAttention.Generated
                     if (!full)
                     {
                         // Boundary tile: the keys outside the common range, each added only to the rows that see it.
-                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
-                        global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(16, rows, ref accumulators, ref probabilities, 64, ref tileValues, valueStride, 64, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
+                        global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(16, rows, ref accumulators, ref probabilities, 64, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride), valueStride, 64, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
                     }
                 }
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector512.Sum(rowSumVector0);
@@ -1978,55 +1977,7 @@ namespace SparseAttention.Generated
                     if (!full)
                     {
                         // Boundary tile: the keys outside the common range, each added only to the rows that see it.
-                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 80), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
+                        global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(8, rows, ref accumulators, ref probabilities, 16, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride), valueStride, 64, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
                     }
                 }
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector0);
@@ -3145,55 +3096,7 @@ namespace SparseAttention.Generated
                     if (!full)
                     {
                         // Boundary tile: the keys outside the common range, each added only to the rows that see it.
-                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 0), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 64), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 128), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 192), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query4 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 256), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
-                        {
-                            nint fromKey = (nint)(global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)) - keyStart);
-                            nint toKey = (nint)(global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query5 + right)) - keyStart);
-                            if (fromKey < commonFrom || toKey > commonTo)
-                            {
-                                global::SparseAttention.Cpu.TileValues.AddKeysOutsideCommon(4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref accumulators, 320), ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40), ref tileValues, valueStride, fromKey, toKey, commonFrom, commonTo, 64);
-                            }
-                        }
+                        global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(4, rows, ref accumulators, ref probabilities, 8, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride), valueStride, 64, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
                     }
                 }
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector0);
