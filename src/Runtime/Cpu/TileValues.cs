@@ -79,8 +79,19 @@ public static class TileValues
 
         cuts[cutCount++] = commonFrom;
         cuts[cutCount++] = commonTo + 1;
-        cuts = cuts[..cutCount];
-        cuts.Sort();
+        // Insertion sort: at most 14 cuts, nearly in order already (IntroSort's setup cost as much as this method's own work).
+        for (int i = 1; i < cutCount; i++)
+        {
+            nint cut = cuts[i];
+            int j = i - 1;
+            for (; j >= 0 && cuts[j] > cut; j--)
+            {
+                cuts[j + 1] = cuts[j];
+            }
+
+            cuts[j + 1] = cut;
+        }
+
         for (int i = 0; i + 1 < cutCount; i++)
         {
             nint first = cuts[i], last = cuts[i + 1] - 1;
