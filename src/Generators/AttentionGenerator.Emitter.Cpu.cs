@@ -365,12 +365,40 @@ public sealed partial class AttentionGenerator
             }
 
             writer.Line("ref float panelColumn = ref " + UnsafeType + ".Add(ref keyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
+            if (panels == 1)
+            {
+                EmitTileScoreLoop(writer, target, headDim, 1);
+                writer.Line();
+                return;
+            }
+
+            // The band's last key tile often reaches past every row's keys by whole panels (a 512-key window's rows span 517
+            // keys: the ninth 64-key tile holds 5-20 of them): those panels' scores stay 0, lanes the mask below sets to -inf.
+            writer.Line("// Panels past every row's last key (in the band's last tile) are skipped: their scores stay 0, lanes the mask sets to -inf.");
+            writer.Line("long panelsSeen = (lastVisible - keyStart) / " + Invariant(lanes) + " + 1;");
+            for (int seen = panels; seen >= 1; seen--)
+            {
+                string condition = seen == panels ? "if (panelsSeen >= " + Invariant(panels) + ")" : seen == 1 ? "else" : "else if (panelsSeen == " + Invariant(seen) + ")";
+                using (writer.Block(condition))
+                {
+                    EmitTileScoreLoop(writer, target, headDim, seen);
+                }
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>The QKᵀ loop over HeadDim for the tile's first <paramref name="seen"/> panels of keys.</summary>
+        private static void EmitTileScoreLoop(IndentedTextWriter writer, CpuTarget target, int headDim, int seen)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, lanes = target.Lanes;
             using (writer.Block("for (nint d = 0; d < " + Invariant(headDim) + "; d += " + Invariant(DimensionUnroll) + ", panelColumn = ref " + UnsafeType + ".Add(ref panelColumn, " + Invariant(DimensionUnroll * lanes) + "))"))
             {
                 for (int u = 0; u < DimensionUnroll; u++)
                 {
                     string dim = u == 0 ? "d" : "d + " + Invariant(u);
-                    for (int p = 0; p < panels; p++)
+                    for (int p = 0; p < seen; p++)
                     {
                         writer.Line(vt + " key" + Invariant(u) + "_" + Invariant(p) + " = " + v + ".LoadUnsafe(ref panelColumn, " + Invariant(u * lanes + p * headDim * lanes) + ");");
                     }
@@ -379,7 +407,7 @@ public sealed partial class AttentionGenerator
                     {
                         string broadcast = "broadcast" + Invariant(u) + "_" + Invariant(t);
                         writer.Line(vt + " " + broadcast + " = " + v + ".Create(" + UnsafeType + ".Add(ref queryRow" + Invariant(t) + ", " + dim + "));");
-                        for (int p = 0; p < panels; p++)
+                        for (int p = 0; p < seen; p++)
                         {
                             string score = "score" + Invariant(t) + "_" + Invariant(p);
                             writer.Line(score + " = " + v + ".FusedMultiplyAdd(" + broadcast + ", key" + Invariant(u) + "_" + Invariant(p) + ", " + score + ");");
@@ -387,8 +415,6 @@ public sealed partial class AttentionGenerator
                     }
                 }
             }
-
-            writer.Line();
         }
 
         /// <summary>The online softmax of each row over one key tile (base 2), masking a boundary tile and applying the NaN/Inf policy.</summary>
