@@ -13,7 +13,8 @@ namespace SparseAttention.Cpu;
 /// for all of them. A window's boundary rows have a few such keys each; a neighbourhood's gathered stream, whose rows move
 /// by a whole key line, has dozens, in steps of a line. Written in the kernel, row by row, this loop kept its
 /// accumulators on the stack among the kernel's many locals (a load, an FMA and a store per vector and key: about a fifth
-/// of the HeadDim 32 neighbourhood kernel's time).
+/// of the HeadDim 32 neighbourhood kernel's time). The pieces are for Vector512's 64-key tiles; the narrower kernels'
+/// 16- and 8-key tiles go row by row, with the accumulators in registers all the same.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileValues
@@ -119,18 +120,7 @@ public static class TileValues
 
             ref float output = ref Unsafe.Add(ref accumulators, lowest * headDim);
             ref float rowProbabilities = ref Unsafe.Add(ref probabilities, lowest * keyTile);
-            switch (lanes)
-            {
-                case 16:
-                    AddPiece<Lanes512, Vector512<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
-                    break;
-                case 8:
-                    AddPiece<Lanes256, Vector256<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
-                    break;
-                default:
-                    AddPiece<Lanes128, Vector128<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
-                    break;
-            }
+            AddPiece<Lanes512, Vector512<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
         }
     }
 
@@ -164,7 +154,8 @@ public static class TileValues
 
     /// <summary>
     /// Keys [first, last] into TRows consecutive rows, blocked: two vectors of columns at a time (12 accumulators at six
-    /// rows, which fit AVX2's 16 registers), each value vector loaded once for every row, then one vector.
+    /// rows; 15 registers with the two value vectors and the probability), each value vector loaded once for every row,
+    /// then one vector.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void AddRows<TLanes, TVector, TRows>(ref float output, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim, nint first, nint last)
