@@ -365,13 +365,6 @@ public sealed partial class AttentionGenerator
             }
 
             writer.Line("ref float panelColumn = ref " + UnsafeType + ".Add(ref keyPanels, (nint)(keyStart / " + Invariant(lanes) + ") * " + panelFloats + ");");
-            if (panels == 1)
-            {
-                EmitTileScoreLoop(writer, target, headDim, 1);
-                writer.Line();
-                return;
-            }
-
             // The band's last key tile often reaches past every row's keys by whole panels (a 512-key window's rows span 517
             // keys: the ninth 64-key tile holds 5-20 of them): those panels' scores stay 0, lanes the mask below sets to -inf.
             writer.Line("// Panels past every row's last key (in the band's last tile) are skipped: their scores stay 0, lanes the mask sets to -inf.");

@@ -49,21 +49,37 @@ public static class TileValues
     public static void AddBoundaryKeys(int lanes, int rows, ref float accumulators, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim,
         long keyStart, long firstKey, long lastKey, long firstQuery, long queryStep, long left, long right, nint commonFrom, nint commonTo)
     {
+        switch (lanes)
+        {
+            case 16:
+                Add<Lanes512, Vector512<float>>(rows, ref accumulators, ref probabilities, keyTile, ref tileValues, valueStride, headDim, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
+                break;
+            case 8:
+                Add<Lanes256, Vector256<float>>(rows, ref accumulators, ref probabilities, keyTile, ref tileValues, valueStride, headDim, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
+                break;
+            default:
+                Add<Lanes128, Vector128<float>>(rows, ref accumulators, ref probabilities, keyTile, ref tileValues, valueStride, headDim, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
+                break;
+        }
+    }
+
+    /// <summary><see cref="AddBoundaryKeys"/> at one width (a call of its own: methods with stackalloc do not inline).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Add<TLanes, TVector>(int rows, ref float accumulators, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim,
+        long keyStart, long firstKey, long lastKey, long firstQuery, long queryStep, long left, long right, nint commonFrom, nint commonTo)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+    {
         Span<nint> from = stackalloc nint[MaxRows], to = stackalloc nint[MaxRows];
-        // Where the set of rows seeing a key can change: each row's run's ends, and the common range's.
-        Span<nint> cuts = stackalloc nint[2 * MaxRows + 2];
-        int cutCount = 0;
         rows = Math.Min(rows, MaxRows);
         for (int t = 0; t < rows; t++)
         {
             long query = firstQuery + t * queryStep;
             from[t] = (nint)(Math.Max(keyStart, Math.Max(firstKey, query - left)) - keyStart);
             to[t] = (nint)(Math.Min(keyStart + keyTile - 1, Math.Min(lastKey, query + right)) - keyStart);
-            cuts[cutCount++] = from[t];
-            cuts[cutCount++] = to[t] + 1;
         }
 
-        if (lanes < 16)
+        if (TLanes.Count < 16)
         {
             // 16- and 8-key tiles: in pieces the 4K windows ran 1.02-1.03x as long at Vector256 and Vector128 (the
             // neighbourhoods within 0.02 of their ratios either way), so each row's keys go on their own.
@@ -71,11 +87,22 @@ public static class TileValues
             {
                 if (from[t] < commonFrom || to[t] > commonTo)
                 {
-                    AddRowOutsideCommon(lanes, ref Unsafe.Add(ref accumulators, t * headDim), ref Unsafe.Add(ref probabilities, t * keyTile), ref tileValues, valueStride, from[t], to[t], commonFrom, commonTo, headDim);
+                    // Before the common range, then after it.
+                    AddRow<TLanes, TVector>(ref Unsafe.Add(ref accumulators, t * headDim), ref Unsafe.Add(ref probabilities, t * keyTile), ref tileValues, valueStride,
+                        from[t], Math.Min(to[t], commonFrom - 1), Math.Max(from[t], commonTo + 1), to[t], headDim);
                 }
             }
 
             return;
+        }
+
+        // Where the set of rows seeing a key can change: each row's run's ends, and the common range's.
+        Span<nint> cuts = stackalloc nint[2 * MaxRows + 2];
+        int cutCount = 0;
+        for (int t = 0; t < rows; t++)
+        {
+            cuts[cutCount++] = from[t];
+            cuts[cutCount++] = to[t] + 1;
         }
 
         cuts[cutCount++] = commonFrom;
@@ -120,7 +147,7 @@ public static class TileValues
 
             ref float output = ref Unsafe.Add(ref accumulators, lowest * headDim);
             ref float rowProbabilities = ref Unsafe.Add(ref probabilities, lowest * keyTile);
-            AddPiece<Lanes512, Vector512<float>>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
+            AddPiece<TLanes, TVector>(highest - lowest + 1, ref output, ref rowProbabilities, keyTile, ref tileValues, valueStride, headDim, first, last);
         }
     }
 
@@ -268,29 +295,6 @@ public static class TileValues
 
                 TLanes.StoreUnsafe(a, ref row, 0);
             }
-        }
-    }
-
-    /// <summary>
-    /// One row's output += Σ p_k · value_k over its tile keys [from, to] outside [commonFrom, commonTo] (an empty common
-    /// range has commonTo = commonFrom - 1).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AddRowOutsideCommon(int lanes, ref float rowOutput, ref float rowProbabilities, ref float tileValues, nint valueStride, nint from, nint to, nint commonFrom, nint commonTo, int headDim)
-    {
-        // Before the common range, then after it.
-        nint beforeTo = Math.Min(to, commonFrom - 1), afterFrom = Math.Max(from, commonTo + 1);
-        switch (lanes)
-        {
-            case 16:
-                AddRow<Lanes512, Vector512<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
-                break;
-            case 8:
-                AddRow<Lanes256, Vector256<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
-                break;
-            default:
-                AddRow<Lanes128, Vector128<float>>(ref rowOutput, ref rowProbabilities, ref tileValues, valueStride, from, beforeTo, afterFrom, to, headDim);
-                break;
         }
     }
 
