@@ -8,7 +8,8 @@ namespace SparseAttention.Benchmarks;
 /// `-- --natten`: issue 18's table. 2-D neighbourhood attention (4 heads, fp32) on a 128 x 128 grid with a 13 x 13 kernel
 /// at HeadDim 32 and 64, and on 56 x 56 with 7 x 7, each against the 1-D bidirectional sliding window with the same keys
 /// per row (169 or 49) in the same run, as effective GFLOP/s (visible pairs x 4 x HeadDim / s, median of the rounds) and a
-/// share of the FMA peak of the width that runs (`--isa`). Options: `--rounds N` (default 15).
+/// share of the FMA peak of the width that runs (`--isa`). Options: `--rounds N` (default 15), `--only I` (the I-th case alone,
+/// from 0: to profile one).
 /// </summary>
 public static class NeighborhoodComparison
 {
@@ -38,7 +39,8 @@ public static class NeighborhoodComparison
         Console.WriteLine();
         Console.WriteLine($"| grid | kernel | HeadDim | ms | GFLOP/s | % of peak | 1-D window ms | window GFLOP/s | ratio (q1-q3) |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|");
-        foreach (Case c in Cases)
+        string? only = CommandLine.Argument(args, "--only");
+        foreach (Case c in only is null ? Cases : new[] { Cases[int.Parse(only, CultureInfo.InvariantCulture)] })
         {
             int n = c.Side * c.Side;
             var shape = new AttentionShape(4, 4, n);

@@ -471,9 +471,13 @@ public sealed partial class AttentionGenerator
                 writer.Line("float rescale" + Invariant(t) + " = 1f;");
             }
 
+            writer.Line("// A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half");
+            writer.Line("// of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common");
+            writer.Line("// range and its boundary range are empty).");
             for (int t = 0; t < rows; t++)
             {
-                using (writer.Block(null))
+                string r = Invariant(t);
+                using (writer.Block("if (full || (" + MathType + ".Max(firstKey, query" + r + " - left) <= keyStart + " + Invariant(keyTile - 1) + " && " + MathType + ".Min(lastKey, query" + r + " + right) >= keyStart))"))
                 {
                     writer.Line("ref float rowScores = ref " + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + ");");
                     for (int p = 0; p < panels; p++)
@@ -657,43 +661,48 @@ public sealed partial class AttentionGenerator
             writer.Line("// Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.");
             writer.Line("nint commonFrom = (nint)(" + MathType + ".Max(keyStart, fullFrom) - keyStart);");
             writer.Line("nint commonTo = " + MathType + ".Max(commonFrom - 1, (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", fullTo) - keyStart));");
-            for (int group = 0; group < vectors; group += target.PvGroup)
+            writer.Line("// With no common key and no rescale (most of a neighbourhood's boundary tiles) the accumulators stay as they are.");
+            string rescaled = string.Join(" | ", Enumerable.Range(0, rows).Select(t => "(rescale" + Invariant(t) + " != 1f)"));
+            using (writer.Block("if (commonFrom <= commonTo || " + rescaled + ")"))
             {
-                int width = System.Math.Min(target.PvGroup, vectors - group);
-                using (writer.Block(null))
+                for (int group = 0; group < vectors; group += target.PvGroup)
                 {
-                    for (int t = 0; t < rows; t++)
+                    int width = System.Math.Min(target.PvGroup, vectors - group);
+                    using (writer.Block(null))
                     {
-                        for (int g = 0; g < width; g++)
+                        for (int t = 0; t < rows; t++)
                         {
-                            writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
+                            for (int g = 0; g < width; g++)
+                            {
+                                writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
+                            }
                         }
-                    }
 
-                    writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + commonFrom) * valueStride);");
-                    using (writer.Block("for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
-                    {
-                        for (int g = 0; g < width; g++)
+                        writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + commonFrom) * valueStride);");
+                        using (writer.Block("for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
                         {
-                            writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
+                            for (int g = 0; g < width; g++)
+                            {
+                                writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
+                            }
+
+                            for (int t = 0; t < rows; t++)
+                            {
+                                writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
+                                for (int g = 0; g < width; g++)
+                                {
+                                    string output = "output" + Invariant(t) + "_" + Invariant(g);
+                                    writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
+                                }
+                            }
                         }
 
                         for (int t = 0; t < rows; t++)
                         {
-                            writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
                             for (int g = 0; g < width; g++)
                             {
-                                string output = "output" + Invariant(t) + "_" + Invariant(g);
-                                writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
+                                writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
                             }
-                        }
-                    }
-
-                    for (int t = 0; t < rows; t++)
-                    {
-                        for (int g = 0; g < width; g++)
-                        {
-                            writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
                         }
                     }
                 }

@@ -690,6 +690,10 @@ namespace SparseAttention.Generated
                     float rescale3 = 1f;
                     float rescale4 = 1f;
                     float rescale5 = 1f;
+                    // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
+                    // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
+                    // range and its boundary range are empty).
+                    if (full || (global::System.Math.Max(firstKey, query0 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query0 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -761,6 +765,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query1 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query1 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -831,6 +836,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query2 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query2 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -901,6 +907,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query3 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query3 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -971,6 +978,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query4 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query4 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 256);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -1041,6 +1049,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query5 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query5 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 320);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -1115,93 +1124,97 @@ namespace SparseAttention.Generated
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
                     nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
                     nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 63, fullTo) - keyStart));
+                    // With no common key and no rescale (most of a neighbourhood's boundary tiles) the accumulators stay as they are.
+                    if (commonFrom <= commonTo || (rescale0 != 1f) | (rescale1 != 1f) | (rescale2 != 1f) | (rescale3 != 1f) | (rescale4 != 1f) | (rescale5 != 1f))
                     {
-                        global::System.Runtime.Intrinsics.Vector512<float> output0_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 0) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector512<float> output0_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 16) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector512<float> output0_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 32) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector512<float> output0_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 48) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector512<float> output1_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 64) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector512<float> output1_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 80) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector512<float> output1_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 96) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector512<float> output1_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 112) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector512<float> output2_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 128) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector512<float> output2_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 144) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector512<float> output2_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 160) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector512<float> output2_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 176) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector512<float> output3_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 192) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector512<float> output3_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 208) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector512<float> output3_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 224) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector512<float> output3_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 240) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector512<float> output4_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 256) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector512<float> output4_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 272) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector512<float> output4_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 288) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector512<float> output4_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 304) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector512<float> output5_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 320) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector512<float> output5_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 336) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector512<float> output5_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 352) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector512<float> output5_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 368) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector512<float> value0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0);
-                            global::System.Runtime.Intrinsics.Vector512<float> value1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16);
-                            global::System.Runtime.Intrinsics.Vector512<float> value2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32);
-                            global::System.Runtime.Intrinsics.Vector512<float> value3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48);
-                            global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value1, output0_1);
-                            output0_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value2, output0_2);
-                            output0_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value3, output0_3);
-                            global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value1, output1_1);
-                            output1_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value2, output1_2);
-                            output1_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value3, output1_3);
-                            global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value1, output2_1);
-                            output2_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value2, output2_2);
-                            output2_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value3, output2_3);
-                            global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value1, output3_1);
-                            output3_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value2, output3_2);
-                            output3_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value3, output3_3);
-                            global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value1, output4_1);
-                            output4_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value2, output4_2);
-                            output4_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value3, output4_3);
-                            global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value1, output5_1);
-                            output5_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value2, output5_2);
-                            output5_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value3, output5_3);
+                            global::System.Runtime.Intrinsics.Vector512<float> output0_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 0) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector512<float> output0_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 16) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector512<float> output0_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 32) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector512<float> output0_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 48) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector512<float> output1_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 64) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector512<float> output1_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 80) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector512<float> output1_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 96) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector512<float> output1_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 112) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector512<float> output2_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 128) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector512<float> output2_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 144) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector512<float> output2_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 160) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector512<float> output2_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 176) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector512<float> output3_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 192) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector512<float> output3_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 208) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector512<float> output3_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 224) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector512<float> output3_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 240) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector512<float> output4_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 256) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector512<float> output4_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 272) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector512<float> output4_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 288) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector512<float> output4_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 304) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector512<float> output5_0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 320) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector512<float> output5_1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 336) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector512<float> output5_2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 352) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector512<float> output5_3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref accumulators, 368) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector512<float> value0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 0);
+                                global::System.Runtime.Intrinsics.Vector512<float> value1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 16);
+                                global::System.Runtime.Intrinsics.Vector512<float> value2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 32);
+                                global::System.Runtime.Intrinsics.Vector512<float> value3 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref valueRow, 48);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight0 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value1, output0_1);
+                                output0_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value2, output0_2);
+                                output0_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight0, value3, output0_3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight1 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value1, output1_1);
+                                output1_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value2, output1_2);
+                                output1_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight1, value3, output1_3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight2 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value1, output2_1);
+                                output2_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value2, output2_2);
+                                output2_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight2, value3, output2_3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight3 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value1, output3_1);
+                                output3_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value2, output3_2);
+                                output3_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight3, value3, output3_3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight4 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value1, output4_1);
+                                output4_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value2, output4_2);
+                                output4_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight4, value3, output4_3);
+                                global::System.Runtime.Intrinsics.Vector512<float> weight5 = global::System.Runtime.Intrinsics.Vector512.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value1, output5_1);
+                                output5_2 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value2, output5_2);
+                                output5_3 = global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(weight5, value3, output5_3);
+                            }
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_0, ref accumulators, 0);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_1, ref accumulators, 16);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_2, ref accumulators, 32);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_3, ref accumulators, 48);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_0, ref accumulators, 64);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_1, ref accumulators, 80);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_2, ref accumulators, 96);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_3, ref accumulators, 112);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_0, ref accumulators, 128);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_1, ref accumulators, 144);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_2, ref accumulators, 160);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_3, ref accumulators, 176);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_0, ref accumulators, 192);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_1, ref accumulators, 208);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_2, ref accumulators, 224);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_3, ref accumulators, 240);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_0, ref accumulators, 256);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_1, ref accumulators, 272);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_2, ref accumulators, 288);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_3, ref accumulators, 304);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_0, ref accumulators, 320);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_1, ref accumulators, 336);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_2, ref accumulators, 352);
+                            global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_3, ref accumulators, 368);
                         }
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_0, ref accumulators, 0);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_1, ref accumulators, 16);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_2, ref accumulators, 32);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output0_3, ref accumulators, 48);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_0, ref accumulators, 64);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_1, ref accumulators, 80);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_2, ref accumulators, 96);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output1_3, ref accumulators, 112);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_0, ref accumulators, 128);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_1, ref accumulators, 144);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_2, ref accumulators, 160);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output2_3, ref accumulators, 176);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_0, ref accumulators, 192);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_1, ref accumulators, 208);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_2, ref accumulators, 224);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output3_3, ref accumulators, 240);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_0, ref accumulators, 256);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_1, ref accumulators, 272);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_2, ref accumulators, 288);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output4_3, ref accumulators, 304);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_0, ref accumulators, 320);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_1, ref accumulators, 336);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_2, ref accumulators, 352);
-                        global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(output5_3, ref accumulators, 368);
                     }
 
                     if (!full)
@@ -1633,6 +1646,10 @@ namespace SparseAttention.Generated
                     float rescale3 = 1f;
                     float rescale4 = 1f;
                     float rescale5 = 1f;
+                    // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
+                    // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
+                    // range and its boundary range are empty).
+                    if (full || (global::System.Math.Max(firstKey, query0 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query0 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1710,6 +1727,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
+                    if (full || (global::System.Math.Max(firstKey, query1 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query1 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1787,6 +1805,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
+                    if (full || (global::System.Math.Max(firstKey, query2 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query2 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1864,6 +1883,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
+                    if (full || (global::System.Math.Max(firstKey, query3 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query3 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1941,6 +1961,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
+                    if (full || (global::System.Math.Max(firstKey, query4 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query4 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -2018,6 +2039,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
+                    if (full || (global::System.Math.Max(firstKey, query5 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query5 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 80);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -2099,205 +2121,209 @@ namespace SparseAttention.Generated
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
                     nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
                     nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 15, fullTo) - keyStart));
+                    // With no common key and no rescale (most of a neighbourhood's boundary tiles) the accumulators stay as they are.
+                    if (commonFrom <= commonTo || (rescale0 != 1f) | (rescale1 != 1f) | (rescale2 != 1f) | (rescale3 != 1f) | (rescale4 != 1f) | (rescale5 != 1f))
                     {
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 0) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 64) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 72) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 128) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 136) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 192) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 200) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 256) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 264) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 320) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 328) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 0) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 64) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 72) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 128) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 136) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 192) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 200) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 256) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 264) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 320) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 328) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 8);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 64);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 72);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 128);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 136);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 192);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 200);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 256);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 264);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 320);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 328);
                         }
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 8);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 64);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 72);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 128);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 136);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 192);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 200);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 256);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 264);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 320);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 328);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 80) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 88) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 144) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 152) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 208) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 216) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 272) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 280) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 336) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 344) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16);
-                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 80) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 88) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 144) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 152) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 208) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 216) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 272) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 280) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 336) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 344) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16);
+                                global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 16);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 24);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 80);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 88);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 144);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 152);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 208);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 216);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 272);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 280);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 336);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 344);
                         }
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 16);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 24);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 80);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 88);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 144);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 152);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 208);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 216);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 272);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 280);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 336);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 344);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 32) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 40) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 96) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 104) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 160) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 168) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 224) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 232) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 288) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 296) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 352) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 360) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32);
-                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 32) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 40) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 96) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 104) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 160) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 168) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 224) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 232) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 288) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 296) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 352) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 360) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32);
+                                global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 32);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 40);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 96);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 104);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 160);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 168);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 224);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 232);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 288);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 296);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 352);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 360);
                         }
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 32);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 40);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 96);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 104);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 160);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 168);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 224);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 232);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 288);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 296);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 352);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 360);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 48) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 56) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 112) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 120) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 176) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 184) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 240) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 248) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 304) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 312) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 368) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 376) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48);
-                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 48) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 56) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 112) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 120) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 176) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 184) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 240) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 248) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 304) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 312) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 368) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 376) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48);
+                                global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 48));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 80));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 48);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 56);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 112);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 120);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 176);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 184);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 240);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 248);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 304);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 312);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 368);
+                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 376);
                         }
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 48);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 56);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 112);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 120);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 176);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 184);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 240);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 248);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 304);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 312);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 368);
-                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 376);
                     }
 
                     if (!full)
@@ -2777,6 +2803,10 @@ namespace SparseAttention.Generated
                     float rescale3 = 1f;
                     float rescale4 = 1f;
                     float rescale5 = 1f;
+                    // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
+                    // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
+                    // range and its boundary range are empty).
+                    if (full || (global::System.Math.Max(firstKey, query0 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query0 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2827,6 +2857,7 @@ namespace SparseAttention.Generated
                         }
                         rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query1 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query1 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2877,6 +2908,7 @@ namespace SparseAttention.Generated
                         }
                         rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query2 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query2 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2927,6 +2959,7 @@ namespace SparseAttention.Generated
                         }
                         rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query3 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query3 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2977,6 +3010,7 @@ namespace SparseAttention.Generated
                         }
                         rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query4 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query4 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -3027,6 +3061,7 @@ namespace SparseAttention.Generated
                         }
                         rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                     }
+                    if (full || (global::System.Math.Max(firstKey, query5 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query5 + right) >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -3081,405 +3116,409 @@ namespace SparseAttention.Generated
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
                     nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
                     nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 7, fullTo) - keyStart));
+                    // With no common key and no rescale (most of a neighbourhood's boundary tiles) the accumulators stay as they are.
+                    if (commonFrom <= commonTo || (rescale0 != 1f) | (rescale1 != 1f) | (rescale2 != 1f) | (rescale3 != 1f) | (rescale4 != 1f) | (rescale5 != 1f))
                     {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 0) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 4) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 64) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 68) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 128) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 132) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 192) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 196) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 256) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 260) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 320) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 324) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 0) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 4) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 64) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 68) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 128) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 132) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 192) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 196) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 256) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 260) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 320) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 324) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 0);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 4);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 64);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 68);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 128);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 132);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 192);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 196);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 256);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 260);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 320);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 324);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 0);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 4);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 64);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 68);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 128);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 132);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 192);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 196);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 256);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 260);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 320);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 324);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 8) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 12) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 72) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 76) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 136) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 140) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 200) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 204) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 264) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 268) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 328) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 332) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 8) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 12) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 72) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 76) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 136) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 140) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 200) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 204) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 264) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 268) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 328) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 332) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 8);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 12);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 72);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 76);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 136);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 140);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 200);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 204);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 264);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 268);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 328);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 332);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 8);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 12);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 72);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 76);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 136);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 140);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 200);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 204);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 264);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 268);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 328);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 332);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 16) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 80) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 84) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 144) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 148) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 208) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 212) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 272) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 276) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 336) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 340) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 16) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 80) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 84) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 144) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 148) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 208) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 212) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 272) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 276) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 336) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 340) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 16);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 20);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 80);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 84);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 144);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 148);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 208);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 212);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 272);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 276);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 336);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 340);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 16);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 20);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 80);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 84);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 144);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 148);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 208);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 212);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 272);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 276);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 336);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 340);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 88) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 92) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 152) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 156) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 216) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 220) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 280) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 284) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 344) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 348) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 88) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 92) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 152) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 156) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 216) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 220) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 280) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 284) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 344) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 348) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 24);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 28);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 88);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 92);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 152);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 156);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 216);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 220);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 280);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 284);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 344);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 348);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 24);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 28);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 88);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 92);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 152);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 156);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 216);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 220);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 280);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 284);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 344);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 348);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 32) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 36) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 96) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 100) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 160) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 164) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 224) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 228) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 288) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 292) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 352) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 356) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 32) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 36) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 96) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 100) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 160) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 164) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 224) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 228) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 288) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 292) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 352) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 356) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 32);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 36);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 96);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 100);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 160);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 164);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 224);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 228);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 288);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 292);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 352);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 356);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 32);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 36);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 96);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 100);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 160);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 164);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 224);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 228);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 288);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 292);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 352);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 356);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 40) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 44) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 104) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 108) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 168) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 172) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 232) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 236) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 296) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 300) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 360) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 364) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 40) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 44) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 104) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 108) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 168) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 172) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 232) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 236) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 296) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 300) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 360) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 364) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 40);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 44);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 104);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 108);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 168);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 172);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 232);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 236);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 296);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 300);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 360);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 364);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 40);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 44);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 104);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 108);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 168);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 172);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 232);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 236);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 296);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 300);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 360);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 364);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 48) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 52) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 112) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 116) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 176) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 180) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 240) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 244) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 304) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 308) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 368) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 372) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 48) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 52) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 112) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 116) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 176) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 180) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 240) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 244) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 304) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 308) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 368) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 372) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 48);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 52);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 112);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 116);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 176);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 180);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 240);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 244);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 304);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 308);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 368);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 372);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 48);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 52);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 112);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 116);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 176);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 180);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 240);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 244);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 304);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 308);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 368);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 372);
-                    }
-                    {
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 56) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 60) * rescale0;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 120) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 124) * rescale1;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 184) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 188) * rescale2;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 248) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 252) * rescale3;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 312) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 316) * rescale4;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 376) * rescale5;
-                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 380) * rescale5;
-                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
-                        for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56);
-                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
-                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
-                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
-                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
-                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
-                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
-                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
-                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
-                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
-                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
-                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
-                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
-                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
-                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 56) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 60) * rescale0;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 120) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 124) * rescale1;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 184) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 188) * rescale2;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 248) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 252) * rescale3;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 312) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 316) * rescale4;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 376) * rescale5;
+                            global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 380) * rescale5;
+                            ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)(keyStart + commonFrom) * valueStride);
+                            for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56);
+                                global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                                output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                                output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 8));
+                                output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                                output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 16));
+                                output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                                output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 24));
+                                output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                                output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                                output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                                output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                                global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 40));
+                                output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                                output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                            }
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 56);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 60);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 120);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 124);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 184);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 188);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 248);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 252);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 312);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 316);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 376);
+                            global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 380);
                         }
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 56);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 60);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 120);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 124);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 184);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 188);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 248);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 252);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 312);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 316);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 376);
-                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 380);
                     }
 
                     if (!full)
