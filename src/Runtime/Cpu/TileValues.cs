@@ -298,7 +298,11 @@ public static class TileValues
         }
     }
 
-    /// <summary>Keys [firstFrom, firstTo] and [secondFrom, secondTo] (either may be empty), four vectors of columns at a time.</summary>
+    /// <summary>
+    /// Keys [firstFrom, firstTo] and [secondFrom, secondTo] (either may be empty), four vectors of columns at a time. Keys
+    /// go in pairs into two sets of accumulators, added at the end: with one set, each FMA waited for the last one on its
+    /// accumulator (four chains at the FMA's latency use half of the two FMA pipes).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void AddRow<TLanes, TVector>(ref float rowOutput, ref float rowProbabilities, ref float tileValues, nint valueStride, nint firstFrom, nint firstTo, nint secondFrom, nint secondTo, int headDim)
         where TLanes : struct, ISimdLanes<TVector>
@@ -309,16 +313,25 @@ public static class TileValues
         {
             TVector a = TLanes.LoadUnsafe(ref rowOutput, column), b = TLanes.LoadUnsafe(ref rowOutput, column + width);
             TVector c = TLanes.LoadUnsafe(ref rowOutput, column + 2 * width), d = TLanes.LoadUnsafe(ref rowOutput, column + 3 * width);
+            TVector a2 = TLanes.Zero, b2 = TLanes.Zero, c2 = TLanes.Zero, d2 = TLanes.Zero;
             for (int range = 0; range < 2; range++)
             {
-                nint from = range == 0 ? firstFrom : secondFrom, to = range == 0 ? firstTo : secondTo;
-                if (from > to)
+                nint k = range == 0 ? firstFrom : secondFrom, to = range == 0 ? firstTo : secondTo;
+                ref float valueRow = ref Unsafe.Add(ref tileValues, k * valueStride + column);
+                for (; k < to; k += 2, valueRow = ref Unsafe.Add(ref valueRow, 2 * valueStride))
                 {
-                    continue;
+                    TVector p = TLanes.Create(Unsafe.Add(ref rowProbabilities, k)), q = TLanes.Create(Unsafe.Add(ref rowProbabilities, k + 1));
+                    a = TLanes.MultiplyAdd(p, TLanes.LoadUnsafe(ref valueRow, 0), a);
+                    b = TLanes.MultiplyAdd(p, TLanes.LoadUnsafe(ref valueRow, width), b);
+                    c = TLanes.MultiplyAdd(p, TLanes.LoadUnsafe(ref valueRow, 2 * width), c);
+                    d = TLanes.MultiplyAdd(p, TLanes.LoadUnsafe(ref valueRow, 3 * width), d);
+                    a2 = TLanes.MultiplyAdd(q, TLanes.LoadUnsafe(ref valueRow, valueStride), a2);
+                    b2 = TLanes.MultiplyAdd(q, TLanes.LoadUnsafe(ref valueRow, valueStride + width), b2);
+                    c2 = TLanes.MultiplyAdd(q, TLanes.LoadUnsafe(ref valueRow, valueStride + 2 * width), c2);
+                    d2 = TLanes.MultiplyAdd(q, TLanes.LoadUnsafe(ref valueRow, valueStride + 3 * width), d2);
                 }
 
-                ref float valueRow = ref Unsafe.Add(ref tileValues, from * valueStride + column);
-                for (nint k = from; k <= to; k++, valueRow = ref Unsafe.Add(ref valueRow, valueStride))
+                if (k == to)
                 {
                     TVector p = TLanes.Create(Unsafe.Add(ref rowProbabilities, k));
                     a = TLanes.MultiplyAdd(p, TLanes.LoadUnsafe(ref valueRow, 0), a);
@@ -328,10 +341,10 @@ public static class TileValues
                 }
             }
 
-            TLanes.StoreUnsafe(a, ref rowOutput, column);
-            TLanes.StoreUnsafe(b, ref rowOutput, column + width);
-            TLanes.StoreUnsafe(c, ref rowOutput, column + 2 * width);
-            TLanes.StoreUnsafe(d, ref rowOutput, column + 3 * width);
+            TLanes.StoreUnsafe(TLanes.Add(a, a2), ref rowOutput, column);
+            TLanes.StoreUnsafe(TLanes.Add(b, b2), ref rowOutput, column + width);
+            TLanes.StoreUnsafe(TLanes.Add(c, c2), ref rowOutput, column + 2 * width);
+            TLanes.StoreUnsafe(TLanes.Add(d, d2), ref rowOutput, column + 3 * width);
         }
 
         for (; column < headDim; column += width)
@@ -340,11 +353,6 @@ public static class TileValues
             for (int range = 0; range < 2; range++)
             {
                 nint from = range == 0 ? firstFrom : secondFrom, to = range == 0 ? firstTo : secondTo;
-                if (from > to)
-                {
-                    continue;
-                }
-
                 ref float valueRow = ref Unsafe.Add(ref tileValues, from * valueStride + column);
                 for (nint k = from; k <= to; k++, valueRow = ref Unsafe.Add(ref valueRow, valueStride))
                 {
