@@ -124,6 +124,21 @@ internal static unsafe class GroupDecodeKernel
         {
             KeySegment segment = segments[segmentIndex];
             nint rowBytes = (nint)segment.Step * headDim * sizeof(TElement);
+            {
+                // The segment's first tile was requested by nothing before it: ask for all its rows at once.
+                byte* firstKeys = keyBase + segment.Start * headDim * sizeof(TElement), firstValues = valueBase + segment.Start * headDim * sizeof(TElement);
+                int firstCount = Math.Min(tileKeys, segment.Count);
+                for (int k = 0; k < firstCount; k++)
+                {
+                    RequestRow<TKernel, TElement>(firstKeys + k * rowBytes);
+                }
+
+                for (int k = 0; k < firstCount; k++)
+                {
+                    RequestRow<TKernel, TElement>(firstValues + k * rowBytes);
+                }
+            }
+
             for (int tileStart = 0; tileStart < segment.Count; tileStart += tileKeys)
             {
                 int count = Math.Min(tileKeys, segment.Count - tileStart);
