@@ -275,7 +275,7 @@ public static unsafe class CpuDecode
         private AttentionPattern _pattern = null!;
         private KvStore _store;
         private float* _query;
-        private int _heads, _groupSize, _blocks, _blockSlots, _segmentsPerHead, _position;
+        private int _heads, _groupSize, _blocks, _blockSlots, _segmentsPerHead, _position, _threads = 1;
         private float _scale;
         private float[] _alibiSlopes = Array.Empty<float>();
 
@@ -370,8 +370,39 @@ public static unsafe class CpuDecode
             {
                 int count = pattern.GetKeySegments(position, head, position + 1, scratch.Segments);
                 _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead), _headPositions.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
+                InSlotOrder(_headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]), _headPositions.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]));
+            }
+
+            _threads = threads;
+        }
+
+        /// <summary>
+        /// Sorts a head's slot segments (and their positions) by slot: a ring's window comes as its older part, at the end of
+        /// the KV head's slots, then its newer part at the start; read in slot order, a block's keys are one run through
+        /// memory, and the next KV head's slots follow on from the last.
+        /// </summary>
+        private static void InSlotOrder(Span<KeySegment> segments, Span<int> positions)
+        {
+            for (int i = 1; i < segments.Length; i++)
+            {
+                KeySegment segment = segments[i];
+                int position = positions[i], j = i - 1;
+                for (; j >= 0 && segments[j].Start > segment.Start; j--)
+                {
+                    segments[j + 1] = segments[j];
+                    positions[j + 1] = positions[j];
+                }
+
+                segments[j + 1] = segment;
+                positions[j + 1] = position;
             }
         }
+
+        /// <summary>
+        /// The (KV head, block) unit work item <paramref name="item"/> runs: with the pool handing items to the threads in
+        /// turn, thread t's items are consecutive units, so each thread reads one run of adjacent KV heads' slots.
+        /// </summary>
+        private int UnitOf(int item) => Items % _threads != 0 ? item : item % _threads * (Items / _threads) + item / _threads;
 
         /// <summary>
         /// The group kernel's vector width for <paramref name="isa"/>: Vector512 where HeadDim is a multiple of 16, else
@@ -395,7 +426,8 @@ public static unsafe class CpuDecode
             }
 
             int headDim = TKernel.HeadDim;
-            int kvHead = item / _blocks, block = item % _blocks;
+            int unit = UnitOf(item);
+            int kvHead = unit / _blocks, block = unit % _blocks;
             int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
             GroupScratch scratch = GroupScratch.ForThisThread(_groupSize, _segmentsPerHead, GroupDecodeKernel.ScratchFloats(headDim));
@@ -516,7 +548,8 @@ public static unsafe class CpuDecode
         private void ExecuteRows(int item)
         {
             int headDim = TKernel.HeadDim;
-            int kvHead = item / _blocks, block = item % _blocks;
+            int unit = UnitOf(item);
+            int kvHead = unit / _blocks, block = unit % _blocks;
             int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
             float* keys = _store.Keys + kvOffset, values = _store.Values + kvOffset;
