@@ -22,15 +22,29 @@ internal sealed class WorkerPool
     private int _activeWorkers;
     private Exception? _failure;
 
+    // Contiguous shares: participant p's share is items [front, end) packed in _shares[p] (front low, end high), taken from
+    // the front by p and from the back by the others; _participants hands each thread of the run its share.
+    private readonly long[] _shares;
+    private int _shareCount;
+    private int _participants;
+
     private WorkerPool(int workers)
     {
         _workers = Math.Max(0, workers);
+        _shares = new long[_workers + 1];
     }
 
     /// <summary>Work the pool can run: items numbered 0 .. count - 1, in any order, on any thread.</summary>
     public abstract class Job
     {
         public abstract void Execute(int item);
+
+        /// <summary>
+        /// Whether each thread should first run one contiguous share of the items, in order, taking others' items (from
+        /// the back of their shares) only when its own share is done: for items whose neighbours are neighbours in
+        /// memory (decode's KV heads), so each thread streams one run instead of jumping between every other item.
+        /// </summary>
+        public virtual bool ContiguousShares => false;
     }
 
     /// <summary>Runs items 0 .. <paramref name="itemCount"/> - 1 of <paramref name="job"/> on up to <paramref name="threads"/> threads.</summary>
@@ -55,6 +69,16 @@ internal sealed class WorkerPool
             _nextItem = -1;
             _failure = null;
             _activeWorkers = helpers;
+            if (job.ContiguousShares)
+            {
+                _shareCount = helpers + 1;
+                _participants = 0;
+                for (int p = 0; p < _shareCount; p++)
+                {
+                    _shares[p] = Pack((int)((long)itemCount * p / _shareCount), (int)((long)itemCount * (p + 1) / _shareCount));
+                }
+            }
+
             _start.Release(helpers);
             RunItemsCatching(job);
 
@@ -80,9 +104,73 @@ internal sealed class WorkerPool
     private void RunItems(Job job)
     {
         int item;
+        if (job.ContiguousShares)
+        {
+            // A worker that finished early may take a second start of the same run: it then shares another's front.
+            int own = (Interlocked.Increment(ref _participants) - 1) % _shareCount;
+            while (TakeFront(own, out item))
+            {
+                job.Execute(item);
+            }
+
+            for (int step = 1; step < _shareCount; step++)
+            {
+                while (TakeBack((own + step) % _shareCount, out item))
+                {
+                    job.Execute(item);
+                }
+            }
+
+            return;
+        }
+
         while ((item = Interlocked.Increment(ref _nextItem)) < _itemCount)
         {
             job.Execute(item);
+        }
+    }
+
+    private static long Pack(int front, int end) => (uint)front | ((long)end << 32);
+
+    /// <summary>The next item at the front of share <paramref name="share"/>, if any is left.</summary>
+    private bool TakeFront(int share, out int item)
+    {
+        while (true)
+        {
+            long packed = Volatile.Read(ref _shares[share]);
+            int front = (int)packed, end = (int)(packed >> 32);
+            if (front >= end)
+            {
+                item = -1;
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _shares[share], Pack(front + 1, end), packed) == packed)
+            {
+                item = front;
+                return true;
+            }
+        }
+    }
+
+    /// <summary>The last item left in share <paramref name="share"/>, if any.</summary>
+    private bool TakeBack(int share, out int item)
+    {
+        while (true)
+        {
+            long packed = Volatile.Read(ref _shares[share]);
+            int front = (int)packed, end = (int)(packed >> 32);
+            if (front >= end)
+            {
+                item = -1;
+                return false;
+            }
+
+            if (Interlocked.CompareExchange(ref _shares[share], Pack(front, end - 1), packed) == packed)
+            {
+                item = end - 1;
+                return true;
+            }
         }
     }
 
@@ -97,6 +185,10 @@ internal sealed class WorkerPool
         {
             _failure = exception;
             Interlocked.Exchange(ref _nextItem, _itemCount);
+            for (int p = 0; p < _shareCount; p++)
+            {
+                Interlocked.Exchange(ref _shares[p], 0);
+            }
         }
     }
 

@@ -275,7 +275,7 @@ public static unsafe class CpuDecode
         private AttentionPattern _pattern = null!;
         private KvStore _store;
         private float* _query;
-        private int _heads, _groupSize, _blocks, _blockSlots, _segmentsPerHead, _position, _threads = 1;
+        private int _heads, _groupSize, _blocks, _blockSlots, _segmentsPerHead, _position;
         private float _scale;
         private float[] _alibiSlopes = Array.Empty<float>();
 
@@ -372,8 +372,6 @@ public static unsafe class CpuDecode
                 _headSegmentCounts[head] = store.Map.ToSlots(scratch.Segments.AsSpan(0, count), _headSegments.AsSpan(head * _segmentsPerHead, _segmentsPerHead), _headPositions.AsSpan(head * _segmentsPerHead, _segmentsPerHead));
                 InSlotOrder(_headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]), _headPositions.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]));
             }
-
-            _threads = threads;
         }
 
         /// <summary>
@@ -398,11 +396,8 @@ public static unsafe class CpuDecode
             }
         }
 
-        /// <summary>
-        /// The (KV head, block) unit work item <paramref name="item"/> runs: with the pool handing items to the threads in
-        /// turn, thread t's items are consecutive units, so each thread reads one run of adjacent KV heads' slots.
-        /// </summary>
-        private int UnitOf(int item) => Items % _threads != 0 ? item : item % _threads * (Items / _threads) + item / _threads;
+        /// <summary>Items are (KV head, block) in memory order: each thread takes a run of them (see <see cref="WorkerPool.Job.ContiguousShares"/>).</summary>
+        public override bool ContiguousShares => true;
 
         /// <summary>
         /// The group kernel's vector width for <paramref name="isa"/>: Vector512 where HeadDim is a multiple of 16, else
@@ -426,8 +421,7 @@ public static unsafe class CpuDecode
             }
 
             int headDim = TKernel.HeadDim;
-            int unit = UnitOf(item);
-            int kvHead = unit / _blocks, block = unit % _blocks;
+            int kvHead = item / _blocks, block = item % _blocks;
             int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
             GroupScratch scratch = GroupScratch.ForThisThread(_groupSize, _segmentsPerHead, GroupDecodeKernel.ScratchFloats(headDim));
@@ -548,8 +542,7 @@ public static unsafe class CpuDecode
         private void ExecuteRows(int item)
         {
             int headDim = TKernel.HeadDim;
-            int unit = UnitOf(item);
-            int kvHead = unit / _blocks, block = unit % _blocks;
+            int kvHead = item / _blocks, block = item % _blocks;
             int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
             long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
             float* keys = _store.Keys + kvOffset, values = _store.Values + kvOffset;
@@ -647,6 +640,9 @@ public static unsafe class CpuDecode
         // Stream s's items are FirstItems[s] .. FirstItems[s + 1] - 1.
         private int[] _firstItems = Array.Empty<int>();
         private int _streams;
+
+        /// <summary>Each thread takes a run of streams' (KV head, block) items, in memory order within each stream.</summary>
+        public override bool ContiguousShares => true;
 
         public static StreamsJob<TKernel, TScores> ForThisThread(int streams)
         {
