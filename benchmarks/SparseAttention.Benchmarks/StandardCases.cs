@@ -156,7 +156,19 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("swa-16k-w4096-bshd", 16384, Window4096.Pattern, Window4096.Forward, null, Prepare: Narrowed<float>(x => x, bshd: true)),
         new("swa-4k-w512-bshd", 4096, Window512.Pattern, Window512.Forward, null, Prepare: Narrowed<float>(x => x, bshd: true, window512: true)),
         new("swa-16k-w4096-bshd-half", 16384, Window4096.Pattern, Window4096.Forward, null, Prepare: Narrowed<Half>(x => (Half)x, bshd: true)),
+
+        // Issue 18's neighbourhoods and their windows (`--natten` compares them in one build; these compare two builds).
+        new("nat-128-k13-d32", 128 * 128, Neighborhood13HeadDim32.Pattern, OnGrid(Neighborhood13HeadDim32.Forward, 128), null, 32, PairsPerCall: Neighborhood13HeadDim32.Pattern.OnGrid(new GridShape(128, 128), 128 * 128).VisiblePairs(128 * 128, Heads)),
+        new("nat-56-k7", 56 * 56, Neighborhood7.Pattern, OnGrid(Neighborhood7.Forward, 56), null, PairsPerCall: Neighborhood7.Pattern.OnGrid(new GridShape(56, 56), 56 * 56).VisiblePairs(56 * 56, Heads)),
+        new("win169-16k-d32", 128 * 128, Window169HeadDim32.Pattern, Window169HeadDim32.Forward, null, 32),
+        new("win49-3136", 56 * 56, Window49.Pattern, Window49.Forward, null),
     };
+
+    private delegate void GridForwardFn(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, AttentionShape shape, GridShape grid, AttentionOptions? options);
+
+    /// <summary>A neighbourhood kernel's Forward on a side x side grid, as a case's Forward.</summary>
+    private static ForwardFn OnGrid(GridForwardFn forward, int side) =>
+        (query, key, value, output, shape, options) => forward(query, key, value, output, shape, new GridShape(side, side), options);
 
     /// <summary>
     /// The case's inputs converted to <typeparamref name="T"/> once (outside the timing), in [H, S, D] or, with

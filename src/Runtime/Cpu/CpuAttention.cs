@@ -308,6 +308,12 @@ public static unsafe partial class CpuAttention
     /// <summary>State shared by every job: the call's pointers and sizes.</summary>
     private abstract class CallJob : WorkerPool.Job
     {
+        /// <summary>
+        /// Each thread runs a contiguous share of the items: a thread then tiles the heads whose keys it packed, and each
+        /// item's keys overlap the one it ran before (0.87-0.97x the time of items taken in turn on Vector512, BENCHMARKS.md).
+        /// </summary>
+        public override bool ContiguousShares => true;
+
         protected AttentionPattern Pattern = null!;
         protected float* Query, Key, Value, Output, SinkLogits, LogSumExp;
         protected AttentionShape Shape;
@@ -621,6 +627,12 @@ public static unsafe partial class CpuAttention
         public int Pass;
         public int PackItems;
         public readonly TilePlan Plan = new();
+
+        /// <summary>
+        /// Not for a gathering neighbourhood's tiles: its items are numbered so that neighbours read the same key lines
+        /// from the sequence, which two threads taking items in turn read together (in contiguous shares: 1.01x the time).
+        /// </summary>
+        public override bool ContiguousShares => !(Phase == TiledPhase.Tiles && Pass == 0 && Plan.RunsNeighborhood);
 
         private int[] _steps = Array.Empty<int>();
         private long[] _panelsPerKvHead = Array.Empty<long>();
