@@ -108,14 +108,14 @@ internal sealed class WorkerPool
         {
             // A worker that finished early may take a second start of the same run: it then shares another's front.
             int own = (Interlocked.Increment(ref _participants) - 1) % _shareCount;
-            while (TakeFront(own, out item))
+            while (Take(own, fromBack: false, out item))
             {
                 job.Execute(item);
             }
 
             for (int step = 1; step < _shareCount; step++)
             {
-                while (TakeBack((own + step) % _shareCount, out item))
+                while (Take((own + step) % _shareCount, fromBack: true, out item))
                 {
                     job.Execute(item);
                 }
@@ -132,8 +132,11 @@ internal sealed class WorkerPool
 
     private static long Pack(int front, int end) => (uint)front | ((long)end << 32);
 
-    /// <summary>The next item at the front of share <paramref name="share"/>, if any is left.</summary>
-    private bool TakeFront(int share, out int item)
+    /// <summary>
+    /// Takes an item of share <paramref name="share"/>, if any is left: its owner's next from the front, or, for another
+    /// thread, its last from the back.
+    /// </summary>
+    private bool Take(int share, bool fromBack, out int item)
     {
         while (true)
         {
@@ -145,30 +148,10 @@ internal sealed class WorkerPool
                 return false;
             }
 
-            if (Interlocked.CompareExchange(ref _shares[share], Pack(front + 1, end), packed) == packed)
+            long taken = fromBack ? Pack(front, end - 1) : Pack(front + 1, end);
+            if (Interlocked.CompareExchange(ref _shares[share], taken, packed) == packed)
             {
-                item = front;
-                return true;
-            }
-        }
-    }
-
-    /// <summary>The last item left in share <paramref name="share"/>, if any.</summary>
-    private bool TakeBack(int share, out int item)
-    {
-        while (true)
-        {
-            long packed = Volatile.Read(ref _shares[share]);
-            int front = (int)packed, end = (int)(packed >> 32);
-            if (front >= end)
-            {
-                item = -1;
-                return false;
-            }
-
-            if (Interlocked.CompareExchange(ref _shares[share], Pack(front, end - 1), packed) == packed)
-            {
-                item = end - 1;
+                item = fromBack ? end - 1 : front;
                 return true;
             }
         }
