@@ -326,13 +326,15 @@ public sealed partial class AttentionGenerator
                 writer.Line(vt + " rowSumVector" + Invariant(t) + " = " + v + ".CreateScalar(" + UnsafeType + ".Add(ref rowSum, " + Invariant(t) + "));");
             }
 
-            writer.Line("// Rows past the tile's end repeat its last row; their results are never read.");
+            writer.Line("// Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys");
+            writer.Line("// rowFirstKey_t .. rowLastKey_t in every key tile.");
             for (int t = 0; t < rows; t++)
             {
                 string r = Invariant(t);
                 string rowIndex = t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)";
                 writer.Line("int row" + r + " = " + rowIndex + ";");
                 writer.Line("long query" + r + " = firstQuery + row" + r + " * queryStep;");
+                writer.Line("long rowFirstKey" + r + " = " + MathType + ".Max(firstKey, query" + r + " - left), rowLastKey" + r + " = " + MathType + ".Min(lastKey, query" + r + " + right);");
                 writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)row" + r + " * tile.QueryStride);");
             }
 
@@ -477,7 +479,7 @@ public sealed partial class AttentionGenerator
             for (int t = 0; t < rows; t++)
             {
                 string r = Invariant(t);
-                using (writer.Block("if (full || (" + MathType + ".Max(firstKey, query" + r + " - left) <= keyStart + " + Invariant(keyTile - 1) + " && " + MathType + ".Min(lastKey, query" + r + " + right) >= keyStart))"))
+                using (writer.Block("if (full || (rowFirstKey" + r + " <= keyStart + " + Invariant(keyTile - 1) + " && rowLastKey" + r + " >= keyStart))"))
                 {
                     writer.Line("ref float rowScores = ref " + UnsafeType + ".Add(ref probabilities, " + Invariant(t * keyTile) + ");");
                     for (int p = 0; p < panels; p++)
@@ -542,8 +544,8 @@ public sealed partial class AttentionGenerator
             string sawVisibleMinusInfinity = string.Join(" | ", Enumerable.Range(0, panels).Select(p => "(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score" + Invariant(p) + ") & visible" + Invariant(p) + ")"));
             using (writer.Block("if (!full)"))
             {
-                writer.Line(intVector + " first = " + v + ".Create((int)" + MathType + ".Max(firstKey, query" + r + " - left));");
-                writer.Line(intVector + " last = " + v + ".Create((int)" + MathType + ".Min(lastKey, query" + r + " + right));");
+                writer.Line(intVector + " first = " + v + ".Create((int)rowFirstKey" + r + ");");
+                writer.Line(intVector + " last = " + v + ".Create((int)rowLastKey" + r + ");");
                 for (int p = 0; p < panels; p++)
                 {
                     string key = p == 0 ? "keyIndex" : "(keyIndex + " + v + ".Create(" + Invariant(p * lanes) + "))";
@@ -556,7 +558,7 @@ public sealed partial class AttentionGenerator
                     writer.Line("rowSumVector" + r + " = " + v + ".Create(float.NaN);");
                 }
 
-                EmitTileScoreModifiers(writer, target, row, MathType + ".Max(keyStart, " + MathType + ".Max(firstKey, query" + r + " - left))", MathType + ".Min(keyStart + " + Invariant(target.KeyTile - 1) + ", " + MathType + ".Min(lastKey, query" + r + " + right))");
+                EmitTileScoreModifiers(writer, target, row, MathType + ".Max(keyStart, rowFirstKey" + r + ")", MathType + ".Min(keyStart + " + Invariant(target.KeyTile - 1) + ", rowLastKey" + r + ")");
                 writer.Line();
                 for (int p = 0; p < panels; p++)
                 {

@@ -124,20 +124,10 @@ internal static unsafe class GroupDecodeKernel
         {
             KeySegment segment = segments[segmentIndex];
             nint rowBytes = (nint)segment.Step * headDim * sizeof(TElement);
-            {
-                // The segment's first tile was requested by nothing before it: ask for all its rows at once.
-                byte* firstKeys = keyBase + segment.Start * headDim * sizeof(TElement), firstValues = valueBase + segment.Start * headDim * sizeof(TElement);
-                int firstCount = Math.Min(tileKeys, segment.Count);
-                for (int k = 0; k < firstCount; k++)
-                {
-                    RequestRow<TKernel, TElement>(firstKeys + k * rowBytes);
-                }
-
-                for (int k = 0; k < firstCount; k++)
-                {
-                    RequestRow<TKernel, TElement>(firstValues + k * rowBytes);
-                }
-            }
+            // The segment's first tile was requested by nothing before it: ask for all its rows at once.
+            var firstTile = NextRows.Of(group.Source, segment.Start, segment.Step, Math.Min(tileKeys, segment.Count), headDim);
+            firstTile.Keys(0, tileKeys);
+            firstTile.Values(0, tileKeys);
 
             for (int tileStart = 0; tileStart < segment.Count; tileStart += tileKeys)
             {
@@ -754,9 +744,10 @@ internal static unsafe class GroupDecodeKernel
 }
 
 /// <summary>
-/// The next tile's key and value rows, requested from memory by the one-head path at a tile's start (a narrow cache's rows
-/// there are widened into a buffer first, so there is no register-tile loop to spread the requests over; the four-head
-/// kernel requests its lines beside its loads instead). One <see cref="System.Runtime.Intrinsics.X86.Sse.Prefetch0(void*)"/>
+/// A tile's key and value rows, requested from memory at once: a segment's first tile, which nothing before it requested,
+/// and, by the one-head path at a tile's start, the next tile (a narrow cache's rows there are widened into a buffer
+/// first, so there is no register-tile loop to spread the requests over; the four-head kernel requests the next tile's
+/// lines beside its loads instead). One <see cref="System.Runtime.Intrinsics.X86.Sse.Prefetch0(void*)"/>
 /// per 64-byte line; nothing where x86's prefetch is not available, or when there is no next tile.
 /// </summary>
 internal readonly unsafe ref struct NextRows

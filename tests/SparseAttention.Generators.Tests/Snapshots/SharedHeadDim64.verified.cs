@@ -157,24 +157,31 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
                 global::System.Runtime.Intrinsics.Vector512<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector512.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
-                // Rows past the tile's end repeat its last row; their results are never read.
+                // Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys
+                // rowFirstKey_t .. rowLastKey_t in every key tile.
                 int row0 = 0;
                 long query0 = firstQuery + row0 * queryStep;
+                long rowFirstKey0 = global::System.Math.Max(firstKey, query0 - left), rowLastKey0 = global::System.Math.Min(lastKey, query0 + right);
                 ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row0 * tile.QueryStride);
                 int row1 = global::System.Math.Min(1, rows - 1);
                 long query1 = firstQuery + row1 * queryStep;
+                long rowFirstKey1 = global::System.Math.Max(firstKey, query1 - left), rowLastKey1 = global::System.Math.Min(lastKey, query1 + right);
                 ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row1 * tile.QueryStride);
                 int row2 = global::System.Math.Min(2, rows - 1);
                 long query2 = firstQuery + row2 * queryStep;
+                long rowFirstKey2 = global::System.Math.Max(firstKey, query2 - left), rowLastKey2 = global::System.Math.Min(lastKey, query2 + right);
                 ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row2 * tile.QueryStride);
                 int row3 = global::System.Math.Min(3, rows - 1);
                 long query3 = firstQuery + row3 * queryStep;
+                long rowFirstKey3 = global::System.Math.Max(firstKey, query3 - left), rowLastKey3 = global::System.Math.Min(lastKey, query3 + right);
                 ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row3 * tile.QueryStride);
                 int row4 = global::System.Math.Min(4, rows - 1);
                 long query4 = firstQuery + row4 * queryStep;
+                long rowFirstKey4 = global::System.Math.Max(firstKey, query4 - left), rowLastKey4 = global::System.Math.Min(lastKey, query4 + right);
                 ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row4 * tile.QueryStride);
                 int row5 = global::System.Math.Min(5, rows - 1);
                 long query5 = firstQuery + row5 * queryStep;
+                long rowFirstKey5 = global::System.Math.Max(firstKey, query5 - left), rowLastKey5 = global::System.Math.Min(lastKey, query5 + right);
                 ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row5 * tile.QueryStride);
                 // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
                 // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
@@ -693,7 +700,7 @@ namespace SparseAttention.Generated
                     // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
                     // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
                     // range and its boundary range are empty).
-                    if (full || (global::System.Math.Max(firstKey, query0 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query0 + right) >= keyStart))
+                    if (full || (rowFirstKey0 <= keyStart + 63 && rowLastKey0 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -709,8 +716,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query0 - left));
-                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)rowFirstKey0);
+                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)rowLastKey0);
                             global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
@@ -726,7 +733,7 @@ namespace SparseAttention.Generated
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query0 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 63, rowLastKey0));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -765,7 +772,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query1 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query1 + right) >= keyStart))
+                    if (full || (rowFirstKey1 <= keyStart + 63 && rowLastKey1 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -781,8 +788,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query1 - left));
-                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)rowFirstKey1);
+                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)rowLastKey1);
                             global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
@@ -798,7 +805,7 @@ namespace SparseAttention.Generated
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query1 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 63, rowLastKey1));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -836,7 +843,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query2 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query2 + right) >= keyStart))
+                    if (full || (rowFirstKey2 <= keyStart + 63 && rowLastKey2 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 128);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -852,8 +859,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query2 - left));
-                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)rowFirstKey2);
+                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)rowLastKey2);
                             global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
@@ -869,7 +876,7 @@ namespace SparseAttention.Generated
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query2 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 63, rowLastKey2));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -907,7 +914,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query3 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query3 + right) >= keyStart))
+                    if (full || (rowFirstKey3 <= keyStart + 63 && rowLastKey3 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 192);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -923,8 +930,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query3 - left));
-                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)rowFirstKey3);
+                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)rowLastKey3);
                             global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
@@ -940,7 +947,7 @@ namespace SparseAttention.Generated
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query3 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 63, rowLastKey3));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -978,7 +985,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query4 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query4 + right) >= keyStart))
+                    if (full || (rowFirstKey4 <= keyStart + 63 && rowLastKey4 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 256);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -994,8 +1001,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query4 - left));
-                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query4 + right));
+                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)rowFirstKey4);
+                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)rowLastKey4);
                             global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
@@ -1011,7 +1018,7 @@ namespace SparseAttention.Generated
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query4 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 63, rowLastKey4));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -1049,7 +1056,7 @@ namespace SparseAttention.Generated
                         global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
                         rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(ref rowScores, 4, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query5 - left) <= keyStart + 63 && global::System.Math.Min(lastKey, query5 + right) >= keyStart))
+                    if (full || (rowFirstKey5 <= keyStart + 63 && rowLastKey5 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 320);
                         global::System.Runtime.Intrinsics.Vector512<float> score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
@@ -1065,8 +1072,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Max(firstKey, query5 - left));
-                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)global::System.Math.Min(lastKey, query5 + right));
+                            global::System.Runtime.Intrinsics.Vector512<int> first = global::System.Runtime.Intrinsics.Vector512.Create((int)rowFirstKey5);
+                            global::System.Runtime.Intrinsics.Vector512<int> last = global::System.Runtime.Intrinsics.Vector512.Create((int)rowLastKey5);
                             global::System.Runtime.Intrinsics.Vector512<float> visible0 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible1 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(16)), last));
                             global::System.Runtime.Intrinsics.Vector512<float> visible2 = global::System.Runtime.Intrinsics.Vector512.AsSingle(global::System.Runtime.Intrinsics.Vector512.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), first) & global::System.Runtime.Intrinsics.Vector512.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector512.Create(32)), last));
@@ -1082,7 +1089,7 @@ namespace SparseAttention.Generated
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score1, ref rowScores, 16);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score2, ref rowScores, 32);
                                 global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(score3, ref rowScores, 48);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)), global::System.Math.Min(keyStart + 63, global::System.Math.Min(lastKey, query5 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 63, rowLastKey5));
                                 score0 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 16);
                                 score2 = global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref rowScores, 32);
@@ -1399,24 +1406,31 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
                 global::System.Runtime.Intrinsics.Vector256<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
-                // Rows past the tile's end repeat its last row; their results are never read.
+                // Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys
+                // rowFirstKey_t .. rowLastKey_t in every key tile.
                 int row0 = 0;
                 long query0 = firstQuery + row0 * queryStep;
+                long rowFirstKey0 = global::System.Math.Max(firstKey, query0 - left), rowLastKey0 = global::System.Math.Min(lastKey, query0 + right);
                 ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row0 * tile.QueryStride);
                 int row1 = global::System.Math.Min(1, rows - 1);
                 long query1 = firstQuery + row1 * queryStep;
+                long rowFirstKey1 = global::System.Math.Max(firstKey, query1 - left), rowLastKey1 = global::System.Math.Min(lastKey, query1 + right);
                 ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row1 * tile.QueryStride);
                 int row2 = global::System.Math.Min(2, rows - 1);
                 long query2 = firstQuery + row2 * queryStep;
+                long rowFirstKey2 = global::System.Math.Max(firstKey, query2 - left), rowLastKey2 = global::System.Math.Min(lastKey, query2 + right);
                 ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row2 * tile.QueryStride);
                 int row3 = global::System.Math.Min(3, rows - 1);
                 long query3 = firstQuery + row3 * queryStep;
+                long rowFirstKey3 = global::System.Math.Max(firstKey, query3 - left), rowLastKey3 = global::System.Math.Min(lastKey, query3 + right);
                 ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row3 * tile.QueryStride);
                 int row4 = global::System.Math.Min(4, rows - 1);
                 long query4 = firstQuery + row4 * queryStep;
+                long rowFirstKey4 = global::System.Math.Max(firstKey, query4 - left), rowLastKey4 = global::System.Math.Min(lastKey, query4 + right);
                 ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row4 * tile.QueryStride);
                 int row5 = global::System.Math.Min(5, rows - 1);
                 long query5 = firstQuery + row5 * queryStep;
+                long rowFirstKey5 = global::System.Math.Max(firstKey, query5 - left), rowLastKey5 = global::System.Math.Min(lastKey, query5 + right);
                 ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row5 * tile.QueryStride);
                 // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
                 // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
@@ -1649,7 +1663,7 @@ namespace SparseAttention.Generated
                     // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
                     // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
                     // range and its boundary range are empty).
-                    if (full || (global::System.Math.Max(firstKey, query0 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query0 + right) >= keyStart))
+                    if (full || (rowFirstKey0 <= keyStart + 15 && rowLastKey0 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1661,8 +1675,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query0 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey0);
+                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey0);
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
@@ -1674,7 +1688,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query0 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 15, rowLastKey0));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1727,7 +1741,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
-                    if (full || (global::System.Math.Max(firstKey, query1 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query1 + right) >= keyStart))
+                    if (full || (rowFirstKey1 <= keyStart + 15 && rowLastKey1 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1739,8 +1753,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query1 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey1);
+                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey1);
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
@@ -1752,7 +1766,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query1 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 15, rowLastKey1));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1805,7 +1819,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
-                    if (full || (global::System.Math.Max(firstKey, query2 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query2 + right) >= keyStart))
+                    if (full || (rowFirstKey2 <= keyStart + 15 && rowLastKey2 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1817,8 +1831,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query2 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey2);
+                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey2);
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
@@ -1830,7 +1844,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query2 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 15, rowLastKey2));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1883,7 +1897,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
-                    if (full || (global::System.Math.Max(firstKey, query3 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query3 + right) >= keyStart))
+                    if (full || (rowFirstKey3 <= keyStart + 15 && rowLastKey3 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1895,8 +1909,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query3 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey3);
+                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey3);
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
@@ -1908,7 +1922,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query3 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 15, rowLastKey3));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -1961,7 +1975,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
-                    if (full || (global::System.Math.Max(firstKey, query4 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query4 + right) >= keyStart))
+                    if (full || (rowFirstKey4 <= keyStart + 15 && rowLastKey4 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -1973,8 +1987,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query4 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query4 + right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey4);
+                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey4);
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
@@ -1986,7 +2000,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query4 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 15, rowLastKey4));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -2039,7 +2053,7 @@ namespace SparseAttention.Generated
                             runningMax = newMax;
                         }
                     }
-                    if (full || (global::System.Math.Max(firstKey, query5 - left) <= keyStart + 15 && global::System.Math.Min(lastKey, query5 + right) >= keyStart))
+                    if (full || (rowFirstKey5 <= keyStart + 15 && rowLastKey5 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 80);
                         global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
@@ -2051,8 +2065,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Max(firstKey, query5 - left));
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)global::System.Math.Min(lastKey, query5 + right));
+                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey5);
+                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey5);
                             global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
@@ -2064,7 +2078,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)), global::System.Math.Min(keyStart + 15, global::System.Math.Min(lastKey, query5 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 15, rowLastKey5));
                                 score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
                             }
@@ -2556,24 +2570,31 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
                 global::System.Runtime.Intrinsics.Vector128<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
-                // Rows past the tile's end repeat its last row; their results are never read.
+                // Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys
+                // rowFirstKey_t .. rowLastKey_t in every key tile.
                 int row0 = 0;
                 long query0 = firstQuery + row0 * queryStep;
+                long rowFirstKey0 = global::System.Math.Max(firstKey, query0 - left), rowLastKey0 = global::System.Math.Min(lastKey, query0 + right);
                 ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row0 * tile.QueryStride);
                 int row1 = global::System.Math.Min(1, rows - 1);
                 long query1 = firstQuery + row1 * queryStep;
+                long rowFirstKey1 = global::System.Math.Max(firstKey, query1 - left), rowLastKey1 = global::System.Math.Min(lastKey, query1 + right);
                 ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row1 * tile.QueryStride);
                 int row2 = global::System.Math.Min(2, rows - 1);
                 long query2 = firstQuery + row2 * queryStep;
+                long rowFirstKey2 = global::System.Math.Max(firstKey, query2 - left), rowLastKey2 = global::System.Math.Min(lastKey, query2 + right);
                 ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row2 * tile.QueryStride);
                 int row3 = global::System.Math.Min(3, rows - 1);
                 long query3 = firstQuery + row3 * queryStep;
+                long rowFirstKey3 = global::System.Math.Max(firstKey, query3 - left), rowLastKey3 = global::System.Math.Min(lastKey, query3 + right);
                 ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row3 * tile.QueryStride);
                 int row4 = global::System.Math.Min(4, rows - 1);
                 long query4 = firstQuery + row4 * queryStep;
+                long rowFirstKey4 = global::System.Math.Max(firstKey, query4 - left), rowLastKey4 = global::System.Math.Min(lastKey, query4 + right);
                 ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row4 * tile.QueryStride);
                 int row5 = global::System.Math.Min(5, rows - 1);
                 long query5 = firstQuery + row5 * queryStep;
+                long rowFirstKey5 = global::System.Math.Max(firstKey, query5 - left), rowLastKey5 = global::System.Math.Min(lastKey, query5 + right);
                 ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)row5 * tile.QueryStride);
                 // ALiBi (when declared; otherwise the JIT drops all of this): the bias -slope x |query - key| is added in registers
                 // as each row's scores are read back, from the rows' absolute positions here and the keys' per tile (in float,
@@ -2806,7 +2827,7 @@ namespace SparseAttention.Generated
                     // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
                     // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
                     // range and its boundary range are empty).
-                    if (full || (global::System.Math.Max(firstKey, query0 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query0 + right) >= keyStart))
+                    if (full || (rowFirstKey0 <= keyStart + 7 && rowLastKey0 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2818,8 +2839,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query0 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query0 + right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey0);
+                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey0);
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
@@ -2831,7 +2852,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query0 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query0 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 7, rowLastKey0));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2857,7 +2878,7 @@ namespace SparseAttention.Generated
                         }
                         rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query1 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query1 + right) >= keyStart))
+                    if (full || (rowFirstKey1 <= keyStart + 7 && rowLastKey1 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2869,8 +2890,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query1 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query1 + right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey1);
+                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey1);
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
@@ -2882,7 +2903,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query1 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query1 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 7, rowLastKey1));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2908,7 +2929,7 @@ namespace SparseAttention.Generated
                         }
                         rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query2 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query2 + right) >= keyStart))
+                    if (full || (rowFirstKey2 <= keyStart + 7 && rowLastKey2 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2920,8 +2941,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query2 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query2 + right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey2);
+                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey2);
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
@@ -2933,7 +2954,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query2 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query2 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 7, rowLastKey2));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -2959,7 +2980,7 @@ namespace SparseAttention.Generated
                         }
                         rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query3 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query3 + right) >= keyStart))
+                    if (full || (rowFirstKey3 <= keyStart + 7 && rowLastKey3 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -2971,8 +2992,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query3 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query3 + right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey3);
+                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey3);
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
@@ -2984,7 +3005,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query3 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query3 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 7, rowLastKey3));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -3010,7 +3031,7 @@ namespace SparseAttention.Generated
                         }
                         rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query4 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query4 + right) >= keyStart))
+                    if (full || (rowFirstKey4 <= keyStart + 7 && rowLastKey4 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -3022,8 +3043,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query4 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query4 + right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey4);
+                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey4);
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
@@ -3035,7 +3056,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query4 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query4 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 7, rowLastKey4));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
@@ -3061,7 +3082,7 @@ namespace SparseAttention.Generated
                         }
                         rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                     }
-                    if (full || (global::System.Math.Max(firstKey, query5 - left) <= keyStart + 7 && global::System.Math.Min(lastKey, query5 + right) >= keyStart))
+                    if (full || (rowFirstKey5 <= keyStart + 7 && rowLastKey5 >= keyStart))
                     {
                         ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40);
                         global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
@@ -3073,8 +3094,8 @@ namespace SparseAttention.Generated
                         }
                         if (!full)
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Max(firstKey, query5 - left));
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)global::System.Math.Min(lastKey, query5 + right));
+                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey5);
+                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey5);
                             global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
                             global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
@@ -3086,7 +3107,7 @@ namespace SparseAttention.Generated
                             {
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
                                 global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, global::System.Math.Max(firstKey, query5 - left)), global::System.Math.Min(keyStart + 7, global::System.Math.Min(lastKey, query5 + right)));
+                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 7, rowLastKey5));
                                 score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
                                 score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
                             }
