@@ -28,7 +28,9 @@ public sealed partial class AttentionGenerator
         /// TileRows x (KeyTile / Lanes) score accumulators and PV TileRows x PvGroup output accumulators, plus a
         /// few loads: 24 + 5 of AVX-512's 32 registers, 12 + 3 of AVX2's and SSE's 16 (NEON has 32). Six rows on every width:
         /// the 256- and 128-bit tiles ran 4 rows (8 accumulators) until measured; 6 rows took 0.90x (Vector256, 16 registers)
-        /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7).
+        /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7). A neighbourhood's tiles have
+        /// <see cref="NeighborhoodTileRows"/>: its rows move by a column of keys, so six of them span many keys few rows see;
+        /// four took 0.90-0.95x the time of six on the NATTEN benchmark's grids at every width, where windows took 1.02-1.07x.
         /// </summary>
         internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup)
         {
@@ -39,6 +41,8 @@ public sealed partial class AttentionGenerator
             public string Vector => "global::System.Runtime.Intrinsics." + Name;
 
             public int Panels => KeyTile / Lanes;
+
+            public int NeighborhoodTileRows => 4;
 
             public string Describe(int headDim) => Name + " (" + Invariant(headDim / Lanes) + " x " + Invariant(Lanes) + " floats, tiles of " + Invariant(TileRows) + " queries x " + Invariant(KeyTile) + " keys)";
 
@@ -57,7 +61,7 @@ public sealed partial class AttentionGenerator
             new("Vector128", Lanes: 4, TileRows: 6, KeyTile: 8, PvGroup: 2),
         };
 
-        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim)
+        private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim, bool neighborhoodTile)
         {
             writer.Line("/// <summary>" + target.Name + " kernel: HeadDim = " + Invariant(headDim) + " is " + Invariant(headDim / target.Lanes) + " x " + Invariant(target.Lanes) + " floats; tiles of " + Invariant(target.TileRows) + " queries x " + Invariant(target.KeyTile) + " keys.</summary>");
             using (writer.Block("internal readonly struct " + target.KernelName + " : global::SparseAttention.Cpu.IAttentionTileKernel"))
@@ -67,10 +71,21 @@ public sealed partial class AttentionGenerator
                 writer.Line("public static int Lanes => " + Invariant(target.Lanes) + ";");
                 writer.Line("public static int TileRows => " + Invariant(target.TileRows) + ";");
                 writer.Line("public static int KeyTile => " + Invariant(target.KeyTile) + ";");
+                if (neighborhoodTile)
+                {
+                    writer.Line("public static int NeighborhoodTileRows => " + Invariant(target.NeighborhoodTileRows) + ";");
+                }
+
                 writer.Line();
                 EmitVectorAccumulateRow(writer, target, headDim);
                 writer.Line();
-                EmitBandTile(writer, target, headDim);
+                EmitBandTile(writer, target, headDim, "AccumulateBandTile");
+                if (neighborhoodTile)
+                {
+                    // The same kernel with fewer rows, for a neighbourhood's tiles (CpuTarget).
+                    writer.Line();
+                    EmitBandTile(writer, target with { TileRows = target.NeighborhoodTileRows }, headDim, "AccumulateNeighborhoodTile");
+                }
             }
         }
 
@@ -268,12 +283,12 @@ public sealed partial class AttentionGenerator
         /// invisible key's value is never multiplied in. Loop indices are native ints and rows advance by ref,
         /// so every load is one addressing mode.
         /// </summary>
-        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim)
+        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, string name)
         {
             string v = target.Vector;
             int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
             writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
-            writer.Line("public static void AccumulateBandTile<TScores>(ref global::SparseAttention.Cpu.BandTile tile)");
+            writer.Line("public static void " + name + "<TScores>(ref global::SparseAttention.Cpu.BandTile tile)");
             using (writer.Block(ScoresConstraint))
             {
                 EmitBandTileSetup(writer, target, headDim);

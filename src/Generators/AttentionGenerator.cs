@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System.Collections.Immutable;
 using System.Linq;
 using Microsoft.CodeAnalysis;
@@ -80,13 +81,33 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
         // SelectMany's items are compared by position, so the HeadDims keep their order of first declaration (not sorted):
         // a declaration of a new HeadDim in a new file appends one item and leaves the other HeadDims' files cached.
         IncrementalValuesProvider<SharedKernelsModel> shared = kernels
-            .Select(static (kernel, _) => kernel.Pattern.HeadDim)
+            .Select(static (kernel, _) => new SharedKernelsUse(kernel.Pattern.HeadDim, kernel.Pattern.GridAxes > 0))
             .Collect()
-            .Select(static (headDims, _) => new EquatableArray<int>(headDims.Distinct().ToArray()))
+            .Select(static (uses, _) => new EquatableArray<SharedKernelsUse>(MergeByHeadDim(uses)))
             .Combine(gpuAvailable)
-            .SelectMany(static (pair, _) => pair.Left.AsImmutableArray().Select(headDim => new SharedKernelsModel(headDim, pair.Right)))
+            .SelectMany(static (pair, _) => pair.Left.AsImmutableArray().Select(use => new SharedKernelsModel(use.HeadDim, pair.Right, use.Neighborhood)))
             .WithTrackingName(TrackingNames.SharedKernels);
         context.RegisterSourceOutput(shared, static (output, model) => AddSharedKernels(output, model));
+    }
+
+    /// <summary>One use per HeadDim, in order of first declaration, with a neighbourhood if any declaration of it has one.</summary>
+    private static SharedKernelsUse[] MergeByHeadDim(ImmutableArray<SharedKernelsUse> uses)
+    {
+        var merged = new List<SharedKernelsUse>();
+        foreach (SharedKernelsUse use in uses)
+        {
+            int index = merged.FindIndex(existing => existing.HeadDim == use.HeadDim);
+            if (index < 0)
+            {
+                merged.Add(use);
+            }
+            else if (use.Neighborhood)
+            {
+                merged[index] = use;
+            }
+        }
+
+        return merged.ToArray();
     }
 
     /// <summary>Adds one HeadDim's shared kernels; an emitter failure is SPA0014, as for a declaration.</summary>
@@ -95,7 +116,7 @@ public sealed partial class AttentionGenerator : IIncrementalGenerator
         string source;
         try
         {
-            source = Emitter.EmitSharedKernels(model.HeadDim, model.EmitGpu);
+            source = Emitter.EmitSharedKernels(model.HeadDim, model.EmitGpu, model.EmitNeighborhoodTile);
         }
         catch (System.Exception exception) when (exception is not System.OperationCanceledException)
         {

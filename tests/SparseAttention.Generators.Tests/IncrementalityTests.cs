@@ -88,6 +88,32 @@ public class IncrementalityTests
     }
 
     /// <summary>
+    /// Only a HeadDim with a neighbourhood declaration gets the neighbourhood tile kernel (a second band tile kernel per
+    /// instruction set, with fewer rows): declaring one re-emits that HeadDim's kernels with it and leaves the others cached.
+    /// </summary>
+    [Fact]
+    public void ANeighborhoodAddsItsTileKernelToItsHeadDimOnly()
+    {
+        const string small = "namespace App; [SparseAttention.AttentionKernel(HeadDim = 32)] public static partial class Small;";
+        CSharpCompilation compilation = GeneratorHarness.CreateCompilation(Kernel, small);
+        GeneratorDriver driver = GeneratorHarness.CreateDriver(trackSteps: true).RunGenerators(compilation);
+        Assert.All(driver.GetRunResult().Results.Single().GeneratedSources, source => Assert.DoesNotContain("AccumulateNeighborhoodTile", source.SourceText.ToString(), StringComparison.Ordinal));
+
+        const string image = "namespace App; [SparseAttention.AttentionKernel(HeadDim = 32, Causal = false)] [SparseAttention.Neighborhood(3, 3)] public static partial class Image;";
+        GeneratorRunResult added = driver.RunGenerators(compilation.AddSyntaxTrees(CSharpSyntaxTree.ParseText(image, GeneratorHarness.ParseOptions, path: "Source9.cs"))).GetRunResult().Results.Single();
+        var shared = added.TrackedSteps[AttentionGenerator.TrackingNames.SharedKernels].SelectMany(step => step.Outputs).ToList();
+        Assert.Contains(shared, output => output.Reason == IncrementalStepRunReason.Modified && output.Value.ToString()!.Contains("HeadDim = 32", StringComparison.Ordinal));
+        Assert.Contains(shared, output => output.Reason is IncrementalStepRunReason.Cached or IncrementalStepRunReason.Unchanged && output.Value.ToString()!.Contains("HeadDim = 64", StringComparison.Ordinal));
+
+        string headDim32 = added.GeneratedSources.Single(source => source.HintName == "SparseAttention.Generated.HeadDim32.g.cs").SourceText.ToString();
+        string headDim64 = added.GeneratedSources.Single(source => source.HintName == "SparseAttention.Generated.HeadDim64.g.cs").SourceText.ToString();
+        // HeadDim 32 has a kernel for each of the three widths, each with its neighbourhood tile of 4 rows.
+        Assert.Equal(3, headDim32.Split("public static void AccumulateNeighborhoodTile<TScores>").Length - 1);
+        Assert.Equal(3, headDim32.Split("public static int NeighborhoodTileRows => 4;").Length - 1);
+        Assert.DoesNotContain("AccumulateNeighborhoodTile", headDim64, StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// What a further declaration of an existing HeadDim costs in generated code: its public members only (at most 400
     /// lines: span, slice, decode, tensor, packed-sequence and GPU overloads with their docs; 367 today), since the kernels
     /// of that HeadDim are emitted once.

@@ -191,7 +191,7 @@ public class AttentionPatternTests
         {
             AttentionPattern pattern = RandomPattern(random);
             int seqLen = random.Next(1, 70), heads = 3;
-            plan.Prepare(pattern, heads, seqLen, keyTile: 0, tileRows: 6, wholeSequence: true);
+            plan.Prepare(pattern, heads, seqLen, keyTile: 0, tileRows: 6, neighborhoodRows: 4, wholeSequence: true);
             var segments = new KeySegment[pattern.MaxSegmentsPerQuery];
             for (int head = 0; head < heads; head++)
             {

@@ -36,7 +36,11 @@ internal sealed record ScoresModel(float? Softcap, bool Alibi, string? MaskMetho
 }
 
 /// <summary>One HeadDim's shared kernels: emitted once per compilation, whatever the number of declarations using it.</summary>
-internal sealed record SharedKernelsModel(int HeadDim, bool EmitGpu);
+/// <param name="EmitNeighborhoodTile">Whether a declaration of this HeadDim has a neighbourhood, which gets its own tile kernel.</param>
+internal sealed record SharedKernelsModel(int HeadDim, bool EmitGpu, bool EmitNeighborhoodTile);
+
+/// <summary>What one declaration asks of its HeadDim's shared kernels.</summary>
+internal readonly record struct SharedKernelsUse(int HeadDim, bool Neighborhood);
 
 /// <summary>
 /// The declared pattern, already validated, as the emitter needs it: all meaning was worked out by the runtime's own

@@ -8,6 +8,9 @@ public static unsafe partial class CpuAttention
 {
     private sealed partial class TiledJob<TKernel, TScores>
     {
+        /// <summary>Queries per neighbourhood tile: the kernel's own neighbourhood tile where the generator emitted one.</summary>
+        internal static int NeighborhoodRows => TKernel.NeighborhoodTileRows > 0 ? TKernel.NeighborhoodTileRows : TKernel.TileRows;
+
         /// <summary>
         /// A neighbourhood pass's work item (see <see cref="NeighborhoodSchedule"/>): one chunk of one residue class's queries
         /// along each line of a block of neighbouring lines. For each line the item lays out the keys its queries see as one
@@ -26,9 +29,10 @@ public static unsafe partial class CpuAttention
                 return;
             }
 
-            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows, dilation = schedule.Dilation;
+            int headDim = TKernel.HeadDim, tileRows = NeighborhoodRows, dilation = schedule.Dilation;
             int lastIndex = Math.Min(classLength, firstIndex + schedule.ChunkRows) - 1;
-            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, tileRows, headDim, TKernel.KeyTile);
+            // Sized for the band tile's rows, as every other pass asks, so a thread's scratch is not made again between passes.
+            WorkerScratch scratch = WorkerScratch.ForThisThread(Pattern, TKernel.ScratchLength, TKernel.TileRows, headDim, TKernel.KeyTile);
             var tile = new BandTile
             {
                 QueryStride = (int)(dilation * Layout.Query.Row),
@@ -105,7 +109,7 @@ public static unsafe partial class CpuAttention
             tile.QueryStep = keyLines;
             for (int index = firstIndex; index <= lastIndex;)
             {
-                int rows = schedule.NextTile(residue, index, lastIndex, origin, keyLines, streamLength, TKernel.TileRows, out long left, out long right, out int keyFirst, out int keyLast);
+                int rows = schedule.NextTile(residue, index, lastIndex, origin, keyLines, streamLength, NeighborhoodRows, out long left, out long right, out int keyFirst, out int keyLast);
                 int position = lineStart + residue + dilation * index;
                 StartRows(head, position, dilation, rows, scratch);
                 tile.Query = ref *QueryRow(head, position);
@@ -116,7 +120,15 @@ public static unsafe partial class CpuAttention
                 tile.KeyFirst = keyFirst;
                 tile.KeyLast = keyLast;
                 tile.QueryPosition = Slice.PositionBase + position;
-                TKernel.AccumulateBandTile<TScores>(ref tile);
+                if (TKernel.NeighborhoodTileRows > 0)
+                {
+                    TKernel.AccumulateNeighborhoodTile<TScores>(ref tile);
+                }
+                else
+                {
+                    TKernel.AccumulateBandTile<TScores>(ref tile);
+                }
+
                 EndRows(head, position, dilation, rows, scratch);
                 index += rows;
             }

@@ -69,7 +69,7 @@ public static unsafe partial class CpuAttention
         int headDim = TKernel.HeadDim;
         AttentionLayout views = layout.OrDense(shape, headDim);
         TilePlan plan = TiledJob<TKernel, TScores>.ForThisThread().Plan;
-        plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, TKernel.TileRows, wholeSequence: true);
+        plan.Prepare(pattern, shape.Heads, shape.SeqLen, TKernel.KeyTile, TKernel.TileRows, TiledJob<TKernel, TScores>.NeighborhoodRows, wholeSequence: true);
         if (!plan.AnyTiles)
         {
             RunRows<TKernel, TScores>(pattern, query, key, value, output, shape, options, sinkLogits, logSumExp, layout);
@@ -468,7 +468,7 @@ public static unsafe partial class CpuAttention
 
         // The last call's inputs: a warm call with the same ones reuses the plan instead of rebuilding it (and allocating).
         private AttentionPattern? _plannedPattern;
-        private (int Heads, int SeqLen, int KeyTile, int TileRows, bool WholeSequence, long? TableLimit) _plannedFor;
+        private (int Heads, int SeqLen, int KeyTile, int TileRows, int NeighborhoodRows, bool WholeSequence, long? TableLimit) _plannedFor;
         private readonly List<PatternComponent> _earlier = new();
 
         /// <summary>
@@ -477,9 +477,9 @@ public static unsafe partial class CpuAttention
         /// streams make every tile a half-empty triangle, and the row kernel is faster (measured: stride 64 at n = 4096 is
         /// faster per row, stride 128 at 16384 1.45x faster tiled).
         /// </summary>
-        public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, int tileRows, bool wholeSequence)
+        public void Prepare(AttentionPattern pattern, int heads, int seqLen, int keyTile, int tileRows, int neighborhoodRows, bool wholeSequence)
         {
-            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, tileRows, wholeSequence, RowTails.TableLimitForTests))
+            if (ReferenceEquals(pattern, _plannedPattern) && _plannedFor == (heads, seqLen, keyTile, tileRows, neighborhoodRows, wholeSequence, RowTails.TableLimitForTests))
             {
                 return;
             }
@@ -505,7 +505,7 @@ public static unsafe partial class CpuAttention
                 }
 
                 AnyTiles = true;
-                Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
+                Planned(pattern, heads, seqLen, keyTile, tileRows, neighborhoodRows, wholeSequence);
                 return;
             }
 
@@ -518,7 +518,7 @@ public static unsafe partial class CpuAttention
                 }
 
                 AnyTiles = true;
-                Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
+                Planned(pattern, heads, seqLen, keyTile, tileRows, neighborhoodRows, wholeSequence);
                 return;
             }
 
@@ -526,14 +526,14 @@ public static unsafe partial class CpuAttention
             {
                 // A neighbourhood first (alone, or before global tokens): lines of the grid as tiles (NeighborhoodSchedule).
                 RunsNeighborhood = true;
-                Neighborhood.Prepare(neighborhood, seqLen, tileRows, TiledRowsPerWorkItem / tileRows * tileRows);
+                Neighborhood.Prepare(neighborhood, seqLen, neighborhoodRows, TiledRowsPerWorkItem / neighborhoodRows * neighborhoodRows);
                 for (int head = 0; head < heads; head++)
                 {
                     TiledComponents[head] = 1;
                 }
 
                 AnyTiles = true;
-                Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
+                Planned(pattern, heads, seqLen, keyTile, tileRows, neighborhoodRows, wholeSequence);
                 return;
             }
 
@@ -555,7 +555,7 @@ public static unsafe partial class CpuAttention
                 AnyTiles |= tiled > 0;
             }
 
-            Planned(pattern, heads, seqLen, keyTile, tileRows, wholeSequence);
+            Planned(pattern, heads, seqLen, keyTile, tileRows, neighborhoodRows, wholeSequence);
         }
 
         /// <summary>Whether some rows of the planned call go through the row kernel: a head whose components do not all run as tiles.</summary>
@@ -572,7 +572,7 @@ public static unsafe partial class CpuAttention
             return false;
         }
 
-        private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, int tileRows, bool wholeSequence)
+        private void Planned(AttentionPattern pattern, int heads, int seqLen, int keyTile, int tileRows, int neighborhoodRows, bool wholeSequence)
         {
             if (wholeSequence)
             {
@@ -584,7 +584,7 @@ public static unsafe partial class CpuAttention
             }
 
             _plannedPattern = pattern;
-            _plannedFor = (heads, seqLen, keyTile, tileRows, wholeSequence, RowTails.TableLimitForTests);
+            _plannedFor = (heads, seqLen, keyTile, tileRows, neighborhoodRows, wholeSequence, RowTails.TableLimitForTests);
         }
 
         private static readonly (long Left, long Right)[] DenseCausalBand = { (int.MaxValue, 0) };
@@ -680,7 +680,7 @@ public static unsafe partial class CpuAttention
             PrepareCall(pattern, query, key, value, output, shape, slice, layout, options.ResolveScale(TKernel.HeadDim) * VectorMath.Log2E, options, TScores.ModifiesScores);
             int headDim = TKernel.HeadDim, keyTile = TKernel.KeyTile, heads = shape.Heads;
             _tilesPerItem = Math.Max(1, TiledRowsPerWorkItem / TKernel.TileRows);
-            Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, TKernel.TileRows, slice.Slots is null);
+            Plan.Prepare(pattern, heads, shape.SeqLen, keyTile, TKernel.TileRows, NeighborhoodRows, slice.Slots is null);
             if (Plan.BlockComponent is BlockSparseComponent blockSparse)
             {
                 blockSparse.Prepare(shape.SeqLen, heads);

@@ -54,4 +54,20 @@ public interface IAttentionTileKernel : IAttentionRowKernel
     /// </summary>
     static abstract void AccumulateBandTile<TScores>(ref BandTile tile)
         where TScores : IScoreModifier;
+
+    /// <summary>
+    /// Queries per tile of <see cref="AccumulateNeighborhoodTile"/>, or 0 where the generator emitted none (no declaration
+    /// of this HeadDim has a neighbourhood): neighbourhood tiles then run through <see cref="AccumulateBandTile"/>.
+    /// </summary>
+    /// <remarks>
+    /// A neighbourhood's rows move by a column of keys (one key per key line), so a tile's rows share fewer of their keys
+    /// than a window's: six rows of a 7 x 7 neighbourhood span 84 stream keys for 49 each, four span 70. Fewer rows per
+    /// tile compute fewer scores no row sees (design §7).
+    /// </remarks>
+    static virtual int NeighborhoodTileRows => 0;
+
+    /// <summary>As <see cref="AccumulateBandTile"/>, for tiles of at most <see cref="NeighborhoodTileRows"/> queries.</summary>
+    static virtual void AccumulateNeighborhoodTile<TScores>(ref BandTile tile)
+        where TScores : IScoreModifier =>
+        throw new NotSupportedException("This kernel has no neighbourhood tile kernel (NeighborhoodTileRows is 0); run its neighbourhood tiles through AccumulateBandTile.");
 }
