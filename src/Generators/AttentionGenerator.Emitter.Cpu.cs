@@ -28,9 +28,8 @@ public sealed partial class AttentionGenerator
         /// TileRows x (KeyTile / Lanes) score accumulators and PV TileRows x PvGroup output accumulators, plus a
         /// few loads: 24 + 5 of AVX-512's 32 registers, 12 + 3 of AVX2's and SSE's 16 (NEON has 32). Six rows on every width:
         /// the 256- and 128-bit tiles ran 4 rows (8 accumulators) until measured; 6 rows took 0.90x (Vector256, 16 registers)
-        /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7). A neighbourhood's tiles have
-        /// <see cref="NeighborhoodTileRows"/>: its rows move by a column of keys, so six of them span many keys few rows see;
-        /// four took 0.90-0.95x the time of six on the NATTEN benchmark's grids at every width, where windows took 1.02-1.07x.
+        /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7). A neighbourhood's tiles have fewer
+        /// (<see cref="NeighborhoodTileRows"/>): its rows move by a column of keys, so six of them span many keys few rows see.
         /// </summary>
         internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup)
         {
@@ -42,7 +41,13 @@ public sealed partial class AttentionGenerator
 
             public int Panels => KeyTile / Lanes;
 
-            public int NeighborhoodTileRows => 4;
+            /// <summary>
+            /// Rows of a neighbourhood tile. Six rows of a k-key neighbourhood row span (k + 5) columns of keys for k each;
+            /// fewer rows waste less but reuse each key load less. Four took 0.90-0.95x the time of six on the NATTEN grids at
+            /// every width (windows took 1.02-1.07x, so they keep six); on Vector128's 8-key tiles three took 0.93x the time
+            /// of four at 7 x 7 and 1.04x at 13 x 13, and NAT's usual kernel is 7 x 7.
+            /// </summary>
+            public int NeighborhoodTileRows => Lanes == 4 ? 3 : 4;
 
             public string Describe(int headDim) => Name + " (" + Invariant(headDim / Lanes) + " x " + Invariant(Lanes) + " floats, tiles of " + Invariant(TileRows) + " queries x " + Invariant(KeyTile) + " keys)";
 
