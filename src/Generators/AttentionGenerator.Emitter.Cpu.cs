@@ -89,6 +89,8 @@ public sealed partial class AttentionGenerator
                 {
                     // The same kernel with fewer rows, for a neighbourhood's tiles (CpuTarget).
                     writer.Line();
+                    writer.Line("// AccumulateBandTile with " + Invariant(target.NeighborhoodTileRows) + " rows, for a neighbourhood's tiles: its rows move by a column of keys, so fewer");
+                    writer.Line("// rows leave fewer of the tile's keys unseen by most rows.");
                     EmitBandTile(writer, target with { TileRows = target.NeighborhoodTileRows }, headDim, "AccumulateNeighborhoodTile");
                 }
             }
