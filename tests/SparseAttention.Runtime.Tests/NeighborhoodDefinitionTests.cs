@@ -121,7 +121,7 @@ public class NeighborhoodDefinitionTests
         int[] grid = axes switch
         {
             1 => new[] { random.Next(1, 400) },
-            2 => new[] { random.Next(1, 40), random.Next(1, 150) },
+            2 => new[] { random.Next(1, 80), random.Next(1, 150) },
             _ => new[] { random.Next(1, 4), random.Next(1, 20), random.Next(1, 70) },
         };
         int[] k = Enumerable.Range(0, axes).Select(_ => random.Next(1, 14)).ToArray();

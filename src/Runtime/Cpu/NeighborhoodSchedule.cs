@@ -37,8 +37,12 @@ internal sealed class NeighborhoodSchedule
     /// </summary>
     private const int GatherKeys = 1024;
 
-    /// <summary>Query lines per work item: enough to gather each key line about once, few enough to give every core items.</summary>
-    internal const int LinesPerBlock = 16;
+    /// <summary>
+    /// Query lines per work item: enough to gather each key line about once, few enough to give every core items. An item
+    /// gathers all its first line's key lines and one more per line after it, so 32 lines gather 1.4 key lines per line
+    /// where 16 gathered 1.75 (13 x 13): 0.95-0.97x the time at Vector512, 0.97-1.04x at Vector256, 0.99x at Vector128.
+    /// </summary>
+    internal const int LinesPerBlock = 32;
 
     private NeighborhoodComponent? _component;
     private (int SeqLen, int TileRows, int MaxRows) _plannedFor;
