@@ -17,6 +17,7 @@ public class NeighborhoodKernelTests
         (nameof(Neighborhood2D), Neighborhood2D.HeadDim, Neighborhood2D.Pattern, Neighborhood2D.Forward, new[] { new[] { 9, 13 }, new[] { 2, 40 }, new[] { 1, 1 }, new[] { 12, 12 } }),
         (nameof(DilatedNeighborhoodWithClassToken), DilatedNeighborhoodWithClassToken.HeadDim, DilatedNeighborhoodWithClassToken.Pattern, DilatedNeighborhoodWithClassToken.Forward, new[] { new[] { 7, 11 }, new[] { 5, 1 }, new[] { 16, 16 } }),
         (nameof(VideoNeighborhood3D), VideoNeighborhood3D.HeadDim, VideoNeighborhood3D.Pattern, VideoNeighborhood3D.Forward, new[] { new[] { 3, 5, 6 }, new[] { 1, 3, 3 }, new[] { 4, 7, 9 } }),
+        (nameof(Neighborhood7x7HeadDim64), Neighborhood7x7HeadDim64.HeadDim, Neighborhood7x7HeadDim64.Pattern, Neighborhood7x7HeadDim64.Forward, new[] { new[] { 14, 14 }, new[] { 9, 70 }, new[] { 5, 3 } }),
     };
 
     public static TheoryData<string, KernelIsa> KernelsByIsa()

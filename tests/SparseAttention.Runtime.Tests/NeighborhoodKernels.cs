@@ -36,3 +36,11 @@ public static partial class ModifiedNeighborhood
     internal static float Bias(float score, int query, int key, int head) =>
         (query + 3 * key) % 11 == 4 ? float.NegativeInfinity : score * (1f + 0.2f * head) - 0.03f * (key % 7);
 }
+
+/// <summary>
+/// NAT's 7 x 7 at HeadDim 64: each row is four 512-bit vectors (eight 256-bit, sixteen 128-bit), so the neighbourhood tile
+/// kernel's P·V runs in column groups, as the NATTEN benchmark's kernels do.
+/// </summary>
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[Neighborhood(7, 7)]
+public static partial class Neighborhood7x7HeadDim64;
