@@ -636,7 +636,14 @@ public sealed partial class AttentionGenerator
             }
 
             writer.Line("ref float runningMax = ref " + UnsafeType + ".Add(ref rowMax, " + r + ");");
-            writer.Line("float newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(" + max + "));");
+            writer.Line(vt + " rowPeak = " + max + ";");
+            writer.Line("// The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).");
+            writer.Line("float newMax = runningMax;");
+            using (writer.Block("if (" + v + ".GreaterThanAny(rowPeak, " + v + ".Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))"))
+            {
+                writer.Line("newMax = " + MathFType + ".Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));");
+            }
+
             using (writer.Block("if (newMax == float.NegativeInfinity)"))
             {
                 writer.Line("// Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max");

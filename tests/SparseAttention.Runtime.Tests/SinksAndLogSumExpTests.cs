@@ -168,6 +168,55 @@ public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
 
     private delegate void LogSumExpForward(ReadOnlySpan<float> query, ReadOnlySpan<float> key, ReadOnlySpan<float> value, Span<float> output, Span<float> logSumExp, AttentionShape shape, AttentionOptions options);
 
+    /// <summary>
+    /// The tile kernels keep a row's max until a score rises more than TileSoftmax.RescaleSlack (2^8) above it. Scores
+    /// that climb along the keys, slowly (the max stays put for several tiles while probabilities grow up to 2^8), fast
+    /// (it moves every tile) or that fall (it never moves after the first tile) must give the reference's outputs and
+    /// log-sum-exps on every ISA. The fast climbs rise more than 128 (base 2) within a row, so a max that did not move
+    /// would overflow the probabilities.
+    /// </summary>
+    [Theory]
+    [InlineData(nameof(DenseCausal), 0.02f)]
+    [InlineData(nameof(DenseCausal), 0.4f)]
+    [InlineData(nameof(DenseCausal), -0.3f)]
+    [InlineData(nameof(DenseBidirectional), 0.05f)]
+    [InlineData(nameof(DenseBidirectional), -0.05f)]
+    [InlineData(nameof(DenseBidirectional), 0.5f)]
+    [InlineData(nameof(WindowWiderThanTile), 0.03f)]
+    [InlineData(nameof(WindowWiderThanTile), 1.5f)]
+    public void ScoresThatClimbAlongTheKeysMatchTheReference(string name, float climbPerKey)
+    {
+        KernelUnderTest kernel = DeclaredKernels.Get(name);
+        Type type = typeof(DenseCausal).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
+        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters()[0].ParameterType == typeof(ReadOnlySpan<float>) && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
+        int d = kernel.HeadDim;
+        var shape = new AttentionShape(2, 1, 300);
+        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(name.Length), shape, d);
+        // Score(q, k) gains climbPerKey (natural units) per key: the last dimension of key k holds k x climbPerKey x sqrt(d)
+        // and every query's last dimension is 1 (the default scale is 1 / sqrt(d)).
+        for (int k = 0; k < shape.SeqLen; k++)
+        {
+            inputs.Key[(k + 1) * d - 1] = k * climbPerKey * MathF.Sqrt(d);
+        }
+
+        for (int row = 0; row < shape.Heads * shape.SeqLen; row++)
+        {
+            inputs.Query[(row + 1) * d - 1] = 1f;
+        }
+
+        var expected = new float[inputs.Query.Length];
+        var expectedLse = new float[shape.Heads * shape.SeqLen];
+        ReferenceAttention.Forward(kernel.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, expectedLse, shape);
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            var actual = new float[expected.Length];
+            var actualLse = new float[expectedLse.Length];
+            forward(inputs.Query, inputs.Key, inputs.Value, actual, actualLse, shape, new AttentionOptions { Isa = isa });
+            AttentionCheck.AssertClose(expected, actual, shape, d, $"{name} climbing {climbPerKey} per key, {isa}");
+            AssertLogSumExpClose(expectedLse, actualLse, $"{name} climbing {climbPerKey} per key, {isa}");
+        }
+    }
+
     [Fact]
     public void LogSumExpOfARowThatSeesNothingIsMinusInfinityAndOfANaNRowIsNaN()
     {

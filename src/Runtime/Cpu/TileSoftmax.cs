@@ -18,6 +18,17 @@ namespace SparseAttention.Cpu;
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileSoftmax
 {
+    /// <summary>
+    /// How far (base 2) a row's scores may rise above the max its probabilities are taken against before that max moves:
+    /// FlashAttention-4's conditional rescaling. Within it a step keeps the row's max, so it needs neither the max across
+    /// lanes nor a rescale, only a compare of its lanes with max + 8; probabilities are then at most 2^8, whose sums float
+    /// holds with room to spare, and the output is the same (sum and output share the reference max, and the
+    /// log-sum-exp is max + log2(sum) for any such max). A row with no max yet (-inf) takes its first finite or +inf
+    /// score this way too (-inf + 8 is -inf); NaN compares false and keeps the old max, and reaches the probabilities and the
+    /// row's sum either way.
+    /// </summary>
+    public const float RescaleSlack = 8f;
+
     /// <summary>The step over Vector512 panels; returns the rescale factor of the row's earlier accumulation (1 when the max held).</summary>
     /// <remarks>The same arithmetic, in the same order, as the narrower kernels' written-out rows (the generator's EmitRowSoftmaxUpdate).</remarks>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -29,7 +40,12 @@ public static class TileSoftmax
             max = VectorMath.ScoreMax(max, Vector512.LoadUnsafe(ref rowScores, (nuint)(p * Vector512<float>.Count)));
         }
 
-        float newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
+        float newMax = runningMax;
+        if (Vector512.GreaterThanAny(max, Vector512.Create(newMax + RescaleSlack)))
+        {
+            newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
+        }
+
         if (newMax == float.NegativeInfinity)
         {
             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
@@ -69,7 +85,13 @@ public static class TileSoftmax
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float UpdateRow(Vector128<float> score0, Vector128<float> score1, ref float rowScores, ref float runningMax, ref Vector128<float> rowSum)
     {
-        float newMax = MathF.Max(runningMax, VectorMath.MaxAcross(VectorMath.ScoreMax(score0, score1)));
+        Vector128<float> max = VectorMath.ScoreMax(score0, score1);
+        float newMax = runningMax;
+        if (Vector128.GreaterThanAny(max, Vector128.Create(newMax + RescaleSlack)))
+        {
+            newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
+        }
+
         if (newMax == float.NegativeInfinity)
         {
             if (VectorMath.AnyNaN(score0) || VectorMath.AnyNaN(score1))

@@ -1713,7 +1713,13 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
+                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                        float newMax = runningMax;
+                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        {
+                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                        }
                         if (newMax == float.NegativeInfinity)
                         {
                             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
@@ -1791,7 +1797,13 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
+                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                        float newMax = runningMax;
+                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        {
+                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                        }
                         if (newMax == float.NegativeInfinity)
                         {
                             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
@@ -1869,7 +1881,13 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
+                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                        float newMax = runningMax;
+                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        {
+                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                        }
                         if (newMax == float.NegativeInfinity)
                         {
                             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
@@ -1947,7 +1965,13 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
+                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                        float newMax = runningMax;
+                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        {
+                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                        }
                         if (newMax == float.NegativeInfinity)
                         {
                             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
@@ -2025,7 +2049,13 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
+                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                        float newMax = runningMax;
+                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        {
+                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                        }
                         if (newMax == float.NegativeInfinity)
                         {
                             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
@@ -2103,7 +2133,13 @@ namespace SparseAttention.Generated
                             }
                         }
                         ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
-                        float newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1)));
+                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                        float newMax = runningMax;
+                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        {
+                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                        }
                         if (newMax == float.NegativeInfinity)
                         {
                             // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
