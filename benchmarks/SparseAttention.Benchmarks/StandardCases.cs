@@ -133,6 +133,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
     {
         new("bigbird-16k", 16384, BigBird.Pattern, BigBird.Forward, null),
         new("bidir-16k-w512", 16384, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
+        new("bidir-4k-w512", 4096, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
         new("fixed-16k-l128", 16384, FixedFactorized128.Pattern, FixedFactorized128.Forward, null),
     };
 
