@@ -7,6 +7,10 @@ namespace SparseAttention.Benchmarks;
 public static partial class Window512;
 
 [AttentionKernel(HeadDim = 64)]
+[SlidingWindow(Size = 1024)]
+public static partial class Window1024;
+
+[AttentionKernel(HeadDim = 64)]
 [SlidingWindow(Size = 4096)]
 public static partial class Window4096;
 
@@ -134,6 +138,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
         new("bigbird-16k", 16384, BigBird.Pattern, BigBird.Forward, null),
         new("bidir-16k-w512", 16384, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
         new("bidir-4k-w512", 4096, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
+        new("swa-4k-w1024", 4096, Window1024.Pattern, Window1024.Forward, null),
         new("fixed-16k-l128", 16384, FixedFactorized128.Pattern, FixedFactorized128.Forward, null),
     };
 
