@@ -83,11 +83,17 @@ public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
     public void LogSumExpMatchesTheReferenceOnEveryIsa(string name)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
-        Type type = typeof(DenseCausal).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
-        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters()[0].ParameterType == typeof(ReadOnlySpan<float>) && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
         var random = new Random(name.Length);
         var shape = new AttentionShape(4, 2, 150);
-        AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(random, shape, kernel.HeadDim);
+        AssertOutputsAndLogSumExpsOnEveryIsa(kernel, AttentionCheck.RandomInputs(random, shape, kernel.HeadDim), name);
+    }
+
+    /// <summary>The kernel's log-sum-exp overload against the reference, outputs and log-sum-exps, on every ISA.</summary>
+    private static void AssertOutputsAndLogSumExpsOnEveryIsa(KernelUnderTest kernel, AttentionCheck.Inputs inputs, string context)
+    {
+        Type type = typeof(DenseCausal).Assembly.GetType("SparseAttention.Runtime.Tests." + kernel.Name, throwOnError: true)!;
+        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters()[0].ParameterType == typeof(ReadOnlySpan<float>) && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
+        AttentionShape shape = inputs.Shape;
         var expected = new float[inputs.Query.Length];
         var expectedLse = new float[shape.Heads * shape.SeqLen];
         ReferenceAttention.Forward(kernel.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, expectedLse, shape);
@@ -96,8 +102,8 @@ public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
             var actual = new float[expected.Length];
             var actualLse = new float[expectedLse.Length];
             forward(inputs.Query, inputs.Key, inputs.Value, actual, actualLse, shape, new AttentionOptions { Isa = isa });
-            AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{name} {isa}");
-            AssertLogSumExpClose(expectedLse, actualLse, $"{name} {isa}");
+            AttentionCheck.AssertClose(expected, actual, shape, kernel.HeadDim, $"{context} {isa}");
+            AssertLogSumExpClose(expectedLse, actualLse, $"{context} {isa}");
         }
     }
 
@@ -187,8 +193,6 @@ public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
     public void ScoresThatClimbAlongTheKeysMatchTheReference(string name, float climbPerKey)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
-        Type type = typeof(DenseCausal).Assembly.GetType("SparseAttention.Runtime.Tests." + name, throwOnError: true)!;
-        var forward = (LogSumExpForward)Delegate.CreateDelegate(typeof(LogSumExpForward), type.GetMethods().Single(method => method.Name == "Forward" && method.GetParameters()[0].ParameterType == typeof(ReadOnlySpan<float>) && method.GetParameters().Any(parameter => parameter.Name == "logSumExp") && method.GetParameters().Any(parameter => parameter.ParameterType == typeof(AttentionShape))));
         int d = kernel.HeadDim;
         var shape = new AttentionShape(2, 1, 300);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(name.Length), shape, d);
@@ -204,17 +208,7 @@ public class SinksAndLogSumExpTests(Gpu.IlgpuCpuDevice fixture)
             inputs.Query[(row + 1) * d - 1] = 1f;
         }
 
-        var expected = new float[inputs.Query.Length];
-        var expectedLse = new float[shape.Heads * shape.SeqLen];
-        ReferenceAttention.Forward(kernel.Pattern, inputs.Query, inputs.Key, inputs.Value, expected, expectedLse, shape);
-        foreach (KernelIsa isa in AttentionCheck.AllIsas)
-        {
-            var actual = new float[expected.Length];
-            var actualLse = new float[expectedLse.Length];
-            forward(inputs.Query, inputs.Key, inputs.Value, actual, actualLse, shape, new AttentionOptions { Isa = isa });
-            AttentionCheck.AssertClose(expected, actual, shape, d, $"{name} climbing {climbPerKey} per key, {isa}");
-            AssertLogSumExpClose(expectedLse, actualLse, $"{name} climbing {climbPerKey} per key, {isa}");
-        }
+        AssertOutputsAndLogSumExpsOnEveryIsa(kernel, inputs, $"{name} climbing {climbPerKey} per key,");
     }
 
     [Fact]
