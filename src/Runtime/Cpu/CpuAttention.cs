@@ -1296,6 +1296,16 @@ public static unsafe partial class CpuAttention
             bool handOn = Pass < tiled - 1;
             bool rowsNeedMore = tiled < Pattern.Components.Count;
             Span<float> rowMax = scratch.RowMax.AsSpan(slot * tileRows, tileRows), rowSum = scratch.RowSum.AsSpan(slot * tileRows, tileRows);
+            if (!handOn && rowsNeedMore && AddSharedTails(head, firstPosition, step, rows, scratch, slot))
+            {
+                for (int t = 0; t < rows; t++)
+                {
+                    Finish(head, firstPosition + t * step, scratch.Accumulators.AsSpan((slot * tileRows + t) * headDim, headDim), rowMax[t], rowSum[t]);
+                }
+
+                return;
+            }
+
             for (int t = 0; t < rows; t++)
             {
                 int position = firstPosition + t * step;
@@ -1337,6 +1347,50 @@ public static unsafe partial class CpuAttention
 
                 Finish(head, position, accumulator, rowMax[t], rowSum[t]);
             }
+        }
+
+        /// <summary>
+        /// The tile's row-kernel tails in one go (<see cref="TileTails"/>) when every row has the same few keys left and no
+        /// score modifier needs the row kernel; false (nothing done) otherwise.
+        /// </summary>
+        private bool AddSharedTails(int head, int firstPosition, int step, int rows, WorkerScratch scratch, int slot)
+        {
+            if (TScores.ModifiesScores || !Plan.Tails.Filled || rows > TileTails.MaxRows)
+            {
+                return false;
+            }
+
+            ReadOnlySpan<KeySegment> shared = Plan.Tails.Get(head, firstPosition, out int coveredBy);
+            if (coveredBy >= 0)
+            {
+                return false;
+            }
+
+            for (int t = 1; t < rows; t++)
+            {
+                if (!Plan.Tails.Get(head, firstPosition + t * step, out int rowCoveredBy).SequenceEqual(shared) || rowCoveredBy != coveredBy)
+                {
+                    return false;
+                }
+            }
+
+            Span<int> positions = stackalloc int[TileTails.MaxKeys];
+            int keyCount = TileTails.Flatten(shared, positions);
+            if (keyCount < 0)
+            {
+                return false;
+            }
+
+            Span<nint> queryRows = stackalloc nint[TileTails.MaxRows];
+            for (int t = 0; t < rows; t++)
+            {
+                queryRows[t] = (nint)QueryRow(head, firstPosition + t * step);
+            }
+
+            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows;
+            TileTails.Add<TScores>(TKernel.Lanes, rows, queryRows.Slice(0, rows), KeysOf(head), ValuesOf(head), headDim, positions.Slice(0, keyCount), Scale,
+                scratch.RowMax.AsSpan(slot * tileRows, rows), scratch.RowSum.AsSpan(slot * tileRows, rows), scratch.Accumulators.AsSpan(slot * tileRows * headDim, rows * headDim));
+            return true;
         }
 
         private void StoreState(int head, int position, float max, float sum, ReadOnlySpan<float> accumulator)
