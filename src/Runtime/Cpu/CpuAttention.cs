@@ -1355,20 +1355,25 @@ public static unsafe partial class CpuAttention
         /// </summary>
         private bool AddSharedTails(int head, int firstPosition, int step, int rows, WorkerScratch scratch, int slot)
         {
-            if (TScores.ModifiesScores || !Plan.Tails.Filled || rows > TileTails.MaxRows)
+            // Rows whose keys are mapped (a slice of the keys, cache slots) keep the row kernel; so do plans without a
+            // table whose tails are computed as they go: they take the same shared path, so both give the same bits.
+            bool mapped = Slice.KeyRangeCount > 0 || Slice.Slots is not null;
+            if (TScores.ModifiesScores || mapped || rows > TileTails.MaxRows)
             {
                 return false;
             }
 
-            ReadOnlySpan<KeySegment> shared = Plan.Tails.Get(head, firstPosition, out int coveredBy);
-            if (coveredBy >= 0)
+            Span<KeySegment> shared = stackalloc KeySegment[TileTails.MaxKeys];
+            int sharedCount = SharedTailCandidate(head, firstPosition, scratch, shared);
+            if (sharedCount < 0)
             {
                 return false;
             }
 
+            shared = shared.Slice(0, sharedCount);
             for (int t = 1; t < rows; t++)
             {
-                if (!Plan.Tails.Get(head, firstPosition + t * step, out int rowCoveredBy).SequenceEqual(shared) || rowCoveredBy != coveredBy)
+                if (!TailOf(head, firstPosition + t * step, scratch, out int rowCoveredBy).SequenceEqual(shared) || rowCoveredBy >= 0)
                 {
                     return false;
                 }
@@ -1391,6 +1396,37 @@ public static unsafe partial class CpuAttention
             TileTails.Add<TScores>(TKernel.Lanes, rows, queryRows.Slice(0, rows), KeysOf(head), ValuesOf(head), headDim, positions.Slice(0, keyCount), Scale,
                 scratch.RowMax.AsSpan(slot * tileRows, rows), scratch.RowSum.AsSpan(slot * tileRows, rows), scratch.Accumulators.AsSpan(slot * tileRows * headDim, rows * headDim));
             return true;
+        }
+
+        /// <summary>
+        /// Row <paramref name="position"/>'s tail after the tiled components: from the table when it is filled, else
+        /// computed into the worker's scratch (valid until the next call).
+        /// </summary>
+        private ReadOnlySpan<KeySegment> TailOf(int head, int position, WorkerScratch scratch, out int coveredBy)
+        {
+            if (Plan.Tails.Filled)
+            {
+                return Plan.Tails.Get(head, position, out coveredBy);
+            }
+
+            int count = KeySegmentsOf(position, head, Plan.TiledComponents[head], scratch, out coveredBy, out KeySegment[] written, out _);
+            return written.AsSpan(0, count);
+        }
+
+        /// <summary>
+        /// The first row's tail copied to <paramref name="copy"/> (its segment count), or -1 when it cannot be shared:
+        /// a row-path component covers the row, or it has more segments than <paramref name="copy"/> holds.
+        /// </summary>
+        private int SharedTailCandidate(int head, int position, WorkerScratch scratch, Span<KeySegment> copy)
+        {
+            ReadOnlySpan<KeySegment> tail = TailOf(head, position, scratch, out int coveredBy);
+            if (coveredBy >= 0 || tail.Length > copy.Length)
+            {
+                return -1;
+            }
+
+            tail.CopyTo(copy);
+            return tail.Length;
         }
 
         private void StoreState(int head, int position, float max, float sum, ReadOnlySpan<float> accumulator)
