@@ -51,6 +51,12 @@ public static partial class BigBird;
 [SlidingWindow(Left = 256, Right = 255)]
 public static partial class BidirectionalWindow512;
 
+/// <summary>Longformer for question answering: the question's 32 tokens global (their rows see every key).</summary>
+[AttentionKernel(HeadDim = 64, Causal = false)]
+[SlidingWindow(Left = 256, Right = 256)]
+[GlobalTokens(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31)]
+public static partial class LongformerQuestion32;
+
 [AttentionKernel(HeadDim = 64)]
 [FixedFactorized(Block = 128, Summary = 8)]
 public static partial class FixedFactorized128;
@@ -137,6 +143,7 @@ public sealed record StandardCase(string Name, int SeqLen, AttentionPattern Patt
     {
         new("bigbird-16k", 16384, BigBird.Pattern, BigBird.Forward, null),
         new("bidir-16k-w512", 16384, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
+        new("lf-q32-4k", 4096, LongformerQuestion32.Pattern, LongformerQuestion32.Forward, null),
         new("bidir-4k-w512", 4096, BidirectionalWindow512.Pattern, BidirectionalWindow512.Forward, null),
         new("swa-4k-w1024", 4096, Window1024.Pattern, Window1024.Forward, null),
         new("fixed-16k-l128", 16384, FixedFactorized128.Pattern, FixedFactorized128.Forward, null),

@@ -119,6 +119,13 @@ public static partial class PreviousTokenOnly;
 [GlobalTokens(0, 1, 2, 3, 20, 41, 63, 64, 65, 190)]
 public static partial class ManySinks;
 
+// Longformer for question answering: a run of global tokens (the question) longer than a tile's rows, whose rows the
+// tiled kernels compute as tiles over every key, and a lone global token, whose row the row kernel computes.
+[AttentionKernel(HeadDim = 32, Causal = false)]
+[SlidingWindow(Left = 9, Right = 9)]
+[GlobalTokens(0, 1, 2, 3, 4, 5, 6, 7, 8, 70)]
+public static partial class LongformerQuestionTokens;
+
 // Streaming decode with everything at once: per-head dilation (the ring must hold the widest head's reach), sinks at
 // the start, and a global token in mid-stream, beyond the window, whose own row sees every earlier token.
 [AttentionKernel(HeadDim = 32)]
@@ -191,7 +198,7 @@ public static class DeclaredKernels
         typeof(CausalWindowWithSinks), typeof(SparseTransformerStrided), typeof(StridedOverDilatedWindow), typeof(StridedOnly),
         typeof(GlobalsOnly), typeof(WideHeads), typeof(WindowOfOneKeyTile), typeof(LookAheadOnly), typeof(StreamsShorterThanATile),
         typeof(BidirectionalStrided), typeof(StridedWithMixedDilation), typeof(BidirectionalStridedWithMixedDilation),
-        typeof(PreviousTokenOnly), typeof(ManySinks), typeof(DilatedCausalWithSinks), typeof(WindowOverSeveralDecodeBlocks),
+        typeof(PreviousTokenOnly), typeof(ManySinks), typeof(LongformerQuestionTokens), typeof(DilatedCausalWithSinks), typeof(WindowOverSeveralDecodeBlocks),
         typeof(BigBirdBidirectional), typeof(BigBirdCausal), typeof(WideBlocksWithWindow), typeof(SparseTransformerFixed),
         typeof(FixedVaryingByHead), typeof(FixedWithDilatedWindowAndGlobal), typeof(CausalBlocksLongerThanAKeyChunk),
     }.Select(KernelUnderTest.FromType).ToArray();

@@ -39,11 +39,11 @@ public static partial class DocumentMaskBidirectional
     private static bool SameDocument(int query, int key, int head) => DocumentOf(query) == DocumentOf(key);
 }
 
-/// <summary>A Longformer pattern with a score mod that depends on every argument and masks some pairs with -inf.</summary>
+/// <summary>A Longformer pattern with a score mod that depends on every argument and masks some pairs with -inf (global rows in a run and alone).</summary>
 [AttentionKernel(HeadDim = 64, Causal = false)]
 [SlidingWindow(Left = 6, Right = 6)]
 [Dilation(1, 2)]
-[GlobalTokens(0, 33)]
+[GlobalTokens(0, 1, 2, 33)]
 [ScoreMod(nameof(Bias))]
 public static partial class ScoreModLongformer
 {

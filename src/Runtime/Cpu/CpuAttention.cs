@@ -1331,6 +1331,28 @@ public static unsafe partial class CpuAttention
                         segments = written.AsSpan(0, count);
                     }
 
+                    if (coveredBy >= tiled && step == 1 && t + 1 < rows && WholeRowsRunAsTiles)
+                    {
+                        // Rows a row-path component sees whole (global tokens' rows): the tile passes discarded, a run of two
+                        // or more such rows computed again as one tile over every key. A lone row stays with the row kernel:
+                        // a tile costs TileRows rows' arithmetic whatever it holds (lf-4k's two rows: 1.00x the time).
+                        int run = 1;
+                        while (t + run < rows && IsCoveredWhole(head, position + run, tiled, scratch))
+                        {
+                            run++;
+                        }
+
+                        if (run >= 2)
+                        {
+                            ComputeWholeRowsAsTile(head, position, run, scratch);
+                            t += run - 1;
+                            continue;
+                        }
+
+                        // The look-ahead may have reused the scratch this row's segments were written to.
+                        segments = TailOf(head, position, scratch, out coveredBy);
+                    }
+
                     if (coveredBy >= tiled)
                     {
                         // A row a row-path component sees whole: computed whole, the tile passes discarded.
@@ -1346,6 +1368,66 @@ public static unsafe partial class CpuAttention
                 }
 
                 Finish(head, position, accumulator, rowMax[t], rowSum[t]);
+            }
+        }
+
+        /// <summary>
+        /// Whether rows a row-path component covers whole run as tiles over every key (<see cref="ComputeWholeRowsAsTile"/>):
+        /// when the keys are packed as one stream (a pass of stride 1) and not mapped to a slice or cache slots. Else the
+        /// row kernel computes them, one horizontal sum per key: Longformer with 32 global question tokens (lf-q32-4k) took
+        /// 1.11x / 1.08x / 1.03x the time that way on Vector512 / Vector256 / Vector128 (BENCHMARKS.md, issue 16).
+        /// </summary>
+        private bool WholeRowsRunAsTiles => Slice.KeyRangeCount == 0 && Slice.Slots is null && Array.IndexOf(_steps, 1, 0, _stepCount) >= 0;
+
+        private bool IsCoveredWhole(int head, int position, int tiled, WorkerScratch scratch)
+        {
+            TailOf(head, position, scratch, out int coveredBy);
+            return coveredBy >= tiled;
+        }
+
+        /// <summary>
+        /// Computes <paramref name="count"/> consecutive rows from <paramref name="position"/> on, each of which sees every key
+        /// up to its last ([0, position] causal, else the whole sequence), as one tile from a fresh state over the stride-1
+        /// stream's panels, then finishes them. The tile's own state, so the caller's tile slots stay as they are.
+        /// </summary>
+        private void ComputeWholeRowsAsTile(int head, int position, int count, WorkerScratch scratch)
+        {
+            int headDim = TKernel.HeadDim, tileRows = TKernel.TileRows;
+            scratch.GrowWholeRows(tileRows, headDim);
+            Span<float> rowMax = scratch.WholeRowMax.AsSpan(0, tileRows), rowSum = scratch.WholeRowSum.AsSpan(0, tileRows);
+            Span<float> accumulators = scratch.WholeAccumulators.AsSpan(0, tileRows * headDim);
+            rowMax.Fill(float.NegativeInfinity);
+            rowSum.Clear();
+            accumulators.Clear();
+            var tile = new BandTile
+            {
+                Query = ref *QueryRow(head, position),
+                QueryStride = (int)Layout.Query.Row,
+                Rows = count,
+                KeyPanels = ref *StreamPanels(1, 0, Shape.KvHeadOf(head)),
+                Values = ref *ValuesOf(head),
+                ValueStride = (int)Layout.Value.Row,
+                FirstQuery = position,
+                QueryStep = 1,
+                Left = int.MaxValue,
+                Right = Pattern.Causal ? 0 : int.MaxValue,
+                KeyFirst = 0,
+                KeyLast = Pattern.Causal ? position + count - 1 : Shape.SeqLen - 1,
+                RowMax = rowMax,
+                RowSum = rowSum,
+                Accumulators = accumulators,
+                Probabilities = scratch.Probabilities.AsSpan(0, tileRows * TKernel.KeyTile),
+                Head = head,
+                AlibiSlope = AlibiSlopeOf(head),
+                QueryPosition = Slice.PositionBase + position,
+                QueryPositionStep = 1,
+                KeyPosition = Slice.PositionBase,
+                KeyPositionStep = 1,
+            };
+            TKernel.AccumulateBandTile<TScores>(ref tile);
+            for (int r = 0; r < count; r++)
+            {
+                Finish(head, position + r, accumulators.Slice(r * headDim, headDim), rowMax[r], rowSum[r]);
             }
         }
 
@@ -1464,6 +1546,26 @@ public static unsafe partial class CpuAttention
         public float[] RowSum = Array.Empty<float>();
         public float[] Accumulators = Array.Empty<float>();
         public float[] Probabilities = Array.Empty<float>();
+
+        // One tile's state for rows computed whole (TiledJob.ComputeWholeRowsAsTile), apart from the item's tile slots.
+        public float[] WholeRowMax = Array.Empty<float>();
+        public float[] WholeRowSum = Array.Empty<float>();
+        public float[] WholeAccumulators = Array.Empty<float>();
+
+        /// <summary>Grows the whole-row tile's state to <paramref name="tileRows"/> rows of <paramref name="headDim"/>.</summary>
+        public void GrowWholeRows(int tileRows, int headDim)
+        {
+            if (WholeRowMax.Length < tileRows)
+            {
+                WholeRowMax = new float[tileRows];
+                WholeRowSum = new float[tileRows];
+            }
+
+            if (WholeAccumulators.Length < tileRows * headDim)
+            {
+                WholeAccumulators = new float[tileRows * headDim];
+            }
+        }
 
         /// <summary>
         /// This thread's buffers, large enough for <paramref name="pattern"/>'s key segments (as positions, and mapped to
