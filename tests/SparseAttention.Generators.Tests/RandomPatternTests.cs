@@ -121,7 +121,8 @@ public class RandomPatternTests
 
         GeneratorHarness.Result result = GeneratorHarness.Run(source);
         Assert.Empty(result.GeneratorDiagnostics);
-        Assert.Empty(result.CompilationErrors);
+        // Load emits the compilation and fails with its errors: asking the compilation for its diagnostics first bound all
+        // 48 kernels once more (the test took 57 s alone, 54 s without it).
         (Assembly assembly, System.Runtime.Loader.AssemblyLoadContext context) = GeneratorHarness.Load(result.Output);
         using AttentionDevice ilgpuCpu = AttentionDevice.Create(AttentionBackend.IlgpuCpu);
         try
