@@ -26,8 +26,13 @@ public static class GpuPartialMerge
     /// <summary>Floats of the partial-slot buffer for <paramref name="heads"/> grid heads of <paramref name="slotsPerHead"/> slots.</summary>
     public static long PartialFloats(int heads, int slotsPerHead, int headDim) => (long)heads * slotsPerHead * (headDim + 1);
 
-    /// <summary>Threads per row: a warp's worth, fewer where a group of that many rows would pass 1,024 threads.</summary>
-    private static int ElementLanes(int rowsPerGroup) => Math.Max(1, Math.Min(32, 1024 / Math.Max(1, rowsPerGroup)));
+    /// <summary>
+    /// Threads per row: a warp's worth on a GPU, fewer where a group of that many rows would pass 1,024 threads. Two on
+    /// ILGPU's CPU accelerator, which runs every thread of a group as its own .NET thread: 32 made the test suite's ILGPU
+    /// tests twice as long, and two still run the split.
+    /// </summary>
+    private static int ElementLanes(Accelerator accelerator, int rowsPerGroup) =>
+        accelerator.AcceleratorType == AcceleratorType.CPU ? 2 : Math.Max(1, Math.Min(32, 1024 / Math.Max(1, rowsPerGroup)));
 
     /// <summary>
     /// Queues the merge of every merge group of <paramref name="tiles"/> (a table with merge groups; <paramref name="mergeGroupsPerHead"/>
@@ -39,7 +44,7 @@ public static class GpuPartialMerge
         ArrayView<float> perHead, ArrayView<float> logSumExp, GpuAttentionArguments arguments, int headDim)
     {
         var launcher = Loaded.GetValue(accelerator, a => a.LoadStreamKernel<ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GpuAttentionArguments, int>(MergeRows));
-        launcher(new KernelConfig(new Index2D(mergeGroupsPerHead, gridHeads), new Index2D(threadsPerGroup, ElementLanes(threadsPerGroup))), tiles, partials, output, perHead, logSumExp, arguments, headDim);
+        launcher(new KernelConfig(new Index2D(mergeGroupsPerHead, gridHeads), new Index2D(threadsPerGroup, ElementLanes(accelerator, threadsPerGroup))), tiles, partials, output, perHead, logSumExp, arguments, headDim);
     }
 
     /// <summary>A group per (merge group, head); a row of the group per first index, its elements split over the second.</summary>
