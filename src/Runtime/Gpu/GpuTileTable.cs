@@ -294,13 +294,12 @@ public static class GpuTileTable
                         int offset = firstPositions[s] - segment.Start;
                         for (int k = 0; k < segment.Count;)
                         {
-                            int number = (segment.Start + k * segment.Step) / keyTile, tileEnd = (number + 1) * keyTile;
+                            int slot = segment.Start + k * segment.Step, number = slot / keyTile, tileEnd = (number + 1) * keyTile;
                             if (!tiles.TryGetValue((number, offset), out int[]? mask))
                             {
                                 tiles[(number, offset)] = mask = new int[groupSize * _words];
                             }
 
-                            int slot = segment.Start + k * segment.Step;
                             if (segment.Step == 1)
                             {
                                 // A run of slots: its bits a word at a time.
