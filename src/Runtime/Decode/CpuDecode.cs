@@ -59,6 +59,9 @@ public static unsafe class CpuDecode
             WorkerPool.Shared.Run(job, job.Items, threads);
             job.Combine(outputPointer, sinkLogits.IsEmpty ? null : sinks);
         }
+
+        // The job read the cache's native memory by pointer: the cache (whose finalizer frees it) must outlive the run.
+        GC.KeepAlive(cache);
     }
 
     /// <summary>
@@ -91,6 +94,12 @@ public static unsafe class CpuDecode
             {
                 batch.Streams[stream].Combine(outputPointer + (long)stream * rowFloats, sinkLogits.IsEmpty ? null : sinks);
             }
+        }
+
+        // As above; the span's caches are the caller's, but nothing here says they are still referenced.
+        foreach (KvCache cache in caches)
+        {
+            GC.KeepAlive(cache);
         }
     }
 
