@@ -1453,7 +1453,9 @@ public static unsafe partial class CpuAttention
             }
 
             shared = shared.Slice(0, sharedCount);
-            for (int t = 1; t < rows; t++)
+            // The table knows runs of equal tails (one lookup); rows it cannot vouch for are compared one by one.
+            bool knownShared = Plan.Tails.Filled && step == 1 && Plan.Tails.SharedByRun(head, firstPosition, rows);
+            for (int t = 1; t < rows && !knownShared; t++)
             {
                 if (!TailOf(head, firstPosition + t * step, scratch, out int rowCoveredBy).SequenceEqual(shared) || rowCoveredBy >= 0)
                 {

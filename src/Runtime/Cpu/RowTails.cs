@@ -26,6 +26,10 @@ internal sealed class RowTails
     private KeySegment[] _segments = Array.Empty<KeySegment>();
     private int[] _counts = Array.Empty<int>();
     private int[] _coveredBy = Array.Empty<int>();
+
+    // Per row: the first row of the run of consecutive rows, within its filling item, whose tails (and coveredBy) are all
+    // the same as this row's. A tile's rows share one tail when the last one's run starts at or before the first.
+    private int[] _runStart = Array.Empty<int>();
     private int _classes, _seqLen, _stride;
     private AttentionPattern? _pattern;
     private int[] _tiledComponents = Array.Empty<int>();
@@ -74,6 +78,7 @@ internal sealed class RowTails
         CpuAttention.Grow(ref _segments, (int)(rows * stride));
         CpuAttention.Grow(ref _counts, (int)rows);
         CpuAttention.Grow(ref _coveredBy, (int)rows);
+        CpuAttention.Grow(ref _runStart, (int)rows);
         CpuAttention.Grow(ref _tiledComponents, classes);
         Array.Copy(tiledComponents, _tiledComponents, classes);
         _pattern = pattern;
@@ -107,8 +112,17 @@ internal sealed class RowTails
             scratch.Slice(0, count).CopyTo(_segments.AsSpan(at * _stride, _stride));
             _counts[at] = count;
             _coveredBy[at] = coveredBy;
+            bool sameAsPrevious = row > first && _coveredBy[at - 1] == coveredBy
+                && Get(headClass, row - 1, out _).SequenceEqual(Get(headClass, row, out _));
+            _runStart[at] = sameAsPrevious ? _runStart[at - 1] : row;
         }
     }
+
+    /// <summary>
+    /// Whether rows <paramref name="first"/> .. first + rows - 1 of <paramref name="head"/> surely have one tail (the same
+    /// segments and coveredBy); false may also mean the run was cut at a filling item's edge (the caller compares then).
+    /// </summary>
+    public bool SharedByRun(int head, int first, int rows) => _runStart[head % _classes * _seqLen + first + rows - 1] <= first;
 
     /// <summary>Row <paramref name="position"/>'s tail for <paramref name="head"/>; <paramref name="coveredBy"/> as GetKeySegments gives it.</summary>
     public ReadOnlySpan<KeySegment> Get(int head, int position, out int coveredBy)
