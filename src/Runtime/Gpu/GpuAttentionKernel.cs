@@ -196,14 +196,16 @@ public sealed class GpuAttentionKernel
         Accelerator accelerator = cache.Accelerator;
         CheckCanRunOn(accelerator);
         int heads = (int)(query.Length / HeadDim), position = (int)cache.Count - 1;
-        // About four groups per multiprocessor share the window, each part at least GpuTileTable.MinPartTiles tiles.
-        int[] table = GpuTileTable.BuildDecode(pattern, cache.Map, position, heads, cache.KvHeads, cache.Capacity, QueryRowsPerGroup, KeyTile, targetBlocks: 4 * Math.Max(1, accelerator.NumMultiprocessors));
-        (ArrayView<int> tiles, ArrayView<float> partials) = cache.Scratch.Fill(accelerator, table, GpuPartialMerge.PartialFloats(cache.KvHeads, table[2], HeadDim));
+        // About four groups per multiprocessor share the window, each part at least GpuTileTable.MinPartTiles tiles. Key
+        // positions matter only to ALiBi, masks and score mods; without them a full ring's table is built once.
+        bool positionsMatter = scores.Alibi || pattern.Mask is not null || scores.ScoreMod is not null;
+        (ArrayView<int> tiles, ArrayView<float> partials, int blocksPerHead, int mergeGroups) = cache.Scratch.DecodeTable(
+            accelerator, pattern, cache.Map, position, heads, cache.KvHeads, cache.Capacity, QueryRowsPerGroup, KeyTile, targetBlocks: 4 * Math.Max(1, accelerator.NumMultiprocessors), HeadDim, positionsMatter);
         ArrayView<float> perHeadView = PerHeadValues(accelerator, scores, options, sinkLogits, heads);
         var arguments = GpuAttentionArguments.ForDecode(position, heads, cache.KvHeads, cache.Capacity, scale, scores.Softcap, scores.Alibi, !sinkLogits.IsEmpty);
-        var config = new KernelConfig(new Index2D(table[0], cache.KvHeads), new Index2D(ThreadsPerGroup, 1));
+        var config = new KernelConfig(new Index2D(blocksPerHead, cache.KvHeads), new Index2D(ThreadsPerGroup, 1));
         Load(accelerator)(config, query, cache.Keys, cache.Values, output, tiles, perHeadView, perHeadView, partials, arguments);
-        GpuPartialMerge.Launch(accelerator, table[1], cache.KvHeads, QueryRowsPerGroup, tiles, partials, output, perHeadView, perHeadView, arguments, HeadDim);
+        GpuPartialMerge.Launch(accelerator, mergeGroups, cache.KvHeads, QueryRowsPerGroup, tiles, partials, output, perHeadView, perHeadView, arguments, HeadDim);
     }
 
     /// <summary>

@@ -128,8 +128,11 @@ public static class GpuTileTable
     /// listed, so each key tile is staged once for the whole GQA group. Tiles are runs of slots whose positions run along
     /// with them (a tile the ring wraps inside becomes two entries), cut into parts so that about <paramref name="targetBlocks"/>
     /// blocks share the window (Flash-Decoding); every part writes partial slots, merged by <see cref="GpuPartialMerge"/>.
+    /// Without <paramref name="positionsMatter"/> (no ALiBi, mask or score mod: nothing reads a key's position) a tile's
+    /// entry ignores where the ring wraps: one entry per tile of slots, its position field the slot's, so the table depends
+    /// only on the slots each head sees (<see cref="DecodeSlots"/>) and a full ring gives the same table every step.
     /// </summary>
-    internal static int[] BuildDecode(AttentionPattern pattern, Cpu.SlotMap slots, int position, int heads, int kvHeads, int capacity, int groupSize, int keyTile, int targetBlocks)
+    internal static int[] BuildDecode(AttentionPattern pattern, Cpu.SlotMap slots, int position, int heads, int kvHeads, int capacity, int groupSize, int keyTile, int targetBlocks, bool positionsMatter = true)
     {
         var builder = new TableBuilder(pattern, new AttentionSlice(heads, kvHeads, position + 1, position, 1, 0, capacity), groupSize, keyTile);
         var blocksOfHead = new List<Block>[kvHeads];
@@ -139,10 +142,69 @@ public static class GpuTileTable
         {
             blocksOfHead[kvHead] = new List<Block>();
             mergesOfHead[kvHead] = new List<Merge>();
-            slotsOfHead[kvHead] = builder.DecodeParts(slots, kvHead, heads / kvHeads, targetBlocks / kvHeads, blocksOfHead[kvHead], mergesOfHead[kvHead]);
+            slotsOfHead[kvHead] = builder.DecodeParts(slots, kvHead, heads / kvHeads, targetBlocks / kvHeads, blocksOfHead[kvHead], mergesOfHead[kvHead], positionsMatter);
         }
 
         return LayOut(builder, kvHeads, blocksOfHead, mergesOfHead, slotsOfHead);
+    }
+
+    /// <summary>
+    /// The cache slots each of <paramref name="heads"/> query heads sees at the decode step of <paramref name="position"/>:
+    /// head h's slot segments into <paramref name="segments"/> after those of the heads before it, and their number into
+    /// <paramref name="counts"/>[h] (both grown as needed). Returns the segments written. Two steps that write the same
+    /// have the same <see cref="BuildDecode"/> table when positions do not matter: a window whose ring is full sees every
+    /// slot at every step, so decode builds its table once instead of every token.
+    /// </summary>
+    internal static int DecodeSlots(AttentionPattern pattern, Cpu.SlotMap slots, int position, int heads, ref KeySegment[] segments, ref int[] counts)
+    {
+        int perHead = Cpu.SlotMap.MaxSlotSegments(pattern);
+        Span<KeySegment> positions = pattern.MaxSegmentsPerQuery <= 64 ? stackalloc KeySegment[pattern.MaxSegmentsPerQuery] : new KeySegment[pattern.MaxSegmentsPerQuery];
+        Span<int> firstPositions = perHead <= 64 ? stackalloc int[perHead] : new int[perHead];
+        if (segments.Length < heads * perHead)
+        {
+            segments = new KeySegment[heads * perHead];
+        }
+
+        if (counts.Length < heads)
+        {
+            counts = new int[heads];
+        }
+
+        int written = 0;
+        for (int head = 0; head < heads; head++)
+        {
+            int count = pattern.GetKeySegments(position, head, position + 1, positions);
+            Span<KeySegment> headSlots = segments.AsSpan(written, perHead);
+            counts[head] = Canonical(headSlots.Slice(0, slots.ToSlots(positions.Slice(0, count), headSlots, firstPositions)));
+            written += counts[head];
+        }
+
+        return written;
+    }
+
+    /// <summary>
+    /// Sorts a head's slot segments by first slot and joins runs that continue each other, in place; returns how many
+    /// remain. A full ring maps to a run up to the ring's end and one from its start, split where it wraps, which moves
+    /// every step: joined, every step's slots read the same.
+    /// </summary>
+    private static int Canonical(Span<KeySegment> slots)
+    {
+        slots.Sort((a, b) => a.Start.CompareTo(b.Start));
+        int count = 0;
+        foreach (KeySegment segment in slots)
+        {
+            if (count > 0 && slots[count - 1].Step == 1 && segment.Step == 1 && slots[count - 1].Last + 1 == segment.Start)
+            {
+                KeySegment run = slots[count - 1];
+                slots[count - 1] = new KeySegment(run.Start, 1, run.Count + segment.Count);
+            }
+            else
+            {
+                slots[count++] = segment;
+            }
+        }
+
+        return count;
     }
 
     /// <summary>The table of <paramref name="heads"/> grid heads (head h takes the lists of h mod their count), from the builder's entries, masks and rows.</summary>
@@ -264,7 +326,7 @@ public static class GpuTileTable
         /// list), each list's tiles cut into about <paramref name="targetParts"/> parts of at least <see cref="MinPartTiles"/>
         /// tiles, all writing partial slots. Returns the slots used.
         /// </summary>
-        public int DecodeParts(Cpu.SlotMap map, int kvHead, int groupHeads, int targetParts, List<Block> blocks, List<Merge> merges)
+        public int DecodeParts(Cpu.SlotMap map, int kvHead, int groupHeads, int targetParts, List<Block> blocks, List<Merge> merges, bool positionsMatter)
         {
             int position = slice.QueryStart;
             var slotSegments = new KeySegment[Cpu.SlotMap.MaxSlotSegments(pattern)];
@@ -291,7 +353,8 @@ public static class GpuTileTable
                         // step at a 4096-key window and 32 heads (0.45 ms now), where the H200 reads the window's 33.6 MB of
                         // keys and values in about ten microseconds.
                         KeySegment segment = slotSegments[s];
-                        int offset = firstPositions[s] - segment.Start;
+                        // Without positions, the slots before and after the ring's wrap share their tiles' entries.
+                        int offset = positionsMatter ? firstPositions[s] - segment.Start : 0;
                         for (int k = 0; k < segment.Count;)
                         {
                             int slot = segment.Start + k * segment.Step, number = slot / keyTile, tileEnd = (number + 1) * keyTile;

@@ -58,6 +58,38 @@ public class DeviceDecodeTests(IlgpuCpuDevice fixture)
         Assert.Equal(stream.Length, cache.Count);
     }
 
+    [Theory]
+    [InlineData(nameof(WindowOverSeveralDecodeBlocks), false)] // a window and a pinned sink: every step sees the same slots
+    [InlineData(nameof(EverythingStreamable), true)] // ALiBi, a mask and a score mod read each key's position
+    public void AFullRingsStepsShareOneTableUnlessPositionsMatter(string name, bool positionsMatter)
+    {
+        KernelUnderTest kernel = KernelNamed(name);
+        var random = new Random(AttentionCheck.StableSeed(name, salt: 29));
+        StreamCase stream = StreamCase.Create(kernel, random, heads: (6, 2));
+        using var cache = new DeviceKvCache(fixture.Device, kernel.Pattern, stream.Shape.KvHeads, kernel.HeadDim);
+        DeviceDecode decode = DecodeOf(name);
+        // Past two windows the ring has wrapped: each step moves where it wraps, which the table's entries ignore unless a
+        // modifier needs positions; every step is checked against the reference either way.
+        int first = 2 * stream.Window + 7, steps = 6;
+        cache.Append(stream.ChunkKeys(0, first), stream.ChunkValues(0, first));
+        int buildsBefore = 0;
+        for (int position = first; position < first + steps; position++)
+        {
+            cache.Append(stream.TokenKeys(position), stream.TokenValues(position));
+            float[] query = stream.TokenQuery(position);
+            var output = new float[query.Length];
+            Array.Fill(output, float.NaN);
+            decode(query, cache, output, null);
+            stream.AssertRow(output, position, $"device decode, step {position - first}");
+            if (position == first)
+            {
+                buildsBefore = cache.Scratch.TableBuilds;
+            }
+        }
+
+        Assert.Equal(positionsMatter ? steps - 1 : 0, cache.Scratch.TableBuilds - buildsBefore);
+    }
+
     [Fact]
     public void DecodeOnTheDeviceTakesLearnedSinksAndViews()
     {
