@@ -139,6 +139,30 @@ public static class GpuComparison
         }).Order().ToArray();
         double median = times[times.Length / 2];
 
+        // Where a step's time goes: the append (its scatter launch) and the decode each to a Synchronize, and the decode
+        // call's own host time (table, launches queued) before it.
+        double Median(Func<double> measure) => Enumerable.Range(0, launches).Select(_ => measure()).Order().ElementAt(launches / 2);
+        double Time(Action action)
+        {
+            long start = Stopwatch.GetTimestamp();
+            action();
+            return Stopwatch.GetElapsedTime(start).TotalMicroseconds;
+        }
+
+        double appendUs = Median(() =>
+        {
+            double us = Time(() => { cache.Append(keyRow.View, valueRow.View); accelerator.Synchronize(); });
+            hostCache.Append(tokenKey, tokenValue);
+            return us;
+        });
+        double decodeUs = Median(() => Time(() => { Window4096HeadDim128.Decode(queryView.View, cache, outputView.View); accelerator.Synchronize(); }));
+        double hostUs = Median(() =>
+        {
+            double us = Time(() => Window4096HeadDim128.Decode(queryView.View, cache, outputView.View));
+            accelerator.Synchronize();
+            return us;
+        });
+
         var expected = new float[query.Length];
         Window4096HeadDim128.Decode(query, hostCache, expected);
         float[] actual = outputView.GetAsArray1D();
@@ -154,6 +178,7 @@ public static class GpuComparison
         Console.WriteLine($"{"case",-20} {"median us",10} {"best us",9} {"GB/s",8} {"% mem bw",9} {"error",9}");
         string share = peak is { } p ? (100 * gbs / p).ToString("F1") + "%" : "";
         Console.WriteLine($"{"decode-mistral-64k",-20} {median * 1e3,10:F1} {times[0] * 1e3,9:F1} {gbs,8:F1} {share,9} {error,9:E1}{(error <= Tolerance ? "" : "  WRONG")}");
+        Console.WriteLine($"step phases (medians): append + synchronize {appendUs:F1} us; decode + synchronize {decodeUs:F1} us, of which the call's host time {hostUs:F1} us");
         if (peak is { } bandwidth)
         {
             Console.WriteLine($"memory bandwidth: {bandwidth:F0} GB/s{(peakArgument is null ? " (2 x memory clock x bus width)" : " (--peak-gbs)")}");
