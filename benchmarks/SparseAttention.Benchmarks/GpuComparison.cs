@@ -141,7 +141,7 @@ public static class GpuComparison
 
         // Where a step's time goes: the append (its scatter launch) and the decode each to a Synchronize, and the decode
         // call's own host time (table, launches queued) before it.
-        double Median(Func<double> measure) => Enumerable.Range(0, launches).Select(_ => measure()).Order().ElementAt(launches / 2);
+        double Median(Func<double> measure) => AlternatingRounds.Quantile(Enumerable.Range(0, launches).Select(_ => measure()).ToArray(), 0.5);
         double Time(Action action)
         {
             long start = Stopwatch.GetTimestamp();
