@@ -29,7 +29,8 @@ public static partial class GroupDecodeModifiedHeadDim40;
 
 /// <summary>
 /// Decode's group kernel (GroupDecodeKernel): four query heads of a KV head as the rows of a register tile reading fp32,
-/// Half or BFloat16 in place, the one-head kernel for the rest, over blocks of the ring the threads ask for. Every
+/// Half or BFloat16 in place, the one-head kernel for the rest, over blocks of the ring the threads ask for (WideHeads'
+/// HeadDim 256 takes all sixteen lines of the fp32 score loads' unrolling). Every
 /// instruction set, every cache element, GQA groups of 1, 2, 4, 5 and 8 heads, tiles cut by the window and the ring's wrap,
 /// against the reference; then the Half fast path's limits (infinities and NaN in the cache, queries too large for its
 /// 2^112 fold) against an fp32 cache holding the same values.
@@ -41,7 +42,7 @@ public class GroupDecodeTests
     public static TheoryData<string, CacheElement> KernelsAndElements()
     {
         var data = new TheoryData<string, CacheElement>();
-        foreach (string name in new[] { nameof(GroupDecodeHeadDim48), nameof(GroupDecodeHeadDim128), nameof(GroupDecodeModifiedHeadDim40), nameof(EverythingStreamable), nameof(CausalWindowWithSinks) })
+        foreach (string name in new[] { nameof(GroupDecodeHeadDim48), nameof(GroupDecodeHeadDim128), nameof(GroupDecodeModifiedHeadDim40), nameof(EverythingStreamable), nameof(CausalWindowWithSinks), nameof(WideHeads) })
         {
             foreach (CacheElement element in Enum.GetValues<CacheElement>())
             {
@@ -54,7 +55,7 @@ public class GroupDecodeTests
 
     private static KernelUnderTest Kernel(string name) =>
         name == nameof(EverythingStreamable) ? ScoreModifierKernels.Get(name)
-        : name == nameof(CausalWindowWithSinks) ? DeclaredKernels.Get(name)
+        : name is nameof(CausalWindowWithSinks) or nameof(WideHeads) ? DeclaredKernels.Get(name)
         : KernelUnderTest.FromType(name switch
         {
             nameof(GroupDecodeHeadDim48) => typeof(GroupDecodeHeadDim48),
