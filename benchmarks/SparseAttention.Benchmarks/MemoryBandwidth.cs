@@ -26,11 +26,17 @@ public static class MemoryBandwidth
     {
         private readonly Decode.LargePages.Block _data = Filled(bytes);
 
-        /// <summary>One pass over the array, GB/s.</summary>
-        public double Once()
+        /// <summary>
+        /// One pass over the array, GB/s: the faster of a plain read (the hardware prefetchers alone) and one that also
+        /// requests each line <see cref="RequestAheadBytes"/> ahead, as decode does. With the plain read alone, decode read
+        /// up to 1.09x "the bandwidth" on a Zen 5 VM; the probe is the machine's best read, so neither read may beat it.
+        /// </summary>
+        public double Once() => Math.Max(Pass(requestAhead: false), Pass(requestAhead: true));
+
+        private double Pass(bool requestAhead)
         {
             long start = Stopwatch.GetTimestamp();
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, thread => Sum(Data, thread, threads));
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, thread => Sum(Data, thread, threads, requestAhead));
             return bytes / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9;
         }
 
@@ -59,7 +65,10 @@ public static class MemoryBandwidth
         }
     }
 
-    private static float Sum(ReadOnlySpan<float> data, int thread, int threads)
+    /// <summary>How far ahead the requesting pass asks for lines: decode's distance, one tile of 32 keys x 512 bytes.</summary>
+    public const int RequestAheadBytes = 16384;
+
+    private static unsafe float Sum(ReadOnlySpan<float> data, int thread, int threads, bool requestAhead)
     {
         // Each thread's share, in whole 64-byte lines (four vectors of the narrowest width, one of the widest).
         int share = data.Length / threads / 16 * 16;
@@ -67,7 +76,24 @@ public static class MemoryBandwidth
         if (Vector512.IsHardwareAccelerated)
         {
             Vector512<float> a = Vector512<float>.Zero, b = a, c = a, d = a;
-            for (int i = 0; i + 64 <= part.Length; i += 64)
+            fixed (float* start = part)
+            {
+                for (int i = 0; requestAhead && i + 64 <= part.Length; i += 64)
+                {
+                    // Four lines a step, each requested a fixed distance ahead (x86 prefetch never faults past the end).
+                    byte* ahead = (byte*)(start + i) + RequestAheadBytes;
+                    Request(ahead);
+                    Request(ahead + 64);
+                    Request(ahead + 128);
+                    Request(ahead + 192);
+                    a += Vector512.Load(start + i);
+                    b += Vector512.Load(start + i + 16);
+                    c += Vector512.Load(start + i + 32);
+                    d += Vector512.Load(start + i + 48);
+                }
+            }
+
+            for (int i = 0; !requestAhead && i + 64 <= part.Length; i += 64)
             {
                 a += Vector512.Create(part.Slice(i));
                 b += Vector512.Create(part.Slice(i + 16));
@@ -83,6 +109,15 @@ public static class MemoryBandwidth
             Vector256<float> a = Vector256<float>.Zero, b = a, c = a, d = a;
             for (int i = 0; i + 32 <= part.Length; i += 32)
             {
+                if (requestAhead && i % 16 == 0)
+                {
+                    fixed (float* at = &part[i])
+                    {
+                        Request((byte*)at + RequestAheadBytes);
+                        Request((byte*)at + RequestAheadBytes + 64);
+                    }
+                }
+
                 a += Vector256.Create(part.Slice(i));
                 b += Vector256.Create(part.Slice(i + 8));
                 c += Vector256.Create(part.Slice(i + 16));
@@ -102,5 +137,14 @@ public static class MemoryBandwidth
         }
 
         return Vector128.Sum(w + x + y + z);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Request(byte* address)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(address);
+        }
     }
 }
