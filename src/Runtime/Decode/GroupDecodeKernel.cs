@@ -253,34 +253,10 @@ internal static unsafe class GroupDecodeKernel
                         Request(ahead3 + d * sizeof(TElement));
                     }
 
-                    TVector key0 = LoadElements<TLanes, TVector, TElement>(row0, d), key1 = LoadElements<TLanes, TVector, TElement>(row1, d);
-                    TVector key2 = LoadElements<TLanes, TVector, TElement>(row2, d), key3 = LoadElements<TLanes, TVector, TElement>(row3, d);
-                    TVector q = TLanes.Load(query0 + d);
-                    dot00 = TLanes.MultiplyAdd(q, key0, dot00);
-                    dot01 = TLanes.MultiplyAdd(q, key1, dot01);
-                    dot02 = TLanes.MultiplyAdd(q, key2, dot02);
-                    dot03 = TLanes.MultiplyAdd(q, key3, dot03);
-                    q = TLanes.Load(query1 + d);
-                    dot10 = TLanes.MultiplyAdd(q, key0, dot10);
-                    dot11 = TLanes.MultiplyAdd(q, key1, dot11);
-                    dot12 = TLanes.MultiplyAdd(q, key2, dot12);
-                    dot13 = TLanes.MultiplyAdd(q, key3, dot13);
-                    q = TLanes.Load(query2 + d);
-                    dot20 = TLanes.MultiplyAdd(q, key0, dot20);
-                    dot21 = TLanes.MultiplyAdd(q, key1, dot21);
-                    dot22 = TLanes.MultiplyAdd(q, key2, dot22);
-                    dot23 = TLanes.MultiplyAdd(q, key3, dot23);
-                    q = TLanes.Load(query3 + d);
-                    dot30 = TLanes.MultiplyAdd(q, key0, dot30);
-                    dot31 = TLanes.MultiplyAdd(q, key1, dot31);
-                    dot32 = TLanes.MultiplyAdd(q, key2, dot32);
-                    dot33 = TLanes.MultiplyAdd(q, key3, dot33);
+                    VectorFour<TKernel, TLanes, TVector, TElement>(d, query0, query1, query2, query3, row0, row1, row2, row3, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
                 }
 
-                Vector128.Store(TLanes.SumEach(dot00, dot01, dot02, dot03), scores + k);
-                Vector128.Store(TLanes.SumEach(dot10, dot11, dot12, dot13), scores + ScoreRowFloats + k);
-                Vector128.Store(TLanes.SumEach(dot20, dot21, dot22, dot23), scores + 2 * ScoreRowFloats + k);
-                Vector128.Store(TLanes.SumEach(dot30, dot31, dot32, dot33), scores + 3 * ScoreRowFloats + k);
+                StoreFourKeys<TLanes, TVector>(scores + k, dot00, dot01, dot02, dot03, dot10, dot11, dot12, dot13, dot20, dot21, dot22, dot23, dot30, dot31, dot32, dot33);
             }
 
             return;
@@ -301,28 +277,10 @@ internal static unsafe class GroupDecodeKernel
                     Request(ahead1 + d * sizeof(TElement));
                 }
 
-                TVector key0 = LoadElements<TLanes, TVector, TElement>(first, d), key1 = LoadElements<TLanes, TVector, TElement>(second, d);
-                TVector q = TLanes.Load(query0 + d);
-                dot00 = TLanes.MultiplyAdd(q, key0, dot00);
-                dot01 = TLanes.MultiplyAdd(q, key1, dot01);
-                q = TLanes.Load(query1 + d);
-                dot10 = TLanes.MultiplyAdd(q, key0, dot10);
-                dot11 = TLanes.MultiplyAdd(q, key1, dot11);
-                q = TLanes.Load(query2 + d);
-                dot20 = TLanes.MultiplyAdd(q, key0, dot20);
-                dot21 = TLanes.MultiplyAdd(q, key1, dot21);
-                q = TLanes.Load(query3 + d);
-                dot30 = TLanes.MultiplyAdd(q, key0, dot30);
-                dot31 = TLanes.MultiplyAdd(q, key1, dot31);
+                VectorTwo<TKernel, TLanes, TVector, TElement>(d, query0, query1, query2, query3, first, second, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
             }
 
-            // Lanes: head 0 key k, head 0 key k+1, head 1 key k, head 1 key k+1 (and heads 2, 3).
-            Vector128<double> heads01 = TLanes.SumEach(dot00, dot01, dot10, dot11).AsDouble();
-            Vector128<double> heads23 = TLanes.SumEach(dot20, dot21, dot30, dot31).AsDouble();
-            *(double*)(scores + k) = heads01.ToScalar();
-            *(double*)(scores + ScoreRowFloats + k) = heads01.GetElement(1);
-            *(double*)(scores + 2 * ScoreRowFloats + k) = heads23.ToScalar();
-            *(double*)(scores + 3 * ScoreRowFloats + k) = heads23.GetElement(1);
+            StoreTwoKeys<TLanes, TVector>(scores + k, dot00, dot01, dot10, dot11, dot20, dot21, dot30, dot31);
         }
     }
 
@@ -364,10 +322,7 @@ internal static unsafe class GroupDecodeKernel
         if (14 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(14, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
         if (15 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(15, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
 
-        Vector128.Store(TLanes.SumEach(dot00, dot01, dot02, dot03), scores);
-        Vector128.Store(TLanes.SumEach(dot10, dot11, dot12, dot13), scores + ScoreRowFloats);
-        Vector128.Store(TLanes.SumEach(dot20, dot21, dot22, dot23), scores + 2 * ScoreRowFloats);
-        Vector128.Store(TLanes.SumEach(dot30, dot31, dot32, dot33), scores + 3 * ScoreRowFloats);
+        StoreFourKeys<TLanes, TVector>(scores, dot00, dot01, dot02, dot03, dot10, dot11, dot12, dot13, dot20, dot21, dot22, dot23, dot30, dot31, dot32, dot33);
     }
 
     /// <summary>As <see cref="DotsFourKeys{TKernel, TLanes, TVector, TElement}"/> for two keys (8 accumulators, for the 16 registers of AVX2 and SSE).</summary>
@@ -398,6 +353,28 @@ internal static unsafe class GroupDecodeKernel
         if (14 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(14, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
         if (15 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(15, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
 
+        StoreTwoKeys<TLanes, TVector>(scores, dot00, dot01, dot10, dot11, dot20, dot21, dot30, dot31);
+    }
+
+    /// <summary>The 4 x 4 dot products finished (<see cref="ISimdLanes{TVector}.SumEach"/>) into four keys' scores at <paramref name="scores"/> in each head's row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreFourKeys<TLanes, TVector>(float* scores, TVector dot00, TVector dot01, TVector dot02, TVector dot03, TVector dot10, TVector dot11, TVector dot12, TVector dot13,
+        TVector dot20, TVector dot21, TVector dot22, TVector dot23, TVector dot30, TVector dot31, TVector dot32, TVector dot33)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+    {
+        Vector128.Store(TLanes.SumEach(dot00, dot01, dot02, dot03), scores);
+        Vector128.Store(TLanes.SumEach(dot10, dot11, dot12, dot13), scores + ScoreRowFloats);
+        Vector128.Store(TLanes.SumEach(dot20, dot21, dot22, dot23), scores + 2 * ScoreRowFloats);
+        Vector128.Store(TLanes.SumEach(dot30, dot31, dot32, dot33), scores + 3 * ScoreRowFloats);
+    }
+
+    /// <summary>The 4 x 2 dot products finished into two keys' scores at <paramref name="scores"/> in each head's row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTwoKeys<TLanes, TVector>(float* scores, TVector dot00, TVector dot01, TVector dot10, TVector dot11, TVector dot20, TVector dot21, TVector dot30, TVector dot31)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+    {
         // Lanes: head 0 key k, head 0 key k+1, head 1 key k, head 1 key k+1 (and heads 2, 3).
         Vector128<double> heads01 = TLanes.SumEach(dot00, dot01, dot10, dot11).AsDouble();
         Vector128<double> heads23 = TLanes.SumEach(dot20, dot21, dot30, dot31).AsDouble();
@@ -449,7 +426,11 @@ internal static unsafe class GroupDecodeKernel
         }
     }
 
-    /// <summary>Elements <paramref name="d"/> .. d + Count - 1 of four key rows into the 4 x 4 dot products (nothing at or past HeadDim).</summary>
+    /// <summary>
+    /// Elements <paramref name="d"/> .. d + Count - 1 of four key rows into the 4 x 4 dot products (nothing at or past
+    /// HeadDim). Not two calls of <see cref="VectorTwo{TKernel, TLanes, TVector, TElement}"/>: their query loads were not
+    /// all shared, and HeadDim 128's sixteen inlined steps then exceeded the JIT's inlining budget.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void VectorFour<TKernel, TLanes, TVector, TElement>(int d, float* query0, float* query1, float* query2, float* query3, byte* row0, byte* row1, byte* row2, byte* row3,
         ref TVector dot00, ref TVector dot01, ref TVector dot02, ref TVector dot03, ref TVector dot10, ref TVector dot11, ref TVector dot12, ref TVector dot13, ref TVector dot20, ref TVector dot21, ref TVector dot22, ref TVector dot23, ref TVector dot30, ref TVector dot31, ref TVector dot32, ref TVector dot33)
