@@ -668,7 +668,7 @@ internal static unsafe class GroupDecodeKernel
 
     /// <summary>A request for the 64-byte line at <paramref name="address"/> (x86's prefetch, which never faults; nothing elsewhere).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Request(byte* address)
+    internal static void Request(byte* address)
     {
         if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
