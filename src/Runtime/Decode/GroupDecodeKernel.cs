@@ -197,12 +197,6 @@ internal static unsafe class GroupDecodeKernel
         where TVector : unmanaged
         where TElement : unmanaged
     {
-        if (sizeof(TElement) != sizeof(float))
-        {
-            ScoreFourLooped<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, scores, nextKeys);
-            return;
-        }
-
         if (TLanes.Count == 16)
         {
             for (int k = 0; k < count; k += 4)
@@ -220,71 +214,6 @@ internal static unsafe class GroupDecodeKernel
     }
 
     /// <summary>
-    /// <see cref="ScoreFour{TKernel, TLanes, TVector, TElement}"/> over a 16-bit cache, looping over each row's vectors: the
-    /// widening loads, unrolled over the row as fp32's are, exceeded the JIT's inlining budget and left calls in the code.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void ScoreFourLooped<TKernel, TLanes, TVector, TElement>(float* query0, float* query1, float* query2, float* query3, byte* keys, nint rowBytes, int count, float* scores, byte* nextKeys)
-        where TKernel : struct, IAttentionRowKernel
-        where TLanes : struct, ISimdLanes<TVector>
-        where TVector : unmanaged
-        where TElement : unmanaged
-    {
-        int headDim = TKernel.HeadDim;
-        if (TLanes.Count == 16)
-        {
-            for (int k = 0; k < count; k += 4)
-            {
-                byte* ahead0 = nextKeys + k * rowBytes, ahead1 = ahead0 + rowBytes, ahead2 = ahead1 + rowBytes, ahead3 = ahead2 + rowBytes;
-                byte* row0 = keys + k * rowBytes, row1 = keys + Math.Min(k + 1, count - 1) * rowBytes;
-                byte* row2 = keys + Math.Min(k + 2, count - 1) * rowBytes, row3 = keys + Math.Min(k + 3, count - 1) * rowBytes;
-                TVector dot00 = TLanes.Zero, dot01 = TLanes.Zero, dot02 = TLanes.Zero, dot03 = TLanes.Zero;
-                TVector dot10 = TLanes.Zero, dot11 = TLanes.Zero, dot12 = TLanes.Zero, dot13 = TLanes.Zero;
-                TVector dot20 = TLanes.Zero, dot21 = TLanes.Zero, dot22 = TLanes.Zero, dot23 = TLanes.Zero;
-                TVector dot30 = TLanes.Zero, dot31 = TLanes.Zero, dot32 = TLanes.Zero, dot33 = TLanes.Zero;
-                for (int d = 0; d < headDim; d += TLanes.Count)
-                {
-                    // One request per line: a vector of floats is a line, one of 16-bit elements half of one.
-                    if (StartsLine<TLanes, TVector, TElement>(d))
-                    {
-                        Request(ahead0 + d * sizeof(TElement));
-                        Request(ahead1 + d * sizeof(TElement));
-                        Request(ahead2 + d * sizeof(TElement));
-                        Request(ahead3 + d * sizeof(TElement));
-                    }
-
-                    VectorFour<TKernel, TLanes, TVector, TElement>(d, query0, query1, query2, query3, row0, row1, row2, row3, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-                }
-
-                StoreFourKeys<TLanes, TVector>(scores + k, dot00, dot01, dot02, dot03, dot10, dot11, dot12, dot13, dot20, dot21, dot22, dot23, dot30, dot31, dot32, dot33);
-            }
-
-            return;
-        }
-
-        for (int k = 0; k < count; k += 2)
-        {
-            byte* ahead0 = nextKeys + k * rowBytes, ahead1 = ahead0 + rowBytes;
-            byte* first = keys + k * rowBytes;
-            byte* second = keys + Math.Min(k + 1, count - 1) * rowBytes;
-            TVector dot00 = TLanes.Zero, dot01 = TLanes.Zero, dot10 = TLanes.Zero, dot11 = TLanes.Zero;
-            TVector dot20 = TLanes.Zero, dot21 = TLanes.Zero, dot30 = TLanes.Zero, dot31 = TLanes.Zero;
-            for (int d = 0; d < headDim; d += TLanes.Count)
-            {
-                if (StartsLine<TLanes, TVector, TElement>(d))
-                {
-                    Request(ahead0 + d * sizeof(TElement));
-                    Request(ahead1 + d * sizeof(TElement));
-                }
-
-                VectorTwo<TKernel, TLanes, TVector, TElement>(d, query0, query1, query2, query3, first, second, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-            }
-
-            StoreTwoKeys<TLanes, TVector>(scores + k, dot00, dot01, dot10, dot11, dot20, dot21, dot30, dot31);
-        }
-    }
-
-    /// <summary>
     /// The four heads' dot products with four keys from <paramref name="keys"/> (fewer when <paramref name="rows"/> is less;
     /// the last row repeats), stored at <paramref name="scores"/> + key in each head's row, and the four rows from
     /// <paramref name="ahead"/> requested. Unrolled over the row's 64-byte lines (a JIT-constant count; the calls past it
@@ -293,6 +222,11 @@ internal static unsafe class GroupDecodeKernel
     /// stride from group to group, which the core's stride prefetcher follows. A loop over the row gives each
     /// instruction a stride that breaks at every group. On a Zen 5, unrolling alone took 0.89-0.95x the time per fp32
     /// token at 64K; with the next tile requested instead of the one after (AccumulateFour), 0.72-0.87x on Vector512.
+    /// A 16-bit row has at most 8 lines (HeadDim 256), so lines 8-15 are also guarded by the element size, which the JIT
+    /// knows before it inlines anything: their call sites are never imported. The HeadDim test only becomes a constant
+    /// once <c>TKernel.HeadDim</c> is inlined, so every call site it guards still costs the JIT's inlining budget, and
+    /// sixteen sites of widening loads exceeded it (calls were left in the loop; the 16-bit caches kept a rolled loop until
+    /// then, and Half and BFloat16 decode at 64K now take 0.89-0.90x its time on Vector512).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     private static void DotsFourKeys<TKernel, TLanes, TVector, TElement>(float* query0, float* query1, float* query2, float* query3, byte* keys, nint rowBytes, int rows, byte* ahead, float* scores)
@@ -315,14 +249,14 @@ internal static unsafe class GroupDecodeKernel
         if (5 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(5, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
         if (6 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(6, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
         if (7 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(7, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (8 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(8, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (9 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(9, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (10 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(10, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (11 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(11, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (12 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(12, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (13 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(13, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (14 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(14, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
-        if (15 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(15, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 8 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(8, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 9 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(9, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 10 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(10, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 11 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(11, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 12 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(12, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 13 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(13, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 14 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(14, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
+        if (sizeof(TElement) == sizeof(float) && 15 * 64 < TKernel.HeadDim * sizeof(TElement)) LineFour<TKernel, TLanes, TVector, TElement>(15, query0, query1, query2, query3, row0, row1, row2, row3, ahead, rowBytes, ref dot00, ref dot01, ref dot02, ref dot03, ref dot10, ref dot11, ref dot12, ref dot13, ref dot20, ref dot21, ref dot22, ref dot23, ref dot30, ref dot31, ref dot32, ref dot33);
 
         StoreFourKeys<TLanes, TVector>(scores, dot00, dot01, dot02, dot03, dot10, dot11, dot12, dot13, dot20, dot21, dot22, dot23, dot30, dot31, dot32, dot33);
     }
@@ -346,14 +280,14 @@ internal static unsafe class GroupDecodeKernel
         if (5 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(5, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
         if (6 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(6, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
         if (7 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(7, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (8 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(8, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (9 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(9, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (10 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(10, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (11 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(11, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (12 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(12, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (13 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(13, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (14 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(14, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
-        if (15 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(15, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 8 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(8, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 9 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(9, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 10 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(10, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 11 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(11, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 12 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(12, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 13 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(13, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 14 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(14, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
+        if (sizeof(TElement) == sizeof(float) && 15 * 64 < TKernel.HeadDim * sizeof(TElement)) LineTwo<TKernel, TLanes, TVector, TElement>(15, query0, query1, query2, query3, row0, row1, ahead, rowBytes, ref dot00, ref dot01, ref dot10, ref dot11, ref dot20, ref dot21, ref dot30, ref dot31);
 
         StoreTwoKeys<TLanes, TVector>(scores, dot00, dot01, dot10, dot11, dot20, dot21, dot30, dot31);
     }
@@ -645,14 +579,6 @@ internal static unsafe class GroupDecodeKernel
             TLanes.Store(a3, output3 + column);
         }
     }
-
-    /// <summary>Whether element <paramref name="index"/> of a row starts a 64-byte line: where the score loops request one (a JIT constant at widths of a line or more).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool StartsLine<TLanes, TVector, TElement>(int index)
-        where TLanes : struct, ISimdLanes<TVector>
-        where TVector : unmanaged
-        where TElement : unmanaged
-        => TLanes.Count * sizeof(TElement) >= 64 || (index * sizeof(TElement)) % 64 == 0;
 
     /// <summary>Requests every 64-byte line of the cache row at <paramref name="row"/> (HeadDim elements; the bound is a JIT constant).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
