@@ -57,15 +57,25 @@ public static class NarrowDecodeComparison
         Console.WriteLine($"{layers} layers, one cache each; per layer and token:");
         Console.WriteLine($"{"cache",9} {"MiB",6} {"us/token",9} {"tokens/s",9} {"GB/s K+V",9} {"of BW",6} {"vs " + elements[0],8}");
         double first = Median(microseconds[0]);
+        double? singleShare = null;
         for (int i = 0; i < elements.Length; i++)
         {
             double us = Median(microseconds[i]);
             double bytes = 2.0 * KvHeads * Window * HeadDim * (elements[i] == CacheElement.Single ? 4 : 2);
             double share = Median(microseconds[i].Select((roundUs, round) => bytes / (roundUs * 1e-6) / 1e9 / probed[round]).ToList());
             Console.WriteLine($"{elements[i],9} {caches[i][0].MemoryBytes / 1048576.0,6:F1} {us,9:F0} {1e6 / us,9:F0} {bytes / (us * 1e-6) / 1e9,9:F1} {100 * share,5:F0}% {first / us,7:F2}x");
+            if (elements[i] == CacheElement.Single)
+            {
+                singleShare = share;
+            }
         }
 
         Console.WriteLine($"Probe per round: {string.Join(", ", probed.Select(gbs => gbs.ToString("F1", CultureInfo.InvariantCulture)))} GB/s.");
+        if (singleShare is double fp32Share && layers >= 32)
+        {
+            // Issue 16's decode target: fp32, Mistral's shape at 64K, read from memory (32 layers of 32 MiB).
+            Console.WriteLine($"Target (issue 16): {(fp32Share >= 0.85 ? "met " : "MISS")}  fp32 decode >= 85% of the read bandwidth: {100 * fp32Share:F0}%");
+        }
 
         caches = Array.Empty<KvCache[]>();
         GC.Collect();
