@@ -35,7 +35,7 @@ public class GeneratedKernelTests
     }
 
     /// <summary>
-    /// A band pass's block of tiles taking its keys in several chunks (CpuAttention.BandChunkBytes: on Vector512, for a block
+    /// A band pass's block of tiles taking its keys in several chunks (CpuAttention.BandChunkBytes: on every ISA, for a block
     /// whose keys pass 512 KiB), here forced to chunks of 24 KiB (48 keys at HeadDim 64, rounded to whole key tiles) on
     /// every ISA, with sequences long enough for many: dense rows (causal and not), windows whose rows straddle chunk edges, dilated and strided streams longer
     /// than a chunk, and a window with global tokens' row tails.

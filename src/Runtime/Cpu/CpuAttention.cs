@@ -1079,10 +1079,12 @@ public static unsafe partial class CpuAttention
             };
             bool view = Layout.Output.Row != headDim || Layout.Query.Row != headDim;
             // One chunk when the block's keys and values fit in half an L2 (a 4K-token call's w512 band: more calls per tile
-            // only add their setup, 4% on swa-4k-w512) or the kernel is narrower than 512 bits (Vector256 and Vector128
-            // compute slowly enough for the L3 to keep up: chunks measured 1.01-1.03x their time); else chunks of 256 KiB.
+            // only add their setup, 4% on swa-4k-w512); else chunks of 256 KiB, at every width. Vector256 and Vector128 once
+            // kept one chunk (on Zen 3 and 5, with 32 MiB of L3, chunks measured 1.01-1.03x their time), but on a Zen 1 with
+            // 8 MiB of L3 a dense 16K row's 8 MiB of keys and values came from memory for every 6-row tile: chunked,
+            // causal-16k ran in 0.73x the time on Vector256 and 0.70x on Vector128.
             long keyBytes = 2L * headDim * sizeof(float);
-            long chunkKeys = _forcedChunkBytes == 0 && (TKernel.Lanes < 16 || (highest - lowest + 1) * keyBytes <= 2 * BandChunkBytes)
+            long chunkKeys = _forcedChunkBytes == 0 && (highest - lowest + 1) * keyBytes <= 2 * BandChunkBytes
                 ? highest - lowest + 1 + TKernel.KeyTile
                 : Math.Max(1, (_forcedChunkBytes > 0 ? _forcedChunkBytes : BandChunkBytes) / keyBytes / TKernel.KeyTile) * TKernel.KeyTile;
             long keysFrom = lowest / TKernel.KeyTile * TKernel.KeyTile;
