@@ -5,7 +5,7 @@ using SparseAttention.Benchmarks;
 // `-- --gpu`: the generated ILGPU kernels on the GPU AttentionDevice picks (CUDA, then OpenCL).
 // `-- --gpu-ptx [DIR]`: the PTX of the standard patterns' ILGPU kernels for sm_80 and sm_90, with its figures (no GPU needed).
 // `-- --decode`: streaming decode with a rolling KV cache at positions 8K, 64K and 1M, and prefill vs Forward.
-// `-- --decode-narrow`: Half and BFloat16 KV caches against fp32 at 64K, and batched decode of 16 streams.
+// `-- --decode-narrow`: Half and BFloat16 KV caches against fp32 at 64K, and batched decode of 16 streams (`--isa X` forces a width).
 // `-- --natten`: 2-D neighbourhood attention against the 1-D window with the same keys per row (issue 18's table).
 // `-- --before-after OTHER/SparseAttention.Benchmarks.dll`: this build against another, loaded side by side, in
 // alternating rounds (the before/after table of a refactor).
