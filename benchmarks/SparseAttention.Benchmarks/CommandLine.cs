@@ -5,4 +5,10 @@ internal static class CommandLine
 {
     /// <summary>The value after <paramref name="name"/>, or null when the option is absent.</summary>
     public static string? Argument(string[] args, string name) => args.SkipWhile(a => a != name).Skip(1).FirstOrDefault();
+
+    /// <summary>The kernel ISA `--isa X` forces (Vector512, Vector256, Vector128, Scalar), or Auto when absent.</summary>
+    public static KernelIsa Isa(string[] args) => Enum.Parse<KernelIsa>(Argument(args, "--isa") ?? "Auto", ignoreCase: true);
+
+    /// <summary>The ISA a run's kernels use, marked "(forced)" when `--isa` chose it.</summary>
+    public static string IsaDescription(AttentionOptions options) => $"{options.ResolveIsa()}{(options.Isa == KernelIsa.Auto ? "" : " (forced)")}";
 }

@@ -30,7 +30,7 @@ public static class NeighborhoodComparison
     {
         CultureInfo.CurrentCulture = CultureInfo.InvariantCulture;
         int rounds = int.Parse(CommandLine.Argument(args, "--rounds") ?? "15", CultureInfo.InvariantCulture);
-        KernelIsa isa = Enum.Parse<KernelIsa>(CommandLine.Argument(args, "--isa") ?? "Auto", ignoreCase: true);
+        KernelIsa isa = CommandLine.Isa(args);
         var options = new AttentionOptions { Isa = isa };
         int threads = Environment.ProcessorCount;
         double peak = FmaPeak.MeasureGflops(threads, isa);

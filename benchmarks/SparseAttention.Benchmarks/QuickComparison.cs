@@ -23,11 +23,10 @@ public static class QuickComparison
         StandardCase[] cases = only is null ? StandardCase.All.Concat(StandardCase.HeadDimVariants).Concat(StandardCase.ComponentCases).ToArray() : only.Split(',').Select(StandardCase.Get).ToArray();
         string? threadArgument = CommandLine.Argument(args, "--threads");
         int threads = threadArgument is null ? Environment.ProcessorCount : int.Parse(threadArgument, CultureInfo.InvariantCulture);
-        string? isaArgument = CommandLine.Argument(args, "--isa");
-        KernelIsa isa = isaArgument is null ? KernelIsa.Auto : Enum.Parse<KernelIsa>(isaArgument, ignoreCase: true);
+        KernelIsa isa = CommandLine.Isa(args);
         var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = isa };
 
-        Console.WriteLine($"SparseAttention quick comparison: {threads} of {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {options.ResolveIsa()}{(isa == KernelIsa.Auto ? "" : " (forced)")}");
+        Console.WriteLine($"SparseAttention quick comparison: {threads} of {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {CommandLine.IsaDescription(options)}");
         // The peak is measured again right before each case: on this shared VM the two vCPUs are sometimes
         // SMT siblings of one core and sometimes on two cores, which halves or doubles what is reachable.
         var peaks = new List<double>();
