@@ -343,9 +343,25 @@ public sealed partial class AttentionGenerator
             writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
             writer.Line(vt + " minusInfinity = " + v + ".Create(float.NegativeInfinity);");
             writer.Line("// Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.");
+            bool stateInMemory = SoftmaxThroughTileCall(target);
+            if (stateInMemory)
+            {
+                writer.Line("// (Vector256: the sums live in rowState, which a full tile's softmax step takes by reference.)");
+                writer.Line("global::SparseAttention.Cpu.TileRowState256 rowState = default;");
+            }
+
             for (int t = 0; t < rows; t++)
             {
-                writer.Line(vt + " rowSumVector" + Invariant(t) + " = " + v + ".CreateScalar(" + UnsafeType + ".Add(ref rowSum, " + Invariant(t) + "));");
+                string sum = "rowSumVector" + Invariant(t), initial = v + ".CreateScalar(" + UnsafeType + ".Add(ref rowSum, " + Invariant(t) + "))";
+                if (stateInMemory)
+                {
+                    writer.Line("ref " + vt + " " + sum + " = ref rowState.Sum" + Invariant(t) + ";");
+                    writer.Line(sum + " = " + initial + ";");
+                }
+                else
+                {
+                    writer.Line(vt + " " + sum + " = " + initial + ";");
+                }
             }
 
             writer.Line("// Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys");
@@ -498,6 +514,38 @@ public sealed partial class AttentionGenerator
             writer.Line("// A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half");
             writer.Line("// of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common");
             writer.Line("// range and its boundary range are empty).");
+            if (SoftmaxThroughTileCall(target))
+            {
+                // Vector256: a full tile without per-row modifiers takes all its rows' steps through one call that is not
+                // inlined (TileSoftmax.UpdateFullTile): written out here, the JIT kept the 2^x's intermediates on the stack.
+                writer.Line("// A full tile's rows through one call (TileSoftmax.UpdateFullTile): in this method the 2^x's intermediates were spilled.");
+                using (writer.Block("if (full && !TScores.Alibi && !TScores.CallsUserCode)"))
+                {
+                    writer.Line("global::SparseAttention.Cpu.TileSoftmax.UpdateFullTile<TScores>(ref probabilities, " + Invariant(rows) + ", ref rowMax, ref rowState);");
+                    for (int t = 0; t < rows; t++)
+                    {
+                        writer.Line("rescale" + Invariant(t) + " = rowState.Rescale" + Invariant(t) + ";");
+                    }
+                }
+
+                using (writer.Block("else"))
+                {
+                    EmitRowSoftmaxSteps(writer, target);
+                }
+            }
+            else
+            {
+                EmitRowSoftmaxSteps(writer, target);
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>Each row's softmax step over the key tile, written out row by row (masking a boundary tile's keys).</summary>
+        private static void EmitRowSoftmaxSteps(IndentedTextWriter writer, CpuTarget target)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile;
             for (int t = 0; t < rows; t++)
             {
                 string r = Invariant(t);
@@ -539,7 +587,8 @@ public sealed partial class AttentionGenerator
                     else if (target.Lanes == 4)
                     {
                         // Vector128: the same, its two score vectors passed in registers (0.94-0.97x the time; with 16
-                        // registers 0.97-0.995x). Vector256 keeps the rows written out (1.02-1.04x slower through it).
+                        // registers 0.97-0.995x). Vector256 writes these rows out (1.02-1.04x slower through it); its full tiles go through
+                        // UpdateFullTile (above).
                         writer.Line("rescale" + Invariant(t) + " = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref " + UnsafeType + ".Add(ref rowMax, " + Invariant(t) + "), ref rowSumVector" + Invariant(t) + ");");
                     }
                     else
@@ -548,9 +597,10 @@ public sealed partial class AttentionGenerator
                     }
                 }
             }
-
-            writer.Line();
         }
+
+        /// <summary>Whether the kernel takes a full tile's softmax steps through TileSoftmax.UpdateFullTile (Vector256 only; 16-key tiles).</summary>
+        private static bool SoftmaxThroughTileCall(CpuTarget target) => target.Lanes == 8 && target.KeyTile == 16;
 
         private static string IntVector(CpuTarget target) => "global::System.Runtime.Intrinsics." + target.Name + "<int>";
 

@@ -44,6 +44,15 @@ public class VectorMathTests
         }
 
         Assert.All(AtEveryWidth(float.NaN), result => Assert.True(float.IsNaN(result.Value), $"2^NaN at {result.Width}: {result.Value}."));
+
+        // A NaN from the inputs keeps its payload through q·k and the max: the narrow widths' rounding shift leaves it in
+        // the bits their scale is made of, so the scale must be multiplied in (an integer add to the exponent would turn
+        // such a NaN into a number).
+        foreach (int bits in new[] { 0x7FC001FF, unchecked((int)0xFFC00155), 0x7F800001, 0x7FFFFFFF })
+        {
+            float nan = BitConverter.Int32BitsToSingle(bits);
+            Assert.All(AtEveryWidth(nan), result => Assert.True(float.IsNaN(result.Value), $"2^NaN(0x{bits:X8}) at {result.Width}: {result.Value}."));
+        }
         Assert.All(AtEveryWidth(float.PositiveInfinity), result => Assert.False(float.IsFinite(result.Value), $"2^inf at {result.Width}: {result.Value}."));
 
         // Between -150 and -126 AVX-512's scale goes down through the subnormals; the other widths stop at -126.

@@ -12,8 +12,9 @@ namespace SparseAttention.Cpu;
 /// kernel, the 6 rows x 4 panels of 2^x and max exhausted the JIT's inlining budget: a third of them, and the poison
 /// tests and min/max after them, stayed real calls in the key-tile loop (seen in the JIT's listing). Through this one
 /// method, inlined six times, every call inlines; measured 0.95-0.96x the time on Vector512, 0.94-0.97x on Vector128
-/// (0.97-0.995x with 16 registers). The Vector256 kernels keep their rows written out: through either form they ran
-/// 1.01-1.04x slower with AVX2's 16 registers.
+/// (0.97-0.995x with 16 registers). The Vector256 kernels, which ran 1.01-1.04x slower through either inlined form with
+/// AVX2's 16 registers, take a full tile's rows through one call that is not inlined (<see cref="UpdateFullTile{TScores}"/>)
+/// and keep boundary tiles' rows written out.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileSoftmax
@@ -79,6 +80,66 @@ public static class TileSoftmax
     }
 
     /// <summary>
+    /// The steps of all <paramref name="rows"/> rows of a Vector256 kernel's full key tile (every row sees all 16 keys; no
+    /// ALiBi or user code), their scores at <paramref name="probabilities"/> (16 per row), their running sums in
+    /// <paramref name="state"/>, where each row's rescale factor is left for the P·V passes. Not inlined, on purpose: in
+    /// the kernel, among its many long-lived locals, the JIT kept the 2^x's intermediates on the stack (a store and a
+    /// reload in the middle of each polynomial, a third of its instructions); in a method of its own the step runs in
+    /// registers. AMD Zen 1: 0.97x the time of the standard 4K cases (with the 2^x of <see cref="VectorMath"/> that
+    /// rounds by adding a shift, 0.95x; 0.92x at swa-16k-w4096).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void UpdateFullTile<TScores>(ref float probabilities, int rows, ref float rowMax, ref TileRowState256 state)
+        where TScores : IScoreModifier
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            ref float rowScores = ref Unsafe.Add(ref probabilities, t * 2 * Vector256<float>.Count);
+            ref Vector256<float> rowSum = ref Unsafe.Add(ref state.Sum0, t);
+            Vector256<float> score0 = Vector256.LoadUnsafe(ref rowScores), score1 = Vector256.LoadUnsafe(ref rowScores, (nuint)Vector256<float>.Count);
+            if ((VectorMath.Poisons<TScores>(score0) | VectorMath.Poisons<TScores>(score1)).AsInt32() != Vector256<int>.Zero)
+            {
+                rowSum = Vector256.Create(float.NaN);
+            }
+
+            Unsafe.Add(ref state.Rescale0, t) = UpdateRow(score0, score1, ref rowScores, ref Unsafe.Add(ref rowMax, t), ref rowSum);
+        }
+    }
+
+    /// <summary>The step over two Vector256 score vectors (see the Vector128 overload), for <see cref="UpdateFullTile{TScores}"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float UpdateRow(Vector256<float> score0, Vector256<float> score1, ref float rowScores, ref float runningMax, ref Vector256<float> rowSum)
+    {
+        Vector256<float> max = VectorMath.ScoreMax(score0, score1);
+        float newMax = runningMax;
+        if (Vector256.GreaterThanAny(max, Vector256.Create(newMax + RescaleSlack)))
+        {
+            newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
+        }
+
+        if (newMax == float.NegativeInfinity)
+        {
+            if (VectorMath.AnyNaN(score0) || VectorMath.AnyNaN(score1))
+            {
+                rowSum = Vector256.Create(float.NaN);
+            }
+
+            Vector256<float>.Zero.StoreUnsafe(ref rowScores);
+            Vector256<float>.Zero.StoreUnsafe(ref rowScores, (nuint)Vector256<float>.Count);
+            return 1f;
+        }
+
+        float rescale = newMax > runningMax ? VectorMath.Exp2(runningMax - newMax) : 1f;
+        Vector256<float> maxVector = Vector256.Create(newMax);
+        Vector256<float> probability0 = VectorMath.Exp2(score0 - maxVector), probability1 = VectorMath.Exp2(score1 - maxVector);
+        probability0.StoreUnsafe(ref rowScores);
+        probability1.StoreUnsafe(ref rowScores, (nuint)Vector256<float>.Count);
+        rowSum = Vector256.FusedMultiplyAdd(rowSum, Vector256.Create(rescale), probability0 + probability1);
+        runningMax = newMax;
+        return rescale;
+    }
+
+    /// <summary>
     /// The step for the Vector128 kernels (two panels), their two score vectors passed in registers rather than through the
     /// row's scratch; the probabilities are stored at <paramref name="rowScores"/>.
     /// </summary>
@@ -113,4 +174,20 @@ public static class TileSoftmax
         runningMax = newMax;
         return rescale;
     }
+}
+
+/// <summary>
+/// A Vector256 tile kernel's rows' running sums (vectors, reduced after the last key tile) and the current key tile's
+/// rescale factors: a local of the kernel, in memory so that <see cref="TileSoftmax.UpdateFullTile{TScores}"/> takes them
+/// by reference (the kernel's register allocator had kept the sums on the stack all the same).
+/// </summary>
+[EditorBrowsable(EditorBrowsableState.Never)]
+[System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
+public struct TileRowState256
+{
+    /// <summary>Rows 0-5's running sums of 2^(score - max), lane-wise.</summary>
+    public Vector256<float> Sum0, Sum1, Sum2, Sum3, Sum4, Sum5;
+
+    /// <summary>Rows 0-5's rescale factors for what they accumulated before the current key tile (1 when the max held).</summary>
+    public float Rescale0, Rescale1, Rescale2, Rescale3, Rescale4, Rescale5;
 }

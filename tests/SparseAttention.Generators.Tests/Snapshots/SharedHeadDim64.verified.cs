@@ -1400,12 +1400,20 @@ namespace SparseAttention.Generated
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                 global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
                 // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
-                global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
-                global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
-                global::System.Runtime.Intrinsics.Vector256<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
-                global::System.Runtime.Intrinsics.Vector256<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
-                global::System.Runtime.Intrinsics.Vector256<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
-                global::System.Runtime.Intrinsics.Vector256<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
+                // (Vector256: the sums live in rowState, which a full tile's softmax step takes by reference.)
+                global::SparseAttention.Cpu.TileRowState256 rowState = default;
+                ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = ref rowState.Sum0;
+                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+                ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = ref rowState.Sum1;
+                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+                ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector2 = ref rowState.Sum2;
+                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+                ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector3 = ref rowState.Sum3;
+                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
+                ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector4 = ref rowState.Sum4;
+                rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
+                ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector5 = ref rowState.Sum5;
+                rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
                 // Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys
                 // rowFirstKey_t .. rowLastKey_t in every key tile.
                 int row0 = 0;
@@ -1663,508 +1671,522 @@ namespace SparseAttention.Generated
                     // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
                     // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
                     // range and its boundary range are empty).
-                    if (full || (rowFirstKey0 <= keyStart + 15 && rowLastKey0 >= keyStart))
+                    // A full tile's rows through one call (TileSoftmax.UpdateFullTile): in this method the 2^x's intermediates were spilled.
+                    if (full && !TScores.Alibi && !TScores.CallsUserCode)
                     {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery0 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery0 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey0);
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey0);
-                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
-
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 15, rowLastKey0));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
-
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 15);
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
-                        }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
-                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
-                        float newMax = runningMax;
-                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
-                        {
-                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
-                        }
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
-                            // passed over beside -inf lanes still makes the row NaN.
-                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
-                            {
-                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
-                            {
-                                rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
-                            rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector256.Create(rescale0), probability0 + probability1);
-                            runningMax = newMax;
-                        }
+                        global::SparseAttention.Cpu.TileSoftmax.UpdateFullTile<TScores>(ref probabilities, 6, ref rowMax, ref rowState);
+                        rescale0 = rowState.Rescale0;
+                        rescale1 = rowState.Rescale1;
+                        rescale2 = rowState.Rescale2;
+                        rescale3 = rowState.Rescale3;
+                        rescale4 = rowState.Rescale4;
+                        rescale5 = rowState.Rescale5;
                     }
-                    if (full || (rowFirstKey1 <= keyStart + 15 && rowLastKey1 >= keyStart))
+                    else
                     {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
-                        global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                        if (TScores.Alibi)
+                        if (full || (rowFirstKey0 <= keyStart + 15 && rowLastKey0 >= keyStart))
                         {
-                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery1 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery1 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey1);
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey1);
-                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (TScores.Alibi)
+                            {
+                                score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery0 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery0 - alibiKeys1), score1);
+                            }
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey0);
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey0);
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 15, rowLastKey1));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 15, rowLastKey0));
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
 
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                             }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
 
-                            if (TScores.CallsUserCode)
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 15);
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                            // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                            float newMax = runningMax;
+                            if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
                             {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 15);
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                            }
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                                // passed over beside -inf lanes still makes the row NaN.
+                                if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale0 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector0, global::System.Runtime.Intrinsics.Vector256.Create(rescale0), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
-                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
-                        float newMax = runningMax;
-                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        if (full || (rowFirstKey1 <= keyStart + 15 && rowLastKey1 >= keyStart))
                         {
-                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
-                        }
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
-                            // passed over beside -inf lanes still makes the row NaN.
-                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery1 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery1 - alibiKeys1), score1);
                             }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
+                            if (!full)
                             {
-                                rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
-                            rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector256.Create(rescale1), probability0 + probability1);
-                            runningMax = newMax;
-                        }
-                    }
-                    if (full || (rowFirstKey2 <= keyStart + 15 && rowLastKey2 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
-                        global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery2 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery2 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey2);
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey2);
-                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey1);
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey1);
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 15, rowLastKey2));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 15, rowLastKey1));
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
 
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                             }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
 
-                            if (TScores.CallsUserCode)
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 15);
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1);
+                            global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                            // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                            float newMax = runningMax;
+                            if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
                             {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 15);
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                            }
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                                // passed over beside -inf lanes still makes the row NaN.
+                                if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale1 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector1, global::System.Runtime.Intrinsics.Vector256.Create(rescale1), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
-                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
-                        float newMax = runningMax;
-                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        if (full || (rowFirstKey2 <= keyStart + 15 && rowLastKey2 >= keyStart))
                         {
-                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
-                        }
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
-                            // passed over beside -inf lanes still makes the row NaN.
-                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery2 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery2 - alibiKeys1), score1);
                             }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
+                            if (!full)
                             {
-                                rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
-                            rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector256.Create(rescale2), probability0 + probability1);
-                            runningMax = newMax;
-                        }
-                    }
-                    if (full || (rowFirstKey3 <= keyStart + 15 && rowLastKey3 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
-                        global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery3 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery3 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey3);
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey3);
-                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey2);
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey2);
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 15, rowLastKey3));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 15, rowLastKey2));
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
 
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                             }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
 
-                            if (TScores.CallsUserCode)
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 15);
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2);
+                            global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                            // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                            float newMax = runningMax;
+                            if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
                             {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 15);
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                            }
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                                // passed over beside -inf lanes still makes the row NaN.
+                                if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale2 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector2, global::System.Runtime.Intrinsics.Vector256.Create(rescale2), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
-                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
-                        float newMax = runningMax;
-                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        if (full || (rowFirstKey3 <= keyStart + 15 && rowLastKey3 >= keyStart))
                         {
-                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
-                        }
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
-                            // passed over beside -inf lanes still makes the row NaN.
-                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 48);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery3 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery3 - alibiKeys1), score1);
                             }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
+                            if (!full)
                             {
-                                rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
-                            rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector256.Create(rescale3), probability0 + probability1);
-                            runningMax = newMax;
-                        }
-                    }
-                    if (full || (rowFirstKey4 <= keyStart + 15 && rowLastKey4 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
-                        global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery4 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery4 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey4);
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey4);
-                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey3);
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey3);
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 15, rowLastKey4));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 15, rowLastKey3));
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
 
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                             }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
 
-                            if (TScores.CallsUserCode)
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 15);
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3);
+                            global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                            // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                            float newMax = runningMax;
+                            if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
                             {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 15);
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                            }
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                                // passed over beside -inf lanes still makes the row NaN.
+                                if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale3 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector3, global::System.Runtime.Intrinsics.Vector256.Create(rescale3), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
-                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
-                        float newMax = runningMax;
-                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        if (full || (rowFirstKey4 <= keyStart + 15 && rowLastKey4 >= keyStart))
                         {
-                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
-                        }
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
-                            // passed over beside -inf lanes still makes the row NaN.
-                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 64);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery4 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery4 - alibiKeys1), score1);
                             }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
+                            if (!full)
                             {
-                                rescale4 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
-                            }
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
-                            rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector4, global::System.Runtime.Intrinsics.Vector256.Create(rescale4), probability0 + probability1);
-                            runningMax = newMax;
-                        }
-                    }
-                    if (full || (rowFirstKey5 <= keyStart + 15 && rowLastKey5 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 80);
-                        global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery5 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery5 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey5);
-                            global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey5);
-                            global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey4);
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey4);
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
 
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 15, rowLastKey5));
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
-                            }
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 15, rowLastKey4));
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
 
-                            score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
-                            {
-                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                             }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
 
-                            if (TScores.CallsUserCode)
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 15);
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4);
+                            global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                            // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                            float newMax = runningMax;
+                            if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
                             {
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 15);
-                                score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                            }
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                                // passed over beside -inf lanes still makes the row NaN.
+                                if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                                {
+                                    rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale4 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector4, global::System.Runtime.Intrinsics.Vector256.Create(rescale4), probability0 + probability1);
+                                runningMax = newMax;
                             }
                         }
-                        ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
-                        global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
-                        // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
-                        float newMax = runningMax;
-                        if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                        if (full || (rowFirstKey5 <= keyStart + 15 && rowLastKey5 >= keyStart))
                         {
-                            newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
-                        }
-                        if (newMax == float.NegativeInfinity)
-                        {
-                            // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
-                            // passed over beside -inf lanes still makes the row NaN.
-                            if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 80);
+                            global::System.Runtime.Intrinsics.Vector256<float> score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery5 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector256.Abs(alibiQuery5 - alibiKeys1), score1);
                             }
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
-                        }
-                        else
-                        {
-                            // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
-                            if (newMax > runningMax)
+                            if (!full)
                             {
-                                rescale5 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                global::System.Runtime.Intrinsics.Vector256<int> first = global::System.Runtime.Intrinsics.Vector256.Create((int)rowFirstKey5);
+                                global::System.Runtime.Intrinsics.Vector256<int> last = global::System.Runtime.Intrinsics.Vector256.Create((int)rowLastKey5);
+                                global::System.Runtime.Intrinsics.Vector256<float> visible0 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector256<float> visible1 = global::System.Runtime.Intrinsics.Vector256.AsSingle(global::System.Runtime.Intrinsics.Vector256.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), first) & global::System.Runtime.Intrinsics.Vector256.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector256.Create(8)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 15, rowLastKey5));
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector256.ConditionalSelect(visible1, score1, minusInfinity);
                             }
-                            global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
-                            global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
-                            global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
-                            rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector5, global::System.Runtime.Intrinsics.Vector256.Create(rescale5), probability0 + probability1);
-                            runningMax = newMax;
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector256.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector256<int>.Zero)
+                                {
+                                    rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1, ref rowScores, 8);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 15);
+                                    score0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref rowScores, 8);
+                                }
+                            }
+                            ref float runningMax = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5);
+                            global::System.Runtime.Intrinsics.Vector256<float> rowPeak = global::SparseAttention.Cpu.VectorMath.ScoreMax(score0, score1);
+                            // The max moves only when a score rises more than RescaleSlack above it (conditional rescaling, see TileSoftmax).
+                            float newMax = runningMax;
+                            if (global::System.Runtime.Intrinsics.Vector256.GreaterThanAny(rowPeak, global::System.Runtime.Intrinsics.Vector256.Create(newMax + global::SparseAttention.Cpu.TileSoftmax.RescaleSlack)))
+                            {
+                                newMax = global::System.MathF.Max(runningMax, global::SparseAttention.Cpu.VectorMath.MaxAcross(rowPeak));
+                            }
+                            if (newMax == float.NegativeInfinity)
+                            {
+                                // Nothing visible to this row yet: no probabilities, nothing to rescale; but a NaN score the hardware's max
+                                // passed over beside -inf lanes still makes the row NaN.
+                                if (global::SparseAttention.Cpu.VectorMath.AnyNaN(score0) || global::SparseAttention.Cpu.VectorMath.AnyNaN(score1))
+                                {
+                                    rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.Create(float.NaN);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(global::System.Runtime.Intrinsics.Vector256<float>.Zero, ref rowScores, 8);
+                            }
+                            else
+                            {
+                                // Most tiles leave the max where it was: then nothing accumulated needs rescaling.
+                                if (newMax > runningMax)
+                                {
+                                    rescale5 = global::SparseAttention.Cpu.VectorMath.Exp2(runningMax - newMax);
+                                }
+                                global::System.Runtime.Intrinsics.Vector256<float> maxVector = global::System.Runtime.Intrinsics.Vector256.Create(newMax);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability0 = global::SparseAttention.Cpu.VectorMath.Exp2(score0 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability0, ref rowScores, 0);
+                                global::System.Runtime.Intrinsics.Vector256<float> probability1 = global::SparseAttention.Cpu.VectorMath.Exp2(score1 - maxVector);
+                                global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(probability1, ref rowScores, 8);
+                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(rowSumVector5, global::System.Runtime.Intrinsics.Vector256.Create(rescale5), probability0 + probability1);
+                                runningMax = newMax;
+                            }
                         }
                     }
 
