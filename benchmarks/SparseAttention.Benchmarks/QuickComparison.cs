@@ -30,7 +30,7 @@ public static class QuickComparison
         // The peak is measured again right before each case: on this shared VM the two vCPUs are sometimes
         // SMT siblings of one core and sometimes on two cores, which halves or doubles what is reachable.
         var peaks = new List<double>();
-        Console.WriteLine($"fp32 FMA peak: {threads} thread(s), {FmaPeak.WidthName(isa)} (the kernels' width), 16 independent chains per thread, measured before each case (column 'peak'); 'dense' runs at the same ISA.");
+        Console.WriteLine($"fp32 FMA peak: {threads} thread(s), {FmaPeak.WidthName(isa)} (the kernels' width), {FmaPeak.Chains(isa)} independent chains per thread, measured before each case (column 'peak'); 'dense' runs at the same ISA.");
         Console.WriteLine("Times are the best of several runs after a warm-up; GFLOP/s = visible pairs x 4 x HeadDim / s; ratios are measured in this run.");
         Console.WriteLine();
         Console.WriteLine($"{"case",-14} {"pairs",14} {"ms",9} {"GFLOP/s",8} {"peak",6} {"%peak",6} {"dense ms",9} {"vs dense",8} {"TP ms",9} {"vs TP",7} {"ORT ms",9} {"vs ORT",7} {"ORT dense",9} {"alloc B",8} {"error",9}");
