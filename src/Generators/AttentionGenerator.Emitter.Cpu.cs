@@ -346,8 +346,8 @@ public sealed partial class AttentionGenerator
             bool stateInMemory = SoftmaxThroughTileCall(target);
             if (stateInMemory)
             {
-                writer.Line("// (Vector256: the sums live in rowState, which a full tile's softmax step takes by reference.)");
-                writer.Line("global::SparseAttention.Cpu.TileRowState256 rowState = default;");
+                writer.Line("// (The sums live in rowState, which a full tile's softmax step takes by reference.)");
+                writer.Line("global::SparseAttention.Cpu.TileRowState<" + vt + "> rowState = default;");
             }
 
             for (int t = 0; t < rows; t++)
@@ -516,8 +516,9 @@ public sealed partial class AttentionGenerator
             writer.Line("// range and its boundary range are empty).");
             if (SoftmaxThroughTileCall(target))
             {
-                // Vector256: a full tile without per-row modifiers takes all its rows' steps through one call that is not
-                // inlined (TileSoftmax.UpdateFullTile): written out here, the JIT kept the 2^x's intermediates on the stack.
+                // Vector256 and Vector128: a full tile without per-row modifiers takes all its rows' steps through one call
+                // that is not inlined (TileSoftmax.UpdateFullTile): in this method, with 16 registers, the JIT kept the 2^x's
+                // intermediates on the stack (Zen 1: 0.95x the time of the 4K cases on Vector256, 0.75-0.80x on Vector128).
                 writer.Line("// A full tile's rows through one call (TileSoftmax.UpdateFullTile): in this method the 2^x's intermediates were spilled.");
                 using (writer.Block("if (full && !TScores.Alibi && !TScores.CallsUserCode)"))
                 {
@@ -587,8 +588,8 @@ public sealed partial class AttentionGenerator
                     else if (target.Lanes == 4)
                     {
                         // Vector128: the same, its two score vectors passed in registers (0.94-0.97x the time; with 16
-                        // registers 0.97-0.995x). Vector256 writes these rows out (1.02-1.04x slower through it); its full tiles go through
-                        // UpdateFullTile (above).
+                        // registers 0.97-0.995x). Vector256 writes these rows out (1.02-1.04x slower through it). Both
+                        // narrow kernels take full tiles through UpdateFullTile (above): these are boundary tiles.
                         writer.Line("rescale" + Invariant(t) + " = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref " + UnsafeType + ".Add(ref rowMax, " + Invariant(t) + "), ref rowSumVector" + Invariant(t) + ");");
                     }
                     else
@@ -599,8 +600,8 @@ public sealed partial class AttentionGenerator
             }
         }
 
-        /// <summary>Whether the kernel takes a full tile's softmax steps through TileSoftmax.UpdateFullTile (Vector256 only; 16-key tiles).</summary>
-        private static bool SoftmaxThroughTileCall(CpuTarget target) => target.Lanes == 8 && target.KeyTile == 16;
+        /// <summary>Whether the kernel takes a full tile's softmax steps through TileSoftmax.UpdateFullTile (Vector256, Vector128: two score vectors a row).</summary>
+        private static bool SoftmaxThroughTileCall(CpuTarget target) => target.Lanes is 8 or 4 && target.Panels == 2;
 
         private static string IntVector(CpuTarget target) => "global::System.Runtime.Intrinsics." + target.Name + "<int>";
 

@@ -12,9 +12,10 @@ namespace SparseAttention.Cpu;
 /// kernel, the 6 rows x 4 panels of 2^x and max exhausted the JIT's inlining budget: a third of them, and the poison
 /// tests and min/max after them, stayed real calls in the key-tile loop (seen in the JIT's listing). Through this one
 /// method, inlined six times, every call inlines; measured 0.95-0.96x the time on Vector512, 0.94-0.97x on Vector128
-/// (0.97-0.995x with 16 registers). The Vector256 kernels, which ran 1.01-1.04x slower through either inlined form with
-/// AVX2's 16 registers, take a full tile's rows through one call that is not inlined (<see cref="UpdateFullTile{TScores}"/>)
-/// and keep boundary tiles' rows written out.
+/// (0.97-0.995x with 16 registers). With AVX2's 16 registers that was not enough: the Vector256 kernels ran 1.01-1.04x
+/// slower through either inlined form, and in both narrow kernels the JIT kept the 2^x's intermediates on the stack. Their
+/// full tiles therefore take all rows' steps through one call that is not inlined (<c>UpdateFullTile</c>); boundary tiles
+/// keep the per-row forms.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileSoftmax
@@ -86,10 +87,10 @@ public static class TileSoftmax
     /// the kernel, among its many long-lived locals, the JIT kept the 2^x's intermediates on the stack (a store and a
     /// reload in the middle of each polynomial, a third of its instructions); in a method of its own the step runs in
     /// registers. AMD Zen 1: 0.97x the time of the standard 4K cases (with the 2^x of <see cref="VectorMath"/> that
-    /// rounds by adding a shift, 0.95x; 0.92x at swa-16k-w4096).
+    /// rounds by adding a shift, 0.95x; 0.92x at swa-16k-w4096). The Vector128 overload: 0.75-0.80x.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    public static void UpdateFullTile<TScores>(ref float probabilities, int rows, ref float rowMax, ref TileRowState256 state)
+    public static void UpdateFullTile<TScores>(ref float probabilities, int rows, ref float rowMax, ref TileRowState<Vector256<float>> state)
         where TScores : IScoreModifier
     {
         for (int t = 0; t < rows; t++)
@@ -106,7 +107,29 @@ public static class TileSoftmax
         }
     }
 
-    /// <summary>The step over two Vector256 score vectors (see the Vector128 overload), for <see cref="UpdateFullTile{TScores}"/>.</summary>
+    /// <summary>
+    /// The same for a Vector128 kernel's full key tile (8 keys, two vectors per row): there the inlined step's 2^x had
+    /// spilled too, and this took the standard 4K cases in 0.75-0.80x the time (AMD Zen 1).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void UpdateFullTile<TScores>(ref float probabilities, int rows, ref float rowMax, ref TileRowState<Vector128<float>> state)
+        where TScores : IScoreModifier
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            ref float rowScores = ref Unsafe.Add(ref probabilities, t * 2 * Vector128<float>.Count);
+            ref Vector128<float> rowSum = ref Unsafe.Add(ref state.Sum0, t);
+            Vector128<float> score0 = Vector128.LoadUnsafe(ref rowScores), score1 = Vector128.LoadUnsafe(ref rowScores, (nuint)Vector128<float>.Count);
+            if ((VectorMath.Poisons<TScores>(score0) | VectorMath.Poisons<TScores>(score1)).AsInt32() != Vector128<int>.Zero)
+            {
+                rowSum = Vector128.Create(float.NaN);
+            }
+
+            Unsafe.Add(ref state.Rescale0, t) = UpdateRow(score0, score1, ref rowScores, ref Unsafe.Add(ref rowMax, t), ref rowSum);
+        }
+    }
+
+    /// <summary>The step over two Vector256 score vectors (see the Vector128 overload), for <c>UpdateFullTile</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float UpdateRow(Vector256<float> score0, Vector256<float> score1, ref float rowScores, ref float runningMax, ref Vector256<float> rowSum)
     {
@@ -177,16 +200,19 @@ public static class TileSoftmax
 }
 
 /// <summary>
-/// A Vector256 tile kernel's rows' running sums (vectors, reduced after the last key tile) and the current key tile's
-/// rescale factors: a local of the kernel, in memory so that <see cref="TileSoftmax.UpdateFullTile{TScores}"/> takes them
-/// by reference (the kernel's register allocator had kept the sums on the stack all the same).
+/// A Vector256 or Vector128 tile kernel's rows' running sums (vectors of <typeparamref name="TVector"/>, reduced after the
+/// last key tile) and the current key tile's rescale factors: a local of the kernel, in memory so that
+/// <c>TileSoftmax.UpdateFullTile</c> takes them by reference (the kernel's register allocator had kept the sums on the
+/// stack all the same).
 /// </summary>
+/// <typeparam name="TVector">The kernel's vector type.</typeparam>
 [EditorBrowsable(EditorBrowsableState.Never)]
 [System.Runtime.InteropServices.StructLayout(System.Runtime.InteropServices.LayoutKind.Sequential)]
-public struct TileRowState256
+public struct TileRowState<TVector>
+    where TVector : struct
 {
     /// <summary>Rows 0-5's running sums of 2^(score - max), lane-wise.</summary>
-    public Vector256<float> Sum0, Sum1, Sum2, Sum3, Sum4, Sum5;
+    public TVector Sum0, Sum1, Sum2, Sum3, Sum4, Sum5;
 
     /// <summary>Rows 0-5's rescale factors for what they accumulated before the current key tile (1 when the max held).</summary>
     public float Rescale0, Rescale1, Rescale2, Rescale3, Rescale4, Rescale5;

@@ -74,7 +74,7 @@ public static class VectorMath
     /// each take two passes through one pipe of a Zen 1 core at 256 bits), and 2^whole, built from the shifted bits,
     /// is multiplied in: an integer add to the exponent could turn a NaN carrying a payload into a number. Finite results
     /// up to x = 127 (the softmax passes at most <see cref="TileSoftmax.RescaleSlack"/>). AMD Zen 1, with the Vector256
-    /// kernel's full-tile step (<see cref="TileSoftmax.UpdateFullTile{TScores}"/>): 0.97-0.98x the time of the 4K cases;
+    /// kernel's full-tile step (<c>TileSoftmax.UpdateFullTile</c>): 0.97-0.98x the time of the 4K cases;
     /// Vector128 0.99-1.0x.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1400,8 +1400,8 @@ namespace SparseAttention.Generated
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                 global::System.Runtime.Intrinsics.Vector256<float> minusInfinity = global::System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity);
                 // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
-                // (Vector256: the sums live in rowState, which a full tile's softmax step takes by reference.)
-                global::SparseAttention.Cpu.TileRowState256 rowState = default;
+                // (The sums live in rowState, which a full tile's softmax step takes by reference.)
+                global::SparseAttention.Cpu.TileRowState<global::System.Runtime.Intrinsics.Vector256<float>> rowState = default;
                 ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector0 = ref rowState.Sum0;
                 rowSumVector0 = global::System.Runtime.Intrinsics.Vector256.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
                 ref global::System.Runtime.Intrinsics.Vector256<float> rowSumVector1 = ref rowState.Sum1;
@@ -2622,12 +2622,20 @@ namespace SparseAttention.Generated
                 ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
                 global::System.Runtime.Intrinsics.Vector128<float> minusInfinity = global::System.Runtime.Intrinsics.Vector128.Create(float.NegativeInfinity);
                 // Running sums stay vectors (rescaled and added lane-wise) and are reduced once, after the last key tile.
-                global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
-                global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
-                global::System.Runtime.Intrinsics.Vector128<float> rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
-                global::System.Runtime.Intrinsics.Vector128<float> rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
-                global::System.Runtime.Intrinsics.Vector128<float> rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
-                global::System.Runtime.Intrinsics.Vector128<float> rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
+                // (The sums live in rowState, which a full tile's softmax step takes by reference.)
+                global::SparseAttention.Cpu.TileRowState<global::System.Runtime.Intrinsics.Vector128<float>> rowState = default;
+                ref global::System.Runtime.Intrinsics.Vector128<float> rowSumVector0 = ref rowState.Sum0;
+                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 0));
+                ref global::System.Runtime.Intrinsics.Vector128<float> rowSumVector1 = ref rowState.Sum1;
+                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 1));
+                ref global::System.Runtime.Intrinsics.Vector128<float> rowSumVector2 = ref rowState.Sum2;
+                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 2));
+                ref global::System.Runtime.Intrinsics.Vector128<float> rowSumVector3 = ref rowState.Sum3;
+                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3));
+                ref global::System.Runtime.Intrinsics.Vector128<float> rowSumVector4 = ref rowState.Sum4;
+                rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4));
+                ref global::System.Runtime.Intrinsics.Vector128<float> rowSumVector5 = ref rowState.Sum5;
+                rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.CreateScalar(global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5));
                 // Rows past the tile's end repeat its last row; their results are never read. Row t sees stream keys
                 // rowFirstKey_t .. rowLastKey_t in every key tile.
                 int row0 = 0;
@@ -2885,311 +2893,325 @@ namespace SparseAttention.Generated
                     // A row that sees none of a boundary tile's keys (a neighbourhood's tile rows are a key line apart, so about half
                     // of them at its edges) skips its step: its state is unchanged, and nothing reads its probabilities (the common
                     // range and its boundary range are empty).
-                    if (full || (rowFirstKey0 <= keyStart + 7 && rowLastKey0 >= keyStart))
+                    // A full tile's rows through one call (TileSoftmax.UpdateFullTile): in this method the 2^x's intermediates were spilled.
+                    if (full && !TScores.Alibi && !TScores.CallsUserCode)
                     {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery0 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery0 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey0);
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey0);
-                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
-
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 7, rowLastKey0));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 7);
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-                        }
-                        rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
+                        global::SparseAttention.Cpu.TileSoftmax.UpdateFullTile<TScores>(ref probabilities, 6, ref rowMax, ref rowState);
+                        rescale0 = rowState.Rescale0;
+                        rescale1 = rowState.Rescale1;
+                        rescale2 = rowState.Rescale2;
+                        rescale3 = rowState.Rescale3;
+                        rescale4 = rowState.Rescale4;
+                        rescale5 = rowState.Rescale5;
                     }
-                    if (full || (rowFirstKey1 <= keyStart + 7 && rowLastKey1 >= keyStart))
+                    else
                     {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
-                        global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                        if (TScores.Alibi)
+                        if (full || (rowFirstKey0 <= keyStart + 7 && rowLastKey0 >= keyStart))
                         {
-                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery1 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery1 - alibiKeys1), score1);
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (TScores.Alibi)
+                            {
+                                score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery0 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery0 - alibiKeys1), score1);
+                            }
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey0);
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey0);
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, global::System.Math.Max(keyStart, rowFirstKey0), global::System.Math.Min(keyStart + 7, rowLastKey0));
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector0 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 0, keyStart, keyStart, keyStart + 7);
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+                            }
+                            rescale0 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 0), ref rowSumVector0);
                         }
-                        if (!full)
+                        if (full || (rowFirstKey1 <= keyStart + 7 && rowLastKey1 >= keyStart))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey1);
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey1);
-                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
-
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 8);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery1 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery1 - alibiKeys1), score1);
                             }
-                            if (TScores.CallsUserCode)
+                            if (!full)
                             {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 7, rowLastKey1));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey1);
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey1);
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, global::System.Math.Max(keyStart, rowFirstKey1), global::System.Math.Min(keyStart + 7, rowLastKey1));
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 7);
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+                            }
+                            rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
                         }
-                        else
+                        if (full || (rowFirstKey2 <= keyStart + 7 && rowLastKey2 >= keyStart))
                         {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector1 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery2 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery2 - alibiKeys1), score1);
                             }
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey2);
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey2);
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 1, keyStart, keyStart, keyStart + 7);
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 7, rowLastKey2));
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
                             }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 7);
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+                            }
+                            rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
                         }
-                        rescale1 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 1), ref rowSumVector1);
-                    }
-                    if (full || (rowFirstKey2 <= keyStart + 7 && rowLastKey2 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 16);
-                        global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                        if (TScores.Alibi)
+                        if (full || (rowFirstKey3 <= keyStart + 7 && rowLastKey3 >= keyStart))
                         {
-                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery2 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery2 - alibiKeys1), score1);
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (TScores.Alibi)
+                            {
+                                score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery3 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery3 - alibiKeys1), score1);
+                            }
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey3);
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey3);
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 7, rowLastKey3));
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 7);
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+                            }
+                            rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
                         }
-                        if (!full)
+                        if (full || (rowFirstKey4 <= keyStart + 7 && rowLastKey4 >= keyStart))
                         {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey2);
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey2);
-                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
-
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery4 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery4 - alibiKeys1), score1);
                             }
-                            if (TScores.CallsUserCode)
+                            if (!full)
                             {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, global::System.Math.Max(keyStart, rowFirstKey2), global::System.Math.Min(keyStart + 7, rowLastKey2));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey4);
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey4);
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 7, rowLastKey4));
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                            }
+                            else
+                            {
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 7);
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+                            }
+                            rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
                         }
-                        else
+                        if (full || (rowFirstKey5 <= keyStart + 7 && rowLastKey5 >= keyStart))
                         {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                            ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40);
+                            global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                            if (TScores.Alibi)
                             {
-                                rowSumVector2 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery5 - alibiKeys0), score0);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery5 - alibiKeys1), score1);
                             }
+                            if (!full)
+                            {
+                                global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey5);
+                                global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey5);
+                                global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
+                                global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
 
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 2, keyStart, keyStart, keyStart + 7);
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-                        }
-                        rescale2 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 2), ref rowSumVector2);
-                    }
-                    if (full || (rowFirstKey3 <= keyStart + 7 && rowLastKey3 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 24);
-                        global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery3 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery3 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey3);
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey3);
-                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 7, rowLastKey5));
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
 
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
+                                score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
                             }
-                            if (TScores.CallsUserCode)
+                            else
                             {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, global::System.Math.Max(keyStart, rowFirstKey3), global::System.Math.Min(keyStart + 7, rowLastKey3));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
+                                if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
+                                {
+                                    rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
+                                }
 
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
+                                if (TScores.CallsUserCode)
+                                {
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
+                                    global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
+                                    tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 7);
+                                    score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
+                                    score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
+                                }
+                            }
+                            rescale5 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5), ref rowSumVector5);
                         }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector3 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 3, keyStart, keyStart, keyStart + 7);
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-                        }
-                        rescale3 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 3), ref rowSumVector3);
-                    }
-                    if (full || (rowFirstKey4 <= keyStart + 7 && rowLastKey4 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 32);
-                        global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery4 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery4 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey4);
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey4);
-                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
-
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, global::System.Math.Max(keyStart, rowFirstKey4), global::System.Math.Min(keyStart + 7, rowLastKey4));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector4 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 4, keyStart, keyStart, keyStart + 7);
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-                        }
-                        rescale4 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 4), ref rowSumVector4);
-                    }
-                    if (full || (rowFirstKey5 <= keyStart + 7 && rowLastKey5 >= keyStart))
-                    {
-                        ref float rowScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, 40);
-                        global::System.Runtime.Intrinsics.Vector128<float> score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                        global::System.Runtime.Intrinsics.Vector128<float> score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                        if (TScores.Alibi)
-                        {
-                            score0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery5 - alibiKeys0), score0);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(alibiSlope, global::System.Runtime.Intrinsics.Vector128.Abs(alibiQuery5 - alibiKeys1), score1);
-                        }
-                        if (!full)
-                        {
-                            global::System.Runtime.Intrinsics.Vector128<int> first = global::System.Runtime.Intrinsics.Vector128.Create((int)rowFirstKey5);
-                            global::System.Runtime.Intrinsics.Vector128<int> last = global::System.Runtime.Intrinsics.Vector128.Create((int)rowLastKey5);
-                            global::System.Runtime.Intrinsics.Vector128<float> visible0 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual(keyIndex, first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual(keyIndex, last));
-                            global::System.Runtime.Intrinsics.Vector128<float> visible1 = global::System.Runtime.Intrinsics.Vector128.AsSingle(global::System.Runtime.Intrinsics.Vector128.GreaterThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), first) & global::System.Runtime.Intrinsics.Vector128.LessThanOrEqual((keyIndex + global::System.Runtime.Intrinsics.Vector128.Create(4)), last));
-
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32((global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) & visible0) | (global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1) & visible1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, global::System.Math.Max(keyStart, rowFirstKey5), global::System.Math.Min(keyStart + 7, rowLastKey5));
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-
-                            score0 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible0, score0, minusInfinity);
-                            score1 = global::System.Runtime.Intrinsics.Vector128.ConditionalSelect(visible1, score1, minusInfinity);
-                        }
-                        else
-                        {
-                            if (global::System.Runtime.Intrinsics.Vector128.AsInt32(global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score0) | global::SparseAttention.Cpu.VectorMath.Poisons<TScores>(score1)) != global::System.Runtime.Intrinsics.Vector128<int>.Zero)
-                            {
-                                rowSumVector5 = global::System.Runtime.Intrinsics.Vector128.Create(float.NaN);
-                            }
-
-                            if (TScores.CallsUserCode)
-                            {
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0, ref rowScores, 0);
-                                global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1, ref rowScores, 4);
-                                tile.ApplyUserCode<TScores>(ref rowScores, 5, keyStart, keyStart, keyStart + 7);
-                                score0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 0);
-                                score1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref rowScores, 4);
-                            }
-                        }
-                        rescale5 = global::SparseAttention.Cpu.TileSoftmax.UpdateRow(score0, score1, ref rowScores, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref rowMax, 5), ref rowSumVector5);
                     }
 
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
