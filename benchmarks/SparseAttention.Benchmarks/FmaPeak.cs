@@ -16,14 +16,14 @@ public static class FmaPeak
     public static double MeasureGflops(int threads, KernelIsa isa = KernelIsa.Auto)
     {
         KernelIsa width = isa == KernelIsa.Auto ? AttentionOptions.Default.ResolveIsa() : isa;
-        (int lanes, int chains, Func<long, float> run) = width switch
+        (int lanes, Func<long, float> run) = width switch
         {
-            KernelIsa.Vector512 => (16, 16, Run512),
-            KernelIsa.Vector256 => (8, NarrowChains, Run256),
-            KernelIsa.Vector128 => (4, NarrowChains, Run128),
-            _ => (1, NarrowChains, (Func<long, float>)RunScalar),
+            KernelIsa.Vector512 => (16, Run512),
+            KernelIsa.Vector256 => (8, Run256),
+            KernelIsa.Vector128 => (4, Run128),
+            _ => (1, (Func<long, float>)RunScalar),
         };
-        return MeasureGflops(threads, lanes, chains, run);
+        return MeasureGflops(threads, lanes, Chains(width), run);
     }
 
     /// <summary>The independent FMA chains per thread the probe runs at <paramref name="isa"/>'s width, for the report.</summary>
