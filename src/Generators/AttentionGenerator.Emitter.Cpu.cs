@@ -31,7 +31,7 @@ public sealed partial class AttentionGenerator
         /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7). A neighbourhood's tiles have fewer
         /// (<see cref="NeighborhoodTileRows"/>): its rows move by a column of keys, so six of them span many keys few rows see.
         /// </summary>
-        internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup)
+        internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup, int BlockTiles = 1)
         {
             public string KernelName => Name + "Kernel";
 
@@ -40,6 +40,12 @@ public sealed partial class AttentionGenerator
             public string Vector => "global::System.Runtime.Intrinsics." + Name;
 
             public int Panels => KeyTile / Lanes;
+
+            /// <summary>
+            /// Keys of a full block (<see cref="BlockTiles"/> key tiles every row sees whole): scored tile by tile, then one
+            /// softmax step and one P·V pass per output group over all of them (see EmitFullBlocks).
+            /// </summary>
+            public int BlockKeys => KeyTile * BlockTiles;
 
             /// <summary>
             /// Rows of a neighbourhood tile. Six rows of a k-key neighbourhood row span (k + 5) columns of keys for k each;
@@ -62,8 +68,8 @@ public sealed partial class AttentionGenerator
         internal static readonly CpuTarget[] CpuTargets =
         {
             new("Vector512", Lanes: 16, TileRows: 6, KeyTile: 64, PvGroup: 4),
-            new("Vector256", Lanes: 8, TileRows: 6, KeyTile: 16, PvGroup: 2),
-            new("Vector128", Lanes: 4, TileRows: 6, KeyTile: 8, PvGroup: 2),
+            new("Vector256", Lanes: 8, TileRows: 6, KeyTile: 16, PvGroup: 2, BlockTiles: 4),
+            new("Vector128", Lanes: 4, TileRows: 6, KeyTile: 8, PvGroup: 2, BlockTiles: 4),
         };
 
         private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim, bool neighborhoodTile)
@@ -84,14 +90,19 @@ public sealed partial class AttentionGenerator
                 writer.Line();
                 EmitVectorAccumulateRow(writer, target, headDim);
                 writer.Line();
-                EmitBandTile(writer, target, headDim, "AccumulateBandTile");
+                EmitBandTile(writer, target, headDim, "AccumulateBandTile", FullBlocks(target));
+                if (FullBlocks(target))
+                {
+                    writer.Line();
+                    EmitFullBlocks(writer, target, headDim);
+                }
                 if (neighborhoodTile)
                 {
                     // The same kernel with fewer rows, for a neighbourhood's tiles (CpuTarget).
                     writer.Line();
                     writer.Line("// AccumulateBandTile with " + Invariant(target.NeighborhoodTileRows) + " rows, for a neighbourhood's tiles: its rows move by a column of keys, so fewer");
                     writer.Line("// rows leave fewer of the tile's keys unseen by most rows.");
-                    EmitBandTile(writer, target with { TileRows = target.NeighborhoodTileRows }, headDim, "AccumulateNeighborhoodTile");
+                    EmitBandTile(writer, target with { TileRows = target.NeighborhoodTileRows }, headDim, "AccumulateNeighborhoodTile", fullBlocks: false);
                 }
             }
         }
@@ -290,7 +301,7 @@ public sealed partial class AttentionGenerator
         /// invisible key's value is never multiplied in. Loop indices are native ints and rows advance by ref,
         /// so every load is one addressing mode.
         /// </summary>
-        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, string name)
+        private static void EmitBandTile(IndentedTextWriter writer, CpuTarget target, int headDim, string name, bool fullBlocks)
         {
             string v = target.Vector;
             int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
@@ -301,6 +312,25 @@ public sealed partial class AttentionGenerator
                 EmitBandTileSetup(writer, target, headDim);
                 using (writer.Block("for (long keyStart = firstVisible / " + Invariant(lanes) + " * " + Invariant(lanes) + "; keyStart <= lastVisible; keyStart += " + Invariant(keyTile) + ")"))
                 {
+                    if (fullBlocks)
+                    {
+                        string blockKeys = Invariant(target.BlockKeys);
+                        writer.Line("// Keys every row sees, in whole blocks of " + blockKeys + ": through AccumulateFullBlocks (one softmax step and one P·V pass per");
+                        writer.Line("// output group for all " + blockKeys + "), then on, tile by tile, with what is left of the band.");
+                        using (writer.Block("if (!TScores.Alibi && !TScores.CallsUserCode && keyStart >= fullFrom && keyStart + " + Invariant(target.BlockKeys - 1) + " <= fullTo)"))
+                        {
+                            writer.Line("long blocks = (fullTo - keyStart + 1) / " + blockKeys + ";");
+                            writer.Line("AccumulateFullBlocks<TScores>(ref tile, keyStart, blocks, ref rowState);");
+                            writer.Line("keyStart += blocks * " + blockKeys + ";");
+                            using (writer.Block("if (keyStart > lastVisible)"))
+                            {
+                                writer.Line("break;");
+                            }
+                        }
+
+                        writer.Line();
+                    }
+
                     writer.Line("bool full = keyStart >= fullFrom && keyStart + " + Invariant(keyTile - 1) + " <= fullTo;");
                     writer.Line();
                     EmitTileScores(writer, target, headDim);
@@ -312,6 +342,88 @@ public sealed partial class AttentionGenerator
                 for (int t = 0; t < rows; t++)
                 {
                     writer.Line(UnsafeType + ".Add(ref rowSum, " + Invariant(t) + ") = " + v + ".Sum(rowSumVector" + Invariant(t) + ");");
+                }
+            }
+        }
+
+        /// <summary>
+        /// Whether the kernel scores runs of full key tiles as blocks (AccumulateFullBlocks): the narrow targets, whose
+        /// tiles are 16 and 8 keys, so that per tile their P·V passes loaded, rescaled and stored the output accumulators
+        /// for 16 or 8 keys each, and each row took its max and rescale per tile.
+        /// </summary>
+        private static bool FullBlocks(CpuTarget target) => target.BlockTiles > 1 && SoftmaxThroughTileCall(target);
+
+        /// <summary>
+        /// AccumulateFullBlocks: blocks of BlockKeys keys that every row of the tile sees whole (no mask), scored a key tile
+        /// at a time into a block of scores on the stack, then one softmax step for the block (TileSoftmax.UpdateFullBlock)
+        /// and one P·V pass per output group over all its keys. Not inlined: a method of its own gets the registers the
+        /// band kernel's boundary state would take.
+        /// </summary>
+        private static void EmitFullBlocks(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, panels = target.Panels, lanes = target.Lanes, keyTile = target.KeyTile, blockKeys = target.BlockKeys;
+            writer.Line("/// <summary>Adds <paramref name=\"blocks\"/> blocks of " + Invariant(blockKeys) + " keys from <paramref name=\"keyStart\"/> on, which every row of the tile sees, to the rows' state.</summary>");
+            writer.Line("[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining | global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]");
+            writer.Line("private static void AccumulateFullBlocks<TScores>(ref global::SparseAttention.Cpu.BandTile tile, long keyStart, long blocks, ref global::SparseAttention.Cpu.TileRowState<" + vt + "> rowState)");
+            using (writer.Block(ScoresConstraint))
+            {
+                writer.Line("int rows = tile.Rows;");
+                writer.Line("ref float keyPanels = ref tile.KeyPanels;");
+                writer.Line("ref float values = ref tile.Values;");
+                writer.Line("nint valueStride = tile.ValueStride;");
+                writer.Line("ref float rowMax = ref " + MemoryMarshalType + ".GetReference(tile.RowMax);");
+                writer.Line("ref float accumulators = ref " + MemoryMarshalType + ".GetReference(tile.Accumulators);");
+                writer.Line("// The block's scores, then its probabilities: row t's " + Invariant(blockKeys) + " at t x " + Invariant(blockKeys) + ".");
+                writer.Line("global::System.Span<float> block = stackalloc float[" + Invariant(rows * blockKeys) + "];");
+                writer.Line("ref float probabilities = ref " + MemoryMarshalType + ".GetReference(block);");
+                writer.Line("// Rows past the tile's end repeat its last row (as in AccumulateBandTile); their results are never read.");
+                for (int t = 0; t < rows; t++)
+                {
+                    string r = Invariant(t);
+                    string rowIndex = t == 0 ? "0" : MathType + ".Min(" + r + ", rows - 1)";
+                    writer.Line("ref float queryRow" + r + " = ref " + UnsafeType + ".Add(ref tile.Query, (nint)" + rowIndex + " * tile.QueryStride);");
+                }
+
+                using (writer.Block("for (long blocksEnd = keyStart + blocks * " + Invariant(blockKeys) + "; keyStart < blocksEnd; keyStart += " + Invariant(blockKeys) + ")"))
+                {
+                    using (writer.Block("for (int tileOffset = 0; tileOffset < " + Invariant(blockKeys) + "; tileOffset += " + Invariant(keyTile) + ")"))
+                    {
+                        for (int t = 0; t < rows; t++)
+                        {
+                            for (int p = 0; p < panels; p++)
+                            {
+                                writer.Line(vt + " score" + Invariant(t) + "_" + Invariant(p) + " = " + vt + ".Zero;");
+                            }
+                        }
+
+                        writer.Line("ref float panelColumn = ref " + UnsafeType + ".Add(ref keyPanels, (nint)((keyStart + tileOffset) / " + Invariant(lanes) + ") * " + Invariant(headDim * lanes) + ");");
+                        EmitTileScoreLoop(writer, target, headDim, panels);
+                        writer.Line("ref float tileScores = ref " + UnsafeType + ".Add(ref probabilities, tileOffset);");
+                        for (int t = 0; t < rows; t++)
+                        {
+                            for (int p = 0; p < panels; p++)
+                            {
+                                writer.Line(v + ".StoreUnsafe(score" + Invariant(t) + "_" + Invariant(p) + ", ref tileScores, " + Invariant(t * blockKeys + p * lanes) + ");");
+                            }
+                        }
+                    }
+
+                    writer.Line();
+                    using (writer.Block("if (TScores.SoftcapBase2 != 0f)"))
+                    {
+                        writer.Line("global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, " + Invariant(rows * blockKeys) + ");");
+                    }
+
+                    writer.Line("global::SparseAttention.Cpu.TileSoftmax.UpdateFullBlock<TScores>(ref probabilities, " + Invariant(rows) + ", " + Invariant(blockKeys) + ", ref rowMax, ref rowState);");
+                    for (int t = 0; t < rows; t++)
+                    {
+                        writer.Line("float rescale" + Invariant(t) + " = rowState.Rescale" + Invariant(t) + ";");
+                    }
+
+                    writer.Line();
+                    writer.Line("// O = O x rescale + P V over the block's keys.");
+                    EmitValuePasses(writer, target, headDim, blockKeys, "0", Invariant(blockKeys - 1), "(nint)keyStart * valueStride");
                 }
             }
         }
@@ -737,9 +849,7 @@ public sealed partial class AttentionGenerator
         /// <summary>O += P V over the keys every row of the tile sees, blocked over rows; it also applies each row's rescale.</summary>
         private static void EmitTileCommonValues(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            string v = target.Vector, vt = target.VectorType;
-            int rows = target.TileRows, lanes = target.Lanes, keyTile = target.KeyTile;
-            int vectors = headDim / lanes;
+            int rows = target.TileRows, keyTile = target.KeyTile;
             writer.Line("// Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.");
             writer.Line("nint commonFrom = (nint)(" + MathType + ".Max(keyStart, fullFrom) - keyStart);");
             writer.Line("nint commonTo = " + MathType + ".Max(commonFrom - 1, (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", fullTo) - keyStart));");
@@ -747,50 +857,63 @@ public sealed partial class AttentionGenerator
             string rescaled = string.Join(" | ", Enumerable.Range(0, rows).Select(t => "(rescale" + Invariant(t) + " != 1f)"));
             using (writer.Block("if (commonFrom <= commonTo || " + rescaled + ")"))
             {
-                for (int group = 0; group < vectors; group += target.PvGroup)
+                EmitValuePasses(writer, target, headDim, keyTile, "commonFrom", "commonTo", "(nint)(keyStart + commonFrom) * valueStride");
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>
+        /// O = O x rescale + P V over keys [<paramref name="from"/>, <paramref name="to"/>] of the probabilities (row t's at
+        /// t x <paramref name="rowStride"/>), one pass per group of PvGroup output vectors, its TileRows x PvGroup
+        /// accumulators in registers; <paramref name="firstValueRow"/> is the first key's offset into the values.
+        /// </summary>
+        private static void EmitValuePasses(IndentedTextWriter writer, CpuTarget target, int headDim, int rowStride, string from, string to, string firstValueRow)
+        {
+            string v = target.Vector, vt = target.VectorType;
+            int rows = target.TileRows, lanes = target.Lanes;
+            int vectors = headDim / lanes;
+            for (int group = 0; group < vectors; group += target.PvGroup)
+            {
+                int width = System.Math.Min(target.PvGroup, vectors - group);
+                using (writer.Block(null))
                 {
-                    int width = System.Math.Min(target.PvGroup, vectors - group);
-                    using (writer.Block(null))
+                    for (int t = 0; t < rows; t++)
                     {
-                        for (int t = 0; t < rows; t++)
+                        for (int g = 0; g < width; g++)
                         {
-                            for (int g = 0; g < width; g++)
-                            {
-                                writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
-                            }
+                            writer.Line(vt + " output" + Invariant(t) + "_" + Invariant(g) + " = " + v + ".LoadUnsafe(ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ") * rescale" + Invariant(t) + ";");
                         }
+                    }
 
-                        writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, (nint)(keyStart + commonFrom) * valueStride);");
-                        using (writer.Block("for (nint k = commonFrom; k <= commonTo; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
+                    writer.Line("ref float valueRow = ref " + UnsafeType + ".Add(ref values, " + firstValueRow + ");");
+                    using (writer.Block("for (nint k = " + from + "; k <= " + to + "; k++, valueRow = ref " + UnsafeType + ".Add(ref valueRow, valueStride))"))
+                    {
+                        for (int g = 0; g < width; g++)
                         {
-                            for (int g = 0; g < width; g++)
-                            {
-                                writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
-                            }
-
-                            for (int t = 0; t < rows; t++)
-                            {
-                                writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * keyTile) + "));");
-                                for (int g = 0; g < width; g++)
-                                {
-                                    string output = "output" + Invariant(t) + "_" + Invariant(g);
-                                    writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
-                                }
-                            }
+                            writer.Line(vt + " value" + Invariant(g) + " = " + v + ".LoadUnsafe(ref valueRow, " + Invariant((group + g) * lanes) + ");");
                         }
 
                         for (int t = 0; t < rows; t++)
                         {
+                            writer.Line(vt + " weight" + Invariant(t) + " = " + v + ".Create(" + UnsafeType + ".Add(ref probabilities, k + " + Invariant(t * rowStride) + "));");
                             for (int g = 0; g < width; g++)
                             {
-                                writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
+                                string output = "output" + Invariant(t) + "_" + Invariant(g);
+                                writer.Line(output + " = " + v + ".FusedMultiplyAdd(weight" + Invariant(t) + ", value" + Invariant(g) + ", " + output + ");");
                             }
+                        }
+                    }
+
+                    for (int t = 0; t < rows; t++)
+                    {
+                        for (int g = 0; g < width; g++)
+                        {
+                            writer.Line(v + ".StoreUnsafe(output" + Invariant(t) + "_" + Invariant(g) + ", ref accumulators, " + Invariant(t * headDim + (group + g) * lanes) + ");");
                         }
                     }
                 }
             }
-
-            writer.Line();
         }
 
         /// <summary>

@@ -129,6 +129,132 @@ public static class TileSoftmax
         }
     }
 
+    /// <summary>
+    /// The steps of all <paramref name="rows"/> rows of a Vector256 kernel's full block (<paramref name="keys"/> keys every
+    /// row sees, several key tiles; no ALiBi or user code), their scores at <paramref name="probabilities"/>, row t's at t x
+    /// <paramref name="keys"/>: as <c>UpdateFullTile</c>, with one max, one compare and at most one rescale per row for
+    /// the whole block.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void UpdateFullBlock<TScores>(ref float probabilities, int rows, int keys, ref float rowMax, ref TileRowState<Vector256<float>> state)
+        where TScores : IScoreModifier
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            ref float rowScores = ref Unsafe.Add(ref probabilities, t * keys);
+            ref Vector256<float> rowSum = ref Unsafe.Add(ref state.Sum0, t);
+            ref float runningMax = ref Unsafe.Add(ref rowMax, t);
+            Vector256<float> max = Vector256.LoadUnsafe(ref rowScores), poisons = VectorMath.Poisons<TScores>(max);
+            for (int k = Vector256<float>.Count; k < keys; k += Vector256<float>.Count)
+            {
+                Vector256<float> score = Vector256.LoadUnsafe(ref rowScores, (nuint)k);
+                max = VectorMath.ScoreMax(max, score);
+                poisons |= VectorMath.Poisons<TScores>(score);
+            }
+
+            if (poisons.AsInt32() != Vector256<int>.Zero)
+            {
+                rowSum = Vector256.Create(float.NaN);
+            }
+
+            float newMax = runningMax;
+            if (Vector256.GreaterThanAny(max, Vector256.Create(newMax + RescaleSlack)))
+            {
+                newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
+            }
+
+            if (newMax == float.NegativeInfinity)
+            {
+                // Nothing visible to this row yet (every score -inf or NaN): see UpdateRow.
+                for (int k = 0; k < keys; k += Vector256<float>.Count)
+                {
+                    if (VectorMath.AnyNaN(Vector256.LoadUnsafe(ref rowScores, (nuint)k)))
+                    {
+                        rowSum = Vector256.Create(float.NaN);
+                    }
+
+                    Vector256<float>.Zero.StoreUnsafe(ref rowScores, (nuint)k);
+                }
+
+                Unsafe.Add(ref state.Rescale0, t) = 1f;
+                continue;
+            }
+
+            float rescale = newMax > runningMax ? VectorMath.Exp2(runningMax - newMax) : 1f;
+            Vector256<float> maxVector = Vector256.Create(newMax), sum = Vector256<float>.Zero;
+            for (int k = 0; k < keys; k += Vector256<float>.Count)
+            {
+                Vector256<float> probability = VectorMath.Exp2(Vector256.LoadUnsafe(ref rowScores, (nuint)k) - maxVector);
+                probability.StoreUnsafe(ref rowScores, (nuint)k);
+                sum += probability;
+            }
+
+            rowSum = Vector256.FusedMultiplyAdd(rowSum, Vector256.Create(rescale), sum);
+            runningMax = newMax;
+            Unsafe.Add(ref state.Rescale0, t) = rescale;
+        }
+    }
+
+    /// <summary>The same for a Vector128 kernel's full block.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    public static void UpdateFullBlock<TScores>(ref float probabilities, int rows, int keys, ref float rowMax, ref TileRowState<Vector128<float>> state)
+        where TScores : IScoreModifier
+    {
+        for (int t = 0; t < rows; t++)
+        {
+            ref float rowScores = ref Unsafe.Add(ref probabilities, t * keys);
+            ref Vector128<float> rowSum = ref Unsafe.Add(ref state.Sum0, t);
+            ref float runningMax = ref Unsafe.Add(ref rowMax, t);
+            Vector128<float> max = Vector128.LoadUnsafe(ref rowScores), poisons = VectorMath.Poisons<TScores>(max);
+            for (int k = Vector128<float>.Count; k < keys; k += Vector128<float>.Count)
+            {
+                Vector128<float> score = Vector128.LoadUnsafe(ref rowScores, (nuint)k);
+                max = VectorMath.ScoreMax(max, score);
+                poisons |= VectorMath.Poisons<TScores>(score);
+            }
+
+            if (poisons.AsInt32() != Vector128<int>.Zero)
+            {
+                rowSum = Vector128.Create(float.NaN);
+            }
+
+            float newMax = runningMax;
+            if (Vector128.GreaterThanAny(max, Vector128.Create(newMax + RescaleSlack)))
+            {
+                newMax = MathF.Max(runningMax, VectorMath.MaxAcross(max));
+            }
+
+            if (newMax == float.NegativeInfinity)
+            {
+                for (int k = 0; k < keys; k += Vector128<float>.Count)
+                {
+                    if (VectorMath.AnyNaN(Vector128.LoadUnsafe(ref rowScores, (nuint)k)))
+                    {
+                        rowSum = Vector128.Create(float.NaN);
+                    }
+
+                    Vector128<float>.Zero.StoreUnsafe(ref rowScores, (nuint)k);
+                }
+
+                Unsafe.Add(ref state.Rescale0, t) = 1f;
+                continue;
+            }
+
+            float rescale = newMax > runningMax ? VectorMath.Exp2(runningMax - newMax) : 1f;
+            Vector128<float> maxVector = Vector128.Create(newMax), sum = Vector128<float>.Zero;
+            for (int k = 0; k < keys; k += Vector128<float>.Count)
+            {
+                Vector128<float> probability = VectorMath.Exp2(Vector128.LoadUnsafe(ref rowScores, (nuint)k) - maxVector);
+                probability.StoreUnsafe(ref rowScores, (nuint)k);
+                sum += probability;
+            }
+
+            rowSum = Vector128.FusedMultiplyAdd(rowSum, Vector128.Create(rescale), sum);
+            runningMax = newMax;
+            Unsafe.Add(ref state.Rescale0, t) = rescale;
+        }
+    }
+
     /// <summary>The step over two Vector256 score vectors (see the Vector128 overload), for <c>UpdateFullTile</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float UpdateRow(Vector256<float> score0, Vector256<float> score1, ref float rowScores, ref float runningMax, ref Vector256<float> rowSum)

@@ -1454,6 +1454,19 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector256<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector256.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row5) : 0f);
                 for (long keyStart = firstVisible / 8 * 8; keyStart <= lastVisible; keyStart += 16)
                 {
+                    // Keys every row sees, in whole blocks of 64: through AccumulateFullBlocks (one softmax step and one P·V pass per
+                    // output group for all 64), then on, tile by tile, with what is left of the band.
+                    if (!TScores.Alibi && !TScores.CallsUserCode && keyStart >= fullFrom && keyStart + 63 <= fullTo)
+                    {
+                        long blocks = (fullTo - keyStart + 1) / 64;
+                        AccumulateFullBlocks<TScores>(ref tile, keyStart, blocks, ref rowState);
+                        keyStart += blocks * 64;
+                        if (keyStart > lastVisible)
+                        {
+                            break;
+                        }
+                    }
+
                     bool full = keyStart >= fullFrom && keyStart + 15 <= fullTo;
 
                     // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
@@ -2411,6 +2424,358 @@ namespace SparseAttention.Generated
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector4);
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5) = global::System.Runtime.Intrinsics.Vector256.Sum(rowSumVector5);
             }
+
+            /// <summary>Adds <paramref name="blocks"/> blocks of 64 keys from <paramref name="keyStart"/> on, which every row of the tile sees, to the rows' state.</summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining | global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+            private static void AccumulateFullBlocks<TScores>(ref global::SparseAttention.Cpu.BandTile tile, long keyStart, long blocks, ref global::SparseAttention.Cpu.TileRowState<global::System.Runtime.Intrinsics.Vector256<float>> rowState)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
+            {
+                int rows = tile.Rows;
+                ref float keyPanels = ref tile.KeyPanels;
+                ref float values = ref tile.Values;
+                nint valueStride = tile.ValueStride;
+                ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                // The block's scores, then its probabilities: row t's 64 at t x 64.
+                global::System.Span<float> block = stackalloc float[384];
+                ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(block);
+                // Rows past the tile's end repeat its last row (as in AccumulateBandTile); their results are never read.
+                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)0 * tile.QueryStride);
+                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(1, rows - 1) * tile.QueryStride);
+                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(2, rows - 1) * tile.QueryStride);
+                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(3, rows - 1) * tile.QueryStride);
+                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(4, rows - 1) * tile.QueryStride);
+                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(5, rows - 1) * tile.QueryStride);
+                for (long blocksEnd = keyStart + blocks * 64; keyStart < blocksEnd; keyStart += 64)
+                {
+                    for (int tileOffset = 0; tileOffset < 64; tileOffset += 16)
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> score0_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score0_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score1_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score1_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score2_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score2_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score3_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score3_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score4_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score4_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score5_0 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector256<float> score5_1 = global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+                        ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)((keyStart + tileOffset) / 8) * 512);
+                        for (nint d = 0; d < 64; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 32))
+                        {
+                            global::System.Runtime.Intrinsics.Vector256<float> key0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> key0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 512);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast0_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_1, key0_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_1, key0_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast0_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_2, key0_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_2, key0_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast0_4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_4, key0_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_4, key0_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast0_5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_5, key0_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast0_5, key0_1, score5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> key1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 8);
+                            global::System.Runtime.Intrinsics.Vector256<float> key1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 520);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast1_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 1));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_1, key1_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_1, key1_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast1_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 1));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_2, key1_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_2, key1_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast1_4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 1));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_4, key1_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_4, key1_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast1_5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 1));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_5, key1_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast1_5, key1_1, score5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> key2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 16);
+                            global::System.Runtime.Intrinsics.Vector256<float> key2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 528);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast2_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 2));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_1, key2_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_1, key2_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast2_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 2));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_2, key2_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_2, key2_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast2_4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 2));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_4, key2_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_4, key2_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast2_5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 2));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_5, key2_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast2_5, key2_1, score5_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> key3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 24);
+                            global::System.Runtime.Intrinsics.Vector256<float> key3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref panelColumn, 536);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast3_1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 3));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_1, key3_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_1, key3_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast3_2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 3));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_2, key3_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_2, key3_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast3_3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 3));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_3, key3_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast3_4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 3));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_4, key3_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_4, key3_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> broadcast3_5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 3));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_5, key3_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(broadcast3_5, key3_1, score5_1);
+                        }
+                        ref float tileScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, tileOffset);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0_0, ref tileScores, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score0_1, ref tileScores, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1_0, ref tileScores, 64);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score1_1, ref tileScores, 72);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_0, ref tileScores, 128);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score2_1, ref tileScores, 136);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_0, ref tileScores, 192);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score3_1, ref tileScores, 200);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score4_0, ref tileScores, 256);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score4_1, ref tileScores, 264);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score5_0, ref tileScores, 320);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(score5_1, ref tileScores, 328);
+                    }
+
+                    if (TScores.SoftcapBase2 != 0f)
+                    {
+                        global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, 384);
+                    }
+                    global::SparseAttention.Cpu.TileSoftmax.UpdateFullBlock<TScores>(ref probabilities, 6, 64, ref rowMax, ref rowState);
+                    float rescale0 = rowState.Rescale0;
+                    float rescale1 = rowState.Rescale1;
+                    float rescale2 = rowState.Rescale2;
+                    float rescale3 = rowState.Rescale3;
+                    float rescale4 = rowState.Rescale4;
+                    float rescale5 = rowState.Rescale5;
+
+                    // O = O x rescale + P V over the block's keys.
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 0) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 8) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 64) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 72) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 128) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 136) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 192) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 200) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 256) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 264) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 320) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 328) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 63; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 0);
+                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 8);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 0);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 8);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 64);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 72);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 128);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 136);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 192);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 200);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 256);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 264);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 320);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 328);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 16) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 24) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 80) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 88) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 144) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 152) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 208) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 216) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 272) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 280) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 336) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 344) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 63; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 16);
+                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 24);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 16);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 24);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 80);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 88);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 144);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 152);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 208);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 216);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 272);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 280);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 336);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 344);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 32) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 40) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 96) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 104) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 160) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 168) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 224) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 232) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 288) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 296) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 352) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 360) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 63; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 32);
+                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 40);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 32);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 40);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 96);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 104);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 160);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 168);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 224);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 232);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 288);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 296);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 352);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 360);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 48) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output0_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 56) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 112) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output1_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 120) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 176) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output2_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 184) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 240) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output3_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 248) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 304) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output4_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 312) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 368) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector256<float> output5_1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref accumulators, 376) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 63; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector256<float> value0 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 48);
+                            global::System.Runtime.Intrinsics.Vector256<float> value1 = global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref valueRow, 56);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight0 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight1 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight2 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight3 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 192));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight4 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 256));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector256<float> weight5 = global::System.Runtime.Intrinsics.Vector256.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 320));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_0, ref accumulators, 48);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output0_1, ref accumulators, 56);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_0, ref accumulators, 112);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output1_1, ref accumulators, 120);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_0, ref accumulators, 176);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output2_1, ref accumulators, 184);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_0, ref accumulators, 240);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output3_1, ref accumulators, 248);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_0, ref accumulators, 304);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output4_1, ref accumulators, 312);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_0, ref accumulators, 368);
+                        global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(output5_1, ref accumulators, 376);
+                    }
+                }
+            }
         }
 
         /// <summary>Vector128 kernel: HeadDim = 64 is 16 x 4 floats; tiles of 6 queries x 8 keys.</summary>
@@ -2676,6 +3041,19 @@ namespace SparseAttention.Generated
                 global::System.Runtime.Intrinsics.Vector128<float> alibiQuery5 = global::System.Runtime.Intrinsics.Vector128.Create(TScores.Alibi ? (float)(tile.QueryPosition + tile.QueryPositionStep * row5) : 0f);
                 for (long keyStart = firstVisible / 4 * 4; keyStart <= lastVisible; keyStart += 8)
                 {
+                    // Keys every row sees, in whole blocks of 32: through AccumulateFullBlocks (one softmax step and one P·V pass per
+                    // output group for all 32), then on, tile by tile, with what is left of the band.
+                    if (!TScores.Alibi && !TScores.CallsUserCode && keyStart >= fullFrom && keyStart + 31 <= fullTo)
+                    {
+                        long blocks = (fullTo - keyStart + 1) / 32;
+                        AccumulateFullBlocks<TScores>(ref tile, keyStart, blocks, ref rowState);
+                        keyStart += blocks * 32;
+                        if (keyStart > lastVisible)
+                        {
+                            break;
+                        }
+                    }
+
                     bool full = keyStart >= fullFrom && keyStart + 7 <= fullTo;
 
                     // Scores S = Q Kᵀ (keys pre-scaled): broadcast one query element, FMA it into a row of accumulators.
@@ -3634,6 +4012,558 @@ namespace SparseAttention.Generated
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 3) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector3);
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 4) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector4);
                 global::System.Runtime.CompilerServices.Unsafe.Add(ref rowSum, 5) = global::System.Runtime.Intrinsics.Vector128.Sum(rowSumVector5);
+            }
+
+            /// <summary>Adds <paramref name="blocks"/> blocks of 32 keys from <paramref name="keyStart"/> on, which every row of the tile sees, to the rows' state.</summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.NoInlining | global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+            private static void AccumulateFullBlocks<TScores>(ref global::SparseAttention.Cpu.BandTile tile, long keyStart, long blocks, ref global::SparseAttention.Cpu.TileRowState<global::System.Runtime.Intrinsics.Vector128<float>> rowState)
+                where TScores : global::SparseAttention.Cpu.IScoreModifier
+            {
+                int rows = tile.Rows;
+                ref float keyPanels = ref tile.KeyPanels;
+                ref float values = ref tile.Values;
+                nint valueStride = tile.ValueStride;
+                ref float rowMax = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.RowMax);
+                ref float accumulators = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(tile.Accumulators);
+                // The block's scores, then its probabilities: row t's 32 at t x 32.
+                global::System.Span<float> block = stackalloc float[192];
+                ref float probabilities = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(block);
+                // Rows past the tile's end repeat its last row (as in AccumulateBandTile); their results are never read.
+                ref float queryRow0 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)0 * tile.QueryStride);
+                ref float queryRow1 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(1, rows - 1) * tile.QueryStride);
+                ref float queryRow2 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(2, rows - 1) * tile.QueryStride);
+                ref float queryRow3 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(3, rows - 1) * tile.QueryStride);
+                ref float queryRow4 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(4, rows - 1) * tile.QueryStride);
+                ref float queryRow5 = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref tile.Query, (nint)global::System.Math.Min(5, rows - 1) * tile.QueryStride);
+                for (long blocksEnd = keyStart + blocks * 32; keyStart < blocksEnd; keyStart += 32)
+                {
+                    for (int tileOffset = 0; tileOffset < 32; tileOffset += 8)
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> score0_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score0_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score1_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score1_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score2_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score2_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score3_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score3_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score4_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score4_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score5_0 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        global::System.Runtime.Intrinsics.Vector128<float> score5_1 = global::System.Runtime.Intrinsics.Vector128<float>.Zero;
+                        ref float panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref keyPanels, (nint)((keyStart + tileOffset) / 4) * 256);
+                        for (nint d = 0; d < 64; d += 4, panelColumn = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref panelColumn, 16))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> key0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> key0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 256);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast0_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_0, key0_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast0_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_1, key0_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_1, key0_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast0_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_2, key0_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_2, key0_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast0_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_3, key0_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast0_4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_4, key0_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_4, key0_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast0_5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_5, key0_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast0_5, key0_1, score5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> key1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 4);
+                            global::System.Runtime.Intrinsics.Vector128<float> key1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 260);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast1_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 1));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_0, key1_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast1_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 1));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_1, key1_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_1, key1_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast1_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 1));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_2, key1_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_2, key1_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast1_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 1));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_3, key1_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast1_4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 1));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_4, key1_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_4, key1_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast1_5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 1));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_5, key1_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast1_5, key1_1, score5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> key2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 8);
+                            global::System.Runtime.Intrinsics.Vector128<float> key2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 264);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast2_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 2));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_0, key2_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast2_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 2));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_1, key2_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_1, key2_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast2_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 2));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_2, key2_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_2, key2_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast2_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 2));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_3, key2_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast2_4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 2));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_4, key2_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_4, key2_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast2_5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 2));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_5, key2_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast2_5, key2_1, score5_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> key3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 12);
+                            global::System.Runtime.Intrinsics.Vector128<float> key3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref panelColumn, 268);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast3_0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow0, d + 3));
+                            score0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_0, score0_0);
+                            score0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_0, key3_1, score0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast3_1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow1, d + 3));
+                            score1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_1, key3_0, score1_0);
+                            score1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_1, key3_1, score1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast3_2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow2, d + 3));
+                            score2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_2, key3_0, score2_0);
+                            score2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_2, key3_1, score2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast3_3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow3, d + 3));
+                            score3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_3, key3_0, score3_0);
+                            score3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_3, key3_1, score3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast3_4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow4, d + 3));
+                            score4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_4, key3_0, score4_0);
+                            score4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_4, key3_1, score4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> broadcast3_5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref queryRow5, d + 3));
+                            score5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_5, key3_0, score5_0);
+                            score5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(broadcast3_5, key3_1, score5_1);
+                        }
+                        ref float tileScores = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, tileOffset);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0_0, ref tileScores, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score0_1, ref tileScores, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1_0, ref tileScores, 32);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score1_1, ref tileScores, 36);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_0, ref tileScores, 64);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score2_1, ref tileScores, 68);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_0, ref tileScores, 96);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score3_1, ref tileScores, 100);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score4_0, ref tileScores, 128);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score4_1, ref tileScores, 132);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score5_0, ref tileScores, 160);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(score5_1, ref tileScores, 164);
+                    }
+
+                    if (TScores.SoftcapBase2 != 0f)
+                    {
+                        global::SparseAttention.Cpu.BandTile.ApplySoftcap<TScores>(ref probabilities, 192);
+                    }
+                    global::SparseAttention.Cpu.TileSoftmax.UpdateFullBlock<TScores>(ref probabilities, 6, 32, ref rowMax, ref rowState);
+                    float rescale0 = rowState.Rescale0;
+                    float rescale1 = rowState.Rescale1;
+                    float rescale2 = rowState.Rescale2;
+                    float rescale3 = rowState.Rescale3;
+                    float rescale4 = rowState.Rescale4;
+                    float rescale5 = rowState.Rescale5;
+
+                    // O = O x rescale + P V over the block's keys.
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 0) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 4) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 64) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 68) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 128) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 132) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 192) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 196) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 256) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 260) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 320) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 324) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 0);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 4);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 0);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 4);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 64);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 68);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 128);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 132);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 192);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 196);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 256);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 260);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 320);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 324);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 8) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 12) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 72) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 76) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 136) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 140) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 200) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 204) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 264) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 268) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 328) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 332) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 8);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 12);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 8);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 12);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 72);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 76);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 136);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 140);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 200);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 204);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 264);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 268);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 328);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 332);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 16) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 20) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 80) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 84) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 144) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 148) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 208) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 212) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 272) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 276) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 336) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 340) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 16);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 20);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 16);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 20);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 80);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 84);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 144);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 148);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 208);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 212);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 272);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 276);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 336);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 340);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 24) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 28) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 88) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 92) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 152) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 156) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 216) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 220) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 280) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 284) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 344) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 348) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 24);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 28);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 24);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 28);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 88);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 92);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 152);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 156);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 216);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 220);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 280);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 284);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 344);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 348);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 32) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 36) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 96) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 100) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 160) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 164) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 224) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 228) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 288) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 292) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 352) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 356) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 32);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 36);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 32);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 36);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 96);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 100);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 160);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 164);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 224);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 228);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 288);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 292);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 352);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 356);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 40) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 44) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 104) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 108) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 168) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 172) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 232) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 236) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 296) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 300) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 360) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 364) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 40);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 44);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 40);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 44);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 104);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 108);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 168);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 172);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 232);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 236);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 296);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 300);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 360);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 364);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 48) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 52) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 112) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 116) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 176) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 180) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 240) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 244) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 304) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 308) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 368) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 372) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 48);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 52);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 48);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 52);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 112);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 116);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 176);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 180);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 240);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 244);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 304);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 308);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 368);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 372);
+                    }
+                    {
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 56) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output0_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 60) * rescale0;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 120) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output1_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 124) * rescale1;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 184) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output2_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 188) * rescale2;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 248) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output3_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 252) * rescale3;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 312) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output4_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 316) * rescale4;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 376) * rescale5;
+                        global::System.Runtime.Intrinsics.Vector128<float> output5_1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref accumulators, 380) * rescale5;
+                        ref float valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        for (nint k = 0; k <= 31; k++, valueRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref valueRow, valueStride))
+                        {
+                            global::System.Runtime.Intrinsics.Vector128<float> value0 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 56);
+                            global::System.Runtime.Intrinsics.Vector128<float> value1 = global::System.Runtime.Intrinsics.Vector128.LoadUnsafe(ref valueRow, 60);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight0 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 0));
+                            output0_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value0, output0_0);
+                            output0_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight0, value1, output0_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight1 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 32));
+                            output1_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value0, output1_0);
+                            output1_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight1, value1, output1_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight2 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 64));
+                            output2_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value0, output2_0);
+                            output2_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight2, value1, output2_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight3 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 96));
+                            output3_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value0, output3_0);
+                            output3_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight3, value1, output3_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight4 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 128));
+                            output4_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value0, output4_0);
+                            output4_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight4, value1, output4_1);
+                            global::System.Runtime.Intrinsics.Vector128<float> weight5 = global::System.Runtime.Intrinsics.Vector128.Create(global::System.Runtime.CompilerServices.Unsafe.Add(ref probabilities, k + 160));
+                            output5_0 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value0, output5_0);
+                            output5_1 = global::System.Runtime.Intrinsics.Vector128.FusedMultiplyAdd(weight5, value1, output5_1);
+                        }
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_0, ref accumulators, 56);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output0_1, ref accumulators, 60);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_0, ref accumulators, 120);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output1_1, ref accumulators, 124);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_0, ref accumulators, 184);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output2_1, ref accumulators, 188);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_0, ref accumulators, 248);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output3_1, ref accumulators, 252);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_0, ref accumulators, 312);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output4_1, ref accumulators, 316);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_0, ref accumulators, 376);
+                        global::System.Runtime.Intrinsics.Vector128.StoreUnsafe(output5_1, ref accumulators, 380);
+                    }
+                }
             }
         }
 
