@@ -853,11 +853,54 @@ public sealed partial class AttentionGenerator
             writer.Line("// Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.");
             writer.Line("nint commonFrom = (nint)(" + MathType + ".Max(keyStart, fullFrom) - keyStart);");
             writer.Line("nint commonTo = " + MathType + ".Max(commonFrom - 1, (nint)(" + MathType + ".Min(keyStart + " + Invariant(keyTile - 1) + ", fullTo) - keyStart));");
+            if (BlocksBoundaryKeys(target))
+            {
+                EmitBlockedBoundary(writer, target, headDim);
+            }
             writer.Line("// With no common key and no rescale (most of a neighbourhood's boundary tiles) the accumulators stay as they are.");
             string rescaled = string.Join(" | ", Enumerable.Range(0, rows).Select(t => "(rescale" + Invariant(t) + " != 1f)"));
             using (writer.Block("if (commonFrom <= commonTo || " + rescaled + ")"))
             {
                 EmitValuePasses(writer, target, headDim, keyTile, "commonFrom", "commonTo", "(nint)(keyStart + commonFrom) * valueStride");
+            }
+
+            writer.Line();
+        }
+
+        /// <summary>
+        /// A window's boundary tile (rows one key apart, every row stepping over some key of the tile) takes its few keys
+        /// outside the common range into the blocked P·V too, when their values are finite: the rows that do not see such a
+        /// key have probability 0 for it (masked to -inf), and 0 x a finite value adds nothing, so the result is the per-row
+        /// one without its call (on Vector512 at swa-4k-w512 that call and its setup took about a fifteenth of the time). A
+        /// non-finite value there goes row by row (TileValues.AddBoundaryKeys), so it never reaches a row that does not see it.
+        /// A neighbourhood's rows are a key line apart: most of its boundary tiles' keys are seen by few rows, and stay row by row.
+        /// Vector512 only (<see cref="BlocksBoundaryKeys"/>).
+        /// </summary>
+        /// <summary>
+        /// Whether a window's boundary tiles go through the blocked P·V (EmitBlockedBoundary): 64-key tiles, where the call
+        /// row by row cost more than the few keys' work (Vector512 at swa-4k-w512: 0.95x the time, lf-4k 0.97x). The 16- and
+        /// 8-key tiles' boundary keys are a third of their tile and go row by row in registers: blocked, their time was the
+        /// same within 0.01 (lf-4k 1.01x at both widths).
+        /// </summary>
+        private static bool BlocksBoundaryKeys(CpuTarget target) => target.KeyTile >= 64;
+
+        private static void EmitBlockedBoundary(IndentedTextWriter writer, CpuTarget target, int headDim)
+        {
+            string lastRow = Invariant(target.TileRows - 1), tileEnd = "keyStart + " + Invariant(target.KeyTile - 1);
+            writer.Line("// A window's boundary tile: its keys outside the common range blocked over all rows too, if their values are finite.");
+            writer.Line("bool blockedBoundary = false;");
+            using (writer.Block("if (!full && queryStep == 1 && rowFirstKey" + lastRow + " <= " + tileEnd + " && rowLastKey0 >= keyStart)"))
+            {
+                writer.Line("nint unionFrom = (nint)(" + MathType + ".Max(keyStart, firstVisible) - keyStart);");
+                writer.Line("nint unionTo = (nint)(" + MathType + ".Min(" + tileEnd + ", lastVisible) - keyStart);");
+                writer.Line("ref float tileValues = ref " + UnsafeType + ".Add(ref values, (nint)keyStart * valueStride);");
+                string finite = "global::SparseAttention.Cpu.TileValues.ValuesFinite(" + Invariant(target.Lanes) + ", ref tileValues, valueStride, " + Invariant(headDim) + ", ";
+                using (writer.Block("if (" + finite + "unionFrom, commonFrom - 1) && " + finite + MathType + ".Max(commonTo + 1, commonFrom), unionTo))"))
+                {
+                    writer.Line("commonFrom = unionFrom;");
+                    writer.Line("commonTo = unionTo;");
+                    writer.Line("blockedBoundary = true;");
+                }
             }
 
             writer.Line();
@@ -922,7 +965,7 @@ public sealed partial class AttentionGenerator
         /// </summary>
         private static void EmitTileBoundaryValues(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
-            using (writer.Block("if (!full)"))
+            using (writer.Block(BlocksBoundaryKeys(target) ? "if (!full && !blockedBoundary)" : "if (!full)"))
             {
                 writer.Line("// Boundary tile: the keys outside the common range, each added only to the rows that see it.");
                 writer.Line("global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(" + Invariant(target.Lanes) + ", rows, ref accumulators, ref probabilities, " + Invariant(target.KeyTile)

@@ -63,6 +63,44 @@ public static class TileValues
         }
     }
 
+    /// <summary>
+    /// Whether keys [<paramref name="from"/>, <paramref name="to"/>] (tile-relative; empty when <paramref name="to"/> &lt;
+    /// <paramref name="from"/>) have only finite values. A window's boundary tile adds such keys through the kernel's
+    /// blocked P·V over all its rows, where the rows that do not see a key multiply its value by a probability of 0: exact
+    /// for a finite value, NaN for an infinite or NaN one, which must not reach a row that does not see it.
+    /// </summary>
+    /// <param name="lanes">The kernel's vector width in floats: 16, 8 or 4.</param>
+    /// <param name="tileValues">The value row of the tile's key 0; key k's is <paramref name="valueStride"/> x k floats on.</param>
+    /// <param name="valueStride">Floats between consecutive keys' value rows.</param>
+    /// <param name="headDim">Floats per value row: a multiple of <paramref name="lanes"/>.</param>
+    /// <param name="from">The first key to look at.</param>
+    /// <param name="to">The last key to look at.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool ValuesFinite(int lanes, ref float tileValues, nint valueStride, int headDim, nint from, nint to) => lanes switch
+    {
+        16 => ValuesFinite<Lanes512, Vector512<float>>(ref tileValues, valueStride, headDim, from, to),
+        8 => ValuesFinite<Lanes256, Vector256<float>>(ref tileValues, valueStride, headDim, from, to),
+        _ => ValuesFinite<Lanes128, Vector128<float>>(ref tileValues, valueStride, headDim, from, to),
+    };
+
+    /// <summary><see cref="ValuesFinite(int, ref float, nint, int, nint, nint)"/> at one width: x x 0 is 0 for a finite x and NaN otherwise.</summary>
+    private static bool ValuesFinite<TLanes, TVector>(ref float tileValues, nint valueStride, int headDim, nint from, nint to)
+        where TLanes : struct, ISimdLanes<TVector>
+        where TVector : unmanaged
+    {
+        TVector zeros = TLanes.Zero, probe = TLanes.Zero;
+        ref float valueRow = ref Unsafe.Add(ref tileValues, from * valueStride);
+        for (nint k = from; k <= to; k++, valueRow = ref Unsafe.Add(ref valueRow, valueStride))
+        {
+            for (int column = 0; column < headDim; column += TLanes.Count)
+            {
+                probe = TLanes.MultiplyAdd(TLanes.LoadUnsafe(ref valueRow, column), zeros, probe);
+            }
+        }
+
+        return TLanes.SumAcross(probe) == 0f;
+    }
+
     /// <summary><see cref="AddBoundaryKeys"/> at one width (a call of its own: methods with stackalloc do not inline).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Add<TLanes, TVector>(int rows, ref float accumulators, ref float probabilities, int keyTile, ref float tileValues, nint valueStride, int headDim,

@@ -1131,6 +1131,21 @@ namespace SparseAttention.Generated
                     // Keys every row of the tile sees: O += P V blocked over rows. This also applies each row's rescale.
                     nint commonFrom = (nint)(global::System.Math.Max(keyStart, fullFrom) - keyStart);
                     nint commonTo = global::System.Math.Max(commonFrom - 1, (nint)(global::System.Math.Min(keyStart + 63, fullTo) - keyStart));
+                    // A window's boundary tile: its keys outside the common range blocked over all rows too, if their values are finite.
+                    bool blockedBoundary = false;
+                    if (!full && queryStep == 1 && rowFirstKey5 <= keyStart + 63 && rowLastKey0 >= keyStart)
+                    {
+                        nint unionFrom = (nint)(global::System.Math.Max(keyStart, firstVisible) - keyStart);
+                        nint unionTo = (nint)(global::System.Math.Min(keyStart + 63, lastVisible) - keyStart);
+                        ref float tileValues = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride);
+                        if (global::SparseAttention.Cpu.TileValues.ValuesFinite(16, ref tileValues, valueStride, 64, unionFrom, commonFrom - 1) && global::SparseAttention.Cpu.TileValues.ValuesFinite(16, ref tileValues, valueStride, 64, global::System.Math.Max(commonTo + 1, commonFrom), unionTo))
+                        {
+                            commonFrom = unionFrom;
+                            commonTo = unionTo;
+                            blockedBoundary = true;
+                        }
+                    }
+
                     // With no common key and no rescale (most of a neighbourhood's boundary tiles) the accumulators stay as they are.
                     if (commonFrom <= commonTo || (rescale0 != 1f) | (rescale1 != 1f) | (rescale2 != 1f) | (rescale3 != 1f) | (rescale4 != 1f) | (rescale5 != 1f))
                     {
@@ -1224,7 +1239,7 @@ namespace SparseAttention.Generated
                         }
                     }
 
-                    if (!full)
+                    if (!full && !blockedBoundary)
                     {
                         // Boundary tile: the keys outside the common range, each added only to the rows that see it.
                         global::SparseAttention.Cpu.TileValues.AddBoundaryKeys(16, rows, ref accumulators, ref probabilities, 64, ref global::System.Runtime.CompilerServices.Unsafe.Add(ref values, (nint)keyStart * valueStride), valueStride, 64, keyStart, firstKey, lastKey, firstQuery, queryStep, left, right, commonFrom, commonTo);
