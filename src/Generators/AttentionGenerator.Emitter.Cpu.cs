@@ -30,6 +30,9 @@ public sealed partial class AttentionGenerator
         /// the 256- and 128-bit tiles ran 4 rows (8 accumulators) until measured; 6 rows took 0.90x (Vector256, 16 registers)
         /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7). A neighbourhood's tiles have fewer
         /// (<see cref="NeighborhoodTileRows"/>): its rows move by a column of keys, so six of them span many keys few rows see.
+        /// BlockTiles: key tiles per full block (<see cref="BlockKeys"/>), 4 on the narrow widths (64 and 32 keys: Zen 1,
+        /// 0.94-0.97x and 0.90-0.91x the time of the 4K cases), 1 on Vector512, whose 64-key tiles are already that long
+        /// (two tiles a block: 0.98-1.00x on a Zen 5).
         /// </summary>
         internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup, int BlockTiles = 1)
         {

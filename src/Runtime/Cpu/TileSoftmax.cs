@@ -14,8 +14,9 @@ namespace SparseAttention.Cpu;
 /// method, inlined six times, every call inlines; measured 0.95-0.96x the time on Vector512, 0.94-0.97x on Vector128
 /// (0.97-0.995x with 16 registers). With AVX2's 16 registers that was not enough: the Vector256 kernels ran 1.01-1.04x
 /// slower through either inlined form, and in both narrow kernels the JIT kept the 2^x's intermediates on the stack. Their
-/// full tiles therefore take all rows' steps through one call that is not inlined (<c>UpdateFullTile</c>); boundary tiles
-/// keep the per-row forms.
+/// full tiles therefore take all rows' steps through one call that is not inlined (<c>UpdateFullTile</c>), and runs of full
+/// tiles, in blocks of four, one step per row for the whole block (<c>UpdateFullBlock</c>, from the generated
+/// <c>AccumulateFullBlocks</c>); boundary tiles keep the per-row forms.
 /// </summary>
 [EditorBrowsable(EditorBrowsableState.Never)]
 public static class TileSoftmax
