@@ -871,6 +871,14 @@ public sealed partial class AttentionGenerator
         }
 
         /// <summary>
+        /// Whether a window's boundary tiles go through the blocked P·V (EmitBlockedBoundary): 64-key tiles, where the call
+        /// row by row cost more than the few keys' work (Vector512 at swa-4k-w512: 0.95x the time, lf-4k 0.97x). The 16- and
+        /// 8-key tiles' boundary keys are a third of their tile and go row by row in registers: blocked, their time was the
+        /// same within 0.01 (lf-4k 1.01x at both widths).
+        /// </summary>
+        private static bool BlocksBoundaryKeys(CpuTarget target) => target.KeyTile >= 64;
+
+        /// <summary>
         /// A window's boundary tile (rows one key apart, every row stepping over some key of the tile) takes its few keys
         /// outside the common range into the blocked P·V too, when their values are finite: the rows that do not see such a
         /// key have probability 0 for it (masked to -inf), and 0 x a finite value adds nothing, so the result is the per-row
@@ -879,14 +887,6 @@ public sealed partial class AttentionGenerator
         /// A neighbourhood's rows are a key line apart: most of its boundary tiles' keys are seen by few rows, and stay row by row.
         /// Vector512 only (<see cref="BlocksBoundaryKeys"/>).
         /// </summary>
-        /// <summary>
-        /// Whether a window's boundary tiles go through the blocked P·V (EmitBlockedBoundary): 64-key tiles, where the call
-        /// row by row cost more than the few keys' work (Vector512 at swa-4k-w512: 0.95x the time, lf-4k 0.97x). The 16- and
-        /// 8-key tiles' boundary keys are a third of their tile and go row by row in registers: blocked, their time was the
-        /// same within 0.01 (lf-4k 1.01x at both widths).
-        /// </summary>
-        private static bool BlocksBoundaryKeys(CpuTarget target) => target.KeyTile >= 64;
-
         private static void EmitBlockedBoundary(IndentedTextWriter writer, CpuTarget target, int headDim)
         {
             string lastRow = Invariant(target.TileRows - 1), tileEnd = "keyStart + " + Invariant(target.KeyTile - 1);
