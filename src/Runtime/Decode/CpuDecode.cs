@@ -461,6 +461,7 @@ public static unsafe class CpuDecode
             // Four heads at a time run as the rows of a register tile reading the cache in place, unless a Half cache holds
             // an infinity or NaN in this KV head or the queries are too large for the Half fold: the fast widening is exact
             // for finite values only, so those take the one-head path with the exact rule.
+            TileStart nextItem = item + 1 < Items ? FirstTileOf(item + 1) : default;
             bool exactHalfOnly = _narrowCache is not null && (_narrowCache.HoldsNonFiniteHalf(kvHead) || (_narrowCache.Element == CacheElement.Half && !_halfQueriesFinite));
             fixed (float* queries = _scaledQueries, halfQueries = _halfQueries, partials = _partials)
             {
@@ -492,9 +493,10 @@ public static unsafe class CpuDecode
                     int inTiles = exactHalfOnly ? 0 : members / 4 * 4;
                     for (int first = 0; first < members; first += first < inTiles ? 4 : members - first)
                     {
+                        int size = first < inTiles ? 4 : members - first;
                         var group = new GroupBlock
                         {
-                            Heads = scratch.Heads.AsSpan(first, first < inTiles ? 4 : members - first),
+                            Heads = scratch.Heads.AsSpan(first, size),
                             Queries = queries,
                             HalfQueries = halfQueries,
                             States = partials + (long)block * PartialLength,
@@ -505,6 +507,11 @@ public static unsafe class CpuDecode
                             AlibiSlopes = TScores.ModifiesScores ? _alibiSlopes : default,
                             Source = source,
                             Scratch = scratch.Tile,
+                            // Where this thread goes on to: the same keys for the next heads, else (in a contiguous share)
+                            // the next item's; no hint where a group with other keys follows (per-head patterns).
+                            Then = first + size < members ? FirstTile(source, segments, 0, _store.SlotsPerKvHead)
+                                : UngroupedAfter(scratch.Counts.AsSpan(0, _groupSize), member) ? default
+                                : nextItem,
                         };
                         switch (_lanes)
                         {
@@ -521,6 +528,50 @@ public static unsafe class CpuDecode
                     }
                 }
             }
+        }
+
+        /// <summary>The first tile of work item <paramref name="item"/>'s keys (those of its KV head's first query head).</summary>
+        private TileStart FirstTileOf(int item)
+        {
+            int kvHead = item / _blocks, block = item % _blocks;
+            int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
+            int head = kvHead * _groupSize;
+            long kvOffset = (long)kvHead * _store.SlotsPerKvHead * TKernel.HeadDim;
+            KvSource source = _narrowCache is null
+                ? KvSource.Single(_store.Keys + kvOffset, _store.Values + kvOffset)
+                : KvSource.Narrow(_narrowCache.Element, _narrowKeys + kvOffset, _narrowValues + kvOffset);
+            return FirstTile(source, _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]), firstSlot, endSlot);
+        }
+
+        /// <summary>The first slot at or after <paramref name="firstSlot"/> and before <paramref name="endSlot"/> of <paramref name="segments"/> (in slot order), or none.</summary>
+        private static TileStart FirstTile(in KvSource source, ReadOnlySpan<KeySegment> segments, int firstSlot, int endSlot)
+        {
+            long rowBytes = (long)TKernel.HeadDim * (source.Element == CacheElement.Single ? sizeof(float) : sizeof(ushort));
+            foreach (KeySegment segment in segments)
+            {
+                long index = segment.Start >= firstSlot ? 0 : ((long)firstSlot - segment.Start + segment.Step - 1) / segment.Step;
+                long slot = segment.Start + index * segment.Step;
+                if (index < segment.Count && slot < endSlot)
+                {
+                    return new TileStart(source.KeyBytes + slot * rowBytes, source.ValueBytes + slot * rowBytes, segment.Step);
+                }
+            }
+
+            return default;
+        }
+
+        /// <summary>Whether a member after <paramref name="member"/> still waits for a group of its own (its keys differ).</summary>
+        private static bool UngroupedAfter(ReadOnlySpan<int> counts, int member)
+        {
+            for (int other = member + 1; other < counts.Length; other++)
+            {
+                if (counts[other] >= 0)
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         /// <summary>The group kernel at one width: four heads on the cache's own element type, or one head at a time.</summary>
