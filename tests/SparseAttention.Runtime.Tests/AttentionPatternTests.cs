@@ -329,6 +329,40 @@ public class AttentionPatternTests
         static IEnumerable<int> Keys(KeySegment segment) => Enumerable.Range(0, segment.Count).Select(t => segment.Start + t * segment.Step);
     }
 
+    /// <summary>
+    /// Where decode's next block of slots starts (the tile it requests ahead): the first key of slot-ordered segments in a
+    /// block [first, end), and its segment's step, against the keys enumerated; none when no key lies in the block.
+    /// </summary>
+    [Fact]
+    public void FirstKeyInFindsTheBlocksFirstKeyAndItsStep()
+    {
+        var random = new Random(23);
+        for (int trial = 0; trial < 20000; trial++)
+        {
+            var segments = Enumerable.Range(0, random.Next(0, 4))
+                .Select(_ => new KeySegment(random.Next(60), random.Next(1, 6), random.Next(0, 15)))
+                .OrderBy(segment => segment.Start)
+                .ToArray();
+            int first = random.Next(70), end = first + random.Next(0, 30);
+
+            var inBlock = segments.SelectMany(segment => Enumerable.Range(0, segment.Count).Select(t => (Key: segment.Start + t * segment.Step, segment.Step)))
+                .Where(key => key.Key >= first && key.Key < end)
+                .ToList();
+            bool found = KeySegmentMath.FirstKeyIn(segments, first, end, out int key, out int step);
+            Assert.Equal(inBlock.Count > 0, found);
+            if (found)
+            {
+                // The first segment (by start) that reaches into the block gives it, as Clip's first part would begin.
+                var expected = segments
+                    .Select(segment => Enumerable.Range(0, segment.Count).Select(t => segment.Start + t * segment.Step).Where(k => k >= first && k < end).Select(k => (Key: k, segment.Step)))
+                    .First(keys => keys.Any())
+                    .First();
+                Assert.Equal(expected.Key, key);
+                Assert.Equal(expected.Step, step);
+            }
+        }
+    }
+
     [Theory]
     [InlineData(1, 100)]
     [InlineData(4096, 16384)]

@@ -543,21 +543,16 @@ public static unsafe class CpuDecode
             return FirstTile(source, _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]), firstSlot, endSlot);
         }
 
-        /// <summary>The first slot at or after <paramref name="firstSlot"/> and before <paramref name="endSlot"/> of <paramref name="segments"/> (in slot order), or none.</summary>
+        /// <summary>The first slot of <paramref name="segments"/> (in slot order) in [<paramref name="firstSlot"/>, <paramref name="endSlot"/>), or none.</summary>
         private static TileStart FirstTile(in KvSource source, ReadOnlySpan<KeySegment> segments, int firstSlot, int endSlot)
         {
-            long rowBytes = (long)TKernel.HeadDim * (source.Element == CacheElement.Single ? sizeof(float) : sizeof(ushort));
-            foreach (KeySegment segment in segments)
+            if (!KeySegmentMath.FirstKeyIn(segments, firstSlot, endSlot, out int slot, out int step))
             {
-                long index = segment.Start >= firstSlot ? 0 : ((long)firstSlot - segment.Start + segment.Step - 1) / segment.Step;
-                long slot = segment.Start + index * segment.Step;
-                if (index < segment.Count && slot < endSlot)
-                {
-                    return new TileStart(source.KeyBytes + slot * rowBytes, source.ValueBytes + slot * rowBytes, segment.Step);
-                }
+                return default;
             }
 
-            return default;
+            long offset = (long)slot * TKernel.HeadDim * (source.Element == CacheElement.Single ? sizeof(float) : sizeof(ushort));
+            return new TileStart(source.KeyBytes + offset, source.ValueBytes + offset, step);
         }
 
         /// <summary>Whether a member after <paramref name="member"/> still waits for a group of its own (its keys differ).</summary>

@@ -175,6 +175,34 @@ namespace SparseAttention
         }
 
         /// <summary>
+        /// The first key of <paramref name="segments"/> (in ascending order of their starts) in [<paramref name="first"/>,
+        /// <paramref name="end"/>) and the step of the segment it is in, as the first part <see cref="Clip(ReadOnlySpan{KeySegment}, ReadOnlySpan{int}, int, int, int, Span{KeySegment}, Span{int})"/> writes would start; false
+        /// when no key lies there. Decode asks where a thread's next block of slots starts, to request it in advance.
+        /// </summary>
+        internal static bool FirstKeyIn(ReadOnlySpan<KeySegment> segments, int first, int end, out int key, out int step)
+        {
+            foreach (KeySegment segment in segments)
+            {
+                long index = FirstIndexAtOrAfter(segment, first);
+                long candidate = segment.Start + index * segment.Step;
+                if (index < segment.Count && candidate < end)
+                {
+                    key = (int)candidate;
+                    step = segment.Step;
+                    return true;
+                }
+            }
+
+            key = 0;
+            step = 0;
+            return false;
+        }
+
+        /// <summary>The index in <paramref name="segment"/> of its first key at or after <paramref name="first"/> (Count or more when none is).</summary>
+        private static long FirstIndexAtOrAfter(KeySegment segment, int first) =>
+            segment.Start >= first ? 0 : ((long)first - segment.Start + segment.Step - 1) / segment.Step;
+
+        /// <summary>
         /// The parts of <paramref name="segments"/> whose keys lie in [<paramref name="first"/>, <paramref name="end"/>), moved
         /// down by <paramref name="shift"/>, and in <paramref name="destinationPositions"/> the position of each part's first
         /// key: from <paramref name="positions"/> (each segment's first position, when the segments are slots) or, when that is
@@ -187,7 +215,7 @@ namespace SparseAttention
             for (int index = 0; index < segments.Length; index++)
             {
                 KeySegment segment = segments[index];
-                long firstIndex = segment.Start >= first ? 0 : ((long)first - segment.Start + segment.Step - 1) / segment.Step;
+                long firstIndex = FirstIndexAtOrAfter(segment, first);
                 long lastIndex = segment.Last < end ? segment.Count - 1 : ((long)end - 1 - segment.Start) / segment.Step;
                 if (segment.Start < end && firstIndex <= lastIndex)
                 {
