@@ -433,7 +433,6 @@ public static unsafe class CpuDecode
             int headDim = TKernel.HeadDim;
             int kvHead = item / _blocks, block = item % _blocks;
             int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
-            long kvOffset = (long)kvHead * _store.SlotsPerKvHead * headDim;
             GroupScratch scratch = GroupScratch.ForThisThread(_groupSize, _segmentsPerHead, GroupDecodeKernel.ScratchFloats(headDim));
             int firstHead = kvHead * _groupSize;
 
@@ -454,9 +453,7 @@ public static unsafe class CpuDecode
                 partial.Slice(1).Clear();
             }
 
-            KvSource source = _narrowCache is null
-                ? KvSource.Single(_store.Keys + kvOffset, _store.Values + kvOffset)
-                : KvSource.Narrow(_narrowCache.Element, _narrowKeys + kvOffset, _narrowValues + kvOffset);
+            KvSource source = SourceOf(kvHead);
 
             // Four heads at a time run as the rows of a register tile reading the cache in place, unless a Half cache holds
             // an infinity or NaN in this KV head or the queries are too large for the Half fold: the fast widening is exact
@@ -509,7 +506,7 @@ public static unsafe class CpuDecode
                             Scratch = scratch.Tile,
                             // Where this thread goes on to: the same keys for the next heads, else (in a contiguous share)
                             // the next item's; no hint where a group with other keys follows (per-head patterns).
-                            Then = first + size < members ? FirstTile(source, segments, 0, _store.SlotsPerKvHead)
+                            Then = first + size < members ? source.At(segments[0].Start, segments[0].Step, headDim)
                                 : UngroupedAfter(scratch.Counts.AsSpan(0, _groupSize), member) ? default
                                 : nextItem,
                         };
@@ -530,29 +527,24 @@ public static unsafe class CpuDecode
             }
         }
 
-        /// <summary>The first tile of work item <paramref name="item"/>'s keys (those of its KV head's first query head).</summary>
+        /// <summary>The first tile of work item <paramref name="item"/>'s keys (those of its KV head's first query head), or none.</summary>
         private TileStart FirstTileOf(int item)
         {
             int kvHead = item / _blocks, block = item % _blocks;
             int firstSlot = block * _blockSlots, endSlot = Math.Min(firstSlot + _blockSlots, _store.SlotsPerKvHead);
             int head = kvHead * _groupSize;
-            long kvOffset = (long)kvHead * _store.SlotsPerKvHead * TKernel.HeadDim;
-            KvSource source = _narrowCache is null
-                ? KvSource.Single(_store.Keys + kvOffset, _store.Values + kvOffset)
-                : KvSource.Narrow(_narrowCache.Element, _narrowKeys + kvOffset, _narrowValues + kvOffset);
-            return FirstTile(source, _headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]), firstSlot, endSlot);
+            return KeySegmentMath.FirstKeyIn(_headSegments.AsSpan(head * _segmentsPerHead, _headSegmentCounts[head]), firstSlot, endSlot, out int slot, out int step)
+                ? SourceOf(kvHead).At(slot, step, TKernel.HeadDim)
+                : default;
         }
 
-        /// <summary>The first slot of <paramref name="segments"/> (in slot order) in [<paramref name="firstSlot"/>, <paramref name="endSlot"/>), or none.</summary>
-        private static TileStart FirstTile(in KvSource source, ReadOnlySpan<KeySegment> segments, int firstSlot, int endSlot)
+        /// <summary>KV head <paramref name="kvHead"/>'s keys and values, in the cache's own element type.</summary>
+        private KvSource SourceOf(int kvHead)
         {
-            if (!KeySegmentMath.FirstKeyIn(segments, firstSlot, endSlot, out int slot, out int step))
-            {
-                return default;
-            }
-
-            long offset = (long)slot * TKernel.HeadDim * (source.Element == CacheElement.Single ? sizeof(float) : sizeof(ushort));
-            return new TileStart(source.KeyBytes + offset, source.ValueBytes + offset, step);
+            long kvOffset = (long)kvHead * _store.SlotsPerKvHead * TKernel.HeadDim;
+            return _narrowCache is null
+                ? KvSource.Single(_store.Keys + kvOffset, _store.Values + kvOffset)
+                : KvSource.Narrow(_narrowCache.Element, _narrowKeys + kvOffset, _narrowValues + kvOffset);
         }
 
         /// <summary>Whether a member after <paramref name="member"/> still waits for a group of its own (its keys differ).</summary>

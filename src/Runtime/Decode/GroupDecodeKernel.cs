@@ -147,23 +147,12 @@ internal static unsafe class GroupDecodeKernel
             // as this segment does; otherwise the last tile itself, whose lines are held already, and the next segment
             // starts cold. Every such start waits a whole tile's latency: decode's blocks of 2,048 slots (two starts more
             // per block) took 1.03x the time per token of blocks of 4,096.
-            byte* afterKeys = null, afterValues = null;
-            if (segmentIndex + 1 < segments.Length)
-            {
-                if (segments[segmentIndex + 1].Step == segment.Step)
-                {
-                    long afterByte = (long)segments[segmentIndex + 1].Start * headDim * sizeof(TElement);
-                    afterKeys = keyBase + afterByte;
-                    afterValues = valueBase + afterByte;
-                }
-            }
-            else if (group.Then.Step == segment.Step)
-            {
-                afterKeys = group.Then.KeyBytes;
-                afterValues = group.Then.ValueBytes;
-            }
-
-            firstTileRequested = afterKeys != null;
+            TileStart after = segmentIndex + 1 < segments.Length
+                ? group.Source.At(segments[segmentIndex + 1].Start, segments[segmentIndex + 1].Step, headDim)
+                : group.Then;
+            bool handsOver = after.Step == segment.Step;
+            byte* afterKeys = handsOver ? after.KeyBytes : null, afterValues = handsOver ? after.ValueBytes : null;
+            firstTileRequested = handsOver;
             for (int tileStart = 0; tileStart < segment.Count; tileStart += tileKeys)
             {
                 int count = Math.Min(tileKeys, segment.Count - tileStart);
@@ -956,7 +945,7 @@ internal readonly unsafe ref struct NextRows
             return default;
         }
 
-        int rowBytes = headDim * (source.Element == CacheElement.Single ? sizeof(float) : sizeof(ushort));
+        int rowBytes = headDim * source.ElementBytes;
         long offset = firstSlot * rowBytes;
         return new NextRows(source.KeyBytes + offset, source.ValueBytes + offset, (nint)step * rowBytes, rows, rowBytes);
     }
@@ -1015,6 +1004,16 @@ internal readonly unsafe struct KvSource
 
     /// <summary>Values at slot 0 of the KV head, in the cache's own element type.</summary>
     public byte* ValueBytes => Element == CacheElement.Single ? (byte*)Values : (byte*)_narrowValues;
+
+    /// <summary>Bytes per element in the cache: 4 for fp32, 2 for Half and BFloat16.</summary>
+    public int ElementBytes => Element == CacheElement.Single ? sizeof(float) : sizeof(ushort);
+
+    /// <summary>Where slot <paramref name="slot"/>'s key and value rows start, as the first of a run <paramref name="step"/> slots apart.</summary>
+    public TileStart At(long slot, int step, int headDim)
+    {
+        long offset = slot * headDim * ElementBytes;
+        return new TileStart(KeyBytes + offset, ValueBytes + offset, step);
+    }
 
     public static KvSource Single(float* keys, float* values) => new(CacheElement.Single, keys, values, null, null);
 
