@@ -145,8 +145,8 @@ internal static unsafe class GroupDecodeKernel
             // What the segment's last tile requests as its next: the next segment's first tile (a ring's window is two
             // segments, one run in memory) or, after the last, what this thread reads next (GroupBlock.Then), when it steps
             // as this segment does; otherwise the last tile itself, whose lines are held already, and the next segment
-            // starts cold. Every such start waits a whole tile's latency: decode's blocks of 2,048 slots (two starts more
-            // per block) took 1.03x the time per token of blocks of 4,096.
+            // starts cold. Every such start waits a whole tile's latency (blocks of 2,048 slots, two starts more per block,
+            // took 1.03x the time per token of blocks of 4,096 in one run).
             TileStart after = segmentIndex + 1 < segments.Length
                 ? group.Source.At(segments[segmentIndex + 1].Start, segments[segmentIndex + 1].Step, headDim)
                 : group.Then;
@@ -238,9 +238,9 @@ internal static unsafe class GroupDecodeKernel
     /// The four heads' dot products with the tile's <paramref name="count"/> keys from <paramref name="tileKeys"/>, four at a
     /// time (the last group's missing rows repeat its last), stored at <paramref name="tileScores"/> + key in each head's
     /// row, and the same rows from <paramref name="tileAhead"/> requested. One call per tile: a call per group of four keys
-    /// spent its setup (registers saved and restored, arguments, the return) eight times a tile, and the loop
-    /// over groups inside took 0.961x the time in L2 on one thread and 0.944x for Half at 64K (fp32 at 64K, bound by the
-    /// memory, 0.97-1.02x). Unrolled over the row's 64-byte lines (a JIT-constant count; the calls past it are removed; a
+    /// spent its setup (registers saved and restored, arguments, the return) eight times a tile. The loop over groups inside
+    /// measured 0.961-1.018x the time in L2 on one thread (three runs) and 0.944-1.054x for Half at 64K (four runs, three of
+    /// them faster); fp32 at 64K, bound by the memory, 0.97-1.02x: a small gain at most, within this VM's spread. Unrolled over the row's 64-byte lines (a JIT-constant count; the calls past it are removed; a
     /// line's vectors, one for fp32 at 512 bits, loop), so each load and request instruction runs once per group of keys
     /// and so steps by the same stride from group to group, which the core's stride prefetcher follows. A loop over the row gives each
     /// instruction a stride that breaks at every group. On a Zen 5, unrolling alone took 0.89-0.95x the time per fp32
