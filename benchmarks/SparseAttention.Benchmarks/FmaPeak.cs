@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
@@ -47,22 +46,7 @@ public static class FmaPeak
         double best = 0;
         for (int attempt = 0; attempt < 3; attempt++)
         {
-            using var start = new Barrier(threads + 1);
-            var workers = new Thread[threads];
-            for (int t = 0; t < threads; t++)
-            {
-                workers[t] = new Thread(() => { start.SignalAndWait(); Sink(run(Iterations)); });
-                workers[t].Start();
-            }
-
-            start.SignalAndWait();
-            long began = Stopwatch.GetTimestamp();
-            foreach (Thread worker in workers)
-            {
-                worker.Join();
-            }
-
-            double seconds = Stopwatch.GetElapsedTime(began).TotalSeconds;
+            double seconds = ConcurrentTiming.Seconds(threads, _ => Sink(run(Iterations)));
             best = Math.Max(best, threads * Iterations * (double)chains * 2 * lanes / seconds / 1e9);
         }
 

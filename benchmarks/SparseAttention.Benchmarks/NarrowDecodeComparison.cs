@@ -71,10 +71,18 @@ public static class NarrowDecodeComparison
         }
 
         Console.WriteLine($"Probe per round: {string.Join(", ", probed.Select(gbs => gbs.ToString("F1", CultureInfo.InvariantCulture)))} GB/s.");
-        if (singleShare is double fp32Share && layers >= 32)
+        int single = Array.IndexOf(elements, CacheElement.Single);
+        if (singleShare is double bestShare && layers >= 32)
         {
-            // Issue 16's decode target: fp32, Mistral's shape at 64K, read from memory (32 layers of 32 MiB).
-            Console.WriteLine($"Target (issue 16): {(fp32Share >= 0.85 ? "met " : "MISS")}  fp32 decode >= 85% of the read bandwidth: {100 * fp32Share:F0}%");
+            // Issue 16's decode target: fp32, Mistral's shape at 64K, read from memory (32 layers of 32 MiB), against the
+            // probe passes run between its tokens (medians of both), so that both see the same memory; the share above
+            // divides a round's mean over 32 tokens (0.8 s) by the best of six 10 ms passes, which a bandwidth that
+            // drifts from second to second puts above what the round had.
+            (double tokenUs, double passGBs, List<double> passes) = Interleaved(caches[single], window, query, output, options, probe);
+            double bytes = 2.0 * KvHeads * Window * HeadDim * sizeof(float);
+            double share = bytes / (tokenUs * 1e-6) / 1e9 / passGBs;
+            Console.WriteLine($"Single against probe passes between its tokens ({passes.Count} of each, medians): {tokenUs:F0} us per layer and token = {bytes / (tokenUs * 1e-6) / 1e9:F1} GB/s, passes {passGBs:F1} GB/s (from {passes.Min():F1} to {passes.Max():F1}): {100 * share:F0}%.");
+            Console.WriteLine($"Target (issue 16): {(share >= 0.85 ? "met " : "MISS")}  fp32 decode >= 85% of the read bandwidth: {100 * share:F0}% (probe passes between its tokens; {100 * bestShare:F0}% of each round's best pass)");
         }
 
         caches = Array.Empty<KvCache[]>();
@@ -146,6 +154,31 @@ public static class NarrowDecodeComparison
         }
 
         return Stopwatch.GetElapsedTime(start).TotalMicroseconds / TimedTokens / layers.Length;
+    }
+
+    /// <summary>
+    /// <see cref="TimedTokens"/> tokens through every layer, each after one probe pass (<see cref="MemoryBandwidth.Probe.Once"/>):
+    /// the median microseconds per layer and token, the median pass, and the passes.
+    /// </summary>
+    private static (double TokenUs, double PassGBs, List<double> Passes) Interleaved(KvCache[] layers, CaseInputs window, float[] query, float[] output, AttentionOptions options, MemoryBandwidth.Probe probe)
+    {
+        var tokens = new List<double>();
+        var passes = new List<double>();
+        for (int token = 0; token < TimedTokens; token++)
+        {
+            passes.Add(probe.Once());
+            int offset = token % Window * KvHeads * HeadDim;
+            long start = Stopwatch.GetTimestamp();
+            foreach (KvCache cache in layers)
+            {
+                cache.Append(window.Key.AsSpan(offset, KvHeads * HeadDim), window.Value.AsSpan(offset, KvHeads * HeadDim));
+                Window4096HeadDim128.Decode(query, cache, output, options);
+            }
+
+            tokens.Add(Stopwatch.GetElapsedTime(start).TotalMicroseconds / layers.Length);
+        }
+
+        return (Median(tokens), Median(passes), passes);
     }
 
     private static double Median(List<double> values)
