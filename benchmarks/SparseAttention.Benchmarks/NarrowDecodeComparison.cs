@@ -145,15 +145,21 @@ public static class NarrowDecodeComparison
         long start = Stopwatch.GetTimestamp();
         for (int token = 0; token < TimedTokens; token++)
         {
-            int offset = token % Window * KvHeads * HeadDim;
-            foreach (KvCache cache in layers)
-            {
-                cache.Append(window.Key.AsSpan(offset, KvHeads * HeadDim), window.Value.AsSpan(offset, KvHeads * HeadDim));
-                Window4096HeadDim128.Decode(query, cache, output, options);
-            }
+            DecodeToken(layers, window, token, query, output, options);
         }
 
         return Stopwatch.GetElapsedTime(start).TotalMicroseconds / TimedTokens / layers.Length;
+    }
+
+    /// <summary>Token <paramref name="token"/>'s keys and values appended to every layer's cache, and the query decoded in each.</summary>
+    private static void DecodeToken(KvCache[] layers, CaseInputs window, int token, float[] query, float[] output, AttentionOptions options)
+    {
+        int offset = token % Window * KvHeads * HeadDim;
+        foreach (KvCache cache in layers)
+        {
+            cache.Append(window.Key.AsSpan(offset, KvHeads * HeadDim), window.Value.AsSpan(offset, KvHeads * HeadDim));
+            Window4096HeadDim128.Decode(query, cache, output, options);
+        }
     }
 
     /// <summary>
@@ -167,14 +173,8 @@ public static class NarrowDecodeComparison
         for (int token = 0; token < TimedTokens; token++)
         {
             passes.Add(probe.Once());
-            int offset = token % Window * KvHeads * HeadDim;
             long start = Stopwatch.GetTimestamp();
-            foreach (KvCache cache in layers)
-            {
-                cache.Append(window.Key.AsSpan(offset, KvHeads * HeadDim), window.Value.AsSpan(offset, KvHeads * HeadDim));
-                Window4096HeadDim128.Decode(query, cache, output, options);
-            }
-
+            DecodeToken(layers, window, token, query, output, options);
             tokens.Add(Stopwatch.GetElapsedTime(start).TotalMicroseconds / layers.Length);
         }
 
