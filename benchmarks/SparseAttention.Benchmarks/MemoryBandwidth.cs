@@ -33,7 +33,7 @@ public static class MemoryBandwidth
         public double Once() => Math.Max(Pass(requestAhead: false), Pass(requestAhead: true));
 
         private double Pass(bool requestAhead) =>
-            bytes / ConcurrentTiming.Seconds(threads, thread => Sink(Sum(Data, thread, threads, requestAhead))) / 1e9;
+            bytes / ConcurrentTiming.Seconds(threads, thread => Sum(Data, thread, threads, requestAhead)) / 1e9;
 
         /// <summary>The best of <paramref name="runs"/> passes, GB/s.</summary>
         public double Best(int runs)
@@ -62,11 +62,6 @@ public static class MemoryBandwidth
 
     /// <summary>How far ahead the requesting pass asks for lines: decode's distance, one tile of 32 keys x 512 bytes.</summary>
     public const int RequestAheadBytes = 16384;
-
-    private static volatile float s_sink;
-
-    /// <summary>Keeps a pass's sum, so no part of its reads can be left out.</summary>
-    private static void Sink(float value) => s_sink = value;
 
     private static unsafe float Sum(ReadOnlySpan<float> data, int thread, int threads, bool requestAhead)
     {

@@ -61,7 +61,7 @@ public static class NarrowDecodeComparison
         for (int i = 0; i < elements.Length; i++)
         {
             double us = Median(microseconds[i]);
-            double bytes = 2.0 * KvHeads * Window * HeadDim * (elements[i] == CacheElement.Single ? 4 : 2);
+            double bytes = LayerBytes(elements[i]);
             double share = Median(microseconds[i].Select((roundUs, round) => bytes / (roundUs * 1e-6) / 1e9 / probed[round]).ToList());
             Console.WriteLine($"{elements[i],9} {caches[i][0].MemoryBytes / 1048576.0,6:F1} {us,9:F0} {1e6 / us,9:F0} {bytes / (us * 1e-6) / 1e9,9:F1} {100 * share,5:F0}% {first / us,7:F2}x");
             if (elements[i] == CacheElement.Single)
@@ -79,7 +79,7 @@ public static class NarrowDecodeComparison
             // divides a round's mean over 32 tokens (0.8 s) by the best of six 10 ms passes, which a bandwidth that
             // drifts from second to second puts above what the round had.
             (double tokenUs, double passGBs, List<double> passes) = Interleaved(caches[single], window, query, output, options, probe);
-            double bytes = 2.0 * KvHeads * Window * HeadDim * sizeof(float);
+            double bytes = LayerBytes(CacheElement.Single);
             double share = bytes / (tokenUs * 1e-6) / 1e9 / passGBs;
             Console.WriteLine($"Single against probe passes between its tokens ({passes.Count} of each, medians): {tokenUs:F0} us per layer and token = {bytes / (tokenUs * 1e-6) / 1e9:F1} GB/s, passes {passGBs:F1} GB/s (from {passes.Min():F1} to {passes.Max():F1}): {100 * share:F0}%.");
             Console.WriteLine($"Target (issue 16): {(share >= 0.85 ? "met " : "MISS")}  fp32 decode >= 85% of the read bandwidth: {100 * share:F0}% (probe passes between its tokens; {100 * bestShare:F0}% of each round's best pass)");
@@ -122,7 +122,7 @@ public static class NarrowDecodeComparison
             }
 
             double us = Median(steps);
-            double bytes = Streams * 2.0 * KvHeads * Window * HeadDim * (element == CacheElement.Single ? 4 : 2);
+            double bytes = Streams * LayerBytes(element);
             double share = Median(steps.Select((stepUs, round) => bytes / (stepUs * 1e-6) / 1e9 / stepProbes[round]).ToList());
             Console.WriteLine($"Batched decode, {Streams} streams at 8K, {element} caches: {us:F0} us per step ({Streams * 1e6 / us:F0} tokens/s), K+V {bytes / (us * 1e-6) / 1e9:F1} GB/s = {100 * share:F0}% of the read bandwidth (median of rounds; probes {string.Join(", ", stepProbes.Select(gbs => gbs.ToString("F1", CultureInfo.InvariantCulture)))} GB/s).");
         }
@@ -150,6 +150,9 @@ public static class NarrowDecodeComparison
 
         return Stopwatch.GetElapsedTime(start).TotalMicroseconds / TimedTokens / layers.Length;
     }
+
+    /// <summary>Bytes of keys and values one token's decode reads from one layer's (or stream's) window.</summary>
+    private static double LayerBytes(CacheElement element) => 2.0 * KvHeads * Window * HeadDim * (element == CacheElement.Single ? sizeof(float) : 2);
 
     /// <summary>Token <paramref name="token"/>'s keys and values appended to every layer's cache, and the query decoded in each.</summary>
     private static void DecodeToken(KvCache[] layers, CaseInputs window, int token, float[] query, float[] output, AttentionOptions options)
