@@ -44,10 +44,12 @@ public static class QuickComparison
         {
             var inputs = new CaseInputs(standardCase.Shape, standardCase.HeadDim);
             AttentionShape shape = standardCase.Shape;
+            // Warmed up first, so the peak is measured just before the timed runs it is compared with.
+            WarmUp(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
             double peak = FmaPeak.MeasureGflops(threads, isa);
             peaks.Add(peak);
             casePeaks[standardCase.Name] = peak;
-            double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
+            double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options), warmUp: false);
             results[standardCase.Name] = ms;
             long allocated = AllocatedPerCall(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
             double error = inputs.MaxErrorOnSampledRows(standardCase.Pattern, shape, standardCase.HeadDim, inputs.Output);
@@ -181,12 +183,12 @@ public static class QuickComparison
         return Time(() => ort.Run(), maxRuns: 2, warmUp: false);
     }
 
-    /// <summary>Best of up to <paramref name="maxRuns"/> runs (fewer once two seconds are spent), after one warm-up.</summary>
+    /// <summary>Best of up to <paramref name="maxRuns"/> runs (fewer once two seconds are spent), after a warm-up (<see cref="WarmUp"/>).</summary>
     internal static double Time(Action run, int maxRuns = 5, bool warmUp = true)
     {
         if (warmUp)
         {
-            run();
+            WarmUp(run);
         }
 
         double best = double.MaxValue, total = 0;
@@ -200,6 +202,23 @@ public static class QuickComparison
         }
 
         return best;
+    }
+
+    /// <summary>
+    /// Runs <paramref name="run"/> for at least a second (and at least once), so that what is timed next is the steady state.
+    /// Each case's generic instantiations (the runtime's jobs over that declaration's kernel) start as tier-0 code and are
+    /// recompiled optimised only after tens of calls and a quiet 100 ms; one warm-up call left a 4K case's five timed calls
+    /// (15 ms each) partly on tier-0 code. Measured on a Zen 5 VM: swa-4k-w512 read 55% of the peak as a process's first
+    /// case and 65% as its third, the same code (BENCHMARKS.md, issue 16).
+    /// </summary>
+    internal static void WarmUp(Action run, double milliseconds = 1000)
+    {
+        long start = Stopwatch.GetTimestamp();
+        do
+        {
+            run();
+        }
+        while (Stopwatch.GetElapsedTime(start).TotalMilliseconds < milliseconds);
     }
 
     /// <summary>Bytes allocated on the calling thread by one warm call.</summary>
