@@ -205,13 +205,14 @@ public static class QuickComparison
     }
 
     /// <summary>
-    /// Runs <paramref name="run"/> for at least a second (and at least once), so that what is timed next is the steady state.
-    /// Each case's generic instantiations (the runtime's jobs over that declaration's kernel) start as tier-0 code and are
-    /// recompiled optimised only after tens of calls and a quiet 100 ms; one warm-up call left a 4K case's five timed calls
-    /// (15 ms each) partly on tier-0 code. Measured on a Zen 5 VM: swa-4k-w512 read 55% of the peak as a process's first
-    /// case and 65% as its third, the same code (BENCHMARKS.md, issue 16).
+    /// Runs <paramref name="run"/> for at least two seconds (and at least once), so that what is timed next is the steady
+    /// state. Each case's generic instantiations (the runtime's jobs over that declaration's kernel) start as tier-0 code
+    /// and are recompiled optimised only after tens of calls and a quiet 100 ms (with dynamic PGO, through an instrumented
+    /// tier first); one warm-up call left a 4K case's five timed calls (15 ms each) partly on tier-0 code. Measured on a
+    /// Zen 5 VM: swa-4k-w512 read 55% of the peak as a process's first case and 65% as its third, the same code; in the
+    /// Quickstart, whose window pattern comes second, one second of warm-up was still too short (BENCHMARKS.md, issue 16).
     /// </summary>
-    internal static void WarmUp(Action run, double milliseconds = 1000)
+    internal static void WarmUp(Action run, double milliseconds = 2000)
     {
         long start = Stopwatch.GetTimestamp();
         do
