@@ -133,7 +133,7 @@ public static class MemoryBandwidth
     {
         for (int line = 0; line < lines; line++)
         {
-            Decode.GroupDecodeKernel.Request(address + 64 * line);
+            Decode.LineRequests.Request(address + 64 * line);
         }
     }
 }

@@ -20,7 +20,7 @@ public static class NarrowDecodeComparison
         int threads = int.Parse(CommandLine.Argument(args, "--threads") ?? Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
         int rounds = int.Parse(CommandLine.Argument(args, "--rounds") ?? "5", CultureInfo.InvariantCulture);
         var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = CommandLine.Isa(args) };
-        Console.WriteLine($"Narrow KV caches and batched decode: {threads} of {Environment.ProcessorCount} cores, {QuickComparison.RuntimeInfo()}, kernel ISA {CommandLine.IsaDescription(options)}");
+        Console.WriteLine($"Narrow KV caches and batched decode: {threads} of {Environment.ProcessorCount} cores, {QuickComparison.RuntimeInfo()}, kernel ISA {CommandLine.IsaDescription(options)}, line requests into {Decode.LineRequests.Level}");
         Console.WriteLine($"Pattern {Window4096HeadDim128.Pattern}; Heads {Heads}, KvHeads {KvHeads}, HeadDim {HeadDim}. Per token: append, decode. {rounds} alternating rounds of {TimedTokens} tokens; medians.");
         var window = new CaseInputs(new AttentionShape(Heads, KvHeads, Window), HeadDim);
         float[] query = window.Query.AsSpan(0, Heads * HeadDim).ToArray();

@@ -561,7 +561,7 @@ internal static unsafe class GroupDecodeKernel
             {
                 for (int lineByte = firstLineByte; lineByte < endByte; lineByte += 64)
                 {
-                    Request(ahead + lineByte);
+                    LineRequests.Request(ahead + lineByte);
                 }
 
                 TVector left = LoadElements<TLanes, TVector, TElement>(row, column), right = LoadElements<TLanes, TVector, TElement>(row, column + width);
@@ -627,7 +627,7 @@ internal static unsafe class GroupDecodeKernel
         {
             for (int row = 0; row < rows; row++)
             {
-                Request(ahead + row * rowBytes + step * 64);
+                LineRequests.Request(ahead + row * rowBytes + step * 64);
             }
 
             return;
@@ -636,7 +636,7 @@ internal static unsafe class GroupDecodeKernel
         int linesPerRow = (TKernel.HeadDim * sizeof(TElement) + 63) / 64;
         for (int line = step * rows; line < (step + 1) * rows; line++)
         {
-            Request(ahead + line / linesPerRow * rowBytes + line % linesPerRow * 64);
+            LineRequests.Request(ahead + line / linesPerRow * rowBytes + line % linesPerRow * 64);
         }
     }
 
@@ -648,17 +648,7 @@ internal static unsafe class GroupDecodeKernel
     {
         for (int line = 0; line < TKernel.HeadDim * sizeof(TElement); line += 64)
         {
-            Request(row + line);
-        }
-    }
-
-    /// <summary>A request for the 64-byte line at <paramref name="address"/> (x86's prefetch, which never faults; nothing elsewhere).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void Request(byte* address)
-    {
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
-        {
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(address);
+            LineRequests.Request(row + line);
         }
     }
 
@@ -941,8 +931,8 @@ internal static unsafe class GroupDecodeKernel
 /// A tile's key and value rows, requested from memory at once: a segment's first tile, which nothing before it requested,
 /// and, by the one-head path at a tile's start, the next tile (a narrow cache's rows there are widened into a buffer
 /// first, so there is no register-tile loop to spread the requests over; the four-head kernel requests the next tile's
-/// lines beside its loads instead). One <see cref="System.Runtime.Intrinsics.X86.Sse.Prefetch0(void*)"/>
-/// per 64-byte line; nothing where x86's prefetch is not available, or when there is no next tile.
+/// lines beside its loads instead). One <see cref="LineRequests.Request"/> per 64-byte line; nothing when there is no
+/// next tile.
 /// </summary>
 internal readonly unsafe ref struct NextRows
 {
@@ -996,7 +986,7 @@ internal readonly unsafe ref struct NextRows
             byte* start = rows + row * _rowStride;
             for (int line = 0; line < _rowBytes; line += 64)
             {
-                System.Runtime.Intrinsics.X86.Sse.Prefetch0(start + line);
+                LineRequests.Request(start + line);
             }
         }
     }

@@ -200,6 +200,18 @@ public class GroupDecodeTests
         }
     }
 
+    [Theory]
+    [InlineData(null, false, false)]
+    [InlineData(null, true, true)]
+    [InlineData("L1", true, false)]
+    [InlineData(" l2 ", false, true)]
+    [InlineData("L3", true, true)]
+    [InlineData("", false, false)]
+    public void Line_requests_fill_L2_on_family_19h_unless_the_setting_names_a_level(string? setting, bool amdFamily19h, bool intoL2)
+    {
+        Assert.Equal(intoL2, SparseAttention.Decode.LineRequests.ChooseL2(setting, amdFamily19h));
+    }
+
     private static float[] Decode(KernelUnderTest kernel, KvCache cache, float[] query, AttentionOptions options)
     {
         var output = new float[query.Length];
