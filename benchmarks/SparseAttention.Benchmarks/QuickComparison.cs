@@ -27,10 +27,10 @@ public static class QuickComparison
         var options = new AttentionOptions { MaxDegreeOfParallelism = threads, Isa = isa };
 
         Console.WriteLine($"SparseAttention quick comparison: {threads} of {Environment.ProcessorCount} cores, {RuntimeInfo()}, kernel ISA {CommandLine.IsaDescription(options)}");
-        // The peak is measured again right before each case: on this shared VM the two vCPUs are sometimes
+        // The peak is measured again around each case: on this shared VM the two vCPUs are sometimes
         // SMT siblings of one core and sometimes on two cores, which halves or doubles what is reachable.
         var peaks = new List<double>();
-        Console.WriteLine($"fp32 FMA peak: {threads} thread(s), {FmaPeak.WidthName(isa)} (the kernels' width), {FmaPeak.Chains(isa)} independent chains per thread, measured before each case (column 'peak'); 'dense' runs at the same ISA.");
+        Console.WriteLine($"fp32 FMA peak: {threads} thread(s), {FmaPeak.WidthName(isa)} (the kernels' width), {FmaPeak.Chains(isa)} independent chains per thread, measured before and after each case, the higher (column 'peak'); 'dense' runs at the same ISA.");
         Console.WriteLine("Times are the best of several runs after a warm-up; GFLOP/s = visible pairs x 4 x HeadDim / s; ratios are measured in this run.");
         Console.WriteLine();
         Console.WriteLine($"{"case",-14} {"pairs",14} {"ms",9} {"GFLOP/s",8} {"peak",6} {"%peak",6} {"dense ms",9} {"vs dense",8} {"TP ms",9} {"vs TP",7} {"ORT ms",9} {"vs ORT",7} {"ORT dense",9} {"alloc B",8} {"error",9}");
@@ -46,10 +46,14 @@ public static class QuickComparison
             AttentionShape shape = standardCase.Shape;
             // Warmed up first, so the peak is measured just before the timed runs it is compared with.
             WarmUp(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
-            double peak = FmaPeak.MeasureGflops(threads, isa);
+            double peakBefore = FmaPeak.MeasureGflops(threads, isa);
+            double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options), warmUp: false);
+            // And right after: the case's time is its best run, so it is judged against the better of the two peaks. With
+            // the peak from before alone, a neighbour that held a vCPU during those 0.3 s put a Zen 4 VM's Vector256 and
+            // Vector128 cases at 101-103% "of the peak".
+            double peak = Math.Max(peakBefore, FmaPeak.MeasureGflops(threads, isa));
             peaks.Add(peak);
             casePeaks[standardCase.Name] = peak;
-            double ms = Time(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options), warmUp: false);
             results[standardCase.Name] = ms;
             long allocated = AllocatedPerCall(() => standardCase.Forward(inputs.Query, inputs.Key, inputs.Value, inputs.Output, shape, options));
             double error = inputs.MaxErrorOnSampledRows(standardCase.Pattern, shape, standardCase.HeadDim, inputs.Output);
@@ -111,7 +115,7 @@ public static class QuickComparison
     private static void PrintTargets(Dictionary<string, double> ms, Dictionary<string, double> peak, Dictionary<int, double> ortDense, string width)
     {
         Console.WriteLine();
-        Console.WriteLine($"Targets (issues 3, 13 and 16; % of the {width} peak measured before each case):");
+        Console.WriteLine($"Targets (issues 3, 13 and 16; % of the {width} peak measured around each case):");
         void Check(string name, string measured, bool met) => Console.WriteLine($"  {(met ? "met " : "MISS")}  {name}: {measured}");
         double Percent(string name) => 100 * StandardCase.Get(name).Gflops(ms[name] / 1000) / peak[name];
         double PerPair(string name) => ms[name] / StandardCase.Get(name).VisiblePairs;
