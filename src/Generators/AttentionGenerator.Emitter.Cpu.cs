@@ -26,7 +26,12 @@ public sealed partial class AttentionGenerator
         /// <summary>
         /// A vector instruction set a kernel is emitted for, with its tile shape. Register budgets: QKᵀ holds
         /// TileRows x (KeyTile / Lanes) score accumulators and PV TileRows x PvGroup output accumulators, plus a
-        /// few loads: 24 + 5 of AVX-512's 32 registers, 12 + 3 of AVX2's and SSE's 16 (NEON has 32). Six rows on every width:
+        /// few loads: 24 + 5 of AVX-512's 32 registers, 12 + 3 of AVX2's and SSE's 16 (NEON has 32). Where the machine has 32
+        /// registers (<c>VectorRegisters.ThirtyTwo</c>: AVX-512's encoding at every width, ARM64), the 256- and 128-bit
+        /// kernels' P·V passes take <see cref="PvGroupWith32Registers"/> output vectors, 24 accumulators as on Vector512: half
+        /// as many passes over the value rows. On a Zen 4, forced Vector256 took 0.91-0.96x and forced Vector128 0.91-0.94x the
+        /// time on causal-16k, swa-16k-w4096, swa-4k-w512 and lf-4k; the same four-vector passes with 16 registers (AVX-512
+        /// off in the JIT) spill and took 1.23-1.44x, so such machines keep PvGroup. Six rows on every width:
         /// the 256- and 128-bit tiles ran 4 rows (8 accumulators) until measured; 6 rows took 0.90x (Vector256, 16 registers)
         /// and 0.95x (Vector128) the time on swa-16k-w4096 (design §7). A neighbourhood's tiles have fewer
         /// (<see cref="NeighborhoodTileRows"/>): its rows move by a column of keys, so six of them span many keys few rows see.
@@ -34,7 +39,7 @@ public sealed partial class AttentionGenerator
         /// 0.94-0.97x and 0.90-0.91x the time of the 4K cases), 1 on Vector512, whose 64-key tiles are already that long
         /// (two tiles a block: 0.98-1.00x on a Zen 5).
         /// </summary>
-        internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup, int BlockTiles = 1)
+        internal sealed record CpuTarget(string Name, int Lanes, int TileRows, int KeyTile, int PvGroup, int PvGroupWith32Registers, int BlockTiles = 1)
         {
             public string KernelName => Name + "Kernel";
 
@@ -70,9 +75,9 @@ public sealed partial class AttentionGenerator
         /// </summary>
         internal static readonly CpuTarget[] CpuTargets =
         {
-            new("Vector512", Lanes: 16, TileRows: 6, KeyTile: 64, PvGroup: 4),
-            new("Vector256", Lanes: 8, TileRows: 6, KeyTile: 16, PvGroup: 2, BlockTiles: 4),
-            new("Vector128", Lanes: 4, TileRows: 6, KeyTile: 8, PvGroup: 2, BlockTiles: 4),
+            new("Vector512", Lanes: 16, TileRows: 6, KeyTile: 64, PvGroup: 4, PvGroupWith32Registers: 4),
+            new("Vector256", Lanes: 8, TileRows: 6, KeyTile: 16, PvGroup: 2, PvGroupWith32Registers: 4, BlockTiles: 4),
+            new("Vector128", Lanes: 4, TileRows: 6, KeyTile: 8, PvGroup: 2, PvGroupWith32Registers: 4, BlockTiles: 4),
         };
 
         private static void EmitVectorKernel(IndentedTextWriter writer, CpuTarget target, int headDim, bool neighborhoodTile)
@@ -912,16 +917,39 @@ public sealed partial class AttentionGenerator
         /// <summary>
         /// O = O x rescale + P V over keys [<paramref name="from"/>, <paramref name="to"/>] of the probabilities (row t's at
         /// t x <paramref name="rowStride"/>), one pass per group of PvGroup output vectors, its TileRows x PvGroup
-        /// accumulators in registers; <paramref name="firstValueRow"/> is the first key's offset into the values.
+        /// accumulators in registers (PvGroupWith32Registers where the machine has 32, chosen when the JIT compiles the kernel);
+        /// <paramref name="firstValueRow"/> is the first key's offset into the values.
         /// </summary>
         private static void EmitValuePasses(IndentedTextWriter writer, CpuTarget target, int headDim, int rowStride, string from, string to, string firstValueRow)
+        {
+            if (target.PvGroupWith32Registers == target.PvGroup)
+            {
+                EmitValuePasses(writer, target, headDim, rowStride, from, to, firstValueRow, target.PvGroup);
+                return;
+            }
+
+            using (writer.Block("if (global::SparseAttention.Cpu.VectorRegisters.ThirtyTwo)"))
+            {
+                writer.Line("// 32 registers: " + Invariant(target.TileRows * target.PvGroupWith32Registers) + " accumulators a pass, fewer passes over the value rows.");
+                EmitValuePasses(writer, target, headDim, rowStride, from, to, firstValueRow, target.PvGroupWith32Registers);
+            }
+
+            using (writer.Block("else"))
+            {
+                writer.Line("// 16 registers: " + Invariant(target.TileRows * target.PvGroup) + " accumulators a pass (more would spill).");
+                EmitValuePasses(writer, target, headDim, rowStride, from, to, firstValueRow, target.PvGroup);
+            }
+        }
+
+        /// <summary>The value passes of <see cref="EmitValuePasses(IndentedTextWriter, CpuTarget, int, int, string, string, string)"/> for one register plan: <paramref name="pvGroup"/> output vectors a pass.</summary>
+        private static void EmitValuePasses(IndentedTextWriter writer, CpuTarget target, int headDim, int rowStride, string from, string to, string firstValueRow, int pvGroup)
         {
             string v = target.Vector, vt = target.VectorType;
             int rows = target.TileRows, lanes = target.Lanes;
             int vectors = headDim / lanes;
-            for (int group = 0; group < vectors; group += target.PvGroup)
+            for (int group = 0; group < vectors; group += pvGroup)
             {
-                int width = System.Math.Min(target.PvGroup, vectors - group);
+                int width = System.Math.Min(pvGroup, vectors - group);
                 using (writer.Block(null))
                 {
                     for (int t = 0; t < rows; t++)

@@ -14,7 +14,10 @@ internal static class DotnetCli
     public const string Configuration = "Release";
 #endif
 
-    public static (int ExitCode, string Output) Run(string directory, params string[] arguments)
+    public static (int ExitCode, string Output) Run(string directory, params string[] arguments) => RunWith(directory, new Dictionary<string, string>(), arguments);
+
+    /// <summary>As <see cref="Run"/>, with <paramref name="environment"/>'s variables set for the process.</summary>
+    public static (int ExitCode, string Output) RunWith(string directory, IReadOnlyDictionary<string, string> environment, params string[] arguments)
     {
         var start = new ProcessStartInfo("dotnet") { WorkingDirectory = directory, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (string argument in arguments)
@@ -24,6 +27,11 @@ internal static class DotnetCli
 
         start.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         start.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        foreach ((string name, string value) in environment)
+        {
+            start.Environment[name] = value;
+        }
+
         using Process process = Process.Start(start)!;
         Task<string> error = process.StandardError.ReadToEndAsync();
         string output = process.StandardOutput.ReadToEnd();
