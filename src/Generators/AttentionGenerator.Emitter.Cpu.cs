@@ -29,7 +29,7 @@ public sealed partial class AttentionGenerator
         /// few loads: 24 + 5 of AVX-512's 32 registers, 12 + 3 of AVX2's and SSE's 16 (NEON has 32). Where the machine has 32
         /// registers (<c>VectorRegisters.ThirtyTwo</c>: AVX-512's encoding at every width, ARM64), the 256- and 128-bit
         /// kernels' P·V passes take <see cref="PvGroupWith32Registers"/> output vectors, 24 accumulators as on Vector512: half
-        /// as many passes over the value rows. On a Zen 4, forced Vector256 took 0.91-0.96x and forced Vector128 0.91-0.94x the
+        /// as many passes over the value rows. On a Zen 4, forced Vector256 took 0.91-0.98x and forced Vector128 0.88-0.96x the
         /// time on causal-16k, swa-16k-w4096, swa-4k-w512 and lf-4k; the same four-vector passes with 16 registers (AVX-512
         /// off in the JIT) spill and took 1.23-1.44x, so such machines keep PvGroup. Six rows on every width:
         /// the 256- and 128-bit tiles ran 4 rows (8 accumulators) until measured; 6 rows took 0.90x (Vector256, 16 registers)
