@@ -1,0 +1,222 @@
+// decode-overlap: how much of the memory's read bandwidth a decode-shaped loop can use on this core, and what the
+// software line requests and the key read order do to it. Not part of the build; a diagnostic for BENCHMARKS.md
+// ("Decode's overlap on the Zen 4", issue 16). x86-64 with AVX-512F, Linux:
+//
+//   gcc -O3 -mavx512f -mfma -o /tmp/decode-overlap benchmarks/probes/decode-overlap.c -lpthread
+//   /tmp/decode-overlap 7          # 7 alternating rounds at one thread, then at two
+//
+// The loop is decode's four-head kernel over fp32 rows of HeadDim 128 (Mistral's shape), reduced to its memory traffic
+// and its arithmetic: per 32-key tile, the four heads' scores (queries read from L1 as FMA operands, one horizontal sum
+// per key and head), a stand-in for the softmax, then P·V in two passes of two heads (the first reads the values from
+// memory, the second again from L1). It runs over 256 MiB of keys and 256 MiB of values on 2 MiB pages, so every byte
+// comes from memory, and reports GB/s of keys and values read against a plain sum over the same bytes measured in the
+// same round (the "probe"). Variants:
+//   keys by row   each key row front to back (the hardware prefetchers' order)
+//   keys 4 x line four rows a 64-byte line at a time (decode's score loop, which loads a line once for four keys)
+//   + requests    prefetcht1 for the next tile's rows spread through the score loop and the first P·V pass, as decode does
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+enum { HeadDim = 128, Tile = 32, Variants = 4 };
+static const char* Names[Variants] = { "keys by row", "keys by row + requests", "keys 4 x line", "keys 4 x line + requests" };
+
+static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
+static __thread float Scores[4][Tile] __attribute__((aligned(64)));
+static __thread float Outputs[4][HeadDim] __attribute__((aligned(64)));
+static volatile float Sink;
+
+static double Now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec * 1e-9; }
+
+static void Request(const float* row)
+{
+    for (int line = 0; line < HeadDim * 4; line += 64) _mm_prefetch((const char*)row + line, _MM_HINT_T1);
+}
+
+// Lane h of the result: the sum of all lanes of vector h.
+static __m128 SumEach(__m512 a, __m512 b, __m512 c, __m512 d)
+{
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    __m512 e = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+    e = _mm512_add_ps(e, _mm512_shuffle_ps(e, e, 0x4E));
+    e = _mm512_add_ps(e, _mm512_shuffle_ps(e, e, 0xB1));
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0), e));
+}
+
+static void StoreScores(__m128 four, int key)
+{
+    float lanes[4];
+    _mm_storeu_ps(lanes, four);
+    for (int head = 0; head < 4; head++) Scores[head][key] = lanes[head];
+}
+
+// One key row, front to back, against the four queries.
+static void ScoreRow(const float* row, int key)
+{
+    __m512 h0 = _mm512_setzero_ps(), h1 = h0, h2 = h0, h3 = h0;
+    for (int d = 0; d < HeadDim; d += 16)
+    {
+        __m512 k = _mm512_load_ps(row + d);
+        h0 = _mm512_fmadd_ps(k, _mm512_load_ps(Queries[0] + d), h0);
+        h1 = _mm512_fmadd_ps(k, _mm512_load_ps(Queries[1] + d), h1);
+        h2 = _mm512_fmadd_ps(k, _mm512_load_ps(Queries[2] + d), h2);
+        h3 = _mm512_fmadd_ps(k, _mm512_load_ps(Queries[3] + d), h3);
+    }
+
+    StoreScores(SumEach(h0, h1, h2, h3), key);
+}
+
+// Four key rows a line at a time: each query vector is loaded once for the four keys.
+static void ScoreFourRows(const float* rows, int key)
+{
+    __m512 acc[4][4];
+    for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
+    for (int d = 0; d < HeadDim; d += 16)
+    {
+        __m512 k0 = _mm512_load_ps(rows + d), k1 = _mm512_load_ps(rows + HeadDim + d);
+        __m512 k2 = _mm512_load_ps(rows + 2 * HeadDim + d), k3 = _mm512_load_ps(rows + 3 * HeadDim + d);
+        for (int h = 0; h < 4; h++)
+        {
+            __m512 q = _mm512_load_ps(Queries[h] + d);
+            acc[h][0] = _mm512_fmadd_ps(q, k0, acc[h][0]);
+            acc[h][1] = _mm512_fmadd_ps(q, k1, acc[h][1]);
+            acc[h][2] = _mm512_fmadd_ps(q, k2, acc[h][2]);
+            acc[h][3] = _mm512_fmadd_ps(q, k3, acc[h][3]);
+        }
+    }
+
+    for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
+}
+
+// A stand-in for the online softmax: a few passes of vector arithmetic over the tile's scores, no memory traffic.
+static void Softmax(void)
+{
+    for (int pass = 0; pass < 16; pass++)
+        for (int h = 0; h < 4; h++)
+            for (int k = 0; k < Tile; k += 16)
+            {
+                __m512 x = _mm512_load_ps(Scores[h] + k);
+                x = _mm512_fmadd_ps(x, x, x);
+                _mm512_store_ps(Scores[h] + k, _mm512_mul_ps(_mm512_fmadd_ps(x, x, x), _mm512_set1_ps(1e-9f)));
+            }
+}
+
+// P·V for heads a and b over the tile: whole value rows, sixteen accumulators.
+static void AddValues(const float* values, int a, int b, const float* next)
+{
+    __m512 oa[8], ob[8];
+    for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[b] + 16 * i); }
+    for (int k = 0; k < Tile; k++)
+    {
+        if (next) Request(next + k * HeadDim);
+        __m512 pa = _mm512_set1_ps(Scores[a][k]), pb = _mm512_set1_ps(Scores[b][k]);
+        for (int i = 0; i < 8; i++)
+        {
+            __m512 v = _mm512_load_ps(values + k * HeadDim + 16 * i);
+            oa[i] = _mm512_fmadd_ps(pa, v, oa[i]);
+            ob[i] = _mm512_fmadd_ps(pb, v, ob[i]);
+        }
+    }
+
+    for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[b] + 16 * i, ob[i]); }
+}
+
+static void Decode(const float* keys, const float* values, size_t rows, int variant)
+{
+    int byRow = variant < 2, requests = variant % 2;
+    for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
+    {
+        const float* k = keys + tile * HeadDim;
+        const float* v = values + tile * HeadDim;
+        for (int key = 0; key < Tile; key += 4)
+        {
+            if (requests) for (int j = 0; j < 4; j++) Request(k + (Tile + key + j) * HeadDim);
+            if (byRow) for (int j = 0; j < 4; j++) ScoreRow(k + (key + j) * HeadDim, key + j);
+            else ScoreFourRows(k + key * HeadDim, key);
+        }
+
+        Softmax();
+        AddValues(v, 0, 1, requests ? v + Tile * HeadDim : NULL);
+        AddValues(v, 2, 3, NULL);
+    }
+}
+
+static float Sum(const float* data, size_t floats)
+{
+    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    for (size_t i = 0; i < floats; i += 64)
+    {
+        a = _mm512_add_ps(a, _mm512_load_ps(data + i));
+        b = _mm512_add_ps(b, _mm512_load_ps(data + i + 16));
+        c = _mm512_add_ps(c, _mm512_load_ps(data + i + 32));
+        d = _mm512_add_ps(d, _mm512_load_ps(data + i + 48));
+    }
+
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
+typedef struct { const float *Keys, *Values; size_t Rows; int Variant; } Share;
+
+static void* RunShare(void* argument)
+{
+    Share* share = argument;
+    for (int h = 0; h < 4; h++) for (int d = 0; d < HeadDim; d++) Queries[h][d] = 0.01f;
+    if (share->Variant < 0) Sink = Sum(share->Keys, share->Rows * HeadDim) + Sum(share->Values, share->Rows * HeadDim);
+    else Decode(share->Keys, share->Values, share->Rows, share->Variant);
+    return NULL;
+}
+
+// GB/s of keys and values read by `threads` threads, each over its own contiguous share; variant -1 is the plain sum.
+static double Measure(const float* keys, const float* values, size_t rows, int variant, int threads)
+{
+    pthread_t workers[2];
+    Share shares[2];
+    double start = Now();
+    for (int t = 0; t < threads; t++)
+    {
+        shares[t] = (Share){ keys + t * (rows / threads) * HeadDim, values + t * (rows / threads) * HeadDim, rows / threads, variant };
+        pthread_create(&workers[t], NULL, RunShare, &shares[t]);
+    }
+
+    for (int t = 0; t < threads; t++) pthread_join(workers[t], NULL);
+    return 2.0 * rows * HeadDim * sizeof(float) / (Now() - start) / 1e9;
+}
+
+static int Ascending(const void* a, const void* b) { double x = *(const double*)a, y = *(const double*)b; return x < y ? -1 : x > y; }
+
+int main(int argc, char** argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 7;
+    if (rounds < 1 || rounds > 64) { fprintf(stderr, "rounds: 1 to 64\n"); return 1; }
+    size_t bytes = 256u << 20, rows = bytes / (HeadDim * sizeof(float));
+    float* keys = aligned_alloc(2u << 20, bytes);
+    float* values = aligned_alloc(2u << 20, bytes);
+    madvise(keys, bytes, MADV_HUGEPAGE);
+    madvise(values, bytes, MADV_HUGEPAGE);
+    memset(keys, 0, bytes);
+    memset(values, 0, bytes);
+    for (int threads = 1; threads <= 2; threads++)
+    {
+        double probe[64], share[Variants][64];
+        for (int r = 0; r < rounds; r++)
+        {
+            probe[r] = Measure(keys, values, rows, -1, threads);
+            for (int v = 0; v < Variants; v++) share[v][r] = Measure(keys, values, rows, v, threads) / probe[r];
+        }
+
+        qsort(probe, rounds, sizeof(double), Ascending);
+        printf("%d thread(s): probe median %.1f GB/s; decode-shaped loop as a share of the probe in the same round (median, quartiles)\n", threads, probe[rounds / 2]);
+        for (int v = 0; v < Variants; v++)
+        {
+            qsort(share[v], rounds, sizeof(double), Ascending);
+            printf("  %-26s %.2f (%.2f-%.2f)\n", Names[v], share[v][rounds / 2], share[v][rounds / 4], share[v][3 * rounds / 4]);
+        }
+    }
+
+    return 0;
+}
