@@ -16,7 +16,9 @@ namespace SparseAttention.Decode;
 /// <item>Zen 5 (family 1Ah), with its 48 KiB L1: requests into L2 took 1.10x the time of requests into L1.</item>
 /// <item>An Intel AVX-512 server part: no difference either way.</item>
 /// </list>
-/// So family 19h (Zen 3 and Zen 4, which share that L1 design) asks for L2, every other core for L1. The environment
+/// So family 19h (Zen 3 and Zen 4, which share that L1 design) asks for L2, every other core for L1. Requests for every
+/// line are needed: on the Zen 4, decode without them (the hardware prefetchers alone), or with requests for every other
+/// line, took 1.03-1.36x the time in every key order tried; their cost is a cap near 17-19 GB/s per core. The environment
 /// variable <c>SPARSEATTENTION_DECODE_REQUESTS</c> = <c>L1</c> or <c>L2</c> overrides the choice, so both can be measured on
 /// a new core without a rebuild; it is read once, when decode first runs.
 /// </summary>
