@@ -23,7 +23,10 @@
 #include <time.h>
 
 enum { HeadDim = 128, Tile = 32, Variants = 4 };
-static const char* Names[Variants] = { "keys by row", "keys by row + requests", "keys 4 x line", "keys 4 x line + requests" };
+typedef struct { const char* Name; int KeysByRow, Requests; } Variant;
+static const Variant Kinds[Variants] = {
+    { "keys by row", 1, 0 }, { "keys by row + requests", 1, 1 }, { "keys 4 x line", 0, 0 }, { "keys 4 x line + requests", 0, 1 },
+};
 
 static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
 static __thread float Scores[4][Tile] __attribute__((aligned(64)));
@@ -34,7 +37,7 @@ static double Now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 
 static void Request(const float* row)
 {
-    for (int line = 0; line < HeadDim * 4; line += 64) _mm_prefetch((const char*)row + line, _MM_HINT_T1);
+    for (int line = 0; line < HeadDim * (int)sizeof(float); line += 64) _mm_prefetch((const char*)row + line, _MM_HINT_T1);
 }
 
 // Lane h of the result: the sum of all lanes of vector h.
@@ -128,7 +131,7 @@ static void AddValues(const float* values, int a, int b, const float* next)
 
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
-    int byRow = variant < 2, requests = variant % 2;
+    int byRow = Kinds[variant].KeysByRow, requests = Kinds[variant].Requests;
     for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
     {
         const float* k = keys + tile * HeadDim;
@@ -214,7 +217,7 @@ int main(int argc, char** argv)
         for (int v = 0; v < Variants; v++)
         {
             qsort(share[v], rounds, sizeof(double), Ascending);
-            printf("  %-26s %.2f (%.2f-%.2f)\n", Names[v], share[v][rounds / 2], share[v][rounds / 4], share[v][3 * rounds / 4]);
+            printf("  %-26s %.2f (%.2f-%.2f)\n", Kinds[v].Name, share[v][rounds / 2], share[v][rounds / 4], share[v][3 * rounds / 4]);
         }
     }
 
