@@ -5,6 +5,8 @@
 //   gcc -O3 -mavx512f -mfma -o /tmp/decode-overlap benchmarks/probes/decode-overlap.c -lpthread
 //   /tmp/decode-overlap 7          # 7 alternating rounds at one thread, then at two
 //
+// The requests are prefetcht1, as decode makes them on the Zen 4; add -DREQUEST_HINT=_MM_HINT_T0 for prefetcht0 (Zen 5).
+//
 // The loop is decode's four-head kernel over fp32 rows of HeadDim 128 (Mistral's shape), reduced to its memory traffic
 // and its arithmetic: per 32-key tile, the four heads' scores (queries read from L1 as FMA operands, one horizontal sum
 // per key and head), a stand-in for the softmax, then P·V in two passes of two heads (the first reads the values from
@@ -13,7 +15,10 @@
 // same round (the "probe"). Variants:
 //   keys by row   each key row front to back (the hardware prefetchers' order)
 //   keys 4 x line four rows a 64-byte line at a time (decode's score loop, which loads a line once for four keys)
-//   + requests    prefetcht1 for the next tile's rows spread through the score loop and the first P·V pass, as decode does
+//   pipelined     the next tile's scores four keys at a time, each group followed by this tile's P·V for four keys (all
+//                 four heads, the accumulators through L1), so both streams are read at an even pace through the tile
+//   + requests    requests for the next tile's rows spread through the score loop and the first P·V pass, as decode does
+//                 (pipelined: four key rows two tiles ahead and four value rows one tile ahead per group)
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -22,14 +27,22 @@
 #include <sys/mman.h>
 #include <time.h>
 
-enum { HeadDim = 128, Tile = 32, Variants = 4 };
-typedef struct { const char* Name; int KeysByRow, Requests; } Variant;
+#ifndef REQUEST_HINT
+#define REQUEST_HINT _MM_HINT_T1
+#endif
+
+enum { HeadDim = 128, Tile = 32, Variants = 6 };
+typedef enum { KeysByRow, KeysFourByLine, Pipelined } Order;
+typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
-    { "keys by row", 1, 0 }, { "keys by row + requests", 1, 1 }, { "keys 4 x line", 0, 0 }, { "keys 4 x line + requests", 0, 1 },
+    { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
+    { "keys 4 x line", KeysFourByLine, 0 }, { "keys 4 x line + requests", KeysFourByLine, 1 },
+    { "pipelined", Pipelined, 0 }, { "pipelined + requests", Pipelined, 1 },
 };
 
 static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
 static __thread float Scores[4][Tile] __attribute__((aligned(64)));
+static __thread float Probabilities[4][Tile] __attribute__((aligned(64)));
 static __thread float Outputs[4][HeadDim] __attribute__((aligned(64)));
 static volatile float Sink;
 
@@ -37,7 +50,7 @@ static double Now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 
 static void Request(const float* row)
 {
-    for (int line = 0; line < HeadDim * (int)sizeof(float); line += 64) _mm_prefetch((const char*)row + line, _MM_HINT_T1);
+    for (int line = 0; line < HeadDim * (int)sizeof(float); line += 64) _mm_prefetch((const char*)row + line, REQUEST_HINT);
 }
 
 // Lane h of the result: the sum of all lanes of vector h.
@@ -129,9 +142,62 @@ static void AddValues(const float* values, int a, int b, const float* next)
     for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[b] + 16 * i, ob[i]); }
 }
 
+// P·V of keys first .. first + 3 of the tile at values for all four heads, two heads at a time, their accumulators
+// loaded from and stored to L1 around the four keys.
+static void AddFourKeys(const float* values, int first)
+{
+    for (int a = 0; a < 4; a += 2)
+    {
+        __m512 oa[8], ob[8];
+        for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[a + 1] + 16 * i); }
+        for (int k = first; k < first + 4; k++)
+        {
+            __m512 pa = _mm512_set1_ps(Probabilities[a][k]), pb = _mm512_set1_ps(Probabilities[a + 1][k]);
+            for (int i = 0; i < 8; i++)
+            {
+                __m512 v = _mm512_load_ps(values + k * HeadDim + 16 * i);
+                oa[i] = _mm512_fmadd_ps(pa, v, oa[i]);
+                ob[i] = _mm512_fmadd_ps(pb, v, ob[i]);
+            }
+        }
+
+        for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[a + 1] + 16 * i, ob[i]); }
+    }
+}
+
+// Tile t + 1's scores interleaved, four keys at a time, with tile t's P·V, then tile t + 1's softmax.
+static void DecodePipelined(const float* keys, const float* values, size_t rows, int requests)
+{
+    for (size_t tile = 0; tile + 3 * Tile <= rows; tile += Tile)
+    {
+        const float* nextKeys = keys + (tile + Tile) * HeadDim;
+        const float* v = values + tile * HeadDim;
+        for (int key = 0; key < Tile; key += 4)
+        {
+            if (requests)
+            {
+                for (int j = 0; j < 4; j++) Request(nextKeys + (Tile + key + j) * HeadDim);
+                for (int j = 0; j < 4; j++) Request(v + (Tile + key + j) * HeadDim);
+            }
+
+            ScoreFourRows(nextKeys + key * HeadDim, key);
+            AddFourKeys(v, key);
+        }
+
+        Softmax();
+        memcpy(Probabilities, Scores, sizeof Probabilities);
+    }
+}
+
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
-    int byRow = Kinds[variant].KeysByRow, requests = Kinds[variant].Requests;
+    int byRow = Kinds[variant].Order == KeysByRow, requests = Kinds[variant].Requests;
+    if (Kinds[variant].Order == Pipelined)
+    {
+        DecodePipelined(keys, values, rows, requests);
+        return;
+    }
+
     for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
     {
         const float* k = keys + tile * HeadDim;
