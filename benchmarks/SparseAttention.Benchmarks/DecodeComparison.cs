@@ -39,7 +39,7 @@ public static class DecodeComparison
         var baselineOutput = new float[Heads * HeadDim];
 
         double bandwidth = MemoryBandwidth.MeasureReadGBs(threads);
-        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sum over 512 MiB, {threads} threads, best of 4): {bandwidth:F1} GB/s; 'of BW' = decode's K+V bytes per second as a share of it.");
+        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sums over 512 MiB, {MemoryBandwidth.Reads}, {threads} threads, best of 4): {bandwidth:F1} GB/s; 'of BW' = decode's K+V bytes per second as a share of it.");
         Console.WriteLine();
 
         KvCache cache = Window4096HeadDim128.CreateCache(KvHeads);

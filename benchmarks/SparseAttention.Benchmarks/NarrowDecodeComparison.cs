@@ -27,7 +27,7 @@ public static class NarrowDecodeComparison
         var output = new float[Heads * HeadDim];
         var probe = new MemoryBandwidth.Probe(threads);
         double bandwidth = probe.Best(4);
-        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sum over 512 MiB, best of 4): {bandwidth:F1} GB/s at the start; 'of BW' is the median");
+        Console.WriteLine($"Memory read bandwidth ({MemoryBandwidth.Width} sums over 512 MiB, {MemoryBandwidth.Reads}; best of 4): {bandwidth:F1} GB/s at the start; 'of BW' is the median");
         Console.WriteLine("over rounds of decode's K+V bytes per second against the best of three probe passes in the same round (the bandwidth drifts on a shared machine).");
         Console.WriteLine();
 
@@ -83,6 +83,7 @@ public static class NarrowDecodeComparison
             double share = bytes / (tokenUs * 1e-6) / 1e9 / passGBs;
             Console.WriteLine($"Single against probe passes between its tokens ({passes.Count} of each, medians): {tokenUs:F0} us per layer and token = {bytes / (tokenUs * 1e-6) / 1e9:F1} GB/s, passes {passGBs:F1} GB/s (from {passes.Min():F1} to {passes.Max():F1}): {100 * share:F0}%.");
             Console.WriteLine($"Target (issue 16): {(share >= 0.85 ? "met " : "MISS")}  fp32 decode >= 85% of the read bandwidth: {100 * share:F0}% (probe passes between its tokens; {100 * bestShare:F0}% of each round's best pass)");
+            Console.WriteLine($"The probe's reads: {probe.Describe()}.");
         }
 
         caches = Array.Empty<KvCache[]>();

@@ -31,13 +31,18 @@
 #define REQUEST_HINT _MM_HINT_T1
 #endif
 
-enum { HeadDim = 128, Tile = 32, Variants = 6 };
-typedef enum { KeysByRow, KeysFourByLine, Pipelined } Order;
+enum { HeadDim = 128, Tile = 32, Variants = 14 };
+typedef enum { KeysByRow, KeysFourByLine, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks } Order;
 typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
     { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
     { "keys 4 x line", KeysFourByLine, 0 }, { "keys 4 x line + requests", KeysFourByLine, 1 },
     { "pipelined", Pipelined, 0 }, { "pipelined + requests", Pipelined, 1 },
+    { "sum, one stream + requests", OneStreamSum, 1 },
+    { "sum, both streams at once", TwoStreamSum, 0 }, { "sum, both + requests", TwoStreamSum, 1 },
+    { "sum, four streams at once", FourStreamSum, 0 },
+    { "by row, two blocks by tile", TwoBlocks, 0 }, { "two blocks + requests", TwoBlocks, 1 },
+    { "one stream, K|V per tile", InterleavedTiles, 0 }, { "one stream + requests", InterleavedTiles, 1 },
 };
 
 static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
@@ -189,8 +194,111 @@ static void DecodePipelined(const float* keys, const float* values, size_t rows,
     }
 }
 
+static float SumOneRequesting(const float* data, size_t floats)
+{
+    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    for (size_t i = 0; i < floats; i += 64)
+    {
+        for (int l = 0; l < 4; l++) _mm_prefetch((const char*)(data + i) + 16384 + 64 * l, REQUEST_HINT);
+        a = _mm512_add_ps(a, _mm512_load_ps(data + i));
+        b = _mm512_add_ps(b, _mm512_load_ps(data + i + 16));
+        c = _mm512_add_ps(c, _mm512_load_ps(data + i + 32));
+        d = _mm512_add_ps(d, _mm512_load_ps(data + i + 48));
+    }
+
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
+static float SumTwo(const float* keys, const float* values, size_t floats, int requests)
+{
+    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    for (size_t i = 0; i < floats; i += 32)
+    {
+        if (requests)
+        {
+            _mm_prefetch((const char*)(keys + i) + 16384, REQUEST_HINT);
+            _mm_prefetch((const char*)(keys + i) + 16384 + 64, REQUEST_HINT);
+            _mm_prefetch((const char*)(values + i) + 16384, REQUEST_HINT);
+            _mm_prefetch((const char*)(values + i) + 16384 + 64, REQUEST_HINT);
+        }
+
+        a = _mm512_add_ps(a, _mm512_load_ps(keys + i));
+        b = _mm512_add_ps(b, _mm512_load_ps(values + i));
+        c = _mm512_add_ps(c, _mm512_load_ps(keys + i + 16));
+        d = _mm512_add_ps(d, _mm512_load_ps(values + i + 16));
+    }
+
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
+// Decode's order over one array laid out as [32 key rows][their 32 value rows] per tile: one stream, not two.
+static void DecodeInterleaved(const float* data, size_t rows, int requests)
+{
+    for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
+    {
+        const float* k = data + 2 * tile * HeadDim;
+        const float* v = k + Tile * HeadDim;
+        const float* nextK = v + Tile * HeadDim;
+        for (int key = 0; key < Tile; key += 4)
+        {
+            if (requests) for (int j = 0; j < 4; j++) Request(nextK + (key + j) * HeadDim);
+            ScoreFourRows(k + key * HeadDim, key);
+        }
+
+        Softmax();
+        AddValues(v, 0, 1, requests ? nextK + Tile * HeadDim : NULL);
+        AddValues(v, 2, 3, NULL);
+    }
+}
+
+static float SumFour(const float* keys, const float* values, size_t floats)
+{
+    const float *k2 = keys + floats / 2, *v2 = values + floats / 2;
+    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    for (size_t i = 0; i < floats / 2; i += 16)
+    {
+        a = _mm512_add_ps(a, _mm512_load_ps(keys + i));
+        b = _mm512_add_ps(b, _mm512_load_ps(values + i));
+        c = _mm512_add_ps(c, _mm512_load_ps(k2 + i));
+        d = _mm512_add_ps(d, _mm512_load_ps(v2 + i));
+    }
+
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
+// One tile: scores by row (requests for the tile `ahead` rows on), softmax, P·V in two passes.
+static void DecodeTile(const float* k, const float* v, size_t ahead, int requests)
+{
+    for (int key = 0; key < Tile; key += 4)
+    {
+        if (requests) for (int j = 0; j < 4; j++) Request(k + (ahead + key + j) * HeadDim);
+        for (int j = 0; j < 4; j++) ScoreRow(k + (key + j) * HeadDim, key + j);
+    }
+
+    Softmax();
+    AddValues(v, 0, 1, requests ? v + ahead * HeadDim : NULL);
+    AddValues(v, 2, 3, NULL);
+}
+
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
+    if (Kinds[variant].Order == FourStreamSum) { Sink = SumFour(keys, values, rows * HeadDim); return; }
+    if (Kinds[variant].Order == TwoBlocks)
+    {
+        // The share's two halves as two blocks, a tile of each in turn: four streams (two of keys, two of values).
+        size_t half = rows / 2;
+        for (size_t tile = 0; tile + 2 * Tile <= half; tile += Tile)
+        {
+            DecodeTile(keys + tile * HeadDim, values + tile * HeadDim, Tile, Kinds[variant].Requests);
+            DecodeTile(keys + (half + tile) * HeadDim, values + (half + tile) * HeadDim, Tile, Kinds[variant].Requests);
+        }
+
+        return;
+    }
+
+    if (Kinds[variant].Order == TwoStreamSum) { Sink = SumTwo(keys, values, rows * HeadDim, Kinds[variant].Requests); return; }
+    if (Kinds[variant].Order == OneStreamSum) { Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return; }
+    if (Kinds[variant].Order == InterleavedTiles) { DecodeInterleaved(keys, rows, Kinds[variant].Requests); return; }
     int byRow = Kinds[variant].Order == KeysByRow, requests = Kinds[variant].Requests;
     if (Kinds[variant].Order == Pipelined)
     {
@@ -248,7 +356,9 @@ static double Measure(const float* keys, const float* values, size_t rows, int v
     double start = Now();
     for (int t = 0; t < threads; t++)
     {
-        shares[t] = (Share){ keys + t * (rows / threads) * HeadDim, values + t * (rows / threads) * HeadDim, rows / threads, variant };
+        shares[t] = variant >= 0 && Kinds[variant].Order == InterleavedTiles
+            ? (Share){ keys + 2 * t * (rows / threads) * HeadDim, NULL, rows / threads, variant }
+            : (Share){ keys + t * (rows / threads) * HeadDim, values + t * (rows / threads) * HeadDim, rows / threads, variant };
         pthread_create(&workers[t], NULL, RunShare, &shares[t]);
     }
 
@@ -263,12 +373,11 @@ int main(int argc, char** argv)
     int rounds = argc > 1 ? atoi(argv[1]) : 7;
     if (rounds < 1 || rounds > 64) { fprintf(stderr, "rounds: 1 to 64\n"); return 1; }
     size_t bytes = 256u << 20, rows = bytes / (HeadDim * sizeof(float));
-    float* keys = aligned_alloc(2u << 20, bytes);
-    float* values = aligned_alloc(2u << 20, bytes);
-    madvise(keys, bytes, MADV_HUGEPAGE);
-    madvise(values, bytes, MADV_HUGEPAGE);
-    memset(keys, 0, bytes);
-    memset(values, 0, bytes);
+    // One allocation: the values follow the keys, so the interleaved variant reads the same 512 MiB as one array.
+    float* keys = aligned_alloc(2u << 20, 2 * bytes);
+    float* values = keys + bytes / sizeof(float);
+    madvise(keys, 2 * bytes, MADV_HUGEPAGE);
+    memset(keys, 0, 2 * bytes);
     for (int threads = 1; threads <= 2; threads++)
     {
         double probe[64], share[Variants][64];
