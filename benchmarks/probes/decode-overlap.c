@@ -19,6 +19,11 @@
 //                 four heads, the accumulators through L1), so both streams are read at an even pace through the tile
 //   + requests    requests for the next tile's rows spread through the score loop and the first P·V pass, as decode does
 //                 (pipelined: four key rows two tiles ahead and four value rows one tile ahead per group)
+//   sum, ...      plain sums with no arithmetic: one stream with requests 16 KiB ahead; keys and values side by side (two
+//                 streams), with and without requests; four streams (each array's halves). Several streams read more than
+//                 one (1.1-1.3x on a Zen 5), which is why the benchmark's probe reads four parts side by side.
+//   two blocks    the share's halves as two blocks, decode's tiles (keys by row) taken from each in turn: four streams
+//   one stream    keys and values laid out per tile in one array ([32 key rows][their 32 value rows]), decode's order
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdio.h>
