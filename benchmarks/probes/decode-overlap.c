@@ -36,8 +36,8 @@
 #define REQUEST_HINT _MM_HINT_T1
 #endif
 
-enum { HeadDim = 128, Tile = 32, Variants = 14 };
-typedef enum { KeysByRow, KeysFourByLine, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks } Order;
+enum { HeadDim = 128, Tile = 32, Variants = 16 };
+typedef enum { KeysByRow, KeysFourByLine, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused } Order;
 typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
     { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
@@ -47,6 +47,7 @@ static const Variant Kinds[Variants] = {
     { "sum, both streams at once", TwoStreamSum, 0 }, { "sum, both + requests", TwoStreamSum, 1 },
     { "sum, four streams at once", FourStreamSum, 0 },
     { "by row, two blocks by tile", TwoBlocks, 0 }, { "two blocks + requests", TwoBlocks, 1 },
+    { "fused pairs", Fused, 0 }, { "fused pairs + requests", Fused, 1 },
     { "one stream, K|V per tile", InterleavedTiles, 0 }, { "one stream + requests", InterleavedTiles, 1 },
 };
 
@@ -285,8 +286,63 @@ static void DecodeTile(const float* k, const float* v, size_t ahead, int request
     AddValues(v, 2, 3, NULL);
 }
 
+// Heads a and a + 1: the next tile's scores for four keys (8 accumulators) beside this tile's P·V for four keys (16
+// accumulators held in registers through the pass), so keys and values are read side by side.
+static void FusedPass(const float* nextKeys, const float* values, int a, const float* requestKeys, const float* requestValues)
+{
+    __m512 oa[8], ob[8];
+    for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[a + 1] + 16 * i); }
+    for (int key = 0; key < Tile; key += 4)
+    {
+        if (requestKeys) for (int j = 0; j < 4; j++) Request(requestKeys + (key + j) * HeadDim);
+        if (requestValues) for (int j = 0; j < 4; j++) Request(requestValues + (key + j) * HeadDim);
+        const float* rows = nextKeys + key * HeadDim;
+        __m512 s00 = _mm512_setzero_ps(), s01 = s00, s02 = s00, s03 = s00, s10 = s00, s11 = s00, s12 = s00, s13 = s00;
+        for (int d = 0; d < HeadDim; d += 16)
+        {
+            __m512 k0 = _mm512_load_ps(rows + d), k1 = _mm512_load_ps(rows + HeadDim + d);
+            __m512 k2 = _mm512_load_ps(rows + 2 * HeadDim + d), k3 = _mm512_load_ps(rows + 3 * HeadDim + d);
+            __m512 q = _mm512_load_ps(Queries[a] + d);
+            s00 = _mm512_fmadd_ps(q, k0, s00); s01 = _mm512_fmadd_ps(q, k1, s01); s02 = _mm512_fmadd_ps(q, k2, s02); s03 = _mm512_fmadd_ps(q, k3, s03);
+            q = _mm512_load_ps(Queries[a + 1] + d);
+            s10 = _mm512_fmadd_ps(q, k0, s10); s11 = _mm512_fmadd_ps(q, k1, s11); s12 = _mm512_fmadd_ps(q, k2, s12); s13 = _mm512_fmadd_ps(q, k3, s13);
+        }
+
+        __m128 first = SumEach(s00, s01, s02, s03), second = SumEach(s10, s11, s12, s13);
+        _mm_store_ps(Scores[a] + key, first);
+        _mm_store_ps(Scores[a + 1] + key, second);
+        for (int k = key; k < key + 4; k++)
+        {
+            __m512 pa = _mm512_set1_ps(Probabilities[a][k]), pb = _mm512_set1_ps(Probabilities[a + 1][k]);
+            for (int i = 0; i < 8; i++)
+            {
+                __m512 v = _mm512_load_ps(values + k * HeadDim + 16 * i);
+                oa[i] = _mm512_fmadd_ps(pa, v, oa[i]);
+                ob[i] = _mm512_fmadd_ps(pb, v, ob[i]);
+            }
+        }
+    }
+
+    for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[a + 1] + 16 * i, ob[i]); }
+}
+
+// Tile t's P·V fused with tile t + 1's scores, two heads per pass: the first pass reads both from memory.
+static void DecodeFused(const float* keys, const float* values, size_t rows, int requests)
+{
+    for (size_t tile = 0; tile + 3 * Tile <= rows; tile += Tile)
+    {
+        const float* nextKeys = keys + (tile + Tile) * HeadDim;
+        const float* v = values + tile * HeadDim;
+        FusedPass(nextKeys, v, 0, requests ? nextKeys + Tile * HeadDim : NULL, requests ? v + Tile * HeadDim : NULL);
+        FusedPass(nextKeys, v, 2, NULL, NULL);
+        Softmax();
+        memcpy(Probabilities, Scores, sizeof Probabilities);
+    }
+}
+
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
+    if (Kinds[variant].Order == Fused) { DecodeFused(keys, values, rows, Kinds[variant].Requests); return; }
     if (Kinds[variant].Order == FourStreamSum) { Sink = SumFour(keys, values, rows * HeadDim); return; }
     if (Kinds[variant].Order == TwoBlocks)
     {
