@@ -134,11 +134,22 @@ static void Softmax(void)
             }
 }
 
+// Heads a and b's output rows into (and back from) sixteen accumulators.
+static inline __attribute__((always_inline)) void LoadOutputs(__m512* oa, __m512* ob, int a, int b)
+{
+    for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[b] + 16 * i); }
+}
+
+static inline __attribute__((always_inline)) void StoreOutputs(const __m512* oa, const __m512* ob, int a, int b)
+{
+    for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[b] + 16 * i, ob[i]); }
+}
+
 // P·V for heads a and b over the tile: whole value rows, sixteen accumulators.
 static void AddValues(const float* values, int a, int b, const float* next)
 {
     __m512 oa[8], ob[8];
-    for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[b] + 16 * i); }
+    LoadOutputs(oa, ob, a, b);
     for (int k = 0; k < Tile; k++)
     {
         if (next) Request(next + k * HeadDim);
@@ -151,7 +162,22 @@ static void AddValues(const float* values, int a, int b, const float* next)
         }
     }
 
-    for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[b] + 16 * i, ob[i]); }
+    StoreOutputs(oa, ob, a, b);
+}
+
+// P·V of keys first .. first + 3 at values for heads a and a + 1 into their accumulators (inlined: they stay in registers).
+static inline __attribute__((always_inline)) void AddFourKeysTwoHeads(__m512* oa, __m512* ob, const float* values, int a, int first)
+{
+    for (int k = first; k < first + 4; k++)
+    {
+        __m512 pa = _mm512_set1_ps(Probabilities[a][k]), pb = _mm512_set1_ps(Probabilities[a + 1][k]);
+        for (int i = 0; i < 8; i++)
+        {
+            __m512 v = _mm512_load_ps(values + k * HeadDim + 16 * i);
+            oa[i] = _mm512_fmadd_ps(pa, v, oa[i]);
+            ob[i] = _mm512_fmadd_ps(pb, v, ob[i]);
+        }
+    }
 }
 
 // P·V of keys first .. first + 3 of the tile at values for all four heads, two heads at a time, their accumulators
@@ -161,19 +187,9 @@ static void AddFourKeys(const float* values, int first)
     for (int a = 0; a < 4; a += 2)
     {
         __m512 oa[8], ob[8];
-        for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[a + 1] + 16 * i); }
-        for (int k = first; k < first + 4; k++)
-        {
-            __m512 pa = _mm512_set1_ps(Probabilities[a][k]), pb = _mm512_set1_ps(Probabilities[a + 1][k]);
-            for (int i = 0; i < 8; i++)
-            {
-                __m512 v = _mm512_load_ps(values + k * HeadDim + 16 * i);
-                oa[i] = _mm512_fmadd_ps(pa, v, oa[i]);
-                ob[i] = _mm512_fmadd_ps(pb, v, ob[i]);
-            }
-        }
-
-        for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[a + 1] + 16 * i, ob[i]); }
+        LoadOutputs(oa, ob, a, a + 1);
+        AddFourKeysTwoHeads(oa, ob, values, a, first);
+        StoreOutputs(oa, ob, a, a + 1);
     }
 }
 
@@ -292,7 +308,7 @@ static void DecodeTile(const float* k, const float* v, size_t ahead, int request
 static void FusedPass(const float* nextKeys, const float* values, int a, const float* requestKeys, const float* requestValues)
 {
     __m512 oa[8], ob[8];
-    for (int i = 0; i < 8; i++) { oa[i] = _mm512_load_ps(Outputs[a] + 16 * i); ob[i] = _mm512_load_ps(Outputs[a + 1] + 16 * i); }
+    LoadOutputs(oa, ob, a, a + 1);
     for (int key = 0; key < Tile; key += 4)
     {
         if (requestKeys) for (int j = 0; j < 4; j++) Request(requestKeys + (key + j) * HeadDim);
@@ -312,19 +328,10 @@ static void FusedPass(const float* nextKeys, const float* values, int a, const f
         __m128 first = SumEach(s00, s01, s02, s03), second = SumEach(s10, s11, s12, s13);
         _mm_store_ps(Scores[a] + key, first);
         _mm_store_ps(Scores[a + 1] + key, second);
-        for (int k = key; k < key + 4; k++)
-        {
-            __m512 pa = _mm512_set1_ps(Probabilities[a][k]), pb = _mm512_set1_ps(Probabilities[a + 1][k]);
-            for (int i = 0; i < 8; i++)
-            {
-                __m512 v = _mm512_load_ps(values + k * HeadDim + 16 * i);
-                oa[i] = _mm512_fmadd_ps(pa, v, oa[i]);
-                ob[i] = _mm512_fmadd_ps(pb, v, ob[i]);
-            }
-        }
+        AddFourKeysTwoHeads(oa, ob, values, a, key);
     }
 
-    for (int i = 0; i < 8; i++) { _mm512_store_ps(Outputs[a] + 16 * i, oa[i]); _mm512_store_ps(Outputs[a + 1] + 16 * i, ob[i]); }
+    StoreOutputs(oa, ob, a, a + 1);
 }
 
 // Tile t's P·V fused with tile t + 1's scores, two heads per pass: the first pass reads both from memory.
@@ -341,8 +348,6 @@ static void DecodeFused(const float* keys, const float* values, size_t rows, int
     }
 }
 
-static __thread float ScoresB[4][Tile] __attribute__((aligned(64)));
-static __thread float OutputsB[4][HeadDim] __attribute__((aligned(64)));
 
 // Two blocks' tiles at once: the score loop takes four keys of each block in turn (two key streams side by side), then
 // each block's softmax and P·V (the scores of block B kept apart; its P·V accumulates into the same outputs, as the
