@@ -6,8 +6,8 @@ namespace SparseAttention.Benchmarks;
 /// This machine's memory read bandwidth: every thread streams through its share of an array much larger than the
 /// caches, in each of the ways that read fastest on the machines measured (<see cref="Probe.Once"/>), summing vectors of
 /// the widest width the hardware accelerates (a Vector512 sum where Vector512 is only emulated reads far below what the
-/// memory gives). Decode's bytes per second are
-/// reported as a share of it, as the FMA peak is for the compute-bound kernels.
+/// memory gives). Decode's bytes per second are reported as a share of it, as the FMA peak is for the compute-bound
+/// kernels.
 /// </summary>
 public static class MemoryBandwidth
 {
@@ -29,7 +29,8 @@ public static class MemoryBandwidth
     {
         private readonly Decode.LargePages.Block _data = Filled(bytes);
 
-        private readonly List<double>[] _passes = [[], [], []];
+        /// <summary>Every pass's GB/s, per <see cref="Read"/>.</summary>
+        private readonly List<double>[] _passes = Enum.GetValues<Read>().Select(_ => new List<double>()).ToArray();
 
         /// <summary>
         /// One pass over the array, GB/s: the fastest of a plain read (the hardware prefetchers alone), one that also
@@ -54,9 +55,9 @@ public static class MemoryBandwidth
         /// <summary>Each read's median GB/s over every pass so far, for the report: which read sets the bandwidth here.</summary>
         public string Describe()
         {
-            static double Median(List<double> values) => values.Count == 0 ? 0 : values.Order().ElementAt(values.Count / 2);
-            return $"plain {Median(_passes[(int)Read.Plain]):F1}, requesting ahead {Median(_passes[(int)Read.Requesting]):F1}, " +
-                $"{SideBySideStreams} parts side by side {Median(_passes[(int)Read.SideBySide]):F1} GB/s (medians of {_passes[0].Count} passes each)";
+            double Median(Read read) => _passes[(int)read].Count == 0 ? 0 : AlternatingRounds.Quantile(_passes[(int)read].ToArray(), 0.5);
+            return $"plain {Median(Read.Plain):F1}, requesting ahead {Median(Read.Requesting):F1}, " +
+                $"{SideBySideStreams} parts side by side {Median(Read.SideBySide):F1} GB/s (medians of {_passes[0].Count} passes each)";
         }
 
         /// <summary>The best of <paramref name="runs"/> passes, GB/s.</summary>
