@@ -254,6 +254,23 @@ static float SumTwo(const float* keys, const float* values, size_t floats, int r
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
 }
 
+// One tile in decode's order: the four heads' scores (row by row, or four rows a line at a time), the softmax, P·V in
+// two passes; with requests, the next tile's key rows (at nextKeys) through the score loop and its value rows (at
+// nextValues) through the first P·V pass.
+static void DecodeTile(const float* k, const float* v, const float* nextKeys, const float* nextValues, int requests, int byRow)
+{
+    for (int key = 0; key < Tile; key += 4)
+    {
+        if (requests) for (int j = 0; j < 4; j++) Request(nextKeys + (key + j) * HeadDim);
+        if (byRow) for (int j = 0; j < 4; j++) ScoreRow(k + (key + j) * HeadDim, key + j);
+        else ScoreFourRows(k + key * HeadDim, key);
+    }
+
+    Softmax();
+    AddValues(v, 0, 1, requests ? nextValues : NULL);
+    AddValues(v, 2, 3, NULL);
+}
+
 // Decode's order over one array laid out as [32 key rows][their 32 value rows] per tile: one stream, not two.
 static void DecodeInterleaved(const float* data, size_t rows, int requests)
 {
@@ -262,15 +279,7 @@ static void DecodeInterleaved(const float* data, size_t rows, int requests)
         const float* k = data + 2 * tile * HeadDim;
         const float* v = k + Tile * HeadDim;
         const float* nextK = v + Tile * HeadDim;
-        for (int key = 0; key < Tile; key += 4)
-        {
-            if (requests) for (int j = 0; j < 4; j++) Request(nextK + (key + j) * HeadDim);
-            ScoreFourRows(k + key * HeadDim, key);
-        }
-
-        Softmax();
-        AddValues(v, 0, 1, requests ? nextK + Tile * HeadDim : NULL);
-        AddValues(v, 2, 3, NULL);
+        DecodeTile(k, v, nextK, nextK + Tile * HeadDim, requests, 0);
     }
 }
 
@@ -287,20 +296,6 @@ static float SumFour(const float* keys, const float* values, size_t floats)
     }
 
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
-}
-
-// One tile: scores by row (requests for the tile `ahead` rows on), softmax, P·V in two passes.
-static void DecodeTile(const float* k, const float* v, size_t ahead, int requests)
-{
-    for (int key = 0; key < Tile; key += 4)
-    {
-        if (requests) for (int j = 0; j < 4; j++) Request(k + (ahead + key + j) * HeadDim);
-        for (int j = 0; j < 4; j++) ScoreRow(k + (key + j) * HeadDim, key + j);
-    }
-
-    Softmax();
-    AddValues(v, 0, 1, requests ? v + ahead * HeadDim : NULL);
-    AddValues(v, 2, 3, NULL);
 }
 
 // Heads a and a + 1: the next tile's scores for four keys (8 accumulators) beside this tile's P·V for four keys (16
@@ -377,46 +372,42 @@ static void DecodeTwoBlocksSideBySide(const float* keys, const float* values, si
 
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
-    if (Kinds[variant].Order == TwoBlocksSideBySide) { DecodeTwoBlocksSideBySide(keys, values, rows, Kinds[variant].Requests); return; }
-    if (Kinds[variant].Order == Fused) { DecodeFused(keys, values, rows, Kinds[variant].Requests); return; }
-    if (Kinds[variant].Order == FourStreamSum) { Sink = SumFour(keys, values, rows * HeadDim); return; }
-    if (Kinds[variant].Order == TwoBlocks)
+    int requests = Kinds[variant].Requests;
+    switch (Kinds[variant].Order)
     {
-        // The share's two halves as two blocks, a tile of each in turn: four streams (two of keys, two of values).
-        size_t half = rows / 2;
-        for (size_t tile = 0; tile + 2 * Tile <= half; tile += Tile)
+        case TwoStreamSum: Sink = SumTwo(keys, values, rows * HeadDim, requests); return;
+        case OneStreamSum: Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return;
+        case FourStreamSum: Sink = SumFour(keys, values, rows * HeadDim); return;
+        case InterleavedTiles: DecodeInterleaved(keys, rows, requests); return;
+        case Pipelined: DecodePipelined(keys, values, rows, requests); return;
+        case Fused: DecodeFused(keys, values, rows, requests); return;
+        case TwoBlocksSideBySide: DecodeTwoBlocksSideBySide(keys, values, rows, requests); return;
+        case TwoBlocks:
         {
-            DecodeTile(keys + tile * HeadDim, values + tile * HeadDim, Tile, Kinds[variant].Requests);
-            DecodeTile(keys + (half + tile) * HeadDim, values + (half + tile) * HeadDim, Tile, Kinds[variant].Requests);
+            // The share's two halves as two blocks, a tile of each in turn: four streams (two of keys, two of values).
+            size_t half = rows / 2;
+            for (size_t tile = 0; tile + 2 * Tile <= half; tile += Tile)
+            {
+                for (size_t first = tile; first <= half + tile; first += half)
+                {
+                    const float* k = keys + first * HeadDim;
+                    const float* v = values + first * HeadDim;
+                    DecodeTile(k, v, k + Tile * HeadDim, v + Tile * HeadDim, requests, 1);
+                }
+            }
+
+            return;
         }
+        case KeysByRow:
+        case KeysFourByLine:
+            for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
+            {
+                const float* k = keys + tile * HeadDim;
+                const float* v = values + tile * HeadDim;
+                DecodeTile(k, v, k + Tile * HeadDim, v + Tile * HeadDim, requests, Kinds[variant].Order == KeysByRow);
+            }
 
-        return;
-    }
-
-    if (Kinds[variant].Order == TwoStreamSum) { Sink = SumTwo(keys, values, rows * HeadDim, Kinds[variant].Requests); return; }
-    if (Kinds[variant].Order == OneStreamSum) { Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return; }
-    if (Kinds[variant].Order == InterleavedTiles) { DecodeInterleaved(keys, rows, Kinds[variant].Requests); return; }
-    int byRow = Kinds[variant].Order == KeysByRow, requests = Kinds[variant].Requests;
-    if (Kinds[variant].Order == Pipelined)
-    {
-        DecodePipelined(keys, values, rows, requests);
-        return;
-    }
-
-    for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
-    {
-        const float* k = keys + tile * HeadDim;
-        const float* v = values + tile * HeadDim;
-        for (int key = 0; key < Tile; key += 4)
-        {
-            if (requests) for (int j = 0; j < 4; j++) Request(k + (Tile + key + j) * HeadDim);
-            if (byRow) for (int j = 0; j < 4; j++) ScoreRow(k + (key + j) * HeadDim, key + j);
-            else ScoreFourRows(k + key * HeadDim, key);
-        }
-
-        Softmax();
-        AddValues(v, 0, 1, requests ? v + Tile * HeadDim : NULL);
-        AddValues(v, 2, 3, NULL);
+            return;
     }
 }
 
