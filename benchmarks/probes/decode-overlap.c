@@ -403,27 +403,20 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
             return;
         }
         case Resident:
-            // The same tiles as KeysFourByLine, but the first ResidentTiles of the share over and over: every read hits L2.
-            for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
-            {
-                size_t at = tile % (ResidentTiles * Tile);
-                const float* k = keys + at * HeadDim;
-                const float* v = values + at * HeadDim;
-                size_t next = (at + Tile) % (ResidentTiles * Tile);
-                DecodeTile(k, v, keys + next * HeadDim, values + next * HeadDim, requests, 0);
-            }
-
-            return;
         case KeysByRow:
         case KeysFourByLine:
+        {
+            // Resident: the same tiles as KeysFourByLine, but the first ResidentTiles of the share over and over, so every
+            // read hits L2; otherwise the share front to back (tile + Tile never wraps there).
+            size_t span = Kinds[variant].Order == Resident ? ResidentTiles * Tile : rows;
             for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
             {
-                const float* k = keys + tile * HeadDim;
-                const float* v = values + tile * HeadDim;
-                DecodeTile(k, v, k + Tile * HeadDim, v + Tile * HeadDim, requests, Kinds[variant].Order == KeysByRow);
+                size_t at = tile % span, next = (at + Tile) % span;
+                DecodeTile(keys + at * HeadDim, values + at * HeadDim, keys + next * HeadDim, values + next * HeadDim, requests, Kinds[variant].Order == KeysByRow);
             }
 
             return;
+        }
     }
 }
 
