@@ -50,9 +50,10 @@ public class FuzzTests
     {
         var random = new Random(5150);
         int accepted = 0, latestDeclarations = 0;
-        // A tree whose text an earlier batch already bound without errors (a head size's shared kernels, which refer to
-        // nothing of the declarations' own) is not bound again: binding the generated code is nearly all of this test's time.
-        var bound = new HashSet<string>(StringComparer.Ordinal);
+        // A tree whose text an earlier batch of the same language version already bound without errors (a head size's
+        // shared kernels, which refer to nothing of the declarations' own) is not bound again: binding the generated code
+        // is nearly all of this test's time. The version is part of the key, since a tree may bind in one and not another.
+        var bound = new HashSet<(LanguageVersion Version, string Text)>();
         for (int batch = 0; batch < Batches; batch++)
         {
             LanguageVersion version = BatchLanguageVersions[batch];
@@ -73,7 +74,7 @@ public class FuzzTests
             Assert.Equal(run.GeneratedSources.Length, generatedTrees.Count);
             foreach (SyntaxTree tree in generatedTrees)
             {
-                if (!bound.Add(tree.ToString()))
+                if (!bound.Add((version, tree.ToString())))
                 {
                     continue;
                 }
