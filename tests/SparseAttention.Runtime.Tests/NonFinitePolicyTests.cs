@@ -1,5 +1,6 @@
 using SparseAttention.Runtime.Tests.Gpu;
 using SparseAttention.Testing;
+using ComputePath = (string Name, System.Func<SparseAttention.Testing.AttentionCheck.Inputs, SparseAttention.AttentionOptions, float[]> Run);
 
 namespace SparseAttention.Runtime.Tests;
 
@@ -14,10 +15,11 @@ public static partial class WindowWithFourSinks;
 /// ±inf in a query or key, or a q·k that overflows fp32) or a visible value makes that row NaN in every element, and
 /// never a row that cannot see it. Every path — each ISA's Forward (tile and row kernels), Prefill and Decode on each
 /// ISA, the ILGPU kernel on ILGPU's CPU accelerator — runs the same poisoned inputs and must give the reference's
-/// pattern of NaN rows, and the reference's values on every other row.
+/// pattern of NaN rows, and the reference's values on every other row. This class runs the CPU paths, in parallel with
+/// other tests; <see cref="NonFinitePolicyOnIlgpuCpuTests"/> runs the same checks on the ILGPU kernel, in the accelerator's
+/// serial collection, which only the accelerator's calls need.
 /// </summary>
-[Collection(IlgpuCpuCollection.Name)]
-public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
+public class NonFinitePolicyTests
 {
     private static readonly AttentionShape Shape = new(Heads: 4, KvHeads: 2, SeqLen: 80);
 
@@ -64,11 +66,19 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
         "NaN in a key", "+inf in a value", "q·k overflowing to +inf", "a value of 1e30 (huge but finite)",
     };
 
+    internal static IEnumerable<PoisonCase> AcceleratorCases => Cases.Where(poison => OnTheAccelerator.Contains(poison.Name));
+
     public static TheoryData<string> Names() => DeclaredKernels.Names();
 
     [Theory]
     [MemberData(nameof(Names))]
-    public void Every_path_gives_the_references_NaN_rows_and_values(string name)
+    public void Every_path_gives_the_references_NaN_rows_and_values(string name) => CheckPoisonCases(name, Cases, CpuPaths);
+
+    /// <summary>
+    /// Runs each of <paramref name="cases"/> at the poisoned positions through every path <paramref name="paths"/> gives
+    /// for the kernel, against the reference.
+    /// </summary>
+    internal static void CheckPoisonCases(string name, IEnumerable<PoisonCase> cases, Func<KernelUnderTest, IEnumerable<ComputePath>> paths)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(name);
         AttentionCheck.Inputs clean = AttentionCheck.RandomInputs(new Random(AttentionCheck.StableSeed(name, salt: 29)), Shape, kernel.HeadDim);
@@ -82,13 +92,13 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
 
         foreach (int position in positions)
         {
-            foreach (PoisonCase poison in Cases)
+            foreach (PoisonCase poison in cases)
             {
                 AttentionCheck.Inputs inputs = poison.Apply(clean, position);
                 float[] expected = AttentionCheck.Reference(kernel, inputs, poison.Options);
                 string context = $"{name}, {poison.Name} at {position}";
                 int poisonedRows = 0;
-                foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in Paths(kernel, withAccelerator: OnTheAccelerator.Contains(poison.Name)))
+                foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in paths(kernel))
                 {
                     poisonedRows = AttentionCheck.AssertSameRowsOrNaN(expected, run(inputs, poison.Options), Shape, kernel.HeadDim, $"{context}, {path}");
                 }
@@ -103,14 +113,16 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
 
     /// <summary>Issue 12's report: key 100 holds NaN; row 120 sees it through the window and must be NaN on every path.</summary>
     [Fact]
-    public void A_NaN_key_inside_a_window_with_sinks_makes_exactly_the_rows_that_see_it_NaN()
+    public void A_NaN_key_inside_a_window_with_sinks_makes_exactly_the_rows_that_see_it_NaN() => CheckNaNKeyInsideAWindowWithSinks(CpuPaths);
+
+    internal static void CheckNaNKeyInsideAWindowWithSinks(Func<KernelUnderTest, IEnumerable<ComputePath>> paths)
     {
         KernelUnderTest kernel = KernelUnderTest.FromType(typeof(WindowWithFourSinks));
         var shape = new AttentionShape(1, 1, 200);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(12), shape, kernel.HeadDim);
         inputs.Key[100 * kernel.HeadDim] = float.NaN;
         float[] expected = AttentionCheck.Reference(kernel, inputs);
-        foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in Paths(kernel))
+        foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in paths(kernel))
         {
             float[] actual = run(inputs, AttentionOptions.Default);
             AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, path);
@@ -151,14 +163,16 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
 
     /// <summary>A key that is NaN in a global-tokens-only kernel: the CPU paths used to drop it and ILGPU to zero every row.</summary>
     [Fact]
-    public void A_NaN_global_key_makes_every_row_that_sees_it_NaN()
+    public void A_NaN_global_key_makes_every_row_that_sees_it_NaN() => CheckNaNGlobalKey(CpuPaths);
+
+    internal static void CheckNaNGlobalKey(Func<KernelUnderTest, IEnumerable<ComputePath>> paths)
     {
         KernelUnderTest kernel = DeclaredKernels.Get(nameof(GlobalsOnly));
         var shape = new AttentionShape(2, 1, 50);
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(4), shape, kernel.HeadDim);
         inputs.Key[1 * kernel.HeadDim + 3] = float.NaN;
         float[] expected = AttentionCheck.Reference(kernel, inputs);
-        foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in Paths(kernel))
+        foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in paths(kernel))
         {
             float[] actual = run(inputs, AttentionOptions.Default);
             Assert.Equal(2 * (shape.SeqLen - 1), AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, path));
@@ -166,17 +180,12 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
         }
     }
 
-    /// <summary>Every way a row can be computed, each returning the whole [Heads, SeqLen, HeadDim] output.</summary>
-    private IEnumerable<(string Path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> Run)> Paths(KernelUnderTest kernel, bool withAccelerator = true)
+    /// <summary>Every way the CPU computes a row, each returning the whole [Heads, SeqLen, HeadDim] output.</summary>
+    private static IEnumerable<ComputePath> CpuPaths(KernelUnderTest kernel)
     {
         foreach (KernelIsa isa in AttentionCheck.AllIsas)
         {
             yield return ($"Forward {isa}", (inputs, options) => AttentionCheck.Run(kernel, inputs, options with { Isa = isa }));
-        }
-
-        if (withAccelerator)
-        {
-            yield return ("ILGPU (CPU accelerator)", (inputs, options) => AttentionCheck.RunOnAccelerator(kernel, inputs, fixture.Device.Accelerator!, options));
         }
 
         if (!kernel.Pattern.SupportsStreaming)
@@ -243,4 +252,31 @@ public class NonFinitePolicyTests(IlgpuCpuDevice fixture)
         return copy;
     }
 
+}
+
+/// <summary>
+/// <see cref="NonFinitePolicyTests"/>' checks on the ILGPU kernel on ILGPU's CPU accelerator: every declared kernel with the
+/// poisons of <see cref="NonFinitePolicyTests.AcceleratorCases"/>, and the reported cases.
+/// </summary>
+[Collection(IlgpuCpuCollection.Name)]
+public class NonFinitePolicyOnIlgpuCpuTests(IlgpuCpuDevice fixture)
+{
+    public static TheoryData<string> Names() => DeclaredKernels.Names();
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void The_ilgpu_kernel_gives_the_references_NaN_rows_and_values(string name) =>
+        NonFinitePolicyTests.CheckPoisonCases(name, NonFinitePolicyTests.AcceleratorCases, OnTheAccelerator);
+
+    [Fact]
+    public void A_NaN_key_inside_a_window_with_sinks_makes_exactly_the_rows_that_see_it_NaN() =>
+        NonFinitePolicyTests.CheckNaNKeyInsideAWindowWithSinks(OnTheAccelerator);
+
+    [Fact]
+    public void A_NaN_global_key_makes_every_row_that_sees_it_NaN() => NonFinitePolicyTests.CheckNaNGlobalKey(OnTheAccelerator);
+
+    private IEnumerable<ComputePath> OnTheAccelerator(KernelUnderTest kernel)
+    {
+        yield return ("ILGPU (CPU accelerator)", (inputs, options) => AttentionCheck.RunOnAccelerator(kernel, inputs, fixture.Device.Accelerator!, options));
+    }
 }
