@@ -98,7 +98,7 @@ public class NonFinitePolicyTests
                 float[] expected = AttentionCheck.Reference(kernel, inputs, poison.Options);
                 string context = $"{name}, {poison.Name} at {position}";
                 int poisonedRows = 0;
-                foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in paths(kernel))
+                foreach ((string path, var run) in paths(kernel))
                 {
                     poisonedRows = AttentionCheck.AssertSameRowsOrNaN(expected, run(inputs, poison.Options), Shape, kernel.HeadDim, $"{context}, {path}");
                 }
@@ -122,7 +122,7 @@ public class NonFinitePolicyTests
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(12), shape, kernel.HeadDim);
         inputs.Key[100 * kernel.HeadDim] = float.NaN;
         float[] expected = AttentionCheck.Reference(kernel, inputs);
-        foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in paths(kernel))
+        foreach ((string path, var run) in paths(kernel))
         {
             float[] actual = run(inputs, AttentionOptions.Default);
             AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, path);
@@ -172,7 +172,7 @@ public class NonFinitePolicyTests
         AttentionCheck.Inputs inputs = AttentionCheck.RandomInputs(new Random(4), shape, kernel.HeadDim);
         inputs.Key[1 * kernel.HeadDim + 3] = float.NaN;
         float[] expected = AttentionCheck.Reference(kernel, inputs);
-        foreach ((string path, Func<AttentionCheck.Inputs, AttentionOptions, float[]> run) in paths(kernel))
+        foreach ((string path, var run) in paths(kernel))
         {
             float[] actual = run(inputs, AttentionOptions.Default);
             Assert.Equal(2 * (shape.SeqLen - 1), AttentionCheck.AssertSameRowsOrNaN(expected, actual, shape, kernel.HeadDim, path));
@@ -261,10 +261,8 @@ public class NonFinitePolicyTests
 [Collection(IlgpuCpuCollection.Name)]
 public class NonFinitePolicyOnIlgpuCpuTests(IlgpuCpuDevice fixture)
 {
-    public static TheoryData<string> Names() => DeclaredKernels.Names();
-
     [Theory]
-    [MemberData(nameof(Names))]
+    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
     public void The_ilgpu_kernel_gives_the_references_NaN_rows_and_values(string name) =>
         NonFinitePolicyTests.CheckPoisonCases(name, NonFinitePolicyTests.AcceleratorCases, OnTheAccelerator);
 
