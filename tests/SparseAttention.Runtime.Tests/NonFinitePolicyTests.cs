@@ -68,10 +68,8 @@ public class NonFinitePolicyTests
 
     internal static IEnumerable<PoisonCase> AcceleratorCases => Cases.Where(poison => OnTheAccelerator.Contains(poison.Name));
 
-    public static TheoryData<string> Names() => DeclaredKernels.Names();
-
     [Theory]
-    [MemberData(nameof(Names))]
+    [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
     public void Every_path_gives_the_references_NaN_rows_and_values(string name) => CheckPoisonCases(name, Cases, CpuPaths);
 
     /// <summary>
