@@ -61,12 +61,12 @@ public class NonFinitePolicyTests
     /// call there synchronises 128 threads per barrier, so running all twelve would cost minutes of the suite for no
     /// further code path. CUDA runs the same four.
     /// </summary>
-    private static readonly HashSet<string> OnTheAccelerator = new()
+    private static readonly HashSet<string> AcceleratorCaseNames = new()
     {
         "NaN in a key", "+inf in a value", "q·k overflowing to +inf", "a value of 1e30 (huge but finite)",
     };
 
-    internal static IEnumerable<PoisonCase> AcceleratorCases => Cases.Where(poison => OnTheAccelerator.Contains(poison.Name));
+    internal static IEnumerable<PoisonCase> AcceleratorCases => Cases.Where(poison => AcceleratorCaseNames.Contains(poison.Name));
 
     [Theory]
     [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
@@ -262,16 +262,16 @@ public class NonFinitePolicyOnIlgpuCpuTests(IlgpuCpuDevice fixture)
     [Theory]
     [MemberData(nameof(DeclaredKernels.Names), MemberType = typeof(DeclaredKernels))]
     public void The_ilgpu_kernel_gives_the_references_NaN_rows_and_values(string name) =>
-        NonFinitePolicyTests.CheckPoisonCases(name, NonFinitePolicyTests.AcceleratorCases, OnTheAccelerator);
+        NonFinitePolicyTests.CheckPoisonCases(name, NonFinitePolicyTests.AcceleratorCases, AcceleratorPath);
 
     [Fact]
     public void A_NaN_key_inside_a_window_with_sinks_makes_exactly_the_rows_that_see_it_NaN() =>
-        NonFinitePolicyTests.CheckNaNKeyInsideAWindowWithSinks(OnTheAccelerator);
+        NonFinitePolicyTests.CheckNaNKeyInsideAWindowWithSinks(AcceleratorPath);
 
     [Fact]
-    public void A_NaN_global_key_makes_every_row_that_sees_it_NaN() => NonFinitePolicyTests.CheckNaNGlobalKey(OnTheAccelerator);
+    public void A_NaN_global_key_makes_every_row_that_sees_it_NaN() => NonFinitePolicyTests.CheckNaNGlobalKey(AcceleratorPath);
 
-    private IEnumerable<ComputePath> OnTheAccelerator(KernelUnderTest kernel)
+    private IEnumerable<ComputePath> AcceleratorPath(KernelUnderTest kernel)
     {
         yield return ("ILGPU (CPU accelerator)", (inputs, options) => AttentionCheck.RunOnAccelerator(kernel, inputs, fixture.Device.Accelerator!, options));
     }
