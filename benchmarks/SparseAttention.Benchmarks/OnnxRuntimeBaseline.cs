@@ -1,3 +1,5 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;
 using Microsoft.ML.OnnxRuntime.Tensors;
@@ -19,6 +21,28 @@ public sealed class OnnxRuntimeBaseline : IDisposable
     private readonly float[] _query, _key, _value;
     private readonly int[] _seqLensK;
     private readonly int[] _totalSequenceLength;
+
+    /// <summary>
+    /// Makes ORT's managed binding load its native library from <paramref name="path"/> rather than from the package
+    /// (`--ort-library`). Must run before the first ORT call of the process. What it is for: ORT picks its kernels from
+    /// the CPU's features, so on an AVX-512 machine it always runs its AVX-512 code, whatever width ours are forced to;
+    /// benchmarks/probes/ort-narrow.py writes a copy of the library that reads the XCR0 register as an AVX2-only (or
+    /// SSE-only) machine's operating system sets it, so that a forced Vector256 (or Vector128) run races ORT's own code
+    /// for that width on the same core.
+    /// </summary>
+    public static void LoadNativeLibraryFrom(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new ArgumentException($"No ONNX Runtime library at '{path}'.", nameof(path));
+        }
+
+        string fullPath = Path.GetFullPath(path);
+        NativeLibrary.SetDllImportResolver(typeof(InferenceSession).Assembly, (name, assembly, searchPath) =>
+            name.Contains("onnxruntime", StringComparison.Ordinal) && !name.Contains("providers", StringComparison.Ordinal)
+                ? NativeLibrary.Load(fullPath)
+                : IntPtr.Zero);
+    }
 
     public OnnxRuntimeBaseline(AttentionShape shape, int headDim, int localWindowSize, float[] query, float[] key, float[] value)
     {
