@@ -23,6 +23,7 @@ runtimes/linux-x64/native/libonnxruntime.so is the patched file (see BENCHMARKS.
 Usage: ort-narrow.py --width 256 INPUT.so OUTPUT.so
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -86,6 +87,11 @@ def main():
     parser.add_argument("output")
     arguments = parser.parse_args()
 
+    if not os.path.isfile(arguments.input):
+        sys.exit(f"no file at {arguments.input}")
+    header = subprocess.run(["readelf", "-h", arguments.input], capture_output=True, text=True).stdout
+    if "X86-64" not in header:
+        sys.exit(f"{arguments.input} is not an x86-64 ELF library: XCR0 and xgetbv exist only on x86")
     data = bytearray(open(arguments.input, "rb").read())
     sites = xgetbv_sites(arguments.input)
     if not sites:
