@@ -1,4 +1,3 @@
-using System.Reflection;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using Microsoft.ML.OnnxRuntime;

@@ -17,8 +17,8 @@ only selected XCR0). Any other neighbour stops the script rather than guess. The
 functions keep values below rsp (the red zone), where a push would land. The high half (edx) keeps what it held; the
 checks test the low bits. Nothing else in the library changes.
 
-The copy is for measurement only: run the benchmark from a copy of its output folder whose
-runtimes/linux-x64/native/libonnxruntime.so is the patched file (see BENCHMARKS.md, "ORT at the width it races").
+The copy is for measurement only: the quick benchmark loads it with `--ort-library OUTPUT.so` (see BENCHMARKS.md,
+"ORT at the width it races").
 
 Usage: ort-narrow.py --width 256 INPUT.so OUTPUT.so
 """
@@ -66,12 +66,11 @@ def patch_site(data, offset, context, xcr0):
     if data[offset:offset + 3] != XGETBV:
         sys.exit(f"expected xgetbv at file offset {offset:#x}, found {data[offset:offset + 3].hex()}")
     move = bytes([0xB8]) + xcr0.to_bytes(4, "little")  # mov eax, imm32 (zero-extends into rax)
-    after = [instruction(line) for line in context[2:]]
     if data[offset + 3:offset + 5] == b"\x89\xc0":  # xgetbv; mov eax, eax
         data[offset:offset + 5] = move
         return "xgetbv; mov eax, eax"
     if data[offset - 2:offset] == b"\x31\xc9":  # xor ecx, ecx; xgetbv
-        for text in after:
+        for text in (instruction(line) for line in context[2:]):
             if text.endswith(",%ecx") and text.startswith("mov "):
                 data[offset - 2:offset + 3] = move
                 return "xor ecx, ecx; xgetbv"
