@@ -24,6 +24,13 @@
 //                 one (1.1-1.3x on a Zen 5), which is why the benchmark's probe reads four parts side by side.
 //   two blocks    the share's halves as two blocks, decode's tiles (keys by row) taken from each in turn: four streams
 //   one stream    keys and values laid out per tile in one array ([32 key rows][their 32 value rows]), decode's order
+//   requests line by line   decode's order, each score step requesting the next tile's 4 lines in address order (as the
+//                 C# kernel asks) instead of the next four rows before the step's group, and the stand-in softmax one pass
+//   + pages ahead the same, each tile also requesting one line of every 4 KiB page of keys and values 64 KiB ahead
+//                 (prefetcht1), so those pages' address translations are done before the tile's own requests need them
+//                 (on a VM whose host maps memory in 4 KiB pages a missing translation costs ~250 ns: page-walk.c)
+//   FMAs only + pages  the same with only decode's multiply-adds: no per-key sums (the accumulators added into one
+//                 vector) and no softmax stand-in; wrong scores, a bound for any kernel with decode's arithmetic and order
 //   L2 only       "keys 4 x line + requests" over the first 8 tiles of the share again and again (256 KiB of keys and
 //                 values, held in L2): the loop's arithmetic alone, as a rate of bytes it would read. The last lines print
 //                 what a loop that adds that time to the memory's (no overlap) would read, against the four-stream sum.
@@ -39,12 +46,13 @@
 #define REQUEST_HINT _MM_HINT_T1
 #endif
 
-enum { HeadDim = 128, Tile = 32, Variants = 19, ResidentTiles = 8 };
-typedef enum { KeysByRow, KeysFourByLine, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident } Order;
+enum { HeadDim = 128, Tile = 32, Variants = 22, ResidentTiles = 8, PagesAheadBytes = 65536 };
+typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident } Order;
 typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
     { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
     { "keys 4 x line", KeysFourByLine, 0 }, { "keys 4 x line + requests", KeysFourByLine, 1 },
+    { "requests line by line", LineByLine, 1 }, { "  + pages ahead", LineByLinePages, 1 }, { "FMAs only + pages", FmasOnlyPages, 1 },
     { "pipelined", Pipelined, 0 }, { "pipelined + requests", Pipelined, 1 },
     { "sum, one stream + requests", OneStreamSum, 1 },
     { "sum, both streams at once", TwoStreamSum, 0 }, { "sum, both + requests", TwoStreamSum, 1 },
@@ -123,6 +131,50 @@ static void ScoreFourRows(const float* rows, int key)
     }
 
     for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
+}
+
+// Four key rows a line at a time, each step requesting 4 lines of the rows at `ahead` in address order (the tile's
+// requests spread evenly over its loads, as the C# kernel's score loop makes them); with `fmasOnly`, the 16 dot products
+// are added into one vector instead of finished per key and head (wrong scores: only the multiply-adds are left).
+static void ScoreFourRowsRequesting(const float* rows, int key, const char* ahead, int fmasOnly)
+{
+    __m512 acc[4][4];
+    for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
+    for (int d = 0; d < HeadDim; d += 16)
+    {
+        for (int line = 0; line < 4; line++) _mm_prefetch(ahead + 16 * d + 64 * line, REQUEST_HINT);
+        __m512 k0 = _mm512_load_ps(rows + d), k1 = _mm512_load_ps(rows + HeadDim + d);
+        __m512 k2 = _mm512_load_ps(rows + 2 * HeadDim + d), k3 = _mm512_load_ps(rows + 3 * HeadDim + d);
+        for (int h = 0; h < 4; h++)
+        {
+            __m512 q = _mm512_load_ps(Queries[h] + d);
+            acc[h][0] = _mm512_fmadd_ps(q, k0, acc[h][0]);
+            acc[h][1] = _mm512_fmadd_ps(q, k1, acc[h][1]);
+            acc[h][2] = _mm512_fmadd_ps(q, k2, acc[h][2]);
+            acc[h][3] = _mm512_fmadd_ps(q, k3, acc[h][3]);
+        }
+    }
+
+    if (fmasOnly)
+    {
+        __m512 all = _mm512_setzero_ps();
+        for (int h = 0; h < 4; h++) all = _mm512_add_ps(all, _mm512_add_ps(_mm512_add_ps(acc[h][0], acc[h][1]), _mm512_add_ps(acc[h][2], acc[h][3])));
+        _mm512_store_ps(Scores[key / 16], all); // one store per group, so the sums are not optimised away
+        return;
+    }
+
+    for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
+}
+
+// One line of each 4 KiB page of the keys and values PagesAheadBytes on from this tile's (x86 prefetch never faults past
+// the end), so the pages' walks start a few tiles before the tile's own requests reach them.
+static void RequestPages(const float* keys, const float* values)
+{
+    for (int page = 0; page < Tile * HeadDim * (int)sizeof(float); page += 4096)
+    {
+        _mm_prefetch((const char*)keys + PagesAheadBytes + page, _MM_HINT_T1);
+        _mm_prefetch((const char*)values + PagesAheadBytes + page, _MM_HINT_T1);
+    }
 }
 
 // A stand-in for the online softmax: a few passes of vector arithmetic over the tile's scores, no memory traffic.
@@ -379,6 +431,30 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
     int requests = Kinds[variant].Requests;
     switch (Kinds[variant].Order)
     {
+        case LineByLine:
+        case LineByLinePages:
+        case FmasOnlyPages:
+        {
+            Order order = Kinds[variant].Order;
+            for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
+            {
+                const float* k = keys + tile * HeadDim;
+                const float* v = values + tile * HeadDim;
+                if (order != LineByLine) RequestPages(k, v);
+                for (int key = 0; key < Tile; key += 4)
+                    ScoreFourRowsRequesting(k + key * HeadDim, key, (const char*)(k + (Tile + key) * HeadDim), order == FmasOnlyPages);
+                if (order != FmasOnlyPages) for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
+                {
+                    __m512 s = _mm512_load_ps(Scores[h] + x);
+                    _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
+                }
+                AddValues(v, 0, 1, v + Tile * HeadDim);
+                AddValues(v, 2, 3, NULL);
+            }
+
+            return;
+        }
+
         case TwoStreamSum: Sink = SumTwo(keys, values, rows * HeadDim, requests); return;
         case OneStreamSum: Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return;
         case FourStreamSum: Sink = SumFour(keys, values, rows * HeadDim); return;
