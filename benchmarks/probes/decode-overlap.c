@@ -111,38 +111,17 @@ static void ScoreRow(const float* row, int key)
     StoreScores(SumEach(h0, h1, h2, h3), key);
 }
 
-// Four key rows a line at a time: each query vector is loaded once for the four keys.
-static void ScoreFourRows(const float* rows, int key)
+// Four key rows a line at a time: each query vector is loaded once for the four keys. With `ahead`, each step also
+// requests 4 lines of the rows there in address order (the tile's requests spread evenly over its loads, as the C#
+// kernel's score loop makes them); with `fmasOnly`, the 16 dot products are added into one vector instead of finished
+// per key and head (wrong scores: only the multiply-adds are left).
+static inline __attribute__((always_inline)) void ScoreFourRowsRequesting(const float* rows, int key, const char* ahead, int fmasOnly)
 {
     __m512 acc[4][4];
     for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
     for (int d = 0; d < HeadDim; d += 16)
     {
-        __m512 k0 = _mm512_load_ps(rows + d), k1 = _mm512_load_ps(rows + HeadDim + d);
-        __m512 k2 = _mm512_load_ps(rows + 2 * HeadDim + d), k3 = _mm512_load_ps(rows + 3 * HeadDim + d);
-        for (int h = 0; h < 4; h++)
-        {
-            __m512 q = _mm512_load_ps(Queries[h] + d);
-            acc[h][0] = _mm512_fmadd_ps(q, k0, acc[h][0]);
-            acc[h][1] = _mm512_fmadd_ps(q, k1, acc[h][1]);
-            acc[h][2] = _mm512_fmadd_ps(q, k2, acc[h][2]);
-            acc[h][3] = _mm512_fmadd_ps(q, k3, acc[h][3]);
-        }
-    }
-
-    for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
-}
-
-// Four key rows a line at a time, each step requesting 4 lines of the rows at `ahead` in address order (the tile's
-// requests spread evenly over its loads, as the C# kernel's score loop makes them); with `fmasOnly`, the 16 dot products
-// are added into one vector instead of finished per key and head (wrong scores: only the multiply-adds are left).
-static void ScoreFourRowsRequesting(const float* rows, int key, const char* ahead, int fmasOnly)
-{
-    __m512 acc[4][4];
-    for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
-    for (int d = 0; d < HeadDim; d += 16)
-    {
-        for (int line = 0; line < 4; line++) _mm_prefetch(ahead + 16 * d + 64 * line, REQUEST_HINT);
+        if (ahead) for (int line = 0; line < 4; line++) _mm_prefetch(ahead + 16 * d + 64 * line, REQUEST_HINT);
         __m512 k0 = _mm512_load_ps(rows + d), k1 = _mm512_load_ps(rows + HeadDim + d);
         __m512 k2 = _mm512_load_ps(rows + 2 * HeadDim + d), k3 = _mm512_load_ps(rows + 3 * HeadDim + d);
         for (int h = 0; h < 4; h++)
@@ -165,6 +144,8 @@ static void ScoreFourRowsRequesting(const float* rows, int key, const char* ahea
 
     for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
 }
+
+static void ScoreFourRows(const float* rows, int key) { ScoreFourRowsRequesting(rows, key, NULL, 0); }
 
 // One line of each 4 KiB page of the keys and values PagesAheadBytes on from this tile's (x86 prefetch never faults past
 // the end), so the pages' walks start a few tiles before the tile's own requests reach them.
