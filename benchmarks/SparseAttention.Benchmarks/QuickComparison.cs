@@ -197,15 +197,18 @@ public static class QuickComparison
             // ORT picks its kernels from the CPU's features whatever --isa says, so a forced narrow width races ORT's
             // widest code (its time is the same at every --isa in one session) unless --ort-library loads a copy that
             // believes the CPU is narrower: say which race this was beside the verdict.
-            string widest = AttentionOptions.Default.ResolveIsa().ToString();
             if (ortLibrary is not null)
             {
                 Console.WriteLine($"        (ours at {width}; ORT from {ortLibrary})");
             }
-            else if (widest != width)
+            else
             {
-                Console.WriteLine($"        (ours forced to {width}; ORT runs the kernels it picks for this CPU, which accelerates {widest};");
-                Console.WriteLine($"        benchmarks/probes/ort-narrow.py writes an ORT that runs its {width} code, for --ort-library)");
+                string widest = AttentionOptions.Default.ResolveIsa().ToString();
+                if (widest != width)
+                {
+                    Console.WriteLine($"        (ours forced to {width}; ORT runs the kernels it picks for this CPU, which accelerates {widest};");
+                    Console.WriteLine($"        benchmarks/probes/ort-narrow.py writes an ORT that runs its {width} code, for --ort-library)");
+                }
             }
         }
     }

@@ -71,7 +71,8 @@ def patch_site(data, offset, context, xcr0):
         return "xgetbv; mov eax, eax"
     if data[offset - 2:offset] == b"\x31\xc9":  # xor ecx, ecx; xgetbv
         for text in (instruction(line) for line in context[2:]):
-            if text.endswith(",%ecx") and text.startswith("mov "):
+            # A mov into ecx whose source does not read rcx itself (mov 0x8(%rcx),%ecx would read the xor's zero).
+            if text.startswith("mov ") and text.endswith(",%ecx") and "cx" not in text[:-len(",%ecx")]:
                 data[offset - 2:offset + 3] = move
                 return "xor ecx, ecx; xgetbv"
             if "cx" in text:
