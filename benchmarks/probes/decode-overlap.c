@@ -31,6 +31,13 @@
 //                 (on a VM whose host maps memory in 4 KiB pages a missing translation costs ~250 ns: page-walk.c)
 //   FMAs only + pages  the same with only decode's multiply-adds: no per-key sums (the accumulators added into one
 //                 vector) and no softmax stand-in; wrong scores, a bound for any kernel with decode's arithmetic and order
+//   four regions  the share's quarters side by side: each group of four keys (and of four values) takes one row of each
+//                 quarter at the same offset, so every load step touches four distant lines, as the four-stream sum
+//                 does; line requests for each quarter's next rows and one request per page 64 KiB ahead
+//   both streams requested  "+ pages ahead", but the score loop requests the first halves of the next tile's key and
+//                 value rows and the first P·V pass their second halves, so both streams are always being requested
+//   pages only    decode's order with no line requests, only one request per 4 KiB page of keys and values 64 KiB on:
+//                 the page walks done early, the lines left to the hardware prefetchers
 //   L2 only       "keys 4 x line + requests" over the first 8 tiles of the share again and again (256 KiB of keys and
 //                 values, held in L2): the loop's arithmetic alone, as a rate of bytes it would read. The last lines print
 //                 what a loop that adds that time to the memory's (no overlap) would read, against the four-stream sum.
@@ -46,8 +53,8 @@
 #define REQUEST_HINT _MM_HINT_T1
 #endif
 
-enum { HeadDim = 128, Tile = 32, Variants = 22, ResidentTiles = 8, PagesAheadBytes = 65536 };
-typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident } Order;
+enum { HeadDim = 128, Tile = 32, Variants = 25, ResidentTiles = 8, PagesAheadBytes = 65536 };
+typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident, FourRegions, BothStreams, PagesOnly } Order;
 typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
     { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
@@ -62,6 +69,7 @@ static const Variant Kinds[Variants] = {
     { "fused pairs", Fused, 0 }, { "fused pairs + requests", Fused, 1 },
     { "one stream, K|V per tile", InterleavedTiles, 0 }, { "one stream + requests", InterleavedTiles, 1 },
     { "L2 only (arithmetic)", Resident, 1 },
+    { "four regions + pages", FourRegions, 1 }, { "both streams requested", BothStreams, 1 }, { "pages only", PagesOnly, 65536 },
 };
 
 static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
@@ -407,6 +415,153 @@ static void DecodeTwoBlocksSideBySide(const float* keys, const float* values, si
     }
 }
 
+// Four regions: the share's quarters read side by side, a key (and later a value) of each quarter at the same offset in
+// every group of four, so each load step touches four distant lines, as the four-stream sum does.
+static inline __attribute__((always_inline)) void ScoreFourRegions(const float* r0, const float* r1, const float* r2, const float* r3, int key, const char* const* ahead)
+{
+    __m512 acc[4][4];
+    for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
+    for (int d = 0; d < HeadDim; d += 16)
+    {
+        if (ahead) for (int j = 0; j < 4; j++) _mm_prefetch(ahead[j] + 4 * d, REQUEST_HINT);
+        __m512 k0 = _mm512_load_ps(r0 + d), k1 = _mm512_load_ps(r1 + d), k2 = _mm512_load_ps(r2 + d), k3 = _mm512_load_ps(r3 + d);
+        for (int h = 0; h < 4; h++)
+        {
+            __m512 q = _mm512_load_ps(Queries[h] + d);
+            acc[h][0] = _mm512_fmadd_ps(q, k0, acc[h][0]);
+            acc[h][1] = _mm512_fmadd_ps(q, k1, acc[h][1]);
+            acc[h][2] = _mm512_fmadd_ps(q, k2, acc[h][2]);
+            acc[h][3] = _mm512_fmadd_ps(q, k3, acc[h][3]);
+        }
+    }
+    for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
+}
+
+// P·V for heads a, b over the tile's 32 keys: key k is quarter k % 4's row at offset k / 4.
+static void AddValuesRegions(const float* const* v, int a, int b, int request)
+{
+    __m512 oa[8], ob[8];
+    LoadOutputs(oa, ob, a, b);
+    for (int k = 0; k < Tile; k++)
+    {
+        const float* row = v[k & 3] + (k >> 2) * HeadDim;
+        if (request) Request(row + (Tile / 4) * HeadDim);
+        __m512 pa = _mm512_set1_ps(Scores[a][k]), pb = _mm512_set1_ps(Scores[b][k]);
+        for (int i = 0; i < 8; i++)
+        {
+            __m512 x = _mm512_load_ps(row + 16 * i);
+            oa[i] = _mm512_fmadd_ps(pa, x, oa[i]);
+            ob[i] = _mm512_fmadd_ps(pb, x, ob[i]);
+        }
+    }
+    StoreOutputs(oa, ob, a, b);
+}
+
+static void DecodeFourRegions(const float* keys, const float* values, size_t rows)
+{
+    size_t quarter = rows / 4, per = Tile / 4;
+    for (size_t at = 0; at + 2 * per <= quarter; at += per)
+    {
+        const float* k[4]; const float* v[4]; const char* ahead[4];
+        for (int j = 0; j < 4; j++) { k[j] = keys + (j * quarter + at) * HeadDim; v[j] = values + (j * quarter + at) * HeadDim; }
+        for (int j = 0; j < 4; j++) { _mm_prefetch((const char*)k[j] + PagesAheadBytes, _MM_HINT_T1); _mm_prefetch((const char*)v[j] + PagesAheadBytes, _MM_HINT_T1); }
+        for (int g = 0; g < (int)per; g++)
+        {
+            // each step requests one line of each quarter's next rows: 8 steps x 8 groups = the next 8 rows of each
+            for (int j = 0; j < 4; j++) ahead[j] = (const char*)(k[j] + per * HeadDim) + g * 512;
+            ScoreFourRegions(k[0] + g * HeadDim, k[1] + g * HeadDim, k[2] + g * HeadDim, k[3] + g * HeadDim, 4 * g, ahead);
+        }
+        for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
+        {
+            __m512 s = _mm512_load_ps(Scores[h] + x);
+            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
+        }
+        AddValuesRegions(v, 0, 1, 1);
+        AddValuesRegions(v, 2, 3, 0);
+    }
+}
+
+// Decode's order, but every phase requests keys and values alike: the score loop the first half of each next-tile row
+// of keys and values, the first P·V pass their second halves, so two streams are always in flight.
+static void DecodeBothStreams(const float* keys, const float* values, size_t rows, int distance)
+{
+    for (size_t tile = 0; tile + (1 + distance) * Tile <= rows; tile += Tile)
+    {
+        const float* k = keys + tile * HeadDim;
+        const float* v = values + tile * HeadDim;
+        const char* nk = (const char*)(k + distance * Tile * HeadDim);
+        const char* nv = (const char*)(v + distance * Tile * HeadDim);
+        RequestPages(k, v);
+        for (int key = 0; key < Tile; key += 4)
+        {
+            // 8 steps per group x 2 lines of each = 16 lines = the first halves (4 lines) of the group's 4 rows
+            __m512 acc[4][4];
+            const float* r = k + key * HeadDim;
+            for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
+            for (int d = 0; d < HeadDim; d += 16)
+            {
+                int step = d / 16; // 0..7: row key + step / 2, lines (step % 2) * 2 .. + 1
+                size_t at = (size_t)(key + step / 2) * 512 + (step % 2) * 128;
+                _mm_prefetch(nk + at, REQUEST_HINT); _mm_prefetch(nk + at + 64, REQUEST_HINT);
+                _mm_prefetch(nv + at, REQUEST_HINT); _mm_prefetch(nv + at + 64, REQUEST_HINT);
+                __m512 k0 = _mm512_load_ps(r + d), k1 = _mm512_load_ps(r + HeadDim + d);
+                __m512 k2 = _mm512_load_ps(r + 2 * HeadDim + d), k3 = _mm512_load_ps(r + 3 * HeadDim + d);
+                for (int h = 0; h < 4; h++)
+                {
+                    __m512 q = _mm512_load_ps(Queries[h] + d);
+                    acc[h][0] = _mm512_fmadd_ps(q, k0, acc[h][0]); acc[h][1] = _mm512_fmadd_ps(q, k1, acc[h][1]);
+                    acc[h][2] = _mm512_fmadd_ps(q, k2, acc[h][2]); acc[h][3] = _mm512_fmadd_ps(q, k3, acc[h][3]);
+                }
+            }
+            for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
+        }
+        for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
+        {
+            __m512 s = _mm512_load_ps(Scores[h] + x);
+            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
+        }
+        __m512 oa[8], ob[8];
+        LoadOutputs(oa, ob, 0, 1);
+        for (int key = 0; key < Tile; key++)
+        {
+            for (int l = 4; l < 8; l += 2) { _mm_prefetch(nk + key * 512 + 64 * l, REQUEST_HINT); _mm_prefetch(nk + key * 512 + 64 * l + 64, REQUEST_HINT);
+                                              _mm_prefetch(nv + key * 512 + 64 * l, REQUEST_HINT); _mm_prefetch(nv + key * 512 + 64 * l + 64, REQUEST_HINT); }
+            __m512 pa = _mm512_set1_ps(Scores[0][key]), pb = _mm512_set1_ps(Scores[1][key]);
+            for (int i = 0; i < 8; i++)
+            {
+                __m512 x = _mm512_load_ps(v + key * HeadDim + 16 * i);
+                oa[i] = _mm512_fmadd_ps(pa, x, oa[i]); ob[i] = _mm512_fmadd_ps(pb, x, ob[i]);
+            }
+        }
+        StoreOutputs(oa, ob, 0, 1);
+        AddValues(v, 2, 3, NULL);
+    }
+}
+
+// Decode's order with no line requests: only one request per 4 KiB page of keys and values `ahead` bytes on, so the page
+// walks are done early and the hardware prefetchers fetch the lines.
+static void DecodePagesOnly(const float* keys, const float* values, size_t rows, int ahead)
+{
+    for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
+    {
+        const float* k = keys + tile * HeadDim;
+        const float* v = values + tile * HeadDim;
+        for (int page = 0; page < Tile * HeadDim * (int)sizeof(float); page += 4096)
+        {
+            _mm_prefetch((const char*)k + ahead + page, _MM_HINT_T1);
+            _mm_prefetch((const char*)v + ahead + page, _MM_HINT_T1);
+        }
+        for (int key = 0; key < Tile; key += 4) ScoreFourRowsRequesting(k + key * HeadDim, key, NULL, 0);
+        for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
+        {
+            __m512 s = _mm512_load_ps(Scores[h] + x);
+            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
+        }
+        AddValues(v, 0, 1, NULL);
+        AddValues(v, 2, 3, NULL);
+    }
+}
+
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
     int requests = Kinds[variant].Requests;
@@ -436,6 +591,9 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
             return;
         }
 
+        case FourRegions: DecodeFourRegions(keys, values, rows); return;
+        case BothStreams: DecodeBothStreams(keys, values, rows, requests); return;
+        case PagesOnly: DecodePagesOnly(keys, values, rows, requests); return;
         case TwoStreamSum: Sink = SumTwo(keys, values, rows * HeadDim, requests); return;
         case OneStreamSum: Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return;
         case FourStreamSum: Sink = SumFour(keys, values, rows * HeadDim); return;
