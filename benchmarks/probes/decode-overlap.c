@@ -119,19 +119,18 @@ static void ScoreRow(const float* row, int key)
     StoreScores(SumEach(h0, h1, h2, h3), key);
 }
 
-// Four key rows a line at a time: each query vector is loaded once for the four keys. With `ahead`, each step also
-// requests 4 lines of the rows there in address order (the tile's requests spread evenly over its loads, as the C#
-// kernel's score loop makes them); with `fmasOnly`, the 16 dot products are added into one vector instead of finished
-// per key and head (wrong scores: only the multiply-adds are left).
-static inline __attribute__((always_inline)) void ScoreFourRowsRequesting(const float* rows, int key, const char* ahead, int fmasOnly)
+// Four key rows a line at a time: each query vector is loaded once for the four keys. With `requests`, step d (one line
+// of each row) also requests the four lines requests[j] + requestStride * d / 16; with `fmasOnly`, the 16 dot products
+// are added into one vector instead of finished per key and head (wrong scores: only the multiply-adds are left).
+static inline __attribute__((always_inline)) void ScoreFourKeys(const float* const rows[4], int key, const char* const requests[4], int requestStride, int fmasOnly)
 {
     __m512 acc[4][4];
     for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
     for (int d = 0; d < HeadDim; d += 16)
     {
-        if (ahead) for (int line = 0; line < 4; line++) _mm_prefetch(ahead + 16 * d + 64 * line, REQUEST_HINT);
-        __m512 k0 = _mm512_load_ps(rows + d), k1 = _mm512_load_ps(rows + HeadDim + d);
-        __m512 k2 = _mm512_load_ps(rows + 2 * HeadDim + d), k3 = _mm512_load_ps(rows + 3 * HeadDim + d);
+        if (requests) for (int j = 0; j < 4; j++) _mm_prefetch(requests[j] + requestStride * (d / 16), REQUEST_HINT);
+        __m512 k0 = _mm512_load_ps(rows[0] + d), k1 = _mm512_load_ps(rows[1] + d);
+        __m512 k2 = _mm512_load_ps(rows[2] + d), k3 = _mm512_load_ps(rows[3] + d);
         for (int h = 0; h < 4; h++)
         {
             __m512 q = _mm512_load_ps(Queries[h] + d);
@@ -151,6 +150,15 @@ static inline __attribute__((always_inline)) void ScoreFourRowsRequesting(const 
     }
 
     for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
+}
+
+// Four consecutive key rows; with `ahead`, each step requests 4 lines of the rows there in address order (the tile's
+// requests spread evenly over its loads, as the C# kernel's score loop makes them).
+static inline __attribute__((always_inline)) void ScoreFourRowsRequesting(const float* rows, int key, const char* ahead, int fmasOnly)
+{
+    const float* const four[4] = { rows, rows + HeadDim, rows + 2 * HeadDim, rows + 3 * HeadDim };
+    const char* const lines[4] = { ahead, ahead + 64, ahead + 128, ahead + 192 };
+    ScoreFourKeys(four, key, ahead ? lines : NULL, 256, fmasOnly);
 }
 
 static void ScoreFourRows(const float* rows, int key) { ScoreFourRowsRequesting(rows, key, NULL, 0); }
@@ -415,28 +423,6 @@ static void DecodeTwoBlocksSideBySide(const float* keys, const float* values, si
     }
 }
 
-// Four regions: the share's quarters read side by side, a key (and later a value) of each quarter at the same offset in
-// every group of four, so each load step touches four distant lines, as the four-stream sum does.
-static inline __attribute__((always_inline)) void ScoreFourRegions(const float* r0, const float* r1, const float* r2, const float* r3, int key, const char* const* ahead)
-{
-    __m512 acc[4][4];
-    for (int h = 0; h < 4; h++) for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
-    for (int d = 0; d < HeadDim; d += 16)
-    {
-        if (ahead) for (int j = 0; j < 4; j++) _mm_prefetch(ahead[j] + 4 * d, REQUEST_HINT);
-        __m512 k0 = _mm512_load_ps(r0 + d), k1 = _mm512_load_ps(r1 + d), k2 = _mm512_load_ps(r2 + d), k3 = _mm512_load_ps(r3 + d);
-        for (int h = 0; h < 4; h++)
-        {
-            __m512 q = _mm512_load_ps(Queries[h] + d);
-            acc[h][0] = _mm512_fmadd_ps(q, k0, acc[h][0]);
-            acc[h][1] = _mm512_fmadd_ps(q, k1, acc[h][1]);
-            acc[h][2] = _mm512_fmadd_ps(q, k2, acc[h][2]);
-            acc[h][3] = _mm512_fmadd_ps(q, k3, acc[h][3]);
-        }
-    }
-    for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
-}
-
 // P·V for heads a, b over the tile's 32 keys: key k is quarter k % 4's row at offset k / 4.
 static void AddValuesRegions(const float* const* v, int a, int b, int request)
 {
@@ -457,6 +443,8 @@ static void AddValuesRegions(const float* const* v, int a, int b, int request)
     StoreOutputs(oa, ob, a, b);
 }
 
+// Four regions: the share's quarters read side by side, a key (and later a value) of each quarter at the same offset in
+// every group of four, so each load step touches four distant lines, as the four-stream sum does.
 static void DecodeFourRegions(const float* keys, const float* values, size_t rows)
 {
     size_t quarter = rows / 4, per = Tile / 4;
@@ -469,7 +457,8 @@ static void DecodeFourRegions(const float* keys, const float* values, size_t row
         {
             // each step requests one line of each quarter's next rows: 8 steps x 8 groups = the next 8 rows of each
             for (int j = 0; j < 4; j++) ahead[j] = (const char*)(k[j] + per * HeadDim) + g * 512;
-            ScoreFourRegions(k[0] + g * HeadDim, k[1] + g * HeadDim, k[2] + g * HeadDim, k[3] + g * HeadDim, 4 * g, ahead);
+            const float* const rows[4] = { k[0] + g * HeadDim, k[1] + g * HeadDim, k[2] + g * HeadDim, k[3] + g * HeadDim };
+            ScoreFourKeys(rows, 4 * g, ahead, 64, 0);
         }
         for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
         {
