@@ -38,6 +38,8 @@
 //                 value rows and the first P·V pass their second halves, so both streams are always being requested
 //   pages only    decode's order with no line requests, only one request per 4 KiB page of keys and values 64 KiB on:
 //                 the page walks done early, the lines left to the hardware prefetchers
+//   tile bursts   decode's access order with no arithmetic: a tile's key rows summed (16 KiB), then its value rows, and
+//                 on; with requests, each line step asks for the line a tile on, as decode does
 //   L2 only       "keys 4 x line + requests" over the first 8 tiles of the share again and again (256 KiB of keys and
 //                 values, held in L2): the loop's arithmetic alone, as a rate of bytes it would read. The last lines print
 //                 what a loop that adds that time to the memory's (no overlap) would read, against the four-stream sum.
@@ -53,8 +55,8 @@
 #define REQUEST_HINT _MM_HINT_T1
 #endif
 
-enum { HeadDim = 128, Tile = 32, Variants = 25, ResidentTiles = 8, PagesAheadBytes = 65536 };
-typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident, FourRegions, BothStreams, PagesOnly } Order;
+enum { HeadDim = 128, Tile = 32, Variants = 27, ResidentTiles = 8, PagesAheadBytes = 65536 };
+typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident, FourRegions, BothStreams, PagesOnly, TileBursts } Order;
 typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
     { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
@@ -70,6 +72,7 @@ static const Variant Kinds[Variants] = {
     { "one stream, K|V per tile", InterleavedTiles, 0 }, { "one stream + requests", InterleavedTiles, 1 },
     { "L2 only (arithmetic)", Resident, 1 },
     { "four regions + pages", FourRegions, 1 }, { "both streams requested", BothStreams, 1 }, { "pages only", PagesOnly, 65536 },
+    { "tile bursts, no arithmetic", TileBursts, 0 }, { "tile bursts + requests", TileBursts, 1 },
 };
 
 static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
@@ -551,6 +554,28 @@ static void DecodePagesOnly(const float* keys, const float* values, size_t rows,
     }
 }
 
+// Decode's order of reads alone: each tile's 16 KiB of keys, then its 16 KiB of values, summed; with `requests`, every
+// step also asks for the same lines a tile on.
+static void SumTileBursts(const float* keys, const float* values, size_t rows, int requests)
+{
+    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
+    for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
+        for (int stream = 0; stream < 2; stream++)
+        {
+            const float* x = (stream ? values : keys) + tile * HeadDim;
+            for (int i = 0; i < Tile * HeadDim; i += 64)
+            {
+                if (requests) for (int line = 0; line < 4; line++) _mm_prefetch((const char*)(x + Tile * HeadDim + i) + 64 * line, REQUEST_HINT);
+                a = _mm512_add_ps(a, _mm512_load_ps(x + i));
+                b = _mm512_add_ps(b, _mm512_load_ps(x + i + 16));
+                c = _mm512_add_ps(c, _mm512_load_ps(x + i + 32));
+                d = _mm512_add_ps(d, _mm512_load_ps(x + i + 48));
+            }
+        }
+
+    Sink = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
+}
+
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
     int requests = Kinds[variant].Requests;
@@ -583,6 +608,7 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
         case FourRegions: DecodeFourRegions(keys, values, rows); return;
         case BothStreams: DecodeBothStreams(keys, values, rows, requests); return;
         case PagesOnly: DecodePagesOnly(keys, values, rows, requests); return;
+        case TileBursts: SumTileBursts(keys, values, rows, requests); return;
         case TwoStreamSum: Sink = SumTwo(keys, values, rows * HeadDim, requests); return;
         case OneStreamSum: Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return;
         case FourStreamSum: Sink = SumFour(keys, values, rows * HeadDim); return;
