@@ -71,7 +71,7 @@ static const Variant Kinds[Variants] = {
     { "fused pairs", Fused, 0 }, { "fused pairs + requests", Fused, 1 },
     { "one stream, K|V per tile", InterleavedTiles, 0 }, { "one stream + requests", InterleavedTiles, 1 },
     { "L2 only (arithmetic)", Resident, 1 },
-    { "four regions + pages", FourRegions, 1 }, { "both streams requested", BothStreams, 1 }, { "pages only", PagesOnly, 65536 },
+    { "four regions + pages", FourRegions, 1 }, { "both streams requested", BothStreams, 1 }, { "pages only", PagesOnly, 0 },
     { "tile bursts, no arithmetic", TileBursts, 0 }, { "tile bursts + requests", TileBursts, 1 },
 };
 
@@ -166,15 +166,29 @@ static inline __attribute__((always_inline)) void ScoreFourRowsRequesting(const 
 
 static void ScoreFourRows(const float* rows, int key) { ScoreFourRowsRequesting(rows, key, NULL, 0); }
 
-// One line of each 4 KiB page of the keys and values PagesAheadBytes on from this tile's (x86 prefetch never faults past
-// the end), so the pages' walks start a few tiles before the tile's own requests reach them.
-static void RequestPages(const float* keys, const float* values)
+// One line of each 4 KiB page of the keys and values PagesAheadBytes on from the `bytes` at keys and values (x86 prefetch
+// never faults past the end), so the pages' walks start a few tiles before the tile's own requests reach them.
+static void RequestPagesOf(const float* keys, const float* values, int bytes)
 {
-    for (int page = 0; page < Tile * HeadDim * (int)sizeof(float); page += 4096)
+    for (int page = 0; page < bytes; page += 4096)
     {
         _mm_prefetch((const char*)keys + PagesAheadBytes + page, _MM_HINT_T1);
         _mm_prefetch((const char*)values + PagesAheadBytes + page, _MM_HINT_T1);
     }
+}
+
+// The pages of a whole tile's keys and values.
+static void RequestPages(const float* keys, const float* values) { RequestPagesOf(keys, values, Tile * HeadDim * (int)sizeof(float)); }
+
+// The line-by-line variants' lighter stand-in: one pass of vector arithmetic over the tile's scores.
+static void SoftmaxOnePass(void)
+{
+    for (int h = 0; h < 4; h++)
+        for (int x = 0; x < Tile; x += 16)
+        {
+            __m512 s = _mm512_load_ps(Scores[h] + x);
+            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
+        }
 }
 
 // A stand-in for the online softmax: a few passes of vector arithmetic over the tile's scores, no memory traffic.
@@ -455,7 +469,7 @@ static void DecodeFourRegions(const float* keys, const float* values, size_t row
     {
         const float* k[4]; const float* v[4]; const char* ahead[4];
         for (int j = 0; j < 4; j++) { k[j] = keys + (j * quarter + at) * HeadDim; v[j] = values + (j * quarter + at) * HeadDim; }
-        for (int j = 0; j < 4; j++) { _mm_prefetch((const char*)k[j] + PagesAheadBytes, _MM_HINT_T1); _mm_prefetch((const char*)v[j] + PagesAheadBytes, _MM_HINT_T1); }
+        for (int j = 0; j < 4; j++) RequestPagesOf(k[j], v[j], (int)per * HeadDim * (int)sizeof(float)); // one page of each
         for (int g = 0; g < (int)per; g++)
         {
             // each step requests one line of each quarter's next rows: 8 steps x 8 groups = the next 8 rows of each
@@ -463,11 +477,7 @@ static void DecodeFourRegions(const float* keys, const float* values, size_t row
             const float* const rows[4] = { k[0] + g * HeadDim, k[1] + g * HeadDim, k[2] + g * HeadDim, k[3] + g * HeadDim };
             ScoreFourKeys(rows, 4 * g, ahead, 64, 0);
         }
-        for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
-        {
-            __m512 s = _mm512_load_ps(Scores[h] + x);
-            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
-        }
+        SoftmaxOnePass();
         AddValuesRegions(v, 0, 1, 1);
         AddValuesRegions(v, 2, 3, 0);
     }
@@ -507,11 +517,7 @@ static void DecodeBothStreams(const float* keys, const float* values, size_t row
             }
             for (int j = 0; j < 4; j++) StoreScores(SumEach(acc[0][j], acc[1][j], acc[2][j], acc[3][j]), key + j);
         }
-        for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
-        {
-            __m512 s = _mm512_load_ps(Scores[h] + x);
-            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
-        }
+        SoftmaxOnePass();
         __m512 oa[8], ob[8];
         LoadOutputs(oa, ob, 0, 1);
         for (int key = 0; key < Tile; key++)
@@ -526,30 +532,6 @@ static void DecodeBothStreams(const float* keys, const float* values, size_t row
             }
         }
         StoreOutputs(oa, ob, 0, 1);
-        AddValues(v, 2, 3, NULL);
-    }
-}
-
-// Decode's order with no line requests: only one request per 4 KiB page of keys and values `ahead` bytes on, so the page
-// walks are done early and the hardware prefetchers fetch the lines.
-static void DecodePagesOnly(const float* keys, const float* values, size_t rows, int ahead)
-{
-    for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
-    {
-        const float* k = keys + tile * HeadDim;
-        const float* v = values + tile * HeadDim;
-        for (int page = 0; page < Tile * HeadDim * (int)sizeof(float); page += 4096)
-        {
-            _mm_prefetch((const char*)k + ahead + page, _MM_HINT_T1);
-            _mm_prefetch((const char*)v + ahead + page, _MM_HINT_T1);
-        }
-        for (int key = 0; key < Tile; key += 4) ScoreFourRowsRequesting(k + key * HeadDim, key, NULL, 0);
-        for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
-        {
-            __m512 s = _mm512_load_ps(Scores[h] + x);
-            _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
-        }
-        AddValues(v, 0, 1, NULL);
         AddValues(v, 2, 3, NULL);
     }
 }
@@ -584,6 +566,7 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
         case LineByLine:
         case LineByLinePages:
         case FmasOnlyPages:
+        case PagesOnly:
         {
             Order order = Kinds[variant].Order;
             for (size_t tile = 0; tile + 2 * Tile <= rows; tile += Tile)
@@ -591,14 +574,11 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
                 const float* k = keys + tile * HeadDim;
                 const float* v = values + tile * HeadDim;
                 if (order != LineByLine) RequestPages(k, v);
+                int lines = order != PagesOnly; // pages only: no line requests, the lines left to the hardware prefetchers
                 for (int key = 0; key < Tile; key += 4)
-                    ScoreFourRowsRequesting(k + key * HeadDim, key, (const char*)(k + (Tile + key) * HeadDim), order == FmasOnlyPages);
-                if (order != FmasOnlyPages) for (int h = 0; h < 4; h++) for (int x = 0; x < Tile; x += 16)
-                {
-                    __m512 s = _mm512_load_ps(Scores[h] + x);
-                    _mm512_store_ps(Scores[h] + x, _mm512_mul_ps(_mm512_fmadd_ps(s, s, s), _mm512_set1_ps(1e-9f)));
-                }
-                AddValues(v, 0, 1, v + Tile * HeadDim);
+                    ScoreFourRowsRequesting(k + key * HeadDim, key, lines ? (const char*)(k + (Tile + key) * HeadDim) : NULL, order == FmasOnlyPages);
+                if (order != FmasOnlyPages) SoftmaxOnePass();
+                AddValues(v, 0, 1, lines ? v + Tile * HeadDim : NULL);
                 AddValues(v, 2, 3, NULL);
             }
 
@@ -607,7 +587,6 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
 
         case FourRegions: DecodeFourRegions(keys, values, rows); return;
         case BothStreams: DecodeBothStreams(keys, values, rows, requests); return;
-        case PagesOnly: DecodePagesOnly(keys, values, rows, requests); return;
         case TileBursts: SumTileBursts(keys, values, rows, requests); return;
         case TwoStreamSum: Sink = SumTwo(keys, values, rows * HeadDim, requests); return;
         case OneStreamSum: Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return;
