@@ -40,6 +40,9 @@
 //                 the page walks done early, the lines left to the hardware prefetchers
 //   tile bursts   decode's access order with no arithmetic: a tile's key rows summed (16 KiB), then its value rows, and
 //                 on; with requests, each line step asks for the line a tile on, as decode does
+//   phases        keys before values in long runs: a phase's 4,096 key rows scored line by line (each step requesting the
+//                 line a tile on, one request per page 64 KiB on), the scores kept, then its 4,096 value rows through P·V
+//                 a tile at a time with the same requests; one stream at a time for 2 MiB instead of 16 KiB
 //   L2 only       "keys 4 x line + requests" over the first 8 tiles of the share again and again (256 KiB of keys and
 //                 values, held in L2): the loop's arithmetic alone, as a rate of bytes it would read. The last lines print
 //                 what a loop that adds that time to the memory's (no overlap) would read, against the four-stream sum.
@@ -55,8 +58,8 @@
 #define REQUEST_HINT _MM_HINT_T1
 #endif
 
-enum { HeadDim = 128, Tile = 32, Variants = 27, ResidentTiles = 8, PagesAheadBytes = 65536 };
-typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident, FourRegions, BothStreams, PagesOnly, TileBursts } Order;
+enum { HeadDim = 128, Tile = 32, Variants = 28, ResidentTiles = 8, PagesAheadBytes = 65536, PhaseRows = 4096 };
+typedef enum { KeysByRow, KeysFourByLine, LineByLine, LineByLinePages, FmasOnlyPages, Pipelined, TwoStreamSum, InterleavedTiles, OneStreamSum, FourStreamSum, TwoBlocks, Fused, TwoBlocksSideBySide, Resident, FourRegions, BothStreams, PagesOnly, TileBursts, Phases } Order;
 typedef struct { const char* Name; Order Order; int Requests; } Variant;
 static const Variant Kinds[Variants] = {
     { "keys by row", KeysByRow, 0 }, { "keys by row + requests", KeysByRow, 1 },
@@ -73,6 +76,7 @@ static const Variant Kinds[Variants] = {
     { "L2 only (arithmetic)", Resident, 1 },
     { "four regions + pages", FourRegions, 1 }, { "both streams requested", BothStreams, 1 }, { "pages only", PagesOnly, 0 },
     { "tile bursts, no arithmetic", TileBursts, 0 }, { "tile bursts + requests", TileBursts, 1 },
+    { "phases of 4,096 rows", Phases, 1 },
 };
 
 static __thread float Queries[4][HeadDim] __attribute__((aligned(64)));
@@ -558,6 +562,33 @@ static void SumTileBursts(const float* keys, const float* values, size_t rows, i
     Sink = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
 }
 
+// Keys before values in phases of PhaseRows rows: every key tile of the phase scored (the next tile's lines requested
+// line by line, the pages 64 KiB on a 64 KiB stretch at a time), its scores kept in PhaseScores, then the value tiles.
+static __thread float PhaseScores[PhaseRows / Tile][4][Tile] __attribute__((aligned(64)));
+static void DecodePhases(const float* keys, const float* values, size_t rows)
+{
+    for (size_t phase = 0; phase + PhaseRows + Tile <= rows; phase += PhaseRows)
+    {
+        for (int tile = 0; tile < PhaseRows / Tile; tile++)
+        {
+            const float* k = keys + (phase + tile * Tile) * HeadDim;
+            if (tile % 4 == 0) RequestPagesOf(k, k, PagesAheadBytes);
+            for (int key = 0; key < Tile; key += 4) ScoreFourRowsRequesting(k + key * HeadDim, key, (const char*)(k + (Tile + key) * HeadDim), 0);
+            memcpy(PhaseScores[tile], Scores, sizeof Scores);
+        }
+
+        for (int tile = 0; tile < PhaseRows / Tile; tile++)
+        {
+            const float* v = values + (phase + tile * Tile) * HeadDim;
+            if (tile % 4 == 0) RequestPagesOf(v, v, PagesAheadBytes);
+            memcpy(Scores, PhaseScores[tile], sizeof Scores);
+            SoftmaxOnePass();
+            AddValues(v, 0, 1, v + Tile * HeadDim);
+            AddValues(v, 2, 3, NULL);
+        }
+    }
+}
+
 static void Decode(const float* keys, const float* values, size_t rows, int variant)
 {
     int requests = Kinds[variant].Requests;
@@ -588,6 +619,7 @@ static void Decode(const float* keys, const float* values, size_t rows, int vari
         case FourRegions: DecodeFourRegions(keys, values, rows); return;
         case BothStreams: DecodeBothStreams(keys, values, rows, requests); return;
         case TileBursts: SumTileBursts(keys, values, rows, requests); return;
+        case Phases: DecodePhases(keys, values, rows); return;
         case TwoStreamSum: Sink = SumTwo(keys, values, rows * HeadDim, requests); return;
         case OneStreamSum: Sink = SumOneRequesting(keys, rows * HeadDim) + SumOneRequesting(values, rows * HeadDim); return;
         case FourStreamSum: Sink = SumFour(keys, values, rows * HeadDim); return;

@@ -27,6 +27,13 @@ public static partial class GroupDecodeHeadDim128;
 [Alibi]
 public static partial class GroupDecodeModifiedHeadDim40;
 
+// HeadDim 32 and a window of 9,000 keys: the four-head kernel's chunks (GroupDecodeKernel.ChunkTiles tiles: 4,096 fp32
+// keys at 512 bits, 2,048 at narrower widths, 8,192 over a 16-bit cache) cut each of the ring's two runs into several,
+// the last one partial, on one thread (one block per KV head).
+[AttentionKernel(HeadDim = 32)]
+[SlidingWindow(Size = 9000)]
+public static partial class GroupDecodeLongWindow;
+
 /// <summary>
 /// Decode's group kernel (GroupDecodeKernel): four query heads of a KV head as the rows of a register tile reading fp32,
 /// Half or BFloat16 in place, the one-head kernel for the rest, over blocks of the ring the threads ask for (WideHeads'
@@ -87,6 +94,65 @@ public class GroupDecodeTests
                 {
                     stream.AssertPrefillHalfThenDecode(new AttentionOptions { Isa = isa, MaxDegreeOfParallelism = threads }, $"{element} cache, {isa}, {heads}/{kvHeads} heads, threads {threads}", element);
                 }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(CacheElement.Single)]
+    [InlineData(CacheElement.Half)]
+    [InlineData(CacheElement.BFloat16)]
+    public void Windows_of_several_chunks_decode_like_the_reference(CacheElement element)
+    {
+        KernelUnderTest kernel = KernelUnderTest.FromType(typeof(GroupDecodeLongWindow));
+        int d = kernel.HeadDim, heads = 8, kvHeads = 2, window = kernel.Pattern.WindowLeft + 1;
+        Assert.True(window > 2 * GroupDecodeKernel.ChunkTiles * GroupDecodeKernel.TileKeys, "the window spans several fp32 chunks at 512 bits");
+        int length = window + 333; // the ring has wrapped: the newest token's keys are two runs of slots
+        Func<float, float> round = element switch
+        {
+            CacheElement.Half => x => (float)(Half)x,
+            CacheElement.BFloat16 => x => (float)(BFloat16)x,
+            _ => x => x,
+        };
+        var random = new Random(41 + (int)element);
+        var shape = new AttentionShape(heads, kvHeads, length);
+        var inputs = AttentionCheck.RandomInputs(random, shape, d);
+        float[] keys = inputs.Key.Select(round).ToArray(), values = inputs.Value.Select(round).ToArray();
+        var cache = new KvCache(kernel.Pattern, kvHeads, d, element);
+        var tokenKey = new float[kvHeads * d];
+        var tokenValue = new float[kvHeads * d];
+        for (int token = 0; token < length; token++)
+        {
+            for (int g = 0; g < kvHeads; g++)
+            {
+                keys.AsSpan((g * length + token) * d, d).CopyTo(tokenKey.AsSpan(g * d));
+                values.AsSpan((g * length + token) * d, d).CopyTo(tokenValue.AsSpan(g * d));
+            }
+
+            cache.Append(tokenKey, tokenValue);
+        }
+
+        // The reference row of every head for the newest token, and that token's queries as decode takes them.
+        var expected = new float[heads * d];
+        var query = new float[heads * d];
+        var row = new double[d];
+        for (int h = 0; h < heads; h++)
+        {
+            ReferenceAttention.ComputeRow(kernel.Pattern, inputs.Query, keys, values, shape, h, length - 1, row);
+            for (int i = 0; i < d; i++)
+            {
+                expected[h * d + i] = (float)row[i];
+            }
+
+            inputs.Query.AsSpan((h * length + length - 1) * d, d).CopyTo(query.AsSpan(h * d));
+        }
+
+        foreach (KernelIsa isa in AttentionCheck.AllIsas)
+        {
+            foreach (int? threads in new int?[] { 1, null })
+            {
+                float[] actual = Decode(kernel, cache, query, new AttentionOptions { Isa = isa, MaxDegreeOfParallelism = threads });
+                AttentionCheck.AssertClose(expected, actual, new AttentionShape(heads, kvHeads, 1), d, $"{element} cache, {isa}, threads {threads}");
             }
         }
     }
