@@ -46,13 +46,14 @@ internal static unsafe class GroupDecodeKernel
     private const int ScoreRowFloats = NarrowTileKeys;
 
     /// <summary>
-    /// Tiles of a chunk in <see cref="AccumulateFour{TKernel, TLanes, TVector, TElement, TScores}"/>: all of a chunk's keys
-    /// are scored before any of its values is read, so the memory sees one stream at a time for this many tiles (4,096
-    /// fp32 keys at 512 bits, 2 MiB at HeadDim 128; a 4,096-slot block's whole run) instead of a tile's 16 KiB of keys
-    /// and then its values. Against that tile-by-tile order on a Zen 5, two threads, the two builds in one process
-    /// (`--before-after`, 40 rounds, median ratio of times): fp32 at 64K 0.951, Half 0.924, BFloat16 0.944, 16 batched
-    /// Half streams at 8K 0.949, fp32 ones 1.006; forced Vector256, fp32 at 64K, 0.89 and 0.97 (10 rounds). The fp32
-    /// chunks gain only with the page requests (<see cref="LineRequests.RequestPages"/>): without them 1.001 and 1.052.
+    /// Tiles of a chunk in <see cref="AccumulateFour{TKernel, TLanes, TVector, TElement, TScores}"/> over a Half or BFloat16
+    /// cache: all of a chunk's keys are scored before any of its values is read, so the memory sees one stream at a time
+    /// for this many tiles (8,192 slots, 2 MiB at HeadDim 128; a 4,096-slot block is one chunk) instead of a tile's 16 KiB
+    /// of keys and then its values. Measured on a Zen 5 against the tile-by-tile order over the same caches in one
+    /// process, rounds alternating (two threads, 64K, 32 layers): Half 0.92-0.98x the time per token and BFloat16
+    /// 0.95-1.00x on Vector512, 0.91-0.95x and 0.93x on Vector256, 0.93x and 0.95x on Vector128. An fp32 cache stays tile by
+    /// tile: there chunks of 8 to 128 tiles took 1.02-1.07x the time at every width, with or without one request per page
+    /// 64 KiB or 256 KiB ahead.
     /// </summary>
     public const int ChunkTiles = 128;
 
@@ -124,8 +125,8 @@ internal static unsafe class GroupDecodeKernel
     /// as the rows of a register tile, reading the cache in place as <typeparamref name="TElement"/> (float, Half or
     /// BFloat16): each key vector is loaded, and widened, once for the four heads, in the dot products and in P·V alike, so
     /// a narrow cache needs no widening pass and no tile buffer. Half data must hold no infinity or NaN (the fast rule).
-    /// A run of slots is taken in chunks of <see cref="ChunkTiles"/> tiles: every tile's scores first, then every tile's
-    /// softmax step and P·V, in the same order, so the results are those of taking the tiles one by one.
+    /// Over a 16-bit cache a run of slots is taken in chunks of <see cref="ChunkTiles"/> tiles: every tile's scores first,
+    /// then every tile's softmax step and P·V, in the same order, so the results are those of taking the tiles one by one.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AccumulateFour<TKernel, TLanes, TVector, TElement, TScores>(in GroupBlock group)
@@ -138,9 +139,10 @@ internal static unsafe class GroupDecodeKernel
         int headDim = TKernel.HeadDim;
         float* chunkScores = group.Scratch; // per tile of the chunk, four rows ScoreRowFloats apart
         int tileKeys = sizeof(TElement) != sizeof(float) ? NarrowTileKeys : TLanes.Count < 16 ? ColumnPassTileKeys : TileKeys;
-        int chunkKeys = ChunkTiles * tileKeys;
-        // Pages are requested ahead over an fp32 cache only: over 16-bit ones the same requests took 1.08-1.17x the time.
-        bool requestPages = sizeof(TElement) == sizeof(float);
+        // Over a 16-bit cache a run of slots is taken in chunks (ChunkTiles); over fp32, tile by tile.
+        int chunkTiles = sizeof(TElement) == sizeof(float) ? 1 : ChunkTiles;
+        bool tileByTile = chunkTiles == 1;
+        int chunkKeys = chunkTiles * tileKeys;
         ReadOnlySpan<int> heads = group.Heads;
         // Half keys and values come in times 2^-112; the queries (and below, the probabilities) carry the 2^112 back.
         float* queries = typeof(TElement) == typeof(Half) ? group.HalfQueries : group.Queries;
@@ -155,11 +157,17 @@ internal static unsafe class GroupDecodeKernel
             nint rowBytes = (nint)segment.Step * headDim * sizeof(TElement);
             if (!firstTileRequested)
             {
-                // Nothing before it requested the segment's first tile of keys: ask for all its rows at once.
-                NextRows.Of(group.Source, segment.Start, segment.Step, Math.Min(tileKeys, segment.Count), headDim).Keys(0, tileKeys);
+                // Nothing before it requested the segment's first tile: ask for all its rows at once (its values too when
+                // they are read right after its keys).
+                var firstTile = NextRows.Of(group.Source, segment.Start, segment.Step, Math.Min(tileKeys, segment.Count), headDim);
+                firstTile.Keys(0, tileKeys);
+                if (tileByTile)
+                {
+                    firstTile.Values(0, tileKeys);
+                }
             }
 
-            // What the segment's last tile requests as its next: the next segment's first keys (a ring's window is two
+            // What the segment's last tile requests as its next: the next segment's first tile (a ring's window is two
             // segments, one run in memory) or, after the last, what this thread reads next (GroupBlock.Then), when it steps
             // as this segment does; otherwise the last tile itself, whose lines are held already, and the next segment
             // starts cold. Every such start waits a whole tile's latency (blocks of 2,048 slots, two starts more per block,
@@ -174,33 +182,33 @@ internal static unsafe class GroupDecodeKernel
                 int chunkCount = Math.Min(chunkKeys, segment.Count - chunkStart);
                 long chunkByte = (segment.Start + (long)chunkStart * segment.Step) * headDim * sizeof(TElement);
                 byte* chunkKeyRows = keyBase + chunkByte, chunkValueRows = valueBase + chunkByte;
-                // After the chunk's values: the next chunk's keys, the next segment's or block's, or nothing new.
-                byte* afterChunk = chunkStart + chunkCount < segment.Count ? chunkKeyRows + chunkCount * rowBytes
-                    : handsOver ? after.KeyBytes : null;
+                // Each stream's rows after this chunk's: the next chunk's, the next segment's or block's, or none known.
+                bool lastChunk = chunkStart + chunkCount >= segment.Count;
+                byte* keysAfter = !lastChunk ? chunkKeyRows + chunkCount * rowBytes : handsOver ? after.KeyBytes : null;
+                byte* valuesAfter = !lastChunk ? chunkValueRows + chunkCount * rowBytes : handsOver ? after.ValueBytes : null;
 
                 // The chunk's keys, scored tile by tile into the scratch. Each tile requests the next tile's rows from inside
                 // its loops, beside the loads, so the memory always has requests in flight (decode reads each byte once; a
                 // batch of requests at the tile's start leaves it idle for the rest of the tile; a loop of requests per row
-                // cost a quarter of the arithmetic), and over fp32 the pages PagesAheadBytes on, whose address translations
-                // would otherwise stall the line requests when they reach them. One tile ahead: with the score loads
-                // unrolled over the row (DotsFourKeys), the core's stride prefetcher runs ahead as well, and requesting the
-                // tile after next instead took 1.1x the time per token at 64K. The last tile requests the chunk's first values.
+                // cost a quarter of the arithmetic). One tile ahead: with the score loads unrolled over the row
+                // (DotsFourKeys), the core's stride prefetcher runs ahead as well, and requesting the tile after next
+                // instead took 1.1x the time per token at 64K. The chunk's last key tile requests what is read next: the
+                // chunk's first values; tile by tile, each stream requests its own next tile instead, a whole tile's time
+                // ahead (a tile's values follow its keys too soon for requests made during its scores: those took 1.12x
+                // the time per fp32 token at 64K).
                 for (int tileStart = 0; tileStart < chunkCount; tileStart += tileKeys)
                 {
                     int count = Math.Min(tileKeys, chunkCount - tileStart);
                     byte* keys = chunkKeyRows + tileStart * rowBytes;
-                    if (requestPages)
-                    {
-                        LineRequests.RequestPages(keys + LineRequests.PagesAheadBytes, count * rowBytes);
-                    }
-
-                    byte* nextKeys = tileStart + count < chunkCount ? keys + count * rowBytes : chunkValueRows;
+                    byte* nextKeys = tileStart + count < chunkCount ? keys + count * rowBytes
+                        : !tileByTile ? chunkValueRows
+                        : keysAfter != null ? keysAfter : keys;
                     float* tileScores = chunkScores + tileStart / tileKeys * TileScoreFloats;
                     ScoreFour<TKernel, TLanes, TVector, TElement>(query0, query1, query2, query3, keys, rowBytes, count, tileScores, nextKeys);
                 }
 
-                // Then its values, tile by tile in the same order, each after its tile's online-softmax step; the last
-                // requests what follows the chunk.
+                // Then its values, tile by tile in the same order, each after its tile's online-softmax step. The last value
+                // tile requests the next chunk's keys (tile by tile, the next values).
                 for (int tileStart = 0; tileStart < chunkCount; tileStart += tileKeys)
                 {
                     int count = Math.Min(tileKeys, chunkCount - tileStart);
@@ -223,13 +231,8 @@ internal static unsafe class GroupDecodeKernel
                     }
 
                     byte* values = chunkValueRows + tileStart * rowBytes;
-                    if (requestPages)
-                    {
-                        LineRequests.RequestPages(values + LineRequests.PagesAheadBytes, count * rowBytes);
-                    }
-
-                    byte* nextValues = tileStart + count < chunkCount ? values + count * rowBytes : afterChunk != null ? afterChunk : values;
-                    AddValuesFour<TKernel, TLanes, TVector, TElement>(group, tileScores, values, rowBytes, count, nextValues);
+                    byte* nextRows = tileStart + count < chunkCount ? values + count * rowBytes : tileByTile ? valuesAfter : keysAfter;
+                    AddValuesFour<TKernel, TLanes, TVector, TElement>(group, tileScores, values, rowBytes, count, nextRows != null ? nextRows : values);
                 }
             }
         }

@@ -47,27 +47,6 @@ internal static unsafe class LineRequests
         }
     }
 
-    /// <summary>How far ahead of a stream's reads <see cref="RequestPages"/> is asked to reach: four 16 KiB fp32 tiles.</summary>
-    public const int PagesAheadBytes = 65536;
-
-    /// <summary>
-    /// One request per 4 KiB page of the <paramref name="bytes"/> at <paramref name="from"/>, into L2 (<c>prefetcht1</c>)
-    /// on every core, so that each page's address translation is under way before the line requests reach it. On the
-    /// Zen 5 VMs measured, whose host maps guest memory in 4 KiB pages, a translation the TLB does not hold costs about
-    /// 250 ns, and a request starts it (<c>benchmarks/probes/page-walk.c</c>). Nothing where x86's prefetch is not available.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void RequestPages(byte* from, nint bytes)
-    {
-        if (Sse.IsSupported)
-        {
-            for (nint page = 0; page < bytes; page += 4096)
-            {
-                Sse.Prefetch1(from + page);
-            }
-        }
-    }
-
     /// <summary>The choice: an explicit <c>L1</c> or <c>L2</c> in <paramref name="setting"/> (any case), else L2 on family 19h.</summary>
     internal static bool ChooseL2(string? setting, bool amdFamily19h) => setting?.Trim().ToUpperInvariant() switch
     {

@@ -27,9 +27,9 @@ public static partial class GroupDecodeHeadDim128;
 [Alibi]
 public static partial class GroupDecodeModifiedHeadDim40;
 
-// HeadDim 32 and a window of 9,000 keys: the four-head kernel's chunks (GroupDecodeKernel.ChunkTiles tiles: 4,096 fp32
-// keys at 512 bits, 2,048 at narrower widths, 8,192 over a 16-bit cache) cut each of the ring's two runs into several,
-// the last one partial, on one thread (one block per KV head).
+// HeadDim 32 and a window of 9,000 keys: over a 16-bit cache the four-head kernel's chunks (GroupDecodeKernel.ChunkTiles
+// tiles of 64 keys, 8,192) cut the ring's longer run into a whole chunk and a partial one when one thread decodes (one
+// block per KV head); over fp32 the same window runs tile by tile.
 [AttentionKernel(HeadDim = 32)]
 [SlidingWindow(Size = 9000)]
 public static partial class GroupDecodeLongWindow;
@@ -102,11 +102,13 @@ public class GroupDecodeTests
     [InlineData(CacheElement.Single)]
     [InlineData(CacheElement.Half)]
     [InlineData(CacheElement.BFloat16)]
-    public void Windows_of_several_chunks_decode_like_the_reference(CacheElement element)
+    public void Windows_longer_than_a_chunk_decode_like_the_reference(CacheElement element)
     {
         KernelUnderTest kernel = KernelUnderTest.FromType(typeof(GroupDecodeLongWindow));
-        int d = kernel.HeadDim, heads = 8, kvHeads = 2, window = kernel.Pattern.WindowLeft + 1;
-        Assert.True(window > 2 * GroupDecodeKernel.ChunkTiles * GroupDecodeKernel.TileKeys, "the window spans several fp32 chunks at 512 bits");
+        int d = kernel.HeadDim, heads = 16, kvHeads = 4, window = kernel.Pattern.WindowLeft + 1;
+        // Four KV heads on one thread: each is one block, and its longer run of slots (8,667) passes a 16-bit chunk.
+        Assert.Equal(9024, CpuDecode.SlotsPerBlock(window, kvHeads, threads: 1));
+        Assert.True(window - 333 > GroupDecodeKernel.ChunkTiles * GroupDecodeKernel.NarrowTileKeys);
         int length = window + 333; // the ring has wrapped: the newest token's keys are two runs of slots
         Func<float, float> round = element switch
         {
