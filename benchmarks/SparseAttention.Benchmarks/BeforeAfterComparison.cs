@@ -9,7 +9,10 @@ namespace SparseAttention.Benchmarks;
 /// this program, loaded side by side in one process (the other in its own AssemblyLoadContext), run the same cases in
 /// alternating rounds. On a shared VM whose speed drifts by tens of percent between runs, separate processes cannot
 /// resolve a 3% difference; calls a few milliseconds apart see the same machine, so the per-round ratio stays steady
-/// while the absolute times wander. The other build must have <see cref="StandardCase.CreateTimer"/>.
+/// while the absolute times wander. The other build must have <see cref="StandardCase.CreateTimer"/>. Each build's
+/// timer allocates its own inputs, so a case bound by reading memory (decode, whose caches are 1 GiB) also compares
+/// where the two builds' buffers landed: eight runs of one decode change read 0.90-1.08 (BENCHMARKS.md, twenty-third
+/// session). For those, alternate the two versions over the same caches in one build instead.
 /// </summary>
 public static class BeforeAfterComparison
 {
