@@ -106,10 +106,12 @@ public class GroupDecodeTests
     {
         KernelUnderTest kernel = KernelUnderTest.FromType(typeof(GroupDecodeLongWindow));
         int d = kernel.HeadDim, heads = 16, kvHeads = 4, window = kernel.Pattern.WindowLeft + 1;
-        // Four KV heads on one thread: each is one block, and its longer run of slots (8,667) passes a 16-bit chunk.
+        // The ring has wrapped by `wrapped` tokens, so the newest token's keys are two runs of slots. Four KV heads on one
+        // thread: each is one block, and its longer run of slots (window - wrapped) passes a 16-bit chunk.
+        const int wrapped = 333;
         Assert.Equal(9024, CpuDecode.SlotsPerBlock(window, kvHeads, threads: 1));
-        Assert.True(window - 333 > GroupDecodeKernel.ChunkTiles * GroupDecodeKernel.NarrowTileKeys);
-        int length = window + 333; // the ring has wrapped: the newest token's keys are two runs of slots
+        Assert.True(window - wrapped > GroupDecodeKernel.ChunkTiles * GroupDecodeKernel.NarrowTileKeys);
+        int length = window + wrapped;
         Func<float, float> round = element switch
         {
             CacheElement.Half => x => (float)(Half)x,
@@ -121,22 +123,13 @@ public class GroupDecodeTests
         var inputs = AttentionCheck.RandomInputs(random, shape, d);
         float[] keys = inputs.Key.Select(round).ToArray(), values = inputs.Value.Select(round).ToArray();
         var cache = new KvCache(kernel.Pattern, kvHeads, d, element);
-        var tokenKey = new float[kvHeads * d];
-        var tokenValue = new float[kvHeads * d];
         for (int token = 0; token < length; token++)
         {
-            for (int g = 0; g < kvHeads; g++)
-            {
-                keys.AsSpan((g * length + token) * d, d).CopyTo(tokenKey.AsSpan(g * d));
-                values.AsSpan((g * length + token) * d, d).CopyTo(tokenValue.AsSpan(g * d));
-            }
-
-            cache.Append(tokenKey, tokenValue);
+            cache.Append(StreamCase.TokenMajor(keys, kvHeads, length, d, token, 1), StreamCase.TokenMajor(values, kvHeads, length, d, token, 1));
         }
 
-        // The reference row of every head for the newest token, and that token's queries as decode takes them.
+        // The reference row of every head for the newest token (computing all 9,333 rows would take the suite minutes).
         var expected = new float[heads * d];
-        var query = new float[heads * d];
         var row = new double[d];
         for (int h = 0; h < heads; h++)
         {
@@ -145,9 +138,9 @@ public class GroupDecodeTests
             {
                 expected[h * d + i] = (float)row[i];
             }
-
-            inputs.Query.AsSpan((h * length + length - 1) * d, d).CopyTo(query.AsSpan(h * d));
         }
+
+        float[] query = StreamCase.TokenMajor(inputs.Query, heads, length, d, length - 1, 1);
 
         foreach (KernelIsa isa in AttentionCheck.AllIsas)
         {

@@ -108,14 +108,20 @@ internal sealed record StreamCase(KernelUnderTest Kernel, AttentionCheck.Inputs 
     }
 
     /// <summary>Rows first .. first + count - 1 of a <c>[heads, SeqLen, HeadDim]</c> tensor as <c>[count, heads, HeadDim]</c>.</summary>
-    private float[] TokenMajor(float[] tensor, int heads, int first, int count)
+    private float[] TokenMajor(float[] tensor, int heads, int first, int count) => TokenMajor(tensor, heads, Length, HeadDim, first, count);
+
+    /// <summary>
+    /// Rows first .. first + count - 1 of a <c>[heads, length, headDim]</c> tensor as <c>[count, heads, headDim]</c>: what
+    /// a decoder appends (keys, values) or decodes (queries) for those tokens.
+    /// </summary>
+    public static float[] TokenMajor(float[] tensor, int heads, int length, int headDim, int first, int count)
     {
-        var tokens = new float[count * heads * HeadDim];
+        var tokens = new float[count * heads * headDim];
         for (int token = 0; token < count; token++)
         {
             for (int head = 0; head < heads; head++)
             {
-                tensor.AsSpan((head * Length + first + token) * HeadDim, HeadDim).CopyTo(tokens.AsSpan((token * heads + head) * HeadDim));
+                tensor.AsSpan((head * length + first + token) * headDim, headDim).CopyTo(tokens.AsSpan((token * heads + head) * headDim));
             }
         }
 
